@@ -1,0 +1,1 @@
+//! modfleet-proxy: a Go module proxy.
