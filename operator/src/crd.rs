@@ -1,0 +1,654 @@
+//! The `GoModuleProxy` custom resource (group `modfleet.dev`, version `v1alpha1`).
+//!
+//! The field names are the public API (issue 4): keep them. Validation that the API server
+//! can do lives here as OpenAPI constraints and `x-kubernetes-validations` CEL rules, so a bad
+//! object is rejected on `kubectl apply` with a message a person understands instead of
+//! failing later inside the operator.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Affinity, LocalObjectReference, ResourceRequirements, Toleration, TopologySpreadConstraint,
+};
+use k8s_openapi::api::networking::v1::NetworkPolicyPeer;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// API group of the CRD.
+pub const GROUP: &str = "modfleet.dev";
+/// Longest CR name we accept: child names append up to `-cache-NNN` / `-peers` and Service
+/// names must stay DNS-1035 labels (63 characters).
+pub const MAX_NAME_LEN: usize = 50;
+
+/// A fleet of modfleet Go module proxies with their caches, Services and policies.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "modfleet.dev",
+    version = "v1alpha1",
+    kind = "GoModuleProxy",
+    namespaced,
+    shortname = "gmp",
+    status = "GoModuleProxyStatus",
+    derive = "PartialEq",
+    doc = "A fleet of modfleet Go module proxies (GOPROXY) with per-member or shared caches",
+    scale(
+        spec_replicas_path = ".spec.replicas",
+        status_replicas_path = ".status.members"
+    ),
+    printcolumn(
+        name = "Members",
+        type_ = "integer",
+        json_path = ".status.members",
+        description = "Fleet members that exist"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "integer",
+        json_path = ".status.readyMembers",
+        description = "Fleet members that are Ready with the current template"
+    ),
+    printcolumn(
+        name = "Endpoint",
+        type_ = "string",
+        json_path = ".status.endpoint",
+        description = "GOPROXY URL inside the cluster"
+    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = Rule::new("size(self.metadata.name) <= 50").message(
+        "metadata.name must be at most 50 characters: child objects are named NAME-cache-<i>, NAME-peers, ..."
+    ),
+    validation = Rule::new("self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')").message(
+        "metadata.name must be a DNS-1035 label (lowercase letters, digits and '-', starting with a letter): it names the fleet's Service"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct GoModuleProxySpec {
+    /// Number of fleet members (proxy pods). Scale subresource: `kubectl scale gmp/NAME --replicas=N`.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 0, max = 100))]
+    #[x_kube(validation = Rule::new("self >= 0").message("replicas must be 0 or more"))]
+    pub replicas: i32,
+
+    /// Proxy container image. Default: the operator's `--proxy-image`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 512))]
+    pub image: Option<String>,
+
+    /// Image pull policy of the proxy container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_pull_policy: Option<ImagePullPolicy>,
+
+    /// Secrets used to pull the proxy image.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub image_pull_secrets: Vec<LocalObjectReference>,
+
+    /// Upstream GOPROXYs in priority order (the first is tried first). At least one.
+    #[schemars(length(max = 16))]
+    #[x_kube(validation = Rule::new("size(self) >= 1").message(
+        "at least one upstream is required, e.g. upstreams: [{url: https://goproxy.example.com}]"
+    ))]
+    pub upstreams: Vec<Upstream>,
+
+    /// Checksum database the fleet proxies and verifies against. Default: the go command's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sumdb: Option<SumDb>,
+
+    /// Module path globs (GONOSUMDB syntax) not checked against the checksum database.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256), inner(length(max = 256)))]
+    pub no_sum_patterns: Vec<String>,
+
+    /// Module path globs (GOPRIVATE syntax) the fleet refuses with 403.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 256), inner(length(max = 256)))]
+    pub exclude_patterns: Vec<String>,
+
+    /// Module cache storage.
+    #[serde(default)]
+    pub cache: CacheSpec,
+
+    /// NetworkPolicy for the fleet's pods.
+    #[serde(default)]
+    pub network_policy: NetworkPolicySpec,
+
+    /// Tracing export.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telemetry: Option<TelemetrySpec>,
+
+    /// Client-facing Service.
+    #[serde(default)]
+    pub service: ServiceSpec,
+
+    /// Resources of the proxy container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+
+    /// Node selector of the proxy pods.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub node_selector: BTreeMap<String, String>,
+
+    /// Tolerations of the proxy pods.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tolerations: Vec<Toleration>,
+
+    /// Affinity of the proxy pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub affinity: Option<Affinity>,
+
+    /// Topology spread constraints of the proxy pods.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub topology_spread_constraints: Vec<TopologySpreadConstraint>,
+
+    /// Priority class of the proxy pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority_class_name: Option<String>,
+
+    /// Extra annotations on the proxy pods.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pod_annotations: BTreeMap<String, String>,
+
+    /// Extra labels on the proxy pods (the operator's own labels win on conflict).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pod_labels: BTreeMap<String, String>,
+}
+
+fn default_replicas() -> i32 {
+    1
+}
+
+/// Container image pull policy.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ImagePullPolicy {
+    Always,
+    IfNotPresent,
+    Never,
+}
+
+impl ImagePullPolicy {
+    /// The Kubernetes spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImagePullPolicy::Always => "Always",
+            ImagePullPolicy::IfNotPresent => "IfNotPresent",
+            ImagePullPolicy::Never => "Never",
+        }
+    }
+}
+
+/// One upstream GOPROXY.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Upstream {
+    /// Base URL of the upstream GOPROXY (http or https).
+    #[schemars(length(max = 2048))]
+    #[x_kube(validation = Rule::new(
+        "isURL(self) && url(self).getScheme() in ['http', 'https'] && url(self).getHostname() != ''"
+    ).message("upstream url must be an absolute http:// or https:// URL, e.g. https://goproxy.example.com"))]
+    pub url: String,
+
+    /// Relative share of traffic among upstreams of equal priority (at least 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1").message("upstream weight must be at least 1"))]
+    pub weight: Option<i32>,
+
+    /// Per-request timeout, e.g. `30s`, `1m30s`, `500ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 64))]
+    #[x_kube(validation = Rule::new("self.matches('^([0-9]+(ms|s|m|h))+$')").message(
+        "upstream timeout must be a duration like 30s, 1m30s or 500ms"
+    ))]
+    pub timeout: Option<String>,
+}
+
+/// Checksum database settings.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SumDb {
+    /// Name of the checksum database (like GOSUMDB). Empty: the go command's default.
+    #[serde(default)]
+    #[schemars(length(max = 253))]
+    pub name: String,
+    /// URL of the checksum database or a proxy of it. Empty: derived from the name.
+    #[serde(default)]
+    #[schemars(length(max = 2048))]
+    #[x_kube(validation = Rule::new(
+        "self == '' || (isURL(self) && url(self).getScheme() in ['http', 'https'])"
+    ).message("sumdb url must be empty or an http:// or https:// URL"))]
+    pub url: String,
+}
+
+/// Where members keep their module cache.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum CacheMode {
+    /// One ReadWriteOnce PVC and one single-replica Deployment per member.
+    #[default]
+    PerMember,
+    /// One ReadWriteMany PVC shared by all members of one Deployment. Needs a StorageClass
+    /// that supports ReadWriteMany.
+    Shared,
+}
+
+/// What happens to cache PVCs when members are removed or the CR is deleted.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum RetainPolicy {
+    /// Keep the PVCs (they are released from the CR and left for an admin).
+    #[default]
+    Retain,
+    /// Delete the PVCs.
+    Delete,
+}
+
+/// Module cache settings.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(
+    "self.mode != 'Shared' || (has(self.storageClassName) && self.storageClassName != '')"
+).message(
+    "cache.mode Shared needs cache.storageClassName naming a StorageClass that supports ReadWriteMany"
+))]
+pub struct CacheSpec {
+    /// Size of each cache volume (a quantity such as 20Gi). The proxy evicts at about 90%.
+    #[serde(default = "default_cache_size")]
+    #[schemars(length(max = 64))]
+    #[x_kube(validation = Rule::new(
+        "isQuantity(self) && quantity(self).isGreaterThan(quantity('0'))"
+    ).message("cache.size must be a positive quantity such as 20Gi or 500Mi"))]
+    pub size: String,
+
+    /// StorageClass of the cache PVCs. Empty: the cluster's default class.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub storage_class_name: Option<String>,
+
+    /// `PerMember` (default) or `Shared`. Immutable.
+    #[serde(default)]
+    #[x_kube(validation = Rule::new("self == oldSelf").message(
+        "cache.mode is immutable: create a new GoModuleProxy to switch between PerMember and Shared"
+    ))]
+    pub mode: CacheMode,
+
+    /// `Retain` (default) or `Delete`.
+    #[serde(default)]
+    pub retain_policy: RetainPolicy,
+}
+
+fn default_cache_size() -> String {
+    "20Gi".to_owned()
+}
+
+impl Default for CacheSpec {
+    fn default() -> Self {
+        CacheSpec {
+            size: default_cache_size(),
+            storage_class_name: None,
+            mode: CacheMode::PerMember,
+            retain_policy: RetainPolicy::Retain,
+        }
+    }
+}
+
+/// NetworkPolicy settings.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkPolicySpec {
+    /// Create a NetworkPolicy for the fleet.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Who may reach the proxy port. Empty: every pod in every namespace.
+    #[serde(default)]
+    pub allow_from: Vec<NetworkPolicyPeer>,
+    /// Who may reach the admin (metrics) port. Empty: nobody outside the fleet.
+    #[serde(default)]
+    pub metrics_from: Vec<NetworkPolicyPeer>,
+    /// Where members may connect to (upstreams). Empty: 0.0.0.0/0 and ::/0.
+    #[serde(default)]
+    pub egress_to: Vec<NetworkPolicyPeer>,
+    /// TCP ports members may connect to on `egressTo`.
+    #[serde(default = "default_egress_ports")]
+    #[schemars(length(max = 64))]
+    #[x_kube(validation = Rule::new("self.all(p, p >= 1 && p <= 65535)").message(
+        "networkPolicy.egressPorts must be TCP ports between 1 and 65535"
+    ))]
+    pub egress_ports: Vec<i32>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_egress_ports() -> Vec<i32> {
+    vec![443]
+}
+
+impl Default for NetworkPolicySpec {
+    fn default() -> Self {
+        NetworkPolicySpec {
+            enabled: true,
+            allow_from: Vec::new(),
+            metrics_from: Vec::new(),
+            egress_to: Vec::new(),
+            egress_ports: default_egress_ports(),
+        }
+    }
+}
+
+/// Tracing settings passed to the proxy as OTEL_* environment variables.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TelemetrySpec {
+    /// OTLP endpoint, e.g. `http://otel-collector.observability:4317`. Empty: no export.
+    #[serde(default)]
+    #[schemars(length(max = 2048))]
+    pub otlp_endpoint: String,
+    /// Fraction of traces sampled (parent-based), between 0 and 1.
+    #[serde(default = "default_sampling_ratio")]
+    #[x_kube(validation = Rule::new("self >= 0.0 && self <= 1.0").message(
+        "telemetry.samplingRatio must be between 0 and 1"
+    ))]
+    pub sampling_ratio: f64,
+}
+
+fn default_sampling_ratio() -> f64 {
+    0.1
+}
+
+/// Kind of the client Service.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum ServiceType {
+    #[default]
+    ClusterIP,
+    NodePort,
+    LoadBalancer,
+}
+
+impl ServiceType {
+    /// The Kubernetes spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceType::ClusterIP => "ClusterIP",
+            ServiceType::NodePort => "NodePort",
+            ServiceType::LoadBalancer => "LoadBalancer",
+        }
+    }
+}
+
+/// Client Service settings.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceSpec {
+    /// Service type.
+    #[serde(default, rename = "type")]
+    pub type_: ServiceType,
+    /// Service port (targets the proxy's `http` port).
+    #[serde(default = "default_service_port")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 65535").message(
+        "service.port must be between 1 and 65535"
+    ))]
+    pub port: i32,
+    /// Annotations on the client Service (e.g. for a cloud load balancer).
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+}
+
+fn default_service_port() -> i32 {
+    80
+}
+
+impl Default for ServiceSpec {
+    fn default() -> Self {
+        ServiceSpec {
+            type_: ServiceType::ClusterIP,
+            port: default_service_port(),
+            annotations: BTreeMap::new(),
+        }
+    }
+}
+
+/// Observed state of the fleet.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GoModuleProxyStatus {
+    /// The `metadata.generation` this status was computed for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Fleet members (pods wanted by the member Deployments that exist).
+    #[serde(default)]
+    pub members: i32,
+    /// Members that are Ready with the current pod template.
+    #[serde(default)]
+    pub ready_members: i32,
+    /// GOPROXY URL inside the cluster: `http://NAME.NAMESPACE.svc:PORT`.
+    #[serde(default)]
+    pub endpoint: String,
+    /// `Ready`, `Progressing` and `Degraded`.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+}
+
+impl GoModuleProxy {
+    /// Desired number of members, never negative.
+    pub fn replicas(&self) -> i32 {
+        self.spec.replicas.max(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::CustomResourceExt;
+    use serde_json::{Value, json};
+
+    fn schema() -> Value {
+        let crd = GoModuleProxy::crd();
+        serde_json::to_value(
+            crd.spec.versions[0]
+                .schema
+                .as_ref()
+                .unwrap()
+                .open_api_v3_schema
+                .as_ref()
+                .unwrap(),
+        )
+        .unwrap()
+    }
+
+    fn valid() -> Value {
+        json!({
+            "apiVersion": "modfleet.dev/v1alpha1",
+            "kind": "GoModuleProxy",
+            "metadata": {"name": "gomod", "namespace": "default"},
+            "spec": {
+                "replicas": 3,
+                "upstreams": [{"url": "https://goproxy.example.com", "weight": 1, "timeout": "30s"}],
+                "cache": {"size": "20Gi", "mode": "PerMember", "retainPolicy": "Retain"},
+                "networkPolicy": {"enabled": true, "allowFrom": [], "metricsFrom": [], "egressTo": [], "egressPorts": [443]},
+                "service": {"type": "ClusterIP", "port": 80, "annotations": {}},
+                "telemetry": {"otlpEndpoint": "", "samplingRatio": 0.1}
+            }
+        })
+    }
+
+    /// Runs the CRD's CEL rules client-side (kube-cel), as the API server would.
+    fn cel(obj: &Value, old: Option<&Value>) -> Result<(), String> {
+        kube::core::cel::Validator::new()
+            .validate(&schema(), obj, old)
+            .map_err(|e| format!("{e:?}"))
+    }
+
+    fn with(path: &[&str], value: Value) -> Value {
+        let mut v = valid();
+        let mut cur = &mut v;
+        for p in &path[..path.len() - 1] {
+            cur = if let Ok(i) = p.parse::<usize>() {
+                &mut cur[i]
+            } else {
+                &mut cur[*p]
+            };
+        }
+        cur[path[path.len() - 1]] = value;
+        v
+    }
+
+    #[test]
+    fn crd_names_subresources_and_columns() {
+        let crd = GoModuleProxy::crd();
+        assert_eq!(crd.spec.group, GROUP);
+        assert_eq!(crd.spec.names.kind, "GoModuleProxy");
+        assert_eq!(crd.spec.names.short_names, Some(vec!["gmp".to_owned()]));
+        assert_eq!(crd.spec.scope, "Namespaced");
+        let v = &crd.spec.versions[0];
+        assert_eq!(v.name, "v1alpha1");
+        let sub = v.subresources.as_ref().unwrap();
+        assert!(sub.status.is_some());
+        let scale = sub.scale.as_ref().unwrap();
+        assert_eq!(scale.spec_replicas_path, ".spec.replicas");
+        assert_eq!(scale.status_replicas_path, ".status.members");
+        let cols: Vec<_> = v
+            .additional_printer_columns
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(cols, ["Members", "Ready", "Endpoint", "Age"]);
+    }
+
+    #[test]
+    fn schema_shape_has_rules_and_defaults() {
+        let s = schema();
+        let spec = &s["properties"]["spec"];
+        assert_eq!(spec["required"], json!(["upstreams"]));
+        let ups = &spec["properties"]["upstreams"];
+        assert!(ups["x-kubernetes-validations"][0]["rule"].is_string());
+        let url = &ups["items"]["properties"]["url"];
+        assert!(
+            url["x-kubernetes-validations"][0]["rule"]
+                .as_str()
+                .unwrap()
+                .contains("isURL")
+        );
+        let cache = &spec["properties"]["cache"];
+        assert_eq!(cache["properties"]["mode"]["default"], "PerMember");
+        assert_eq!(
+            cache["properties"]["mode"]["x-kubernetes-validations"][0]["rule"],
+            "self == oldSelf"
+        );
+        assert_eq!(
+            cache["properties"]["mode"]["enum"],
+            json!(["PerMember", "Shared"])
+        );
+        assert_eq!(
+            spec["properties"]["replicas"]["minimum"].as_f64(),
+            Some(0.0)
+        );
+        assert!(s["x-kubernetes-validations"].as_array().unwrap().len() >= 2);
+    }
+
+    #[test]
+    fn valid_object_passes_cel() {
+        cel(&valid(), None).unwrap();
+        let mut ok = valid();
+        ok["spec"]["upstreams"][0]["url"] = json!("http://athens.internal:3000/");
+        cel(&ok, None).unwrap();
+    }
+
+    #[test]
+    fn cel_rejects_bad_urls() {
+        for bad in [
+            "ftp://x.example.com",
+            "goproxy.example.com",
+            "not a url",
+            "",
+        ] {
+            let v = with(&["spec", "upstreams", "0", "url"], json!(bad));
+            let err = cel(&v, None).expect_err(bad);
+            assert!(err.contains("http:// or https://"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn cel_rejects_empty_upstreams_weight_zero_bad_timeout() {
+        let err = cel(&with(&["spec", "upstreams"], json!([])), None).unwrap_err();
+        assert!(err.contains("at least one upstream"), "{err}");
+        let err = cel(&with(&["spec", "upstreams", "0", "weight"], json!(0)), None).unwrap_err();
+        assert!(err.contains("weight must be at least 1"), "{err}");
+        let err = cel(
+            &with(&["spec", "upstreams", "0", "timeout"], json!("soon")),
+            None,
+        )
+        .unwrap_err();
+        assert!(err.contains("duration like 30s"), "{err}");
+        cel(
+            &with(&["spec", "upstreams", "0", "timeout"], json!("1m30s")),
+            None,
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn cel_checks_cache_size_is_a_quantity() {
+        for bad in ["lots", "20 Gi", "0", "-1Gi"] {
+            let err = cel(&with(&["spec", "cache", "size"], json!(bad)), None).expect_err(bad);
+            assert!(err.contains("positive quantity"), "{bad}: {err}");
+        }
+        for good in ["20Gi", "500Mi", "1G", "1073741824"] {
+            cel(&with(&["spec", "cache", "size"], json!(good)), None).expect(good);
+        }
+    }
+
+    #[test]
+    fn cel_makes_mode_immutable_and_shared_needs_a_class() {
+        let old = valid();
+        let mut new = valid();
+        new["spec"]["cache"]["mode"] = json!("Shared");
+        new["spec"]["cache"]["storageClassName"] = json!("modfleet-rwx");
+        let err = cel(&new, Some(&old)).unwrap_err();
+        assert!(err.contains("cache.mode is immutable"), "{err}");
+        // On create the same object is fine.
+        cel(&new, None).unwrap();
+        // Shared without a class is refused.
+        new["spec"]["cache"]
+            .as_object_mut()
+            .unwrap()
+            .remove("storageClassName");
+        let err = cel(&new, None).unwrap_err();
+        assert!(err.contains("supports ReadWriteMany"), "{err}");
+    }
+
+    #[test]
+    fn cel_checks_name_ports_and_ratio() {
+        let err = cel(&with(&["metadata", "name"], json!("9lives")), None).unwrap_err();
+        assert!(err.contains("DNS-1035"), "{err}");
+        let long = "a".repeat(51);
+        let err = cel(&with(&["metadata", "name"], json!(long)), None).unwrap_err();
+        assert!(err.contains("at most 50"), "{err}");
+        let err = cel(&with(&["spec", "service", "port"], json!(70000)), None).unwrap_err();
+        assert!(err.contains("service.port"), "{err}");
+        let err = cel(
+            &with(&["spec", "networkPolicy", "egressPorts"], json!([0])),
+            None,
+        )
+        .unwrap_err();
+        assert!(err.contains("egressPorts"), "{err}");
+        let err = cel(
+            &with(&["spec", "telemetry", "samplingRatio"], json!(1.5)),
+            None,
+        )
+        .unwrap_err();
+        assert!(err.contains("samplingRatio"), "{err}");
+    }
+
+    #[test]
+    fn defaults_deserialize_from_a_minimal_spec() {
+        let spec: GoModuleProxySpec =
+            serde_json::from_value(json!({"upstreams": [{"url": "https://goproxy.example.com"}]}))
+                .unwrap();
+        assert_eq!(spec.replicas, 1);
+        assert_eq!(spec.cache, CacheSpec::default());
+        assert!(spec.network_policy.enabled);
+        assert_eq!(spec.network_policy.egress_ports, vec![443]);
+        assert_eq!(spec.service.port, 80);
+    }
+}

@@ -1,0 +1,600 @@
+//! Member Deployments. PerMember: `NAME-i`, one replica, strategy Recreate (an RWO volume
+//! cannot be mounted by the old and the new pod at once). Shared: `NAME` with `replicas`
+//! pods on one RWX volume, rolling one pod at a time.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{
+    Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
+};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
+    HTTPGetAction, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec,
+    Probe, SeccompProfile, SecurityContext, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::ResourceExt;
+use kube::api::ObjectMeta;
+use sha2::{Digest, Sha256};
+
+use super::labels::{self, Component};
+use super::{
+    ADMIN_PORT, CACHE_DIR, CONFIG_DIR, CONFIG_HASH_ANNOTATION, CONFIG_KEY, Context, HTTP_PORT,
+    TEMPLATE_HASH_ANNOTATION, merge_labels, meta, names,
+};
+use crate::crd::GoModuleProxy;
+
+/// UID/GID the proxy runs as (the distroless "nonroot" user).
+pub const RUN_AS: i64 = 65532;
+pub const CONTAINER: &str = "proxy";
+
+/// Deployment for `member` (PerMember mode) or the single shared Deployment (`None`).
+pub fn build(
+    gmp: &GoModuleProxy,
+    ctx: &Context,
+    member: Option<usize>,
+    config_hash: &str,
+) -> Deployment {
+    let name = gmp.name_any();
+    let (dep_name, claim, replicas, strategy) = match member {
+        Some(i) => (
+            names::member(&name, i),
+            names::member_cache(&name, i),
+            1,
+            DeploymentStrategy {
+                type_: Some("Recreate".into()),
+                rolling_update: None,
+            },
+        ),
+        None => (
+            name.clone(),
+            names::shared_cache(&name),
+            gmp.replicas(),
+            DeploymentStrategy {
+                type_: Some("RollingUpdate".into()),
+                rolling_update: Some(RollingUpdateDeployment {
+                    max_surge: Some(IntOrString::Int(0)),
+                    max_unavailable: Some(IntOrString::Int(1)),
+                }),
+            },
+        ),
+    };
+    let mut pod_annotations = gmp.spec.pod_annotations.clone();
+    pod_annotations.insert(CONFIG_HASH_ANNOTATION.into(), config_hash.to_owned());
+    let pod_labels = merge_labels(
+        &gmp.spec.pod_labels,
+        labels::labels(&name, Component::Proxy, member),
+    );
+    let template = PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(pod_labels),
+            annotations: Some(pod_annotations),
+            ..ObjectMeta::default()
+        }),
+        spec: Some(pod_spec(gmp, ctx, &claim)),
+    };
+    let mut metadata = meta(gmp, dep_name, Component::Proxy, member);
+    metadata.annotations = Some(BTreeMap::from([(
+        TEMPLATE_HASH_ANNOTATION.to_owned(),
+        template_hash(&template),
+    )]));
+    Deployment {
+        metadata,
+        spec: Some(DeploymentSpec {
+            replicas: Some(replicas),
+            selector: LabelSelector {
+                match_labels: Some(labels::member_selector(&name, member)),
+                match_expressions: None,
+            },
+            strategy: Some(strategy),
+            template,
+            revision_history_limit: Some(3),
+            ..DeploymentSpec::default()
+        }),
+        status: None,
+    }
+}
+
+/// Stable hash of a pod template (serde_json sorts nothing, but our maps are BTreeMaps and
+/// the builders are deterministic, so equal specs serialize equally).
+pub fn template_hash(t: &PodTemplateSpec) -> String {
+    let bytes = serde_json::to_vec(t).expect("pod templates serialize");
+    let d = Sha256::digest(&bytes);
+    d[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn pod_spec(gmp: &GoModuleProxy, ctx: &Context, claim: &str) -> PodSpec {
+    let spec = &gmp.spec;
+    let image = spec
+        .image
+        .clone()
+        .filter(|i| !i.is_empty())
+        .unwrap_or_else(|| ctx.proxy_image.clone());
+    let probe = |path: &str, failure: i32| Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String("admin".into()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(10),
+        timeout_seconds: Some(2),
+        failure_threshold: Some(failure),
+        ..Probe::default()
+    };
+    let container = Container {
+        name: CONTAINER.into(),
+        image: Some(image),
+        image_pull_policy: spec.image_pull_policy.map(|p| p.as_str().to_owned()),
+        args: Some(vec![
+            "--config".into(),
+            format!("{CONFIG_DIR}/{CONFIG_KEY}"),
+        ]),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some("http".into()),
+                container_port: HTTP_PORT,
+                protocol: Some("TCP".into()),
+                ..ContainerPort::default()
+            },
+            ContainerPort {
+                name: Some("admin".into()),
+                container_port: ADMIN_PORT,
+                protocol: Some("TCP".into()),
+                ..ContainerPort::default()
+            },
+        ]),
+        env: Some(otel_env(gmp)),
+        readiness_probe: Some(probe("/readyz", 3)),
+        liveness_probe: Some(probe("/healthz", 6)),
+        resources: spec.resources.clone(),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            run_as_user: Some(RUN_AS),
+            run_as_group: Some(RUN_AS),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                add: None,
+            }),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".into(),
+                localhost_profile: None,
+            }),
+            ..SecurityContext::default()
+        }),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: "config".into(),
+                mount_path: CONFIG_DIR.into(),
+                read_only: Some(true),
+                ..VolumeMount::default()
+            },
+            VolumeMount {
+                name: "cache".into(),
+                mount_path: CACHE_DIR.into(),
+                ..VolumeMount::default()
+            },
+            VolumeMount {
+                name: "tmp".into(),
+                mount_path: "/tmp".into(),
+                ..VolumeMount::default()
+            },
+        ]),
+        ..Container::default()
+    };
+    PodSpec {
+        containers: vec![container],
+        service_account_name: Some(gmp.name_any()),
+        automount_service_account_token: Some(false),
+        enable_service_links: Some(false),
+        termination_grace_period_seconds: Some(30),
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(RUN_AS),
+            run_as_group: Some(RUN_AS),
+            fs_group: Some(RUN_AS),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".into(),
+                localhost_profile: None,
+            }),
+            ..PodSecurityContext::default()
+        }),
+        volumes: Some(vec![
+            Volume {
+                name: "config".into(),
+                config_map: Some(ConfigMapVolumeSource {
+                    name: names::config(&gmp.name_any()),
+                    ..ConfigMapVolumeSource::default()
+                }),
+                ..Volume::default()
+            },
+            Volume {
+                name: "cache".into(),
+                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                    claim_name: claim.to_owned(),
+                    read_only: None,
+                }),
+                ..Volume::default()
+            },
+            Volume {
+                name: "tmp".into(),
+                empty_dir: Some(EmptyDirVolumeSource {
+                    size_limit: Some(k8s_openapi::apimachinery::pkg::api::resource::Quantity(
+                        "256Mi".into(),
+                    )),
+                    ..EmptyDirVolumeSource::default()
+                }),
+                ..Volume::default()
+            },
+        ]),
+        image_pull_secrets: (!spec.image_pull_secrets.is_empty())
+            .then(|| spec.image_pull_secrets.clone()),
+        node_selector: (!spec.node_selector.is_empty()).then(|| spec.node_selector.clone()),
+        tolerations: (!spec.tolerations.is_empty()).then(|| spec.tolerations.clone()),
+        affinity: spec.affinity.clone(),
+        topology_spread_constraints: (!spec.topology_spread_constraints.is_empty())
+            .then(|| spec.topology_spread_constraints.clone()),
+        priority_class_name: spec.priority_class_name.clone().filter(|p| !p.is_empty()),
+        ..PodSpec::default()
+    }
+}
+
+fn otel_env(gmp: &GoModuleProxy) -> Vec<EnvVar> {
+    let var = |name: &str, value: String| EnvVar {
+        name: name.into(),
+        value: Some(value),
+        value_from: None,
+    };
+    let ratio = gmp
+        .spec
+        .telemetry
+        .as_ref()
+        .map(|t| t.sampling_ratio)
+        .unwrap_or(0.1);
+    let mut env = vec![
+        var("OTEL_SERVICE_NAME", "modfleet-proxy".into()),
+        var("OTEL_TRACES_SAMPLER", "parentbased_traceidratio".into()),
+        var("OTEL_TRACES_SAMPLER_ARG", ratio.to_string()),
+    ];
+    if let Some(t) = gmp
+        .spec
+        .telemetry
+        .as_ref()
+        .filter(|t| !t.otlp_endpoint.is_empty())
+    {
+        env.insert(
+            0,
+            var("OTEL_EXPORTER_OTLP_ENDPOINT", t.otlp_endpoint.clone()),
+        );
+    }
+    env
+}
+
+/// Violations of the `restricted` Pod Security Standard (v1.33 rules that apply to the
+/// fields we set); empty when the pod spec passes. Used by unit tests and e2e.
+pub fn restricted_violations(pod: &PodSpec) -> Vec<String> {
+    let mut v = Vec::new();
+    let psc = pod.security_context.clone().unwrap_or_default();
+    if pod.host_network == Some(true) || pod.host_pid == Some(true) || pod.host_ipc == Some(true) {
+        v.push("host namespaces".to_owned());
+    }
+    for vol in pod.volumes.iter().flatten() {
+        let allowed = vol.config_map.is_some()
+            || vol.empty_dir.is_some()
+            || vol.persistent_volume_claim.is_some()
+            || vol.secret.is_some()
+            || vol.projected.is_some()
+            || vol.downward_api.is_some()
+            || vol.ephemeral.is_some()
+            || vol.csi.is_some();
+        if !allowed {
+            v.push(format!("volume {} has a restricted type", vol.name));
+        }
+    }
+    let pod_seccomp = psc.seccomp_profile.as_ref().map(|s| s.type_.as_str());
+    let containers = pod
+        .containers
+        .iter()
+        .chain(pod.init_containers.iter().flatten());
+    for c in containers {
+        let sc = c.security_context.clone().unwrap_or_default();
+        if sc.privileged == Some(true) {
+            v.push(format!("{}: privileged", c.name));
+        }
+        if sc.allow_privilege_escalation != Some(false) {
+            v.push(format!(
+                "{}: allowPrivilegeEscalation must be false",
+                c.name
+            ));
+        }
+        let non_root = sc.run_as_non_root.or(psc.run_as_non_root);
+        if non_root != Some(true) {
+            v.push(format!("{}: runAsNonRoot must be true", c.name));
+        }
+        if sc.run_as_user.or(psc.run_as_user) == Some(0) {
+            v.push(format!("{}: runAsUser must not be 0", c.name));
+        }
+        let seccomp = sc
+            .seccomp_profile
+            .as_ref()
+            .map(|s| s.type_.as_str())
+            .or(pod_seccomp);
+        if !matches!(seccomp, Some("RuntimeDefault" | "Localhost")) {
+            v.push(format!("{}: seccompProfile must be RuntimeDefault", c.name));
+        }
+        let caps = sc.capabilities.clone().unwrap_or_default();
+        if !caps.drop.iter().flatten().any(|d| d == "ALL") {
+            v.push(format!("{}: capabilities must drop ALL", c.name));
+        }
+        if caps.add.iter().flatten().any(|a| a != "NET_BIND_SERVICE") {
+            v.push(format!("{}: only NET_BIND_SERVICE may be added", c.name));
+        }
+        for p in c.ports.iter().flatten() {
+            if p.host_port.is_some_and(|h| h != 0) {
+                v.push(format!("{}: hostPort", c.name));
+            }
+        }
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::*;
+    use super::*;
+    use serde_json::json;
+
+    fn container(d: &Deployment) -> &Container {
+        &d.spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap()
+            .containers[0]
+    }
+
+    #[test]
+    fn per_member_deployment() {
+        let d = build(&minimal(), &ctx(), Some(1), "abc");
+        assert_owned(&d.metadata, "proxy");
+        assert_eq!(d.metadata.name.as_deref(), Some("gomod-1"));
+        assert_eq!(
+            d.metadata.labels.as_ref().unwrap()["modfleet.dev/member"],
+            "1"
+        );
+        let spec = d.spec.as_ref().unwrap();
+        assert_eq!(spec.replicas, Some(1));
+        assert_eq!(
+            spec.strategy.as_ref().unwrap().type_.as_deref(),
+            Some("Recreate")
+        );
+        let sel = spec.selector.match_labels.as_ref().unwrap();
+        assert_eq!(sel["modfleet.dev/member"], "1");
+        let tl = spec
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .labels
+            .as_ref()
+            .unwrap();
+        for (k, v) in sel {
+            assert_eq!(&tl[k], v, "template labels must match the selector");
+        }
+        let ann = spec
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .annotations
+            .as_ref()
+            .unwrap();
+        assert_eq!(ann[CONFIG_HASH_ANNOTATION], "abc");
+        let pod = spec.template.spec.as_ref().unwrap();
+        let cache = pod
+            .volumes
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|v| v.name == "cache")
+            .unwrap();
+        assert_eq!(
+            cache.persistent_volume_claim.as_ref().unwrap().claim_name,
+            "gomod-cache-1"
+        );
+        assert_eq!(pod.service_account_name.as_deref(), Some("gomod"));
+        assert_eq!(pod.automount_service_account_token, Some(false));
+        let c = container(&d);
+        assert_eq!(
+            c.image.as_deref(),
+            Some("ghcr.io/modfleet/modfleet-proxy:test")
+        );
+        assert_eq!(
+            c.args.as_ref().unwrap(),
+            &["--config", "/etc/modfleet/config.yaml"]
+        );
+        let ports: Vec<_> = c
+            .ports
+            .iter()
+            .flatten()
+            .map(|p| (p.name.clone().unwrap(), p.container_port))
+            .collect();
+        assert_eq!(ports, [("http".into(), 8080), ("admin".into(), 9090)]);
+        let r = c
+            .readiness_probe
+            .as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap();
+        assert_eq!(r.path.as_deref(), Some("/readyz"));
+        assert_eq!(r.port, IntOrString::String("admin".into()));
+        let l = c
+            .liveness_probe
+            .as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap();
+        assert_eq!(l.path.as_deref(), Some("/healthz"));
+        let mounts: Vec<_> = c
+            .volume_mounts
+            .iter()
+            .flatten()
+            .map(|m| m.mount_path.as_str())
+            .collect();
+        assert_eq!(mounts, ["/etc/modfleet", "/var/cache/modfleet", "/tmp"]);
+    }
+
+    #[test]
+    fn shared_deployment() {
+        let g = gmp(json!({
+            "replicas": 4,
+            "upstreams": [{"url": "https://goproxy.example.com"}],
+            "cache": {"mode": "Shared", "storageClassName": "modfleet-rwx"}
+        }));
+        let d = build(&g, &ctx(), None, "abc");
+        assert_eq!(d.metadata.name.as_deref(), Some("gomod"));
+        let spec = d.spec.as_ref().unwrap();
+        assert_eq!(spec.replicas, Some(4));
+        assert!(
+            !spec
+                .selector
+                .match_labels
+                .as_ref()
+                .unwrap()
+                .contains_key("modfleet.dev/member")
+        );
+        let s = spec.strategy.as_ref().unwrap();
+        assert_eq!(s.type_.as_deref(), Some("RollingUpdate"));
+        assert_eq!(
+            s.rolling_update.as_ref().unwrap().max_unavailable,
+            Some(IntOrString::Int(1))
+        );
+        let pod = spec.template.spec.as_ref().unwrap();
+        let cache = pod
+            .volumes
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|v| v.name == "cache")
+            .unwrap();
+        assert_eq!(
+            cache.persistent_volume_claim.as_ref().unwrap().claim_name,
+            "gomod-cache"
+        );
+    }
+
+    #[test]
+    fn pods_pass_the_restricted_standard() {
+        for g in [
+            minimal(),
+            gmp(json!({
+                "replicas": 2,
+                "upstreams": [{"url": "https://goproxy.example.com"}],
+                "cache": {"mode": "Shared", "storageClassName": "modfleet-rwx"}
+            })),
+        ] {
+            for d in super::super::desired(&g, &ctx()).deployments {
+                let pod = d.spec.unwrap().template.spec.unwrap();
+                assert_eq!(restricted_violations(&pod), Vec::<String>::new());
+                let c = &pod.containers[0];
+                let sc = c.security_context.as_ref().unwrap();
+                assert_eq!(sc.read_only_root_filesystem, Some(true));
+            }
+        }
+    }
+
+    #[test]
+    fn restricted_check_catches_violations() {
+        let d = build(&minimal(), &ctx(), Some(0), "abc");
+        let mut pod = d.spec.unwrap().template.spec.unwrap();
+        let sc = pod.containers[0].security_context.as_mut().unwrap();
+        sc.allow_privilege_escalation = None;
+        sc.capabilities = None;
+        sc.run_as_non_root = None;
+        pod.security_context = None;
+        sc.seccomp_profile = None;
+        let v = restricted_violations(&pod);
+        assert_eq!(v.len(), 4, "{v:?}");
+    }
+
+    #[test]
+    fn otel_env_from_telemetry() {
+        let g = gmp(json!({
+            "upstreams": [{"url": "https://goproxy.example.com"}],
+            "telemetry": {"otlpEndpoint": "http://otel.obs:4317", "samplingRatio": 0.25}
+        }));
+        let d = build(&g, &ctx(), Some(0), "abc");
+        let env: BTreeMap<_, _> = container(&d)
+            .env
+            .iter()
+            .flatten()
+            .map(|e| (e.name.as_str(), e.value.clone().unwrap()))
+            .collect();
+        assert_eq!(env["OTEL_EXPORTER_OTLP_ENDPOINT"], "http://otel.obs:4317");
+        assert_eq!(env["OTEL_TRACES_SAMPLER"], "parentbased_traceidratio");
+        assert_eq!(env["OTEL_TRACES_SAMPLER_ARG"], "0.25");
+        assert_eq!(env["OTEL_SERVICE_NAME"], "modfleet-proxy");
+        let d = build(&minimal(), &ctx(), Some(0), "abc");
+        assert!(
+            container(&d)
+                .env
+                .iter()
+                .flatten()
+                .all(|e| e.name != "OTEL_EXPORTER_OTLP_ENDPOINT")
+        );
+    }
+
+    #[test]
+    fn scheduling_fields_and_pod_metadata_pass_through() {
+        let g = gmp(json!({
+            "upstreams": [{"url": "https://goproxy.example.com"}],
+            "image": "registry.internal/proxy:v2",
+            "imagePullPolicy": "Always",
+            "imagePullSecrets": [{"name": "pull"}],
+            "nodeSelector": {"disk": "ssd"},
+            "tolerations": [{"key": "k", "operator": "Exists"}],
+            "priorityClassName": "high",
+            "podAnnotations": {"a": "b"},
+            "podLabels": {"team": "go", "app.kubernetes.io/instance": "evil"},
+            "resources": {"requests": {"cpu": "100m"}}
+        }));
+        let d = build(&g, &ctx(), Some(0), "abc");
+        let t = &d.spec.as_ref().unwrap().template;
+        let l = t.metadata.as_ref().unwrap().labels.as_ref().unwrap();
+        assert_eq!(l["team"], "go");
+        assert_eq!(l["app.kubernetes.io/instance"], "gomod", "our labels win");
+        assert_eq!(
+            t.metadata.as_ref().unwrap().annotations.as_ref().unwrap()["a"],
+            "b"
+        );
+        let pod = t.spec.as_ref().unwrap();
+        assert_eq!(pod.node_selector.as_ref().unwrap()["disk"], "ssd");
+        assert_eq!(pod.tolerations.as_ref().unwrap().len(), 1);
+        assert_eq!(pod.priority_class_name.as_deref(), Some("high"));
+        assert_eq!(pod.image_pull_secrets.as_ref().unwrap()[0].name, "pull");
+        let c = &pod.containers[0];
+        assert_eq!(c.image.as_deref(), Some("registry.internal/proxy:v2"));
+        assert_eq!(c.image_pull_policy.as_deref(), Some("Always"));
+        assert!(c.resources.is_some());
+    }
+
+    #[test]
+    fn template_hash_tracks_the_template() {
+        let a = build(&minimal(), &ctx(), Some(0), "abc");
+        let b = build(&minimal(), &ctx(), Some(0), "def");
+        let ha = &a.metadata.annotations.as_ref().unwrap()[TEMPLATE_HASH_ANNOTATION];
+        let hb = &b.metadata.annotations.as_ref().unwrap()[TEMPLATE_HASH_ANNOTATION];
+        assert_ne!(ha, hb);
+        let a2 = build(&minimal(), &ctx(), Some(0), "abc");
+        assert_eq!(
+            ha,
+            &a2.metadata.annotations.unwrap()[TEMPLATE_HASH_ANNOTATION]
+        );
+    }
+}

@@ -1,0 +1,215 @@
+//! NetworkPolicy `NAME`: ingress to the proxy port from `allowFrom` (empty: every namespace)
+//! and to the admin port from `metricsFrom`; fleet peers reach each other on both ports.
+//! Egress only to DNS, to `egressTo` (empty: anywhere) on `egressPorts`, and to peers.
+
+use k8s_openapi::api::networking::v1::{
+    IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
+    NetworkPolicyPort, NetworkPolicySpec,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::ResourceExt;
+
+use super::labels::{self, Component};
+use super::{ADMIN_PORT, Context, HTTP_PORT, meta};
+use crate::crd::GoModuleProxy;
+
+fn tcp(port: i32) -> NetworkPolicyPort {
+    port_proto(port, "TCP")
+}
+
+fn port_proto(port: i32, proto: &str) -> NetworkPolicyPort {
+    NetworkPolicyPort {
+        port: Some(IntOrString::Int(port)),
+        protocol: Some(proto.into()),
+        end_port: None,
+    }
+}
+
+pub fn build(gmp: &GoModuleProxy, _ctx: &Context) -> Option<NetworkPolicy> {
+    let np = &gmp.spec.network_policy;
+    if !np.enabled {
+        return None;
+    }
+    let name = gmp.name_any();
+    let fleet = LabelSelector {
+        match_labels: Some(labels::fleet_selector(&name)),
+        match_expressions: None,
+    };
+    let peers = vec![NetworkPolicyPeer {
+        pod_selector: Some(fleet.clone()),
+        ..NetworkPolicyPeer::default()
+    }];
+    let all_namespaces = vec![NetworkPolicyPeer {
+        namespace_selector: Some(LabelSelector::default()),
+        ..NetworkPolicyPeer::default()
+    }];
+    let anywhere = vec![
+        NetworkPolicyPeer {
+            ip_block: Some(IPBlock {
+                cidr: "0.0.0.0/0".into(),
+                except: None,
+            }),
+            ..NetworkPolicyPeer::default()
+        },
+        NetworkPolicyPeer {
+            ip_block: Some(IPBlock {
+                cidr: "::/0".into(),
+                except: None,
+            }),
+            ..NetworkPolicyPeer::default()
+        },
+    ];
+    let mut ingress = vec![NetworkPolicyIngressRule {
+        from: Some(if np.allow_from.is_empty() {
+            all_namespaces
+        } else {
+            np.allow_from.clone()
+        }),
+        ports: Some(vec![tcp(HTTP_PORT)]),
+    }];
+    if !np.metrics_from.is_empty() {
+        ingress.push(NetworkPolicyIngressRule {
+            from: Some(np.metrics_from.clone()),
+            ports: Some(vec![tcp(ADMIN_PORT)]),
+        });
+    }
+    ingress.push(NetworkPolicyIngressRule {
+        from: Some(peers.clone()),
+        ports: Some(vec![tcp(HTTP_PORT), tcp(ADMIN_PORT)]),
+    });
+    let egress = vec![
+        // DNS, wherever the cluster's resolver runs.
+        NetworkPolicyEgressRule {
+            to: None,
+            ports: Some(vec![port_proto(53, "UDP"), port_proto(53, "TCP")]),
+        },
+        NetworkPolicyEgressRule {
+            to: Some(if np.egress_to.is_empty() {
+                anywhere
+            } else {
+                np.egress_to.clone()
+            }),
+            ports: Some(np.egress_ports.iter().map(|p| tcp(*p)).collect()),
+        },
+        NetworkPolicyEgressRule {
+            to: Some(peers),
+            ports: Some(vec![tcp(HTTP_PORT), tcp(ADMIN_PORT)]),
+        },
+    ];
+    Some(NetworkPolicy {
+        metadata: meta(gmp, name, Component::Network, None),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(fleet),
+            policy_types: Some(vec!["Ingress".into(), "Egress".into()]),
+            ingress: Some(ingress),
+            egress: Some(egress),
+        }),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::*;
+    use super::*;
+    use serde_json::json;
+
+    fn ports(p: &Option<Vec<NetworkPolicyPort>>) -> Vec<(i32, String)> {
+        p.iter()
+            .flatten()
+            .map(|p| {
+                let IntOrString::Int(n) = p.port.clone().unwrap() else {
+                    panic!("named port")
+                };
+                (n, p.protocol.clone().unwrap())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn defaults_allow_all_namespaces_in_and_anywhere_out_on_443() {
+        let np = build(&minimal(), &ctx()).unwrap();
+        assert_owned(&np.metadata, "network");
+        let spec = np.spec.unwrap();
+        assert_eq!(spec.policy_types.unwrap(), ["Ingress", "Egress"]);
+        assert_eq!(
+            spec.pod_selector.unwrap().match_labels.unwrap(),
+            labels::fleet_selector("gomod")
+        );
+        let ingress = spec.ingress.unwrap();
+        assert_eq!(ingress.len(), 2, "no admin rule without metricsFrom");
+        let from = ingress[0].from.as_ref().unwrap();
+        assert_eq!(from[0].namespace_selector, Some(LabelSelector::default()));
+        assert_eq!(ports(&ingress[0].ports), [(8080, "TCP".into())]);
+        // Peers on both ports.
+        assert!(ingress[1].from.as_ref().unwrap()[0].pod_selector.is_some());
+        assert_eq!(
+            ports(&ingress[1].ports),
+            [(8080, "TCP".into()), (9090, "TCP".into())]
+        );
+        let egress = spec.egress.unwrap();
+        assert_eq!(egress[0].to, None);
+        assert_eq!(
+            ports(&egress[0].ports),
+            [(53, "UDP".into()), (53, "TCP".into())]
+        );
+        let cidrs: Vec<_> = egress[1]
+            .to
+            .iter()
+            .flatten()
+            .map(|p| p.ip_block.as_ref().unwrap().cidr.clone())
+            .collect();
+        assert_eq!(cidrs, ["0.0.0.0/0", "::/0"]);
+        assert_eq!(ports(&egress[1].ports), [(443, "TCP".into())]);
+        assert!(egress[2].to.as_ref().unwrap()[0].pod_selector.is_some());
+        assert_eq!(egress.len(), 3);
+    }
+
+    #[test]
+    fn explicit_peers_and_ports() {
+        let g = gmp(json!({
+            "upstreams": [{"url": "https://goproxy.example.com"}],
+            "networkPolicy": {
+                "allowFrom": [{"namespaceSelector": {"matchLabels": {"team": "ci"}}}],
+                "metricsFrom": [{"namespaceSelector": {"matchLabels": {"name": "monitoring"}}}],
+                "egressTo": [{"ipBlock": {"cidr": "10.0.0.0/8"}}],
+                "egressPorts": [443, 8443]
+            }
+        }));
+        let spec = build(&g, &ctx()).unwrap().spec.unwrap();
+        let ingress = spec.ingress.unwrap();
+        assert_eq!(ingress.len(), 3);
+        let ns = |r: &NetworkPolicyIngressRule| {
+            r.from.as_ref().unwrap()[0]
+                .namespace_selector
+                .clone()
+                .unwrap()
+                .match_labels
+                .unwrap()
+        };
+        assert_eq!(ns(&ingress[0])["team"], "ci");
+        assert_eq!(ports(&ingress[0].ports), [(8080, "TCP".into())]);
+        assert_eq!(ns(&ingress[1])["name"], "monitoring");
+        assert_eq!(ports(&ingress[1].ports), [(9090, "TCP".into())]);
+        let egress = spec.egress.unwrap();
+        assert_eq!(
+            egress[1].to.as_ref().unwrap()[0]
+                .ip_block
+                .as_ref()
+                .unwrap()
+                .cidr,
+            "10.0.0.0/8"
+        );
+        assert_eq!(
+            ports(&egress[1].ports),
+            [(443, "TCP".into()), (8443, "TCP".into())]
+        );
+    }
+
+    #[test]
+    fn disabled_means_none() {
+        let mut g = minimal();
+        g.spec.network_policy.enabled = false;
+        assert!(build(&g, &ctx()).is_none());
+    }
+}
