@@ -1,1 +1,18 @@
-//! modfleet-proxy: a Go module proxy.
+//! modfleet-proxy: a Go module proxy (the GOPROXY protocol) with a verified, crash-safe disk
+//! cache over several upstream proxies.
+//!
+//! Request path: [`server`] parses the URL with [`protocol`], [`fetch`] answers from the
+//! [`cache`] or, on a miss, through one [`coalesce`]d fetch from the [`upstream`] pool, verifying
+//! what it stores. [`config`] merges flags, environment and the YAML file; [`app`] wires it up.
+
+pub mod app;
+pub mod cache;
+pub mod coalesce;
+pub mod config;
+pub mod fetch;
+pub mod metrics;
+pub mod protocol;
+pub mod server;
+pub mod telemetry;
+pub mod upstream;
+pub mod verify_cmd;

@@ -1,1 +1,31 @@
-fn main() {}
+use std::process::ExitCode;
+
+use clap::Parser;
+use modfleet_proxy::config::{Cli, Config, Environment, Subcommands};
+use modfleet_proxy::{app, telemetry, verify_cmd};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Subcommands::Verify(args)) => verify_cmd::run(&args),
+        None => {
+            let config = match Config::load(&cli.serve, Environment::detect) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("modfleet-proxy: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            telemetry::init(config.log_format);
+            let runtime = tokio::runtime::Runtime::new().expect("cannot start the tokio runtime");
+            match runtime.block_on(app::serve(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!("{e:#}");
+                    eprintln!("modfleet-proxy: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

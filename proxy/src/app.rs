@@ -1,0 +1,100 @@
+//! Wiring: builds the cache, the upstream pool and the fetcher from a [`Config`], binds both
+//! listeners and runs until SIGTERM or Ctrl-C.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::cache::Cache;
+use crate::config::Config;
+use crate::fetch::Fetcher;
+use crate::metrics::Metrics;
+use crate::server::{AdminState, AppState, admin_router, proxy_router};
+use crate::upstream::UpstreamPool;
+
+/// Runs the proxy until a shutdown signal.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::new());
+    let admin = Arc::new(AdminState {
+        metrics: metrics.clone(),
+        ready: AtomicBool::new(false),
+    });
+    let admin_listener = TcpListener::bind(config.admin_listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (--admin-listen): is another process using it?",
+                config.admin_listen
+            )
+        })?;
+    let listener = TcpListener::bind(config.listen).await.with_context(|| {
+        format!(
+            "cannot listen on {} (--listen): is another process using it?",
+            config.listen
+        )
+    })?;
+    let admin_addr = admin_listener.local_addr()?;
+    let admin_task = tokio::spawn(
+        axum::serve(admin_listener, admin_router(admin.clone()))
+            .with_graceful_shutdown(shutdown_signal())
+            .into_future(),
+    );
+
+    let cache_dir = config.cache_dir.clone();
+    let max = config.cache_max_bytes;
+    let cache_metrics = metrics.clone();
+    let cache = tokio::task::spawn_blocking(move || Cache::open(&cache_dir, max, cache_metrics))
+        .await?
+        .with_context(|| format!("cannot open the cache in {}", config.cache_dir.display()))?;
+    let pool = UpstreamPool::new(&config.upstreams, &config.sumdbs, metrics.clone())
+        .context("cannot build the HTTP client for upstreams")?;
+    let fetcher = Fetcher::new(
+        Arc::new(cache),
+        Arc::new(pool),
+        metrics.clone(),
+        config.list_ttl,
+    );
+    // The bound addresses (not the configured ones) so that port 0 is usable.
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        admin = %admin_addr,
+        cache_dir = %config.cache_dir.display(),
+        upstreams = ?config.upstreams.iter().map(|u| u.url.as_str()).collect::<Vec<_>>(),
+        sumdbs = ?config.sumdbs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+        "modfleet-proxy serving"
+    );
+    let state = Arc::new(AppState {
+        config,
+        fetcher,
+        metrics,
+    });
+    admin.ready.store(true, Ordering::Release);
+    axum::serve(listener, proxy_router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("GOPROXY server failed")?;
+    admin.ready.store(false, Ordering::Release);
+    admin_task.await??;
+    tracing::info!("shut down");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

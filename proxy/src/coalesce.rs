@@ -1,0 +1,189 @@
+//! One upstream fetch per key, shared by every request that wants it meanwhile.
+//!
+//! The first request for a key (the leader) starts the fetch as its own task, so a client that
+//! hangs up does not cancel a download others are waiting for. Later requests for the same key
+//! wait for the same result. The entry is removed when the task ends, after its result has been
+//! made durable by the task (e.g. committed to the cache), so a request that arrives after the
+//! removal finds the cached file instead.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use futures::FutureExt;
+use futures::future::{BoxFuture, Shared};
+
+/// Whether a request started the fetch or joined one in progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Leader,
+    Waiter,
+}
+
+type SharedResult<T> = Shared<BoxFuture<'static, T>>;
+
+/// Single-flight map from key to an in-progress fetch producing `T` (cloned for each waiter).
+pub struct Coalescer<T: Clone + Send + Sync + 'static> {
+    inflight: Arc<Mutex<HashMap<String, SharedResult<T>>>>,
+}
+
+impl<T: Clone + Send + Sync + 'static> Default for Coalescer<T> {
+    fn default() -> Self {
+        Coalescer {
+            inflight: Arc::default(),
+        }
+    }
+}
+
+impl<T: Clone + Send + Sync + 'static> Coalescer<T> {
+    /// Runs `fetch` for `key` unless a fetch for it is in progress, and returns its result.
+    /// `on_panic` turns a panicked fetch task into a result for the waiters.
+    pub async fn run<F, Fut>(&self, key: &str, fetch: F, on_panic: fn(String) -> T) -> (T, Role)
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = T> + Send + 'static,
+    {
+        let (result, role) = self.join(key, fetch, on_panic);
+        (result.await, role)
+    }
+
+    /// Like [`Coalescer::run`], but says at once whether this caller leads or waits, before
+    /// the result is there (for metrics of waiters).
+    pub fn join<F, Fut>(
+        &self,
+        key: &str,
+        fetch: F,
+        on_panic: fn(String) -> T,
+    ) -> (impl Future<Output = T> + Send + 'static, Role)
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = T> + Send + 'static,
+    {
+        let (shared, role) = {
+            let mut map = self.inflight.lock().expect("coalescer poisoned");
+            if let Some(existing) = map.get(key) {
+                (existing.clone(), Role::Waiter)
+            } else {
+                let fut = fetch();
+                let inflight = self.inflight.clone();
+                let owned_key = key.to_string();
+                let task = tokio::spawn(async move {
+                    // Removes the entry when the fetch ends, even by panic.
+                    let _guard = RemoveOnDrop {
+                        inflight,
+                        key: owned_key,
+                    };
+                    fut.await
+                });
+                let shared = async move {
+                    match task.await {
+                        Ok(result) => result,
+                        Err(e) => on_panic(e.to_string()),
+                    }
+                }
+                .boxed()
+                .shared();
+                map.insert(key.to_string(), shared.clone());
+                (shared, Role::Leader)
+            }
+        };
+        (shared, role)
+    }
+
+    /// Number of fetches in progress.
+    pub fn len(&self) -> usize {
+        self.inflight.lock().expect("coalescer poisoned").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+struct RemoveOnDrop<T: Clone + Send + Sync + 'static> {
+    inflight: Arc<Mutex<HashMap<String, SharedResult<T>>>>,
+    key: String,
+}
+
+impl<T: Clone + Send + Sync + 'static> Drop for RemoveOnDrop<T> {
+    fn drop(&mut self) {
+        if let Ok(mut map) = self.inflight.lock() {
+            map.remove(&self.key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn concurrent_callers_share_one_fetch() {
+        let c: Coalescer<u32> = Coalescer::default();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let (release, gate) = tokio::sync::watch::channel(false);
+        // All 50 join while the first fetch is still held at the gate.
+        let joined: Vec<_> = (0..50)
+            .map(|_| {
+                let calls = calls.clone();
+                let mut gate = gate.clone();
+                c.join(
+                    "k",
+                    move || async move {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        gate.wait_for(|open| *open).await.unwrap();
+                        7
+                    },
+                    |_| 0,
+                )
+            })
+            .collect();
+        assert_eq!(joined.iter().filter(|(_, r)| *r == Role::Leader).count(), 1);
+        release.send(true).unwrap();
+        for (result, _) in joined {
+            assert_eq!(result.await, 7);
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert!(c.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_leader_does_not_cancel_the_fetch() {
+        let c: Arc<Coalescer<u32>> = Arc::default();
+        let (release, gate) = tokio::sync::watch::channel(false);
+        let mut g1 = gate.clone();
+        let leader = {
+            let c = c.clone();
+            tokio::spawn(async move {
+                c.run(
+                    "k",
+                    move || async move {
+                        g1.wait_for(|o| *o).await.unwrap();
+                        1
+                    },
+                    |_| 0,
+                )
+                .await
+            })
+        };
+        while c.is_empty() {
+            tokio::task::yield_now().await;
+        }
+        leader.abort();
+        let waiter = {
+            let c = c.clone();
+            tokio::spawn(async move { c.run("k", || async { 2 }, |_| 0).await })
+        };
+        release.send(true).unwrap();
+        assert_eq!(waiter.await.unwrap(), (1, Role::Waiter));
+    }
+
+    #[tokio::test]
+    async fn a_panicking_fetch_reaches_waiters_as_a_value() {
+        let c: Coalescer<Result<u32, String>> = Coalescer::default();
+        let (v, _) = c.run("k", || async { panic!("boom") }, Err).await;
+        assert!(v.unwrap_err().contains("panic"));
+        assert!(c.is_empty());
+    }
+}

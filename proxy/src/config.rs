@@ -1,0 +1,771 @@
+//! Configuration: command-line flags, `MODFLEET_*` environment variables and an optional YAML
+//! file, merged into one typed [`Config`].
+//!
+//! Precedence is flag > environment variable > `--config` file > default. The YAML schema is the
+//! one the operator renders into each fleet's ConfigMap; it is documented in the README
+//! ("Configuration file").
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use reqwest::Url;
+use serde::Deserialize;
+
+/// The checksum database the `go` command uses when `GOSUMDB` is not set.
+pub const DEFAULT_SUMDB: &str = "sum.golang.org";
+const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
+const DEFAULT_ADMIN_LISTEN: &str = "0.0.0.0:9090";
+const DEFAULT_CACHE_DIR: &str = "./modfleet-cache";
+const DEFAULT_LIST_TTL: Duration = Duration::from_secs(60);
+const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "modfleet-proxy",
+    version,
+    about = "A Go module proxy (GOPROXY protocol) with a verified, crash-safe disk cache.",
+    long_about = "A Go module proxy (GOPROXY protocol) with a verified, crash-safe disk cache.\n\n\
+        Serves list, .info, .mod, .zip and @latest for `go` commands pointed at it with \
+        GOPROXY=http://HOST:PORT, and proxies the checksum database so GOSUMDB verification \
+        works through it. Artifacts of canonical versions are fetched once, verified and kept; \
+        lists and @latest are kept for --list-ttl.\n\n\
+        Every flag can also be set with an environment variable MODFLEET_<FLAG> (for example \
+        MODFLEET_CACHE_DIR) or in the --config YAML file. Flags win over environment variables, \
+        which win over the file.",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Subcommands>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Subcommands {
+    /// Check every cached artifact and report (or, with --purge, remove) the bad ones.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Cache directory to check.
+    #[arg(long, env = "MODFLEET_CACHE_DIR", value_name = "DIR", default_value = DEFAULT_CACHE_DIR)]
+    pub cache_dir: PathBuf,
+    /// Remove every artifact that fails verification, so the proxy fetches it again.
+    #[arg(long)]
+    pub purge: bool,
+}
+
+/// Flags of the server. All optional here so that the config file can fill what they leave.
+#[derive(Debug, Default, Args)]
+pub struct ServeArgs {
+    /// YAML file with the same settings as the flags (camelCase keys; see the README).
+    #[arg(long, env = "MODFLEET_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Address of the GOPROXY endpoint [default: 0.0.0.0:8080].
+    #[arg(long, env = "MODFLEET_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+
+    /// Address of the admin endpoint: /healthz, /readyz, /metrics [default: 0.0.0.0:9090].
+    #[arg(long, env = "MODFLEET_ADMIN_LISTEN", value_name = "ADDR")]
+    pub admin_listen: Option<SocketAddr>,
+
+    /// Directory of the disk cache; laid out like GOMODCACHE's cache/download [default: ./modfleet-cache].
+    #[arg(long, env = "MODFLEET_CACHE_DIR", value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Upper bound of the cache size (bytes, or with a suffix: 500Mi, 20Gi, 10G). Past it the
+    /// least recently used artifacts are evicted [default: no bound].
+    #[arg(long, env = "MODFLEET_CACHE_MAX_BYTES", value_name = "SIZE")]
+    pub cache_max_bytes: Option<ByteSize>,
+
+    /// Upstream proxy URL, repeatable, in priority order (the go command's comma semantics:
+    /// 404/410 moves on to the next). Default: the http(s) entries of $GOPROXY, then of
+    /// `go env GOPROXY`. The environment variable takes a comma-separated list.
+    #[arg(
+        long = "upstream",
+        env = "MODFLEET_UPSTREAM",
+        value_name = "URL",
+        value_delimiter = ','
+    )]
+    pub upstreams: Vec<String>,
+
+    /// Checksum database to proxy, as NAME or NAME=URL, repeatable. The URL is used after the
+    /// upstreams' own /sumdb/NAME/ endpoints; it defaults to https://NAME [default: sum.golang.org].
+    #[arg(
+        long = "sumdb",
+        env = "MODFLEET_SUMDB",
+        value_name = "NAME[=URL]",
+        value_delimiter = ','
+    )]
+    pub sumdbs: Vec<SumdbConfig>,
+
+    /// How long list and @latest answers (and sumdb latest/lookups) are served from the cache
+    /// before they are asked upstream again [default: 60s].
+    #[arg(long, env = "MODFLEET_LIST_TTL", value_name = "DURATION", value_parser = parse_duration)]
+    pub list_ttl: Option<Duration>,
+
+    /// Log format [default: text].
+    #[arg(long, env = "MODFLEET_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+
+    /// Module path pattern the proxy refuses with 403, repeatable (GOPRIVATE glob syntax:
+    /// `corp.example.com/*` matches every module under that prefix).
+    #[arg(
+        long = "exclude",
+        env = "MODFLEET_EXCLUDE",
+        value_name = "PATTERN",
+        value_delimiter = ','
+    )]
+    pub exclude: Vec<String>,
+
+    /// Module path pattern whose checksum-database lookups the proxy refuses (404) instead of
+    /// forwarding, like GONOSUMDB: private module paths never reach a public checksum
+    /// database through the proxy. Repeatable; GOPRIVATE glob syntax.
+    #[arg(
+        long = "no-sum",
+        env = "MODFLEET_NO_SUM",
+        value_name = "PATTERN",
+        value_delimiter = ','
+    )]
+    pub no_sum: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// One upstream GOPROXY.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpstreamConfig {
+    pub url: String,
+    /// Share of traffic among upstreams of equal priority (used from Step 5 on).
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// Longest wait for response headers, and for each further piece of the body.
+    #[serde(default = "default_upstream_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+fn default_upstream_timeout() -> Duration {
+    DEFAULT_UPSTREAM_TIMEOUT
+}
+
+/// A checksum database this proxy serves under /sumdb/NAME/.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SumdbConfig {
+    pub name: String,
+    /// Direct URL, tried after the upstreams; default https://NAME.
+    #[serde(default)]
+    pub url: Option<String>,
+}
+
+impl FromStr for SumdbConfig {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (name, url) = match s.split_once('=') {
+            Some((name, url)) => (name, Some(url.to_string())),
+            None => (s, None),
+        };
+        Ok(SumdbConfig {
+            name: name.to_string(),
+            url,
+        })
+    }
+}
+
+/// A size in bytes, written as a plain number or with a decimal (k, M, G, T) or binary
+/// (Ki, Mi, Gi, Ti) suffix, as in Kubernetes quantities. A trailing `B` is accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl FromStr for ByteSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let t = t.strip_suffix('B').unwrap_or(t);
+        let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+        let (digits, suffix) = t.split_at(split);
+        let multiplier: u64 = match suffix {
+            "" => 1,
+            "k" | "K" => 1_000,
+            "M" => 1_000_000,
+            "G" => 1_000_000_000,
+            "T" => 1_000_000_000_000,
+            "Ki" => 1 << 10,
+            "Mi" => 1 << 20,
+            "Gi" => 1 << 30,
+            "Ti" => 1 << 40,
+            _ => {
+                return Err(format!(
+                    "invalid size {s:?}: use bytes or a suffix k, M, G, T, Ki, Mi, Gi, Ti (for example 20Gi)"
+                ));
+            }
+        };
+        let n: u64 = digits
+            .parse()
+            .map_err(|_| format!("invalid size {s:?}: expected a whole number such as 20Gi"))?;
+        n.checked_mul(multiplier)
+            .map(ByteSize)
+            .ok_or_else(|| format!("invalid size {s:?}: too large"))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Number(n) => Ok(ByteSize(n)),
+            Raw::Text(s) => s.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s)
+        .map_err(|e| format!("invalid duration {s:?} ({e}): use for example 60s, 5m or 1h"))
+}
+
+/// The YAML file. Every key is optional; unknown keys are an error so typos do not go unnoticed.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<SocketAddr>,
+    pub admin_listen: Option<SocketAddr>,
+    pub cache_dir: Option<PathBuf>,
+    pub cache_max_bytes: Option<ByteSize>,
+    pub upstreams: Option<Vec<UpstreamConfig>>,
+    pub sumdbs: Option<Vec<SumdbConfig>>,
+    #[serde(default, with = "humantime_serde")]
+    pub list_ttl: Option<Duration>,
+    pub log_format: Option<LogFormat>,
+    pub exclude: Option<Vec<String>>,
+    pub no_sum: Option<Vec<String>>,
+}
+
+/// The settings the server runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub cache_dir: PathBuf,
+    pub cache_max_bytes: Option<u64>,
+    pub upstreams: Vec<Upstream>,
+    pub sumdbs: Vec<Sumdb>,
+    pub list_ttl: Duration,
+    pub log_format: LogFormat,
+    pub exclude: Vec<ModulePattern>,
+    pub no_sum: Vec<ModulePattern>,
+}
+
+/// A validated upstream.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// Base URL without a trailing slash.
+    pub url: Url,
+    pub weight: u32,
+    pub timeout: Duration,
+}
+
+/// A validated checksum database.
+#[derive(Debug, Clone)]
+pub struct Sumdb {
+    pub name: String,
+    pub url: Url,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    ReadFile {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config file {path}: {source}")]
+    ParseFile {
+        path: PathBuf,
+        source: serde_yaml_ng::Error,
+    },
+    #[error(
+        "no upstream proxy configured: pass --upstream URL (repeatable), set MODFLEET_UPSTREAM, \
+         add `upstreams:` to the --config file, or set GOPROXY to a list with an http(s) entry"
+    )]
+    NoUpstream,
+    #[error("invalid upstream URL {url:?}: {reason}")]
+    Upstream { url: String, reason: String },
+    #[error("invalid upstream {url}: {reason}")]
+    UpstreamSetting { url: String, reason: String },
+    #[error("invalid checksum database {name:?}: {reason}")]
+    Sumdb { name: String, reason: String },
+    #[error("invalid module pattern {pattern:?}: {reason}")]
+    Exclude { pattern: String, reason: String },
+}
+
+/// Where upstreams come from when none is configured: `$GOPROXY`, then `go env GOPROXY`.
+#[derive(Debug, Clone, Default)]
+pub struct Environment {
+    pub goproxy_env: Option<String>,
+    pub goproxy_from_go: Option<String>,
+}
+
+impl Environment {
+    /// Reads `$GOPROXY`; asks the go command only when that has no http(s) entry.
+    pub fn detect() -> Self {
+        let goproxy_env = std::env::var("GOPROXY").ok();
+        let goproxy_from_go = if goproxy_env
+            .as_deref()
+            .is_some_and(|v| !http_entries(v).is_empty())
+        {
+            None
+        } else {
+            Command::new("go")
+                .args(["env", "GOPROXY"])
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        };
+        Environment {
+            goproxy_env,
+            goproxy_from_go,
+        }
+    }
+}
+
+/// The http(s) entries of a GOPROXY list (`,` and `|` separated; `direct` and `off` dropped).
+pub fn http_entries(goproxy: &str) -> Vec<String> {
+    goproxy
+        .split([',', '|'])
+        .map(str::trim)
+        .filter(|e| e.starts_with("http://") || e.starts_with("https://"))
+        .map(str::to_string)
+        .collect()
+}
+
+impl Config {
+    /// Merges flags (already merged with environment variables by clap), the file they name, and
+    /// defaults; validates the result.
+    pub fn load(
+        args: &ServeArgs,
+        env: impl FnOnce() -> Environment,
+    ) -> Result<Config, ConfigError> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        Config::merge(args, file, env)
+    }
+
+    pub fn merge(
+        args: &ServeArgs,
+        file: FileConfig,
+        env: impl FnOnce() -> Environment,
+    ) -> Result<Config, ConfigError> {
+        let upstreams = if !args.upstreams.is_empty() {
+            args.upstreams
+                .iter()
+                .map(|url| UpstreamConfig {
+                    url: url.clone(),
+                    weight: default_weight(),
+                    timeout: DEFAULT_UPSTREAM_TIMEOUT,
+                })
+                .collect()
+        } else if let Some(list) = file.upstreams.filter(|l| !l.is_empty()) {
+            list
+        } else {
+            let env = env();
+            let from_env = env.goproxy_env.as_deref().map(http_entries);
+            let entries = match from_env.filter(|e| !e.is_empty()) {
+                Some(entries) => entries,
+                None => env
+                    .goproxy_from_go
+                    .as_deref()
+                    .map(http_entries)
+                    .unwrap_or_default(),
+            };
+            entries
+                .into_iter()
+                .map(|url| UpstreamConfig {
+                    url,
+                    weight: default_weight(),
+                    timeout: DEFAULT_UPSTREAM_TIMEOUT,
+                })
+                .collect()
+        };
+        if upstreams.is_empty() {
+            return Err(ConfigError::NoUpstream);
+        }
+        let upstreams = upstreams
+            .into_iter()
+            .map(validate_upstream)
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let sumdbs = if !args.sumdbs.is_empty() {
+            args.sumdbs.clone()
+        } else {
+            file.sumdbs.unwrap_or_else(|| {
+                vec![SumdbConfig {
+                    name: DEFAULT_SUMDB.to_string(),
+                    url: None,
+                }]
+            })
+        };
+        let sumdbs = sumdbs
+            .into_iter()
+            .map(validate_sumdb)
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let exclude = patterns(&args.exclude, file.exclude)?;
+        let no_sum = patterns(&args.no_sum, file.no_sum)?;
+
+        Ok(Config {
+            listen: args
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default")),
+            admin_listen: args
+                .admin_listen
+                .or(file.admin_listen)
+                .unwrap_or_else(|| DEFAULT_ADMIN_LISTEN.parse().expect("valid default")),
+            cache_dir: args
+                .cache_dir
+                .clone()
+                .or(file.cache_dir)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_CACHE_DIR)),
+            cache_max_bytes: args
+                .cache_max_bytes
+                .or(file.cache_max_bytes)
+                .map(|b| b.0)
+                .filter(|&b| b > 0),
+            upstreams,
+            sumdbs,
+            list_ttl: args.list_ttl.or(file.list_ttl).unwrap_or(DEFAULT_LIST_TTL),
+            log_format: args.log_format.or(file.log_format).unwrap_or_default(),
+            exclude,
+            no_sum,
+        })
+    }
+
+    /// True when the module path matches an `exclude` pattern.
+    pub fn is_excluded(&self, module: &str) -> bool {
+        self.exclude.iter().any(|p| p.matches(module))
+    }
+
+    /// True when checksum-database lookups for the module must not leave the proxy.
+    pub fn is_no_sum(&self, module: &str) -> bool {
+        self.no_sum.iter().any(|p| p.matches(module))
+    }
+}
+
+/// Flag values win over the file's; each value may itself be a comma-separated list.
+fn patterns(
+    flags: &[String],
+    file: Option<Vec<String>>,
+) -> Result<Vec<ModulePattern>, ConfigError> {
+    let raw = if flags.is_empty() {
+        file.unwrap_or_default()
+    } else {
+        flags.to_vec()
+    };
+    raw.iter()
+        .flat_map(|p| p.split(','))
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(ModulePattern::parse)
+        .collect()
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if text.trim().is_empty() {
+        return Ok(FileConfig::default());
+    }
+    serde_yaml_ng::from_str(&text).map_err(|source| ConfigError::ParseFile {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn parse_http_url(raw: &str) -> Result<Url, String> {
+    let url = Url::parse(raw.trim()).map_err(|e| format!("{e}; expected http(s)://HOST[/PATH]"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "scheme {:?} is not supported; use http:// or https://",
+            url.scheme()
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("it has no host".into());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("it must not have a query or fragment".into());
+    }
+    // Normalise to "no trailing slash" so joining paths is plain concatenation.
+    let mut url = url;
+    let path = url.path().trim_end_matches('/').to_string();
+    url.set_path(&path);
+    Ok(url)
+}
+
+fn validate_upstream(u: UpstreamConfig) -> Result<Upstream, ConfigError> {
+    let url = parse_http_url(&u.url).map_err(|reason| ConfigError::Upstream {
+        url: u.url.clone(),
+        reason,
+    })?;
+    if u.weight == 0 {
+        return Err(ConfigError::UpstreamSetting {
+            url: u.url,
+            reason: "weight must be at least 1".into(),
+        });
+    }
+    if u.timeout.is_zero() {
+        return Err(ConfigError::UpstreamSetting {
+            url: u.url,
+            reason: "timeout must be longer than 0s".into(),
+        });
+    }
+    Ok(Upstream {
+        url,
+        weight: u.weight,
+        timeout: u.timeout,
+    })
+}
+
+fn validate_sumdb(s: SumdbConfig) -> Result<Sumdb, ConfigError> {
+    let name = s.name.trim().to_string();
+    let valid_name = !name.is_empty()
+        && name.contains('.')
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        });
+    if !valid_name {
+        return Err(ConfigError::Sumdb {
+            name,
+            reason: "the name must be a lower-case host name such as sum.golang.org".into(),
+        });
+    }
+    let raw = s
+        .url
+        .filter(|u| !u.trim().is_empty())
+        .unwrap_or_else(|| format!("https://{name}"));
+    let url = parse_http_url(&raw).map_err(|reason| ConfigError::Sumdb {
+        name: name.clone(),
+        reason: format!("URL {raw:?}: {reason}"),
+    })?;
+    Ok(Sumdb { name, url })
+}
+
+/// A GOPRIVATE-style glob: it matches a module path when it matches the path's leading
+/// elements (as many as the pattern has). `*` and `?` never match `/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModulePattern(String);
+
+impl ModulePattern {
+    pub fn parse(pattern: &str) -> Result<Self, ConfigError> {
+        let p = pattern.trim().trim_end_matches('/');
+        let bad = |reason: &str| ConfigError::Exclude {
+            pattern: pattern.to_string(),
+            reason: reason.to_string(),
+        };
+        if p.is_empty() {
+            return Err(bad("it is empty"));
+        }
+        if p.starts_with('/') || p.contains("//") {
+            return Err(bad("use a module path prefix such as corp.example.com/*"));
+        }
+        if p.contains(['[', ']', '\\']) {
+            return Err(bad("only `*` and `?` wildcards are supported"));
+        }
+        Ok(ModulePattern(p.to_string()))
+    }
+
+    pub fn matches(&self, module: &str) -> bool {
+        let n = self.0.split('/').count();
+        let elems: Vec<&str> = module.split('/').collect();
+        if elems.len() < n {
+            return false;
+        }
+        self.0
+            .split('/')
+            .zip(elems)
+            .all(|(p, e)| glob_match(p.as_bytes(), e.as_bytes()))
+    }
+}
+
+fn glob_match(p: &[u8], s: &[u8]) -> bool {
+    match (p.first(), s.first()) {
+        (None, None) => true,
+        (Some(b'*'), _) => glob_match(&p[1..], s) || (!s.is_empty() && glob_match(p, &s[1..])),
+        (Some(b'?'), Some(_)) => glob_match(&p[1..], &s[1..]),
+        (Some(a), Some(b)) if a == b => glob_match(&p[1..], &s[1..]),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env() -> Environment {
+        Environment::default()
+    }
+
+    fn args(upstreams: &[&str]) -> ServeArgs {
+        ServeArgs {
+            upstreams: upstreams.iter().map(|s| s.to_string()).collect(),
+            ..ServeArgs::default()
+        }
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let c = Config::merge(
+            &args(&["https://up.example"]),
+            FileConfig::default(),
+            no_env,
+        )
+        .unwrap();
+        assert_eq!(c.listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(c.admin_listen.to_string(), "0.0.0.0:9090");
+        assert_eq!(c.cache_dir, PathBuf::from("./modfleet-cache"));
+        assert_eq!(c.cache_max_bytes, None);
+        assert_eq!(c.list_ttl, Duration::from_secs(60));
+        assert_eq!(c.log_format, LogFormat::Text);
+        assert_eq!(c.sumdbs.len(), 1);
+        assert_eq!(c.sumdbs[0].name, "sum.golang.org");
+        assert_eq!(c.sumdbs[0].url.as_str(), "https://sum.golang.org/");
+        assert_eq!(c.upstreams[0].timeout, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let file: FileConfig = serde_yaml_ng::from_str(
+            "listen: 127.0.0.1:1\ncacheDir: /from/file\nlistTtl: 5m\nupstreams:\n  - url: https://file.example/\n    weight: 3\n    timeout: 2s\n",
+        )
+        .unwrap();
+        let mut a = args(&[]);
+        a.listen = Some("127.0.0.1:2".parse().unwrap());
+        let c = Config::merge(&a, file, no_env).unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:2");
+        assert_eq!(c.cache_dir, PathBuf::from("/from/file"));
+        assert_eq!(c.list_ttl, Duration::from_secs(300));
+        assert_eq!(c.upstreams.len(), 1);
+        assert_eq!(c.upstreams[0].url.as_str(), "https://file.example/");
+        assert_eq!(c.upstreams[0].weight, 3);
+        assert_eq!(c.upstreams[0].timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn unknown_file_keys_are_rejected() {
+        let err = serde_yaml_ng::from_str::<FileConfig>("cachedir: /x\n").unwrap_err();
+        assert!(
+            err.to_string().contains("unknown field `cachedir`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn goproxy_entries_are_the_fallback() {
+        let env = || Environment {
+            goproxy_env: Some("off".into()),
+            goproxy_from_go: Some("https://a.example,direct|https://b.example/x/".into()),
+        };
+        let c = Config::merge(&args(&[]), FileConfig::default(), env).unwrap();
+        let urls: Vec<_> = c.upstreams.iter().map(|u| u.url.to_string()).collect();
+        assert_eq!(urls, ["https://a.example/", "https://b.example/x"]);
+    }
+
+    #[test]
+    fn no_upstream_is_an_error_that_says_how_to_fix_it() {
+        let env = || Environment {
+            goproxy_env: Some("direct".into()),
+            goproxy_from_go: None,
+        };
+        let err = Config::merge(&args(&[]), FileConfig::default(), env).unwrap_err();
+        assert!(matches!(err, ConfigError::NoUpstream));
+        assert!(err.to_string().contains("--upstream"));
+    }
+
+    #[test]
+    fn bad_upstreams_are_named() {
+        for bad in [
+            "ftp://x.example",
+            "not a url",
+            "https://x.example/?q=1",
+            "file:///tmp",
+        ] {
+            let err = Config::merge(&args(&[bad]), FileConfig::default(), no_env).unwrap_err();
+            assert!(err.to_string().contains(bad), "{err}");
+        }
+    }
+
+    #[test]
+    fn sumdb_flags_parse_name_and_url() {
+        let mut a = args(&["https://up.example"]);
+        a.sumdbs = vec![
+            "sum.golang.org".parse().unwrap(),
+            "sum.corp.example=http://127.0.0.1:9/db".parse().unwrap(),
+        ];
+        let c = Config::merge(&a, FileConfig::default(), no_env).unwrap();
+        assert_eq!(c.sumdbs[1].name, "sum.corp.example");
+        assert_eq!(c.sumdbs[1].url.as_str(), "http://127.0.0.1:9/db");
+        a.sumdbs = vec!["Not_A_Host".parse().unwrap()];
+        assert!(Config::merge(&a, FileConfig::default(), no_env).is_err());
+    }
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!("1024".parse::<ByteSize>().unwrap().0, 1024);
+        assert_eq!("20Gi".parse::<ByteSize>().unwrap().0, 20 << 30);
+        assert_eq!("10G".parse::<ByteSize>().unwrap().0, 10_000_000_000);
+        assert_eq!("512MiB".parse::<ByteSize>().unwrap().0, 512 << 20);
+        assert!("12 parsecs".parse::<ByteSize>().is_err());
+        assert!("-1".parse::<ByteSize>().is_err());
+        let f: FileConfig = serde_yaml_ng::from_str("cacheMaxBytes: 1Gi").unwrap();
+        assert_eq!(f.cache_max_bytes, Some(ByteSize(1 << 30)));
+        let f: FileConfig = serde_yaml_ng::from_str("cacheMaxBytes: 4096").unwrap();
+        assert_eq!(f.cache_max_bytes, Some(ByteSize(4096)));
+    }
+
+    #[test]
+    fn exclude_patterns_match_like_goprivate() {
+        let p = ModulePattern::parse("corp.example.com/*").unwrap();
+        assert!(p.matches("corp.example.com/team/x"));
+        assert!(p.matches("corp.example.com/team"));
+        assert!(!p.matches("corp.example.com"));
+        assert!(!p.matches("github.com/corp.example.com/x"));
+        let p = ModulePattern::parse("*.corp.example").unwrap();
+        assert!(p.matches("git.corp.example/a/b"));
+        assert!(!p.matches("corp.example/a"));
+        assert!(ModulePattern::parse("/abs").is_err());
+    }
+}

@@ -1,0 +1,160 @@
+//! The Prometheus metric registry of the proxy, served on the admin port at `/metrics`
+//! (OpenMetrics text). Names are prefixed `modfleet_proxy_`; dashboards and alert rules
+//! depend on them, so rename with care.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// list, latest, info, mod, zip, sumdb, other
+    pub route: &'static str,
+    pub status: u16,
+    /// hit, miss, coalesced, bypass (served without caching), none (not cacheable or refused)
+    pub cache: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabel {
+    pub route: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamLabels {
+    pub upstream: String,
+    /// ok, not_found, error, timeout, invalid
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamLabel {
+    pub upstream: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
+/// Every metric the proxy exports.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub request_duration: Family<RouteLabel, Histogram>,
+    pub upstream_requests: Family<UpstreamLabels, Counter>,
+    pub upstream_duration: Family<UpstreamLabel, Histogram>,
+    pub cache_bytes: Gauge,
+    pub cache_objects: Gauge,
+    pub cache_evictions: Counter,
+    pub cache_write_errors: Family<ReasonLabel, Counter>,
+    pub inflight_fetches: Gauge,
+    pub coalesced_waiters: Counter,
+}
+
+fn latency_histogram() -> Histogram {
+    // 1ms .. ~65s
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        0.001, 2.0, 17,
+    ))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("modfleet_proxy");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "GOPROXY requests by route, status code and cache result",
+            requests.clone(),
+        );
+        let request_duration =
+            Family::<RouteLabel, Histogram>::new_with_constructor(latency_histogram as fn() -> _);
+        registry.register(
+            "request_duration_seconds",
+            "Time to answer a GOPROXY request (until the body is handed to the connection)",
+            request_duration.clone(),
+        );
+        let upstream_requests = Family::<UpstreamLabels, Counter>::default();
+        registry.register(
+            "upstream_requests",
+            "Requests to upstream proxies and checksum databases by outcome",
+            upstream_requests.clone(),
+        );
+        let upstream_duration = Family::<UpstreamLabel, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> _,
+        );
+        registry.register(
+            "upstream_request_duration_seconds",
+            "Time until an upstream answer was complete (or failed)",
+            upstream_duration.clone(),
+        );
+        let cache_bytes = Gauge::default();
+        registry.register(
+            "cache_bytes",
+            "Bytes held in the disk cache",
+            cache_bytes.clone(),
+        );
+        let cache_objects = Gauge::default();
+        registry.register(
+            "cache_objects",
+            "Files held in the disk cache",
+            cache_objects.clone(),
+        );
+        let cache_evictions = Counter::default();
+        registry.register(
+            "cache_evictions",
+            "Files evicted to keep the cache under --cache-max-bytes",
+            cache_evictions.clone(),
+        );
+        let cache_write_errors = Family::<ReasonLabel, Counter>::default();
+        registry.register(
+            "cache_write_errors",
+            "Failed cache writes (reason=enospc: disk full; the answer was served uncached)",
+            cache_write_errors.clone(),
+        );
+        let inflight_fetches = Gauge::default();
+        registry.register(
+            "inflight_fetches",
+            "Upstream downloads in progress (after coalescing)",
+            inflight_fetches.clone(),
+        );
+        let coalesced_waiters = Counter::default();
+        registry.register(
+            "coalesced_waiters",
+            "Requests that joined a download already in progress instead of starting one",
+            coalesced_waiters.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            request_duration,
+            upstream_requests,
+            upstream_duration,
+            cache_bytes,
+            cache_objects,
+            cache_evictions,
+            cache_write_errors,
+            inflight_fetches,
+            coalesced_waiters,
+        }
+    }
+
+    /// The registry in OpenMetrics text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}

@@ -1,0 +1,295 @@
+//! HTTP: the GOPROXY endpoint and the admin endpoint (`/healthz`, `/readyz`, `/metrics`).
+//!
+//! The GOPROXY side turns a [`Request`] and the [`Fetcher`]'s answer into a response with the
+//! headers the go command and HTTP caches expect: Content-Type, Content-Length, a strong ETag
+//! (with `If-None-Match` → 304), Cache-Control (immutable for canonical artifacts, `--list-ttl`
+//! for lists), and one-line `text/plain` errors.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Body as AxumBody;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, StatusCode, Uri};
+
+use crate::config::Config;
+use crate::fetch::{Body, CacheResult, Fetcher, Served};
+use crate::metrics::{Metrics, RequestLabels, RouteLabel};
+use crate::protocol::{Request, Route, SumdbPath, VersionQuery};
+
+const IMMUTABLE: &str = "public, max-age=604800, immutable";
+const TEXT: &str = "text/plain; charset=utf-8";
+
+/// State of the GOPROXY endpoint.
+pub struct AppState {
+    pub config: Config,
+    pub fetcher: Arc<Fetcher>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// State of the admin endpoint, which serves before the cache is indexed.
+pub struct AdminState {
+    pub metrics: Arc<Metrics>,
+    /// Set once the cache is open and the GOPROXY endpoint listens.
+    pub ready: AtomicBool,
+}
+
+/// The GOPROXY endpoint. Every path goes through [`Request::parse`].
+pub fn proxy_router(state: Arc<AppState>) -> Router {
+    Router::new().fallback(handle).with_state(state)
+}
+
+/// The admin endpoint.
+pub fn admin_router(state: Arc<AdminState>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
+    if state.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "starting: indexing the cache\n",
+        )
+            .into_response()
+    }
+}
+
+async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn handle(
+    State(state): State<Arc<AppState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let started = Instant::now();
+    let (response, route, cache) = answer(&state, &method, &uri, &headers).await;
+    let route = route.map_or("other", Route::as_str);
+    state
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            route,
+            status: response.status().as_u16(),
+            cache: cache.as_str(),
+        })
+        .inc();
+    state
+        .metrics
+        .request_duration
+        .get_or_create(&RouteLabel { route })
+        .observe(started.elapsed().as_secs_f64());
+    tracing::info!(
+        method = %method,
+        path = %uri.path(),
+        status = response.status().as_u16(),
+        cache = cache.as_str(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "request"
+    );
+    response
+}
+
+async fn answer(
+    state: &AppState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> (Response, Option<Route>, CacheResult) {
+    if method != Method::GET && method != Method::HEAD {
+        let mut r = text_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &format!("method {method} is not allowed: a GOPROXY serves GET and HEAD"),
+        );
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        return (r, None, CacheResult::None);
+    }
+    let req = match Request::parse(uri.path()) {
+        Ok(req) => req,
+        Err(e) => return (text_error(e.status, &e.message), None, CacheResult::None),
+    };
+    let route = Some(req.route());
+    if let Some(module) = module_of(&req)
+        && state.config.is_excluded(module)
+    {
+        let msg = format!("module {module} is excluded by this proxy's configuration");
+        return (
+            text_error(StatusCode::FORBIDDEN, &msg),
+            route,
+            CacheResult::None,
+        );
+    }
+    if let Request::Sumdb { name, path } = &req {
+        if !state.config.sumdbs.iter().any(|s| &s.name == name) {
+            let configured: Vec<&str> = state
+                .config
+                .sumdbs
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect();
+            let msg = format!(
+                "checksum database {name} is not proxied here (configured: {})",
+                configured.join(", ")
+            );
+            return (
+                text_error(StatusCode::NOT_FOUND, &msg),
+                route,
+                CacheResult::None,
+            );
+        }
+        if let SumdbPath::Lookup { module, .. } = path
+            && state.config.is_no_sum(module.as_str())
+        {
+            let msg = format!(
+                "module {module} matches a no-sum pattern: its checksum is not looked up through this proxy (set GONOSUMDB or GOPRIVATE on the client)"
+            );
+            return (
+                text_error(StatusCode::NOT_FOUND, &msg),
+                route,
+                CacheResult::None,
+            );
+        }
+        if matches!(path, SumdbPath::Supported) {
+            let r = ([(header::CONTENT_TYPE, TEXT)], "").into_response();
+            return (r, route, CacheResult::None);
+        }
+    }
+    match state.fetcher.get(&req).await {
+        Ok(served) => {
+            let cache = served.cache;
+            let r = respond(state, &req, served, method == Method::HEAD, headers).await;
+            (r, route, cache)
+        }
+        Err(e) => (
+            text_error(e.status(), &e.to_string()),
+            route,
+            CacheResult::None,
+        ),
+    }
+}
+
+fn module_of(req: &Request) -> Option<&str> {
+    match req {
+        Request::List { module }
+        | Request::Latest { module }
+        | Request::Info { module, .. }
+        | Request::Mod { module, .. }
+        | Request::Zip { module, .. } => Some(module.as_str()),
+        // Checksum lookups are not module downloads: an excluded module may still be verified.
+        Request::Sumdb { .. } => None,
+    }
+}
+
+fn content_type(req: &Request) -> &'static str {
+    match req {
+        Request::Info { .. } | Request::Latest { .. } => "application/json",
+        Request::Zip { .. } => "application/zip",
+        Request::Sumdb {
+            path: SumdbPath::Tile { .. },
+            ..
+        } => "application/octet-stream",
+        _ => TEXT,
+    }
+}
+
+fn cache_control(state: &AppState, req: &Request) -> String {
+    let immutable = req.is_immutable()
+        && !matches!(
+            req,
+            Request::Info {
+                version: VersionQuery::Query(_),
+                ..
+            }
+        );
+    if immutable {
+        IMMUTABLE.to_string()
+    } else {
+        format!("public, max-age={}", state.fetcher.list_ttl().as_secs())
+    }
+}
+
+async fn respond(
+    state: &AppState,
+    req: &Request,
+    served: Served,
+    head: bool,
+    headers: &HeaderMap,
+) -> Response {
+    let (etag, len) = match &served.body {
+        Body::File(f) => (Some(f.etag.clone()), Some(f.len)),
+        Body::Bytes { bytes, etag } => (Some(etag.clone()), Some(bytes.len() as u64)),
+        Body::Upstream(r) => (None, r.content_length()),
+    };
+    let mut builder = Response::builder()
+        .header(header::CONTENT_TYPE, content_type(req))
+        .header(header::CACHE_CONTROL, cache_control(state, req));
+    if let Some(etag) = &etag {
+        builder = builder.header(header::ETAG, etag);
+    }
+    if let Some(age) = served.age {
+        builder = builder.header(header::AGE, age.as_secs());
+    }
+    let not_modified = etag.as_deref().is_some_and(|etag| {
+        headers
+            .get_all(header::IF_NONE_MATCH)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .any(|candidate| candidate == etag || candidate == "*")
+    });
+    if not_modified {
+        return builder
+            .status(StatusCode::NOT_MODIFIED)
+            .body(AxumBody::empty())
+            .expect("valid response");
+    }
+    if let Some(len) = len {
+        builder = builder.header(header::CONTENT_LENGTH, len);
+    }
+    let body = if head {
+        AxumBody::empty()
+    } else {
+        match served.body {
+            Body::File(f) => {
+                let file = tokio::fs::File::from_std(f.file);
+                AxumBody::from_stream(tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024))
+            }
+            Body::Bytes { bytes, .. } => AxumBody::from(bytes),
+            Body::Upstream(r) => AxumBody::from_stream(r.into_stream()),
+        }
+    };
+    builder.body(body).expect("valid response")
+}
+
+/// A one-line text/plain error, as the go command prints it.
+fn text_error(status: StatusCode, message: &str) -> Response {
+    let line: String = message.lines().next().unwrap_or("").to_string();
+    let mut r = (status, format!("{line}\n")).into_response();
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(TEXT));
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}

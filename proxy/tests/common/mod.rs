@@ -1,0 +1,500 @@
+//! Shared harness for modfleet-proxy's end-to-end tests: a module corpus written in GOPROXY
+//! layout, an origin process serving it (tests/support/origin.py), the real proxy binary, and
+//! the real `go` command as the client.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+pub const PROXY_BIN: &str = env!("CARGO_BIN_EXE_modfleet-proxy");
+
+/// Fails (never skips) when a tool the tests need is missing.
+pub fn require_tool(tool: &str, why: &str) {
+    let ok = Command::new(tool)
+        .arg(if tool == "go" { "version" } else { "--version" })
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "`{tool}` is required on PATH for {why}; install it (see .ci/run)"
+    );
+}
+
+/// The escaped form of a module path or version ('!' + lowercase for capitals).
+pub fn escape(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        if c.is_ascii_uppercase() {
+            out.push('!');
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A directory in GOPROXY layout that tests fill with modules.
+pub struct Corpus {
+    pub dir: tempfile::TempDir,
+}
+
+impl Default for Corpus {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Corpus {
+    pub fn new() -> Corpus {
+        Corpus {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Adds `module@version` with the given files. `go_mod` is the go.mod put both in the zip
+    /// and in the `.mod` file; without one, the `.mod` is synthesized as `module <path>` and
+    /// the zip has no go.mod (like pre-modules and +incompatible versions).
+    pub fn add(&self, module: &str, version: &str, go_mod: Option<&str>, files: &[(&str, &[u8])]) {
+        let dir = self.root().join(escape(module)).join("@v");
+        std::fs::create_dir_all(&dir).unwrap();
+        let ev = escape(version);
+        std::fs::write(
+            dir.join(format!("{ev}.info")),
+            format!(r#"{{"Version":"{version}","Time":"2024-01-02T03:04:05Z"}}"#),
+        )
+        .unwrap();
+        let mod_text = go_mod.map_or_else(|| format!("module {module}\n"), str::to_string);
+        std::fs::write(dir.join(format!("{ev}.mod")), &mod_text).unwrap();
+        let zip_file = std::fs::File::create(dir.join(format!("{ev}.zip"))).unwrap();
+        let mut zip = zip::ZipWriter::new(zip_file);
+        let prefix = format!("{module}@{version}/");
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Stored);
+        if let Some(m) = go_mod {
+            zip.start_file(format!("{prefix}go.mod"), opts).unwrap();
+            zip.write_all(m.as_bytes()).unwrap();
+        }
+        for (name, body) in files {
+            zip.start_file(format!("{prefix}{name}"), opts).unwrap();
+            zip.write_all(body).unwrap();
+        }
+        zip.finish().unwrap();
+        let list = dir.join("list");
+        let mut versions = std::fs::read_to_string(&list).unwrap_or_default();
+        if !versions.lines().any(|l| l == version) {
+            versions.push_str(version);
+            versions.push('\n');
+        }
+        std::fs::write(list, versions).unwrap();
+        std::fs::write(
+            self.root().join(escape(module)).join("@latest"),
+            format!(r#"{{"Version":"{version}","Time":"2024-01-02T03:04:05Z"}}"#),
+        )
+        .unwrap();
+    }
+
+    /// Bytes of a corpus file (relative GOPROXY path).
+    pub fn read(&self, rel: &str) -> Vec<u8> {
+        std::fs::read(self.root().join(rel)).unwrap()
+    }
+}
+
+pub fn sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A child process killed when dropped.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The origin: tests/support/origin.py serving a corpus from its own process.
+pub struct Origin {
+    child: Killed,
+    pub url: String,
+}
+
+impl Origin {
+    pub fn start(root: &Path) -> Origin {
+        Self::start_with(root, &[])
+    }
+
+    /// `extra`: more origin.py flags, e.g. `["--rate", "2000000"]`.
+    pub fn start_with(root: &Path, extra: &[&str]) -> Origin {
+        require_tool("python3", "the test origin");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/origin.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .arg("--dir")
+            .arg(root)
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start origin.py");
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        let url = first
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("origin did not start: {first:?}"))
+            .to_string();
+        Origin {
+            child: Killed(child),
+            url,
+        }
+    }
+
+    /// Requests the origin has seen, by path.
+    pub async fn requests(&self) -> HashMap<String, u64> {
+        reqwest::get(format!("{}/_origin/requests", self.url))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .map(|b| serde_json::from_slice(&b).unwrap())
+            .unwrap()
+    }
+
+    pub async fn count(&self, path: &str) -> u64 {
+        self.requests().await.get(path).copied().unwrap_or(0)
+    }
+
+    pub fn stop(self) {}
+}
+
+/// A running modfleet-proxy binary.
+pub struct Proxy {
+    child: Option<Killed>,
+    pub url: String,
+    pub admin: String,
+    pub cache_dir: PathBuf,
+    args: Vec<String>,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl Proxy {
+    /// Starts the proxy on loopback ports chosen by the OS, with `args` added.
+    pub fn start(cache_dir: &Path, args: &[&str]) -> Proxy {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let mut p = Proxy {
+            child: None,
+            url: String::new(),
+            admin: String::new(),
+            cache_dir: cache_dir.to_path_buf(),
+            args,
+            logs: Arc::default(),
+        };
+        p.spawn();
+        p
+    }
+
+    fn spawn(&mut self) {
+        let mut child = Command::new(PROXY_BIN)
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+            .args(["--log-format", "json"])
+            .arg("--cache-dir")
+            .arg(&self.cache_dir)
+            .args(&self.args)
+            .env("RUST_LOG", "info")
+            .env_remove("GOPROXY")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start modfleet-proxy");
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let logs = self.logs.clone();
+        std::thread::spawn(move || {
+            let mut tx = Some(tx);
+            for line in stderr.lines().map_while(Result::ok) {
+                if line.contains("modfleet-proxy serving")
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(line.clone());
+                }
+                logs.lock().unwrap().push(line);
+            }
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) => line,
+            Err(_) => {
+                let status = child.try_wait().ok().flatten();
+                panic!(
+                    "modfleet-proxy did not start (exit: {status:?}); log:\n{}",
+                    self.logs.lock().unwrap().join("\n")
+                );
+            }
+        };
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        self.url = format!("http://{}", v["listen"].as_str().unwrap());
+        self.admin = format!("http://{}", v["admin"].as_str().unwrap());
+        self.child = Some(Killed(child));
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.0.kill().unwrap();
+            c.0.wait().unwrap();
+        }
+    }
+
+    /// Starts again on the same cache and flags (new ports).
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        reqwest::get(format!("{}{path}", self.url)).await.unwrap()
+    }
+
+    /// The value of one sample of /metrics, e.g.
+    /// `modfleet_proxy_requests_total{route="zip",status="200",cache="hit"}`; 0 when absent.
+    /// Label order does not matter.
+    pub async fn metric(&self, sample: &str) -> f64 {
+        let text = reqwest::get(format!("{}/metrics", self.admin))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        metric_value(&text, sample)
+    }
+}
+
+/// Finds a sample in OpenMetrics text, matching the name and every label given.
+pub fn metric_value(text: &str, sample: &str) -> f64 {
+    let (name, labels) = match sample.split_once('{') {
+        Some((n, rest)) => (n, rest.trim_end_matches('}')),
+        None => (sample, ""),
+    };
+    let wanted: Vec<&str> = labels.split(',').filter(|l| !l.is_empty()).collect();
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (n, ls) = match series.split_once('{') {
+                Some((n, rest)) => (n, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            let have: Vec<&str> = ls.split(',').collect();
+            (n == name && wanted.iter().all(|w| have.contains(w)))
+                .then(|| value.parse::<f64>().ok())?
+        })
+        .sum()
+}
+
+/// Waits for a condition, polling, with a deadline; panics with `what` on timeout.
+pub async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !f().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A `go` command with an isolated module cache and the given proxy.
+pub struct GoEnv {
+    pub home: tempfile::TempDir,
+}
+
+impl Default for GoEnv {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl GoEnv {
+    pub fn new() -> GoEnv {
+        require_tool("go", "the end-to-end tests with the real go command");
+        GoEnv {
+            home: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn command(&self, dir: &Path, goproxy: &str) -> Command {
+        let mut c = Command::new("go");
+        c.current_dir(dir)
+            .env("GOPROXY", goproxy)
+            .env("GOMODCACHE", self.home.path().join("modcache"))
+            .env("GOPATH", self.home.path().join("gopath"))
+            .env("GOFLAGS", "-modcacherw -mod=mod")
+            .env("GOTOOLCHAIN", "local")
+            .env("GOTELEMETRY", "off")
+            .env_remove("GOPRIVATE")
+            .env_remove("GONOPROXY")
+            .env_remove("GONOSUMDB")
+            .env_remove("GOSUMDB");
+        c
+    }
+
+    /// Runs and returns stdout; panics with stderr on failure.
+    pub fn run(&self, mut cmd: Command) -> String {
+        let out = cmd.output().expect("run go");
+        assert!(
+            out.status.success(),
+            "{:?} failed:\n{}",
+            cmd,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// What the fake upstream answers for a path.
+#[derive(Clone)]
+pub enum Reply {
+    /// A status with a text body.
+    Status(u16, &'static str),
+    /// 200 with this body.
+    Body(Vec<u8>),
+    /// 200 whose Content-Length promises more than is sent before the connection closes.
+    Truncated(Vec<u8>),
+    /// Headers are never sent.
+    Hang,
+    /// 200 with this body, sent only once the gate is opened.
+    Gated(Vec<u8>, tokio::sync::watch::Receiver<bool>),
+}
+
+/// An in-process HTTP/1.1 upstream with scripted answers, for failure modes a real upstream
+/// will not produce on demand. Paths not scripted are served from `dir` when given, else with
+/// the reply scripted for `"*"`, else 404.
+pub struct FakeUpstream {
+    pub url: String,
+    hits: Arc<Mutex<HashMap<String, u64>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for FakeUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl FakeUpstream {
+    pub async fn start(routes: Vec<(&str, Reply)>, dir: Option<PathBuf>) -> FakeUpstream {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let routes: Arc<HashMap<String, Reply>> = Arc::new(
+            routes
+                .into_iter()
+                .map(|(p, r)| (p.to_string(), r))
+                .collect(),
+        );
+        let hits: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+        let hits2 = hits.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
+                let routes = routes.clone();
+                let hits = hits2.clone();
+                let dir = dir.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match sock.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&buf);
+                    let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+                    *hits.lock().unwrap().entry(path.clone()).or_default() += 1;
+                    let reply = routes.get(&path).cloned().or_else(|| {
+                        let file = dir.as_ref()?.join(path.trim_start_matches('/'));
+                        std::fs::read(file).ok().map(Reply::Body)
+                    });
+                    let reply = reply
+                        .or_else(|| routes.get("*").cloned())
+                        .unwrap_or(Reply::Status(404, "not found: scripted"));
+                    let write = |status: u16, len: usize| {
+                        format!(
+                            "HTTP/1.1 {status} X\r\ncontent-length: {len}\r\nconnection: close\r\n\r\n"
+                        )
+                    };
+                    match reply {
+                        Reply::Status(code, text) => {
+                            let body = format!("{text}\n");
+                            let _ = sock.write_all(write(code, body.len()).as_bytes()).await;
+                            let _ = sock.write_all(body.as_bytes()).await;
+                        }
+                        Reply::Body(body) => {
+                            let _ = sock.write_all(write(200, body.len()).as_bytes()).await;
+                            let _ = sock.write_all(&body).await;
+                        }
+                        Reply::Truncated(body) => {
+                            let _ = sock.write_all(write(200, body.len() * 2).as_bytes()).await;
+                            let _ = sock.write_all(&body).await;
+                        }
+                        Reply::Hang => {
+                            std::future::pending::<()>().await;
+                        }
+                        Reply::Gated(body, mut gate) => {
+                            let _ = gate.wait_for(|open| *open).await;
+                            let _ = sock.write_all(write(200, body.len()).as_bytes()).await;
+                            let _ = sock.write_all(&body).await;
+                        }
+                    }
+                    let _ = sock.shutdown().await;
+                });
+            }
+        });
+        FakeUpstream { url, hits, task }
+    }
+
+    pub fn hits(&self, path: &str) -> u64 {
+        self.hits.lock().unwrap().get(path).copied().unwrap_or(0)
+    }
+
+    pub fn all_hits(&self) -> HashMap<String, u64> {
+        self.hits.lock().unwrap().clone()
+    }
+
+    pub fn total_hits(&self) -> u64 {
+        self.hits.lock().unwrap().values().sum()
+    }
+}
+
+/// Writes a proxy config file and returns its path (kept alive by the TempDir).
+pub fn config_file(dir: &Path, yaml: &str) -> PathBuf {
+    let path = dir.join("modfleet.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
