@@ -1,10 +1,18 @@
 //! modfleet-operator: reconciles `GoModuleProxy` objects into fleets of modfleet proxies.
 //!
 //! Layout: [`crd`] (the API), [`resources`] (pure builders of every child object),
-//! [`apply`] (server-side apply + orphan deletion), [`status`] (pure condition computation),
+//! [`apply`] (server-side apply + orphan removal), [`status`] (pure condition computation),
 //! [`controller`] (reconcile loop), [`leader`] (Lease-based leader election), [`metrics`],
-//! [`telemetry`] and [`config`] (flags).
+//! [`telemetry`], [`config`] (flags) and [`run`] (wiring them together).
 
+pub mod apply;
+pub mod config;
+pub mod controller;
 pub mod crd;
 pub mod crdgen;
+pub mod leader;
+pub mod metrics;
 pub mod resources;
+pub mod run;
+pub mod status;
+pub mod telemetry;

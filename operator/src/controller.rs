@@ -1,0 +1,411 @@
+//! The reconcile loop: desired children → server-side apply (members rolled one at a time)
+//! → orphan removal → status. Deletion goes through the `modfleet.dev/cache-retention`
+//! finalizer so cache PVCs are kept or deleted per `cache.retainPolicy`.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::finalizer::{self, finalizer};
+use kube::runtime::{Controller, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::apply::{self, Error, MANAGER, PvcOutcome};
+use crate::crd::GoModuleProxy;
+use crate::metrics::Metrics;
+use crate::resources::{self, TEMPLATE_HASH_ANNOTATION, labels, pvc};
+use crate::status::{self, CacheState, MemberState, Observed};
+
+/// Finalizer that lets us keep or delete cache PVCs before the CR goes away.
+pub const FINALIZER: &str = "modfleet.dev/cache-retention";
+
+/// Shared state of all reconciles.
+pub struct Ctx {
+    pub client: Client,
+    pub builder: resources::Context,
+    pub metrics: Arc<Metrics>,
+    pub recorder: Recorder,
+    /// Consecutive failures per object (namespace/name), for exponential backoff.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Ctx {
+    pub fn new(client: Client, builder: resources::Context, metrics: Arc<Metrics>) -> Self {
+        let reporter = Reporter {
+            controller: MANAGER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Ctx {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            builder,
+            metrics,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn event(&self, gmp: &GoModuleProxy, type_: EventType, reason: &str, note: String) {
+        let ev = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: reason.into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, &gmp.object_ref(&())).await {
+            warn!(error = %e, reason, "cannot publish event");
+        }
+    }
+}
+
+fn key(gmp: &GoModuleProxy) -> String {
+    format!("{}/{}", gmp.namespace().unwrap_or_default(), gmp.name_any())
+}
+
+/// Delay before retrying after `n` consecutive failures: 1s, 2s, 4s, … capped at 5 minutes.
+pub fn backoff(n: u32) -> Duration {
+    let secs = 1u64 << n.saturating_sub(1).min(9);
+    Duration::from_secs(secs.min(300))
+}
+
+async fn reconcile(gmp: Arc<GoModuleProxy>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    let span = info_span!(
+        "reconcile",
+        name = %gmp.name_any(),
+        namespace = %gmp.namespace().unwrap_or_default(),
+        generation = gmp.metadata.generation.unwrap_or(0)
+    );
+    async move {
+        let started = Instant::now();
+        ctx.metrics.reconciles.inc();
+        let ns = gmp.namespace().ok_or(Error::Missing("namespace"))?;
+        let api: Api<GoModuleProxy> = Api::namespaced(ctx.client.clone(), &ns);
+        let result = finalizer(&api, FINALIZER, gmp.clone(), |event| async {
+            match event {
+                finalizer::Event::Apply(g) => converge(&g, &ctx).await,
+                finalizer::Event::Cleanup(g) => cleanup(&g, &ctx).await,
+            }
+        })
+        .await
+        .map_err(|e| match e {
+            finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
+            finalizer::Error::AddFinalizer(source) | finalizer::Error::RemoveFinalizer(source) => {
+                Error::Finalizer {
+                    finalizer: FINALIZER,
+                    name: gmp.name_any(),
+                    source,
+                }
+            }
+            finalizer::Error::UnnamedObject => Error::Missing("name"),
+            finalizer::Error::InvalidFinalizer => Error::Missing("valid finalizer name"),
+        });
+        ctx.metrics
+            .observe(started.elapsed(), result.as_ref().err().map(Error::reason));
+        match &result {
+            Ok(_) => {
+                ctx.failures.lock().unwrap().remove(&key(&gmp));
+            }
+            Err(e) => {
+                warn!(error = %e, reason = e.reason(), "reconcile failed");
+                ctx.event(&gmp, EventType::Warning, e.reason(), e.to_string())
+                    .await;
+            }
+        }
+        result
+    }
+    .instrument(span)
+    .await
+}
+
+fn error_policy(gmp: Arc<GoModuleProxy>, _err: &Error, ctx: Arc<Ctx>) -> Action {
+    let mut failures = ctx.failures.lock().unwrap();
+    let n = failures.entry(key(&gmp)).or_insert(0);
+    *n += 1;
+    Action::requeue(backoff(*n))
+}
+
+/// Brings the children in line with the spec and writes the status.
+async fn converge(gmp: &GoModuleProxy, ctx: &Ctx) -> Result<Action, Error> {
+    let mut observed = Observed::default();
+    let result = apply_children(gmp, ctx, &mut observed).await;
+    observed.error = result.as_ref().err().map(ToString::to_string);
+    let new_status = update_status(gmp, ctx, &observed).await?;
+    result?;
+    let settled =
+        status::condition(&new_status, status::PROGRESSING).is_some_and(|c| c.status == "False");
+    // Owned-object watches wake us on every change; the requeue is a safety net.
+    Ok(Action::requeue(if settled {
+        Duration::from_secs(300)
+    } else {
+        Duration::from_secs(15)
+    }))
+}
+
+async fn apply_children(
+    gmp: &GoModuleProxy,
+    ctx: &Ctx,
+    observed: &mut Observed,
+) -> Result<(), Error> {
+    let client = &ctx.client;
+    let ns = gmp.namespace().ok_or(Error::Missing("namespace"))?;
+    let desired = resources::desired(gmp, &ctx.builder);
+
+    // Things the members need first: config, identity, Services, policies.
+    if let Some(cm) = &desired.config_map {
+        apply::apply(client, &ns, cm).await?;
+    }
+    if let Some(sa) = &desired.service_account {
+        apply::apply(client, &ns, sa).await?;
+    }
+    for svc in &desired.services {
+        apply::apply(client, &ns, svc).await?;
+    }
+    if let Some(pdb) = &desired.pdb {
+        apply::apply(client, &ns, pdb).await?;
+    }
+    if let Some(np) = &desired.network_policy {
+        apply::apply(client, &ns, np).await?;
+    }
+
+    for want in &desired.pvcs {
+        let mut want = want.clone();
+        let existing: Option<PersistentVolumeClaim> =
+            apply::get(client, &ns, &want.name_any()).await?;
+        if let Some(existing) = &existing {
+            pvc::keep_existing_spec(&mut want, existing);
+        }
+        let applied = apply::apply(client, &ns, &want).await?;
+        if existing.is_none() {
+            ctx.event(
+                gmp,
+                EventType::Normal,
+                "CreatedCache",
+                format!("Created cache PersistentVolumeClaim {}", applied.name_any()),
+            )
+            .await;
+        }
+        observed.caches.push(CacheState::from_pvc(&applied));
+    }
+
+    // Members in order. A member whose template changed is updated only when every member
+    // before it is Ready on the current template, so a bad config takes down one member.
+    let mut hold = false;
+    for want in &desired.deployments {
+        let name = want.name_any();
+        let hash = want
+            .annotations()
+            .get(TEMPLATE_HASH_ANNOTATION)
+            .cloned()
+            .unwrap_or_default();
+        let current: Option<Deployment> = apply::get(client, &ns, &name).await?;
+        let state = match current {
+            None => {
+                let applied = apply::apply(client, &ns, want).await?;
+                ctx.event(
+                    gmp,
+                    EventType::Normal,
+                    "CreatedMember",
+                    format!("Created Deployment {name}"),
+                )
+                .await;
+                MemberState::from_deployment(&applied, &hash)
+            }
+            Some(cur) => {
+                let same_template = cur.annotations().get(TEMPLATE_HASH_ANNOTATION) == Some(&hash);
+                if same_template {
+                    // Re-apply anyway: repairs drift in fields we own.
+                    let applied = apply::apply(client, &ns, want).await?;
+                    MemberState::from_deployment(&applied, &hash)
+                } else if hold {
+                    info!(member = %name, "holding member until the previous one is Ready");
+                    MemberState::from_deployment(&cur, &hash)
+                } else {
+                    let applied = apply::apply(client, &ns, want).await?;
+                    ctx.event(
+                        gmp,
+                        EventType::Normal,
+                        "RollingMember",
+                        format!("Updating {name} to the current configuration"),
+                    )
+                    .await;
+                    MemberState::from_deployment(&applied, &hash)
+                }
+            }
+        };
+        if !state.up_to_date || state.ready < state.replicas {
+            hold = true;
+        }
+        observed.members.push(state);
+    }
+
+    // Remove what is ours but no longer wanted.
+    let names = |it: &mut dyn Iterator<Item = String>| it.collect::<BTreeSet<_>>();
+    let keep_deployments = names(&mut desired.deployments.iter().map(|d| d.name_any()));
+    for gone in apply::delete_orphans::<Deployment>(client, gmp, &keep_deployments).await? {
+        ctx.event(
+            gmp,
+            EventType::Normal,
+            "DeletedMember",
+            format!("Deleted Deployment {gone}"),
+        )
+        .await;
+    }
+    let keep_pvcs = names(&mut desired.pvcs.iter().map(|p| p.name_any()));
+    for outcome in apply::retire_pvcs(client, gmp, &keep_pvcs, gmp.spec.cache.retain_policy).await?
+    {
+        pvc_event(gmp, ctx, outcome).await;
+    }
+    let keep_cm = names(&mut desired.config_map.iter().map(|o| o.name_any()));
+    let keep_sa = names(&mut desired.service_account.iter().map(|o| o.name_any()));
+    let keep_svc = names(&mut desired.services.iter().map(|o| o.name_any()));
+    let keep_pdb = names(&mut desired.pdb.iter().map(|o| o.name_any()));
+    let keep_np = names(&mut desired.network_policy.iter().map(|o| o.name_any()));
+    let mut deleted = Vec::new();
+    deleted.extend(apply::delete_orphans::<ConfigMap>(client, gmp, &keep_cm).await?);
+    deleted.extend(apply::delete_orphans::<ServiceAccount>(client, gmp, &keep_sa).await?);
+    deleted.extend(apply::delete_orphans::<Service>(client, gmp, &keep_svc).await?);
+    deleted.extend(apply::delete_orphans::<PodDisruptionBudget>(client, gmp, &keep_pdb).await?);
+    deleted.extend(apply::delete_orphans::<NetworkPolicy>(client, gmp, &keep_np).await?);
+    for gone in deleted {
+        ctx.event(
+            gmp,
+            EventType::Normal,
+            "DeletedOrphan",
+            format!("Deleted {gone}: no longer part of the fleet"),
+        )
+        .await;
+    }
+    Ok(())
+}
+
+async fn pvc_event(gmp: &GoModuleProxy, ctx: &Ctx, outcome: PvcOutcome) {
+    let (reason, note) = match outcome {
+        PvcOutcome::Deleted(n) => (
+            "DeletedCache",
+            format!("Deleted cache PersistentVolumeClaim {n} (retainPolicy: Delete)"),
+        ),
+        PvcOutcome::Released(n) => (
+            "RetainedCache",
+            format!(
+                "Kept cache PersistentVolumeClaim {n} and removed its owner reference (retainPolicy: Retain)"
+            ),
+        ),
+    };
+    ctx.event(gmp, EventType::Normal, reason, note).await;
+}
+
+/// Computes the status and patches it only when it changed.
+async fn update_status(
+    gmp: &GoModuleProxy,
+    ctx: &Ctx,
+    observed: &Observed,
+) -> Result<crate::crd::GoModuleProxyStatus, Error> {
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let new = status::compute(gmp, observed, now);
+    if gmp.status.as_ref() == Some(&new) {
+        return Ok(new);
+    }
+    let was_ready = gmp
+        .status
+        .as_ref()
+        .and_then(|s| status::condition(s, status::READY))
+        .is_some_and(|c| c.status == "True");
+    let ns = gmp.namespace().ok_or(Error::Missing("namespace"))?;
+    let api: Api<GoModuleProxy> = Api::namespaced(ctx.client.clone(), &ns);
+    api.patch_status(
+        &gmp.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "status": new })),
+    )
+    .await
+    .map_err(|source| Error::Status {
+        name: gmp.name_any(),
+        source,
+    })?;
+    let ready = status::condition(&new, status::READY);
+    if let Some(r) = ready.filter(|r| (r.status == "True") != was_ready) {
+        let type_ = if r.status == "True" {
+            EventType::Normal
+        } else {
+            EventType::Warning
+        };
+        ctx.event(gmp, type_, &r.reason, r.message.clone()).await;
+    }
+    Ok(new)
+}
+
+/// CR deletion: keep or delete the cache PVCs, then let the finalizer go (the garbage
+/// collector removes the other children through their owner references).
+async fn cleanup(gmp: &GoModuleProxy, ctx: &Ctx) -> Result<Action, Error> {
+    let policy = gmp.spec.cache.retain_policy;
+    for outcome in apply::retire_pvcs(&ctx.client, gmp, &BTreeSet::new(), policy).await? {
+        pvc_event(gmp, ctx, outcome).await;
+    }
+    info!(retain_policy = ?policy, "GoModuleProxy deleted; caches handled");
+    Ok(Action::await_change())
+}
+
+/// Runs the controller for one namespace (`None`: all) until `shutdown` is cancelled.
+pub async fn run(ctx: Arc<Ctx>, namespace: Option<String>, shutdown: CancellationToken) {
+    let client = ctx.client.clone();
+    fn api<K>(client: &Client, ns: &Option<String>) -> Api<K>
+    where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+    {
+        match ns {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        }
+    }
+    // Children are watched through our managed-by label only: cheaper than all objects.
+    let owned = || {
+        watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER))
+    };
+    let stop = shutdown.clone();
+    Controller::new(
+        api::<GoModuleProxy>(&client, &namespace),
+        watcher::Config::default().any_semantic(),
+    )
+    .owns(api::<Deployment>(&client, &namespace), owned())
+    .owns(api::<PersistentVolumeClaim>(&client, &namespace), owned())
+    .owns(api::<ConfigMap>(&client, &namespace), owned())
+    .owns(api::<Service>(&client, &namespace), owned())
+    .owns(api::<ServiceAccount>(&client, &namespace), owned())
+    .owns(api::<PodDisruptionBudget>(&client, &namespace), owned())
+    .owns(api::<NetworkPolicy>(&client, &namespace), owned())
+    .graceful_shutdown_on(async move { stop.cancelled_owned().await })
+    .run(reconcile, error_policy, ctx)
+    .for_each(|res| async move {
+        match res {
+            Ok((obj, _)) => tracing::debug!(object = %obj, "reconciled"),
+            Err(e) => tracing::debug!(error = %e, "reconcile error"),
+        }
+    })
+    .await;
+    info!(namespace = ?namespace, "controller stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        assert_eq!(backoff(1), Duration::from_secs(1));
+        assert_eq!(backoff(2), Duration::from_secs(2));
+        assert_eq!(backoff(5), Duration::from_secs(16));
+        assert_eq!(backoff(30), Duration::from_secs(300));
+    }
+}
