@@ -39,8 +39,8 @@ LABEL org.opencontainers.image.title="modfleet-proxy" \
       org.opencontainers.image.source="https://github.com/modfleet/modfleet" \
       org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=build /out/modfleet-proxy /usr/local/bin/modfleet-proxy
-ENV MODFLEET_CACHE_DIR=/var/cache/modfleet
-VOLUME /var/cache/modfleet
+# Standalone: docker run -v modfleet-cache:/var/cache/modfleet IMAGE --cache-dir /var/cache/modfleet
+# (in a fleet, the operator's config file sets cacheDir to the member's volume).
 # 8080: GOPROXY protocol; 9090: /healthz, /readyz, /metrics.
 EXPOSE 8080 9090
 ENTRYPOINT ["/usr/local/bin/modfleet-proxy"]
