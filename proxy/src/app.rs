@@ -17,8 +17,18 @@ use crate::upstream::UpstreamPool;
 /// Runs the proxy until a shutdown signal.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new());
+    let pool = Arc::new(
+        UpstreamPool::new(
+            &config.upstreams,
+            &config.sumdbs,
+            config.resilience.clone(),
+            metrics.clone(),
+        )
+        .context("cannot build the HTTP client for upstreams")?,
+    );
     let admin = Arc::new(AdminState {
         metrics: metrics.clone(),
+        pool: pool.clone(),
         ready: AtomicBool::new(false),
     });
     let admin_listener = TcpListener::bind(config.admin_listen)
@@ -48,13 +58,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let cache = tokio::task::spawn_blocking(move || Cache::open(&cache_dir, max, cache_metrics))
         .await?
         .with_context(|| format!("cannot open the cache in {}", config.cache_dir.display()))?;
-    let pool = UpstreamPool::new(&config.upstreams, &config.sumdbs, metrics.clone())
-        .context("cannot build the HTTP client for upstreams")?;
+    let probes = tokio::spawn(pool.clone().run_probes());
     let fetcher = Fetcher::new(
         Arc::new(cache),
-        Arc::new(pool),
+        pool,
         metrics.clone(),
         config.list_ttl,
+        &config.resilience,
     );
     // The bound addresses (not the configured ones) so that port 0 is usable.
     tracing::info!(
@@ -76,6 +86,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .await
         .context("GOPROXY server failed")?;
     admin.ready.store(false, Ordering::Release);
+    probes.abort();
     admin_task.await??;
     tracing::info!("shut down");
     Ok(())

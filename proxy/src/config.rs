@@ -135,6 +135,130 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub no_sum: Vec<String>,
+
+    /// When an upstream has not answered within this delay, the same request also goes to the
+    /// next healthy upstream and the first verified answer wins: `auto` (that upstream's
+    /// observed p95, at most 1s), `off`, or a duration [default: auto].
+    #[arg(long, env = "MODFLEET_HEDGE_DELAY", value_name = "auto|off|DURATION")]
+    pub hedge_delay: Option<HedgeDelay>,
+
+    /// How long a "not found" from every upstream is remembered, so a storm of lookups for a
+    /// missing module does not reach the upstreams; 0s turns it off [default: 30s].
+    #[arg(long, env = "MODFLEET_NEGATIVE_TTL", value_name = "DURATION", value_parser = parse_duration)]
+    pub negative_ttl: Option<Duration>,
+
+    /// For this long past --list-ttl, a cached list or @latest is served at once while it is
+    /// refreshed in the background [default: 60s].
+    #[arg(long, env = "MODFLEET_STALE_WHILE_REVALIDATE", value_name = "DURATION", value_parser = parse_duration)]
+    pub stale_while_revalidate: Option<Duration>,
+
+    /// Total time one client request may spend on upstream attempts and retries [default: 5m].
+    #[arg(long, env = "MODFLEET_REQUEST_DEADLINE", value_name = "DURATION", value_parser = parse_duration)]
+    pub request_deadline: Option<Duration>,
+}
+
+/// When to hedge a request to the next upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HedgeDelay {
+    /// The upstream's observed p95 time to answer, clamped to [20ms, 1s]; 1s until known.
+    Auto,
+    Off,
+    Fixed(Duration),
+}
+
+impl FromStr for HedgeDelay {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "auto" => Ok(HedgeDelay::Auto),
+            "off" | "0" | "0s" => Ok(HedgeDelay::Off),
+            other => parse_duration(other).map(HedgeDelay::Fixed).map_err(|_| {
+                format!("invalid hedge delay {s:?}: use auto, off or a duration such as 300ms")
+            }),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for HedgeDelay {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Active health checks of upstreams (YAML `healthCheck`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct HealthCheckConfig {
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Path probed on each upstream; any answer below 500 (but 429) counts as alive.
+    pub path: String,
+}
+
+impl Default for HealthCheckConfig {
+    fn default() -> Self {
+        HealthCheckConfig {
+            interval: Duration::from_secs(10),
+            timeout: Duration::from_secs(5),
+            path: "/".to_string(),
+        }
+    }
+}
+
+/// Circuit breaker of each upstream (YAML `breaker`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct BreakerConfig {
+    /// Consecutive failures that open it.
+    pub failures: u32,
+    /// First open period, doubled on each further trip (at most 5m).
+    #[serde(with = "humantime_serde")]
+    pub open_for: Duration,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            failures: 5,
+            open_for: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Retries of a whole pass over the upstreams (YAML `retry`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Passes over the upstreams, the first included.
+    pub attempts: u32,
+    /// Pause before the second pass; doubled for each further one, with jitter.
+    #[serde(with = "humantime_serde")]
+    pub backoff: Duration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            attempts: 2,
+            backoff: Duration::from_millis(200),
+        }
+    }
+}
+
+/// How the upstream layer rides out slow, flapping and dead upstreams.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resilience {
+    pub hedge_delay: HedgeDelay,
+    pub negative_ttl: Duration,
+    pub stale_while_revalidate: Duration,
+    pub request_deadline: Duration,
+    pub health_check: HealthCheckConfig,
+    pub breaker: BreakerConfig,
+    pub retry: RetryConfig,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum, Deserialize)]
@@ -156,6 +280,10 @@ pub struct UpstreamConfig {
     /// Longest wait for response headers, and for each further piece of the body.
     #[serde(default = "default_upstream_timeout", with = "humantime_serde")]
     pub timeout: Duration,
+    /// Lower is preferred; upstreams of equal priority share traffic by weight. Default: the
+    /// position in the list, i.e. plain priority order.
+    #[serde(default)]
+    pub priority: Option<u32>,
 }
 
 fn default_weight() -> u32 {
@@ -262,6 +390,16 @@ pub struct FileConfig {
     pub log_format: Option<LogFormat>,
     pub exclude: Option<Vec<String>>,
     pub no_sum: Option<Vec<String>>,
+    pub hedge_delay: Option<HedgeDelay>,
+    #[serde(default, with = "humantime_serde")]
+    pub negative_ttl: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub stale_while_revalidate: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub request_deadline: Option<Duration>,
+    pub health_check: Option<HealthCheckConfig>,
+    pub breaker: Option<BreakerConfig>,
+    pub retry: Option<RetryConfig>,
 }
 
 /// The settings the server runs with.
@@ -277,6 +415,7 @@ pub struct Config {
     pub log_format: LogFormat,
     pub exclude: Vec<ModulePattern>,
     pub no_sum: Vec<ModulePattern>,
+    pub resilience: Resilience,
 }
 
 /// A validated upstream.
@@ -286,6 +425,7 @@ pub struct Upstream {
     pub url: Url,
     pub weight: u32,
     pub timeout: Duration,
+    pub priority: u32,
 }
 
 /// A validated checksum database.
@@ -318,6 +458,8 @@ pub enum ConfigError {
     UpstreamSetting { url: String, reason: String },
     #[error("invalid checksum database {name:?}: {reason}")]
     Sumdb { name: String, reason: String },
+    #[error("invalid resilience setting: {0}")]
+    Resilience(String),
     #[error("invalid module pattern {pattern:?}: {reason}")]
     Exclude { pattern: String, reason: String },
 }
@@ -389,6 +531,7 @@ impl Config {
                     url: url.clone(),
                     weight: default_weight(),
                     timeout: DEFAULT_UPSTREAM_TIMEOUT,
+                    priority: None,
                 })
                 .collect()
         } else if let Some(list) = file.upstreams.filter(|l| !l.is_empty()) {
@@ -410,6 +553,7 @@ impl Config {
                     url,
                     weight: default_weight(),
                     timeout: DEFAULT_UPSTREAM_TIMEOUT,
+                    priority: None,
                 })
                 .collect()
         };
@@ -418,7 +562,8 @@ impl Config {
         }
         let upstreams = upstreams
             .into_iter()
-            .map(validate_upstream)
+            .enumerate()
+            .map(|(i, u)| validate_upstream(i, u))
             .collect::<Result<Vec<_>, _>>()?;
 
         let sumdbs = if !args.sumdbs.is_empty() {
@@ -436,6 +581,28 @@ impl Config {
             .map(validate_sumdb)
             .collect::<Result<Vec<_>, _>>()?;
 
+        let resilience = Resilience {
+            hedge_delay: args
+                .hedge_delay
+                .or(file.hedge_delay)
+                .unwrap_or(HedgeDelay::Auto),
+            negative_ttl: args
+                .negative_ttl
+                .or(file.negative_ttl)
+                .unwrap_or(Duration::from_secs(30)),
+            stale_while_revalidate: args
+                .stale_while_revalidate
+                .or(file.stale_while_revalidate)
+                .unwrap_or(Duration::from_secs(60)),
+            request_deadline: args
+                .request_deadline
+                .or(file.request_deadline)
+                .unwrap_or(Duration::from_secs(300)),
+            health_check: file.health_check.unwrap_or_default(),
+            breaker: file.breaker.unwrap_or_default(),
+            retry: file.retry.unwrap_or_default(),
+        };
+        validate_resilience(&resilience)?;
         let exclude = patterns(&args.exclude, file.exclude)?;
         let no_sum = patterns(&args.no_sum, file.no_sum)?;
 
@@ -464,6 +631,7 @@ impl Config {
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
             exclude,
             no_sum,
+            resilience,
         })
     }
 
@@ -531,7 +699,7 @@ fn parse_http_url(raw: &str) -> Result<Url, String> {
     Ok(url)
 }
 
-fn validate_upstream(u: UpstreamConfig) -> Result<Upstream, ConfigError> {
+fn validate_upstream(index: usize, u: UpstreamConfig) -> Result<Upstream, ConfigError> {
     let url = parse_http_url(&u.url).map_err(|reason| ConfigError::Upstream {
         url: u.url.clone(),
         reason,
@@ -552,7 +720,28 @@ fn validate_upstream(u: UpstreamConfig) -> Result<Upstream, ConfigError> {
         url,
         weight: u.weight,
         timeout: u.timeout,
+        priority: u.priority.unwrap_or(index as u32),
     })
+}
+
+fn validate_resilience(r: &Resilience) -> Result<(), ConfigError> {
+    let bad = |reason: &str| Err(ConfigError::Resilience(reason.to_string()));
+    if r.request_deadline.is_zero() {
+        return bad("requestDeadline must be longer than 0s");
+    }
+    if r.health_check.interval.is_zero() || r.health_check.timeout.is_zero() {
+        return bad("healthCheck interval and timeout must be longer than 0s");
+    }
+    if !r.health_check.path.starts_with('/') {
+        return bad("healthCheck path must start with '/'");
+    }
+    if r.breaker.failures == 0 {
+        return bad("breaker failures must be at least 1");
+    }
+    if r.retry.attempts == 0 {
+        return bad("retry attempts must be at least 1 (the first pass)");
+    }
+    Ok(())
 }
 
 fn validate_sumdb(s: SumdbConfig) -> Result<Sumdb, ConfigError> {
@@ -682,6 +871,32 @@ mod tests {
         assert_eq!(c.upstreams[0].url.as_str(), "https://file.example/");
         assert_eq!(c.upstreams[0].weight, 3);
         assert_eq!(c.upstreams[0].timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn resilience_settings_parse_with_defaults() {
+        let file: FileConfig = serde_yaml_ng::from_str(
+            "hedgeDelay: 250ms\nnegativeTtl: 5s\nbreaker:\n  failures: 3\nupstreams:\n  - url: http://a.example\n  - url: http://b.example\n    priority: 0\n    weight: 3\n",
+        )
+        .unwrap();
+        let c = Config::merge(&args(&[]), file, no_env).unwrap();
+        let r = &c.resilience;
+        assert_eq!(r.hedge_delay, HedgeDelay::Fixed(Duration::from_millis(250)));
+        assert_eq!(r.negative_ttl, Duration::from_secs(5));
+        assert_eq!(r.breaker.failures, 3);
+        assert_eq!(
+            r.breaker.open_for,
+            Duration::from_secs(10),
+            "unset keys keep defaults"
+        );
+        assert_eq!(r.retry.attempts, 2);
+        assert_eq!(c.upstreams[0].priority, 0);
+        assert_eq!(c.upstreams[1].priority, 0);
+        assert_eq!(c.upstreams[1].weight, 3);
+        assert_eq!("off".parse::<HedgeDelay>().unwrap(), HedgeDelay::Off);
+        assert!("sometimes".parse::<HedgeDelay>().is_err());
+        let bad: FileConfig = serde_yaml_ng::from_str("breaker:\n  failures: 0\n").unwrap();
+        assert!(Config::merge(&args(&["http://a.example"]), bad, no_env).is_err());
     }
 
     #[test]

@@ -20,6 +20,7 @@ use futures::future::BoxFuture;
 
 use crate::cache::{self, Cache, CacheError, CachedFile, verify};
 use crate::coalesce::{Coalescer, Role};
+use crate::config::Resilience;
 use crate::metrics::Metrics;
 use crate::protocol::{self, ModulePath, Request, SumdbPath, Version, VersionQuery};
 use crate::upstream::{AttemptError, PoolError, Target, UpstreamPool, UpstreamResponse};
@@ -40,8 +41,11 @@ pub enum CacheResult {
     Coalesced,
     /// Served from upstream without caching (disk full, cache I/O error).
     Bypass,
-    /// Served from the cache past its TTL because every upstream failed.
+    /// Served from the cache past its TTL: while it is refreshed in the background, or
+    /// because every upstream failed.
     Stale,
+    /// A "not found" remembered for --negative-ttl.
+    Negative,
     /// Not cacheable (queries).
     None,
 }
@@ -54,6 +58,7 @@ impl CacheResult {
             CacheResult::Coalesced => "coalesced",
             CacheResult::Bypass => "bypass",
             CacheResult::Stale => "stale",
+            CacheResult::Negative => "negative",
             CacheResult::None => "none",
         }
     }
@@ -97,12 +102,68 @@ enum Stored {
 
 type Shared = Result<Stored, PoolError>;
 
+/// A request that could not be answered, and how the cache took part.
+#[derive(Debug)]
+pub struct FetchError {
+    pub error: PoolError,
+    pub cache: CacheResult,
+}
+
+/// Remembered "not found" answers, so a storm of lookups for a missing module stays here.
+struct NegativeCache {
+    ttl: Duration,
+    entries: std::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, String)>>,
+}
+
+/// Most remembered answers; past it, expired ones are dropped (or all, if none expired).
+const NEGATIVE_MAX: usize = 100_000;
+
+impl NegativeCache {
+    fn get(&self, key: &str) -> Option<String> {
+        if self.ttl.is_zero() {
+            return None;
+        }
+        let mut map = self.entries.lock().expect("negative cache poisoned");
+        match map.get(key) {
+            Some((expires, message)) if *expires > std::time::Instant::now() => {
+                Some(message.clone())
+            }
+            Some(_) => {
+                map.remove(key);
+                None
+            }
+            None => None,
+        }
+    }
+
+    fn insert(&self, key: String, message: String) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let now = std::time::Instant::now();
+        let mut map = self.entries.lock().expect("negative cache poisoned");
+        if map.len() >= NEGATIVE_MAX {
+            map.retain(|_, (expires, _)| *expires > now);
+            if map.len() >= NEGATIVE_MAX {
+                map.clear();
+            }
+        }
+        map.insert(key, (now + self.ttl, message));
+    }
+
+    fn len(&self) -> usize {
+        self.entries.lock().expect("negative cache poisoned").len()
+    }
+}
+
 /// Answers protocol requests from the cache and the upstream pool.
 pub struct Fetcher {
     cache: Arc<Cache>,
     pool: Arc<UpstreamPool>,
     metrics: Arc<Metrics>,
     list_ttl: Duration,
+    stale_while_revalidate: Duration,
+    negative: NegativeCache,
     inflight: Coalescer<Shared>,
 }
 
@@ -116,12 +177,18 @@ impl Fetcher {
         pool: Arc<UpstreamPool>,
         metrics: Arc<Metrics>,
         list_ttl: Duration,
+        resilience: &Resilience,
     ) -> Arc<Fetcher> {
         Arc::new(Fetcher {
             cache,
             pool,
             metrics,
             list_ttl,
+            stale_while_revalidate: resilience.stale_while_revalidate,
+            negative: NegativeCache {
+                ttl: resilience.negative_ttl,
+                entries: Default::default(),
+            },
             inflight: Coalescer::default(),
         })
     }
@@ -131,16 +198,35 @@ impl Fetcher {
     }
 
     /// Answers a request (anything but `/sumdb/<name>/supported`, which the server answers).
-    pub async fn get(self: &Arc<Self>, req: &Request) -> Result<Served, PoolError> {
+    pub async fn get(self: &Arc<Self>, req: &Request) -> Result<Served, FetchError> {
         let rel = PathBuf::from(req.escaped_path());
-        match req {
+        let key = rel.to_string_lossy().into_owned();
+        if let Some(message) = self.negative.get(&key) {
+            return Err(FetchError {
+                error: PoolError::NotFound { message },
+                cache: CacheResult::Negative,
+            });
+        }
+        let result = match req {
             Request::Info {
                 version: VersionQuery::Query(_),
                 ..
             } => self.query(req, rel).await,
             _ if req.is_immutable() => self.immutable(req, rel).await,
             _ => self.mutable(req, rel).await,
-        }
+        };
+        result.map_err(|error| {
+            if let PoolError::NotFound { message } = &error {
+                self.negative.insert(key, message.clone());
+                self.metrics
+                    .negative_cache_entries
+                    .set(self.negative.len() as i64);
+            }
+            FetchError {
+                error,
+                cache: CacheResult::None,
+            }
+        })
     }
 
     async fn immutable(self: &Arc<Self>, req: &Request, rel: PathBuf) -> Result<Served, PoolError> {
@@ -252,7 +338,7 @@ impl Fetcher {
             module: module.clone(),
             version: version.clone(),
         };
-        let served = self.get(&req).await?;
+        let served = self.get(&req).await.map_err(|e| e.error)?;
         match served.body {
             Body::File(file) => tokio::task::spawn_blocking(move || {
                 let mut buf = Vec::with_capacity(file.len as usize);
@@ -395,28 +481,20 @@ impl Fetcher {
         let key = rel.to_string_lossy().into_owned();
         let this = self.clone();
         let owned = req.clone();
-        let (result, role) = self.inflight.join(
-            &key,
-            move || async move {
-                let path = upstream_path(&owned);
-                let owned = &owned;
-                let bytes = this
-                    .pool
-                    .fetch(target(owned), &path, |response| async move {
-                        let bytes = response.bytes_limited(MAX_SMALL_BYTES).await?;
-                        check_mutable(owned, bytes)
-                    })
-                    .await?;
-                this.put(&rel, bytes.clone()).await;
-                Ok(Stored::Small(bytes))
-            },
-            panicked,
-        );
+        let (result, role) =
+            self.inflight
+                .join(&key, move || this.fetch_mutable(owned, rel), panicked);
+        // stale-while-revalidate: a recently expired answer is served at once; the fetch just
+        // started (or joined) refreshes the cache in the background.
+        if let Some((bytes, age)) = &cached
+            && *age < self.list_ttl + self.stale_while_revalidate
+        {
+            return Ok(small(bytes.clone(), CacheResult::Stale, Some(*age)));
+        }
         if role == Role::Waiter {
             self.metrics.coalesced_waiters.inc();
         }
-        let result = result.await;
-        match result {
+        match result.await {
             Ok(Stored::Small(bytes)) => Ok(small(bytes, CacheResult::fetched(role), None)),
             Ok(_) => unreachable!("mutable fetches keep their bytes"),
             // stale-if-error: an outage is answered with the last good answer, marked by Age.
@@ -427,6 +505,23 @@ impl Fetcher {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// The leader's side of a list/@latest/sumdb refresh. Runs as its own task.
+    fn fetch_mutable(self: Arc<Self>, req: Request, rel: PathBuf) -> BoxFuture<'static, Shared> {
+        Box::pin(async move {
+            let path = upstream_path(&req);
+            let req = &req;
+            let bytes = self
+                .pool
+                .fetch(target(req), &path, |response| async move {
+                    let bytes = response.bytes_limited(MAX_SMALL_BYTES).await?;
+                    check_mutable(req, bytes)
+                })
+                .await?;
+            self.put(&rel, bytes.clone()).await;
+            Ok(Stored::Small(bytes))
+        })
     }
 
     async fn query(self: &Arc<Self>, req: &Request, rel: PathBuf) -> Result<Served, PoolError> {

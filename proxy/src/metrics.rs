@@ -14,7 +14,8 @@ pub struct RequestLabels {
     /// list, latest, info, mod, zip, sumdb, other
     pub route: &'static str,
     pub status: u16,
-    /// hit, miss, coalesced, bypass (served without caching), none (not cacheable or refused)
+    /// hit, miss, coalesced, bypass (served without caching), stale, negative (a remembered
+    /// not-found), none (not cacheable or refused)
     pub cache: &'static str,
 }
 
@@ -54,6 +55,11 @@ pub struct Metrics {
     pub cache_write_errors: Family<ReasonLabel, Counter>,
     pub inflight_fetches: Gauge,
     pub coalesced_waiters: Counter,
+    pub upstream_healthy: Family<UpstreamLabel, Gauge>,
+    pub upstream_breaker_state: Family<UpstreamLabel, Gauge>,
+    pub upstream_hedges: Family<UpstreamLabel, Counter>,
+    pub upstream_retries: Counter,
+    pub negative_cache_entries: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -135,8 +141,43 @@ impl Metrics {
             "Requests that joined a download already in progress instead of starting one",
             coalesced_waiters.clone(),
         );
+        let upstream_healthy = Family::<UpstreamLabel, Gauge>::default();
+        registry.register(
+            "upstream_healthy",
+            "1 when the upstream is healthy (breaker not open, probes passing), else 0",
+            upstream_healthy.clone(),
+        );
+        let upstream_breaker_state = Family::<UpstreamLabel, Gauge>::default();
+        registry.register(
+            "upstream_breaker_state",
+            "Circuit breaker of each upstream: 0 closed, 1 half-open, 2 open",
+            upstream_breaker_state.clone(),
+        );
+        let upstream_hedges = Family::<UpstreamLabel, Counter>::default();
+        registry.register(
+            "upstream_hedges",
+            "Hedged attempts sent to this upstream because the one before was slow",
+            upstream_hedges.clone(),
+        );
+        let upstream_retries = Counter::default();
+        registry.register(
+            "upstream_retries",
+            "Further passes over the upstreams after a pass that ended in failures",
+            upstream_retries.clone(),
+        );
+        let negative_cache_entries = Gauge::default();
+        registry.register(
+            "negative_cache_entries",
+            "Remembered not-found answers (see --negative-ttl)",
+            negative_cache_entries.clone(),
+        );
         Metrics {
             registry,
+            upstream_healthy,
+            upstream_breaker_state,
+            upstream_hedges,
+            upstream_retries,
+            negative_cache_entries,
             requests,
             request_duration,
             upstream_requests,

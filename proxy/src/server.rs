@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::fetch::{Body, CacheResult, Fetcher, Served};
 use crate::metrics::{Metrics, RequestLabels, RouteLabel};
 use crate::protocol::{Request, Route, SumdbPath, VersionQuery};
+use crate::upstream::UpstreamPool;
 
 const IMMUTABLE: &str = "public, max-age=604800, immutable";
 const TEXT: &str = "text/plain; charset=utf-8";
@@ -35,6 +36,7 @@ pub struct AppState {
 /// State of the admin endpoint, which serves before the cache is indexed.
 pub struct AdminState {
     pub metrics: Arc<Metrics>,
+    pub pool: Arc<UpstreamPool>,
     /// Set once the cache is open and the GOPROXY endpoint listens.
     pub ready: AtomicBool,
 }
@@ -50,6 +52,7 @@ pub fn admin_router(state: Arc<AdminState>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/status", get(status))
         .with_state(state)
 }
 
@@ -63,6 +66,18 @@ async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
         )
             .into_response()
     }
+}
+
+/// Each upstream's health as JSON: what the operator reads into the fleet's status.
+async fn status(State(state): State<Arc<AdminState>>) -> Response {
+    let upstreams = state.pool.status();
+    let healthy = upstreams.iter().filter(|u| u.health.healthy).count();
+    axum::Json(serde_json::json!({
+        "ready": state.ready.load(Ordering::Acquire),
+        "upstreamsHealthy": healthy,
+        "upstreams": upstreams,
+    }))
+    .into_response()
 }
 
 async fn metrics(State(state): State<Arc<AdminState>>) -> Response {
@@ -182,9 +197,9 @@ async fn answer(
             (r, route, cache)
         }
         Err(e) => (
-            text_error(e.status(), &e.to_string()),
+            text_error(e.error.status(), &e.error.to_string()),
             route,
-            CacheResult::None,
+            e.cache,
         ),
     }
 }

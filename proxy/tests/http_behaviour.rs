@@ -431,7 +431,8 @@ async fn concurrent_misses_cause_exactly_one_upstream_request() {
 async fn lists_are_refreshed_after_the_ttl_and_served_stale_when_upstreams_fail() {
     let c = corpus();
     let up = FakeUpstream::start(vec![], Some(c.root().to_path_buf())).await;
-    let (mut p, cache) = proxy_over(&[&up.url], &["--list-ttl", "1ms"]).await;
+    let no_swr = ["--list-ttl", "1ms", "--stale-while-revalidate", "0s"];
+    let (mut p, cache) = proxy_over(&[&up.url], &no_swr).await;
     assert_eq!(
         p.get("/example.com/hello/@v/list")
             .await
