@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, ObjectReference, PersistentVolumeClaim, Service, ServiceAccount,
+};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -57,12 +59,33 @@ impl Ctx {
     }
 
     async fn event(&self, gmp: &GoModuleProxy, type_: EventType, reason: &str, note: String) {
+        self.event_about(gmp, type_, reason, note, None).await;
+    }
+
+    /// An Event about `gmp` that concerns the child `related` (`kind`, `name`). Distinct
+    /// children give distinct Events (the recorder folds Events with the same key into a
+    /// series).
+    async fn event_about(
+        &self,
+        gmp: &GoModuleProxy,
+        type_: EventType,
+        reason: &str,
+        note: String,
+        related: Option<(&str, &str, &str)>,
+    ) {
+        let secondary = related.map(|(api_version, kind, name)| ObjectReference {
+            api_version: Some(api_version.into()),
+            kind: Some(kind.into()),
+            name: Some(name.into()),
+            namespace: gmp.namespace(),
+            ..ObjectReference::default()
+        });
         let ev = Event {
             type_,
             reason: reason.into(),
             note: Some(note),
             action: reason.into(),
-            secondary: None,
+            secondary,
         };
         if let Err(e) = self.recorder.publish(&ev, &gmp.object_ref(&())).await {
             warn!(error = %e, reason, "cannot publish event");
@@ -188,11 +211,13 @@ async fn apply_children(
         }
         let applied = apply::apply(client, &ns, &want).await?;
         if existing.is_none() {
-            ctx.event(
+            let name = applied.name_any();
+            ctx.event_about(
                 gmp,
                 EventType::Normal,
                 "CreatedCache",
-                format!("Created cache PersistentVolumeClaim {}", applied.name_any()),
+                format!("Created cache PersistentVolumeClaim {name}"),
+                Some(("v1", "PersistentVolumeClaim", &name)),
             )
             .await;
         }
@@ -213,11 +238,12 @@ async fn apply_children(
         let state = match current {
             None => {
                 let applied = apply::apply(client, &ns, want).await?;
-                ctx.event(
+                ctx.event_about(
                     gmp,
                     EventType::Normal,
                     "CreatedMember",
                     format!("Created Deployment {name}"),
+                    Some(("apps/v1", "Deployment", &name)),
                 )
                 .await;
                 MemberState::from_deployment(&applied, &hash)
@@ -233,11 +259,12 @@ async fn apply_children(
                     MemberState::from_deployment(&cur, &hash)
                 } else {
                     let applied = apply::apply(client, &ns, want).await?;
-                    ctx.event(
+                    ctx.event_about(
                         gmp,
                         EventType::Normal,
                         "RollingMember",
                         format!("Updating {name} to the current configuration"),
+                        Some(("apps/v1", "Deployment", &name)),
                     )
                     .await;
                     MemberState::from_deployment(&applied, &hash)
@@ -254,11 +281,12 @@ async fn apply_children(
     let names = |it: &mut dyn Iterator<Item = String>| it.collect::<BTreeSet<_>>();
     let keep_deployments = names(&mut desired.deployments.iter().map(|d| d.name_any()));
     for gone in apply::delete_orphans::<Deployment>(client, gmp, &keep_deployments).await? {
-        ctx.event(
+        ctx.event_about(
             gmp,
             EventType::Normal,
             "DeletedMember",
             format!("Deleted Deployment {gone}"),
+            Some(("apps/v1", "Deployment", &gone)),
         )
         .await;
     }
@@ -273,17 +301,41 @@ async fn apply_children(
     let keep_pdb = names(&mut desired.pdb.iter().map(|o| o.name_any()));
     let keep_np = names(&mut desired.network_policy.iter().map(|o| o.name_any()));
     let mut deleted = Vec::new();
-    deleted.extend(apply::delete_orphans::<ConfigMap>(client, gmp, &keep_cm).await?);
-    deleted.extend(apply::delete_orphans::<ServiceAccount>(client, gmp, &keep_sa).await?);
-    deleted.extend(apply::delete_orphans::<Service>(client, gmp, &keep_svc).await?);
-    deleted.extend(apply::delete_orphans::<PodDisruptionBudget>(client, gmp, &keep_pdb).await?);
-    deleted.extend(apply::delete_orphans::<NetworkPolicy>(client, gmp, &keep_np).await?);
-    for gone in deleted {
-        ctx.event(
+    let tag = |api: &'static str, kind: &'static str, v: Vec<String>| {
+        v.into_iter().map(move |n| (api, kind, n))
+    };
+    deleted.extend(tag(
+        "v1",
+        "ConfigMap",
+        apply::delete_orphans::<ConfigMap>(client, gmp, &keep_cm).await?,
+    ));
+    deleted.extend(tag(
+        "v1",
+        "ServiceAccount",
+        apply::delete_orphans::<ServiceAccount>(client, gmp, &keep_sa).await?,
+    ));
+    deleted.extend(tag(
+        "v1",
+        "Service",
+        apply::delete_orphans::<Service>(client, gmp, &keep_svc).await?,
+    ));
+    deleted.extend(tag(
+        "policy/v1",
+        "PodDisruptionBudget",
+        apply::delete_orphans::<PodDisruptionBudget>(client, gmp, &keep_pdb).await?,
+    ));
+    deleted.extend(tag(
+        "networking.k8s.io/v1",
+        "NetworkPolicy",
+        apply::delete_orphans::<NetworkPolicy>(client, gmp, &keep_np).await?,
+    ));
+    for (api, kind, gone) in deleted {
+        ctx.event_about(
             gmp,
             EventType::Normal,
             "DeletedOrphan",
-            format!("Deleted {gone}: no longer part of the fleet"),
+            format!("Deleted {kind} {gone}: no longer part of the fleet"),
+            Some((api, kind, &gone)),
         )
         .await;
     }
@@ -291,19 +343,23 @@ async fn apply_children(
 }
 
 async fn pvc_event(gmp: &GoModuleProxy, ctx: &Ctx, outcome: PvcOutcome) {
-    let (reason, note) = match outcome {
+    let (reason, note, name) = match outcome {
         PvcOutcome::Deleted(n) => (
             "DeletedCache",
             format!("Deleted cache PersistentVolumeClaim {n} (retainPolicy: Delete)"),
+            n,
         ),
         PvcOutcome::Released(n) => (
             "RetainedCache",
             format!(
                 "Kept cache PersistentVolumeClaim {n} and removed its owner reference (retainPolicy: Retain)"
             ),
+            n,
         ),
     };
-    ctx.event(gmp, EventType::Normal, reason, note).await;
+    let related = Some(("v1", "PersistentVolumeClaim", name.as_str()));
+    ctx.event_about(gmp, EventType::Normal, reason, note, related)
+        .await;
 }
 
 /// Computes the status and patches it only when it changed.

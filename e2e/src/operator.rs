@@ -1,0 +1,226 @@
+//! Helpers for the operator's e2e tests (`e2e/tests/operator.rs`): install the CRD, run
+//! `modfleet-operator` as a real process against the cluster, read its metrics.
+//!
+//! The binary: `MODFLEET_OPERATOR_BIN` if set, else the tests build it once with
+//! `cargo build -p modfleet-operator --bin modfleet-operator --message-format=json` and take
+//! the executable path cargo reports. That works whatever the target directory is
+//! (`CARGO_TARGET_DIR`, workspace `target/`), and a stale binary is never used:
+//! `env!("CARGO_BIN_EXE_...")` only exists for binaries of the test's own crate.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use crate::{Cluster, Namespace};
+
+/// Workspace root (the parent of the `e2e` crate).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("e2e lives in the workspace")
+        .to_path_buf()
+}
+
+/// Path of the `modfleet-operator` binary (built on first use).
+pub fn operator_binary() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Some(p) = std::env::var_os("MODFLEET_OPERATOR_BIN").filter(|p| !p.is_empty()) {
+            return PathBuf::from(p);
+        }
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let out = Command::new(cargo)
+            .current_dir(workspace_root())
+            .args([
+                "build",
+                "-p",
+                "modfleet-operator",
+                "--bin",
+                "modfleet-operator",
+                "--message-format=json",
+            ])
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("cannot run cargo to build modfleet-operator");
+        assert!(
+            out.status.success(),
+            "cargo build -p modfleet-operator failed"
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|m| {
+                m["reason"] == "compiler-artifact" && m["target"]["name"] == "modfleet-operator"
+            })
+            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+            .expect("cargo reported no modfleet-operator executable")
+    })
+    .clone()
+}
+
+/// Applies `crds/` (server-side, as the CRD is large) and waits until it is Established.
+pub fn install_crd(cluster: &Cluster) {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        let path = workspace_root().join("crds/gomoduleproxy.yaml");
+        cluster.kubectl(&[
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "-f",
+            path.to_str().expect("utf-8 path"),
+        ]);
+        cluster.kubectl(&[
+            "wait",
+            "crd/gomoduleproxies.modfleet.dev",
+            "--for=condition=Established",
+            "--timeout=60s",
+        ]);
+    });
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free loopback port")
+}
+
+/// A running `modfleet-operator`; stopped with SIGTERM (then killed) on drop.
+pub struct Operator {
+    child: Mutex<Option<Child>>,
+    pub metrics_port: u16,
+    pub log: PathBuf,
+    pub identity: String,
+}
+
+impl Operator {
+    /// Starts the operator watching only `ns` (so tests running in parallel do not see each
+    /// other's objects), with `extra` flags.
+    pub fn start(ns: &Namespace, identity: &str, extra: &[&str]) -> Operator {
+        let bin = operator_binary();
+        let port = free_port();
+        let log =
+            std::env::temp_dir().join(format!("modfleet-operator-{}-{identity}.log", ns.name()));
+        let file = File::create(&log).expect("log file");
+        let mut cmd = Command::new(bin);
+        cmd.env("KUBECONFIG", ns.cluster().kubeconfig())
+            .env("RUST_LOG", "info,modfleet_operator=debug")
+            .args([
+                "--watch-namespaces",
+                ns.name(),
+                "--metrics-listen",
+                &format!("127.0.0.1:{port}"),
+                "--proxy-image",
+                "registry.invalid/modfleet/modfleet-proxy:e2e",
+                "--leader-election-id",
+                identity,
+                "--log-format",
+                "json",
+            ])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("log file"))
+            .stderr(file);
+        let child = cmd.spawn().expect("cannot start modfleet-operator");
+        let op = Operator {
+            child: Mutex::new(Some(child)),
+            metrics_port: port,
+            log,
+            identity: identity.to_owned(),
+        };
+        // Up when its admin endpoint answers (it checks the CRD before serving).
+        ns.eventually("the operator's /readyz", Duration::from_secs(60), || {
+            op.assert_running();
+            op.http_get("/readyz")
+                .filter(|b| b.starts_with("ok"))
+                .map(|_| ())
+        });
+        op
+    }
+
+    /// Panics with the log if the process has exited.
+    pub fn assert_running(&self) {
+        if let Some(child) = self.child.lock().unwrap().as_ref() {
+            let pid = child.id();
+            if !Path::new(&format!("/proc/{pid}")).exists() || is_zombie(pid) {
+                panic!("modfleet-operator exited; log:\n{}", self.logs());
+            }
+        }
+    }
+
+    /// GET on the admin endpoint; the body when the status is 200.
+    pub fn http_get(&self, path: &str) -> Option<String> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.metrics_port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+        let mut buf = String::new();
+        s.read_to_string(&mut buf).ok()?;
+        let (head, body) = buf.split_once("\r\n\r\n")?;
+        head.starts_with("HTTP/1.0 200")
+            .then(|| body.to_owned())
+            .or_else(|| head.starts_with("HTTP/1.1 200").then(|| body.to_owned()))
+    }
+
+    /// Value of a counter or gauge without labels, e.g. `modfleet_operator_reconciles_total`.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        let body = self.http_get("/metrics")?;
+        body.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.lock().unwrap().as_ref().map(Child::id)
+    }
+
+    /// SIGTERM, then wait up to 30 s for a clean exit (SIGKILL after that). Returns whether
+    /// it exited on its own.
+    pub fn stop(&self) -> bool {
+        let Some(mut child) = self.child.lock().unwrap().take() else {
+            return true;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        for _ in 0..300 {
+            if let Ok(Some(_)) = child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
+    }
+}
+
+fn is_zombie(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true)
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.stop();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- modfleet-operator {} log ({}):\n{}",
+                self.identity,
+                self.log.display(),
+                self.logs()
+            );
+        }
+    }
+}
