@@ -21,8 +21,6 @@
 
 pub mod operator;
 
-pub mod helm;
-
 use std::ffi::OsStr;
 use std::io::Write;
 use std::path::PathBuf;
