@@ -387,6 +387,10 @@ pub enum Reply {
     Hang,
     /// 200 with this body, sent only once the gate is opened.
     Gated(Vec<u8>, tokio::sync::watch::Receiver<bool>),
+    /// The first `n` requests for the path get this status, later ones the body.
+    FailFirst(u64, u16, Vec<u8>),
+    /// 429 with this Retry-After (seconds).
+    Throttle(u64),
 }
 
 /// An in-process HTTP/1.1 upstream with scripted answers, for failure modes a real upstream
@@ -436,7 +440,12 @@ impl FakeUpstream {
                     }
                     let head = String::from_utf8_lossy(&buf);
                     let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
-                    *hits.lock().unwrap().entry(path.clone()).or_default() += 1;
+                    let seen = {
+                        let mut hits = hits.lock().unwrap();
+                        let n = hits.entry(path.clone()).or_default();
+                        *n += 1;
+                        *n
+                    };
                     let reply = routes.get(&path).cloned().or_else(|| {
                         let file = dir.as_ref()?.join(path.trim_start_matches('/'));
                         std::fs::read(file).ok().map(Reply::Body)
@@ -465,6 +474,21 @@ impl FakeUpstream {
                         }
                         Reply::Hang => {
                             std::future::pending::<()>().await;
+                        }
+                        Reply::FailFirst(n, code, body) => {
+                            let (code, body) = if seen <= n {
+                                (code, b"scripted failure\n".to_vec())
+                            } else {
+                                (200, body)
+                            };
+                            let _ = sock.write_all(write(code, body.len()).as_bytes()).await;
+                            let _ = sock.write_all(&body).await;
+                        }
+                        Reply::Throttle(secs) => {
+                            let head = format!(
+                                "HTTP/1.1 429 X\r\nretry-after: {secs}\r\ncontent-length: 5\r\nconnection: close\r\n\r\nslow\n"
+                            );
+                            let _ = sock.write_all(head.as_bytes()).await;
                         }
                         Reply::Gated(body, mut gate) => {
                             let _ = gate.wait_for(|open| *open).await;

@@ -1,0 +1,347 @@
+//! The upstream layer under failure: breakers, probes, hedging, retries, weighted selection,
+//! negative caching and stale-while-revalidate, against the real proxy binary and in-process
+//! fake upstreams.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{FakeUpstream, Proxy, Reply, config_file, wait_for};
+
+const LIST: &str = "/example.com/m/@v/list";
+
+async fn status(p: &Proxy) -> serde_json::Value {
+    let body = reqwest::get(format!("{}/status", p.admin))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    serde_json::from_slice(&body).unwrap()
+}
+
+fn upstream<'a>(status: &'a serde_json::Value, url: &str) -> &'a serde_json::Value {
+    status["upstreams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["url"] == url)
+        .unwrap_or_else(|| panic!("{url} not in {status}"))
+}
+
+fn start(dir: &tempfile::TempDir, yaml: &str) -> Proxy {
+    let cfg = config_file(dir.path(), yaml);
+    Proxy::start(
+        &dir.path().join("cache"),
+        &["--config", cfg.to_str().unwrap()],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_breaker_opens_and_then_fails_fast() {
+    let flaky = FakeUpstream::start(vec![("*", Reply::Status(500, "boom"))], None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = start(
+        &dir,
+        &format!(
+            "upstreams:\n  - url: {}\nbreaker:\n  failures: 3\n  openFor: 1h\nretry:\n  attempts: 1\nhealthCheck:\n  interval: 1h\nstaleWhileRevalidate: 0s\n",
+            flaky.url
+        ),
+    );
+    for i in 0..3 {
+        assert_eq!(
+            p.get(&format!("/example.com/m{i}/@v/list")).await.status(),
+            502
+        );
+    }
+    let s = status(&p).await;
+    assert_eq!(upstream(&s, &flaky.url)["breaker"], "open", "{s}");
+    assert_eq!(upstream(&s, &flaky.url)["healthy"], false);
+    assert_eq!(
+        p.metric(&format!(
+            r#"modfleet_proxy_upstream_breaker_state{{upstream="{}"}}"#,
+            flaky.url
+        ))
+        .await,
+        2.0
+    );
+
+    // Open: fail fast, without asking the upstream, and still never 404.
+    let before = flaky.total_hits();
+    let r = p.get("/example.com/other/@v/list").await;
+    assert_eq!(r.status(), 502);
+    let text = r.text().await.unwrap();
+    assert!(text.contains("circuit breaker open"), "{text}");
+    assert_eq!(flaky.total_hits(), before);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn half_open_trial_closes_the_breaker_when_the_upstream_recovers() {
+    // Fails three times (opening the breaker), then answers.
+    let up = FakeUpstream::start(
+        vec![(LIST, Reply::FailFirst(3, 503, b"v1.0.0\n".to_vec()))],
+        None,
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = start(
+        &dir,
+        &format!(
+            "upstreams:\n  - url: {}\nbreaker:\n  failures: 3\n  openFor: 200ms\nretry:\n  attempts: 1\nhealthCheck:\n  interval: 1h\nlistTtl: 1ms\nstaleWhileRevalidate: 0s\nnegativeTtl: 0s\n",
+            up.url
+        ),
+    );
+    for _ in 0..3 {
+        assert_eq!(p.get(LIST).await.status(), 502);
+    }
+    assert_eq!(upstream(&status(&p).await, &up.url)["breaker"], "open");
+    // Until openFor has passed, requests fail fast; then the trial succeeds and closes it.
+    wait_for("a successful trial", Duration::from_secs(10), || async {
+        p.get(LIST).await.status() == 200
+    })
+    .await;
+    assert_eq!(
+        up.hits(LIST),
+        4,
+        "only the trial reached the upstream after it opened"
+    );
+    assert_eq!(upstream(&status(&p).await, &up.url)["breaker"], "closed");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn too_many_requests_opens_the_breaker_for_retry_after() {
+    let throttled = FakeUpstream::start(vec![("*", Reply::Throttle(3600))], None).await;
+    let backup = FakeUpstream::start(vec![("*", Reply::Body(b"v1.0.0\n".to_vec()))], None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = start(
+        &dir,
+        &format!(
+            "upstreams:\n  - url: {}\n  - url: {}\nbreaker:\n  failures: 5\n  openFor: 1s\nhealthCheck:\n  interval: 1h\n",
+            throttled.url, backup.url
+        ),
+    );
+    assert_eq!(p.get("/example.com/a/@v/list").await.status(), 200);
+    assert_eq!(
+        upstream(&status(&p).await, &throttled.url)["breaker"],
+        "open"
+    );
+    for i in 0..5 {
+        assert_eq!(
+            p.get(&format!("/example.com/b{i}/@v/list")).await.status(),
+            200
+        );
+    }
+    assert_eq!(throttled.total_hits(), 1, "Retry-After is honoured");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_upstream_is_hedged_and_the_fast_answer_wins() {
+    let (_never, gate) = tokio::sync::watch::channel(false);
+    let slow =
+        FakeUpstream::start(vec![("*", Reply::Gated(b"v9.9.9\n".to_vec(), gate))], None).await;
+    let fast = FakeUpstream::start(vec![("*", Reply::Body(b"v1.0.0\n".to_vec()))], None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = start(
+        &dir,
+        &format!(
+            "upstreams:\n  - url: {}\n    timeout: 30s\n  - url: {}\nhedgeDelay: 100ms\nhealthCheck:\n  interval: 1h\n",
+            slow.url, fast.url
+        ),
+    );
+    let started = Instant::now();
+    let r = p.get(LIST).await;
+    let took = started.elapsed();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "v1.0.0\n");
+    assert!(
+        took < Duration::from_secs(5),
+        "answered by the hedge in {took:?}, not after the slow upstream's 30s timeout"
+    );
+    assert!(
+        took >= Duration::from_millis(100),
+        "the hedge waited for the delay: {took:?}"
+    );
+    assert_eq!(slow.hits(LIST), 1);
+    assert_eq!(fast.hits(LIST), 1);
+    assert_eq!(
+        p.metric(&format!(
+            r#"modfleet_proxy_upstream_hedges_total{{upstream="{}"}}"#,
+            fast.url
+        ))
+        .await,
+        1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_pass_is_retried_with_backoff() {
+    let up = FakeUpstream::start(
+        vec![(LIST, Reply::FailFirst(1, 502, b"v1.0.0\n".to_vec()))],
+        None,
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = start(
+        &dir,
+        &format!(
+            "upstreams:\n  - url: {}\nretry:\n  attempts: 3\n  backoff: 50ms\nhealthCheck:\n  interval: 1h\n",
+            up.url
+        ),
+    );
+    let r = p.get(LIST).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(up.hits(LIST), 2);
+    assert_eq!(p.metric("modfleet_proxy_upstream_retries_total").await, 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn equal_priorities_share_traffic_by_weight() {
+    let heavy = FakeUpstream::start(vec![("*", Reply::Body(b"v1.0.0\n".to_vec()))], None).await;
+    let light = FakeUpstream::start(vec![("*", Reply::Body(b"v1.0.0\n".to_vec()))], None).await;
+    let backup = FakeUpstream::start(vec![("*", Reply::Body(b"v1.0.0\n".to_vec()))], None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = start(
+        &dir,
+        &format!(
+            "upstreams:\n  - url: {}\n    priority: 0\n    weight: 3\n  - url: {}\n    priority: 0\n    weight: 1\n  - url: {}\n    priority: 1\nhedgeDelay: off\nhealthCheck:\n  interval: 1h\n",
+            heavy.url, light.url, backup.url
+        ),
+    );
+    let n = 400;
+    for i in 0..n {
+        assert_eq!(
+            p.get(&format!("/example.com/w{i}/@v/list")).await.status(),
+            200
+        );
+    }
+    let (h, l) = (heavy.total_hits(), light.total_hits());
+    assert_eq!(h + l, n, "every request went to priority 0");
+    assert_eq!(backup.total_hits(), 0);
+    let ratio = h as f64 / l as f64;
+    assert!((2.0..5.0).contains(&ratio), "3:1 weights gave {h}:{l}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failing_probes_move_an_upstream_to_the_end_of_the_plan() {
+    let sick = FakeUpstream::start(
+        vec![
+            ("/", Reply::Status(503, "down")),
+            ("*", Reply::Body(b"v0.0.1\n".to_vec())),
+        ],
+        None,
+    )
+    .await;
+    let well = FakeUpstream::start(vec![("*", Reply::Body(b"v1.0.0\n".to_vec()))], None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = start(
+        &dir,
+        &format!(
+            "upstreams:\n  - url: {}\n  - url: {}\nhealthCheck:\n  interval: 50ms\n  timeout: 1s\n",
+            sick.url, well.url
+        ),
+    );
+    wait_for(
+        "the probe to mark the first upstream down",
+        Duration::from_secs(10),
+        || async {
+            upstream(&status(&p).await, &sick.url)["probe"] == "failing"
+                && upstream(&status(&p).await, &sick.url)["healthy"] == false
+        },
+    )
+    .await;
+    let s = status(&p).await;
+    assert!(
+        upstream(&s, &sick.url)["last_error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("503"),
+        "{s}"
+    );
+    assert_eq!(s["upstreamsHealthy"], 1);
+    assert_eq!(
+        p.get(LIST).await.text().await.unwrap(),
+        "v1.0.0\n",
+        "the healthy upstream answered first"
+    );
+    assert_eq!(sick.hits(LIST), 0);
+    assert_eq!(
+        p.metric(&format!(
+            r#"modfleet_proxy_upstream_healthy{{upstream="{}"}}"#,
+            sick.url
+        ))
+        .await,
+        0.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn not_found_is_remembered_for_the_negative_ttl() {
+    let up = FakeUpstream::start(vec![], None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = start(
+        &dir,
+        &format!(
+            "upstreams:\n  - url: {}\nnegativeTtl: 1h\nhealthCheck:\n  interval: 1h\n",
+            up.url
+        ),
+    );
+    let path = "/example.com/missing/@v/v1.0.0.info";
+    for _ in 0..20 {
+        assert_eq!(p.get(path).await.status(), 404);
+    }
+    assert_eq!(up.hits(path), 1);
+    assert_eq!(
+        p.metric(r#"modfleet_proxy_requests_total{route="info",status="404",cache="negative"}"#)
+            .await,
+        19.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn expired_lists_are_served_at_once_and_refreshed_behind() {
+    let (open, gate) = tokio::sync::watch::channel(false);
+    // First answer v1.0.0; later answers wait for the gate and say v1.1.0.
+    let first = FakeUpstream::start(vec![(LIST, Reply::Body(b"v1.0.0\n".to_vec()))], None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = start(
+        &dir,
+        &format!(
+            "upstreams:\n  - url: {}\nlistTtl: 1ms\nstaleWhileRevalidate: 1h\nhealthCheck:\n  interval: 1h\n",
+            first.url
+        ),
+    );
+    assert_eq!(p.get(LIST).await.text().await.unwrap(), "v1.0.0\n");
+    drop(p);
+    let slow = FakeUpstream::start(
+        vec![(LIST, Reply::Gated(b"v1.0.0\nv1.1.0\n".to_vec(), gate))],
+        None,
+    )
+    .await;
+    let p = Proxy::start(
+        &dir.path().join("cache"),
+        &[
+            "--upstream",
+            &slow.url,
+            "--list-ttl",
+            "1ms",
+            "--stale-while-revalidate",
+            "1h",
+        ],
+    );
+    // The refresh is held at the gate, yet the client is answered at once from the cache.
+    let r = p.get(LIST).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().contains_key("age"));
+    assert_eq!(r.text().await.unwrap(), "v1.0.0\n");
+    wait_for("a refresh to start", Duration::from_secs(10), || async {
+        slow.hits(LIST) == 1
+    })
+    .await;
+    open.send(true).unwrap();
+    wait_for(
+        "the background refresh to land",
+        Duration::from_secs(10),
+        || async { p.get(LIST).await.text().await.unwrap() == "v1.0.0\nv1.1.0\n" },
+    )
+    .await;
+}
