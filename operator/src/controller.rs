@@ -106,7 +106,7 @@ pub fn backoff(n: u32) -> Duration {
 async fn reconcile(gmp: Arc<GoModuleProxy>, ctx: Arc<Ctx>) -> Result<Action, Error> {
     let span = info_span!(
         "reconcile",
-        name = %gmp.name_any(),
+        object = %gmp.name_any(),
         namespace = %gmp.namespace().unwrap_or_default(),
         generation = gmp.metadata.generation.unwrap_or(0)
     );
