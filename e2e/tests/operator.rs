@@ -721,3 +721,53 @@ fn two_replicas_elect_one_leader_and_fail_over() {
     assert!(reconciles(&env.ops[fi]) > 0.0);
     env.ops[fi].assert_running();
 }
+
+#[test]
+fn failures_are_reported_and_retried_until_they_clear() {
+    let env = env("op-fail");
+    let ns = &env.ns;
+    // A quota that allows one PVC: member 1's cache cannot be created.
+    ns.apply(
+        "apiVersion: v1\nkind: ResourceQuota\nmetadata:\n  name: one-pvc\nspec:\n  hard:\n    persistentvolumeclaims: \"1\"\n",
+    );
+    ns.wait(
+        "resourcequota/one-pvc",
+        "jsonpath={.status.hard.persistentvolumeclaims}=1",
+        DEFAULT_TIMEOUT,
+    );
+    ns.apply(&basic("fail", 2, "cache: {size: 1Gi}"));
+    let degraded = ns.eventually("Degraded=True", DEFAULT_TIMEOUT, || {
+        let c = condition(&get(ns, "gmp", "fail"), "Degraded");
+        (c["status"] == "True").then_some(c)
+    });
+    assert_eq!(degraded["reason"], "ReconcileFailed");
+    let msg = degraded["message"].as_str().unwrap();
+    assert!(
+        msg.contains("PersistentVolumeClaim fail-cache-1") && msg.contains("exceeded quota"),
+        "the message names the object and the cause: {msg}"
+    );
+    assert_eq!(
+        condition(&get(ns, "gmp", "fail"), "Ready")["status"],
+        "False"
+    );
+    ns.eventually("a Warning event ApplyFailed", DEFAULT_TIMEOUT, || {
+        event_reasons(ns, "fail")
+            .iter()
+            .any(|r| r == "ApplyFailed")
+            .then_some(())
+    });
+    let op = &env.ops[0];
+    let errors = op
+        .http_get("/metrics")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("modfleet_operator_reconcile_errors_total{reason=\"ApplyFailed\"}"));
+    assert!(errors, "errors are counted by reason");
+
+    // Lift the quota: the retry (with backoff) converges without any change to the CR.
+    ns.kubectl(&["delete", "resourcequota", "one-pvc"]);
+    wait_ready(ns, "fail");
+    let g = get(ns, "gmp", "fail");
+    assert_eq!(condition(&g, "Degraded")["status"], "False");
+    assert_eq!(g["status"]["readyMembers"], 2);
+}
