@@ -100,6 +100,8 @@ alive() {
 
 not_alive() { ! alive "$1"; }
 
+port_closed() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
 provisioner_running() {
   [[ -f "$PROVISIONER_PID" ]] && alive "$(cat "$PROVISIONER_PID")"
 }
@@ -291,7 +293,7 @@ cmd_down() {
     if alive "$pid"; then left+=("$pid"); fi
   done
   [[ ${#left[@]} -eq 0 ]] || die "processes still running after down: ${left[*]}"
-  if [[ -n "$port" ]] && (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+  if [[ -n "$port" ]] && ! wait_until 15 "port $port to close" port_closed "$port"; then
     die "something still listens on the API server's port 127.0.0.1:$port after down"
   fi
   rm -rf "$STATE_DIR"

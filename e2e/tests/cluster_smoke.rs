@@ -125,6 +125,49 @@ spec:
 }
 
 #[test]
+fn bound_claim_can_be_expanded() {
+    let cluster = Cluster::from_env();
+    let ns = cluster.namespace("expand");
+    ns.apply(
+        r#"
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata:
+  name: grow
+spec:
+  accessModes: [ReadWriteOnce]
+  resources:
+    requests:
+      storage: 1Gi
+"#,
+    );
+    ns.wait(
+        "pvc/grow",
+        "jsonpath={.status.phase}=Bound",
+        DEFAULT_TIMEOUT,
+    );
+    ns.kubectl(&[
+        "patch",
+        "pvc",
+        "grow",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"resources":{"requests":{"storage":"2Gi"}}}}"#,
+    ]);
+    ns.wait(
+        "pvc/grow",
+        "jsonpath={.status.capacity.storage}=2Gi",
+        DEFAULT_TIMEOUT,
+    );
+    let pvc = ns.get_json(&["pvc", "grow"]);
+    let volume = pvc["spec"]["volumeName"]
+        .as_str()
+        .expect("bound PVC has a volume");
+    let pv = cluster.get_json(&["pv", volume]);
+    assert_eq!(pv["spec"]["capacity"]["storage"], "2Gi");
+}
+
+#[test]
 fn third_party_crds_are_installed() {
     let cluster = Cluster::from_env();
     for crd in [

@@ -7,7 +7,8 @@
 # is modfleet.dev/fake-provisioner, this creates a hostPath PV named pvc-<uid> with the
 # claim's size, access modes and volume mode, pre-bound to the claim (claimRef with uid),
 # and the PV controller in kube-controller-manager binds the pair. PVs it made that are
-# Released (their claim was deleted) are deleted, as reclaimPolicy Delete promises.
+# Released (their claim was deleted) are deleted, as reclaimPolicy Delete promises. A
+# bound claim whose request grew gets its PV and status capacity grown (expansion).
 #
 # Event driven: it watches PVCs (`kubectl get -w`) in windows of WATCH_SECONDS and does
 # a full resync between windows, so a missed event costs at most one window.
@@ -28,8 +29,8 @@ our_classes() {
     -o jsonpath="{range .items[?(@.provisioner==\"$PROVISIONER\")]}{.metadata.name}{\" \"}{end}" 2>/dev/null
 }
 
-# One line per PVC: namespace|name|uid|phase|class|volumeName|request|accessModes(JSON)|volumeMode
-PVC_TEMPLATE='{.metadata.namespace}|{.metadata.name}|{.metadata.uid}|{.status.phase}|{.spec.storageClassName}|{.spec.volumeName}|{.spec.resources.requests.storage}|{.spec.accessModes}|{.spec.volumeMode}{"\n"}'
+# One line per PVC: namespace|name|uid|phase|class|volumeName|request|accessModes(JSON)|volumeMode|capacity
+PVC_TEMPLATE='{.metadata.namespace}|{.metadata.name}|{.metadata.uid}|{.status.phase}|{.spec.storageClassName}|{.spec.volumeName}|{.spec.resources.requests.storage}|{.spec.accessModes}|{.spec.volumeMode}|{.status.capacity.storage}{"\n"}'
 
 provision() { # ns name uid class size modes vmode
   local ns="$1" name="$2" uid="$3" class="$4" size="$5" modes="$6" vmode="${7:-Filesystem}"
@@ -65,12 +66,31 @@ EOF
   fi
 }
 
+# Expansion (allowVolumeExpansion): the API server only accepts growing requests, so a
+# bound claim whose request differs from its capacity has grown. Grow the PV, then
+# report the new capacity in the claim's status, as a resizer and kubelet would.
+resize() { # ns name vol size
+  local ns="$1" name="$2" vol="$3" size="$4"
+  if "$KUBECTL" patch pv "$vol" --type=merge \
+    -p "{\"spec\":{\"capacity\":{\"storage\":\"$size\"}}}" >/dev/null 2>&1 &&
+    "$KUBECTL" patch pvc "$name" -n "$ns" --subresource=status --type=merge \
+      -p "{\"status\":{\"capacity\":{\"storage\":\"$size\"}}}" >/dev/null 2>&1; then
+    log "resized pv/$vol and $ns/$name to $size"
+  else
+    log "failed to resize $ns/$name to $size"
+  fi
+}
+
 handle_line() {
-  local ns name uid phase class vol size modes vmode
-  IFS='|' read -r ns name uid phase class vol size modes vmode <<<"$1"
-  [[ "$phase" == Pending && -z "$vol" && -n "$class" && -n "$size" ]] || return 0
-  [[ " $CLASSES " == *" $class "* ]] || return 0
-  provision "$ns" "$name" "$uid" "$class" "$size" "$modes" "$vmode"
+  local ns name uid phase class vol size modes vmode capacity
+  IFS='|' read -r ns name uid phase class vol size modes vmode capacity <<<"$1"
+  [[ -n "$class" && -n "$size" && " $CLASSES " == *" $class "* ]] || return 0
+  if [[ "$phase" == Pending && -z "$vol" ]]; then
+    provision "$ns" "$name" "$uid" "$class" "$size" "$modes" "$vmode"
+  elif [[ "$phase" == Bound && -n "$vol" && -n "$capacity" && "$capacity" != "$size" &&
+    "$vol" == "pvc-$uid" ]]; then
+    resize "$ns" "$name" "$vol" "$size"
+  fi
 }
 
 sweep_released() {
