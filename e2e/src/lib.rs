@@ -21,6 +21,8 @@
 
 pub mod operator;
 
+pub mod helm;
+
 use std::ffi::OsStr;
 use std::io::Write;
 use std::path::PathBuf;

@@ -1,0 +1,820 @@
+//! The Helm chart `charts/modfleet`: lint, schema, rendering accepted by the real API server,
+//! least-privilege RBAC, and the proof that the RBAC is enough: after `helm install`, the
+//! operator binary running locally with nothing but a token of the chart's ServiceAccount
+//! reconciles a GoModuleProxy (`examples/small-cache.yaml`) to Ready and deletes it again.
+//!
+//! Needs the local cluster (`hack/cluster.sh up`, `eval "$(hack/cluster.sh env)"`) and helm;
+//! without them every test fails, none is skipped.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use modfleet_e2e::helm::{
+    self, OperatorProcess, Release, chart_dir, service_account_kubeconfig, template, try_helm,
+    yaml_to_objects,
+};
+use modfleet_e2e::operator::workspace_root as repo_root;
+use modfleet_e2e::{Cluster, DEFAULT_TIMEOUT, Namespace};
+use serde_json::Value;
+
+const CRD_NAME: &str = "gomoduleproxies.modfleet.dev";
+
+/// One permission: API group, resource, verb, and the resource names it is limited to.
+type Perm = (String, String, String, Option<String>);
+
+fn perms(list: &[(&str, &[&str], &[&str])], names: Option<&str>) -> BTreeSet<Perm> {
+    let mut out = BTreeSet::new();
+    for (group, resources, verbs) in list {
+        for r in *resources {
+            for v in *verbs {
+                out.insert((
+                    (*group).to_owned(),
+                    (*r).to_owned(),
+                    (*v).to_owned(),
+                    names.map(str::to_owned),
+                ));
+            }
+        }
+    }
+    out
+}
+
+const CHILD_VERBS: &[&str] = &["list", "watch", "create", "patch", "delete"];
+const READ_CHILD_VERBS: &[&str] = &["get", "list", "watch", "create", "patch", "delete"];
+
+/// Everything the operator may do in a namespace it manages (cluster-wide in a ClusterRole,
+/// or per watched namespace in a Role) and nothing else. Each line is an API call the
+/// operator makes: see the comments in charts/modfleet/templates/_helpers.tpl.
+fn fleet_perms() -> BTreeSet<Perm> {
+    perms(
+        &[
+            (
+                "modfleet.dev",
+                &["gomoduleproxies"],
+                &["list", "watch", "patch"],
+            ),
+            ("modfleet.dev", &["gomoduleproxies/status"], &["patch"]),
+            ("apps", &["deployments"], READ_CHILD_VERBS),
+            ("", &["persistentvolumeclaims"], READ_CHILD_VERBS),
+            (
+                "",
+                &["configmaps", "services", "serviceaccounts"],
+                CHILD_VERBS,
+            ),
+            ("policy", &["poddisruptionbudgets"], CHILD_VERBS),
+            ("networking.k8s.io", &["networkpolicies"], CHILD_VERBS),
+            ("events.k8s.io", &["events"], &["create", "patch"]),
+        ],
+        None,
+    )
+}
+
+/// The leader election Role in the release namespace.
+fn lease_perms(lease: &str) -> BTreeSet<Perm> {
+    let mut p = perms(&[("coordination.k8s.io", &["leases"], &["create"])], None);
+    p.extend(perms(
+        &[("coordination.k8s.io", &["leases"], &["get", "update"])],
+        Some(lease),
+    ));
+    p
+}
+
+/// The permissions a Role or ClusterRole grants, checking on the way that none uses a
+/// wildcard or a non-resource URL.
+fn granted(role: &Value) -> BTreeSet<Perm> {
+    let name = role["metadata"]["name"].as_str().unwrap_or("?");
+    assert!(
+        role["aggregationRule"].is_null(),
+        "{name}: aggregated roles grant whatever others add"
+    );
+    let mut out = BTreeSet::new();
+    let strs = |v: &Value, field: &str| -> Vec<String> {
+        let items: Vec<String> = v[field]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|s| s.as_str().expect("strings").to_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        for s in &items {
+            assert!(
+                !s.contains('*'),
+                "{name}: wildcard {s:?} in {field} of rule {v}"
+            );
+        }
+        items
+    };
+    for rule in role["rules"].as_array().expect("rules") {
+        assert!(
+            rule["nonResourceURLs"].is_null(),
+            "{name}: nonResourceURLs in {rule}"
+        );
+        let groups = strs(rule, "apiGroups");
+        let resources = strs(rule, "resources");
+        let verbs = strs(rule, "verbs");
+        let names = strs(rule, "resourceNames");
+        assert!(
+            !groups.is_empty() && !resources.is_empty() && !verbs.is_empty(),
+            "{name}: incomplete rule {rule}"
+        );
+        for g in &groups {
+            for r in &resources {
+                for v in &verbs {
+                    if names.is_empty() {
+                        out.insert((g.clone(), r.clone(), v.clone(), None));
+                    } else {
+                        for n in &names {
+                            out.insert((g.clone(), r.clone(), v.clone(), Some(n.clone())));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn kind_of(o: &Value) -> &str {
+    o["kind"].as_str().unwrap_or("")
+}
+
+fn name_of(o: &Value) -> &str {
+    o["metadata"]["name"].as_str().unwrap_or("")
+}
+
+fn ns_of(o: &Value) -> &str {
+    o["metadata"]["namespace"].as_str().unwrap_or("")
+}
+
+/// A short unique suffix for cluster-scoped names, taken from a test namespace's name.
+fn suffix(ns: &Namespace) -> String {
+    ns.name().rsplit('-').next().unwrap_or("x").to_owned()
+}
+
+/// Makes sure the GoModuleProxy CRD exists (from the chart's crds/), for tests that apply
+/// GoModuleProxies without installing the chart.
+fn ensure_crd(cluster: &Cluster) {
+    if !cluster
+        .try_kubectl(&["get", "crd", CRD_NAME])
+        .status
+        .success()
+    {
+        let path = chart_dir().join("crds").join("gomoduleproxy.yaml");
+        let out = cluster.try_kubectl(&["create", "-f", path.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() || err.contains("AlreadyExists"),
+            "creating the CRD: {err}"
+        );
+    }
+    cluster.kubectl(&[
+        "wait",
+        "crd",
+        CRD_NAME,
+        "--for=condition=Established",
+        "--timeout=60s",
+    ]);
+}
+
+#[test]
+fn chart_lints_strictly_with_defaults_and_every_ci_values_file() {
+    let chart = chart_dir();
+    let chart = chart.to_str().unwrap();
+    helm::helm(None, &["lint", "--strict", chart]);
+    let mut files: Vec<_> = std::fs::read_dir(chart_dir().join("ci"))
+        .expect("charts/modfleet/ci exists")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no values files in charts/modfleet/ci");
+    for f in files {
+        helm::helm(
+            None,
+            &["lint", "--strict", chart, "-f", f.to_str().unwrap()],
+        );
+    }
+}
+
+#[test]
+fn chart_crd_is_identical_to_the_top_level_crd() {
+    let top = repo_root().join("crds").join("gomoduleproxy.yaml");
+    let chart = chart_dir().join("crds").join("gomoduleproxy.yaml");
+    let a = std::fs::read(&top).unwrap_or_else(|e| panic!("{}: {e}", top.display()));
+    let b = std::fs::read(&chart).unwrap_or_else(|e| panic!("{}: {e}", chart.display()));
+    assert!(
+        a == b,
+        "charts/modfleet/crds/gomoduleproxy.yaml differs from crds/gomoduleproxy.yaml: \
+         run `cp crds/gomoduleproxy.yaml charts/modfleet/crds/` (crdgen writes the top-level one)"
+    );
+}
+
+#[test]
+fn schema_rejects_wrong_values_with_its_message() {
+    // (--set value, where the schema's message points)
+    let cases: &[(&str, &str)] = &[
+        (
+            "logFormat=xml",
+            "at '/logFormat': value must be one of 'json', 'text'",
+        ),
+        ("replicaCount=-1", "at '/replicaCount'"),
+        ("replicaCount=many", "at '/replicaCount'"),
+        ("metricsPort=80", "at '/metricsPort'"),
+        ("image.pullPolicy=Sometimes", "at '/image/pullPolicy'"),
+        ("image.digest=latest", "at '/image/digest'"),
+        ("image.repository=", "at '/image/repository'"),
+        ("watchNamespaces[0]=Team_A", "at '/watchNamespaces/0'"),
+        (
+            "leaderElection.leaseDuration=forever",
+            "at '/leaderElection/leaseDuration'",
+        ),
+        ("leaderElection.enabled=yes", "at '/leaderElection/enabled'"),
+        ("exampleFleet.name=Gomod", "at '/exampleFleet/name'"),
+        (
+            "monitoring.fleets.podMonitor.interval=often",
+            "at '/monitoring/fleets/podMonitor/interval'",
+        ),
+        (
+            "replicaCont=2",
+            "additional properties 'replicaCont' not allowed",
+        ),
+        (
+            "rbac.create=true,rbac.extra=1",
+            "additional properties 'extra' not allowed",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (set, want) in cases {
+        let chart = chart_dir();
+        let out = try_helm(
+            None,
+            &["template", "t", chart.to_str().unwrap(), "--set", set],
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        if out.status.success() {
+            failures.push(format!("--set {set}: accepted"));
+        } else if !err.contains("don't meet the specifications of the schema")
+            || !err.contains(want)
+        {
+            failures.push(format!("--set {set}: expected {want:?}, got: {err}"));
+        }
+    }
+    // Several replicas without leader election would all reconcile.
+    let chart = chart_dir();
+    let out = try_helm(
+        None,
+        &[
+            "template",
+            "t",
+            chart.to_str().unwrap(),
+            "--set",
+            "replicaCount=3,leaderElection.enabled=false",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    if out.status.success() || !err.contains("at '/leaderElection/enabled': value must be true") {
+        failures.push(format!(
+            "replicaCount=3 without leader election: expected a schema error, got: {err}"
+        ));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // And a valid variation renders.
+    template("t", "default", &["--set", "replicaCount=2,logFormat=text"]);
+}
+
+#[test]
+fn schema_rejects_a_wrong_value_at_install() {
+    let cluster = Cluster::from_env();
+    let ns = cluster.namespace("chart-bad");
+    let chart = chart_dir();
+    let out = try_helm(
+        Some(&cluster),
+        &[
+            "install",
+            "bad",
+            chart.to_str().unwrap(),
+            "--namespace",
+            ns.name(),
+            "--set",
+            "logFormat=yaml",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "helm install accepted logFormat=yaml"
+    );
+    assert!(err.contains("at '/logFormat'"), "{err}");
+    let list = helm::helm(Some(&cluster), &["list", "--namespace", ns.name(), "-q"]);
+    assert!(list.trim().is_empty(), "a release was left behind: {list}");
+}
+
+#[test]
+fn rendered_chart_passes_server_side_dry_run() {
+    let cluster = Cluster::from_env();
+    ensure_crd(&cluster);
+    let ops = cluster.namespace("chart-dry");
+    let team_a = cluster.namespace("chart-dry-a");
+    let team_b = cluster.namespace("chart-dry-b");
+    let everything = chart_dir().join("ci").join("everything-values.yaml");
+    let watch = format!("watchNamespaces={{{},{}}}", team_a.name(), team_b.name());
+    let example_ns = format!("exampleFleet.namespace={}", team_a.name());
+    let release = format!("dry{}", suffix(&ops));
+    let variants: Vec<(&str, Vec<&str>)> = vec![
+        ("defaults (cluster-wide)", vec![]),
+        (
+            "namespaced, everything on",
+            vec![
+                "-f",
+                everything.to_str().unwrap(),
+                "--set",
+                &watch,
+                "--set",
+                &example_ns,
+            ],
+        ),
+        (
+            "cluster-wide, no leader election, example fleet, fleet monitors",
+            vec![
+                "--set",
+                "leaderElection.enabled=false,exampleFleet.enabled=true",
+                "--set",
+                "monitoring.fleets.serviceMonitor.enabled=true",
+            ],
+        ),
+    ];
+    for (what, extra) in variants {
+        let yaml = template(&release, ops.name(), &extra);
+        let out = cluster.try_kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], &yaml);
+        assert!(
+            out.status.success(),
+            "{what}: kubectl apply --dry-run=server rejected the rendered chart: {}\n{yaml}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let applied = String::from_utf8_lossy(&out.stdout);
+        assert!(applied.contains("deployment.apps/"), "{what}: {applied}");
+    }
+    // The CRD from crds/ too (server-side: it is too big for the last-applied annotation).
+    let crd = chart_dir().join("crds").join("gomoduleproxy.yaml");
+    cluster.kubectl(&[
+        "apply",
+        "--server-side",
+        "--dry-run=server",
+        "--force-conflicts",
+        "--field-manager=modfleet-e2e-dry-run",
+        "-f",
+        crd.to_str().unwrap(),
+    ]);
+}
+
+#[test]
+fn rendered_rbac_is_exactly_what_the_operator_uses() {
+    let cluster = Cluster::from_env();
+    // Cluster-wide (default): one ClusterRole with the fleet permissions, the Lease Role.
+    let objs = yaml_to_objects(&cluster, &template("rel", "ops", &[]));
+    let lease = "rel-modfleet";
+    let cluster_roles: Vec<_> = objs
+        .iter()
+        .filter(|o| kind_of(o) == "ClusterRole")
+        .collect();
+    assert_eq!(cluster_roles.len(), 1, "one ClusterRole");
+    assert_eq!(granted(cluster_roles[0]), fleet_perms());
+    let roles: Vec<_> = objs.iter().filter(|o| kind_of(o) == "Role").collect();
+    assert_eq!(roles.len(), 1, "only the leader election Role");
+    assert_eq!(ns_of(roles[0]), "ops");
+    assert_eq!(granted(roles[0]), lease_perms(lease));
+    check_bindings(&objs, "ops", "rel-modfleet");
+
+    // Namespaced-only: a Role per watched namespace, nothing cluster-wide.
+    let objs = yaml_to_objects(
+        &cluster,
+        &template("rel", "ops", &["--set", "watchNamespaces={team-a,team-b}"]),
+    );
+    assert!(
+        !objs
+            .iter()
+            .any(|o| matches!(kind_of(o), "ClusterRole" | "ClusterRoleBinding")),
+        "namespaced mode must not grant anything cluster-wide"
+    );
+    let mut seen = BTreeSet::new();
+    for role in objs.iter().filter(|o| kind_of(o) == "Role") {
+        let perms = granted(role);
+        if ns_of(role) == "ops" {
+            assert_eq!(perms, lease_perms(lease), "Role {}", name_of(role));
+        } else {
+            assert_eq!(
+                perms,
+                fleet_perms(),
+                "Role {} in {}",
+                name_of(role),
+                ns_of(role)
+            );
+        }
+        seen.insert(ns_of(role).to_owned());
+    }
+    assert_eq!(
+        seen,
+        ["ops", "team-a", "team-b"].map(String::from).into(),
+        "Roles exactly in the watched namespaces and the release namespace"
+    );
+    check_bindings(&objs, "ops", "rel-modfleet");
+
+    // Without leader election there is no Lease Role; with rbac.create=false, no RBAC.
+    let objs = yaml_to_objects(
+        &cluster,
+        &template("rel", "ops", &["--set", "leaderElection.enabled=false"]),
+    );
+    assert!(!objs.iter().any(|o| kind_of(o) == "Role"));
+    let objs = yaml_to_objects(
+        &cluster,
+        &template("rel", "ops", &["--set", "rbac.create=false"]),
+    );
+    assert!(
+        !objs.iter().any(|o| kind_of(o).contains("Role")),
+        "rbac.create=false still rendered RBAC"
+    );
+}
+
+/// Every binding binds only the chart's ServiceAccount, to a role of the chart.
+fn check_bindings(objs: &[Value], ns: &str, sa: &str) {
+    let roles: BTreeSet<(String, String)> = objs
+        .iter()
+        .filter(|o| kind_of(o).ends_with("Role"))
+        .map(|o| (kind_of(o).to_owned(), name_of(o).to_owned()))
+        .collect();
+    let bindings: Vec<_> = objs
+        .iter()
+        .filter(|o| kind_of(o).ends_with("RoleBinding"))
+        .collect();
+    assert!(!bindings.is_empty());
+    for b in bindings {
+        let subjects = b["subjects"].as_array().expect("subjects");
+        assert_eq!(subjects.len(), 1, "{b}");
+        assert_eq!(subjects[0]["kind"], "ServiceAccount");
+        assert_eq!(subjects[0]["name"], sa);
+        assert_eq!(subjects[0]["namespace"], ns);
+        let role = (
+            b["roleRef"]["kind"].as_str().unwrap().to_owned(),
+            b["roleRef"]["name"].as_str().unwrap().to_owned(),
+        );
+        assert!(
+            roles.contains(&role),
+            "{} binds {role:?}, not a role of the chart",
+            name_of(b)
+        );
+    }
+}
+
+#[test]
+fn chart_pod_security_is_restricted() {
+    let cluster = Cluster::from_env();
+    let objs = yaml_to_objects(&cluster, &template("rel", "ops", &[]));
+    let dep = objs
+        .iter()
+        .find(|o| kind_of(o) == "Deployment")
+        .expect("a Deployment");
+    let pod = &dep["spec"]["template"]["spec"];
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    assert_ne!(pod["securityContext"]["runAsUser"], 0);
+    for c in pod["containers"].as_array().unwrap() {
+        let sc = &c["securityContext"];
+        assert_eq!(sc["allowPrivilegeEscalation"], false, "{c}");
+        assert_eq!(
+            sc["capabilities"]["drop"],
+            serde_json::json!(["ALL"]),
+            "{c}"
+        );
+        assert_eq!(sc["readOnlyRootFilesystem"], true, "{c}");
+    }
+    // The API server's own Pod Security admission agrees: a namespace enforcing
+    // "restricted" accepts the rendered chart.
+    let ns = cluster.namespace("chart-psa");
+    ns.kubectl(&[
+        "label",
+        "namespace",
+        ns.name(),
+        "pod-security.kubernetes.io/enforce=restricted",
+        "--overwrite",
+    ]);
+    ns.kubectl(&["label", "namespace", ns.name(), "--list"]);
+    let yaml = template(
+        "psa",
+        ns.name(),
+        &["--set", "rbac.create=false,serviceAccount.create=true"],
+    );
+    let out = cluster.try_kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], &yaml);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("violate PodSecurity"), "{err}");
+}
+
+#[test]
+fn default_images_match_the_dockerfile() {
+    let dockerfile = std::fs::read_to_string(repo_root().join("Dockerfile")).expect("Dockerfile");
+    // `# image: NAME` right before `FROM ... AS STAGE`.
+    let mut images = std::collections::BTreeMap::new();
+    let mut pending: Option<String> = None;
+    for line in dockerfile.lines() {
+        let l = line.trim();
+        if let Some(name) = l.strip_prefix("# image:") {
+            pending = Some(name.trim().to_owned());
+        } else if l.starts_with("FROM ") {
+            if let (Some(img), Some(stage)) = (pending.take(), l.split_whitespace().last()) {
+                images.insert(stage.to_owned(), img);
+            }
+        }
+    }
+    assert_eq!(
+        images.len(),
+        2,
+        "Dockerfile: `# image:` lines for proxy and operator: {images:?}"
+    );
+    let cluster = Cluster::from_env();
+    let objs = yaml_to_objects(&cluster, &template("rel", "ops", &[]));
+    let dep = objs.iter().find(|o| kind_of(o) == "Deployment").unwrap();
+    let c = &dep["spec"]["template"]["spec"]["containers"][0];
+    let app_version = "0.1.0";
+    assert_eq!(
+        c["image"].as_str().unwrap(),
+        format!("{}:{app_version}", images["operator"])
+    );
+    let args: Vec<&str> = c["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(
+        args.contains(&format!("--proxy-image={}:{app_version}", images["proxy"]).as_str()),
+        "{args:?}"
+    );
+    // The documented build commands use the same names and the chart's appVersion.
+    for (stage, img) in &images {
+        let cmd = format!("--target {stage}");
+        let line = dockerfile
+            .lines()
+            .find(|l| l.contains("docker build") && l.contains(&cmd))
+            .unwrap_or_else(|| panic!("Dockerfile documents no `docker build {cmd}`"));
+        assert!(line.contains(&format!("-t {img}:{app_version}")), "{line}");
+        assert!(
+            !img.contains('.') && !img.contains(':'),
+            "{img}: no registry host in default image names"
+        );
+    }
+    let chart_yaml = std::fs::read_to_string(chart_dir().join("Chart.yaml")).unwrap();
+    assert!(chart_yaml.contains(&format!("appVersion: \"{app_version}\"")));
+    // Non-root numeric USER in the runtime image.
+    assert!(
+        dockerfile.lines().any(|l| l.trim() == "USER 65532:65532"),
+        "Dockerfile: runtime image must run as USER 65532:65532"
+    );
+}
+
+fn condition<'a>(gmp: &'a Value, type_: &str) -> Option<&'a Value> {
+    gmp["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+}
+
+/// helm install, then the operator binary with only the chart ServiceAccount's token
+/// reconciles examples/small-cache.yaml to Ready, and handles its deletion.
+fn operator_with_chart_identity_reconciles(namespaced: bool) {
+    let cluster = Cluster::from_env();
+    let ops = cluster.namespace(if namespaced {
+        "chart-ops-ns"
+    } else {
+        "chart-ops-cl"
+    });
+    let fleet = cluster.namespace("chart-fleet");
+    let release = format!("rbac{}", suffix(&ops));
+    let fullname = format!("{release}-modfleet");
+    let watch = format!("watchNamespaces={{{}}}", fleet.name());
+    let mut extra: Vec<&str> = vec![];
+    if namespaced {
+        extra.extend(["--set", &watch]);
+    }
+    let rel = Release::install(&ops, &release, &extra);
+    assert!(rel.manifest().contains(&format!("name: {fullname}")));
+    // NOTES.txt tells the user the next step, in the namespace they can use.
+    let target = if namespaced {
+        fleet.name()
+    } else {
+        "NAMESPACE"
+    };
+    for want in [
+        "Next step: create a fleet".to_owned(),
+        format!("kubectl apply -n {target} -f gomod.yaml"),
+        format!("rollout status deployment/{fullname}"),
+    ] {
+        assert!(
+            rel.output.contains(&want),
+            "NOTES lack {want:?}:\n{}",
+            rel.output
+        );
+    }
+    ops.wait(
+        &format!("deployment/{fullname}"),
+        "condition=Available",
+        DEFAULT_TIMEOUT,
+    );
+    cluster.kubectl(&[
+        "wait",
+        "crd",
+        CRD_NAME,
+        "--for=condition=Established",
+        "--timeout=60s",
+    ]);
+
+    // The flags exactly as the chart gives them to the operator container.
+    let dep = ops.get_json(&["deployment", &fullname]);
+    let spec = &dep["spec"]["template"]["spec"];
+    let sa = spec["serviceAccountName"]
+        .as_str()
+        .expect("serviceAccountName");
+    let mut args: Vec<String> = spec["containers"][0]["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .map(|a| a.as_str().unwrap().to_owned())
+        .map(|a| {
+            if a.starts_with("--metrics-listen=") {
+                "--metrics-listen=127.0.0.1:0".to_owned()
+            } else {
+                a
+            }
+        })
+        .collect();
+    assert!(
+        args.iter().any(|a| a == "--leader-election=true"),
+        "{args:?}"
+    );
+    if namespaced {
+        assert!(
+            args.contains(&format!("--watch-namespaces={}", fleet.name())),
+            "{args:?}"
+        );
+    } else {
+        assert!(
+            !args.iter().any(|a| a.starts_with("--watch-namespaces")),
+            "{args:?}"
+        );
+        // This process must not touch GoModuleProxies of other tests running on the same
+        // cluster, so it watches the test's namespace; its cluster-wide rights are checked
+        // below with `kubectl auth can-i`.
+        args.push(format!("--watch-namespaces={}", fleet.name()));
+    }
+
+    // What the identity may and may not do, as the API server's authorizer answers.
+    let user = format!("system:serviceaccount:{}:{sa}", ops.name());
+    let f = Some(fleet.name());
+    for (verb, res) in [
+        ("watch", "gomoduleproxies.modfleet.dev"),
+        ("patch", "gomoduleproxies.modfleet.dev/status"),
+        ("create", "deployments.apps"),
+        ("delete", "persistentvolumeclaims"),
+        ("create", "events.events.k8s.io"),
+    ] {
+        assert!(
+            cluster.can_i(&user, verb, res, f),
+            "{user} cannot {verb} {res}"
+        );
+    }
+    for (verb, res) in [
+        ("get", "secrets"),
+        ("create", "pods"),
+        ("delete", "gomoduleproxies.modfleet.dev"),
+        ("update", "deployments.apps"),
+        ("create", "roles.rbac.authorization.k8s.io"),
+        ("delete", "customresourcedefinitions.apiextensions.k8s.io"),
+    ] {
+        assert!(
+            !cluster.can_i(&user, verb, res, f),
+            "{user} may {verb} {res}"
+        );
+    }
+    assert_eq!(
+        cluster.can_i(&user, "list", "gomoduleproxies.modfleet.dev", None),
+        !namespaced,
+        "listing GoModuleProxies in all namespaces"
+    );
+    assert_eq!(
+        cluster.can_i(&user, "create", "deployments.apps", Some("default")),
+        !namespaced,
+        "creating Deployments outside the watched namespaces"
+    );
+
+    // Run the operator with nothing but the ServiceAccount's token.
+    let dir = std::env::temp_dir();
+    let kubeconfig = service_account_kubeconfig(
+        &cluster,
+        ops.name(),
+        sa,
+        &dir.join(format!("{}-sa-kubeconfig.json", ops.name())),
+    );
+    let log = dir.join(format!("{}-operator.log", ops.name()));
+    let mut op = OperatorProcess::start(&kubeconfig, &args, &log);
+
+    let example = std::fs::read_to_string(repo_root().join("examples").join("small-cache.yaml"))
+        .expect("examples/small-cache.yaml");
+    fleet.apply(&example);
+    let name = "gomod";
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let ready = loop {
+        op.assert_running();
+        let g = fleet.get_json(&["gmp", name]);
+        let gen_ok = g["status"]["observedGeneration"] == g["metadata"]["generation"];
+        if gen_ok && condition(&g, "Ready").is_some_and(|c| c["status"] == "True") {
+            break g;
+        }
+        let forbidden = condition(&g, "Degraded").is_some_and(|c| {
+            c["status"] == "True"
+                && c["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("forbidden"))
+        });
+        if forbidden || Instant::now() > deadline {
+            panic!(
+                "GoModuleProxy {name} did not become Ready with the chart's permissions: {}\n--- operator log ({}):\n{}\n{}",
+                g["status"],
+                log.display(),
+                op.log(),
+                fleet.diagnostics(&format!("gmp/{name}"))
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(ready["status"]["readyMembers"], 1);
+    assert_eq!(
+        ready["status"]["endpoint"],
+        format!("http://{name}.{}.svc:80", fleet.name())
+    );
+    assert_eq!(condition(&ready, "Degraded").unwrap()["status"], "False");
+    // Its children, created by this identity.
+    for obj in [
+        "deployment/gomod-0",
+        "pvc/gomod-cache-0",
+        "service/gomod",
+        "service/gomod-peers",
+        "configmap/gomod-config",
+    ] {
+        let out = fleet.try_kubectl(&["get", obj]);
+        assert!(
+            out.status.success(),
+            "{obj} missing: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Leader election went through the chart's Lease Role.
+    let lease = ops.get_json(&["lease", &fullname]);
+    assert_eq!(
+        lease["spec"]["holderIdentity"],
+        "modfleet-e2e-local-operator"
+    );
+    // The fleet's Events were published (events.k8s.io create).
+    let events = fleet.get_json(&["events.events.k8s.io"]);
+    assert!(
+        events["items"].as_array().is_some_and(|a| a
+            .iter()
+            .any(|e| e["reportingController"] == "modfleet-operator")),
+        "no Events from the operator: {events}"
+    );
+
+    // Deletion: the finalizer keeps the cache (retainPolicy: Retain) and lets go.
+    fleet.kubectl(&["delete", "gmp", name, "--wait=true", "--timeout=120s"]);
+    let pvc = fleet.get_json(&["pvc", "gomod-cache-0"]);
+    assert!(
+        pvc["metadata"]["ownerReferences"]
+            .as_array()
+            .is_none_or(|refs| refs.iter().all(|r| r["kind"] != "GoModuleProxy")),
+        "retained cache PVC still owned by the deleted GoModuleProxy: {pvc}"
+    );
+
+    op.assert_running();
+    assert!(
+        op.stop(Duration::from_secs(20)),
+        "operator did not stop on SIGTERM"
+    );
+    let text = op.log();
+    let lower = text.to_lowercase();
+    assert!(
+        !lower.contains("forbidden") && !lower.contains("\"code\":403"),
+        "the operator was refused something with the chart's permissions:\n{text}"
+    );
+    drop(rel);
+}
+
+#[test]
+fn helm_install_namespaced_then_operator_with_only_its_service_account_reconciles_to_ready() {
+    operator_with_chart_identity_reconciles(true);
+}
+
+#[test]
+fn helm_install_cluster_wide_then_operator_with_only_its_service_account_reconciles_to_ready() {
+    operator_with_chart_identity_reconciles(false);
+}

@@ -1,0 +1,239 @@
+//! Everything under `examples/`: accepted by the real API server (`kubectl apply
+//! --dry-run=server`, with the GoModuleProxy CRD and the third-party CRDs that
+//! `hack/cluster.sh up` installs: Prometheus Operator, Argo CD), documented, and the Argo CD
+//! health check run by a real Lua 5.1 interpreter against its sample table.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use modfleet_e2e::Cluster;
+use modfleet_e2e::helm::{chart_dir, yaml_to_objects};
+use modfleet_e2e::operator::{install_crd, workspace_root};
+
+fn examples_dir() -> PathBuf {
+    workspace_root().join("examples")
+}
+
+/// Every `.yaml` file under examples/, sorted.
+fn example_files() -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
+                out.push(p);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&examples_dir(), &mut out);
+    out.sort();
+    out
+}
+
+fn rel(p: &Path) -> String {
+    p.strip_prefix(workspace_root())
+        .unwrap_or(p)
+        .display()
+        .to_string()
+}
+
+/// Creates a namespace the examples name explicitly (argocd), if missing.
+fn ensure_namespace(cluster: &Cluster, name: &str) {
+    if !cluster
+        .try_kubectl(&["get", "namespace", name])
+        .status
+        .success()
+    {
+        let out = cluster.try_kubectl(&["create", "namespace", name]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() || err.contains("AlreadyExists"),
+            "creating namespace {name}: {err}"
+        );
+    }
+}
+
+#[test]
+fn every_example_passes_server_side_dry_run() {
+    let cluster = Cluster::from_env();
+    install_crd(&cluster);
+    let ns = cluster.namespace("examples");
+    let files = example_files();
+    let names: Vec<String> = files.iter().map(|p| rel(p)).collect();
+    for want in [
+        "examples/small-cache.yaml",
+        "examples/ha-fleet.yaml",
+        "examples/private-modules.yaml",
+        "examples/metrics.yaml",
+        "examples/argocd/modfleet.yaml",
+        "examples/argocd/apps/operator.yaml",
+        "examples/argocd/apps/fleet.yaml",
+        "examples/argocd/argocd-cm-health.yaml",
+    ] {
+        assert!(names.iter().any(|n| n == want), "{want} missing: {names:?}");
+    }
+    let mut failures = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let objs = yaml_to_objects(&cluster, &text);
+        assert!(!objs.is_empty(), "{}: no objects", rel(file));
+        // Objects that name their namespace (Argo CD's) go there; the others into the
+        // test namespace, as `kubectl apply -n NAMESPACE -f FILE` would.
+        let fixed: Vec<&str> = objs
+            .iter()
+            .filter_map(|o| o["metadata"]["namespace"].as_str())
+            .collect();
+        let mut args = vec!["apply", "--dry-run=server", "-f", file.to_str().unwrap()];
+        if fixed.is_empty() {
+            args.extend(["--namespace", ns.name()]);
+        } else {
+            for n in &fixed {
+                ensure_namespace(&cluster, n);
+            }
+        }
+        let out = cluster.try_kubectl(&args);
+        if !out.status.success() {
+            failures.push(format!(
+                "{}: {}",
+                rel(file),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn every_fleet_example_says_when_to_use_it() {
+    for file in example_files() {
+        if file.starts_with(examples_dir().join("argocd")) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).unwrap();
+        let header: String = text
+            .lines()
+            .take_while(|l| l.starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(
+            header.contains("Use it when"),
+            "{}: the leading comment must say when to use it (\"Use it when: ...\")",
+            rel(&file)
+        );
+        assert!(text.contains("kind: GoModuleProxy"), "{}", rel(&file));
+    }
+}
+
+#[test]
+fn argocd_applications_point_at_paths_that_exist_and_use_server_side_apply() {
+    let cluster = Cluster::from_env();
+    let root = workspace_root();
+    let mut apps = 0;
+    for file in example_files() {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for app in yaml_to_objects(&cluster, &text)
+            .into_iter()
+            .filter(|o| o["kind"] == "Application")
+        {
+            apps += 1;
+            let name = app["metadata"]["name"].as_str().unwrap_or("?").to_owned();
+            let src = &app["spec"]["source"];
+            let path = src["path"].as_str().expect("source.path");
+            assert!(
+                root.join(path).is_dir(),
+                "{name}: source.path {path} does not exist"
+            );
+            if let Some(include) = src["directory"]["include"].as_str() {
+                assert!(
+                    root.join(path).join(include).is_file(),
+                    "{name}: {path}/{include} does not exist"
+                );
+            }
+            if path == "charts/modfleet" {
+                assert_eq!(root.join(path), chart_dir());
+            }
+            let opts: Vec<&str> = app["spec"]["syncPolicy"]["syncOptions"]
+                .as_array()
+                .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
+                .unwrap_or_default();
+            assert!(
+                opts.contains(&"ServerSideApply=true"),
+                "{name}: syncOptions lack ServerSideApply=true: {opts:?}"
+            );
+        }
+    }
+    assert!(
+        apps >= 3,
+        "expected the root, operator and fleet Applications"
+    );
+    // The CRD comes before the fleet: operator wave < fleet wave.
+    let wave = |f: &str| -> i64 {
+        let text = std::fs::read_to_string(examples_dir().join("argocd/apps").join(f)).unwrap();
+        let objs = yaml_to_objects(&cluster, &text);
+        objs[0]["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"]
+            .as_str()
+            .expect("sync-wave")
+            .parse()
+            .unwrap()
+    };
+    assert!(wave("operator.yaml") < wave("fleet.yaml"));
+}
+
+#[test]
+fn argocd_cm_carries_the_health_script_verbatim() {
+    let cluster = Cluster::from_env();
+    let script = std::fs::read_to_string(examples_dir().join("argocd/health.lua")).unwrap();
+    let cm = std::fs::read_to_string(examples_dir().join("argocd/argocd-cm-health.yaml")).unwrap();
+    let objs = yaml_to_objects(&cluster, &cm);
+    assert_eq!(objs.len(), 1);
+    assert_eq!(objs[0]["kind"], "ConfigMap");
+    assert_eq!(objs[0]["metadata"]["name"], "argocd-cm");
+    let key = "resource.customizations.health.modfleet.dev_GoModuleProxy";
+    assert_eq!(
+        objs[0]["data"][key].as_str(),
+        Some(script.as_str()),
+        "examples/argocd/argocd-cm-health.yaml's {key} differs from health.lua"
+    );
+}
+
+#[test]
+fn argocd_health_check_passes_its_sample_table_in_lua_5_1() {
+    let lua = std::env::var("MODFLEET_LUA").unwrap_or_else(|_| "lua5.1".into());
+    let version = Command::new(&lua).arg("-v").output().unwrap_or_else(|e| {
+        panic!("cannot run {lua}: {e} (install it: `apt-get install -y lua5.1`; .ci/run does)")
+    });
+    let banner = format!(
+        "{}{}",
+        String::from_utf8_lossy(&version.stdout),
+        String::from_utf8_lossy(&version.stderr)
+    );
+    assert!(banner.contains("Lua 5.1"), "{lua} is not Lua 5.1: {banner}");
+    let test = examples_dir().join("argocd/health_test.lua");
+    let out = Command::new(&lua)
+        .arg(&test)
+        .current_dir(examples_dir().join("argocd"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "health_test.lua failed:\n{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let summary = stdout.lines().last().unwrap_or_default();
+    let passed: usize = summary
+        .strip_prefix("lua: ")
+        .and_then(|s| s.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no summary line: {stdout}"));
+    assert!(summary.ends_with(" 0 failed"), "{summary}");
+    assert!(passed >= 15, "only {passed} cases ran: {stdout}");
+    for status in ["Healthy", "Progressing", "Degraded"] {
+        assert!(
+            stdout.contains(&format!("=> {status}:")),
+            "no sample maps to {status}:\n{stdout}"
+        );
+    }
+}
