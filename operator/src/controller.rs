@@ -176,6 +176,46 @@ async fn converge(gmp: &GoModuleProxy, ctx: &Ctx) -> Result<Action, Error> {
     }))
 }
 
+/// What to do with one member Deployment in this reconcile.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MemberStep {
+    /// It does not exist: create it (new members never wait).
+    Create,
+    /// It has the desired template: re-apply, which repairs drift in fields we own.
+    Apply,
+    /// Its template is outdated and every member before it is Ready: update it now.
+    Update,
+    /// Its template is outdated but an earlier member is not Ready yet: leave it alone.
+    Hold,
+}
+
+/// One-at-a-time rollouts: members are visited in order, and the first member that is not
+/// Ready on the current template holds back the template updates of all members after it.
+#[derive(Debug, Default)]
+pub struct Rollout {
+    holding: bool,
+}
+
+impl Rollout {
+    /// `current_hash`: `None` when the Deployment does not exist, else its template hash
+    /// annotation (if any).
+    pub fn step(&self, current_hash: Option<Option<&str>>, desired_hash: &str) -> MemberStep {
+        match current_hash {
+            None => MemberStep::Create,
+            Some(Some(h)) if h == desired_hash => MemberStep::Apply,
+            Some(_) if self.holding => MemberStep::Hold,
+            Some(_) => MemberStep::Update,
+        }
+    }
+
+    /// Records the member's state after its step.
+    pub fn observe(&mut self, state: &MemberState) {
+        if !state.up_to_date || state.ready < state.replicas {
+            self.holding = true;
+        }
+    }
+}
+
 async fn apply_children(
     gmp: &GoModuleProxy,
     ctx: &Ctx,
@@ -226,7 +266,7 @@ async fn apply_children(
 
     // Members in order. A member whose template changed is updated only when every member
     // before it is Ready on the current template, so a bad config takes down one member.
-    let mut hold = false;
+    let mut rollout = Rollout::default();
     for want in &desired.deployments {
         let name = want.name_any();
         let hash = want
@@ -235,45 +275,42 @@ async fn apply_children(
             .cloned()
             .unwrap_or_default();
         let current: Option<Deployment> = apply::get(client, &ns, &name).await?;
-        let state = match current {
-            None => {
-                let applied = apply::apply(client, &ns, want).await?;
-                ctx.event_about(
-                    gmp,
-                    EventType::Normal,
-                    "CreatedMember",
-                    format!("Created Deployment {name}"),
-                    Some(("apps/v1", "Deployment", &name)),
-                )
-                .await;
-                MemberState::from_deployment(&applied, &hash)
+        let current_hash = current.as_ref().map(|c| {
+            c.annotations()
+                .get(TEMPLATE_HASH_ANNOTATION)
+                .map(String::as_str)
+        });
+        let state = match (rollout.step(current_hash, &hash), &current) {
+            (MemberStep::Hold, Some(cur)) => {
+                info!(member = %name, "holding member until the previous one is Ready");
+                MemberState::from_deployment(cur, &hash)
             }
-            Some(cur) => {
-                let same_template = cur.annotations().get(TEMPLATE_HASH_ANNOTATION) == Some(&hash);
-                if same_template {
-                    // Re-apply anyway: repairs drift in fields we own.
-                    let applied = apply::apply(client, &ns, want).await?;
-                    MemberState::from_deployment(&applied, &hash)
-                } else if hold {
-                    info!(member = %name, "holding member until the previous one is Ready");
-                    MemberState::from_deployment(&cur, &hash)
-                } else {
-                    let applied = apply::apply(client, &ns, want).await?;
+            (step, _) => {
+                let applied = apply::apply(client, &ns, want).await?;
+                let note = match step {
+                    MemberStep::Create => {
+                        Some(("CreatedMember", format!("Created Deployment {name}")))
+                    }
+                    MemberStep::Update => Some((
+                        "RollingMember",
+                        format!("Updating {name} to the current configuration"),
+                    )),
+                    _ => None,
+                };
+                if let Some((reason, note)) = note {
                     ctx.event_about(
                         gmp,
                         EventType::Normal,
-                        "RollingMember",
-                        format!("Updating {name} to the current configuration"),
+                        reason,
+                        note,
                         Some(("apps/v1", "Deployment", &name)),
                     )
                     .await;
-                    MemberState::from_deployment(&applied, &hash)
                 }
+                MemberState::from_deployment(&applied, &hash)
             }
         };
-        if !state.up_to_date || state.ready < state.replicas {
-            hold = true;
-        }
+        rollout.observe(&state);
         observed.members.push(state);
     }
 
@@ -456,6 +493,79 @@ pub async fn run(ctx: Arc<Ctx>, namespace: Option<String>, shutdown: Cancellatio
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn state(up_to_date: bool, ready: bool) -> MemberState {
+        MemberState {
+            name: "m".into(),
+            replicas: 1,
+            ready: i32::from(ready),
+            up_to_date,
+            failure: None,
+        }
+    }
+
+    /// Simulates reconciles of a 3-member fleet after a template change from "old" to
+    /// "new", where an updated member becomes Ready one reconcile later.
+    #[test]
+    fn rollout_updates_one_member_per_ready_predecessor() {
+        let mut hashes = ["old", "old", "old"];
+        let mut ready = [true, true, true];
+        let mut history = Vec::new();
+        for _ in 0..10 {
+            let mut r = Rollout::default();
+            let mut steps = Vec::new();
+            let mut next_ready = ready;
+            for i in 0..3 {
+                let step = r.step(Some(Some(hashes[i])), "new");
+                if step == MemberStep::Update {
+                    hashes[i] = "new";
+                    next_ready[i] = false;
+                }
+                if step == MemberStep::Apply && !ready[i] {
+                    next_ready[i] = true; // the new pod turned Ready since last time
+                }
+                steps.push(step);
+                r.observe(&state(
+                    hashes[i] == "new",
+                    ready[i] && step != MemberStep::Update,
+                ));
+            }
+            ready = next_ready;
+            history.push(steps);
+            if hashes == ["new"; 3] && ready == [true; 3] {
+                break;
+            }
+        }
+        use MemberStep::*;
+        assert_eq!(
+            history,
+            [
+                vec![Update, Hold, Hold],
+                vec![Apply, Hold, Hold],
+                vec![Apply, Update, Hold],
+                vec![Apply, Apply, Hold],
+                vec![Apply, Apply, Update],
+                vec![Apply, Apply, Apply],
+            ]
+        );
+    }
+
+    #[test]
+    fn missing_members_are_created_and_drift_is_repaired_even_while_holding() {
+        let mut r = Rollout::default();
+        r.observe(&state(false, false));
+        assert_eq!(r.step(None, "new"), MemberStep::Create);
+        assert_eq!(r.step(Some(Some("new")), "new"), MemberStep::Apply);
+        assert_eq!(r.step(Some(None), "new"), MemberStep::Hold);
+        assert_eq!(
+            Rollout::default().step(Some(None), "new"),
+            MemberStep::Update
+        );
+        // An up-to-date member that is not Ready also holds the next ones.
+        let mut r = Rollout::default();
+        r.observe(&state(true, false));
+        assert_eq!(r.step(Some(Some("old")), "new"), MemberStep::Hold);
+    }
 
     #[test]
     fn backoff_doubles_and_caps() {
