@@ -491,26 +491,32 @@ fn chart_pod_security_is_restricted() {
         );
         assert_eq!(sc["readOnlyRootFilesystem"], true, "{c}");
     }
-    // The API server's own Pod Security admission agrees: a namespace enforcing
-    // "restricted" accepts the rendered chart.
+    // The API server's own Pod Security admission agrees: in a namespace that enforces and
+    // warns at "restricted", the rendered chart draws no warning (a Deployment whose pod
+    // template violates the level is admitted with "would violate PodSecurity").
     let ns = cluster.namespace("chart-psa");
     ns.kubectl(&[
         "label",
         "namespace",
         ns.name(),
         "pod-security.kubernetes.io/enforce=restricted",
+        "pod-security.kubernetes.io/warn=restricted",
         "--overwrite",
     ]);
-    ns.kubectl(&["label", "namespace", ns.name(), "--list"]);
-    let yaml = template(
-        "psa",
-        ns.name(),
-        &["--set", "rbac.create=false,serviceAccount.create=true"],
-    );
+    let yaml = template("psa", ns.name(), &["--set", "rbac.create=false"]);
     let out = cluster.try_kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], &yaml);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(!err.contains("violate PodSecurity"), "{err}");
+    // The check has teeth: the same chart with privilege escalation allowed draws it.
+    let bad = yaml.replace(
+        "allowPrivilegeEscalation: false",
+        "allowPrivilegeEscalation: true",
+    );
+    assert_ne!(bad, yaml);
+    let out = cluster.try_kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], &bad);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("violate PodSecurity"), "{err}");
 }
 
 #[test]
