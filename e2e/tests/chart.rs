@@ -726,54 +726,81 @@ fn operator_with_chart_identity_reconciles(namespaced: bool) {
     let log = dir.join(format!("{}-operator.log", ops.name()));
     let mut op = OperatorProcess::start(&kubeconfig, &args, &log);
 
-    let example = std::fs::read_to_string(repo_root().join("examples").join("small-cache.yaml"))
-        .expect("examples/small-cache.yaml");
-    fleet.apply(&example);
-    let name = "gomod";
-    let deadline = Instant::now() + Duration::from_secs(240);
-    let ready = loop {
-        op.assert_running();
-        let g = fleet.get_json(&["gmp", name]);
-        let gen_ok = g["status"]["observedGeneration"] == g["metadata"]["generation"];
-        if gen_ok && condition(&g, "Ready").is_some_and(|c| c["status"] == "True") {
-            break g;
+    // Every fleet example: one member, three members with a PDB, private modules with
+    // retainPolicy Delete, metrics (its ServiceMonitor applied by us, as a user would).
+    let examples: &[(&str, &str, i64, bool)] = &[
+        // (file, GoModuleProxy name, members, caches retained on delete)
+        ("small-cache.yaml", "gomod", 1, true),
+        ("ha-fleet.yaml", "gomod-ha", 3, true),
+        ("private-modules.yaml", "gomod-private", 2, false),
+        ("metrics.yaml", "gomod-metrics", 2, true),
+    ];
+    for (file, _, _, _) in examples {
+        let text = std::fs::read_to_string(repo_root().join("examples").join(file))
+            .unwrap_or_else(|e| panic!("examples/{file}: {e}"));
+        fleet.apply(&text);
+    }
+    let deadline = Instant::now() + Duration::from_secs(300);
+    for (file, name, members, _) in examples {
+        let ready = loop {
+            op.assert_running();
+            let g = fleet.get_json(&["gmp", name]);
+            let gen_ok = g["status"]["observedGeneration"] == g["metadata"]["generation"];
+            if gen_ok && condition(&g, "Ready").is_some_and(|c| c["status"] == "True") {
+                break g;
+            }
+            let forbidden = condition(&g, "Degraded").is_some_and(|c| {
+                c["status"] == "True"
+                    && c["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("forbidden"))
+            });
+            if forbidden || Instant::now() > deadline {
+                panic!(
+                    "GoModuleProxy {name} (examples/{file}) did not become Ready with the chart's permissions: {}\n--- operator log ({}):\n{}\n{}",
+                    g["status"],
+                    log.display(),
+                    op.log(),
+                    fleet.diagnostics(&format!("gmp/{name}"))
+                );
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        };
+        assert_eq!(ready["status"]["readyMembers"], *members, "{name}");
+        assert_eq!(
+            ready["status"]["endpoint"],
+            format!("http://{name}.{}.svc:80", fleet.name())
+        );
+        assert_eq!(condition(&ready, "Degraded").unwrap()["status"], "False");
+        // Its children, created by this identity.
+        let mut want = vec![
+            format!("service/{name}"),
+            format!("service/{name}-peers"),
+            format!("configmap/{name}-config"),
+        ];
+        for i in 0..*members {
+            want.push(format!("deployment/{name}-{i}"));
+            want.push(format!("pvc/{name}-cache-{i}"));
         }
-        let forbidden = condition(&g, "Degraded").is_some_and(|c| {
-            c["status"] == "True"
-                && c["message"]
-                    .as_str()
-                    .is_some_and(|m| m.contains("forbidden"))
-        });
-        if forbidden || Instant::now() > deadline {
-            panic!(
-                "GoModuleProxy {name} did not become Ready with the chart's permissions: {}\n--- operator log ({}):\n{}\n{}",
-                g["status"],
-                log.display(),
-                op.log(),
-                fleet.diagnostics(&format!("gmp/{name}"))
+        for obj in &want {
+            let out = fleet.try_kubectl(&["get", obj]);
+            assert!(
+                out.status.success(),
+                "{obj} missing: {}",
+                String::from_utf8_lossy(&out.stderr)
             );
         }
-        std::thread::sleep(Duration::from_millis(500));
-    };
-    assert_eq!(ready["status"]["readyMembers"], 1);
-    assert_eq!(
-        ready["status"]["endpoint"],
-        format!("http://{name}.{}.svc:80", fleet.name())
-    );
-    assert_eq!(condition(&ready, "Degraded").unwrap()["status"], "False");
-    // Its children, created by this identity.
-    for obj in [
-        "deployment/gomod-0",
-        "pvc/gomod-cache-0",
-        "service/gomod",
-        "service/gomod-peers",
-        "configmap/gomod-config",
-    ] {
-        let out = fleet.try_kubectl(&["get", obj]);
-        assert!(
-            out.status.success(),
-            "{obj} missing: {}",
-            String::from_utf8_lossy(&out.stderr)
+        let selector = format!("app.kubernetes.io/instance={name}");
+        let count = |kind: &str| {
+            fleet.get_json(&[kind, "-l", &selector])["items"]
+                .as_array()
+                .map_or(0, Vec::len)
+        };
+        assert_eq!(count("networkpolicy"), 1, "{name}: NetworkPolicy");
+        assert_eq!(
+            count("poddisruptionbudget"),
+            usize::from(*members > 1),
+            "{name}: a PDB exactly for multi-member fleets"
         );
     }
     // Leader election went through the chart's Lease Role.
@@ -782,7 +809,7 @@ fn operator_with_chart_identity_reconciles(namespaced: bool) {
         lease["spec"]["holderIdentity"],
         "modfleet-e2e-local-operator"
     );
-    // The fleet's Events were published (events.k8s.io create).
+    // The fleets' Events were published (events.k8s.io create).
     let events = fleet.get_json(&["events.events.k8s.io"]);
     assert!(
         events["items"].as_array().is_some_and(|a| a
@@ -791,15 +818,35 @@ fn operator_with_chart_identity_reconciles(namespaced: bool) {
         "no Events from the operator: {events}"
     );
 
-    // Deletion: the finalizer keeps the cache (retainPolicy: Retain) and lets go.
-    fleet.kubectl(&["delete", "gmp", name, "--wait=true", "--timeout=120s"]);
-    let pvc = fleet.get_json(&["pvc", "gomod-cache-0"]);
-    assert!(
-        pvc["metadata"]["ownerReferences"]
-            .as_array()
-            .is_none_or(|refs| refs.iter().all(|r| r["kind"] != "GoModuleProxy")),
-        "retained cache PVC still owned by the deleted GoModuleProxy: {pvc}"
-    );
+    // Deletion through the finalizer: Retain keeps the caches (released from their owner),
+    // Delete removes them.
+    for (_, name, members, retained) in examples {
+        fleet.kubectl(&["delete", "gmp", name, "--wait=true", "--timeout=120s"]);
+        for i in 0..*members {
+            let pvc = format!("{name}-cache-{i}");
+            if *retained {
+                let p = fleet.get_json(&["pvc", &pvc]);
+                assert!(
+                    p["metadata"]["ownerReferences"]
+                        .as_array()
+                        .is_none_or(|refs| refs.iter().all(|r| r["kind"] != "GoModuleProxy")),
+                    "retained cache PVC {pvc} still owned by the deleted GoModuleProxy: {p}"
+                );
+            } else {
+                fleet.eventually(
+                    &format!("PVC {pvc} deleted (retainPolicy: Delete)"),
+                    Duration::from_secs(60),
+                    || {
+                        let out = fleet.try_kubectl(&["get", "pvc", &pvc]);
+                        let gone = !out.status.success()
+                            || fleet.get_json(&["pvc", &pvc])["metadata"]["deletionTimestamp"]
+                                .is_string();
+                        gone.then_some(())
+                    },
+                );
+            }
+        }
+    }
 
     op.assert_running();
     assert!(
