@@ -232,12 +232,25 @@ impl Health {
         self.lock().trial_in_flight = false;
     }
 
-    /// Records an active probe's result.
-    pub fn record_probe(&self, ok: bool, error: Option<&str>) {
+    /// Records an active probe's result. A successful probe after the open period is the
+    /// half-open trial: it closes the breaker. (Without it, an upstream that traffic no longer
+    /// reaches because others are healthy would stay open for ever.)
+    pub fn record_probe(&self, ok: bool, error: Option<&str>, now: Instant) {
         let mut s = self.lock();
         s.probe_seen = true;
         if ok {
             s.probe_failures = 0;
+            let trial_due = match s.breaker {
+                BreakerState::Open => s.open_until.is_some_and(|t| now >= t),
+                BreakerState::HalfOpen => !s.trial_in_flight,
+                BreakerState::Closed => false,
+            };
+            if trial_due {
+                s.breaker = BreakerState::Closed;
+                s.consecutive_failures = 0;
+                s.trips = 0;
+                s.open_until = None;
+            }
         } else {
             s.probe_failures += 1;
             if let Some(e) = error {
@@ -394,14 +407,28 @@ mod tests {
     #[test]
     fn probes_mark_an_upstream_down_after_two_failures() {
         let h = health();
+        let t = Instant::now();
         assert_eq!(h.snapshot().probe, "unknown");
-        h.record_probe(false, Some("connection refused"));
+        h.record_probe(false, Some("connection refused"), t);
         assert!(h.is_healthy());
-        h.record_probe(false, Some("connection refused"));
+        h.record_probe(false, Some("connection refused"), t);
         assert!(!h.is_healthy());
         assert_eq!(h.snapshot().probe, "failing");
-        h.record_probe(true, None);
+        h.record_probe(true, None, t);
         assert!(h.is_healthy());
+    }
+
+    #[test]
+    fn a_successful_probe_after_the_open_period_closes_the_breaker() {
+        let h = health();
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            h.record(Outcome::Failure, None, None, t0);
+        }
+        h.record_probe(true, None, t0 + Duration::from_secs(5));
+        assert_eq!(h.breaker(), BreakerState::Open, "too early: still open");
+        h.record_probe(true, None, t0 + Duration::from_secs(11));
+        assert_eq!(h.breaker(), BreakerState::Closed);
     }
 
     #[test]

@@ -728,7 +728,11 @@ impl UpstreamPool {
                 Ok(Ok(_)) => None,
             };
             let was = m.health.is_healthy();
-            m.health.record_probe(error.is_none(), error.as_deref());
+            let before = m.health.breaker();
+            m.health.record_probe(error.is_none(), error.as_deref(), Instant::now());
+            if before != m.health.breaker() {
+                tracing::info!(upstream = %m.endpoint.name, "circuit breaker closed by a successful probe");
+            }
             if was != m.health.is_healthy() {
                 tracing::warn!(upstream = %m.endpoint.name, healthy = !was, error = ?error, "upstream health changed");
             }

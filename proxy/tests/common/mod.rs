@@ -142,9 +142,23 @@ impl Origin {
 
     /// `extra`: more origin.py flags, e.g. `["--rate", "2000000"]`.
     pub fn start_with(root: &Path, extra: &[&str]) -> Origin {
+        Self::start_in(&[], root, extra)
+    }
+
+    /// Starts the origin under a command prefix, e.g. `["ip", "netns", "exec", "NS"]`.
+    pub fn start_in(prefix: &[&str], root: &Path, extra: &[&str]) -> Origin {
         require_tool("python3", "the test origin");
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/origin.py");
-        let mut child = Command::new("python3")
+        let (program, prefix_args) = match prefix.split_first() {
+            Some((p, rest)) => (*p, rest.to_vec()),
+            None => ("python3", Vec::new()),
+        };
+        let mut cmd = Command::new(program);
+        cmd.args(prefix_args);
+        if !prefix.is_empty() {
+            cmd.arg("python3");
+        }
+        let mut child = cmd
             .arg(script)
             .arg("--dir")
             .arg(root)
@@ -193,19 +207,28 @@ pub struct Proxy {
     pub admin: String,
     pub cache_dir: PathBuf,
     args: Vec<String>,
+    /// Command prefix (e.g. `ip netns exec NS`) and the address to listen on.
+    prefix: Vec<String>,
+    host: String,
     logs: Arc<Mutex<Vec<String>>>,
 }
 
 impl Proxy {
     /// Starts the proxy on loopback ports chosen by the OS, with `args` added.
     pub fn start(cache_dir: &Path, args: &[&str]) -> Proxy {
-        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        Self::start_in(&[], "127.0.0.1", cache_dir, args)
+    }
+
+    /// Starts the proxy under a command prefix (e.g. `ip netns exec NS`), listening on `host`.
+    pub fn start_in(prefix: &[&str], host: &str, cache_dir: &Path, args: &[&str]) -> Proxy {
         let mut p = Proxy {
             child: None,
             url: String::new(),
             admin: String::new(),
             cache_dir: cache_dir.to_path_buf(),
-            args,
+            args: args.iter().map(|s| s.to_string()).collect(),
+            prefix: prefix.iter().map(|s| s.to_string()).collect(),
+            host: host.to_string(),
             logs: Arc::default(),
         };
         p.spawn();
@@ -213,8 +236,17 @@ impl Proxy {
     }
 
     fn spawn(&mut self) {
-        let mut child = Command::new(PROXY_BIN)
-            .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        let mut cmd = match self.prefix.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(PROXY_BIN);
+                c
+            }
+            None => Command::new(PROXY_BIN),
+        };
+        let listen = format!("{}:0", self.host);
+        let mut child = cmd
+            .args(["--listen", &listen, "--admin-listen", &listen])
             .args(["--log-format", "json"])
             .arg("--cache-dir")
             .arg(&self.cache_dir)
@@ -529,3 +561,5 @@ pub fn config_file(dir: &Path, yaml: &str) -> PathBuf {
     std::fs::write(&path, yaml).unwrap();
     path
 }
+#[allow(dead_code)]
+pub mod netns;

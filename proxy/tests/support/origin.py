@@ -7,12 +7,16 @@ line of stdout ("listening on http://127.0.0.1:PORT") and keeps per-path request
 GET /_origin/requests (JSON), so tests can assert how often the proxy came upstream.
 
 --rate BYTES_PER_SECOND throttles bodies (to kill a proxy in the middle of a download).
+--fault-file PATH is read before every answer: JSON {"delay_ms": N, "jitter_ms": M} delays
+the answer by N ± M milliseconds (a slow upstream; see proxy/tests/chaos.rs for why the delay is
+injected here rather than by tc netem). A missing file means no fault.
 """
 
 import argparse
 import json
 import os
 import posixpath
+import random
 import threading
 import time
 import urllib.parse
@@ -26,6 +30,19 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     root = "."
     rate = 0
+    fault_file = None
+
+    def _inject_fault(self):
+        if not self.fault_file:
+            return
+        try:
+            with open(self.fault_file) as f:
+                fault = json.load(f)
+        except (OSError, ValueError):
+            return
+        delay = fault.get("delay_ms", 0) + random.uniform(-1, 1) * fault.get("jitter_ms", 0)
+        if delay > 0:
+            time.sleep(delay / 1000.0)
 
     def log_message(self, fmt, *args):  # keep test output quiet
         pass
@@ -56,6 +73,7 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(200, body, "application/json")
         with LOCK:
             COUNTS[path] = COUNTS.get(path, 0) + 1
+        self._inject_fault()
         rel = posixpath.normpath(urllib.parse.unquote(path)).lstrip("/")
         if rel.startswith("..") or "\0" in rel:
             return self._send(400, b"bad path\n")
@@ -90,14 +108,17 @@ class Handler(BaseHTTPRequestHandler):
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--dir", required=True, help="GOPROXY-layout directory to serve")
+    ap.add_argument("--host", default="127.0.0.1", help="address to listen on")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--rate", type=int, default=0, help="throttle bodies to this many bytes/s")
+    ap.add_argument("--fault-file", help="JSON fault settings read before every answer")
     args = ap.parse_args()
     Handler.root = os.path.abspath(args.dir)
     Handler.rate = args.rate
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    Handler.fault_file = args.fault_file
+    server = ThreadingHTTPServer((args.host, args.port), Handler)
     server.daemon_threads = True
-    print("listening on http://127.0.0.1:%d" % server.server_address[1], flush=True)
+    print("listening on http://%s:%d" % (args.host, server.server_address[1]), flush=True)
     server.serve_forever()
 
 

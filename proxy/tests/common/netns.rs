@@ -1,0 +1,217 @@
+//! A small lab of network namespaces for fault injection: the test process (in the root
+//! namespace) is the client; the proxy and two upstream origins each get a namespace, joined by
+//! veth pairs. Faults are injected in the kernel: packet loss with an nftables `numgen random`
+//! drop rule, bandwidth limits with a `tbf` qdisc, and links taken down (partitions).
+//!
+//! This machine's kernel has no `sch_netem` (`tc qdisc add ... netem` answers "Specified qdisc
+//! kind is unknown"), so network *delay* cannot be made by the kernel here; the chaos test
+//! delays answers in the upstream origin instead (origin.py `--fault-file`).
+//!
+//! ```text
+//!  root (client) ──c0/p0── proxy ──p1/u1── upstream 1
+//!   10.231.0.1      10.231.0.2 │  10.231.1.1   10.231.1.2
+//!                              └──p2/u2── upstream 2
+//!                          10.231.2.1        10.231.2.2
+//! ```
+//! Needs root and iproute2; a lab that cannot be built fails the test loudly.
+
+use std::process::Command;
+
+/// Which link of the proxy a fault applies to.
+#[derive(Debug, Clone, Copy)]
+pub enum Link {
+    Upstream1,
+    Upstream2,
+}
+
+pub struct Lab {
+    tag: String,
+}
+
+pub const PROXY_IP: &str = "10.231.0.2";
+pub const UPSTREAM1_IP: &str = "10.231.1.2";
+pub const UPSTREAM2_IP: &str = "10.231.2.2";
+
+fn ip(args: &[&str]) {
+    run("ip", args);
+}
+
+fn run(program: &str, args: &[&str]) {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program} (install iproute2): {e}"));
+    assert!(
+        out.status.success(),
+        "`{program} {}` failed (these tests need root and iproute2): {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl Lab {
+    /// Builds the namespaces and links. Only one lab can exist at a time (fixed addresses).
+    pub fn new() -> Lab {
+        let tag = format!("mf{}", std::process::id() % 100_000);
+        let lab = Lab { tag };
+        // A lab left by a killed earlier run would clash; remove it first.
+        lab.teardown();
+        let (p, u1, u2) = (lab.ns("p"), lab.ns("u1"), lab.ns("u2"));
+        for ns in [&p, &u1, &u2] {
+            ip(&["netns", "add", ns]);
+            ip(&["-n", ns, "link", "set", "lo", "up"]);
+        }
+        lab.pair("c0", None, "10.231.0.1/30", "p0", &p, "10.231.0.2/30");
+        lab.pair("p1", Some(&p), "10.231.1.1/30", "u1", &u1, "10.231.1.2/30");
+        lab.pair("p2", Some(&p), "10.231.2.1/30", "u2", &u2, "10.231.2.2/30");
+        lab
+    }
+
+    fn ns(&self, name: &str) -> String {
+        format!("{}{name}", self.tag)
+    }
+
+    fn dev(&self, name: &str) -> String {
+        format!("{}{name}", self.tag)
+    }
+
+    /// A veth pair: `a` in `a_ns` (None: the root namespace), `b` in `b_ns`.
+    fn pair(&self, a: &str, a_ns: Option<&str>, a_ip: &str, b: &str, b_ns: &str, b_ip: &str) {
+        let (a, b) = (self.dev(a), self.dev(b));
+        ip(&["link", "add", &a, "type", "veth", "peer", "name", &b]);
+        ip(&["link", "set", &b, "netns", b_ns]);
+        if let Some(ns) = a_ns {
+            ip(&["link", "set", &a, "netns", ns]);
+            ip(&["-n", ns, "addr", "add", a_ip, "dev", &a]);
+            ip(&["-n", ns, "link", "set", &a, "up"]);
+        } else {
+            ip(&["addr", "add", a_ip, "dev", &a]);
+            ip(&["link", "set", &a, "up"]);
+        }
+        ip(&["-n", b_ns, "addr", "add", b_ip, "dev", &b]);
+        ip(&["-n", b_ns, "link", "set", &b, "up"]);
+    }
+
+    /// The command prefix that runs a program in a namespace: "proxy", "up1" or "up2".
+    pub fn exec(&self, host: &str) -> Vec<String> {
+        let ns = match host {
+            "proxy" => self.ns("p"),
+            "up1" => self.ns("u1"),
+            "up2" => self.ns("u2"),
+            other => panic!("no host {other} in the lab"),
+        };
+        vec!["ip".into(), "netns".into(), "exec".into(), ns]
+    }
+
+    fn proxy_side(&self, link: Link) -> String {
+        self.dev(match link {
+            Link::Upstream1 => "p1",
+            Link::Upstream2 => "p2",
+        })
+    }
+
+    fn peer_ip(link: Link) -> &'static str {
+        match link {
+            Link::Upstream1 => UPSTREAM1_IP,
+            Link::Upstream2 => UPSTREAM2_IP,
+        }
+    }
+
+    /// Drops `percent`% of the packets the proxy sends to that upstream (nftables).
+    pub fn loss(&self, link: Link, percent: u32) {
+        let ns = self.ns("p");
+        let table = format!("loss{}", self.proxy_side(link));
+        let ip_ = Self::peer_ip(link);
+        run(
+            "ip",
+            &["netns", "exec", &ns, "nft", "add", "table", "inet", &table],
+        );
+        run(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &ns,
+                "nft",
+                &format!("add chain inet {table} out {{ type filter hook output priority 0; }}"),
+            ],
+        );
+        run(
+            "ip",
+            &[
+                "netns",
+                "exec",
+                &ns,
+                "nft",
+                &format!(
+                    "add rule inet {table} out ip daddr {ip_} numgen random mod 100 < {percent} drop"
+                ),
+            ],
+        );
+    }
+
+    /// Limits what that upstream sends to the proxy (a tbf qdisc on the upstream's side), e.g.
+    /// "16mbit": downloads from it slow down.
+    pub fn rate(&self, link: Link, rate: &str) {
+        let (dev, ns) = match link {
+            Link::Upstream1 => (self.dev("u1"), self.ns("u1")),
+            Link::Upstream2 => (self.dev("u2"), self.ns("u2")),
+        };
+        run(
+            "tc",
+            &[
+                "-n", &ns, "qdisc", "replace", "dev", &dev, "root", "tbf", "rate", rate, "burst",
+                "16kbit", "latency", "500ms",
+            ],
+        );
+    }
+
+    /// Removes loss rules and rate limits from the link.
+    pub fn clear(&self, link: Link) {
+        let dev = self.proxy_side(link);
+        let ns = self.ns("p");
+        let (peer_dev, peer_ns) = match link {
+            Link::Upstream1 => (self.dev("u1"), self.ns("u1")),
+            Link::Upstream2 => (self.dev("u2"), self.ns("u2")),
+        };
+        let _ = Command::new("tc")
+            .args(["-n", &peer_ns, "qdisc", "del", "dev", &peer_dev, "root"])
+            .output();
+        let table = format!("loss{dev}");
+        let _ = Command::new("ip")
+            .args([
+                "netns", "exec", &ns, "nft", "delete", "table", "inet", &table,
+            ])
+            .output();
+    }
+
+    /// Takes the proxy's side of a link down (a partition) or up again.
+    pub fn set_link(&self, link: Link, up: bool) {
+        let dev = self.proxy_side(link);
+        ip(&[
+            "-n",
+            &self.ns("p"),
+            "link",
+            "set",
+            &dev,
+            if up { "up" } else { "down" },
+        ]);
+    }
+
+    fn teardown(&self) {
+        for ns in ["p", "u1", "u2"] {
+            let _ = Command::new("ip")
+                .args(["netns", "del", &self.ns(ns)])
+                .output();
+        }
+        let _ = Command::new("ip")
+            .args(["link", "del", &self.dev("c0")])
+            .output();
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.teardown();
+    }
+}
