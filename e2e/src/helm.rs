@@ -324,3 +324,75 @@ impl Drop for OperatorProcess {
         }
     }
 }
+
+/// A JSON value as a Lua 5.1 table constructor (the shape Argo CD gives health scripts as
+/// `obj`: objects become tables keyed by strings, arrays sequences, null nil).
+pub fn lua_literal(v: &Value) -> String {
+    fn string(s: &str) -> String {
+        let mut out = String::from("\"");
+        for b in s.bytes() {
+            match b {
+                b'"' => out.push_str("\\\""),
+                b'\\' => out.push_str("\\\\"),
+                b' '..=b'~' => out.push(b as char),
+                _ => out.push_str(&format!("\\{b}")),
+            }
+        }
+        out.push('"');
+        out
+    }
+    match v {
+        Value::Null => "nil".into(),
+        Value::Bool(b) => b.to_string(),
+        Value::Number(n) => n.to_string(),
+        Value::String(s) => string(s),
+        Value::Array(a) => format!(
+            "{{{}}}",
+            a.iter().map(lua_literal).collect::<Vec<_>>().join(", ")
+        ),
+        Value::Object(o) => format!(
+            "{{{}}}",
+            o.iter()
+                .map(|(k, v)| format!("[{}] = {}", string(k), lua_literal(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// Runs `examples/argocd/health.lua` in Lua 5.1 (`MODFLEET_LUA`, else `lua5.1`) on `obj`, as
+/// Argo CD does (a global `obj`, the script's returned table); returns (status, message).
+pub fn argocd_health(obj: &Value) -> (String, String) {
+    let lua = std::env::var("MODFLEET_LUA").unwrap_or_else(|_| "lua5.1".into());
+    let script_path = workspace_root().join("examples/argocd/health.lua");
+    let program = format!(
+        "obj = {}\nlocal hs = assert(loadfile({}))()\nio.write(hs.status, \"\\n\", hs.message)\n",
+        lua_literal(obj),
+        lua_literal(&Value::String(script_path.display().to_string()))
+    );
+    let mut child = Command::new(&lua)
+        .arg("-")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {lua}: {e} (apt-get install -y lua5.1)"));
+    {
+        use std::io::Write as _;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(program.as_bytes())
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "health.lua failed on {obj}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (status, message) = stdout.split_once('\n').unwrap_or((&stdout, ""));
+    (status.to_owned(), message.to_owned())
+}

@@ -767,6 +767,9 @@ fn operator_with_chart_identity_reconciles(namespaced: bool) {
             std::thread::sleep(Duration::from_millis(500));
         };
         assert_eq!(ready["status"]["readyMembers"], *members, "{name}");
+        // Argo CD's view of the real object, through the shipped health check.
+        let (health, message) = helm::argocd_health(&ready);
+        assert_eq!(health, "Healthy", "{name}: {message}");
         assert_eq!(
             ready["status"]["endpoint"],
             format!("http://{name}.{}.svc:80", fleet.name())
@@ -837,10 +840,10 @@ fn operator_with_chart_identity_reconciles(namespaced: bool) {
                     &format!("PVC {pvc} deleted (retainPolicy: Delete)"),
                     Duration::from_secs(60),
                     || {
-                        let out = fleet.try_kubectl(&["get", "pvc", &pvc]);
+                        let out = fleet.try_kubectl(&["get", "pvc", &pvc, "-o", "json"]);
                         let gone = !out.status.success()
-                            || fleet.get_json(&["pvc", &pvc])["metadata"]["deletionTimestamp"]
-                                .is_string();
+                            || serde_json::from_slice::<Value>(&out.stdout)
+                                .is_ok_and(|p| p["metadata"]["deletionTimestamp"].is_string());
                         gone.then_some(())
                     },
                 );

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use modfleet_e2e::Cluster;
-use modfleet_e2e::helm::{chart_dir, yaml_to_objects};
+use modfleet_e2e::helm::{argocd_health, chart_dir, yaml_to_objects};
 use modfleet_e2e::operator::{install_crd, workspace_root};
 
 fn examples_dir() -> PathBuf {
@@ -236,4 +236,72 @@ fn argocd_health_check_passes_its_sample_table_in_lua_5_1() {
             "no sample maps to {status}:\n{stdout}"
         );
     }
+}
+
+/// The health check on GoModuleProxies as the API server returns them (CRD defaults filled
+/// in), with no operator running: no status is Progressing; a status the operator would
+/// write for a failure (set here through the status subresource) is Degraded; a stale one
+/// is Progressing. (`tests/chart.rs` checks Healthy on fleets a real operator made Ready.)
+#[test]
+fn argocd_health_check_on_objects_from_the_api_server() {
+    let cluster = Cluster::from_env();
+    install_crd(&cluster);
+    let ns = cluster.namespace("examples-health");
+    let text = std::fs::read_to_string(examples_dir().join("small-cache.yaml")).unwrap();
+    ns.apply(&text);
+    let fresh = ns.get_json(&["gmp", "gomod"]);
+    let (status, message) = argocd_health(&fresh);
+    assert_eq!(status, "Progressing", "{message}");
+    assert!(
+        message.contains("Waiting for the modfleet operator"),
+        "{message}"
+    );
+
+    let generation = fresh["metadata"]["generation"].as_i64().unwrap();
+    let patch = serde_json::json!({ "status": {
+        "observedGeneration": generation,
+        "members": 1, "readyMembers": 0, "endpoint": "",
+        "conditions": [
+            { "type": "Ready", "status": "False", "reason": "MembersNotReady",
+              "message": "0/1 members are ready", "lastTransitionTime": "2026-01-01T00:00:00Z" },
+            { "type": "Progressing", "status": "False", "reason": "RolloutComplete",
+              "message": "", "lastTransitionTime": "2026-01-01T00:00:00Z" },
+            { "type": "Degraded", "status": "True", "reason": "ReconcileFailed",
+              "message": "applying Deployment gomod-0: forbidden",
+              "lastTransitionTime": "2026-01-01T00:00:00Z" }
+        ]
+    }});
+    ns.kubectl(&[
+        "patch",
+        "gmp",
+        "gomod",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        &patch.to_string(),
+    ]);
+    let failed = ns.get_json(&["gmp", "gomod"]);
+    let (status, message) = argocd_health(&failed);
+    assert_eq!(status, "Degraded", "{message}");
+    assert!(
+        message.contains("ReconcileFailed: applying Deployment gomod-0: forbidden"),
+        "{message}"
+    );
+
+    // A spec change the operator has not seen yet: Progressing, whatever the old status says.
+    ns.kubectl(&[
+        "patch",
+        "gmp",
+        "gomod",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"replicas":2}}"#,
+    ]);
+    let changed = ns.get_json(&["gmp", "gomod"]);
+    assert_eq!(
+        changed["metadata"]["generation"].as_i64(),
+        Some(generation + 1)
+    );
+    let (status, message) = argocd_health(&changed);
+    assert_eq!(status, "Progressing", "{message}");
 }
