@@ -12,23 +12,11 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::netns::{Lab, Link, PROXY_IP, UPSTREAM1_IP, UPSTREAM2_IP};
-use common::{Corpus, Origin, PROXY_BIN, Proxy, config_file, sha256, wait_for};
+use common::{Corpus, Origin, PROXY_BIN, Proxy, config_file, noise, sha256, tmp_files, wait_for};
 
 const SMALL: usize = 30;
 const BIG: usize = 4;
 const HEDGE_MS: u64 = 300;
-
-fn noise(seed: u32, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2_654_435_761) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
-}
 
 fn small(i: usize) -> String {
     format!("example.test/chaos{i}")
@@ -71,18 +59,6 @@ async fn fetch(
         );
     }
     (status, took)
-}
-
-async fn proxy_status(client: &reqwest::Client, proxy: &Proxy) -> serde_json::Value {
-    let body = client
-        .get(format!("{}/status", proxy.admin))
-        .send()
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    serde_json::from_slice(&body).unwrap()
 }
 
 fn breakers(s: &serde_json::Value) -> Vec<String> {
@@ -186,7 +162,7 @@ async fn chaos_experiments() {
             delayed.push(took);
         }
     }
-    let s = proxy_status(&client, &proxy).await;
+    let s = proxy.status().await;
     std::fs::remove_file(&fault).unwrap();
     assert_eq!(
         s["upstreams"][0]["probe"], "failing",
@@ -206,7 +182,7 @@ async fn chaos_experiments() {
     wait_for(
         "the primary to be healthy again",
         Duration::from_secs(10),
-        || async { proxy_status(&client, &proxy).await["upstreamsHealthy"] == 2 },
+        || async { proxy.status().await["upstreamsHealthy"] == 2 },
     )
     .await;
 
@@ -268,10 +244,10 @@ async fn chaos_experiments() {
     );
     wait_for("both breakers to open", Duration::from_secs(20), || async {
         let _ = fetch(&client, &proxy, &corpus, &format!("{}/@v/list", small(26))).await;
-        breakers(&proxy_status(&client, &proxy).await) == ["open", "open"]
+        breakers(&proxy.status().await) == ["open", "open"]
     })
     .await;
-    let s = proxy_status(&client, &proxy).await;
+    let s = proxy.status().await;
     assert_eq!(s["upstreamsHealthy"], 0, "{s}");
 
     // The partition heals: probes pass again and the next request's trial closes the breakers.
@@ -283,7 +259,7 @@ async fn chaos_experiments() {
         || async {
             let _ = fetch(&client, &proxy, &corpus, &artifacts(&small(26))[0]).await;
             let _ = fetch(&client, &proxy, &corpus, &format!("{}/@v/list", small(27))).await;
-            let s = proxy_status(&client, &proxy).await;
+            let s = proxy.status().await;
             breakers(&s).iter().all(|b| b == "closed") && s["upstreamsHealthy"] == 2
         },
     )
@@ -313,7 +289,7 @@ async fn chaos_experiments() {
         .collect();
     let download = cache.join("download");
     wait_for("a download in flight", Duration::from_secs(30), || async {
-        tmp_files(&download) > 0
+        !tmp_files(&download).is_empty()
     })
     .await;
     proxy.kill9();
@@ -323,9 +299,8 @@ async fn chaos_experiments() {
     lab.clear(Link::Upstream1);
     lab.clear(Link::Upstream2);
     proxy.restart();
-    assert_eq!(
-        tmp_files(&download),
-        0,
+    assert!(
+        tmp_files(&download).is_empty(),
         "unfinished downloads are cleaned up at start"
     );
     for i in 0..BIG {
@@ -351,20 +326,4 @@ async fn chaos_experiments() {
     drop(proxy);
     drop(up1);
     drop(up2);
-}
-
-fn tmp_files(dir: &std::path::Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .map(|e| {
-            let e = e.unwrap();
-            if e.file_type().unwrap().is_dir() {
-                tmp_files(&e.path())
-            } else {
-                usize::from(e.file_name().to_string_lossy().starts_with(".tmp-"))
-            }
-        })
-        .sum()
 }

@@ -6,36 +6,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Corpus, FakeUpstream, Origin, PROXY_BIN, Proxy, sha256, wait_for};
-
-/// Incompressible bytes, different per seed.
-fn noise(seed: u32, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2_654_435_761) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
-}
-
-fn files_under(dir: &Path, pred: &dyn Fn(&str) -> bool) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for e in entries {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            out.extend(files_under(&e.path(), pred));
-        } else if pred(&e.file_name().to_string_lossy()) {
-            out.push(e.path());
-        }
-    }
-    out
-}
+use common::{
+    Corpus, FakeUpstream, Origin, PROXY_BIN, Proxy, files_under, noise, sha256, tmp_files, wait_for,
+};
 
 fn verify(cache: &Path, purge: bool) -> (bool, String) {
     let mut c = Command::new(PROXY_BIN);
@@ -82,7 +55,7 @@ async fn sigkill_during_downloads_never_leaves_a_bad_artifact() {
             .collect();
         // Kill while downloads are in flight, later in each round.
         wait_for("downloads in flight", Duration::from_secs(30), || async {
-            let tmp = files_under(&download, &|n| n.starts_with(".tmp-")).len();
+            let tmp = tmp_files(&download).len();
             let zips = files_under(&download, &|n| n.ends_with(".zip")).len();
             tmp > 0 && zips >= round - 1
         })
@@ -109,7 +82,7 @@ async fn sigkill_during_downloads_never_leaves_a_bad_artifact() {
         }
         proxy.restart();
         assert!(
-            files_under(&download, &|n| n.starts_with(".tmp-")).is_empty(),
+            tmp_files(&download).is_empty(),
             "restart removes unfinished temporary files"
         );
     }
@@ -247,10 +220,7 @@ async fn a_full_disk_degrades_to_serving_uncached() {
         2.0
     );
     let download = disk.0.path().join("download");
-    assert!(
-        files_under(&download, &|n| n.starts_with(".tmp-")).is_empty(),
-        "no temporary files left"
-    );
+    assert!(tmp_files(&download).is_empty(), "no temporary files left");
     assert!(!download.join(rel).exists());
     // Small files still fit and are cached; the proxy is alive.
     assert!(download.join("example.com/huge/@v/v1.0.0.mod").is_file());

@@ -345,7 +345,7 @@ async fn truncated_and_corrupt_answers_are_never_cached_and_the_next_upstream_is
     let r = p.get(zip_path).await;
     assert_eq!(r.status(), 502, "{}", r.text().await.unwrap());
     assert!(!cache.path().join("download").join(&zip_path[1..]).exists());
-    let leftovers = common_tmp_files(cache.path());
+    let leftovers = common::tmp_files(cache.path());
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
 
     // In front of a good one, each bad answer is skipped.
@@ -372,23 +372,7 @@ async fn truncated_and_corrupt_answers_are_never_cached_and_the_next_upstream_is
         .await,
         1.0
     );
-    assert!(common_tmp_files(cache.path()).is_empty());
-}
-
-fn common_tmp_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let e = e.unwrap();
-            if e.file_type().unwrap().is_dir() {
-                stack.push(e.path());
-            } else if e.file_name().to_string_lossy().starts_with(".tmp-") {
-                out.push(e.path());
-            }
-        }
-    }
-    out
+    assert!(common::tmp_files(cache.path()).is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]

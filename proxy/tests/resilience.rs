@@ -10,16 +10,6 @@ use common::{FakeUpstream, Proxy, Reply, config_file, wait_for};
 
 const LIST: &str = "/example.com/m/@v/list";
 
-async fn status(p: &Proxy) -> serde_json::Value {
-    let body = reqwest::get(format!("{}/status", p.admin))
-        .await
-        .unwrap()
-        .bytes()
-        .await
-        .unwrap();
-    serde_json::from_slice(&body).unwrap()
-}
-
 fn upstream<'a>(status: &'a serde_json::Value, url: &str) -> &'a serde_json::Value {
     status["upstreams"]
         .as_array()
@@ -54,7 +44,7 @@ async fn the_breaker_opens_and_then_fails_fast() {
             502
         );
     }
-    let s = status(&p).await;
+    let s = p.status().await;
     assert_eq!(upstream(&s, &flaky.url)["breaker"], "open", "{s}");
     assert_eq!(upstream(&s, &flaky.url)["healthy"], false);
     assert_eq!(
@@ -94,7 +84,7 @@ async fn half_open_trial_closes_the_breaker_when_the_upstream_recovers() {
     for _ in 0..3 {
         assert_eq!(p.get(LIST).await.status(), 502);
     }
-    assert_eq!(upstream(&status(&p).await, &up.url)["breaker"], "open");
+    assert_eq!(upstream(&p.status().await, &up.url)["breaker"], "open");
     // Until openFor has passed, requests fail fast; then the trial succeeds and closes it.
     wait_for("a successful trial", Duration::from_secs(10), || async {
         p.get(LIST).await.status() == 200
@@ -105,7 +95,7 @@ async fn half_open_trial_closes_the_breaker_when_the_upstream_recovers() {
         4,
         "only the trial reached the upstream after it opened"
     );
-    assert_eq!(upstream(&status(&p).await, &up.url)["breaker"], "closed");
+    assert_eq!(upstream(&p.status().await, &up.url)["breaker"], "closed");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -122,7 +112,7 @@ async fn too_many_requests_opens_the_breaker_for_retry_after() {
     );
     assert_eq!(p.get("/example.com/a/@v/list").await.status(), 200);
     assert_eq!(
-        upstream(&status(&p).await, &throttled.url)["breaker"],
+        upstream(&p.status().await, &throttled.url)["breaker"],
         "open"
     );
     for i in 0..5 {
@@ -244,12 +234,12 @@ async fn failing_probes_move_an_upstream_to_the_end_of_the_plan() {
         "the probe to mark the first upstream down",
         Duration::from_secs(10),
         || async {
-            upstream(&status(&p).await, &sick.url)["probe"] == "failing"
-                && upstream(&status(&p).await, &sick.url)["healthy"] == false
+            upstream(&p.status().await, &sick.url)["probe"] == "failing"
+                && upstream(&p.status().await, &sick.url)["healthy"] == false
         },
     )
     .await;
-    let s = status(&p).await;
+    let s = p.status().await;
     assert!(
         upstream(&s, &sick.url)["last_error"]["message"]
             .as_str()

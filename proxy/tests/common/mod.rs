@@ -28,18 +28,44 @@ pub fn require_tool(tool: &str, why: &str) {
     );
 }
 
-/// The escaped form of a module path or version ('!' + lowercase for capitals).
+/// The escaped form of a module path ('!' + lowercase for capitals).
 pub fn escape(s: &str) -> String {
-    let mut out = String::new();
-    for c in s.chars() {
-        if c.is_ascii_uppercase() {
-            out.push('!');
-            out.push(c.to_ascii_lowercase());
-        } else {
-            out.push(c);
+    modfleet_proxy::protocol::escape_path(s).expect("test corpus paths are valid")
+}
+
+/// Incompressible bytes, different per seed (xorshift).
+pub fn noise(seed: u32, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2_654_435_761) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+/// Files under `dir` (recursively) whose name satisfies `pred`.
+pub fn files_under(dir: &Path, pred: &dyn Fn(&str) -> bool) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            out.extend(files_under(&e.path(), pred));
+        } else if pred(&e.file_name().to_string_lossy()) {
+            out.push(e.path());
         }
     }
     out
+}
+
+/// The cache's unfinished downloads.
+pub fn tmp_files(dir: &Path) -> Vec<PathBuf> {
+    files_under(dir, &|n| n.starts_with(".tmp-"))
 }
 
 /// A directory in GOPROXY layout that tests fill with modules.
@@ -70,7 +96,7 @@ impl Corpus {
     pub fn add(&self, module: &str, version: &str, go_mod: Option<&str>, files: &[(&str, &[u8])]) {
         let dir = self.root().join(escape(module)).join("@v");
         std::fs::create_dir_all(&dir).unwrap();
-        let ev = escape(version);
+        let ev = modfleet_proxy::protocol::escape_version(version).expect("valid test version");
         std::fs::write(
             dir.join(format!("{ev}.info")),
             format!(r#"{{"Version":"{version}","Time":"2024-01-02T03:04:05Z"}}"#),
@@ -303,6 +329,17 @@ impl Proxy {
 
     pub fn logs(&self) -> String {
         self.logs.lock().unwrap().join("\n")
+    }
+
+    /// The admin endpoint's `/status`, parsed.
+    pub async fn status(&self) -> serde_json::Value {
+        let body = reqwest::get(format!("{}/status", self.admin))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        serde_json::from_slice(&body).unwrap()
     }
 
     pub async fn get(&self, path: &str) -> reqwest::Response {
