@@ -511,6 +511,19 @@ async fn sumdb_is_proxied_through_upstreams_then_direct() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn checksum_lookups_of_no_sum_modules_never_leave_the_proxy() {
+    let up = FakeUpstream::start(vec![("*", Reply::Body(b"1\nx\n".to_vec()))], None).await;
+    let (p, _cache) = proxy_over(&[&up.url], &["--no-sum", "corp.example.com/*"]).await;
+    let private = "/sumdb/sum.golang.org/lookup/corp.example.com/secret@v1.0.0";
+    let r = p.get(private).await;
+    assert_eq!(r.status(), 404);
+    assert!(r.text().await.unwrap().contains("GONOSUMDB"));
+    assert_eq!(up.total_hits(), 0, "the private path was not sent anywhere");
+    let public = "/sumdb/sum.golang.org/lookup/example.com/public@v1.0.0";
+    assert_eq!(p.get(public).await.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn excluded_modules_are_refused_with_403() {
     let c = corpus();
     let up = FakeUpstream::start(vec![], Some(c.root().to_path_buf())).await;
