@@ -1,0 +1,202 @@
+"""Clients of the benchmark that check what they get: verified fetches, the herd, failover,
+and the cold `go mod download`.
+
+Every body is compared with the corpus file it stands for: `.mod` and `.zip` byte for byte
+(SHA-256); `.info` by its JSON `Version` (a proxy may re-serialise the JSON). A response that is
+not 200 or whose body does not match is an error, so no contender wins by failing fast.
+"""
+
+import hashlib
+import http.client
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.parse
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class Fetch:
+    """One verified GET."""
+
+    path: str
+    status: int
+    seconds: float
+    size: int
+    ok: bool
+    error: str = ""
+
+
+def _connect(base):
+    u = urllib.parse.urlsplit(base)
+    return http.client.HTTPConnection(u.hostname, u.port, timeout=120)
+
+
+def check_body(artifact, body_sha, body, status):
+    """'' when the response is the artifact, else the reason it is not."""
+    if status != 200:
+        return f"status {status}"
+    if artifact.path.endswith(".info"):
+        try:
+            version = json.loads(body)["Version"]
+        except (ValueError, KeyError, TypeError):
+            return "invalid .info JSON"
+        want = artifact.path.rsplit("/", 1)[-1][: -len(".info")]
+        return "" if version == want else f".info names {version}, not {want}"
+    if body_sha != artifact.sha256:
+        return f"checksum mismatch ({len(body)} bytes, want {artifact.size})"
+    return ""
+
+
+def fetch(base, artifact, conn=None):
+    """GETs one artifact and verifies it; reuses conn (keep-alive) when given."""
+    own = conn is None
+    conn = conn or _connect(base)
+    start = time.perf_counter()
+    try:
+        conn.request("GET", artifact.path)
+        resp = conn.getresponse()
+        body = resp.read()
+        seconds = time.perf_counter() - start
+        sha = hashlib.sha256(body).hexdigest()
+        err = check_body(artifact, sha, body, resp.status)
+        return Fetch(artifact.path, resp.status, seconds, len(body), not err, err)
+    except (OSError, http.client.HTTPException) as e:
+        conn.close()
+        return Fetch(artifact.path, 0, time.perf_counter() - start, 0, False, f"{type(e).__name__}: {e}")
+    finally:
+        if own:
+            conn.close()
+
+
+def fetch_all(base, artifacts, concurrency=8):
+    """Verified GETs of every artifact, concurrency at a time, one keep-alive connection each."""
+    local = threading.local()
+
+    def one(a):
+        if not hasattr(local, "conn"):
+            local.conn = _connect(base)
+        f = fetch(base, a, local.conn)
+        if f.status == 0:
+            local.conn = _connect(base)
+        return f
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        return list(pool.map(one, artifacts))
+
+
+def percentile(values, p):
+    """Nearest-rank percentile (p in 0..100) of a non-empty list."""
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    k = max(0, min(len(s) - 1, int(round(p / 100.0 * len(s) + 0.5)) - 1))
+    return s[k]
+
+
+def herd(base, artifact, clients):
+    """`clients` threads GET the same artifact at the same instant; returns their Fetches."""
+    barrier = threading.Barrier(clients)
+    results = [None] * clients
+
+    def one(i):
+        conn = _connect(base)
+        conn.connect()
+        barrier.wait()
+        results[i] = fetch(base, artifact, conn)
+        conn.close()
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+@dataclass
+class ColdResult:
+    """A cold `go mod download all` through one proxy."""
+
+    seconds: float
+    ok: bool
+    modules: int = 0
+    checked: int = 0
+    error: str = ""
+
+
+def cold_download(base, corpus, timeout=1800):
+    """Runs `go mod download all` of the corpus graph with an empty GOMODCACHE through base.
+
+    The go command checks every module against go.sum; afterwards every downloaded .mod and
+    .zip is also compared with the corpus."""
+    work = Path(tempfile.mkdtemp(prefix="bench-cold-"))
+    try:
+        project = work / "project"
+        shutil.copytree(corpus.project, project)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GO")}
+        env.update(GOMODCACHE=str(work / "modcache"), GOPROXY=base, GOSUMDB="off",
+                   GOFLAGS="-mod=mod", GOTOOLCHAIN="local", GOWORK="off",
+                   GOPATH=str(work / "gopath"), GOCACHE=str(work / "gocache"))
+        start = time.perf_counter()
+        try:
+            res = subprocess.run(["go", "mod", "download", "-json", "all"], cwd=project, env=env,
+                                 capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return ColdResult(time.perf_counter() - start, False, error=f"timed out after {timeout}s")
+        seconds = time.perf_counter() - start
+        modules = res.stdout.count('"Path"')
+        if res.returncode != 0:
+            errs = [ln for ln in (res.stdout + res.stderr).splitlines() if '"Error"' in ln or "go:" in ln]
+            return ColdResult(seconds, False, modules, error=" | ".join(errs[:3]) or res.stderr[-300:])
+        checked, bad = _compare_downloads(work / "modcache" / "cache" / "download", corpus)
+        if bad:
+            return ColdResult(seconds, False, modules, checked, f"{len(bad)} files differ from the corpus: {bad[:3]}")
+        return ColdResult(seconds, True, modules, checked)
+    finally:
+        subprocess.run(["chmod", "-R", "u+w", str(work)], capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _compare_downloads(root, corpus):
+    """(files checked, [paths that differ]) for every .mod/.zip the go command stored."""
+    index = corpus.by_path()
+    checked, bad = 0, []
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            if not name.endswith((".mod", ".zip")):
+                continue
+            full = Path(dirpath) / name
+            rel = "/" + full.relative_to(root).as_posix()
+            want = index.get(rel)
+            h = hashlib.sha256(full.read_bytes()).hexdigest()
+            checked += 1
+            if want is None or h != want.sha256:
+                bad.append(rel)
+    return checked, bad
+
+
+@dataclass
+class Summary:
+    """Latency and error summary of a list of Fetches."""
+
+    count: int
+    errors: int
+    p50: float
+    p99: float
+    max: float
+    first_errors: list = field(default_factory=list)
+
+
+def summarize(fetches):
+    secs = [f.seconds for f in fetches]
+    errs = [f for f in fetches if not f.ok]
+    return Summary(len(fetches), len(errs), percentile(secs, 50), percentile(secs, 99),
+                   max(secs) if secs else float("nan"),
+                   [f"{f.path}: {f.error}" for f in errs[:3]])

@@ -1,0 +1,322 @@
+"""The processes of a benchmark: the nginx origin and the contenders.
+
+Every process is started by this module with its own temporary directory and stopped by its
+own pid (never by name). Ports are chosen free on 127.0.0.1; all traffic stays on loopback.
+
+Origin latency: this kernel has no `sch_netem`, so latency cannot be added with `tc netem`.
+It is added inside the origin instead: each nginx server block that needs a delay answers
+every request with the echo module's `echo_sleep` and then an internal redirect to the file
+(`echo_exec @file`), so each upstream request waits the delay before its first byte, once per
+request (netem would delay every packet, so a TCP handshake and a large body would pay more).
+"""
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ECHO_MODULE = "/usr/lib/nginx/modules/ngx_http_echo_module.so"
+
+
+def free_port():
+    """A TCP port that was free on 127.0.0.1 a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url, timeout=30.0, proc=None):
+    """Waits until url answers below 500; raises if proc exits or time runs out."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"exited with status {proc.returncode} before {url} answered")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status < 500:
+                    return
+        except urllib.error.HTTPError as e:
+            if e.code < 500:
+                return
+            last = e
+        except OSError as e:
+            last = e
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} did not answer within {timeout}s: {last}")
+
+
+def vm_hwm_kib(pid):
+    """Peak resident set size (VmHWM) of a process, in KiB; 0 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def children(pid):
+    """Direct children of a process (for nginx's workers)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+
+
+@dataclass
+class Proc:
+    """A started process with its working directory; stop() ends it by pid."""
+
+    name: str
+    popen: subprocess.Popen
+    workdir: Path
+    url: str  # GOPROXY URL clients use
+    log_path: Path
+    rss_pids: list = field(default_factory=list)
+
+    def peak_rss_kib(self):
+        """VmHWM of the process and its children (nginx: master + workers), summed."""
+        pids = [self.popen.pid] + children(self.popen.pid)
+        return sum(vm_hwm_kib(p) for p in pids)
+
+    def alive(self):
+        return self.popen.poll() is None
+
+    def stop(self):
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def log_tail(self, n=15):
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return ""
+
+
+def _spawn(name, args, workdir, env=None, cwd=None):
+    log_path = workdir / f"{name}.log"
+    log = open(log_path, "wb")
+    popen = subprocess.Popen(
+        args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        env=env, cwd=cwd or workdir, start_new_session=True,
+    )
+    return popen, log_path
+
+
+# ---------------------------------------------------------------------------- nginx
+
+
+def _nginx_conf(workdir, servers, workers):
+    """nginx.conf text; servers: list of (port, root, delay_seconds, access_log_path)."""
+    blocks = []
+    for port, root, delay, access_log in servers:
+        if delay > 0:
+            location = (
+                f"    location / {{ echo_sleep {delay:.3f}; echo_exec @file; }}\n"
+                "    location @file { try_files $uri =404; }\n"
+            )
+        else:
+            location = "    location / { try_files $uri =404; }\n"
+        blocks.append(
+            f"  server {{\n    listen 127.0.0.1:{port} reuseport backlog=4096;\n    root {root};\n"
+            f"    access_log {access_log} bench;\n{location}  }}\n"
+        )
+    tmp = workdir / "tmp"
+    temps = " ".join(
+        f"{k}_temp_path {tmp};" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    return (
+        f"load_module {ECHO_MODULE};\nuser root;\nworker_processes {workers};\ndaemon off;\n"
+        f"pid {workdir}/nginx.pid;\nerror_log {workdir}/error.log warn;\n"
+        "events { worker_connections 8192; }\n"
+        "http {\n  sendfile on;\n  tcp_nopush on;\n  keepalive_requests 1000000;\n"
+        "  types { application/zip zip; application/json info; text/plain mod; }\n"
+        "  default_type text/plain;\n"
+        "  log_format bench '$request_method $uri $status $body_bytes_sent';\n"
+        f"  {temps}\n" + "".join(blocks) + "}\n"
+    )
+
+
+def start_nginx(name, servers, workers=1):
+    """Starts nginx with the given server blocks; returns (Proc, [urls])."""
+    workdir = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
+    (workdir / "tmp").mkdir()
+    conf = workdir / "nginx.conf"
+    conf.write_text(_nginx_conf(workdir, servers, workers))
+    popen, log_path = _spawn(name, ["nginx", "-c", str(conf), "-p", str(workdir)], workdir)
+    urls = [f"http://127.0.0.1:{port}" for port, *_ in servers]
+    proc = Proc(name, popen, workdir, urls[0], log_path)
+    try:
+        for url in urls:
+            wait_http(url + "/", proc=popen, timeout=15)
+    except RuntimeError as e:
+        err = (workdir / "error.log").read_text(errors="replace") if (workdir / "error.log").exists() else ""
+        proc.stop()
+        raise RuntimeError(f"nginx {name}: {e}\n{err}")
+    return proc, urls
+
+
+class Origin:
+    """The upstream of every proxy: nginx serving the corpus, with an optional delay.
+
+    Each origin server block logs to its own access log, so upstream requests are counted
+    from nginx's own records."""
+
+    def __init__(self, corpus_root, delays):
+        """delays: list of per-server delays in seconds (one server block per entry)."""
+        self.workdir = Path(tempfile.mkdtemp(prefix="bench-origin-logs-"))
+        servers = []
+        self.logs = []
+        for i, delay in enumerate(delays):
+            log = self.workdir / f"access-{i}.log"
+            self.logs.append(log)
+            servers.append((free_port(), corpus_root, delay, log))
+        self.proc, self.urls = start_nginx("origin", servers, workers=1)
+        self.reset_counts()
+
+    @property
+    def url(self):
+        """The first (or only) server block's URL."""
+        return self.urls[0]
+
+    def reset_counts(self):
+        """Forgets the requests seen so far (truncates the access logs; nginx appends)."""
+        for log in self.logs:
+            if log.exists():
+                with open(log, "r+") as f:
+                    f.truncate(0)
+
+    def requests(self, server=None):
+        """(method, path, status) of every request logged since the last reset."""
+        out = []
+        logs = self.logs if server is None else [self.logs[server]]
+        for log in logs:
+            if not log.exists():
+                continue
+            for line in log.read_text(errors="replace").splitlines():
+                parts = line.split()
+                if len(parts) >= 3:
+                    out.append((parts[0], parts[1], int(parts[2])))
+        return out
+
+    def count(self, path, server=None):
+        """Upstream GETs of exactly this path (any status)."""
+        return sum(1 for m, p, _ in self.requests(server) if p == path and m in ("GET", "HEAD"))
+
+    def stop(self):
+        self.proc.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------- contenders
+
+
+@dataclass
+class Contender:
+    """A proxy under test: how to start it fresh on a set of upstream URLs."""
+
+    name: str
+    version: str
+    binary: Path = None
+    multi_upstream: bool = True  # takes several upstreams (failover scenario)
+    is_proxy: bool = True  # False for nginx (serves the corpus itself)
+    unavailable: str = ""  # why it could not be built, if so
+
+    def start(self, upstreams, corpus_root):
+        """Starts a fresh instance with an empty cache; returns a Proc."""
+        return STARTERS[self.name](self, upstreams, corpus_root)
+
+
+def _clean_env():
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MODFLEET_", "ATHENS_", "GO"))}
+    env["PATH"] = os.environ.get("PATH", "/usr/bin:/bin")
+    return env
+
+
+def _start_modfleet(c, upstreams, _root):
+    workdir = Path(tempfile.mkdtemp(prefix="bench-modfleet-"))
+    port, admin = free_port(), free_port()
+    args = [str(c.binary), "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin}",
+            "--cache-dir", str(workdir / "cache"), "--log-format", "json"]
+    for u in upstreams:
+        args += ["--upstream", u]
+    popen, log = _spawn("modfleet", args, workdir, env=_clean_env())
+    proc = Proc("modfleet", popen, workdir, f"http://127.0.0.1:{port}", log)
+    proc.admin = f"http://127.0.0.1:{admin}"
+    _wait_or_stop(proc, proc.admin + "/readyz")
+    return proc
+
+
+def _start_goproxy(c, upstreams, _root):
+    workdir = Path(tempfile.mkdtemp(prefix="bench-goproxy-"))
+    port = free_port()
+    env = _clean_env()
+    # goproxy fetches from the proxies in its own GOPROXY; the go binary is not used for them.
+    env.update(GOPROXY=",".join(upstreams), GOSUMDB="off", GOTOOLCHAIN="local",
+               GOPATH=str(workdir / "gopath"), HOME=str(workdir))
+    args = [str(c.binary), "server", "--address", f"127.0.0.1:{port}",
+            "--cacher-dir", str(workdir / "cache")]
+    popen, log = _spawn("goproxy", args, workdir, env=env)
+    proc = Proc("goproxy", popen, workdir, f"http://127.0.0.1:{port}", log)
+    _wait_or_stop(proc, proc.url + "/")
+    return proc
+
+
+def _start_athens(c, upstreams, _root):
+    workdir = Path(tempfile.mkdtemp(prefix="bench-athens-"))
+    port = free_port()
+    env = _clean_env()
+    # Athens fetches with `go mod download`; its GOPROXY (download through the origin) comes
+    # from ATHENS_GO_BINARY_ENV_VARS. Disk storage in the temporary directory.
+    env.update(
+        ATHENS_PORT=f"127.0.0.1:{port}", ATHENS_STORAGE_TYPE="disk",
+        ATHENS_DISK_STORAGE_ROOT=str(workdir / "cache"), ATHENS_GOGET_WORKERS="32",
+        ATHENS_GO_BINARY_ENV_VARS=f"GOPROXY={','.join(upstreams)};GOSUMDB=off",
+        ATHENS_LOG_LEVEL="error", HOME=str(workdir), GOPATH=str(workdir / "gopath"),
+    )
+    (workdir / "cache").mkdir()
+    popen, log = _spawn("athens", [str(c.binary)], workdir, env=env)
+    proc = Proc("athens", popen, workdir, f"http://127.0.0.1:{port}", log)
+    _wait_or_stop(proc, proc.url + "/healthz")
+    return proc
+
+
+def _start_nginx_contender(_c, _upstreams, corpus_root):
+    port = free_port()
+    workdir_log = Path(tempfile.mkdtemp(prefix="bench-nginx-log-"))
+    proc, _ = start_nginx("nginx", [(port, corpus_root, 0, workdir_log / "access.log")], workers=2)
+    shutil.rmtree(workdir_log, ignore_errors=True)
+    return proc
+
+
+def _wait_or_stop(proc, url):
+    try:
+        wait_http(url, proc=proc.popen, timeout=30)
+    except RuntimeError as e:
+        tail = proc.log_tail()
+        proc.stop()
+        raise RuntimeError(f"{proc.name} did not start: {e}\n{tail}")
+
+
+STARTERS = {
+    "modfleet": _start_modfleet,
+    "goproxy": _start_goproxy,
+    "athens": _start_athens,
+    "nginx": _start_nginx_contender,
+}

@@ -1,0 +1,352 @@
+"""docs/benchmarks.md and its charts from a results dictionary (see run.py).
+
+Every figure is also given as a ratio to modfleet's figure in the same run. The goals of the
+issue are reported here (met / not met / not measurable), never asserted.
+"""
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+COLORS = {"modfleet": "#1f77b4", "athens": "#d62728", "goproxy": "#2ca02c", "nginx": "#7f7f7f",
+          "origin direct": "#7f7f7f"}
+
+HOW_LATENCY = (
+    "Origin latency is injected **inside the origin**, not by `tc netem`: this machine's kernel has "
+    "no `sch_netem` (`tc qdisc add ... netem` answers \"Specified qdisc kind is unknown\"). Each "
+    "delayed nginx server block answers every request with the echo module's `echo_sleep <delay>` "
+    "followed by `echo_exec @file` (Debian's `libnginx-mod-http-echo`), so every upstream request "
+    "waits the delay once before its first byte. netem would add the delay to every packet, so a "
+    "TCP handshake and a long body would pay it more than once; these figures are therefore a "
+    "lower bound on what the same round-trip time would cost over a real network."
+)
+
+
+def _ratio(value, base, higher_is_better=True):
+    """'1.23×' of value to modfleet's base value, or '—'."""
+    if value is None or base in (None, 0):
+        return "—"
+    return f"{value / base:.2f}×"
+
+
+def _fmt(v, digits=1):
+    return "—" if v is None else f"{v:,.{digits}f}"
+
+
+def _mib(kib):
+    return None if kib is None else kib / 1024
+
+
+# ---------------------------------------------------------------------------- sections
+
+
+def machine_section(r):
+    m = r["machine"]
+    c = r["corpus"]
+    lines = [
+        "## Machine and corpus",
+        "",
+        f"- Run: {m['date']}, {'smoke' if r['smoke'] else 'full'} run, {r['duration_s'] / 60:.0f} min.",
+        f"- Machine: {m['cores']} cores ({m['cpu']}), {m['memory_gib']} GiB memory, Linux {m['kernel']}; "
+        f"load average at start {', '.join(f'{x:.1f}' for x in m['load_at_start'])} "
+        "(the machine is shared with other developers' builds and tests: treat small differences as noise).",
+        f"- Load generator and clients run on the same machine as the proxies and the origin, all on loopback.",
+        f"- Tools: {m['go']}; {m['rustc']}; {m['wrk']}; Python {m['python']}.",
+        "- Contenders: " + "; ".join(f"**{k}** {v}" for k, v in m["contenders"].items()) + ".",
+        f"- Corpus `{c['name']}`: {c['module_versions']} module versions ({c['artifacts']} .info/.mod/.zip "
+        f"files, {c['bytes'] / 1e6:.0f} MB, {c['zips']} zips, {c['zips_over_10mb']} over 10 MB, the largest "
+        f"{c['largest_zip'][0] / 1e6:.1f} MB) — the dependency graphs of "
+        + ", ".join(f"`{p}@{v[0]}`" for p, v in c["projects"]) + ".",
+    ]
+    if r.get("unavailable"):
+        lines += ["", "**Contenders that could not be built (no figures):**", ""]
+        for name, why in r["unavailable"].items():
+            lines.append(f"- **{name}**: {why}")
+    return lines
+
+
+def warm_section(r, charts):
+    warm = r.get("warm") or {}
+    if not warm or "harness_error" in warm:
+        return ["## 1. Warm-cache throughput and latency", "", "Not run." if not warm else f"Harness error: `{warm['harness_error'][-300:]}`"]
+    base = {lv["connections"]: lv for lv in warm.get("modfleet", {}).get("levels", [])}
+    lines = [
+        "## 1. Warm-cache throughput and latency",
+        "",
+        f"wrk ({r['config']['seconds']} s per level, 2 threads) on a warm cache; each request picks one of the "
+        f"corpus's {r['corpus']['artifacts']} .info/.mod/.zip files at random (the files a cold `go mod "
+        "download all` of the graph asks for, so many small .mod files and fewer large zips). Before the load "
+        "every artifact is fetched through the contender once and checked against the corpus (SHA-256 for "
+        ".mod/.zip, the JSON `Version` for .info), and again after the load; under load, wrk counts every "
+        "non-2xx/3xx answer, connection error and timeout as an error.",
+        "",
+        "| contender | connections | req/s | MB/s | p50 ms | p99 ms | errors | req/s vs modfleet | p99 vs modfleet |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, res in warm.items():
+        if res.get("error") and not res.get("levels"):
+            lines.append(f"| {name} | — | **error** | | | | | | |")
+            continue
+        for lv in res["levels"]:
+            b = base.get(lv["connections"], {})
+            lines.append(
+                f"| {name} | {lv['connections']} | {lv['rps']:,.0f} | {lv['mbps']:,.0f} | {lv['p50_ms']:.2f} | "
+                f"{lv['p99_ms']:.2f} | {lv['errors']}{' (' + lv['error_detail'] + ')' if lv['errors'] else ''} | "
+                f"{_ratio(lv['rps'], b.get('rps'))} | {_ratio(lv['p99_ms'], b.get('p99_ms'))} |"
+            )
+    errs = [(n, x["error"]) for n, x in warm.items() if x.get("error")]
+    if errs:
+        lines += [""] + [f"- **{n} errored**: {e}" for n, e in errs]
+    lines += ["", f"![warm throughput]({charts['warm']})", ""]
+    lines += ["## 4. Peak memory under scenario 1", "",
+              "VmHWM (peak resident set) from `/proc/PID/status` after the warm-up and the three load levels "
+              "(nginx: master and workers summed).", "",
+              "| contender | peak RSS MiB | vs modfleet |", "| --- | ---: | ---: |"]
+    base_rss = _mib(warm.get("modfleet", {}).get("rss_kib"))
+    for name, res in warm.items():
+        rss = _mib(res.get("rss_kib"))
+        lines.append(f"| {name} | {_fmt(rss)} | {_ratio(rss, base_rss)} |")
+    lines += ["", f"![peak RSS]({charts['rss']})"]
+    return lines
+
+
+def cold_section(r, charts):
+    cold = r.get("cold") or {}
+    if not cold:
+        return ["## 2. Cold `go mod download`", "", "Not run."]
+    lats = r["config"]["latencies_ms"]
+    lines = [
+        "## 2. Cold `go mod download` of the whole graph",
+        "",
+        "`go mod download -json all` of the corpus's module (its go.mod and go.sum) with an empty GOMODCACHE, "
+        "through a contender started with an empty cache (`GOSUMDB=off`, `GOFLAGS=-mod=mod`: the go command "
+        "still checks every module against go.sum, and afterwards every .mod and .zip it stored is compared "
+        "with the corpus). `origin direct` is the go command talking to the origin itself, the floor. "
+        "Wall time in seconds, origin latency per upstream request as below.",
+        "",
+        "| contender | " + " | ".join(f"{lat} ms: s" for lat in lats) + " | " + " | ".join(f"{lat} ms vs modfleet" for lat in lats) + " | upstream requests |",
+        "| --- |" + " ---: |" * (2 * len(lats) + 1),
+    ]
+    base = cold.get("modfleet", {})
+    for name, per in cold.items():
+        label = "origin direct" if name == "nginx" else name
+        cells, ratios, ups = [], [], []
+        for lat in lats:
+            x = per.get(str(lat), {})
+            if not x.get("ok"):
+                cells.append("**error**" if x else "—")
+                ratios.append("—")
+                continue
+            cells.append(f"{x['seconds']:.1f}")
+            b = base.get(str(lat), {})
+            ratios.append(_ratio(x["seconds"], b.get("seconds") if b.get("ok") else None))
+            ups.append(str(x.get("upstream_requests", "—")))
+        lines.append(f"| {label} | " + " | ".join(cells) + " | " + " | ".join(ratios) + f" | {' / '.join(ups) or '—'} |")
+    errs = [(n, lat, x.get("error")) for n, per in cold.items() for lat, x in per.items() if not x.get("ok")]
+    if errs:
+        lines += [""] + [f"- **{n} @{lat} ms errored**: {e}" for n, lat, e in errs]
+    lines += ["", f"![cold download]({charts['cold']})"]
+    return lines
+
+
+def herd_section(r, charts):
+    herd = r.get("herd") or {}
+    if not herd or "results" not in herd:
+        return ["## 3. Thundering herd", "", "Not run."]
+    t = herd["target"]
+    lines = [
+        "## 3. Thundering herd",
+        "",
+        f"{herd['clients']} clients, connected first, send the same request at the same instant for one "
+        f"uncached zip (`{t['path']}`, {t['size'] / 1e6:.1f} MB) to a freshly started contender. Upstream "
+        "fetches are counted from the origin nginx's access log (GETs of exactly that path); every body is "
+        "checked against the corpus's SHA-256.",
+        "",
+        "| contender | origin latency ms | upstream fetches | p50 ms | p99 ms | errors | p99 vs modfleet |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    base = herd["results"].get("modfleet", {})
+    for name, per in herd["results"].items():
+        for lat, x in per.items():
+            if x.get("error"):
+                lines.append(f"| {name} | {lat} | **error** | | | | |")
+                continue
+            b = base.get(lat, {})
+            lines.append(f"| {name} | {lat} | {x['upstream_fetches']} | {x['p50'] * 1000:.0f} | {x['p99'] * 1000:.0f} | "
+                         f"{x['errors']} | {_ratio(x['p99'], b.get('p99'))} |")
+    lines += ["", f"![herd]({charts['herd']})"]
+    return lines
+
+
+def failover_section(r):
+    fo = r.get("failover") or {}
+    if not fo or "results" not in fo:
+        return ["## 5. Failover", "", "Not run."]
+    lines = [
+        "## 5. Failover: the primary upstream slow",
+        "",
+        f"Two origins serve the same corpus; the primary (first in each contender's upstream list) waits "
+        f"{fo['delay_s']:.0f} s before answering every request (origin-side `echo_sleep`), the secondary answers at "
+        f"once. {fo['artifacts']} distinct uncached artifacts under 2 MB, 8 at a time, each checked against "
+        "the corpus. modfleet: `--upstream primary --upstream secondary` (hedging on its default `auto` delay); "
+        "goproxy: `GOPROXY=primary,secondary` (the go command's list semantics: the next entry only after a "
+        "404/410). nginx takes no upstream and is not in this scenario.",
+        "",
+        "| contender | p50 ms | p99 ms | errors | wall s | primary requests | secondary requests | p99 vs modfleet |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    base = fo["results"].get("modfleet", {})
+    for name, x in fo["results"].items():
+        if x.get("error"):
+            lines.append(f"| {name} | **error** | | | | | | |")
+            continue
+        lines.append(f"| {name} | {x['p50'] * 1000:.0f} | {x['p99'] * 1000:.0f} | {x['errors']} | {x['wall']:.1f} | "
+                     f"{x['primary_requests']} | {x['secondary_requests']} | {_ratio(x['p99'], base.get('p99'))} |")
+    return lines
+
+
+def goals_section(r):
+    """The issue's goals, each met / not met / not measurable in this run."""
+    warm = r.get("warm") or {}
+    def max_rps(name):
+        lv = warm.get(name, {}).get("levels") or []
+        return max((x["rps"] for x in lv), default=None) if not warm.get(name, {}).get("error") else None
+
+    def verdict(ok):
+        return "not measurable" if ok is None else ("**met**" if ok else "**not met**")
+
+    m, a, n = max_rps("modfleet"), max_rps("athens"), max_rps("nginx")
+    rows = []
+    rows.append(("warm throughput ≥ 3× Athens (best level each)", f"{_fmt(m, 0)} vs {_fmt(a, 0)} req/s",
+                 verdict(None if not (m and a) else m >= 3 * a)))
+    rows.append(("warm throughput ≥ 0.8× nginx (best level each)", f"{_fmt(m, 0)} vs {_fmt(n, 0)} req/s"
+                 + (f" ({m / n:.2f}×)" if m and n else ""), verdict(None if not (m and n) else m >= 0.8 * n)))
+    cold = r.get("cold") or {}
+    cm, ca = cold.get("modfleet", {}), cold.get("athens", {})
+    pairs = [(lat, cm[lat]["seconds"], ca[lat]["seconds"]) for lat in cm
+             if cm[lat].get("ok") and ca.get(lat, {}).get("ok")]
+    rows.append(("cold graph ≥ 1.5× faster than Athens", "; ".join(f"{lat} ms: {x:.1f} s vs {y:.1f} s" for lat, x, y in pairs) or "—",
+                 verdict(None if not pairs else all(y >= 1.5 * x for _, x, y in pairs))))
+    herd = (r.get("herd") or {}).get("results", {}).get("modfleet", {})
+    counts = [x.get("upstream_fetches") for x in herd.values() if "upstream_fetches" in x]
+    rows.append(("exactly 1 upstream fetch under the herd", ", ".join(map(str, counts)) or "—",
+                 verdict(None if not counts else all(c == 1 for c in counts))))
+    rm, ra = warm.get("modfleet", {}).get("rss_kib"), warm.get("athens", {}).get("rss_kib")
+    rows.append(("peak RSS ≤ ¼ of Athens", f"{_fmt(_mib(rm))} vs {_fmt(_mib(ra))} MiB",
+                 verdict(None if not (rm and ra) else rm * 4 <= ra)))
+    lines = ["## Goals", "", "Reported, not asserted. \"Not measurable\" means a contender it compares with has no figure in this run.", "",
+             "| goal | measured | verdict |", "| --- | --- | --- |"]
+    lines += [f"| {g} | {v} | {ok} |" for g, v, ok in rows]
+    return lines
+
+
+# ---------------------------------------------------------------------------- charts
+
+
+def _bar_groups(ax, groups, series, values, ylabel, title):
+    """Grouped bars: one group per entry of groups, one bar per series."""
+    width = 0.8 / max(1, len(series))
+    for i, s in enumerate(series):
+        xs = [g + (i - (len(series) - 1) / 2) * width for g in range(len(groups))]
+        ys = [values.get((s, g)) or 0 for g in groups]
+        ax.bar(xs, ys, width, label=s, color=COLORS.get(s))
+    ax.set_xticks(range(len(groups)))
+    ax.set_xticklabels([str(g) for g in groups])
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend()
+    ax.grid(axis="y", alpha=0.3)
+
+
+def charts(r, out_dir):
+    """Writes the PNGs; returns {key: path relative to the markdown file}."""
+    d = out_dir / "benchmarks"
+    d.mkdir(parents=True, exist_ok=True)
+    rel = {}
+    warm = {k: v for k, v in (r.get("warm") or {}).items() if isinstance(v, dict) and v.get("levels")}
+    conns = r["config"]["connections"]
+
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+    _bar_groups(a1, conns, list(warm), {(n, lv["connections"]): lv["rps"] for n, x in warm.items() for lv in x["levels"]},
+                "requests / s", "Warm cache: throughput (higher is better)")
+    _bar_groups(a2, conns, list(warm), {(n, lv["connections"]): lv["p99_ms"] for n, x in warm.items() for lv in x["levels"]},
+                "p99 latency, ms", "Warm cache: p99 latency (lower is better)")
+    a1.set_xlabel("connections")
+    a2.set_xlabel("connections")
+    fig.tight_layout()
+    fig.savefig(d / "warm.png", dpi=110)
+    plt.close(fig)
+    rel["warm"] = "benchmarks/warm.png"
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    names = [n for n, x in (r.get("warm") or {}).items() if isinstance(x, dict) and x.get("rss_kib")]
+    ax.bar(names, [r["warm"][n]["rss_kib"] / 1024 for n in names], color=[COLORS.get(n) for n in names])
+    ax.set_ylabel("peak RSS, MiB")
+    ax.set_title("Peak RSS under the warm load (lower is better)")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(d / "rss.png", dpi=110)
+    plt.close(fig)
+    rel["rss"] = "benchmarks/rss.png"
+
+    cold = r.get("cold") or {}
+    lats = r["config"]["latencies_ms"]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    series = ["origin direct" if n == "nginx" else n for n in cold]
+    vals = {("origin direct" if n == "nginx" else n, lat): (x.get(str(lat)) or {}).get("seconds") if (x.get(str(lat)) or {}).get("ok") else None
+            for n, x in cold.items() for lat in lats}
+    _bar_groups(ax, lats, series, vals, "wall time, s", "Cold `go mod download all` (lower is better)")
+    ax.set_xlabel("origin latency per request, ms")
+    fig.tight_layout()
+    fig.savefig(d / "cold.png", dpi=110)
+    plt.close(fig)
+    rel["cold"] = "benchmarks/cold.png"
+
+    herd = (r.get("herd") or {}).get("results", {})
+    hl = r["config"]["herd_latencies_ms"]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+    _bar_groups(a1, hl, list(herd), {(n, int(lat)): x.get("upstream_fetches") for n, per in herd.items() for lat, x in per.items()},
+                "upstream fetches of the zip", "Herd: upstream fetches (1 is ideal)")
+    _bar_groups(a2, hl, list(herd), {(n, int(lat)): (x.get("p99") or 0) * 1000 for n, per in herd.items() for lat, x in per.items()},
+                "p99 latency, ms", "Herd: client p99 (lower is better)")
+    a1.set_xlabel("origin latency, ms")
+    a2.set_xlabel("origin latency, ms")
+    fig.tight_layout()
+    fig.savefig(d / "herd.png", dpi=110)
+    plt.close(fig)
+    rel["herd"] = "benchmarks/herd.png"
+    return rel
+
+
+# ---------------------------------------------------------------------------- document
+
+
+def write(r, out_dir, log=print):
+    """Writes benchmarks.md, benchmarks/*.png and benchmarks/results.json under out_dir."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rel = charts(r, out_dir)
+    (out_dir / "benchmarks" / "results.json").write_text(json.dumps(r, indent=1, default=str))
+    parts = [
+        (["# Benchmarks: modfleet-proxy and the Go module proxies people use", "",
+         "Generated by `python3 bench/run.py` (see [bench/README.md](../bench/README.md)); raw figures in "
+         "[benchmarks/results.json](benchmarks/results.json). Every figure is also given as a ratio to "
+         "modfleet's figure in the same run (for latency and time, below 1× means faster than modfleet; "
+         "for throughput, above 1× means more than modfleet)."] if not r["smoke"] else
+         ["# Benchmark smoke run (tiny corpus, few requests: not figures to quote)"]),
+        machine_section(r),
+        goals_section(r),
+        ["## Origin and latency", "", HOW_LATENCY],
+        warm_section(r, rel),
+        cold_section(r, rel),
+        herd_section(r, rel),
+        failover_section(r),
+    ]
+    text = "\n\n".join("\n".join(p) for p in parts) + "\n"
+    md = out_dir / "benchmarks.md"
+    md.write_text(text)
+    return [md] + [out_dir / p for p in rel.values()] + [out_dir / "benchmarks" / "results.json"]

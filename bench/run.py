@@ -1,0 +1,368 @@
+#!/usr/bin/env python3
+"""modfleet benchmarks: modfleet-proxy side by side with the Go module proxies people use.
+
+    python3 bench/run.py            # full run: writes docs/benchmarks.md and docs/benchmarks/*.png
+    python3 bench/run.py --smoke    # CI: tiny corpus, few requests, output in a temporary dir
+
+Needs go, cargo, nginx with the echo module and wrk (Debian: nginx-light,
+libnginx-mod-http-echo, wrk) and matplotlib. See docs/benchmarks.md for what each scenario
+measures and how; the corpus and the Go proxies' binaries are cached under
+${XDG_CACHE_HOME:-$HOME/.cache}/modfleet/.
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from dataclasses import asdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import client  # noqa: E402
+import corpus as corpus_mod  # noqa: E402
+import load  # noqa: E402
+import procs  # noqa: E402
+import report  # noqa: E402
+import tools  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+FULL = dict(connections=[16, 64, 256], seconds=15, latencies_ms=[0, 20, 80], herd_clients=200,
+            herd_latencies_ms=[0, 20, 80], failover_artifacts=120, failover_delay_s=2.0)
+SMOKE = dict(connections=[16], seconds=2, latencies_ms=[20], herd_clients=50,
+             herd_latencies_ms=[20], failover_artifacts=12, failover_delay_s=2.0)
+
+
+def log(msg):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--smoke", action="store_true", help="tiny corpus and few requests (CI)")
+    p.add_argument("--out", type=Path, help="output directory (default: docs/, or a temp dir with --smoke)")
+    p.add_argument("--contenders", default=None,
+                   help="comma-separated subset of modfleet,athens,goproxy,nginx")
+    p.add_argument("--scenarios", default="warm,cold,herd,failover",
+                   help="comma-separated subset of warm,cold,herd,failover")
+    p.add_argument("--debug-build", action="store_true",
+                   help="benchmark modfleet's debug build (the smoke run does; never for figures)")
+    return p.parse_args(argv)
+
+
+# ---------------------------------------------------------------------------- setup
+
+
+def prepare_contenders(names, debug):
+    """Builds every named contender; one that cannot be built is kept with the reason."""
+    out = []
+    for name in names:
+        if name == "modfleet":
+            binary = tools.build_modfleet(release=not debug, log=log)
+            version = subprocess.run([str(binary), "--version"], capture_output=True, text=True).stdout.strip()
+            out.append(procs.Contender("modfleet", (version or "modfleet-proxy") + (" (debug build)" if debug else ""), binary))
+        elif name == "nginx":
+            v = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip()
+            out.append(procs.Contender("nginx", v.replace("nginx version: ", ""), multi_upstream=False, is_proxy=False))
+        elif name in ("goproxy", "athens"):
+            tool = tools.GOPROXY_TOOL if name == "goproxy" else tools.ATHENS_TOOL
+            c = procs.Contender(name, f"{tool.module} {tool.version}")
+            try:
+                c.binary = tools.build_go_tool(tool, log=log)
+            except tools.BuildError as e:
+                c.unavailable = str(e)
+                log(f"{name}: cannot be built: {e}")
+            out.append(c)
+        else:
+            raise SystemExit(f"bench: unknown contender {name!r}")
+    return out
+
+
+def describe_machine(contenders):
+    """Cores, memory, kernel, CPU, load and tool versions, for the report."""
+    def cmd(args):
+        try:
+            r = subprocess.run(args, capture_output=True, text=True, timeout=20)
+            return (r.stdout or r.stderr).strip().splitlines()[0]
+        except (OSError, IndexError, subprocess.TimeoutExpired):
+            return "?"
+
+    cpu = "?"
+    try:
+        cpu = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    mem_kib = int(next(ln.split()[1] for ln in open("/proc/meminfo") if ln.startswith("MemTotal")))
+    return {
+        "cores": os.cpu_count(),
+        "cpu": cpu,
+        "memory_gib": round(mem_kib / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "load_at_start": os.getloadavg(),
+        "go": tools.go_version(),
+        "rustc": cmd(["rustc", "--version"]),
+        "wrk": cmd(["wrk", "--version"]),
+        "python": platform.python_version(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "contenders": {c.name: c.version for c in contenders},
+    }
+
+
+# ---------------------------------------------------------------------------- scenarios
+
+
+def _start(contender, upstreams, corpus):
+    log(f"  starting {contender.name} (fresh, empty cache)")
+    return contender.start(upstreams, str(corpus.root))
+
+
+def scenario_warm(contenders, corpus, cfg):
+    """Throughput and latency on a warm cache at each connection count; peak RSS after."""
+    out = {}
+    origin = procs.Origin(str(corpus.root), [0])
+    scratch = load.scratch_dir()
+    script = load.write_script(corpus.artifacts, scratch)
+    try:
+        for c in contenders:
+            res = {"levels": [], "error": None, "rss_kib": None}
+            out[c.name] = res
+            proc = None
+            try:
+                proc = _start(c, [origin.url], corpus)
+                log(f"  {c.name}: warming the cache with every artifact ({len(corpus.artifacts)}), checking each")
+                s = client.summarize(client.fetch_all(proc.url, corpus.artifacts))
+                res["warmup"] = asdict(s)
+                if s.errors:
+                    raise RuntimeError(f"{s.errors} of {s.count} warm-up fetches failed: {s.first_errors}")
+                for conns in cfg["connections"]:
+                    r = load.run_wrk(proc.url, script, conns, cfg["seconds"])
+                    log(f"  {c.name} c={conns}: {r.rps:.0f} req/s, {r.mbps:.0f} MB/s, "
+                        f"p50 {r.p50_ms:.2f} ms, p99 {r.p99_ms:.2f} ms, errors {r.errors}")
+                    res["levels"].append(asdict(r))
+                s = client.summarize(client.fetch_all(proc.url, corpus.artifacts))
+                res["after"] = asdict(s)
+                res["rss_kib"] = proc.peak_rss_kib()
+                if s.errors:
+                    raise RuntimeError(f"{s.errors} of {s.count} fetches after the load failed: {s.first_errors}")
+                if not proc.alive():
+                    raise RuntimeError("the process died under load")
+            except Exception as e:  # a contender's failure is a result, not a crash
+                res["error"] = f"{e}"
+                log(f"  {c.name}: ERROR {e}")
+            finally:
+                if proc:
+                    proc.stop()
+    finally:
+        origin.stop()
+    return out
+
+
+def scenario_cold(contenders, corpus, cfg):
+    """Wall time of `go mod download all` with empty client and proxy caches, per latency."""
+    out = {}
+    for lat in cfg["latencies_ms"]:
+        origin = procs.Origin(str(corpus.root), [lat / 1000.0])
+        try:
+            for c in contenders:
+                proc = None
+                entry = out.setdefault(c.name, {})
+                try:
+                    if c.is_proxy:
+                        proc = _start(c, [origin.url], corpus)
+                        url = proc.url
+                    else:
+                        url = origin.url  # the baseline: the go command straight at the origin
+                    origin.reset_counts()
+                    r = client.cold_download(url, corpus)
+                    d = asdict(r)
+                    d["upstream_requests"] = len(origin.requests())
+                    entry[str(lat)] = d
+                    log(f"  cold {c.name} @{lat}ms: {r.seconds:.1f}s ok={r.ok} modules={r.modules} "
+                        f"upstream requests={d['upstream_requests']} {r.error}")
+                except Exception as e:
+                    entry[str(lat)] = {"ok": False, "seconds": None, "error": f"{e}"}
+                    log(f"  cold {c.name} @{lat}ms: ERROR {e}")
+                finally:
+                    if proc:
+                        proc.stop()
+        finally:
+            origin.stop()
+    return out
+
+
+def herd_target(corpus):
+    """The smallest zip over 10 MB (the largest zip if none is)."""
+    zips = sorted(corpus.zips, key=lambda a: a.size)
+    big = [z for z in zips if z.size > 10_000_000]
+    return big[0] if big else zips[-1]
+
+
+def scenario_herd(contenders, corpus, cfg):
+    """N clients at once on one uncached large zip: upstream fetches of it, latency, errors."""
+    out = {}
+    target = herd_target(corpus)
+    for lat in cfg["herd_latencies_ms"]:
+        origin = procs.Origin(str(corpus.root), [lat / 1000.0])
+        try:
+            for c in [c for c in contenders if c.is_proxy]:
+                proc = None
+                entry = out.setdefault(c.name, {})
+                try:
+                    proc = _start(c, [origin.url], corpus)
+                    origin.reset_counts()
+                    fetches = client.herd(proc.url, target, cfg["herd_clients"])
+                    time.sleep(0.5)  # let nginx write its log lines
+                    s = client.summarize(fetches)
+                    d = asdict(s)
+                    d["upstream_fetches"] = origin.count(target.path)
+                    entry[str(lat)] = d
+                    log(f"  herd {c.name} @{lat}ms: upstream fetches {d['upstream_fetches']}, "
+                        f"p99 {s.p99 * 1000:.0f} ms, errors {s.errors}")
+                except Exception as e:
+                    entry[str(lat)] = {"error": f"{e}"}
+                    log(f"  herd {c.name}: ERROR {e}")
+                finally:
+                    if proc:
+                        proc.stop()
+        finally:
+            origin.stop()
+    return {"target": {"path": target.path, "size": target.size}, "clients": cfg["herd_clients"],
+            "results": out}
+
+
+def failover_set(corpus, n):
+    """n distinct artifacts under 2 MB, spread over the corpus (deterministic)."""
+    small = [a for a in corpus.artifacts if a.size < 2_000_000]
+    step = max(1, len(small) // n)
+    return small[::step][:n]
+
+
+def scenario_failover(contenders, corpus, cfg):
+    """Primary origin delayed, secondary prompt: uncached fetches' p99 and errors."""
+    out = {}
+    arts = failover_set(corpus, cfg["failover_artifacts"])
+    origin = procs.Origin(str(corpus.root), [cfg["failover_delay_s"], 0])
+    try:
+        for c in [c for c in contenders if c.is_proxy and c.multi_upstream]:
+            proc = None
+            try:
+                proc = _start(c, origin.urls, corpus)
+                origin.reset_counts()
+                start = time.perf_counter()
+                fetches = client.fetch_all(proc.url, arts, concurrency=8)
+                wall = time.perf_counter() - start
+                s = client.summarize(fetches)
+                d = asdict(s)
+                d.update(wall=wall, primary_requests=len(origin.requests(0)),
+                         secondary_requests=len(origin.requests(1)))
+                out[c.name] = d
+                log(f"  failover {c.name}: p50 {s.p50 * 1000:.0f} ms, p99 {s.p99 * 1000:.0f} ms, "
+                    f"errors {s.errors}, wall {wall:.1f}s")
+            except Exception as e:
+                out[c.name] = {"error": f"{e}"}
+                log(f"  failover {c.name}: ERROR {e}")
+            finally:
+                if proc:
+                    proc.stop()
+    finally:
+        origin.stop()
+    return {"artifacts": len(arts), "delay_s": cfg["failover_delay_s"], "results": out}
+
+
+SCENARIOS = {"warm": scenario_warm, "cold": scenario_cold, "herd": scenario_herd,
+             "failover": scenario_failover}
+
+
+# ---------------------------------------------------------------------------- main
+
+
+def check_prerequisites():
+    missing = [t for t in ("go", "cargo", "nginx", "wrk") if not _which(t)]
+    if not os.path.exists(procs.ECHO_MODULE):
+        missing.append(f"nginx echo module ({procs.ECHO_MODULE}; Debian: libnginx-mod-http-echo)")
+    if missing:
+        raise SystemExit(f"bench: missing {', '.join(missing)} (Debian: nginx-light libnginx-mod-http-echo wrk)")
+
+
+def _which(tool):
+    from shutil import which
+    return which(tool)
+
+
+def smoke_failures(results, contenders):
+    """Everything that must fail the smoke run: any error of any contender in any scenario."""
+    bad = [f"{c.name}: not built: {c.unavailable}" for c in contenders if c.unavailable]
+    for name, r in results.get("warm", {}).items():
+        if r.get("error"):
+            bad.append(f"warm {name}: {r['error']}")
+        bad += [f"warm {name} c={lv['connections']}: {lv['errors']} errors ({lv['error_detail']})"
+                for lv in r.get("levels", []) if lv["errors"]]
+    for name, per in results.get("cold", {}).items():
+        bad += [f"cold {name} @{lat}ms: {r.get('error')}" for lat, r in per.items() if not r.get("ok")]
+    for name, per in results.get("herd", {}).get("results", {}).items():
+        for lat, r in per.items():
+            if r.get("error") or r.get("errors"):
+                bad.append(f"herd {name} @{lat}ms: {r.get('error') or r.get('first_errors')}")
+            elif name == "modfleet" and r.get("upstream_fetches") != 1:
+                bad.append(f"herd modfleet @{lat}ms: {r.get('upstream_fetches')} upstream fetches, want 1")
+    for name, r in results.get("failover", {}).get("results", {}).items():
+        if r.get("error") or r.get("errors"):
+            bad.append(f"failover {name}: {r.get('error') or r.get('first_errors')}")
+    return bad
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    cfg = SMOKE if args.smoke else FULL
+    check_prerequisites()
+    names = (args.contenders or ("modfleet,goproxy,nginx" if args.smoke else "modfleet,athens,goproxy,nginx")).split(",")
+    scenarios = args.scenarios.split(",")
+    out_dir = args.out or (Path(tempfile.mkdtemp(prefix="bench-smoke-")) if args.smoke else ROOT / "docs")
+    started = time.monotonic()
+
+    corpus = corpus_mod.ensure(args.smoke, log=log)
+    log(f"corpus {corpus.name}: {len(corpus.module_versions())} module versions, {len(corpus.artifacts)} "
+        f"artifacts, {corpus.total_bytes() / 1e6:.0f} MB, in {corpus.root}")
+    contenders = prepare_contenders(names, debug=args.debug_build or args.smoke)
+    ready = [c for c in contenders if not c.unavailable]
+    results = {"smoke": args.smoke, "config": cfg, "machine": describe_machine(contenders),
+               "corpus": {"name": corpus.name, "module_versions": len(corpus.module_versions()),
+                          "artifacts": len(corpus.artifacts), "bytes": corpus.total_bytes(),
+                          "zips": len(corpus.zips),
+                          "zips_over_10mb": sum(1 for z in corpus.zips if z.size > 10_000_000),
+                          "largest_zip": max((z.size, z.path) for z in corpus.zips),
+                          "projects": list((corpus_mod.SMOKE_PROJECTS if args.smoke else corpus_mod.FULL_PROJECTS).items())},
+               "unavailable": {c.name: c.unavailable for c in contenders if c.unavailable}}
+    for s in scenarios:
+        log(f"scenario {s}")
+        try:
+            results[s] = SCENARIOS[s](ready, corpus, cfg)
+        except Exception:
+            traceback.print_exc()
+            results[s] = {"harness_error": traceback.format_exc()}
+            if args.smoke:
+                raise
+    results["duration_s"] = time.monotonic() - started
+    written = report.write(results, out_dir, log=log)
+    log(f"wrote {', '.join(str(p) for p in written)} in {results['duration_s']:.0f}s")
+    if args.smoke:
+        bad = smoke_failures(results, contenders)
+        if bad:
+            print("bench smoke: FAILED\n  " + "\n  ".join(bad), file=sys.stderr)
+            return 1
+        missing = [p for p in written if not Path(p).exists() or Path(p).stat().st_size == 0]
+        if missing:
+            print(f"bench smoke: FAILED: not written: {missing}", file=sys.stderr)
+            return 1
+        print(f"bench smoke: ok ({results['duration_s']:.0f}s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
