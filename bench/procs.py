@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ECHO_MODULE = "/usr/lib/nginx/modules/ngx_http_echo_module.so"
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"  # /usr/sbin may be missing from PATH
 
 
 def free_port():
@@ -159,7 +160,7 @@ def start_nginx(name, servers, workers=1):
     (workdir / "tmp").mkdir()
     conf = workdir / "nginx.conf"
     conf.write_text(_nginx_conf(workdir, servers, workers))
-    popen, log_path = _spawn(name, ["nginx", "-c", str(conf), "-p", str(workdir)], workdir)
+    popen, log_path = _spawn(name, [NGINX, "-c", str(conf), "-p", str(workdir)], workdir)
     urls = [f"http://127.0.0.1:{port}" for port, *_ in servers]
     proc = Proc(name, popen, workdir, urls[0], log_path)
     try:

@@ -258,7 +258,8 @@ def _bar_groups(ax, groups, series, values, ylabel, title):
     ax.set_xticklabels([str(g) for g in groups])
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend()
+    if series:
+        ax.legend()
     ax.grid(axis="y", alpha=0.3)
 
 

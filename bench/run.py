@@ -68,7 +68,7 @@ def prepare_contenders(names, debug):
             version = subprocess.run([str(binary), "--version"], capture_output=True, text=True).stdout.strip()
             out.append(procs.Contender("modfleet", (version or "modfleet-proxy") + (" (debug build)" if debug else ""), binary))
         elif name == "nginx":
-            v = subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip()
+            v = subprocess.run([procs.NGINX, "-v"], capture_output=True, text=True).stderr.strip()
             out.append(procs.Contender("nginx", v.replace("nginx version: ", ""), multi_upstream=False, is_proxy=False))
         elif name in ("goproxy", "athens"):
             tool = tools.GOPROXY_TOOL if name == "goproxy" else tools.ATHENS_TOOL
@@ -283,7 +283,9 @@ SCENARIOS = {"warm": scenario_warm, "cold": scenario_cold, "herd": scenario_herd
 
 
 def check_prerequisites():
-    missing = [t for t in ("go", "cargo", "nginx", "wrk") if not _which(t)]
+    missing = [t for t in ("go", "cargo", "wrk") if not _which(t)]
+    if not os.path.exists(procs.NGINX):
+        missing.append("nginx")
     if not os.path.exists(procs.ECHO_MODULE):
         missing.append(f"nginx echo module ({procs.ECHO_MODULE}; Debian: libnginx-mod-http-echo)")
     if missing:

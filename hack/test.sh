@@ -6,20 +6,23 @@
 #                            and `python3` on PATH)
 #   4. e2e     hack/cluster.sh up, then cargo test -p modfleet-e2e against that cluster
 #              (taken down again on exit, unless it was already up before)
+#   5. bench   python3 bench/run.py --smoke: the benchmark harness on a tiny corpus with few
+#              requests (modfleet, goproxy, nginx), so it cannot rot; fails on any error
+#              (needs nginx with the echo module, wrk and matplotlib; see bench/README.md)
 #
-# Usage: hack/test.sh [fmt|clippy|unit|e2e]...   (no argument: all four, as CI does)
+# Usage: hack/test.sh [fmt|clippy|unit|e2e|bench]...   (no argument: all five, as CI does)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 stages=("$@")
-[[ ${#stages[@]} -gt 0 ]] || stages=(fmt clippy unit e2e)
+[[ ${#stages[@]} -gt 0 ]] || stages=(fmt clippy unit e2e bench)
 for s in "${stages[@]}"; do
   case "$s" in
-    fmt | clippy | unit | e2e) ;;
-    -h | --help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "error: unknown stage '$s' (expected fmt, clippy, unit or e2e)" >&2; exit 2 ;;
+    fmt | clippy | unit | e2e | bench) ;;
+    -h | --help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "error: unknown stage '$s' (expected fmt, clippy, unit, e2e or bench)" >&2; exit 2 ;;
   esac
 done
 want() { [[ " ${stages[*]} " == *" $1 "* ]]; }
@@ -63,5 +66,14 @@ if want e2e; then
   fi
   eval "$(hack/cluster.sh env)"
   cargo test -p modfleet-e2e
+  done_stage
+fi
+
+# Stage 5 (bench/, owned by the benchmarks work): the harness's smoke run. It builds modfleet's
+# debug binary (already built by the unit stage) and goproxy (once, cached by version), and
+# exits non-zero if any contender errors in any scenario or the report is not written.
+if want bench; then
+  banner "bench: python3 bench/run.py --smoke (benchmark harness smoke run)"
+  python3 bench/run.py --smoke
   done_stage
 fi
