@@ -874,3 +874,71 @@ fn helm_install_namespaced_then_operator_with_only_its_service_account_reconcile
 fn helm_install_cluster_wide_then_operator_with_only_its_service_account_reconciles_to_ready() {
     operator_with_chart_identity_reconciles(false);
 }
+
+/// `helm upgrade` switches a release from cluster-wide to namespaced-only RBAC (the
+/// ClusterRole goes, Roles come) and `helm uninstall` removes everything of the release but
+/// keeps the CRD, as docs/install.md says.
+#[test]
+fn helm_upgrade_to_namespaced_mode_and_uninstall_keep_the_crd() {
+    let cluster = Cluster::from_env();
+    let ops = cluster.namespace("chart-upgrade");
+    let team = cluster.namespace("chart-upgrade-team");
+    let release = format!("up{}", suffix(&ops));
+    let fullname = format!("{release}-modfleet");
+    let rel = Release::install(&ops, &release, &[]);
+    cluster.kubectl(&["get", "clusterrole", &fullname]);
+    cluster.kubectl(&["get", "clusterrolebinding", &fullname]);
+
+    let watch = format!("watchNamespaces={{{}}}", team.name());
+    let chart = chart_dir();
+    helm::helm(
+        Some(&cluster),
+        &[
+            "upgrade",
+            &release,
+            chart.to_str().unwrap(),
+            "--namespace",
+            ops.name(),
+            "--reuse-values",
+            "--set",
+            &watch,
+            "--set",
+            "replicaCount=2",
+            "--wait",
+            "--timeout",
+            "3m",
+        ],
+    );
+    assert!(
+        !cluster
+            .try_kubectl(&["get", "clusterrole", &fullname])
+            .status
+            .success(),
+        "the ClusterRole survived the switch to namespaced mode"
+    );
+    team.kubectl(&["get", "role", &fullname]);
+    team.kubectl(&["get", "rolebinding", &fullname]);
+    let dep = ops.get_json(&["deployment", &fullname]);
+    assert_eq!(dep["spec"]["replicas"], 2);
+    let args = dep["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
+    assert!(
+        args.contains(&format!("--watch-namespaces={}", team.name())),
+        "{args}"
+    );
+
+    drop(rel); // helm uninstall --wait
+    for (ns, obj) in [
+        (ops.name(), format!("deployment/{fullname}")),
+        (ops.name(), format!("serviceaccount/{fullname}")),
+        (ops.name(), format!("role/{fullname}-leader-election")),
+        (team.name(), format!("role/{fullname}")),
+        (team.name(), format!("rolebinding/{fullname}")),
+    ] {
+        let out = cluster.try_kubectl(&["get", "--namespace", ns, &obj]);
+        assert!(
+            !out.status.success(),
+            "{obj} in {ns} survived helm uninstall"
+        );
+    }
+    cluster.kubectl(&["get", "crd", CRD_NAME]);
+}
