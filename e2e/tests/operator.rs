@@ -771,3 +771,81 @@ fn failures_are_reported_and_retried_until_they_clear() {
     assert_eq!(condition(&g, "Degraded")["status"], "False");
     assert_eq!(g["status"]["readyMembers"], 2);
 }
+
+/// Deletes a cluster-scoped object on drop.
+struct ClusterObject(Cluster, String);
+
+impl Drop for ClusterObject {
+    fn drop(&mut self) {
+        let _ = self.0.try_kubectl(&["delete", &self.1, "--wait=false"]);
+    }
+}
+
+#[test]
+fn growing_the_cache_expands_claims_where_the_class_allows_it() {
+    let env = env("op-grow");
+    let ns = &env.ns;
+    // A class of the local provisioner that cannot expand volumes.
+    let fixed = format!("fixed-{}", ns.name());
+    ns.cluster().kubectl_stdin(
+        &["apply", "-f", "-"],
+        &format!(
+            "apiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata:\n  name: {fixed}\nprovisioner: modfleet.dev/fake-provisioner\nreclaimPolicy: Delete\nvolumeBindingMode: Immediate\nallowVolumeExpansion: false\n"
+        ),
+    );
+    let _class = ClusterObject(ns.cluster().clone(), format!("storageclass/{fixed}"));
+    ns.apply(&basic("grow", 1, "cache: {size: 1Gi}"));
+    ns.apply(&basic(
+        "fixed",
+        1,
+        &format!("cache: {{size: 1Gi, storageClassName: {fixed}}}"),
+    ));
+    wait_ready(ns, "grow");
+    wait_ready(ns, "fixed");
+
+    ns.apply(&basic("grow", 1, "cache: {size: 2Gi}"));
+    ns.apply(&basic(
+        "fixed",
+        1,
+        &format!("cache: {{size: 2Gi, storageClassName: {fixed}}}"),
+    ));
+    ns.eventually("grow-cache-0 expanded to 2Gi", DEFAULT_TIMEOUT, || {
+        let p = get(ns, "pvc", "grow-cache-0");
+        (p["spec"]["resources"]["requests"]["storage"] == "2Gi"
+            && p["status"]["capacity"]["storage"] == "2Gi")
+            .then_some(())
+    });
+    ns.eventually(
+        "a CacheResizeRefused warning for fixed",
+        DEFAULT_TIMEOUT,
+        || {
+            event_reasons(ns, "fixed")
+                .iter()
+                .any(|r| r == "CacheResizeRefused")
+                .then_some(())
+        },
+    );
+    assert_eq!(
+        get(ns, "pvc", "fixed-cache-0")["spec"]["resources"]["requests"]["storage"],
+        "1Gi"
+    );
+    // The new size also reaches the proxy config (90% of it), which rolls the member.
+    ns.eventually(
+        "grow's config follows the new size",
+        DEFAULT_TIMEOUT,
+        || {
+            let cm = get(ns, "configmap", "grow-config");
+            cm["data"]["config.yaml"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("cacheMaxBytes: 1932735283")
+                .then_some(())
+        },
+    );
+    wait_ready(ns, "grow");
+    wait_ready(ns, "fixed");
+    assert_eq!(
+        condition(&get(ns, "gmp", "fixed"), "Degraded")["status"],
+        "False"
+    );
+}

@@ -63,6 +63,14 @@ pub enum Error {
 }
 
 impl Error {
+    /// The API server refused the write as forbidden or invalid (not a transient failure).
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            Error::Apply { source: kube::Error::Api(s), .. } if s.code == 403 || s.code == 422
+        )
+    }
+
     /// Short CamelCase reason for metrics and Events.
     pub fn reason(&self) -> &'static str {
         match self {

@@ -244,23 +244,46 @@ async fn apply_children(
 
     for want in &desired.pvcs {
         let mut want = want.clone();
-        let existing: Option<PersistentVolumeClaim> =
-            apply::get(client, &ns, &want.name_any()).await?;
+        let name = want.name_any();
+        let existing: Option<PersistentVolumeClaim> = apply::get(client, &ns, &name).await?;
+        let grow = existing
+            .as_ref()
+            .is_some_and(|e| pvc::wants_growth(&want, e));
         if let Some(existing) = &existing {
-            pvc::keep_existing_spec(&mut want, existing);
+            pvc::keep_existing_spec(&mut want, existing, grow);
         }
-        let applied = apply::apply(client, &ns, &want).await?;
-        if existing.is_none() {
-            let name = applied.name_any();
-            ctx.event_about(
-                gmp,
-                EventType::Normal,
-                "CreatedCache",
-                format!("Created cache PersistentVolumeClaim {name}"),
-                Some(("v1", "PersistentVolumeClaim", &name)),
-            )
-            .await;
-        }
+        let related = Some(("v1", "PersistentVolumeClaim", name.as_str()));
+        let applied = match apply::apply(client, &ns, &want).await {
+            Ok(applied) => {
+                if existing.is_none() {
+                    let note = format!("Created cache PersistentVolumeClaim {name}");
+                    ctx.event_about(gmp, EventType::Normal, "CreatedCache", note, related)
+                        .await;
+                } else if grow {
+                    let note = format!(
+                        "Expanding cache PersistentVolumeClaim {name} to {}",
+                        gmp.spec.cache.size
+                    );
+                    ctx.event_about(gmp, EventType::Normal, "ExpandingCache", note, related)
+                        .await;
+                }
+                applied
+            }
+            // The StorageClass cannot expand volumes: keep the old size, say so, go on.
+            Err(e) if grow && e.is_refusal() => {
+                if let Some(existing) = &existing {
+                    pvc::keep_existing_spec(&mut want, existing, false);
+                }
+                let note = format!(
+                    "Cannot expand cache PersistentVolumeClaim {name} to {} (its StorageClass may not allow expansion); it keeps its size: {e}",
+                    gmp.spec.cache.size
+                );
+                ctx.event_about(gmp, EventType::Warning, "CacheResizeRefused", note, related)
+                    .await;
+                apply::apply(client, &ns, &want).await?
+            }
+            Err(e) => return Err(e),
+        };
         observed.caches.push(CacheState::from_pvc(&applied));
     }
 

@@ -44,12 +44,39 @@ pub fn build(gmp: &GoModuleProxy, _ctx: &Context, member: Option<usize>) -> Pers
     }
 }
 
-/// A PVC's spec is immutable once created except for growing the request (where the class
-/// allows it), so for an existing claim we re-apply what it already has: changing
-/// `cache.size` affects new members only.
-pub fn keep_existing_spec(desired: &mut PersistentVolumeClaim, existing: &PersistentVolumeClaim) {
+/// The storage request of a claim in bytes.
+pub fn requested_bytes(p: &PersistentVolumeClaim) -> Option<u64> {
+    let q = p
+        .spec
+        .as_ref()?
+        .resources
+        .as_ref()?
+        .requests
+        .as_ref()?
+        .get("storage")?;
+    super::quantity_bytes(&q.0)
+}
+
+/// Whether `cache.size` grew past what the existing claim requests. Claims can only grow,
+/// and only where the StorageClass allows expansion.
+pub fn wants_growth(desired: &PersistentVolumeClaim, existing: &PersistentVolumeClaim) -> bool {
+    matches!(
+        (requested_bytes(desired), requested_bytes(existing)),
+        (Some(d), Some(e)) if d > e
+    )
+}
+
+/// A PVC's spec is immutable once created except for growing the request, so for an
+/// existing claim we re-apply what it already has, with the larger size when `grow`.
+pub fn keep_existing_spec(
+    desired: &mut PersistentVolumeClaim,
+    existing: &PersistentVolumeClaim,
+    grow: bool,
+) {
     if let (Some(d), Some(e)) = (desired.spec.as_mut(), existing.spec.as_ref()) {
-        d.resources = e.resources.clone();
+        if !grow {
+            d.resources = e.resources.clone();
+        }
         d.storage_class_name = e.storage_class_name.clone();
         d.access_modes = e.access_modes.clone();
         d.volume_mode = e.volume_mode.clone();
@@ -90,12 +117,19 @@ mod tests {
     }
 
     #[test]
-    fn existing_spec_is_kept() {
+    fn existing_spec_is_kept_unless_growing() {
         let old = build(&minimal(), &ctx(), Some(0));
         let mut g = minimal();
         g.spec.cache.size = "50Gi".into();
         let mut new = build(&g, &ctx(), Some(0));
-        keep_existing_spec(&mut new, &old);
-        assert_eq!(new.spec, old.spec);
+        assert!(wants_growth(&new, &old));
+        let mut kept = new.clone();
+        keep_existing_spec(&mut kept, &old, false);
+        assert_eq!(kept.spec, old.spec);
+        keep_existing_spec(&mut new, &old, true);
+        assert_eq!(requested_bytes(&new), Some(50 << 30));
+        // Shrinking is never asked for.
+        g.spec.cache.size = "1Gi".into();
+        assert!(!wants_growth(&build(&g, &ctx(), Some(0)), &old));
     }
 }
