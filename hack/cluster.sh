@@ -100,10 +100,17 @@ alive() {
 
 not_alive() { ! alive "$1"; }
 
+# ours <pid> <text>: the live process <pid> has <text> in its command line. Pid files
+# can outlive their processes (a reboot with the state dir kept); never signal a pid
+# that may now belong to someone else.
+ours() {
+  alive "$1" && tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null | grep -qF -- "$2"
+}
+
 port_closed() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 provisioner_running() {
-  [[ -f "$PROVISIONER_PID" ]] && alive "$(cat "$PROVISIONER_PID")"
+  [[ -f "$PROVISIONER_PID" ]] && ours "$(cat "$PROVISIONER_PID")" provisioner.sh
 }
 
 start_provisioner() {
@@ -121,7 +128,7 @@ stop_provisioner() {
   [[ -f "$PROVISIONER_PID" ]] || return 0
   local pid
   pid="$(cat "$PROVISIONER_PID")"
-  if alive "$pid"; then
+  if ours "$pid" provisioner.sh; then
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
     if ! wait_until 10 "provisioner to stop" not_alive "$pid"; then
       kill -KILL -- "-$pid" 2>/dev/null || true
@@ -268,9 +275,25 @@ cmd_down() {
   fi
   if [[ -d "$KWOK_CLUSTER_DIR/pids" ]]; then
     for f in "$KWOK_CLUSTER_DIR"/pids/*.pid; do
-      [[ -f "$f" ]] && pids+=("$(cat "$f")")
+      [[ -f "$f" ]] || continue
+      pid="$(cat "$f")"
+      if ! ours "$pid" "$KWOK_CLUSTER_DIR/"; then
+        # Stale: that process is gone. Drop the file so kwokctl doesn't signal the pid.
+        rm -f "$f"
+      fi
     done
   fi
+  # Every component runs from a copy of its binary in $KWOK_CLUSTER_DIR/bin/; find them
+  # by that executable path, which also catches one whose pid file was lost.
+  local exe
+  for f in /proc/[0-9]*/cmdline; do
+    exe=""
+    IFS= read -r -d '' exe <"$f" 2>/dev/null || true
+    if [[ "$exe" == "$KWOK_CLUSTER_DIR/bin/"* ]]; then
+      pid="${f#/proc/}"
+      pids+=("${pid%/cmdline}")
+    fi
+  done
   if [[ -d "$KWOK_CLUSTER_DIR" ]]; then
     local kwok
     kwok="$(bin_dir kwok)"
