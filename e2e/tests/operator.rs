@@ -848,4 +848,8 @@ fn growing_the_cache_expands_claims_where_the_class_allows_it() {
         condition(&get(ns, "gmp", "fixed"), "Degraded")["status"],
         "False"
     );
+    // fixed's proxies keep an eviction limit that fits the volume they really have.
+    let cm = get(ns, "configmap", "fixed-config");
+    let config = cm["data"]["config.yaml"].as_str().unwrap_or_default();
+    assert!(config.contains("cacheMaxBytes: 966367641"), "{config}");
 }

@@ -223,7 +223,18 @@ async fn apply_children(
 ) -> Result<(), Error> {
     let client = &ctx.client;
     let ns = gmp.namespace().ok_or(Error::Missing("namespace"))?;
+    // Cache claims first: the proxy config must fit the volumes the members really have.
     let desired = resources::desired(gmp, &ctx.builder);
+    let mut builder = ctx.builder.clone();
+    for want in &desired.pvcs {
+        let applied = apply_cache(gmp, ctx, &ns, want).await?;
+        if let Some(bytes) = pvc::effective_bytes(&applied) {
+            builder.smallest_cache_bytes =
+                Some(builder.smallest_cache_bytes.map_or(bytes, |s| s.min(bytes)));
+        }
+        observed.caches.push(CacheState::from_pvc(&applied));
+    }
+    let desired = resources::desired(gmp, &builder);
 
     // Things the members need first: config, identity, Services, policies.
     if let Some(cm) = &desired.config_map {
@@ -240,51 +251,6 @@ async fn apply_children(
     }
     if let Some(np) = &desired.network_policy {
         apply::apply(client, &ns, np).await?;
-    }
-
-    for want in &desired.pvcs {
-        let mut want = want.clone();
-        let name = want.name_any();
-        let existing: Option<PersistentVolumeClaim> = apply::get(client, &ns, &name).await?;
-        let grow = existing
-            .as_ref()
-            .is_some_and(|e| pvc::wants_growth(&want, e));
-        if let Some(existing) = &existing {
-            pvc::keep_existing_spec(&mut want, existing, grow);
-        }
-        let related = Some(("v1", "PersistentVolumeClaim", name.as_str()));
-        let applied = match apply::apply(client, &ns, &want).await {
-            Ok(applied) => {
-                if existing.is_none() {
-                    let note = format!("Created cache PersistentVolumeClaim {name}");
-                    ctx.event_about(gmp, EventType::Normal, "CreatedCache", note, related)
-                        .await;
-                } else if grow {
-                    let note = format!(
-                        "Expanding cache PersistentVolumeClaim {name} to {}",
-                        gmp.spec.cache.size
-                    );
-                    ctx.event_about(gmp, EventType::Normal, "ExpandingCache", note, related)
-                        .await;
-                }
-                applied
-            }
-            // The StorageClass cannot expand volumes: keep the old size, say so, go on.
-            Err(e) if grow && e.is_refusal() => {
-                if let Some(existing) = &existing {
-                    pvc::keep_existing_spec(&mut want, existing, false);
-                }
-                let note = format!(
-                    "Cannot expand cache PersistentVolumeClaim {name} to {} (its StorageClass may not allow expansion); it keeps its size: {e}",
-                    gmp.spec.cache.size
-                );
-                ctx.event_about(gmp, EventType::Warning, "CacheResizeRefused", note, related)
-                    .await;
-                apply::apply(client, &ns, &want).await?
-            }
-            Err(e) => return Err(e),
-        };
-        observed.caches.push(CacheState::from_pvc(&applied));
     }
 
     // Members in order. A member whose template changed is updated only when every member
@@ -400,6 +366,57 @@ async fn apply_children(
         .await;
     }
     Ok(())
+}
+
+/// Applies one cache claim: created, kept as it is, or grown when `cache.size` grew.
+async fn apply_cache(
+    gmp: &GoModuleProxy,
+    ctx: &Ctx,
+    ns: &str,
+    want: &PersistentVolumeClaim,
+) -> Result<PersistentVolumeClaim, Error> {
+    let client = &ctx.client;
+    let mut want = want.clone();
+    let name = want.name_any();
+    let existing: Option<PersistentVolumeClaim> = apply::get(client, ns, &name).await?;
+    let grow = existing
+        .as_ref()
+        .is_some_and(|e| pvc::wants_growth(&want, e));
+    if let Some(existing) = &existing {
+        pvc::keep_existing_spec(&mut want, existing, grow);
+    }
+    let related = Some(("v1", "PersistentVolumeClaim", name.as_str()));
+    match apply::apply(client, ns, &want).await {
+        Ok(applied) => {
+            if existing.is_none() {
+                let note = format!("Created cache PersistentVolumeClaim {name}");
+                ctx.event_about(gmp, EventType::Normal, "CreatedCache", note, related)
+                    .await;
+            } else if grow {
+                let note = format!(
+                    "Expanding cache PersistentVolumeClaim {name} to {}",
+                    gmp.spec.cache.size
+                );
+                ctx.event_about(gmp, EventType::Normal, "ExpandingCache", note, related)
+                    .await;
+            }
+            Ok(applied)
+        }
+        // The StorageClass cannot expand volumes: keep the old size, say so, go on.
+        Err(e) if grow && e.is_refusal() => {
+            if let Some(existing) = &existing {
+                pvc::keep_existing_spec(&mut want, existing, false);
+            }
+            let note = format!(
+                "Cannot expand cache PersistentVolumeClaim {name} to {} (its StorageClass may not allow expansion); it keeps its size: {e}",
+                gmp.spec.cache.size
+            );
+            ctx.event_about(gmp, EventType::Warning, "CacheResizeRefused", note, related)
+                .await;
+            apply::apply(client, ns, &want).await
+        }
+        Err(e) => Err(e),
+    }
 }
 
 async fn pvc_event(gmp: &GoModuleProxy, ctx: &Ctx, outcome: PvcOutcome) {

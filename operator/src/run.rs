@@ -92,6 +92,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         client.clone(),
         resources::Context {
             proxy_image: config.proxy_image.clone(),
+            smallest_cache_bytes: None,
         },
         metrics.clone(),
     ));

@@ -50,7 +50,7 @@ pub struct ProxySumdb {
 }
 
 /// The config the proxies of this fleet run with.
-pub fn proxy_config(gmp: &GoModuleProxy) -> ProxyConfig {
+pub fn proxy_config(gmp: &GoModuleProxy, ctx: &Context) -> ProxyConfig {
     let spec = &gmp.spec;
     let sumdbs = match &spec.sumdb {
         Some(s) if !s.name.is_empty() => vec![ProxySumdb {
@@ -64,6 +64,7 @@ pub fn proxy_config(gmp: &GoModuleProxy) -> ProxyConfig {
         admin_listen: format!("0.0.0.0:{ADMIN_PORT}"),
         cache_dir: CACHE_DIR.to_owned(),
         cache_max_bytes: quantity_bytes(&spec.cache.size)
+            .map(|b| ctx.smallest_cache_bytes.map_or(b, |s| s.min(b)))
             .map(|b| (b as f64 * CACHE_FILL_RATIO) as u64),
         upstreams: spec
             .upstreams
@@ -86,8 +87,8 @@ pub fn proxy_config(gmp: &GoModuleProxy) -> ProxyConfig {
 }
 
 /// ConfigMap `NAME-config` with key `config.yaml`.
-pub fn build(gmp: &GoModuleProxy, _ctx: &Context) -> ConfigMap {
-    let yaml = serde_yaml_ng::to_string(&proxy_config(gmp))
+pub fn build(gmp: &GoModuleProxy, ctx: &Context) -> ConfigMap {
+    let yaml = serde_yaml_ng::to_string(&proxy_config(gmp, ctx))
         .expect("the proxy config is plain strings and numbers");
     ConfigMap {
         metadata: meta(gmp, names::config(&gmp.name_any()), Component::Config, None),
@@ -161,6 +162,18 @@ mod tests {
         });
         let yaml = &build(&g, &ctx()).data.unwrap()["config.yaml"];
         assert!(!yaml.contains("sumdbs"), "{yaml}");
+    }
+
+    #[test]
+    fn eviction_limit_fits_the_smallest_real_volume() {
+        let mut g = minimal();
+        g.spec.cache.size = "2Gi".into();
+        let mut c = ctx();
+        assert_eq!(proxy_config(&g, &c).cache_max_bytes, Some(1_932_735_283));
+        c.smallest_cache_bytes = Some(1 << 30);
+        assert_eq!(proxy_config(&g, &c).cache_max_bytes, Some(966_367_641));
+        c.smallest_cache_bytes = Some(4 << 30);
+        assert_eq!(proxy_config(&g, &c).cache_max_bytes, Some(1_932_735_283));
     }
 
     #[test]

@@ -39,10 +39,14 @@ pub const CONFIG_HASH_ANNOTATION: &str = "modfleet.dev/config-hash";
 pub const TEMPLATE_HASH_ANNOTATION: &str = "modfleet.dev/template-hash";
 
 /// What the builders need beyond the CR itself.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Context {
     /// Image used when `spec.image` is empty (`--proxy-image`).
     pub proxy_image: String,
+    /// Size in bytes of the smallest cache volume the members really have, when known. The
+    /// proxy's eviction limit must fit it even when `cache.size` grew but a claim could not
+    /// be expanded.
+    pub smallest_cache_bytes: Option<u64>,
 }
 
 /// Child names (ARCHITECTURE.md).
@@ -173,6 +177,7 @@ pub(crate) mod testutil {
     pub fn ctx() -> Context {
         Context {
             proxy_image: "ghcr.io/modfleet/modfleet-proxy:test".to_owned(),
+            smallest_cache_bytes: None,
         }
     }
 

@@ -57,6 +57,21 @@ pub fn requested_bytes(p: &PersistentVolumeClaim) -> Option<u64> {
     super::quantity_bytes(&q.0)
 }
 
+/// The size a claim really offers: the smaller of its request and its capacity (during an
+/// expansion the request is already larger than the volume).
+pub fn effective_bytes(p: &PersistentVolumeClaim) -> Option<u64> {
+    let capacity = p
+        .status
+        .as_ref()
+        .and_then(|s| s.capacity.as_ref())
+        .and_then(|c| c.get("storage"))
+        .and_then(|q| super::quantity_bytes(&q.0));
+    match (requested_bytes(p), capacity) {
+        (Some(r), Some(c)) => Some(r.min(c)),
+        (r, c) => r.or(c),
+    }
+}
+
 /// Whether `cache.size` grew past what the existing claim requests. Claims can only grow,
 /// and only where the StorageClass allows expansion.
 pub fn wants_growth(desired: &PersistentVolumeClaim, existing: &PersistentVolumeClaim) -> bool {
