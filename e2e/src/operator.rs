@@ -181,6 +181,14 @@ impl Operator {
         self.child.lock().unwrap().as_ref().map(Child::id)
     }
 
+    /// SIGKILL: the process gets no chance to clean up (e.g. to release its Lease).
+    pub fn kill(&self) {
+        if let Some(mut child) = self.child.lock().unwrap().take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
     /// SIGTERM, then wait up to 30 s for a clean exit (SIGKILL after that). Returns whether
     /// it exited on its own.
     pub fn stop(&self) -> bool {

@@ -663,10 +663,11 @@ fn invalid_fleets_are_rejected_with_clear_messages() {
 #[test]
 fn two_replicas_elect_one_leader_and_fail_over() {
     let ns = namespace("op-leader");
+    let ns_name = ns.name().to_owned();
     let flags = [
         "--leader-election",
         "--leader-election-namespace",
-        ns.name(),
+        &ns_name,
         "--leader-election-name",
         "modfleet-operator-e2e",
         "--lease-duration",
@@ -720,6 +721,18 @@ fn two_replicas_elect_one_leader_and_fail_over() {
     wait_ready(ns, "le");
     assert!(reconciles(&env.ops[fi]) > 0.0);
     env.ops[fi].assert_running();
+
+    // A leader that dies without releasing the Lease is replaced once the Lease expires.
+    let c = Operator::start(ns, "c", &flags);
+    env.ops[fi].kill();
+    ns.eventually("c holds the expired Lease", DEFAULT_TIMEOUT, || {
+        (String::from_utf8_lossy(&holder()) == "c").then_some(())
+    });
+    ns.kubectl(&["scale", "gmp/le", "--replicas=1"]);
+    ns.eventually("c reconciles", DEFAULT_TIMEOUT, || {
+        (get(ns, "gmp", "le")["status"]["members"] == 1).then_some(())
+    });
+    assert!(reconciles(&c) > 0.0);
 }
 
 #[test]

@@ -1,8 +1,11 @@
 //! Leader election on a `coordination.k8s.io/v1` Lease, so several operator replicas can run
 //! and exactly one reconciles. Updates use the Lease's resourceVersion (optimistic
-//! concurrency): two replicas racing for an expired Lease cannot both win.
+//! concurrency): two replicas racing for an expired Lease cannot both win. Expiry is judged
+//! on this replica's own clock (how long the holder's record has not changed), as client-go
+//! does, so clock skew between machines cannot make a live leader look expired.
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
@@ -17,21 +20,40 @@ pub struct LeaderElector {
     name: String,
     identity: String,
     lease_duration: Duration,
+    observer: Arc<Mutex<Observer>>,
 }
 
-/// Whether a Lease held by someone else may be taken over at `now`.
-pub fn expired(spec: &LeaseSpec, now: Timestamp) -> bool {
-    let Some(holder) = spec.holder_identity.as_deref() else {
-        return true;
-    };
-    if holder.is_empty() {
-        return true;
+/// When this replica last saw the holder's record (holder, renew time) change.
+#[derive(Debug, Default)]
+pub struct Observer {
+    record: Option<(String, Option<Timestamp>)>,
+    since: Option<Instant>,
+}
+
+impl Observer {
+    /// Whether a Lease held by someone else may be taken over at local time `now`: nobody
+    /// holds it, or its record has not changed for the Lease's duration as seen from here.
+    pub fn expired(&mut self, spec: &LeaseSpec, now: Instant) -> bool {
+        let holder = spec.holder_identity.clone().unwrap_or_default();
+        if holder.is_empty() {
+            return true;
+        }
+        let record = (
+            holder,
+            spec.renew_time
+                .as_ref()
+                .or(spec.acquire_time.as_ref())
+                .map(|t| t.0),
+        );
+        if self.record.as_ref() != Some(&record) {
+            self.record = Some(record);
+            self.since = Some(now);
+            return false;
+        }
+        let secs = u64::try_from(spec.lease_duration_seconds.unwrap_or(15)).unwrap_or(15);
+        self.since
+            .is_some_and(|t| now.duration_since(t) > Duration::from_secs(secs))
     }
-    let Some(renewed) = spec.renew_time.as_ref().or(spec.acquire_time.as_ref()) else {
-        return true;
-    };
-    let secs = i64::from(spec.lease_duration_seconds.unwrap_or(15));
-    now.as_second() > renewed.0.as_second() + secs
 }
 
 impl LeaderElector {
@@ -47,6 +69,7 @@ impl LeaderElector {
             name: name.to_owned(),
             identity,
             lease_duration,
+            observer: Arc::default(),
         }
     }
 
@@ -90,7 +113,7 @@ impl LeaderElector {
         };
         let spec = lease.spec.get_or_insert_with(LeaseSpec::default);
         let mine = spec.holder_identity.as_deref() == Some(self.identity.as_str());
-        if !mine && !expired(spec, now) {
+        if !mine && !self.observer.lock().unwrap().expired(spec, Instant::now()) {
             return Ok(false);
         }
         if !mine {
@@ -135,23 +158,30 @@ impl LeaderElector {
 mod tests {
     use super::*;
 
-    fn spec(holder: Option<&str>, renewed: i64, dur: i32) -> LeaseSpec {
+    fn spec(holder: Option<&str>, renewed: i64) -> LeaseSpec {
         LeaseSpec {
             holder_identity: holder.map(str::to_owned),
             renew_time: Some(MicroTime(Timestamp::from_second(renewed).unwrap())),
-            lease_duration_seconds: Some(dur),
+            lease_duration_seconds: Some(15),
             ..LeaseSpec::default()
         }
     }
 
     #[test]
-    fn expiry() {
-        let at = |s| Timestamp::from_second(s).unwrap();
-        assert!(!expired(&spec(Some("a"), 100, 15), at(110)));
-        assert!(!expired(&spec(Some("a"), 100, 15), at(115)));
-        assert!(expired(&spec(Some("a"), 100, 15), at(116)));
-        assert!(expired(&spec(None, 100, 15), at(101)));
-        assert!(expired(&spec(Some(""), 100, 15), at(101)));
-        assert!(expired(&LeaseSpec::default(), at(0)));
+    fn expiry_is_judged_on_the_local_clock() {
+        let t0 = Instant::now();
+        let at = |s| t0 + Duration::from_secs(s);
+        let mut o = Observer::default();
+        // First sight: never expired, whatever the (possibly skewed) renew time says.
+        assert!(!o.expired(&spec(Some("a"), 0), at(0)));
+        assert!(!o.expired(&spec(Some("a"), 0), at(15)));
+        assert!(o.expired(&spec(Some("a"), 0), at(16)));
+        // A renewal resets the clock.
+        assert!(!o.expired(&spec(Some("a"), 20), at(17)));
+        assert!(!o.expired(&spec(Some("a"), 20), at(30)));
+        assert!(o.expired(&spec(Some("a"), 20), at(33)));
+        // Released or never held: free at once.
+        assert!(o.expired(&spec(None, 20), at(33)));
+        assert!(o.expired(&spec(Some(""), 20), at(33)));
     }
 }
