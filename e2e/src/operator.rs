@@ -229,6 +229,8 @@ impl Drop for Operator {
                 self.log.display(),
                 self.logs()
             );
+        } else if std::env::var_os("MODFLEET_E2E_KEEP").is_none_or(|v| v != "1") {
+            let _ = std::fs::remove_file(&self.log);
         }
     }
 }
