@@ -23,7 +23,7 @@ pub struct Config {
     #[arg(
         long,
         env = "MODFLEET_OPERATOR_PROXY_IMAGE",
-        default_value = "ghcr.io/modfleet/modfleet-proxy:latest"
+        default_value = "modfleet/modfleet-proxy:latest"
     )]
     pub proxy_image: String,
 

@@ -3,13 +3,15 @@
 //! Layout: [`crd`] (the API), [`resources`] (pure builders of every child object),
 //! [`apply`] (server-side apply + orphan removal), [`status`] (pure condition computation),
 //! [`controller`] (reconcile loop), [`leader`] (Lease-based leader election), [`metrics`],
-//! [`telemetry`], [`config`] (flags) and [`run`] (wiring them together).
+//! [`telemetry`], [`config`] (flags) and [`run`] (wiring them together). [`fleet_health`]
+//! summarises the members' upstream health (not yet wired in; see its docs).
 
 pub mod apply;
 pub mod config;
 pub mod controller;
 pub mod crd;
 pub mod crdgen;
+pub mod fleet_health;
 pub mod leader;
 pub mod metrics;
 pub mod resources;

@@ -411,7 +411,7 @@ mod tests {
         let c = container(&d);
         assert_eq!(
             c.image.as_deref(),
-            Some("ghcr.io/modfleet/modfleet-proxy:test")
+            Some("modfleet/modfleet-proxy:test")
         );
         assert_eq!(
             c.args.as_ref().unwrap(),

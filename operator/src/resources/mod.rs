@@ -176,7 +176,7 @@ pub(crate) mod testutil {
 
     pub fn ctx() -> Context {
         Context {
-            proxy_image: "ghcr.io/modfleet/modfleet-proxy:test".to_owned(),
+            proxy_image: "modfleet/modfleet-proxy:test".to_owned(),
             smallest_cache_bytes: None,
         }
     }
