@@ -297,8 +297,7 @@ impl Fetcher {
         if self.open(&rel).await.is_some() {
             return Ok(Stored::Committed);
         }
-        self.metrics.inflight_fetches.inc();
-        let _inflight = scopeguard(self.metrics.clone());
+        let _inflight = InflightGuard::start(&self.metrics);
         match &req {
             Request::Zip { module, version } => {
                 let go_mod = self.go_mod_for(module, version).await?;
@@ -642,11 +641,14 @@ fn check_resolved_info(bytes: &[u8]) -> Result<(), AttemptError> {
     Ok(())
 }
 
-/// Decrements the in-flight gauge when a fetch ends.
+/// Counts a download in the in-flight gauge for as long as it lives.
 struct InflightGuard(Arc<Metrics>);
 
-fn scopeguard(metrics: Arc<Metrics>) -> InflightGuard {
-    InflightGuard(metrics)
+impl InflightGuard {
+    fn start(metrics: &Arc<Metrics>) -> InflightGuard {
+        metrics.inflight_fetches.inc();
+        InflightGuard(metrics.clone())
+    }
 }
 
 impl Drop for InflightGuard {

@@ -145,7 +145,9 @@ async fn answer(
         Err(e) => return (text_error(e.status, &e.message), None, CacheResult::None),
     };
     let route = Some(req.route());
-    if let Some(module) = module_of(&req)
+    // Checksum lookups are not module downloads (`module()` is None for them): an excluded
+    // module may still be verified.
+    if let Some(module) = req.module().map(|m| m.as_str())
         && state.config.is_excluded(module)
     {
         let msg = format!("module {module} is excluded by this proxy's configuration");
@@ -201,18 +203,6 @@ async fn answer(
             route,
             e.cache,
         ),
-    }
-}
-
-fn module_of(req: &Request) -> Option<&str> {
-    match req {
-        Request::List { module }
-        | Request::Latest { module }
-        | Request::Info { module, .. }
-        | Request::Mod { module, .. }
-        | Request::Zip { module, .. } => Some(module.as_str()),
-        // Checksum lookups are not module downloads: an excluded module may still be verified.
-        Request::Sumdb { .. } => None,
     }
 }
 

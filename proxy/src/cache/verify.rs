@@ -222,10 +222,7 @@ mod tests {
     }
 
     fn v(m: &ModulePath, s: &str) -> Version {
-        match crate::protocol::Request::parse(&format!("/{}/@v/{s}.zip", m.escaped())).unwrap() {
-            crate::protocol::Request::Zip { version, .. } => version,
-            other => panic!("{other:?}"),
-        }
+        Version::parse(m, s).unwrap()
     }
 
     #[test]
