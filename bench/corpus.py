@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import subprocess
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,6 +51,7 @@ class Artifact:
     path: str  # URL path, e.g. /github.com/spf13/cobra/@v/v1.8.1.zip
     size: int
     sha256: str
+    filler: bool = False  # served by the origin, not asked for by `go mod download all`
 
 
 @dataclass
@@ -62,8 +64,13 @@ class Corpus:
     artifacts: list = field(default_factory=list)
 
     @property
+    def mix(self):
+        """What a cold `go mod download all` of the graph asks for (the load mix)."""
+        return [a for a in self.artifacts if not a.filler]
+
+    @property
     def zips(self):
-        return [a for a in self.artifacts if a.path.endswith(".zip")]
+        return [a for a in self.mix if a.path.endswith(".zip")]
 
     def by_path(self):
         return {a.path: a for a in self.artifacts}
@@ -91,8 +98,11 @@ def upstream_goproxy():
     raise SystemExit("bench: `go env GOPROXY` has no http(s) proxy to download the corpus from")
 
 
+CORPUS_FORMAT = 3  # bump when the way a corpus is built changes
+
+
 def _key(projects):
-    text = json.dumps(projects, sort_keys=True)
+    text = json.dumps([CORPUS_FORMAT, projects], sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
@@ -117,6 +127,28 @@ def _go_env(modcache, goproxy):
         GOWORK="off",
     )
     return env
+
+
+def _complete(root, goproxy, log):
+    """Fetches the .info and .zip of every version the go command only took the .mod of.
+
+    The go command reads only go.mod files for the parts of the graph it does not build, so its
+    cache lacks their .info and .zip; a real proxy has them, and some proxies (goproxy) fetch a
+    whole version (.info, .mod and .zip) when asked for its .mod. They are fetched from the same
+    upstream, as they are, and marked as filler: the origin serves them, the load mix leaves
+    them out. Returns their URL paths."""
+    missing = []
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            if name.endswith(".mod"):
+                stem = name[: -len(".mod")]
+                missing += [Path(dirpath) / (stem + ext) for ext in (".info", ".zip") if stem + ext not in files]
+    log(f"fetching {len(missing)} .info/.zip files of versions the go command only read the go.mod of")
+    for path in missing:
+        rel = path.relative_to(root).as_posix()
+        with urllib.request.urlopen(f"{goproxy.rstrip('/')}/{rel}", timeout=300) as r:
+            path.write_bytes(r.read())
+    return {"/" + p.relative_to(root).as_posix() for p in missing}
 
 
 def _sha256(path):
@@ -175,7 +207,10 @@ def ensure(smoke, log=print):
         for f in files:
             if f.endswith(".lock"):
                 os.remove(os.path.join(dirpath, f))
+    filler = _complete(root, env["GOPROXY"], log)
     artifacts = _manifest(root)
+    for a in artifacts:
+        a.filler = a.path in filler
     (tmp / "manifest.json").write_text(
         json.dumps({"projects": projects, "artifacts": [a.__dict__ for a in artifacts]}, indent=0)
     )

@@ -51,6 +51,8 @@ def parse_args(argv=None):
                    help="comma-separated subset of modfleet,athens,goproxy,nginx")
     p.add_argument("--scenarios", default="warm,cold,herd,failover",
                    help="comma-separated subset of warm,cold,herd,failover")
+    p.add_argument("--modfleet-bin", type=Path,
+                   help="use this modfleet-proxy binary instead of building it (must be a release build for figures)")
     p.add_argument("--debug-build", action="store_true",
                    help="benchmark modfleet's debug build (the smoke run does; never for figures)")
     return p.parse_args(argv)
@@ -59,12 +61,12 @@ def parse_args(argv=None):
 # ---------------------------------------------------------------------------- setup
 
 
-def prepare_contenders(names, debug):
+def prepare_contenders(names, debug, modfleet_bin=None):
     """Builds every named contender; one that cannot be built is kept with the reason."""
     out = []
     for name in names:
         if name == "modfleet":
-            binary = tools.build_modfleet(release=not debug, log=log)
+            binary = modfleet_bin or tools.build_modfleet(release=not debug, log=log)
             version = subprocess.run([str(binary), "--version"], capture_output=True, text=True).stdout.strip()
             out.append(procs.Contender("modfleet", (version or "modfleet-proxy") + (" (debug build)" if debug else ""), binary))
         elif name == "nginx":
@@ -127,7 +129,7 @@ def scenario_warm(contenders, corpus, cfg):
     out = {}
     origin = procs.Origin(str(corpus.root), [0])
     scratch = load.scratch_dir()
-    script = load.write_script(corpus.artifacts, scratch)
+    script = load.write_script(corpus.mix, scratch)
     try:
         for c in contenders:
             res = {"levels": [], "error": None, "rss_kib": None}
@@ -135,8 +137,8 @@ def scenario_warm(contenders, corpus, cfg):
             proc = None
             try:
                 proc = _start(c, [origin.url], corpus)
-                log(f"  {c.name}: warming the cache with every artifact ({len(corpus.artifacts)}), checking each")
-                s = client.summarize(client.fetch_all(proc.url, corpus.artifacts))
+                log(f"  {c.name}: warming the cache with every artifact of the mix ({len(corpus.mix)}), checking each")
+                s = client.summarize(client.fetch_all(proc.url, corpus.mix))
                 res["warmup"] = asdict(s)
                 if s.errors:
                     raise RuntimeError(f"{s.errors} of {s.count} warm-up fetches failed: {s.first_errors}")
@@ -145,7 +147,7 @@ def scenario_warm(contenders, corpus, cfg):
                     log(f"  {c.name} c={conns}: {r.rps:.0f} req/s, {r.mbps:.0f} MB/s, "
                         f"p50 {r.p50_ms:.2f} ms, p99 {r.p99_ms:.2f} ms, errors {r.errors}")
                     res["levels"].append(asdict(r))
-                s = client.summarize(client.fetch_all(proc.url, corpus.artifacts))
+                s = client.summarize(client.fetch_all(proc.url, corpus.mix))
                 res["after"] = asdict(s)
                 res["rss_kib"] = proc.peak_rss_kib()
                 if s.errors:
@@ -238,7 +240,7 @@ def scenario_herd(contenders, corpus, cfg):
 
 def failover_set(corpus, n):
     """n distinct artifacts under 2 MB, spread over the corpus (deterministic)."""
-    small = [a for a in corpus.artifacts if a.size < 2_000_000]
+    small = [a for a in corpus.mix if a.size < 2_000_000]
     step = max(1, len(small) // n)
     return small[::step][:n]
 
@@ -331,11 +333,12 @@ def main(argv=None):
     corpus = corpus_mod.ensure(args.smoke, log=log)
     log(f"corpus {corpus.name}: {len(corpus.module_versions())} module versions, {len(corpus.artifacts)} "
         f"artifacts, {corpus.total_bytes() / 1e6:.0f} MB, in {corpus.root}")
-    contenders = prepare_contenders(names, debug=args.debug_build or args.smoke)
+    contenders = prepare_contenders(names, debug=args.debug_build or args.smoke, modfleet_bin=args.modfleet_bin)
     ready = [c for c in contenders if not c.unavailable]
     results = {"smoke": args.smoke, "config": cfg, "machine": describe_machine(contenders),
                "corpus": {"name": corpus.name, "module_versions": len(corpus.module_versions()),
                           "artifacts": len(corpus.artifacts), "bytes": corpus.total_bytes(),
+                          "mix": len(corpus.mix), "mix_bytes": sum(a.size for a in corpus.mix),
                           "zips": len(corpus.zips),
                           "zips_over_10mb": sum(1 for z in corpus.zips if z.size > 10_000_000),
                           "largest_zip": max((z.size, z.path) for z in corpus.zips),
