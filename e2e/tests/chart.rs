@@ -529,10 +529,10 @@ fn default_images_match_the_dockerfile() {
         let l = line.trim();
         if let Some(name) = l.strip_prefix("# image:") {
             pending = Some(name.trim().to_owned());
-        } else if l.starts_with("FROM ") {
-            if let (Some(img), Some(stage)) = (pending.take(), l.split_whitespace().last()) {
-                images.insert(stage.to_owned(), img);
-            }
+        } else if l.starts_with("FROM ")
+            && let (Some(img), Some(stage)) = (pending.take(), l.split_whitespace().last())
+        {
+            images.insert(stage.to_owned(), img);
         }
     }
     assert_eq!(

@@ -409,10 +409,7 @@ mod tests {
         assert_eq!(pod.service_account_name.as_deref(), Some("gomod"));
         assert_eq!(pod.automount_service_account_token, Some(false));
         let c = container(&d);
-        assert_eq!(
-            c.image.as_deref(),
-            Some("modfleet/modfleet-proxy:test")
-        );
+        assert_eq!(c.image.as_deref(), Some("modfleet/modfleet-proxy:test"));
         assert_eq!(
             c.args.as_ref().unwrap(),
             &["--config", "/etc/modfleet/config.yaml"]

@@ -26,6 +26,9 @@ pub enum Link {
 
 pub struct Lab {
     tag: String,
+    /// Held for the lab's lifetime: labs use fixed addresses, so one at a time per machine
+    /// (two clones of the repo testing at once would otherwise route into each other's lab).
+    _lock: std::fs::File,
 }
 
 pub const PROXY_IP: &str = "10.231.0.2";
@@ -50,11 +53,15 @@ fn run(program: &str, args: &[&str]) {
 }
 
 impl Lab {
-    /// Builds the namespaces and links. Only one lab can exist at a time (fixed addresses).
+    /// Builds the namespaces and links, waiting for any other lab on this machine to finish.
     pub fn new() -> Lab {
+        let lock = std::fs::File::create(std::env::temp_dir().join("modfleet-netns-lab.lock"))
+            .expect("create the lab lock file");
+        lock.lock().expect("lock the lab lock file");
         let tag = format!("mf{}", std::process::id() % 100_000);
-        let lab = Lab { tag };
-        // A lab left by a killed earlier run would clash; remove it first.
+        let lab = Lab { tag, _lock: lock };
+        // With the lock held, any lab still there was left by a killed run: remove it.
+        remove_stale_labs();
         lab.teardown();
         let (p, u1, u2) = (lab.ns("p"), lab.ns("u1"), lab.ns("u2"));
         for ns in [&p, &u1, &u2] {
@@ -207,6 +214,38 @@ impl Lab {
         let _ = Command::new("ip")
             .args(["link", "del", &self.dev("c0")])
             .output();
+    }
+}
+
+/// Removes namespaces and root-side links of labs whose test process died without cleaning up.
+fn remove_stale_labs() {
+    // `field`: which whitespace-separated field of each line holds the name.
+    let names = |args: &[&str], field: usize| -> Vec<String> {
+        Command::new("ip")
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_whitespace().nth(field).map(str::to_string))
+            .collect()
+    };
+    for ns in names(&["netns", "list"], 0) {
+        if ns.starts_with("mf") && (ns.ends_with('p') || ns.ends_with("u1") || ns.ends_with("u2")) {
+            let _ = Command::new("ip").args(["netns", "del", &ns]).output();
+        }
+    }
+    // Lines look like "12: mf123c0@if11: <BROADCAST,...".
+    for link in names(&["-o", "link", "show", "type", "veth"], 1) {
+        let dev = link
+            .trim_end_matches(':')
+            .split('@')
+            .next()
+            .unwrap_or("")
+            .to_string();
+        if dev.starts_with("mf") && dev.ends_with("c0") {
+            let _ = Command::new("ip").args(["link", "del", &dev]).output();
+        }
     }
 }
 
