@@ -117,6 +117,15 @@ impl Lab {
         })
     }
 
+    /// The upstream's end of a link: (device, namespace).
+    fn upstream_side(&self, link: Link) -> (String, String) {
+        let host = match link {
+            Link::Upstream1 => "u1",
+            Link::Upstream2 => "u2",
+        };
+        (self.dev(host), self.ns(host))
+    }
+
     fn peer_ip(link: Link) -> &'static str {
         match link {
             Link::Upstream1 => UPSTREAM1_IP,
@@ -160,10 +169,7 @@ impl Lab {
     /// Limits what that upstream sends to the proxy (a tbf qdisc on the upstream's side), e.g.
     /// "16mbit": downloads from it slow down.
     pub fn rate(&self, link: Link, rate: &str) {
-        let (dev, ns) = match link {
-            Link::Upstream1 => (self.dev("u1"), self.ns("u1")),
-            Link::Upstream2 => (self.dev("u2"), self.ns("u2")),
-        };
+        let (dev, ns) = self.upstream_side(link);
         run(
             "tc",
             &[
@@ -177,10 +183,7 @@ impl Lab {
     pub fn clear(&self, link: Link) {
         let dev = self.proxy_side(link);
         let ns = self.ns("p");
-        let (peer_dev, peer_ns) = match link {
-            Link::Upstream1 => (self.dev("u1"), self.ns("u1")),
-            Link::Upstream2 => (self.dev("u2"), self.ns("u2")),
-        };
+        let (peer_dev, peer_ns) = self.upstream_side(link);
         let _ = Command::new("tc")
             .args(["-n", &peer_ns, "qdisc", "del", "dev", &peer_dev, "root"])
             .output();
