@@ -265,13 +265,15 @@ def goals_section(r):
 # ---------------------------------------------------------------------------- charts
 
 
-def _bar_groups(ax, groups, series, values, ylabel, title):
-    """Grouped bars: one group per entry of groups, one bar per series."""
+def _bar_groups(ax, groups, series, values, ylabel, title, label_fmt="{:,.0f}"):
+    """Grouped bars: one group per entry of groups, one bar per series, each labelled."""
     width = 0.8 / max(1, len(series))
     for i, s in enumerate(series):
         xs = [g + (i - (len(series) - 1) / 2) * width for g in range(len(groups))]
         ys = [values.get((s, g)) or 0 for g in groups]
-        ax.bar(xs, ys, width, label=s, color=COLORS.get(s))
+        bars = ax.bar(xs, ys, width, label=s, color=COLORS.get(s))
+        if label_fmt:
+            ax.bar_label(bars, labels=[label_fmt.format(y) if y else "" for y in ys], fontsize=7)
     ax.set_xticks(range(len(groups)))
     ax.set_xticklabels([str(g) for g in groups])
     ax.set_ylabel(ylabel)
@@ -332,6 +334,7 @@ def charts(r, out_dir):
                 "upstream fetches of the zip", "Herd: upstream fetches (1 is ideal)")
     _bar_groups(a2, hl, list(herd), {(n, int(lat)): (x.get("p99") or 0) * 1000 for n, per in herd.items() for lat, x in per.items()},
                 "p99 latency, ms", "Herd: client p99 (lower is better)")
+    a1.set_ylim(top=max([a1.get_ylim()[1] * 1.08, 2]))
     a1.set_xlabel("origin latency, ms")
     a2.set_xlabel("origin latency, ms")
     fig.tight_layout()
@@ -349,6 +352,7 @@ def write(r, out_dir, log=print):
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     rel = charts(r, out_dir)
+    notes = out_dir / "benchmarks" / "notes.md"
     (out_dir / "benchmarks" / "results.json").write_text(scrub(json.dumps(r, indent=1, default=str)))
     parts = [
         (["# Benchmarks: modfleet-proxy and the Go module proxies people use", "",
@@ -365,6 +369,9 @@ def write(r, out_dir, log=print):
         herd_section(r, rel),
         failover_section(r),
     ]
+    if notes.exists() and not r["smoke"]:
+        parts.append(["## Analysis", "", f"Written by hand from the run above ([benchmarks/notes.md](benchmarks/notes.md)).", "",
+                      notes.read_text().strip()])
     text = "\n\n".join("\n".join(p) for p in parts) + "\n"
     md = out_dir / "benchmarks.md"
     md.write_text(scrub(text))
