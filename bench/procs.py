@@ -238,10 +238,11 @@ class Contender:
     multi_upstream: bool = True  # takes several upstreams (failover scenario)
     is_proxy: bool = True  # False for nginx (serves the corpus itself)
     unavailable: str = ""  # why it could not be built, if so
+    kind: str = ""  # which starter (default: the name); a modfleet variant has kind "modfleet"
 
     def start(self, upstreams, corpus_root):
         """Starts a fresh instance with an empty cache; returns a Proc."""
-        return STARTERS[self.name](self, upstreams, corpus_root)
+        return STARTERS[self.kind or self.name](self, upstreams, corpus_root)
 
 
 def _clean_env():
@@ -258,7 +259,7 @@ def _start_modfleet(c, upstreams, _root):
     for u in upstreams:
         args += ["--upstream", u]
     popen, log = _spawn("modfleet", args, workdir, env=_clean_env())
-    proc = Proc("modfleet", popen, workdir, f"http://127.0.0.1:{port}", log)
+    proc = Proc(c.name, popen, workdir, f"http://127.0.0.1:{port}", log)
     proc.admin = f"http://127.0.0.1:{admin}"
     _wait_or_stop(proc, proc.admin + "/readyz")
     return proc

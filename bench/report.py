@@ -265,13 +265,17 @@ def goals_section(r):
 # ---------------------------------------------------------------------------- charts
 
 
+def _color(name):
+    return COLORS.get(name, "#9ecae1" if name.startswith("modfleet") else None)
+
+
 def _bar_groups(ax, groups, series, values, ylabel, title, label_fmt="{:,.0f}"):
     """Grouped bars: one group per entry of groups, one bar per series, each labelled."""
     width = 0.8 / max(1, len(series))
     for i, s in enumerate(series):
         xs = [g + (i - (len(series) - 1) / 2) * width for g in range(len(groups))]
         ys = [values.get((s, g)) or 0 for g in groups]
-        bars = ax.bar(xs, ys, width, label=s, color=COLORS.get(s))
+        bars = ax.bar(xs, ys, width, label=s, color=_color(s))
         if label_fmt:
             ax.bar_label(bars, labels=[label_fmt.format(y) if y else "" for y in ys], fontsize=7)
     ax.set_xticks(range(len(groups)))
@@ -305,7 +309,7 @@ def charts(r, out_dir):
 
     fig, ax = plt.subplots(figsize=(6, 4))
     names = [n for n, x in (r.get("warm") or {}).items() if isinstance(x, dict) and x.get("rss_kib")]
-    ax.bar(names, [r["warm"][n]["rss_kib"] / 1024 for n in names], color=[COLORS.get(n) for n in names])
+    ax.bar(names, [r["warm"][n]["rss_kib"] / 1024 for n in names], color=[_color(n) for n in names])
     ax.set_ylabel("peak RSS, MiB")
     ax.set_title("Peak RSS under the warm load (lower is better)")
     ax.grid(axis="y", alpha=0.3)

@@ -53,6 +53,9 @@ def parse_args(argv=None):
                    help="comma-separated subset of warm,cold,herd,failover")
     p.add_argument("--modfleet-bin", type=Path,
                    help="use this modfleet-proxy binary instead of building it (must be a release build for figures)")
+    p.add_argument("--variant", action="append", default=[], metavar="LABEL=BINARY",
+                   help="also run this modfleet-proxy binary as contender LABEL (an experiment, e.g. a patch "
+                        "not yet on main); repeatable")
     p.add_argument("--debug-build", action="store_true",
                    help="benchmark modfleet's debug build (the smoke run does; never for figures)")
     return p.parse_args(argv)
@@ -334,6 +337,10 @@ def main(argv=None):
     log(f"corpus {corpus.name}: {len(corpus.module_versions())} module versions, {len(corpus.artifacts)} "
         f"artifacts, {corpus.total_bytes() / 1e6:.0f} MB, in {corpus.root}")
     contenders = prepare_contenders(names, debug=args.debug_build or args.smoke, modfleet_bin=args.modfleet_bin)
+    for v in args.variant:
+        label, _, binary = v.partition("=")
+        contenders.insert(1, procs.Contender(label, "experimental build, not on main (see Analysis)",
+                                             Path(binary), kind="modfleet"))
     ready = [c for c in contenders if not c.unavailable]
     results = {"smoke": args.smoke, "config": cfg, "machine": describe_machine(contenders),
                "corpus": {"name": corpus.name, "module_versions": len(corpus.module_versions()),
