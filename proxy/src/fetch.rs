@@ -27,6 +27,8 @@ use crate::upstream::{AttemptError, PoolError, Target, UpstreamPool, UpstreamRes
 
 /// Largest list, @latest, query .info or sumdb answer accepted from upstream.
 const MAX_SMALL_BYTES: u64 = 8 << 20;
+/// Cached files up to this size are served from memory, larger ones streamed from disk.
+const SMALL_FILE_BYTES: u64 = 256 << 10;
 /// Bytes gathered before one blocking write to the cache file.
 const WRITE_BATCH: usize = 1 << 20;
 
@@ -230,9 +232,9 @@ impl Fetcher {
     }
 
     async fn immutable(self: &Arc<Self>, req: &Request, rel: PathBuf) -> Result<Served, PoolError> {
-        if let Some(file) = self.open(&rel).await {
+        if let Some(body) = self.cached_body(&rel).await {
             return Ok(Served {
-                body: Body::File(file),
+                body,
                 cache: CacheResult::Hit,
                 age: None,
             });
@@ -251,9 +253,9 @@ impl Fetcher {
         let result = result.await;
         let rel = PathBuf::from(&key);
         match result? {
-            Stored::Committed => match self.open(&rel).await {
-                Some(file) => Ok(Served {
-                    body: Body::File(file),
+            Stored::Committed => match self.cached_body(&rel).await {
+                Some(body) => Ok(Served {
+                    body,
                     cache: CacheResult::fetched(role),
                     age: None,
                 }),
@@ -445,6 +447,28 @@ impl Fetcher {
             Ok(Ok(())) => Stored::Committed,
             Ok(Err(CacheError::Full(_) | CacheError::Io { .. })) | Err(_) => Stored::Small(bytes),
         }
+    }
+
+    /// A cached artifact ready to serve: small files are read in the same blocking call that
+    /// opens them (one hop to the blocking pool per request), large ones are streamed.
+    async fn cached_body(&self, rel: &Path) -> Option<Body> {
+        let cache = self.cache.clone();
+        let rel = rel.to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            let file = cache.open_file(&rel)?;
+            if file.len > SMALL_FILE_BYTES {
+                return Some(Body::File(file));
+            }
+            let mut buf = Vec::with_capacity(file.len as usize);
+            (&file.file).read_to_end(&mut buf).ok()?;
+            Some(Body::Bytes {
+                bytes: Bytes::from(buf),
+                etag: file.etag,
+            })
+        })
+        .await
+        .ok()
+        .flatten()
     }
 
     async fn open(&self, rel: &Path) -> Option<CachedFile> {

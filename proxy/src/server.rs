@@ -114,7 +114,9 @@ async fn handle(
         .request_duration
         .get_or_create(&RouteLabel { route })
         .observe(started.elapsed().as_secs_f64());
-    tracing::info!(
+    // Access log at debug level (RUST_LOG=modfleet_proxy=debug): one line per request costs
+    // more than the cache hit itself.
+    tracing::debug!(
         method = %method,
         path = %uri.path(),
         status = response.status().as_u16(),
@@ -277,15 +279,41 @@ async fn respond(
         AxumBody::empty()
     } else {
         match served.body {
-            Body::File(f) => {
-                let file = tokio::fs::File::from_std(f.file);
-                AxumBody::from_stream(tokio_util::io::ReaderStream::with_capacity(file, 64 * 1024))
-            }
+            Body::File(f) => AxumBody::from_stream(file_stream(f.file)),
             Body::Bytes { bytes, .. } => AxumBody::from(bytes),
             Body::Upstream(r) => AxumBody::from_stream(r.into_stream()),
         }
     };
     builder.body(body).expect("valid response")
+}
+
+/// Streams a file from one blocking-pool thread through a small channel, rather than one
+/// blocking-pool hop per chunk as `tokio::fs` would do. Backpressure: the reader waits while
+/// the channel is full (a slow client holds one blocking thread, no memory).
+fn file_stream(
+    mut file: std::fs::File,
+) -> impl futures::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static {
+    use std::io::Read;
+    const CHUNK: usize = 256 << 10;
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
+    tokio::task::spawn_blocking(move || {
+        loop {
+            let mut buf = bytes::BytesMut::zeroed(CHUNK);
+            let chunk = match file.read(&mut buf) {
+                Ok(0) => return,
+                Ok(n) => {
+                    buf.truncate(n);
+                    Ok(buf.freeze())
+                }
+                Err(e) => Err(e),
+            };
+            let failed = chunk.is_err();
+            if tx.blocking_send(chunk).is_err() || failed {
+                return; // the client went away, or the error is delivered
+            }
+        }
+    });
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) })
 }
 
 /// A one-line text/plain error, as the go command prints it.
