@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 use crate::cache::Cache;
@@ -81,6 +82,11 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         metrics,
     });
     admin.ready.store(true, Ordering::Release);
+    // No Nagle: a response's last small segment must not wait for the client's delayed ACK
+    // (40ms per request on a streamed body).
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, proxy_router(state))
         .with_graceful_shutdown(shutdown_signal())
         .await
