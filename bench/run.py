@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -298,8 +299,7 @@ def check_prerequisites():
 
 
 def _which(tool):
-    from shutil import which
-    return which(tool)
+    return shutil.which(tool)
 
 
 def smoke_failures(results, contenders):
@@ -372,6 +372,8 @@ def main(argv=None):
         if missing:
             print(f"bench smoke: FAILED: not written: {missing}", file=sys.stderr)
             return 1
+        if args.out is None:
+            shutil.rmtree(out_dir, ignore_errors=True)  # a passing smoke run leaves nothing behind
         print(f"bench smoke: ok ({results['duration_s']:.0f}s)")
     return 0
 
