@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -166,6 +167,7 @@ def scenario_warm(contenders, corpus, cfg):
                     proc.stop()
     finally:
         origin.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
     return out
 
 
@@ -326,11 +328,13 @@ def smoke_failures(results, contenders):
 
 def main(argv=None):
     args = parse_args(argv)
+    # A SIGTERM (e.g. from `timeout`) unwinds like an exception, so every started process is
+    # stopped by the scenarios' `finally` blocks instead of being left behind.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     cfg = SMOKE if args.smoke else FULL
     check_prerequisites()
     names = (args.contenders or ("modfleet,goproxy,nginx" if args.smoke else "modfleet,athens,goproxy,nginx")).split(",")
     scenarios = args.scenarios.split(",")
-    out_dir = args.out or (Path(tempfile.mkdtemp(prefix="bench-smoke-")) if args.smoke else ROOT / "docs")
     started = time.monotonic()
 
     corpus = corpus_mod.ensure(args.smoke, log=log)
@@ -361,6 +365,7 @@ def main(argv=None):
             if args.smoke:
                 raise
     results["duration_s"] = time.monotonic() - started
+    out_dir = args.out or (Path(tempfile.mkdtemp(prefix="bench-smoke-")) if args.smoke else ROOT / "docs")
     written = report.write(results, out_dir, log=log)
     log(f"wrote {', '.join(str(p) for p in written)} in {results['duration_s']:.0f}s")
     if args.smoke:
