@@ -298,6 +298,20 @@ async fn not_found_only_when_every_upstream_says_so() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn other_client_errors_stop_there_like_the_go_command() {
+    // 403 is not "not here": the go command would not try the next GOPROXY entry, nor do we.
+    let forbidding =
+        FakeUpstream::start(vec![("*", Reply::Status(403, "forbidden by policy"))], None).await;
+    let c = corpus();
+    let good = FakeUpstream::start(vec![], Some(c.root().to_path_buf())).await;
+    let (p, _cache) = proxy_over(&[&forbidding.url, &good.url], &[]).await;
+    let r = p.get("/example.com/hello/@v/v1.0.0.info").await;
+    assert_eq!(r.status(), 403);
+    assert!(r.text().await.unwrap().contains("forbidden by policy"));
+    assert_eq!(good.total_hits(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_hanging_upstream_is_a_504_after_its_timeout() {
     let hang = FakeUpstream::start(vec![("/example.com/hello/@v/list", Reply::Hang)], None).await;
     let dir = tempfile::tempdir().unwrap();

@@ -142,6 +142,10 @@ pub enum PoolError {
     /// At least one upstream failed; `timeout` when every failure was a timeout.
     #[error("{message}")]
     Unavailable { timeout: bool, message: String },
+    /// An upstream refused the request with a 4xx other than 404, 410 and 429 (403, 400, ...):
+    /// like the go command, stop there and pass it on.
+    #[error("{message}")]
+    Refused { status: StatusCode, message: String },
     #[error("{0}")]
     Local(String),
 }
@@ -149,6 +153,7 @@ pub enum PoolError {
 impl PoolError {
     pub fn status(&self) -> StatusCode {
         match self {
+            PoolError::Refused { status, .. } => *status,
             PoolError::NotFound { .. } => StatusCode::NOT_FOUND,
             PoolError::Unavailable { timeout: true, .. } => StatusCode::GATEWAY_TIMEOUT,
             PoolError::Unavailable { timeout: false, .. } => StatusCode::BAD_GATEWAY,
@@ -556,6 +561,12 @@ impl UpstreamPool {
                 Some((idx, result)) = pending.next() => match result {
                     Ok(value) => return Some(Ok(value)),
                     Err(AttemptError::Local(message)) => return Some(Err(PoolError::Local(message))),
+                    Err(AttemptError::Status { status, message, .. })
+                        if status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS =>
+                    {
+                        let message = format!("{}: {status}: {message}", plan[idx].endpoint.name);
+                        return Some(Err(PoolError::Refused { status, message }));
+                    }
                     Err(e) => verdict.add(&plan[idx].endpoint, e),
                 },
                 () = sleep_until_opt(hedge_at) => {
