@@ -63,7 +63,8 @@ def machine_section(r):
         "(the machine is shared with other developers' builds and tests: treat small differences as noise).",
         f"- Load generator and clients run on the same machine as the proxies and the origin, all on loopback.",
         f"- Tools: {m['go']}; {m['rustc']}; {m['wrk']}; Python {m['python']}.",
-        "- Contenders: " + "; ".join(f"**{k}** {v}" for k, v in m["contenders"].items()) + ".",
+        "- Contenders: " + "; ".join(f"**{k}** {v}" for k, v in m["contenders"].items())
+        + (f" (modfleet from commit {m['commit']})" if m.get("commit") else "") + ".",
         f"- Corpus `{c['name']}`: {c['module_versions']} module versions ({c['artifacts']} .info/.mod/.zip "
         f"files, {c['bytes'] / 1e6:.0f} MB; the {c['mix']} files a cold `go mod download all` asks for, "
         f"{c['mix_bytes'] / 1e6:.0f} MB, are the load mix, with {c['zips']} zips, {c['zips_over_10mb']} over 10 MB, the largest "

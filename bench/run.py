@@ -118,6 +118,7 @@ def describe_machine(contenders):
         "python": platform.python_version(),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "contenders": {c.name: c.version for c in contenders},
+        "commit": cmd(["git", "-C", str(ROOT), "describe", "--always", "--dirty"]),
     }
 
 
