@@ -294,8 +294,9 @@ fn file_stream(
     mut file: std::fs::File,
 ) -> impl futures::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static {
     use std::io::Read;
-    const CHUNK: usize = 256 << 10;
-    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(4);
+    // 64 KiB chunks, at most two queued: under 200 KiB buffered per download in flight.
+    const CHUNK: usize = 64 << 10;
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(2);
     tokio::task::spawn_blocking(move || {
         loop {
             let mut buf = bytes::BytesMut::zeroed(CHUNK);
