@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# Test tools built from their Go modules and cached:
+#   otelcol-modfleet  a minimal OpenTelemetry Collector (OTLP receiver, gRPC + HTTP, and the
+#                     file exporter), from the wrapper module in hack/otelcol/; the tests
+#                     start it through testkit/src/collector.rs
+#   promtool          Prometheus's rule checker, from github.com/prometheus/prometheus at the
+#                     version pinned in hack/promtool/go.mod
+# Binaries go to ${XDG_CACHE_HOME:-~/.cache}/modfleet/bin/<tool>-<key>/ (the same cache root as
+# hack/cluster.sh); the key is the pinned version, and for otelcol-modfleet also a hash of
+# hack/otelcol/{go.mod,go.sum,main.go}, so editing the wrapper rebuilds it. Go modules and
+# build cache are the go command's defaults (go env GOMODCACHE, GOCACHE).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+OTELCOL_MOD="$ROOT/hack/otelcol"
+PROMTOOL_MOD="$ROOT/hack/promtool"
+BIN_ROOT="${XDG_CACHE_HOME:-$HOME/.cache}/modfleet/bin"
+# Builds share 2 cores with everything else: be nice.
+NICE=(nice -n 10)
+TOOLS=(otelcol-modfleet promtool)
+
+usage() {
+  cat <<EOF
+Usage: hack/tools.sh <command>
+
+Builds the test tools from their Go modules, once, and caches them under
+$BIN_ROOT/<tool>-<key>/.
+
+Commands:
+  build        build every tool that is not cached yet (instant when all are)
+  path NAME    print the absolute path of a built tool's binary; fails if it is not
+               built. NAME: ${TOOLS[*]}
+  help         this text
+
+Tools:
+  otelcol-modfleet  OpenTelemetry Collector (OTLP receiver + file exporter), wrapper module
+                    hack/otelcol/ (collector $(otelcol_version))
+  promtool          from github.com/prometheus/prometheus $(promtool_version) (hack/promtool/)
+
+Cold build on 2 cores: a few minutes for the Collector, several more for promtool.
+EOF
+}
+
+log() { printf '[tools] %s\n' "$*" >&2; }
+die() { printf '[tools] error: %s\n' "$*" >&2; exit 1; }
+
+# mod_version <go.mod> <module>: the version of <module> that <go.mod> requires.
+mod_version() {
+  awk -v m="$2" '$1 == m && $2 ~ /^v/ {print $2; exit} $1 == "require" && $2 == m {print $3; exit}' "$1"
+}
+
+otelcol_version() { mod_version "$OTELCOL_MOD/go.mod" go.opentelemetry.io/collector/otelcol; }
+promtool_version() { mod_version "$PROMTOOL_MOD/go.mod" github.com/prometheus/prometheus; }
+
+otelcol_key() {
+  local hash
+  hash="$(cat "$OTELCOL_MOD/go.mod" "$OTELCOL_MOD/go.sum" "$OTELCOL_MOD/main.go" | sha256sum | cut -c1-12)"
+  echo "$(otelcol_version)-$hash"
+}
+
+tool_dir() {
+  case "$1" in
+    otelcol-modfleet) echo "$BIN_ROOT/otelcol-modfleet-$(otelcol_key)" ;;
+    promtool) echo "$BIN_ROOT/promtool-$(promtool_version)" ;;
+    *) die "unknown tool '$1' (expected: ${TOOLS[*]})" ;;
+  esac
+}
+
+need_go() {
+  command -v go >/dev/null 2>&1 ||
+    die "'go' is not on PATH: install Go >= 1.26 (hack/otelcol and hack/promtool need it) and retry"
+}
+
+# with_build_dir <tool> <function>: runs <function> <tmpdir> under a lock, then moves the
+# result into place; a directory counts only once it holds `.complete`, so an interrupted
+# build is redone, never half-used. Skips everything when already complete.
+with_build_dir() {
+  local tool="$1" fn="$2" dir tmp lock_fd
+  dir="$(tool_dir "$tool")"
+  if [[ -f "$dir/.complete" ]]; then
+    log "$tool: cached in $dir"
+    return 0
+  fi
+  mkdir -p "$BIN_ROOT"
+  exec {lock_fd}>"$BIN_ROOT/.lock-$tool"
+  flock "$lock_fd"
+  if [[ -f "$dir/.complete" ]]; then # someone else built it meanwhile
+    exec {lock_fd}>&-
+    log "$tool: cached in $dir"
+    return 0
+  fi
+  tmp="$(mktemp -d "$BIN_ROOT/.tmp-$tool.XXXXXX")"
+  local start=$SECONDS
+  log "$tool: building into $dir (one-time)"
+  if ! "$fn" "$tmp"; then
+    rm -rf "$tmp"
+    exec {lock_fd}>&-
+    die "$tool: build failed (see the output above)"
+  fi
+  date -u +%Y-%m-%dT%H:%M:%SZ >"$tmp/.complete"
+  rm -rf "$dir"
+  mv "$tmp" "$dir"
+  exec {lock_fd}>&-
+  log "$tool: built in $((SECONDS - start))s"
+}
+
+build_otelcol() {
+  local out="$1"
+  need_go
+  (cd "$OTELCOL_MOD" && GOFLAGS="" "${NICE[@]}" go build -trimpath -mod=readonly -buildvcs=false \
+    -ldflags='-s -w' -o "$out/otelcol-modfleet" .)
+  "$out/otelcol-modfleet" components >/dev/null ||
+    die "the built otelcol-modfleet does not run"
+}
+
+build_promtool() {
+  local out="$1" v n
+  need_go
+  v="$(promtool_version)"
+  [[ -n "$v" ]] || die "$PROMTOOL_MOD/go.mod does not require github.com/prometheus/prometheus"
+  # Module v0.MMmm.p is Prometheus M.mm.p (v0.313.5 = 3.13.5).
+  n="${v#v0.}"
+  n="${n%%.*}"
+  local release="$((n / 100)).$((n % 100)).${v##*.}"
+  local ver=github.com/prometheus/common/version
+  # Prometheus's go.mod has replace directives, so `go install ...@version` refuses it; the
+  # wrapper module repeats them and lists promtool as a `tool`.
+  (cd "$PROMTOOL_MOD" && GOFLAGS="" "${NICE[@]}" go build -trimpath -mod=readonly -buildvcs=false \
+    -ldflags="-s -w -X $ver.Version=$release -X $ver.Revision=$v -X $ver.Branch=HEAD" \
+    -o "$out/promtool" github.com/prometheus/prometheus/cmd/promtool)
+  "$out/promtool" --version >&2
+}
+
+cmd_path() {
+  local tool="$1" dir bin
+  dir="$(tool_dir "$tool")"
+  bin="$dir/$tool"
+  if [[ ! -f "$dir/.complete" || ! -x "$bin" ]]; then
+    die "$tool is not built (expected $bin): run hack/tools.sh build"
+  fi
+  echo "$bin"
+}
+
+main() {
+  case "${1:-}" in
+    build)
+      [[ $# -eq 1 ]] || die "usage: hack/tools.sh build"
+      with_build_dir otelcol-modfleet build_otelcol
+      with_build_dir promtool build_promtool
+      ;;
+    path)
+      [[ $# -eq 2 ]] || die "usage: hack/tools.sh path <${TOOLS[*]// /|}>"
+      cmd_path "$2"
+      ;;
+    help | -h | --help) usage ;;
+    "") usage >&2; exit 2 ;;
+    *) usage >&2; die "unknown command '$1'" ;;
+  esac
+}
+
+main "$@"
