@@ -27,6 +27,12 @@ for s in "${stages[@]}"; do
 done
 want() { [[ " ${stages[*]} " == *" $1 "* ]]; }
 
+# The tests start a real OpenTelemetry Collector and run promtool (testkit/); built once from
+# their Go modules and cached, so this is instant afterwards.
+if want unit || want e2e; then
+  hack/tools.sh build
+fi
+
 stage_start=$SECONDS
 banner() {
   printf '\n==================== %s ====================\n' "$*"
