@@ -16,8 +16,20 @@ use crate::server::{AdminState, AppState, admin_router, proxy_router};
 use crate::upstream::UpstreamPool;
 
 /// Runs the proxy until a shutdown signal.
-pub async fn serve(config: Config) -> anyhow::Result<()> {
-    let metrics = Arc::new(Metrics::new());
+pub async fn serve(
+    config: Config,
+    trace_export: &modfleet_telemetry::ExportStats,
+) -> anyhow::Result<()> {
+    let mut metrics = Metrics::new();
+    metrics.register_trace_export(trace_export);
+    metrics.cache_max_bytes.set(
+        config
+            .cache_max_bytes
+            .unwrap_or(0)
+            .try_into()
+            .unwrap_or(i64::MAX),
+    );
+    let metrics = Arc::new(metrics);
     let pool = Arc::new(
         UpstreamPool::new(
             &config.upstreams,

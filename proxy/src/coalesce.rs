@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
+use tracing::Instrument;
 
 /// Whether a request started the fetch or joined one in progress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,14 +68,19 @@ impl<T: Clone + Send + Sync + 'static> Coalescer<T> {
                 let fut = fetch();
                 let inflight = self.inflight.clone();
                 let owned_key = key.to_string();
-                let task = tokio::spawn(async move {
-                    // Removes the entry when the fetch ends, even by panic.
-                    let _guard = RemoveOnDrop {
-                        inflight,
-                        key: owned_key,
-                    };
-                    fut.await
-                });
+                // The fetch runs in the leader's span: its upstream attempts are children of
+                // the request that started it.
+                let task = tokio::spawn(
+                    async move {
+                        // Removes the entry when the fetch ends, even by panic.
+                        let _guard = RemoveOnDrop {
+                            inflight,
+                            key: owned_key,
+                        };
+                        fut.await
+                    }
+                    .in_current_span(),
+                );
                 let shared = async move {
                     match task.await {
                         Ok(result) => result,

@@ -36,6 +36,14 @@ const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
         Every flag can also be set with an environment variable MODFLEET_<FLAG> (for example \
         MODFLEET_CACHE_DIR) or in the --config YAML file. Flags win over environment variables, \
         which win over the file.",
+    after_long_help = "Tracing: set OTEL_EXPORTER_OTLP_ENDPOINT (e.g. http://otel-collector:4317 \
+        with OTEL_EXPORTER_OTLP_PROTOCOL=grpc, or http://otel-collector:4318 for the default \
+        http/protobuf) to export a span per request, per upstream attempt and per cache write. \
+        The other standard variables apply: OTEL_EXPORTER_OTLP_HEADERS, OTEL_SERVICE_NAME \
+        (default modfleet-proxy), OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG, \
+        OTEL_BSP_MAX_QUEUE_SIZE (spans beyond it are dropped and counted in \
+        modfleet_proxy_trace_spans_dropped_total, never waited for). With --log-format json \
+        every log line inside a traced request carries trace_id and span_id.",
     args_conflicts_with_subcommands = true
 )]
 pub struct Cli {

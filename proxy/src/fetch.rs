@@ -17,6 +17,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::future::BoxFuture;
+use tracing::Instrument;
 
 use crate::cache::{self, Cache, CacheError, CachedFile, verify};
 use crate::coalesce::{Coalescer, Role};
@@ -418,11 +419,13 @@ impl Fetcher {
                 break;
             }
         }
+        tracing::Span::current().record("modfleet.bytes", total);
         let mut w = writer.take().expect("writer present");
         let module = module.clone();
         let version = version.clone();
         let go_mod = go_mod.clone();
-        tokio::task::spawn_blocking(move || {
+        let span = cache_write_span(rel, total);
+        let stored = tokio::task::spawn_blocking(move || {
             let tmp = match w.flush_to_disk() {
                 Ok(p) => p.to_path_buf(),
                 Err(_) => return Ok(Stored::Uncacheable),
@@ -434,8 +437,11 @@ impl Fetcher {
                 Err(_) => Ok(Stored::Uncacheable),
             }
         })
+        .instrument(span.clone())
         .await
-        .map_err(|e| AttemptError::Local(e.to_string()))?
+        .map_err(|e| AttemptError::Local(e.to_string()))?;
+        record_stored(&span, &stored);
+        stored
     }
 
     /// Commits a small answer; when the cache cannot take it, the bytes are served anyway.
@@ -443,10 +449,16 @@ impl Fetcher {
         let cache = self.cache.clone();
         let rel = rel.to_path_buf();
         let data = bytes.clone();
-        match tokio::task::spawn_blocking(move || cache.put(&rel, &data)).await {
+        let span = cache_write_span(&rel, bytes.len() as u64);
+        let stored = match tokio::task::spawn_blocking(move || cache.put(&rel, &data))
+            .instrument(span.clone())
+            .await
+        {
             Ok(Ok(())) => Stored::Committed,
             Ok(Err(CacheError::Full(_) | CacheError::Io { .. })) | Err(_) => Stored::Small(bytes),
-        }
+        };
+        record_stored(&span, &Ok(stored.clone()));
+        stored
     }
 
     /// A cached artifact ready to serve: small files are read in the same blocking call that
@@ -575,6 +587,30 @@ impl Fetcher {
             Stored::Small(bytes) => Ok(small(bytes, CacheResult::None, None)),
             _ => unreachable!("queries keep their bytes"),
         }
+    }
+}
+
+/// The span of storing one file (verification included for zips).
+fn cache_write_span(rel: &Path, bytes: u64) -> tracing::Span {
+    tracing::info_span!(
+        "cache write",
+        modfleet.cache.path = %rel.display(),
+        modfleet.bytes = bytes,
+        modfleet.outcome = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    )
+}
+
+fn record_stored(span: &tracing::Span, stored: &Result<Stored, AttemptError>) {
+    let outcome = match stored {
+        Ok(Stored::Committed) => "committed",
+        // The disk is full or failing: served, not kept.
+        Ok(Stored::Small(_) | Stored::Uncacheable) => "uncached",
+        Err(_) => "invalid",
+    };
+    span.record("modfleet.outcome", outcome);
+    if outcome != "committed" {
+        span.record("otel.status_code", "ERROR");
     }
 }
 

@@ -16,9 +16,17 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            telemetry::init(config.log_format);
             let runtime = tokio::runtime::Runtime::new().expect("cannot start the tokio runtime");
-            match runtime.block_on(app::serve(config)) {
+            let telemetry = match runtime.block_on(async { telemetry::init(config.log_format) }) {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("modfleet-proxy: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let served = runtime.block_on(app::serve(config, telemetry.stats()));
+            runtime.block_on(telemetry.shutdown());
+            match served {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");

@@ -4,9 +4,9 @@
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::exemplar::HistogramWithExemplars;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -36,6 +36,22 @@ pub struct UpstreamLabel {
     pub upstream: String,
 }
 
+/// The exemplar label of latency histograms: the trace of one observation, so a dashboard can
+/// jump from a slow bucket to a trace that landed in it.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TraceExemplar {
+    pub trace_id: String,
+}
+
+impl TraceExemplar {
+    /// The exemplar for an observation made in `span`, when its trace is sampled.
+    pub fn of(span: &tracing::Span) -> Option<TraceExemplar> {
+        modfleet_telemetry::sampled_trace_id(span).map(|trace_id| TraceExemplar { trace_id })
+    }
+}
+
+type LatencyHistogram = HistogramWithExemplars<TraceExemplar>;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
     pub reason: &'static str,
@@ -46,11 +62,13 @@ pub struct ReasonLabel {
 pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
-    pub request_duration: Family<RouteLabel, Histogram>,
+    pub request_duration: Family<RouteLabel, LatencyHistogram>,
     pub upstream_requests: Family<UpstreamLabels, Counter>,
-    pub upstream_duration: Family<UpstreamLabel, Histogram>,
+    pub upstream_duration: Family<UpstreamLabel, LatencyHistogram>,
     pub cache_bytes: Gauge,
     pub cache_objects: Gauge,
+    /// The configured bound (0: unbounded), so "cache nearly full" is a ratio in PromQL.
+    pub cache_max_bytes: Gauge,
     pub cache_evictions: Counter,
     pub cache_write_errors: Family<ReasonLabel, Counter>,
     pub inflight_fetches: Gauge,
@@ -62,9 +80,9 @@ pub struct Metrics {
     pub negative_cache_entries: Gauge,
 }
 
-fn latency_histogram() -> Histogram {
+fn latency_histogram() -> LatencyHistogram {
     // 1ms .. ~65s
-    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+    HistogramWithExemplars::new(prometheus_client::metrics::histogram::exponential_buckets(
         0.001, 2.0, 17,
     ))
 }
@@ -84,8 +102,9 @@ impl Metrics {
             "GOPROXY requests by route, status code and cache result",
             requests.clone(),
         );
-        let request_duration =
-            Family::<RouteLabel, Histogram>::new_with_constructor(latency_histogram as fn() -> _);
+        let request_duration = Family::<RouteLabel, LatencyHistogram>::new_with_constructor(
+            latency_histogram as fn() -> _,
+        );
         registry.register(
             "request_duration_seconds",
             "Time to answer a GOPROXY request (until the body is handed to the connection)",
@@ -97,7 +116,7 @@ impl Metrics {
             "Requests to upstream proxies and checksum databases by outcome",
             upstream_requests.clone(),
         );
-        let upstream_duration = Family::<UpstreamLabel, Histogram>::new_with_constructor(
+        let upstream_duration = Family::<UpstreamLabel, LatencyHistogram>::new_with_constructor(
             latency_histogram as fn() -> _,
         );
         registry.register(
@@ -116,6 +135,12 @@ impl Metrics {
             "cache_objects",
             "Files held in the disk cache",
             cache_objects.clone(),
+        );
+        let cache_max_bytes = Gauge::default();
+        registry.register(
+            "cache_max_bytes",
+            "The cache's size bound (--cache-max-bytes); 0 when unbounded",
+            cache_max_bytes.clone(),
         );
         let cache_evictions = Counter::default();
         registry.register(
@@ -184,11 +209,31 @@ impl Metrics {
             upstream_duration,
             cache_bytes,
             cache_objects,
+            cache_max_bytes,
             cache_evictions,
             cache_write_errors,
             inflight_fetches,
             coalesced_waiters,
         }
+    }
+
+    /// Serves the trace exporter's counters (they stay 0 while export is off).
+    pub fn register_trace_export(&mut self, stats: &modfleet_telemetry::ExportStats) {
+        self.registry.register(
+            "trace_spans_exported",
+            "Spans accepted by the OTLP collector",
+            stats.exported.clone(),
+        );
+        self.registry.register(
+            "trace_spans_dropped",
+            "Spans dropped because the export queue was full (OTEL_BSP_MAX_QUEUE_SIZE)",
+            stats.dropped.clone(),
+        );
+        self.registry.register(
+            "trace_spans_failed",
+            "Spans lost because an export call failed or timed out",
+            stats.failed.clone(),
+        );
     }
 
     /// The registry in OpenMetrics text format.

@@ -882,6 +882,18 @@ impl Route {
             Self::Sumdb => "sumdb",
         }
     }
+
+    /// The route template (OpenTelemetry `http.route`): low-cardinality, for span names.
+    pub fn template(self) -> &'static str {
+        match self {
+            Self::List => "/{module}/@v/list",
+            Self::Latest => "/{module}/@latest",
+            Self::Info => "/{module}/@v/{version}.info",
+            Self::Mod => "/{module}/@v/{version}.mod",
+            Self::Zip => "/{module}/@v/{version}.zip",
+            Self::Sumdb => "/sumdb/{sumdb}/{path}",
+        }
+    }
 }
 
 impl fmt::Display for Route {

@@ -16,10 +16,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, StatusCode, Uri};
+use tracing::Instrument;
 
 use crate::config::Config;
 use crate::fetch::{Body, CacheResult, Fetcher, Served};
-use crate::metrics::{Metrics, RequestLabels, RouteLabel};
+use crate::metrics::{Metrics, RequestLabels, RouteLabel, TraceExemplar};
 use crate::protocol::{Request, Route, SumdbPath, VersionQuery};
 use crate::upstream::UpstreamPool;
 
@@ -98,14 +99,43 @@ async fn handle(
     headers: HeaderMap,
 ) -> Response {
     let started = Instant::now();
-    let (response, route, cache) = answer(&state, &method, &uri, &headers).await;
+    // The server span (OpenTelemetry HTTP conventions). Its name is the method until the
+    // route is known; `answer` fills in the module attributes.
+    let span = tracing::info_span!(
+        "request",
+        otel.name = %method,
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = %method,
+        http.route = tracing::field::Empty,
+        url.path = %uri.path(),
+        http.response.status_code = tracing::field::Empty,
+        modfleet.artifact = tracing::field::Empty,
+        modfleet.module = tracing::field::Empty,
+        modfleet.version = tracing::field::Empty,
+        modfleet.cache = tracing::field::Empty,
+    );
+    modfleet_telemetry::adopt_remote_parent(&span, &headers);
+    let (response, route, cache) = answer(&state, &method, &uri, &headers)
+        .instrument(span.clone())
+        .await;
+    let status = response.status();
+    if let Some(route) = route {
+        span.record("otel.name", format!("{method} {}", route.template()));
+        span.record("http.route", route.template());
+    }
+    span.record("http.response.status_code", status.as_u16());
+    span.record("modfleet.cache", cache.as_str());
+    if status.is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
     let route = route.map_or("other", Route::as_str);
     state
         .metrics
         .requests
         .get_or_create(&RequestLabels {
             route,
-            status: response.status().as_u16(),
+            status: status.as_u16(),
             cache: cache.as_str(),
         })
         .inc();
@@ -113,17 +143,21 @@ async fn handle(
         .metrics
         .request_duration
         .get_or_create(&RouteLabel { route })
-        .observe(started.elapsed().as_secs_f64());
+        .observe(
+            started.elapsed().as_secs_f64(),
+            TraceExemplar::of(&span),
+            None,
+        );
     // Access log at debug level (RUST_LOG=modfleet_proxy=debug): one line per request costs
     // more than the cache hit itself.
-    tracing::debug!(
-        method = %method,
-        path = %uri.path(),
-        status = response.status().as_u16(),
-        cache = cache.as_str(),
-        elapsed_ms = started.elapsed().as_millis() as u64,
-        "request"
-    );
+    span.in_scope(|| {
+        tracing::debug!(
+            status = status.as_u16(),
+            cache = cache.as_str(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "request"
+        )
+    });
     response
 }
 
@@ -147,6 +181,7 @@ async fn answer(
         Err(e) => return (text_error(e.status, &e.message), None, CacheResult::None),
     };
     let route = Some(req.route());
+    record_request(&req);
     // Checksum lookups are not module downloads (`module()` is None for them): an excluded
     // module may still be verified.
     if let Some(module) = req.module().map(|m| m.as_str())
@@ -205,6 +240,24 @@ async fn answer(
             route,
             e.cache,
         ),
+    }
+}
+
+/// Module attributes of the current (server) span.
+fn record_request(req: &Request) {
+    let span = tracing::Span::current();
+    span.record("modfleet.artifact", req.route().as_str());
+    if let Some(module) = req.module() {
+        span.record("modfleet.module", module.as_str());
+    }
+    match req {
+        Request::Info { version, .. } => {
+            span.record("modfleet.version", version.to_string());
+        }
+        Request::Mod { version, .. } | Request::Zip { version, .. } => {
+            span.record("modfleet.version", version.as_str());
+        }
+        _ => {}
     }
 }
 

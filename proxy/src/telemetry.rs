@@ -1,24 +1,28 @@
-//! Logging setup. `RUST_LOG` filters (default `info`); `--log-format json` gives one JSON object
-//! per line for log collectors. OpenTelemetry export joins here in Step 6.
+//! Logs and traces of the proxy, set up by the shared `modfleet-telemetry` crate: `RUST_LOG`
+//! filters logs (default `info`), `--log-format json` gives one JSON object per line with
+//! `trace_id`/`span_id`, and the standard `OTEL_*` variables turn on OTLP trace export.
+//!
+//! The spans the proxy records (see `server.rs`, `upstream/`, `fetch.rs`):
+//! - `GET {route}` (server): one per GOPROXY request, named by the route template
+//!   (`/{module}/@v/{version}.zip`), with the module, version, artifact kind and cache result;
+//! - `upstream attempt` (client): one per request to an upstream, with attempt number, hedge,
+//!   outcome and bytes; `traceparent` is sent along;
+//! - `cache write`: storing a fetched file.
 
-use tracing_subscriber::EnvFilter;
+pub use modfleet_telemetry::{Error, Telemetry};
 
 use crate::config::LogFormat;
 
-pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    use std::io::IsTerminal;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    // try_init: tests may have installed a subscriber already.
-    let _ = match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
+/// Installs logging and, when configured, trace export. Call inside the tokio runtime.
+pub fn init(format: LogFormat) -> Result<Telemetry, Error> {
+    Telemetry::init(&modfleet_telemetry::Options {
+        service_name: "modfleet-proxy",
+        service_version: env!("CARGO_PKG_VERSION"),
+        log_format: match format {
+            LogFormat::Text => modfleet_telemetry::LogFormat::Text,
+            LogFormat::Json => modfleet_telemetry::LogFormat::Json,
+        },
+        default_log_filter: "info",
+        trace_targets: &["modfleet_proxy"],
+    })
 }

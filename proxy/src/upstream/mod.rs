@@ -36,9 +36,10 @@ use futures::stream::FuturesUnordered;
 use futures::{Stream, StreamExt};
 use http::StatusCode;
 use reqwest::Url;
+use tracing::Instrument;
 
 use crate::config::{HedgeDelay, Resilience, Sumdb, Upstream as UpstreamConfig};
-use crate::metrics::{Metrics, UpstreamLabel, UpstreamLabels};
+use crate::metrics::{Metrics, TraceExemplar, UpstreamLabel, UpstreamLabels};
 use health::{BreakerSettings, Health, Outcome, Permit, Snapshot};
 
 /// Bounds of an automatic hedge delay, and its value before enough latency samples exist.
@@ -249,6 +250,7 @@ impl UpstreamResponse {
             }
             buf.extend_from_slice(&chunk);
         }
+        tracing::Span::current().record("modfleet.bytes", buf.len());
         Ok(Bytes::from(buf))
     }
 }
@@ -487,6 +489,8 @@ impl UpstreamPool {
         let deadline = Instant::now() + self.settings.request_deadline;
         let retry = &self.settings.retry;
         let mut verdict = Verdict::new();
+        // Attempts of this request across passes, for the spans' attempt numbers.
+        let mut attempts = 0u32;
         for pass in 0..retry.attempts {
             if pass > 0 {
                 if verdict.failures.is_empty() {
@@ -503,7 +507,10 @@ impl UpstreamPool {
                 verdict = Verdict::new();
             }
             let plan = self.plan(target, path);
-            match self.pass(&plan, &accept, deadline, &mut verdict).await {
+            match self
+                .pass(&plan, &accept, deadline, &mut verdict, &mut attempts)
+                .await
+            {
                 Some(Ok(value)) => return Ok(value),
                 Some(Err(local)) => return Err(local),
                 None => {}
@@ -520,6 +527,7 @@ impl UpstreamPool {
         accept: &F,
         deadline: Instant,
         verdict: &mut Verdict,
+        attempts: &mut u32,
     ) -> Option<Result<T, PoolError>>
     where
         F: Fn(UpstreamResponse) -> Fut + Sync,
@@ -535,7 +543,9 @@ impl UpstreamPool {
             while pending.is_empty() && next < plan.len() {
                 let step = &plan[next];
                 next += 1;
-                if let Some((attempt, answered)) = self.launch(step, next - 1, accept, false) {
+                if let Some((attempt, answered)) =
+                    self.launch(step, next - 1, accept, false, attempts)
+                {
                     pending.push(attempt);
                     hedge = self
                         .hedge_delay(step)
@@ -573,7 +583,7 @@ impl UpstreamPool {
                     hedge = None;
                     let step = &plan[next];
                     next += 1;
-                    match self.launch(step, next - 1, accept, true) {
+                    match self.launch(step, next - 1, accept, true, attempts) {
                         Some((attempt, answered)) => {
                             tracing::debug!(upstream = %step.endpoint.name, path = %step.path, "hedging a slow request");
                             pending.push(attempt);
@@ -600,13 +610,15 @@ impl UpstreamPool {
     }
 
     /// Starts one attempt, unless the upstream's breaker refuses it. Returns the attempt and
-    /// its "has answered" flag (set when response headers arrive).
+    /// its "has answered" flag (set when response headers arrive). Each attempt runs in an
+    /// `upstream attempt` span, a child of the request's span.
     fn launch<'a, T, F, Fut>(
         &'a self,
         step: &'a Step,
         idx: usize,
         accept: &'a F,
         hedged: bool,
+        attempts: &mut u32,
     ) -> Option<(Attempt<'a, T>, Arc<AtomicBool>)>
     where
         F: Fn(UpstreamResponse) -> Fut + Sync,
@@ -626,6 +638,21 @@ impl UpstreamPool {
                 })
                 .inc();
         }
+        *attempts += 1;
+        let span = tracing::info_span!(
+            "upstream attempt",
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            http.request.method = "GET",
+            url.full = %step.endpoint.url(&step.path),
+            http.response.status_code = tracing::field::Empty,
+            modfleet.upstream = %step.endpoint.name,
+            modfleet.attempt = *attempts,
+            modfleet.hedge = hedged,
+            modfleet.outcome = tracing::field::Empty,
+            modfleet.bytes = tracing::field::Empty,
+            modfleet.error = tracing::field::Empty,
+        );
         let answered = Arc::new(AtomicBool::new(false));
         let flag = answered.clone();
         let attempt = async move {
@@ -645,7 +672,8 @@ impl UpstreamPool {
             self.observe(step, member, &result, header_latency, started.elapsed());
             guard.health = None;
             (idx, result)
-        };
+        }
+        .instrument(span);
         Some((Box::pin(attempt), answered))
     }
 
@@ -659,16 +687,24 @@ impl UpstreamPool {
         total: Duration,
     ) {
         let name = &step.endpoint.name;
+        let span = tracing::Span::current();
         self.metrics
             .upstream_duration
             .get_or_create(&UpstreamLabel {
                 upstream: name.clone(),
             })
-            .observe(total.as_secs_f64());
+            .observe(total.as_secs_f64(), TraceExemplar::of(&span), None);
         let outcome = match result {
             Ok(_) => "ok",
             Err(e) => e.outcome(),
         };
+        span.record("modfleet.outcome", outcome);
+        if let Err(e) = result
+            && !matches!(e, AttemptError::NotFound { .. })
+        {
+            span.record("otel.status_code", "ERROR");
+            span.record("modfleet.error", e.to_string());
+        }
         self.metrics
             .upstream_requests
             .get_or_create(&UpstreamLabels {
@@ -793,7 +829,9 @@ impl UpstreamPool {
         path: &str,
     ) -> Result<UpstreamResponse, AttemptError> {
         let url = endpoint.url(path);
-        let sent = self.client.get(&url).send();
+        let mut trace_headers = http::HeaderMap::new();
+        modfleet_telemetry::inject_current(&mut trace_headers);
+        let sent = self.client.get(&url).headers(trace_headers).send();
         let response = match tokio::time::timeout(endpoint.timeout, sent).await {
             Err(_) => {
                 return Err(AttemptError::Timeout(format!(
@@ -811,6 +849,11 @@ impl UpstreamPool {
             Ok(Ok(r)) => r,
         };
         let status = response.status();
+        let span = tracing::Span::current();
+        span.record("http.response.status_code", status.as_u16());
+        if let Some(len) = response.content_length() {
+            span.record("modfleet.bytes", len);
+        }
         if status.is_success() {
             return Ok(UpstreamResponse {
                 response,
