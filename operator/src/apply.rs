@@ -3,8 +3,11 @@
 //! it carries our labels AND a controller owner reference with the CR's uid, so objects a
 //! person created with look-alike labels are never touched.
 
-use std::collections::BTreeSet;
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt::Debug;
+use std::future::Future;
+use std::sync::Mutex;
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
@@ -13,6 +16,8 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
+use tracing::Instrument;
+use tracing::field::Empty;
 
 use crate::crd::{GoModuleProxy, RetainPolicy};
 use crate::resources::labels;
@@ -90,6 +95,64 @@ fn kind<K: Resource<DynamicType = ()>>() -> String {
     K::kind(&()).into_owned()
 }
 
+/// The span of one API call, a child of the reconcile span: named `{verb} {Kind}` (e.g.
+/// `apply Deployment`), with the object and, for writes, whether it changed.
+pub fn api_span(verb: &'static str, kind: &str, ns: &str, name: &str) -> tracing::Span {
+    tracing::info_span!(
+        "api call",
+        otel.name = format!("{verb} {kind}"),
+        otel.kind = "client",
+        otel.status_code = Empty,
+        k8s.verb = verb,
+        k8s.kind = kind,
+        k8s.namespace = ns,
+        k8s.name = name,
+        modfleet.changed = Empty,
+        modfleet.error = Empty,
+    )
+}
+
+/// Marks an API call's span as failed.
+pub fn record_error(span: &tracing::Span, error: &dyn std::fmt::Display) {
+    span.record("otel.status_code", "ERROR");
+    span.record("modfleet.error", error.to_string());
+}
+
+tokio::task_local! {
+    /// Children changed during the current reconcile (`apply Deployment/web-0`, ...).
+    static CHANGES: RefCell<Vec<String>>;
+}
+
+/// Runs `fut` (a reconcile) and returns what it changed, for the reconcile span.
+pub async fn tracking_changes<F: Future>(fut: F) -> (F::Output, Vec<String>) {
+    CHANGES
+        .scope(RefCell::new(Vec::new()), async {
+            let out = fut.await;
+            (out, CHANGES.with(|c| c.take()))
+        })
+        .await
+}
+
+fn note_change(change: String) {
+    // Outside a reconcile (e.g. a test) there is nothing to note it in.
+    let _ = CHANGES.try_with(|c| c.borrow_mut().push(change));
+}
+
+/// The resourceVersion each child had after our last apply in this process: an apply that
+/// leaves it unchanged changed nothing. (So the first reconcile after a start reports every
+/// child as changed.)
+static LAST_APPLIED: Mutex<Option<HashMap<String, String>>> = Mutex::new(None);
+
+fn changed_since_last_apply(key: String, resource_version: Option<String>) -> bool {
+    let Some(rv) = resource_version else {
+        return true;
+    };
+    let mut seen = LAST_APPLIED.lock().unwrap_or_else(|e| e.into_inner());
+    seen.get_or_insert_with(HashMap::new)
+        .insert(key, rv.clone())
+        .is_none_or(|before| before != rv)
+}
+
 /// Server-side apply of `obj` (forcing ownership of the fields we set).
 pub async fn apply<K>(client: &Client, ns: &str, obj: &K) -> Result<K, Error>
 where
@@ -100,18 +163,32 @@ where
         + Debug,
 {
     let name = obj.meta().name.clone().unwrap_or_default();
+    let kind = kind::<K>();
+    let span = api_span("apply", &kind, ns, &name);
     let api: Api<K> = Api::namespaced(client.clone(), ns);
-    api.patch(
-        &name,
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(obj),
-    )
-    .await
-    .map_err(|source| Error::Apply {
-        kind: kind::<K>(),
-        name,
-        source,
-    })
+    let applied = api
+        .patch(
+            &name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(obj),
+        )
+        .instrument(span.clone())
+        .await;
+    match applied {
+        Ok(obj) => {
+            let key = format!("{kind}/{ns}/{name}");
+            let changed = changed_since_last_apply(key, obj.resource_version());
+            span.record("modfleet.changed", changed);
+            if changed {
+                note_change(format!("apply {kind}/{name}"));
+            }
+            Ok(obj)
+        }
+        Err(source) => {
+            record_error(&span, &source);
+            Err(Error::Apply { kind, name, source })
+        }
+    }
 }
 
 /// The object, or `None` when it does not exist.
@@ -123,11 +200,18 @@ where
         + Debug,
 {
     let api: Api<K> = Api::namespaced(client.clone(), ns);
-    api.get_opt(name).await.map_err(|source| Error::Get {
-        kind: kind::<K>(),
-        name: name.to_owned(),
-        source,
-    })
+    let span = api_span("get", &kind::<K>(), ns, name);
+    api.get_opt(name)
+        .instrument(span.clone())
+        .await
+        .map_err(|source| {
+            record_error(&span, &source);
+            Error::Get {
+                kind: kind::<K>(),
+                name: name.to_owned(),
+                source,
+            }
+        })
 }
 
 /// Whether `meta` has a controller owner reference to the object with `uid`.
@@ -153,13 +237,19 @@ where
     let ns = gmp.namespace().ok_or(Error::Missing("namespace"))?;
     let uid = gmp.uid().ok_or(Error::Missing("uid"))?;
     let api: Api<K> = Api::namespaced(client.clone(), &ns);
+    let selector = labels::owned_selector(&gmp.name_any());
+    let span = api_span("list", &kind::<K>(), &ns, &selector);
     let list = api
-        .list(&ListParams::default().labels(&labels::owned_selector(&gmp.name_any())))
+        .list(&ListParams::default().labels(&selector))
+        .instrument(span.clone())
         .await
-        .map_err(|source| Error::List {
-            kind: kind::<K>(),
-            instance: gmp.name_any(),
-            source,
+        .map_err(|source| {
+            record_error(&span, &source);
+            Error::List {
+                kind: kind::<K>(),
+                instance: gmp.name_any(),
+                source,
+            }
         })?;
     Ok(list
         .items
@@ -185,14 +275,22 @@ where
         }),
         ..DeleteParams::background()
     };
-    match api.delete(&name, &dp).await {
-        Ok(_) => Ok(()),
+    let span = api_span("delete", &kind::<K>(), ns, &name);
+    match api.delete(&name, &dp).instrument(span.clone()).await {
+        Ok(_) => {
+            span.record("modfleet.changed", true);
+            note_change(format!("delete {}/{name}", kind::<K>()));
+            Ok(())
+        }
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(source) => Err(Error::Delete {
-            kind: kind::<K>(),
-            name,
-            source,
-        }),
+        Err(source) => {
+            record_error(&span, &source);
+            Err(Error::Delete {
+                kind: kind::<K>(),
+                name,
+                source,
+            })
+        }
     }
 }
 
@@ -265,12 +363,19 @@ pub async fn retire_pvcs(
                     }
                 });
                 let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
+                let span = api_span("release", "PersistentVolumeClaim", &ns, &name);
                 api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .instrument(span.clone())
                     .await
-                    .map_err(|source| Error::Release {
-                        name: name.clone(),
-                        source,
+                    .map_err(|source| {
+                        record_error(&span, &source);
+                        Error::Release {
+                            name: name.clone(),
+                            source,
+                        }
                     })?;
+                span.record("modfleet.changed", true);
+                note_change(format!("release PersistentVolumeClaim/{name}"));
                 out.push(PvcOutcome::Released(name));
             }
         }
@@ -310,6 +415,29 @@ mod tests {
             .unwrap()
             .insert(l::MANAGED_BY.into(), "helm".into());
         assert!(!is_ours(&m, &g, "1234-uid"));
+    }
+
+    #[tokio::test]
+    async fn changes_are_collected_per_reconcile() {
+        let ((), changes) = tracking_changes(async {
+            note_change("apply ConfigMap/web-config".into());
+            note_change("delete Deployment/web-2".into());
+        })
+        .await;
+        assert_eq!(
+            changes,
+            ["apply ConfigMap/web-config", "delete Deployment/web-2"]
+        );
+        note_change("outside a reconcile: ignored".into());
+    }
+
+    #[test]
+    fn an_apply_that_keeps_the_resource_version_changed_nothing() {
+        let key = || "ConfigMap/test-ns/unit-test".to_string();
+        assert!(changed_since_last_apply(key(), Some("41".into())));
+        assert!(!changed_since_last_apply(key(), Some("41".into())));
+        assert!(changed_since_last_apply(key(), Some("42".into())));
+        assert!(changed_since_last_apply(key(), None));
     }
 
     #[test]

@@ -5,12 +5,20 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let config = modfleet_operator::config::Config::parse();
-    modfleet_operator::telemetry::init(config.log_format);
-    match modfleet_operator::run::run(config).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+    let telemetry = match modfleet_operator::telemetry::init(config.log_format) {
+        Ok(t) => t,
         Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "modfleet-operator stopped");
-            std::process::ExitCode::FAILURE
+            eprintln!("modfleet-operator: {e}");
+            return std::process::ExitCode::from(2);
         }
+    };
+    let result = modfleet_operator::run::run(config).await;
+    if let Err(e) = &result {
+        tracing::error!(error = format!("{e:#}"), "modfleet-operator stopped");
+    }
+    telemetry.shutdown().await;
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(_) => std::process::ExitCode::FAILURE,
     }
 }

@@ -1,24 +1,36 @@
-//! Logging and tracing: one span per reconcile (fields: object, namespace), JSON or text
-//! logs. OTLP export is added in Step 6; the spans are already in place for it.
+//! Logs and traces of the operator, set up by the shared `modfleet-telemetry` crate: JSON or
+//! text logs (`RUST_LOG` filters; JSON lines inside a traced reconcile carry `trace_id` and
+//! `span_id`), and OTLP trace export when the standard `OTEL_*` variables name an endpoint.
+//!
+//! Spans: `reconcile` (one per reconciliation, with the object, its generation and the list of
+//! children that changed) and one child span per Kubernetes API call (`apply Deployment`,
+//! `list PersistentVolumeClaim`, `delete ...`, see `apply.rs`).
 
-use tracing_subscriber::EnvFilter;
+use std::sync::OnceLock;
+
+pub use modfleet_telemetry::{Error, ExportStats, Telemetry};
 
 use crate::config::LogFormat;
 
-/// Installs the global subscriber. `RUST_LOG` overrides the default `info` level.
-pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,kube_runtime=warn,kube_client=warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    let _ = match format {
-        LogFormat::Json => builder
-            .json()
-            .with_current_span(true)
-            .with_span_list(false)
-            .try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
+static STATS: OnceLock<ExportStats> = OnceLock::new();
+
+/// Installs logging and, when configured, trace export. Call inside the tokio runtime.
+pub fn init(format: LogFormat) -> Result<Telemetry, Error> {
+    let telemetry = Telemetry::init(&modfleet_telemetry::Options {
+        service_name: "modfleet-operator",
+        service_version: env!("CARGO_PKG_VERSION"),
+        log_format: match format {
+            LogFormat::Text => modfleet_telemetry::LogFormat::Text,
+            LogFormat::Json => modfleet_telemetry::LogFormat::Json,
+        },
+        default_log_filter: "info,kube_runtime=warn,kube_client=warn",
+        trace_targets: &["modfleet_operator"],
+    })?;
+    let _ = STATS.set(telemetry.stats().clone());
+    Ok(telemetry)
+}
+
+/// The trace exporter's counters, for `/metrics` (zeros when export is off or not set up).
+pub fn export_stats() -> ExportStats {
+    STATS.get().cloned().unwrap_or_default()
 }
