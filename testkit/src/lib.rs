@@ -1,0 +1,9 @@
+//! Test harness shared by modfleet's tests (not published, not shipped).
+//!
+//! - [`collector`]: starts a real OpenTelemetry Collector (`otelcol-modfleet`, built from Go
+//!   modules by `hack/tools.sh build`) on free localhost ports, and reads back the spans it
+//!   received from the file its file exporter writes.
+
+pub mod collector;
+
+pub use collector::{AttrValue, Collector, Signal, Span, SpanEvent, SpanKind, StatusCode};
