@@ -419,7 +419,7 @@ impl Fetcher {
                 break;
             }
         }
-        tracing::Span::current().record("modfleet.bytes", total);
+        tracing::Span::current().record("modfleet.bytes", total as i64);
         let mut w = writer.take().expect("writer present");
         let module = module.clone();
         let version = version.clone();
@@ -595,7 +595,7 @@ fn cache_write_span(rel: &Path, bytes: u64) -> tracing::Span {
     tracing::info_span!(
         "cache write",
         modfleet.cache.path = %rel.display(),
-        modfleet.bytes = bytes,
+        modfleet.bytes = bytes as i64,
         modfleet.outcome = tracing::field::Empty,
         otel.status_code = tracing::field::Empty,
     )

@@ -21,7 +21,7 @@ use tracing::Instrument;
 use crate::config::Config;
 use crate::fetch::{Body, CacheResult, Fetcher, Served};
 use crate::metrics::{Metrics, RequestLabels, RouteLabel, TraceExemplar};
-use crate::protocol::{Request, Route, SumdbPath, VersionQuery};
+use crate::protocol::{ProtocolError, Request, Route, SumdbPath, VersionQuery};
 use crate::upstream::UpstreamPool;
 
 const IMMUTABLE: &str = "public, max-age=604800, immutable";
@@ -99,15 +99,25 @@ async fn handle(
     headers: HeaderMap,
 ) -> Response {
     let started = Instant::now();
-    // The server span (OpenTelemetry HTTP conventions). Its name is the method until the
-    // route is known; `answer` fills in the module attributes.
+    let parsed = Request::parse(uri.path());
+    // Only GET and HEAD are GOPROXY requests (others are answered 405 under route "other").
+    let route = parsed
+        .as_ref()
+        .ok()
+        .filter(|_| method == Method::GET || method == Method::HEAD)
+        .map(Request::route);
+    // The server span (OpenTelemetry HTTP conventions): named by the route template, or by the
+    // method alone when the path is not a GOPROXY path. `answer` adds the module attributes.
     let span = tracing::info_span!(
         "request",
-        otel.name = %method,
+        otel.name = match route {
+            Some(route) => format!("{method} {}", route.template()),
+            None => method.to_string(),
+        },
         otel.kind = "server",
         otel.status_code = tracing::field::Empty,
         http.request.method = %method,
-        http.route = tracing::field::Empty,
+        http.route = route.map(Route::template),
         url.path = %uri.path(),
         http.response.status_code = tracing::field::Empty,
         modfleet.artifact = tracing::field::Empty,
@@ -116,15 +126,11 @@ async fn handle(
         modfleet.cache = tracing::field::Empty,
     );
     modfleet_telemetry::adopt_remote_parent(&span, &headers);
-    let (response, route, cache) = answer(&state, &method, &uri, &headers)
+    let (response, cache) = answer(&state, &method, parsed, &headers)
         .instrument(span.clone())
         .await;
     let status = response.status();
-    if let Some(route) = route {
-        span.record("otel.name", format!("{method} {}", route.template()));
-        span.record("http.route", route.template());
-    }
-    span.record("http.response.status_code", status.as_u16());
+    span.record("http.response.status_code", i64::from(status.as_u16()));
     span.record("modfleet.cache", cache.as_str());
     if status.is_server_error() {
         span.record("otel.status_code", "ERROR");
@@ -164,9 +170,9 @@ async fn handle(
 async fn answer(
     state: &AppState,
     method: &Method,
-    uri: &Uri,
+    parsed: Result<Request, ProtocolError>,
     headers: &HeaderMap,
-) -> (Response, Option<Route>, CacheResult) {
+) -> (Response, CacheResult) {
     if method != Method::GET && method != Method::HEAD {
         let mut r = text_error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -174,13 +180,12 @@ async fn answer(
         );
         r.headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return (r, None, CacheResult::None);
+        return (r, CacheResult::None);
     }
-    let req = match Request::parse(uri.path()) {
+    let req = match parsed {
         Ok(req) => req,
-        Err(e) => return (text_error(e.status, &e.message), None, CacheResult::None),
+        Err(e) => return (text_error(e.status, &e.message), CacheResult::None),
     };
-    let route = Some(req.route());
     record_request(&req);
     // Checksum lookups are not module downloads (`module()` is None for them): an excluded
     // module may still be verified.
@@ -188,11 +193,7 @@ async fn answer(
         && state.config.is_excluded(module)
     {
         let msg = format!("module {module} is excluded by this proxy's configuration");
-        return (
-            text_error(StatusCode::FORBIDDEN, &msg),
-            route,
-            CacheResult::None,
-        );
+        return (text_error(StatusCode::FORBIDDEN, &msg), CacheResult::None);
     }
     if let Request::Sumdb { name, path } = &req {
         if !state.config.sumdbs.iter().any(|s| &s.name == name) {
@@ -206,11 +207,7 @@ async fn answer(
                 "checksum database {name} is not proxied here (configured: {})",
                 configured.join(", ")
             );
-            return (
-                text_error(StatusCode::NOT_FOUND, &msg),
-                route,
-                CacheResult::None,
-            );
+            return (text_error(StatusCode::NOT_FOUND, &msg), CacheResult::None);
         }
         if let SumdbPath::Lookup { module, .. } = path
             && state.config.is_no_sum(module.as_str())
@@ -218,28 +215,20 @@ async fn answer(
             let msg = format!(
                 "module {module} matches a no-sum pattern: its checksum is not looked up through this proxy (set GONOSUMDB or GOPRIVATE on the client)"
             );
-            return (
-                text_error(StatusCode::NOT_FOUND, &msg),
-                route,
-                CacheResult::None,
-            );
+            return (text_error(StatusCode::NOT_FOUND, &msg), CacheResult::None);
         }
         if matches!(path, SumdbPath::Supported) {
             let r = ([(header::CONTENT_TYPE, TEXT)], "").into_response();
-            return (r, route, CacheResult::None);
+            return (r, CacheResult::None);
         }
     }
     match state.fetcher.get(&req).await {
         Ok(served) => {
             let cache = served.cache;
             let r = respond(state, &req, served, method == Method::HEAD, headers).await;
-            (r, route, cache)
+            (r, cache)
         }
-        Err(e) => (
-            text_error(e.error.status(), &e.error.to_string()),
-            route,
-            e.cache,
-        ),
+        Err(e) => (text_error(e.error.status(), &e.error.to_string()), e.cache),
     }
 }
 

@@ -133,6 +133,7 @@ impl Telemetry {
                 tracing_opentelemetry::layer()
                     .with_tracer(tracer)
                     .with_tracked_inactivity(false)
+                    .with_threads(false)
                     .with_filter(targets)
                     .boxed(),
             );

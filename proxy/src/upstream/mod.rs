@@ -250,7 +250,7 @@ impl UpstreamResponse {
             }
             buf.extend_from_slice(&chunk);
         }
-        tracing::Span::current().record("modfleet.bytes", buf.len());
+        tracing::Span::current().record("modfleet.bytes", buf.len() as i64);
         Ok(Bytes::from(buf))
     }
 }
@@ -647,7 +647,7 @@ impl UpstreamPool {
             url.full = %step.endpoint.url(&step.path),
             http.response.status_code = tracing::field::Empty,
             modfleet.upstream = %step.endpoint.name,
-            modfleet.attempt = *attempts,
+            modfleet.attempt = i64::from(*attempts),
             modfleet.hedge = hedged,
             modfleet.outcome = tracing::field::Empty,
             modfleet.bytes = tracing::field::Empty,
@@ -850,9 +850,9 @@ impl UpstreamPool {
         };
         let status = response.status();
         let span = tracing::Span::current();
-        span.record("http.response.status_code", status.as_u16());
+        span.record("http.response.status_code", i64::from(status.as_u16()));
         if let Some(len) = response.content_length() {
-            span.record("modfleet.bytes", len);
+            span.record("modfleet.bytes", len as i64);
         }
         if status.is_success() {
             return Ok(UpstreamResponse {

@@ -236,6 +236,8 @@ pub struct Proxy {
     /// Command prefix (e.g. `ip netns exec NS`) and the address to listen on.
     prefix: Vec<String>,
     host: String,
+    /// Extra environment variables (e.g. OTEL_*).
+    env: Vec<(String, String)>,
     logs: Arc<Mutex<Vec<String>>>,
 }
 
@@ -247,6 +249,17 @@ impl Proxy {
 
     /// Starts the proxy under a command prefix (e.g. `ip netns exec NS`), listening on `host`.
     pub fn start_in(prefix: &[&str], host: &str, cache_dir: &Path, args: &[&str]) -> Proxy {
+        Self::start_with_env(prefix, host, cache_dir, args, &[])
+    }
+
+    /// Like [`Proxy::start_in`], with extra environment variables.
+    pub fn start_with_env(
+        prefix: &[&str],
+        host: &str,
+        cache_dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Proxy {
         let mut p = Proxy {
             child: None,
             url: String::new(),
@@ -255,6 +268,10 @@ impl Proxy {
             args: args.iter().map(|s| s.to_string()).collect(),
             prefix: prefix.iter().map(|s| s.to_string()).collect(),
             host: host.to_string(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             logs: Arc::default(),
         };
         p.spawn();
@@ -278,6 +295,7 @@ impl Proxy {
             .arg(&self.cache_dir)
             .args(&self.args)
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env_remove("GOPROXY")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -468,6 +486,8 @@ pub enum Reply {
 pub struct FakeUpstream {
     pub url: String,
     hits: Arc<Mutex<HashMap<String, u64>>>,
+    /// `traceparent` headers received, by path.
+    traceparents: Arc<Mutex<HashMap<String, Vec<String>>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -490,6 +510,8 @@ impl FakeUpstream {
         );
         let hits: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
         let hits2 = hits.clone();
+        let traceparents: Arc<Mutex<HashMap<String, Vec<String>>>> = Arc::default();
+        let traceparents2 = traceparents.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((mut sock, _)) = listener.accept().await else {
@@ -497,6 +519,7 @@ impl FakeUpstream {
                 };
                 let routes = routes.clone();
                 let hits = hits2.clone();
+                let traceparents = traceparents2.clone();
                 let dir = dir.clone();
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
@@ -509,6 +532,18 @@ impl FakeUpstream {
                     }
                     let head = String::from_utf8_lossy(&buf);
                     let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+                    if let Some(tp) = head.lines().find_map(|l| {
+                        let (name, value) = l.split_once(':')?;
+                        name.eq_ignore_ascii_case("traceparent")
+                            .then(|| value.trim().to_string())
+                    }) {
+                        traceparents
+                            .lock()
+                            .unwrap()
+                            .entry(path.clone())
+                            .or_default()
+                            .push(tp);
+                    }
                     let seen = {
                         let mut hits = hits.lock().unwrap();
                         let n = hits.entry(path.clone()).or_default();
@@ -569,7 +604,22 @@ impl FakeUpstream {
                 });
             }
         });
-        FakeUpstream { url, hits, task }
+        FakeUpstream {
+            url,
+            hits,
+            traceparents,
+            task,
+        }
+    }
+
+    /// The `traceparent` headers of the requests for `path`, in arrival order.
+    pub fn traceparents(&self, path: &str) -> Vec<String> {
+        self.traceparents
+            .lock()
+            .unwrap()
+            .get(path)
+            .cloned()
+            .unwrap_or_default()
     }
 
     pub fn hits(&self, path: &str) -> u64 {
