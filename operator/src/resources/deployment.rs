@@ -264,10 +264,12 @@ fn otel_env(gmp: &GoModuleProxy) -> Vec<EnvVar> {
         .as_ref()
         .filter(|t| !t.otlp_endpoint.is_empty())
     {
+        // otlpEndpoint is an OTLP/gRPC endpoint (the Collector's port 4317).
         env.insert(
             0,
             var("OTEL_EXPORTER_OTLP_ENDPOINT", t.otlp_endpoint.clone()),
         );
+        env.insert(1, var("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".into()));
     }
     env
 }
@@ -534,6 +536,7 @@ mod tests {
             .map(|e| (e.name.as_str(), e.value.clone().unwrap()))
             .collect();
         assert_eq!(env["OTEL_EXPORTER_OTLP_ENDPOINT"], "http://otel.obs:4317");
+        assert_eq!(env["OTEL_EXPORTER_OTLP_PROTOCOL"], "grpc");
         assert_eq!(env["OTEL_TRACES_SAMPLER"], "parentbased_traceidratio");
         assert_eq!(env["OTEL_TRACES_SAMPLER_ARG"], "0.25");
         assert_eq!(env["OTEL_SERVICE_NAME"], "modfleet-proxy");
