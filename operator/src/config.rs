@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+use crate::fleet_health::Cidr;
+
 /// Log output format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -82,6 +84,31 @@ pub struct Config {
     /// Log format.
     #[arg(long, env = "MODFLEET_OPERATOR_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     pub log_format: LogFormat,
+
+    /// How often each fleet's Ready members are asked for their upstreams' health (GET
+    /// /status on the admin port), for status.upstreams and the UpstreamsHealthy condition.
+    /// 0s: never (no such condition).
+    #[arg(long, env = "MODFLEET_OPERATOR_HEALTH_POLL_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub health_poll_interval: Duration,
+
+    /// How long one member may take to answer /status before it counts as not reporting.
+    #[arg(long, env = "MODFLEET_OPERATOR_HEALTH_POLL_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub health_poll_timeout: Duration,
+
+    /// Pod IP networks the operator may connect to for /status, comma-separated CIDRs (e.g.
+    /// 10.0.0.0/8). Members elsewhere count as not reporting. Default: any.
+    #[arg(
+        long,
+        env = "MODFLEET_OPERATOR_HEALTH_POLL_NETWORKS",
+        value_delimiter = ','
+    )]
+    pub health_poll_networks: Vec<Cidr>,
+
+    /// Namespace the operator's pods run in (the chart sets it from the downward API). Fleet
+    /// NetworkPolicies admit the operator to the members' admin port from this namespace
+    /// only; unset: from any namespace.
+    #[arg(long, env = "MODFLEET_OPERATOR_NAMESPACE")]
+    pub operator_namespace: Option<String>,
 }
 
 impl Config {
@@ -138,5 +165,37 @@ mod tests {
         assert!(d.namespaces().is_empty());
         assert!(!d.leader_election);
         assert_eq!(d.log_format, LogFormat::Json);
+        assert_eq!(d.health_poll_interval, Duration::from_secs(30));
+        assert_eq!(d.health_poll_timeout, Duration::from_secs(2));
+        assert!(d.health_poll_networks.is_empty());
+        assert_eq!(d.operator_namespace, None);
+    }
+
+    #[test]
+    fn health_poll_flags() {
+        let c = Config::try_parse_from([
+            "modfleet-operator",
+            "--health-poll-interval",
+            "0s",
+            "--health-poll-timeout",
+            "500ms",
+            "--health-poll-networks",
+            "127.0.0.0/8,fd00::/8",
+            "--operator-namespace",
+            "modfleet-system",
+        ])
+        .unwrap();
+        assert_eq!(c.health_poll_interval, Duration::ZERO);
+        assert_eq!(c.health_poll_timeout, Duration::from_millis(500));
+        assert_eq!(
+            c.health_poll_networks,
+            ["127.0.0.0/8".parse().unwrap(), "fd00::/8".parse().unwrap()]
+        );
+        assert_eq!(c.operator_namespace.as_deref(), Some("modfleet-system"));
+        let err =
+            Config::try_parse_from(["modfleet-operator", "--health-poll-networks", "10.0.0.1"])
+                .unwrap_err()
+                .to_string();
+        assert!(err.contains("CIDR notation"), "{err}");
     }
 }

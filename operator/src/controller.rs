@@ -26,6 +26,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::apply::{self, Error, MANAGER, PvcOutcome};
 use crate::crd::GoModuleProxy;
+use crate::fleet_health::{self, Poller};
 use crate::metrics::Metrics;
 use crate::resources::{self, TEMPLATE_HASH_ANNOTATION, labels, pvc};
 use crate::status::{self, CacheState, MemberState, Observed};
@@ -39,12 +40,19 @@ pub struct Ctx {
     pub builder: resources::Context,
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
+    /// Asks the members about their upstreams at every reconcile; `None`: never.
+    pub health: Option<Poller>,
     /// Consecutive failures per object (namespace/name), for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
 
 impl Ctx {
-    pub fn new(client: Client, builder: resources::Context, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        client: Client,
+        builder: resources::Context,
+        metrics: Arc<Metrics>,
+        health: Option<Poller>,
+    ) -> Self {
         let reporter = Reporter {
             controller: MANAGER.into(),
             instance: std::env::var("POD_NAME").ok(),
@@ -54,6 +62,7 @@ impl Ctx {
             client,
             builder,
             metrics,
+            health,
             failures: Mutex::new(HashMap::new()),
         }
     }
@@ -164,16 +173,31 @@ async fn converge(gmp: &GoModuleProxy, ctx: &Ctx) -> Result<Action, Error> {
     let mut observed = Observed::default();
     let result = apply_children(gmp, ctx, &mut observed).await;
     observed.error = result.as_ref().err().map(ToString::to_string);
+    if let Some(poller) = &ctx.health {
+        observed.health = Some(poller.poll(&ctx.client, gmp).await);
+    }
     let new_status = update_status(gmp, ctx, &observed).await?;
     result?;
     let settled =
         status::condition(&new_status, status::PROGRESSING).is_some_and(|c| c.status == "False");
-    // Owned-object watches wake us on every change; the requeue is a safety net.
-    Ok(Action::requeue(if settled {
+    Ok(Action::requeue(requeue_after(
+        settled,
+        ctx.health.as_ref().map(|p| p.interval),
+    )))
+}
+
+/// When to reconcile again without a change. Owned-object watches wake us on every change
+/// of the children, so for them the requeue is a safety net; upstream health changes
+/// nowhere the API server sees, so it is refreshed by requeueing every poll interval. (A
+/// reconcile of a settled fleet re-applies unchanged objects, which the API server answers
+/// without writing anything.)
+pub fn requeue_after(settled: bool, health_poll: Option<Duration>) -> Duration {
+    let safety_net = if settled {
         Duration::from_secs(300)
     } else {
         Duration::from_secs(15)
-    }))
+    };
+    health_poll.map_or(safety_net, |p| p.min(safety_net))
 }
 
 /// What to do with one member Deployment in this reconcile.
@@ -476,6 +500,23 @@ async fn update_status(
         };
         ctx.event(gmp, type_, &r.reason, r.message.clone()).await;
     }
+    // Upstream outages and recoveries are worth an Event too (not every Unknown: members
+    // that start up or go away are Ready's business).
+    let upstreams = |s: Option<&crate::crd::GoModuleProxyStatus>| {
+        s.and_then(|s| status::condition(s, fleet_health::UPSTREAMS_HEALTHY))
+            .map(|c| c.status.clone())
+    };
+    if let Some(u) = status::condition(&new, fleet_health::UPSTREAMS_HEALTHY)
+        && u.status != "Unknown"
+        && upstreams(gmp.status.as_ref()).as_deref() != Some(u.status.as_str())
+    {
+        let type_ = if u.status == "True" {
+            EventType::Normal
+        } else {
+            EventType::Warning
+        };
+        ctx.event(gmp, type_, &u.reason, u.message.clone()).await;
+    }
     Ok(new)
 }
 
@@ -605,6 +646,16 @@ mod tests {
         let mut r = Rollout::default();
         r.observe(&state(true, false));
         assert_eq!(r.step(Some(Some("old")), "new"), MemberStep::Hold);
+    }
+
+    #[test]
+    fn health_polling_sets_the_requeue_interval() {
+        let s = Duration::from_secs;
+        assert_eq!(requeue_after(true, None), s(300));
+        assert_eq!(requeue_after(false, None), s(15));
+        assert_eq!(requeue_after(true, Some(s(30))), s(30));
+        assert_eq!(requeue_after(false, Some(s(30))), s(15));
+        assert_eq!(requeue_after(true, Some(s(1))), s(1));
     }
 
     #[test]

@@ -422,9 +422,31 @@ pub struct GoModuleProxyStatus {
     /// GOPROXY URL inside the cluster: `http://NAME.NAMESPACE.svc:PORT`.
     #[serde(default)]
     pub endpoint: String,
-    /// `Ready`, `Progressing` and `Degraded`.
+    /// Each upstream of the spec as the members see it, from their `/status` on the admin
+    /// port (refreshed every `--health-poll-interval`). Empty when the operator does not poll.
+    /// (Always written, even empty: the status is a merge patch, which would keep a stale
+    /// list that an omitted field does not replace.)
+    #[serde(default)]
+    pub upstreams: Vec<UpstreamHealth>,
+    /// `Ready`, `Progressing`, `Degraded` and `UpstreamsHealthy`.
     #[serde(default)]
     pub conditions: Vec<Condition>,
+}
+
+/// One upstream's health across the fleet.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UpstreamHealth {
+    /// The upstream's URL as the proxies report it (no trailing slash).
+    pub url: String,
+    /// Members on which this upstream is healthy (probes pass, circuit breaker not open).
+    pub healthy_members: i32,
+    /// Members that reported on this upstream. Members that could not be asked are not
+    /// counted: the `UpstreamsHealthy` condition names them.
+    pub members: i32,
+    /// The last error an unhealthy member recorded for this upstream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 impl GoModuleProxy {

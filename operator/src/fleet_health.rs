@@ -1,39 +1,60 @@
 //! Upstream health as the fleet's members see it. Each member proxy serves `/status` on its
-//! admin port (each upstream's state: healthy, breaker, probe, latency); this module parses
-//! those documents and summarises them per upstream, for a `status.upstreams` list and an
-//! `UpstreamsHealthy` condition.
+//! admin port (each upstream's state: healthy, breaker, probe, latency, last error). The
+//! controller asks every Ready member at each reconcile ([`Poller::poll`]) and folds the
+//! answers into `status.upstreams` and the `UpstreamsHealthy` condition ([`summarize`]).
 //!
-//! Not yet called by the controller (Step 5 is open on this point): reading `/status` needs
-//! the members' pod IPs, and on the kwok test cluster those are fake `10.0.0.x` addresses that
-//! this project's sandbox must never contact. Wiring it in needs a test cluster whose pod IPs
-//! are loopback addresses (kwok `--cidr`), then: list Ready pods of the fleet, GET
-//! `http://POD_IP:9090/status` with a short timeout, [`parse`], [`summarize`], and requeue
-//! about every 30s so the condition stays fresh.
+//! Why the members and not the operator itself probe the upstreams: what matters is whether
+//! the proxies can reach them, through their own network, NetworkPolicy and DNS.
+//!
+//! A member that cannot be asked (no answer, refused, a pod IP outside
+//! `--health-poll-networks`) is *not reporting*: it is left out of the counts and named in
+//! the condition's message, because an unreachable admin port says nothing about the
+//! upstreams. Pod readiness is `Ready`'s business.
 
-use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_util::client::legacy::Client as HttpClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::ListParams;
+use kube::{Api, ResourceExt};
+use serde::Deserialize;
+
+use crate::crd::{GoModuleProxy, UpstreamHealth};
+use crate::resources::{ADMIN_PORT, labels};
+
+/// Type of the condition.
 pub const UPSTREAMS_HEALTHY: &str = "UpstreamsHealthy";
-/// The proxy's admin port, where `/status` lives.
-pub const ADMIN_PORT: u16 = 9090;
+/// Largest `/status` body read; a real one is a few hundred bytes per upstream.
+const MAX_STATUS_BYTES: usize = 1 << 20;
+/// At most this many non-reporting members are named in a message.
+const MAX_NAMED: usize = 3;
 
-/// One upstream as the fleet sees it: on how many of the members that answered it is healthy.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct UpstreamHealth {
+/// What one upstream looks like in a member's `/status`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpstreamReport {
+    /// Normalised with [`normalize`].
     pub url: String,
-    pub healthy_members: i32,
-    pub members: i32,
+    pub healthy: bool,
+    pub last_error: Option<String>,
 }
 
 /// What one member said about its upstreams, or why it said nothing.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MemberReport {
-    /// (upstream URL, healthy) for each upstream the member knows.
-    Reachable(Vec<(String, bool)>),
+    Reachable(Vec<UpstreamReport>),
+    /// Why the member could not be asked (short and stable, as it lands in the condition).
     Unreachable(String),
 }
 
-/// The subset of the proxy's `/status` JSON the operator relies on.
+/// The subset of the proxy's `/status` JSON the operator relies on (proxy/src/server.rs
+/// `status`, proxy/src/upstream `UpstreamStatus` with its flattened health `Snapshot`).
 #[derive(Deserialize)]
 struct ProxyStatus {
     upstreams: Vec<ProxyUpstream>,
@@ -43,6 +64,13 @@ struct ProxyStatus {
 struct ProxyUpstream {
     url: String,
     healthy: bool,
+    #[serde(default)]
+    last_error: Option<ProxyLastError>,
+}
+
+#[derive(Deserialize)]
+struct ProxyLastError {
+    message: String,
 }
 
 /// Parses a member's `/status` body.
@@ -51,104 +79,397 @@ pub fn parse(body: &[u8]) -> MemberReport {
         Ok(s) => MemberReport::Reachable(
             s.upstreams
                 .into_iter()
-                .map(|u| (normalize(&u.url), u.healthy))
+                .map(|u| UpstreamReport {
+                    url: normalize(&u.url),
+                    healthy: u.healthy,
+                    last_error: u.last_error.map(|e| e.message),
+                })
                 .collect(),
         ),
         Err(e) => MemberReport::Unreachable(format!("unreadable /status: {e}")),
     }
 }
 
-/// URLs compare without a trailing slash: the proxy reports its upstreams that way.
-fn normalize(url: &str) -> String {
-    url.trim().trim_end_matches('/').to_string()
+/// The form in which the proxy reports an upstream URL: it parses the URL (scheme and host
+/// lowercased, the scheme's default port dropped) and trims the trailing slash. The spec's
+/// URLs are compared in the same form.
+pub fn normalize(url: &str) -> String {
+    let url = url.trim();
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.trim_end_matches('/').to_owned();
+    };
+    let scheme = scheme.to_ascii_lowercase();
+    let (authority, path) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
+    let mut authority = authority.to_ascii_lowercase();
+    let default_port = match scheme.as_str() {
+        "http" => Some(":80"),
+        "https" => Some(":443"),
+        _ => None,
+    };
+    if let Some(port) = default_port
+        && authority.ends_with(port)
+    {
+        authority.truncate(authority.len() - port.len());
+    }
+    format!("{scheme}://{authority}{path}")
+        .trim_end_matches('/')
+        .to_owned()
 }
 
-/// The condition parts: status ("True", "False", "Unknown"), reason and message.
-#[derive(Clone, Debug, PartialEq)]
+/// The condition's status, reason and message.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Verdict {
+    /// `True`, `False` or `Unknown`.
     pub status: &'static str,
     pub reason: &'static str,
     pub message: String,
 }
 
-/// Summarises the members' reports for the upstreams in the spec (in spec order).
-pub fn summarize(
-    spec_urls: &[String],
-    reports: &[(String, MemberReport)],
-) -> (Vec<UpstreamHealth>, Verdict) {
-    let reachable: Vec<&Vec<(String, bool)>> = reports
+/// Everything the status needs from one poll.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FleetHealth {
+    pub upstreams: Vec<UpstreamHealth>,
+    pub verdict: Verdict,
+}
+
+impl FleetHealth {
+    /// Health could not be polled at all (e.g. the pods could not be listed).
+    pub fn unknown(reason: &'static str, message: String) -> FleetHealth {
+        FleetHealth {
+            upstreams: Vec::new(),
+            verdict: Verdict {
+                status: "Unknown",
+                reason,
+                message,
+            },
+        }
+    }
+}
+
+/// "a (why), b (why) and 2 more".
+fn name_members(unreachable: &[(&str, &str)]) -> String {
+    let mut named: Vec<String> = unreachable
         .iter()
-        .filter_map(|(_, r)| match r {
-            MemberReport::Reachable(u) => Some(u),
+        .take(MAX_NAMED)
+        .map(|(name, why)| format!("{name} ({why})"))
+        .collect();
+    if unreachable.len() > MAX_NAMED {
+        named.push(format!("{} more", unreachable.len() - MAX_NAMED));
+    }
+    named.join(", ")
+}
+
+/// Summarises the members' reports (member name, report; in a stable order) for the
+/// upstreams of the spec, in spec order.
+///
+/// `True` when every upstream is healthy on every member that reported; `False` when some
+/// upstream is unhealthy on some member (`AllUpstreamsDown` when none is healthy anywhere,
+/// else `UpstreamDown`); `Unknown` when there is nobody to ask or nobody answered.
+pub fn summarize(spec_urls: &[String], reports: &[(String, MemberReport)]) -> FleetHealth {
+    let reachable: Vec<(&str, &[UpstreamReport])> = reports
+        .iter()
+        .filter_map(|(name, r)| match r {
+            MemberReport::Reachable(u) => Some((name.as_str(), u.as_slice())),
             MemberReport::Unreachable(_) => None,
         })
         .collect();
-    let members = reachable.len() as i32;
-    let summary: Vec<UpstreamHealth> = spec_urls
+    let unreachable: Vec<(&str, &str)> = reports
+        .iter()
+        .filter_map(|(name, r)| match r {
+            MemberReport::Unreachable(why) => Some((name.as_str(), why.as_str())),
+            MemberReport::Reachable(_) => None,
+        })
+        .collect();
+    let upstreams: Vec<UpstreamHealth> = spec_urls
         .iter()
         .map(|url| {
             let url = normalize(url);
-            let healthy_members = reachable
+            // A member that does not list the URL (still on an older config) does not count.
+            let seen: Vec<&UpstreamReport> = reachable
                 .iter()
-                .filter(|ups| ups.iter().any(|(u, ok)| *u == url && *ok))
-                .count() as i32;
+                .filter_map(|(_, ups)| ups.iter().find(|u| u.url == url))
+                .collect();
             UpstreamHealth {
+                healthy_members: seen.iter().filter(|u| u.healthy).count() as i32,
+                members: seen.len() as i32,
+                last_error: seen
+                    .iter()
+                    .find(|u| !u.healthy)
+                    .and_then(|u| u.last_error.clone()),
                 url,
-                healthy_members,
-                members,
             }
         })
         .collect();
-    let verdict = if reports.is_empty() {
-        Verdict {
-            status: "Unknown",
-            reason: "NoReadyMembers",
-            message: "no Ready member to ask about upstream health".into(),
-        }
-    } else if reachable.is_empty() {
-        // A stable message (no error text), so an unchanged situation does not rewrite the
-        // status on every reconcile.
-        Verdict {
-            status: "Unknown",
-            reason: "MembersUnreachable",
-            message: format!(
-                "could not read /status on port {ADMIN_PORT} from any of {} members",
-                reports.len()
-            ),
-        }
+
+    let not_reporting = if unreachable.is_empty() {
+        String::new()
     } else {
-        let degraded: Vec<String> = summary
+        format!(
+            "; {} of {} Ready members not reporting: {}",
+            unreachable.len(),
+            reports.len(),
+            name_members(&unreachable)
+        )
+    };
+    let verdict = |status, reason, message: String| Verdict {
+        status,
+        reason,
+        message,
+    };
+    let verdict = if reports.is_empty() {
+        verdict(
+            "Unknown",
+            "NoReadyMembers",
+            "No Ready member to ask about upstream health".into(),
+        )
+    } else if reachable.is_empty() {
+        verdict(
+            "Unknown",
+            "NoMemberReports",
+            format!(
+                "No Ready member answered on its admin port {ADMIN_PORT} (/status): {}",
+                name_members(&unreachable)
+            ),
+        )
+    } else {
+        let down: Vec<String> = upstreams
             .iter()
             .filter(|u| u.healthy_members < u.members)
             .map(|u| {
                 format!(
-                    "{}: healthy on {}/{} members",
+                    "{} is healthy on {}/{} members",
                     u.url, u.healthy_members, u.members
                 )
             })
             .collect();
-        if degraded.is_empty() {
-            Verdict {
-                status: "True",
-                reason: "AllUpstreamsHealthy",
-                message: format!(
-                    "every upstream is healthy on all {members} members that answered"
-                ),
-            }
-        } else {
-            let none_left = summary.iter().all(|u| u.healthy_members == 0);
-            Verdict {
-                status: "False",
-                reason: if none_left {
-                    "NoHealthyUpstream"
+        let unreported: Vec<&str> = upstreams
+            .iter()
+            .filter(|u| u.members == 0)
+            .map(|u| u.url.as_str())
+            .collect();
+        if !down.is_empty() {
+            let all_down = upstreams.iter().all(|u| u.healthy_members == 0);
+            verdict(
+                "False",
+                if all_down {
+                    "AllUpstreamsDown"
                 } else {
-                    "UpstreamUnhealthy"
+                    "UpstreamDown"
                 },
-                message: degraded.join("; "),
-            }
+                format!("{}{not_reporting}", down.join("; ")),
+            )
+        } else if !unreported.is_empty() {
+            verdict(
+                "Unknown",
+                "UpstreamsNotReported",
+                format!(
+                    "No member reports on {} yet (a rollout of the new configuration may be under way){not_reporting}",
+                    unreported.join(", ")
+                ),
+            )
+        } else {
+            verdict(
+                "True",
+                "AllUpstreamsHealthy",
+                format!(
+                    "Every upstream is healthy on all {} members that reported{not_reporting}",
+                    reachable.len()
+                ),
+            )
         }
     };
-    (summary, verdict)
+    FleetHealth { upstreams, verdict }
+}
+
+/// An IP network such as `127.0.0.0/8` or `fd00::/8`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+/// Why a `--health-poll-networks` entry is not a CIDR.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CidrError {
+    #[error("{0:?} is not a network in CIDR notation such as 10.0.0.0/8 or fd00::/8")]
+    Syntax(String),
+    #[error("{0:?}: the prefix length must be at most {1}")]
+    Prefix(String, u8),
+}
+
+impl FromStr for Cidr {
+    type Err = CidrError;
+    fn from_str(s: &str) -> Result<Cidr, CidrError> {
+        let syntax = || CidrError::Syntax(s.to_owned());
+        let (addr, prefix) = s.trim().split_once('/').ok_or_else(syntax)?;
+        let addr: IpAddr = addr.parse().map_err(|_| syntax())?;
+        let prefix: u8 = prefix.parse().map_err(|_| syntax())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        if prefix > max {
+            return Err(CidrError::Prefix(s.to_owned(), max));
+        }
+        Ok(Cidr { addr, prefix })
+    }
+}
+
+impl fmt::Display for Cidr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+impl Cidr {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        fn masked(bits: u128, prefix: u8, width: u8) -> u128 {
+            let shift = width - prefix;
+            if shift >= 128 { 0 } else { bits >> shift }
+        }
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                masked(u32::from(net).into(), self.prefix, 32)
+                    == masked(u32::from(ip).into(), self.prefix, 32)
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                masked(net.into(), self.prefix, 128) == masked(ip.into(), self.prefix, 128)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Asks the fleet's members for their `/status`.
+#[derive(Clone, Debug)]
+pub struct Poller {
+    http: HttpClient<HttpConnector, Empty<Bytes>>,
+    /// For each member's whole answer.
+    timeout: Duration,
+    /// Pod IPs the operator may connect to; empty: any.
+    networks: Vec<Cidr>,
+    /// How often the controller polls (the requeue interval of a settled fleet).
+    pub interval: Duration,
+    /// The members' admin port (another one only in tests).
+    port: u16,
+}
+
+impl Poller {
+    pub fn new(interval: Duration, timeout: Duration, networks: Vec<Cidr>) -> Poller {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(timeout));
+        connector.set_nodelay(true);
+        // No idle connections: a member restarted on the same IP would otherwise show up as
+        // "connection closed" once.
+        let http = HttpClient::builder(TokioExecutor::new())
+            .pool_max_idle_per_host(0)
+            .build(connector);
+        Poller {
+            http,
+            timeout,
+            networks,
+            interval,
+            port: ADMIN_PORT as u16,
+        }
+    }
+
+    /// Lists the fleet's Ready pods and asks each for `/status`, all at once.
+    pub async fn poll(&self, client: &kube::Client, gmp: &GoModuleProxy) -> FleetHealth {
+        let ns = gmp.namespace().unwrap_or_default();
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        let selector = labels::selector_string(&labels::fleet_selector(&gmp.name_any()));
+        let list = match pods.list(&ListParams::default().labels(&selector)).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list the fleet's pods for upstream health");
+                return FleetHealth::unknown(
+                    "PodListFailed",
+                    format!(
+                        "Cannot list the fleet's pods to ask them about upstream health (RBAC: list pods): {e}"
+                    ),
+                );
+            }
+        };
+        let mut members: Vec<(String, IpAddr)> = list
+            .items
+            .iter()
+            .filter_map(|p| Some((p.name_any(), ready_ip(p)?)))
+            .collect();
+        members.sort();
+        let reports = futures::future::join_all(members.into_iter().map(|(name, ip)| async move {
+            let report = self.ask(ip).await;
+            if let MemberReport::Unreachable(why) = &report {
+                tracing::debug!(member = %name, %ip, why, "member not reporting upstream health");
+            }
+            (name, report)
+        }))
+        .await;
+        let urls: Vec<String> = gmp.spec.upstreams.iter().map(|u| u.url.clone()).collect();
+        summarize(&urls, &reports)
+    }
+
+    async fn ask(&self, ip: IpAddr) -> MemberReport {
+        if !self.networks.is_empty() && !self.networks.iter().any(|n| n.contains(ip)) {
+            return MemberReport::Unreachable(format!(
+                "pod IP {ip} is outside --health-poll-networks"
+            ));
+        }
+        let uri = format!("http://{}/status", SocketAddr::new(ip, self.port));
+        let request = match http::Request::get(&uri).body(Empty::<Bytes>::new()) {
+            Ok(r) => r,
+            Err(e) => return MemberReport::Unreachable(format!("bad request URI {uri}: {e}")),
+        };
+        let exchange = async {
+            let response = self.http.request(request).await.map_err(|e| chain(&e))?;
+            let status = response.status();
+            if !status.is_success() {
+                return Err(format!("/status answered {status}"));
+            }
+            let body = Limited::new(response.into_body(), MAX_STATUS_BYTES)
+                .collect()
+                .await
+                .map_err(|e| format!("reading /status: {e}"))?;
+            Ok(body.to_bytes())
+        };
+        match tokio::time::timeout(self.timeout, exchange).await {
+            Err(_) => MemberReport::Unreachable(format!(
+                "no answer within {}",
+                humantime::format_duration(self.timeout)
+            )),
+            Ok(Err(why)) => MemberReport::Unreachable(why),
+            Ok(Ok(body)) => parse(&body),
+        }
+    }
+}
+
+/// The pod's IP when it is Ready and not being deleted.
+fn ready_ip(pod: &Pod) -> Option<IpAddr> {
+    if pod.metadata.deletion_timestamp.is_some() {
+        return None;
+    }
+    let status = pod.status.as_ref()?;
+    let ready = status
+        .conditions
+        .iter()
+        .flatten()
+        .any(|c| c.type_ == "Ready" && c.status == "True");
+    if !ready {
+        return None;
+    }
+    status.pod_ip.as_deref()?.parse().ok()
+}
+
+/// An error and its sources, each said once ("client error (Connect): tcp connect error:
+/// Connection refused (os error 111)").
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        let text = inner.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        source = inner.source();
+    }
+    s
 }
 
 #[cfg(test)]
@@ -160,88 +481,283 @@ mod tests {
     }
 
     fn up(pairs: &[(&str, bool)]) -> MemberReport {
-        MemberReport::Reachable(pairs.iter().map(|(u, ok)| (u.to_string(), *ok)).collect())
+        MemberReport::Reachable(
+            pairs
+                .iter()
+                .map(|(u, ok)| UpstreamReport {
+                    url: u.to_string(),
+                    healthy: *ok,
+                    last_error: (!ok).then(|| format!("{u}: connection refused")),
+                })
+                .collect(),
+        )
+    }
+
+    fn member(i: usize, r: MemberReport) -> (String, MemberReport) {
+        (format!("m-{i}"), r)
+    }
+
+    fn counts(h: &FleetHealth) -> Vec<(i32, i32)> {
+        h.upstreams
+            .iter()
+            .map(|u| (u.healthy_members, u.members))
+            .collect()
     }
 
     #[test]
     fn all_healthy_is_true() {
-        let reports = vec![
-            (
-                "m-0".to_string(),
-                up(&[("https://a.example", true), ("https://b.example", true)]),
-            ),
-            (
-                "m-1".to_string(),
-                up(&[("https://a.example", true), ("https://b.example", true)]),
-            ),
-        ];
-        let (summary, v) = summarize(&urls(), &reports);
-        assert_eq!(v.status, "True");
-        assert_eq!(v.reason, "AllUpstreamsHealthy");
-        assert_eq!(summary[0].url, "https://a.example");
-        assert_eq!((summary[0].healthy_members, summary[0].members), (2, 2));
-    }
-
-    #[test]
-    fn one_member_cut_off_is_false_with_a_per_upstream_count() {
-        let reports = vec![
-            (
-                "m-0".to_string(),
-                up(&[("https://a.example", true), ("https://b.example", true)]),
-            ),
-            (
-                "m-1".to_string(),
-                up(&[("https://a.example", false), ("https://b.example", false)]),
-            ),
-            (
-                "m-2".to_string(),
-                MemberReport::Unreachable("timeout".into()),
-            ),
-        ];
-        let (summary, v) = summarize(&urls(), &reports);
-        assert_eq!(v.status, "False");
-        assert_eq!(v.reason, "UpstreamUnhealthy");
-        assert!(
-            v.message
-                .contains("https://a.example: healthy on 1/2 members"),
-            "{}",
-            v.message
+        let both = [("https://a.example", true), ("https://b.example", true)];
+        let h = summarize(&urls(), &[member(0, up(&both)), member(1, up(&both))]);
+        assert_eq!(
+            (h.verdict.status, h.verdict.reason),
+            ("True", "AllUpstreamsHealthy")
         );
-        assert_eq!((summary[1].healthy_members, summary[1].members), (1, 2));
+        assert_eq!(
+            h.verdict.message,
+            "Every upstream is healthy on all 2 members that reported"
+        );
+        assert_eq!(h.upstreams[0].url, "https://a.example");
+        assert_eq!(counts(&h), [(2, 2), (2, 2)]);
+        assert_eq!(h.upstreams[0].last_error, None);
     }
 
     #[test]
-    fn nobody_healthy_and_nobody_reachable() {
-        let reports = vec![("m-0".to_string(), up(&[("https://a.example", false)]))];
-        let (_, v) = summarize(&urls(), &reports);
-        assert_eq!(v.reason, "NoHealthyUpstream");
-        let reports = vec![(
-            "m-0".to_string(),
-            MemberReport::Unreachable("refused".into()),
-        )];
-        let (summary, v) = summarize(&urls(), &reports);
-        assert_eq!((v.status, v.reason), ("Unknown", "MembersUnreachable"));
-        assert!(v.message.contains("any of 1 members"), "{}", v.message);
-        assert_eq!(summary[0].members, 0);
-        let (_, v) = summarize(&urls(), &[]);
-        assert_eq!(v.reason, "NoReadyMembers");
+    fn one_upstream_down_names_it_with_counts_and_its_error() {
+        let h = summarize(
+            &urls(),
+            &[
+                member(
+                    0,
+                    up(&[("https://a.example", true), ("https://b.example", false)]),
+                ),
+                member(
+                    1,
+                    up(&[("https://a.example", true), ("https://b.example", false)]),
+                ),
+            ],
+        );
+        assert_eq!(
+            (h.verdict.status, h.verdict.reason),
+            ("False", "UpstreamDown")
+        );
+        assert_eq!(
+            h.verdict.message,
+            "https://b.example is healthy on 0/2 members"
+        );
+        assert_eq!(counts(&h), [(2, 2), (0, 2)]);
+        assert_eq!(
+            h.upstreams[1].last_error.as_deref(),
+            Some("https://b.example: connection refused")
+        );
+    }
+
+    #[test]
+    fn unreachable_members_are_not_reporting_not_unhealthy() {
+        let both = [("https://a.example", true), ("https://b.example", true)];
+        let h = summarize(
+            &urls(),
+            &[
+                member(0, up(&both)),
+                member(1, MemberReport::Unreachable("connection refused".into())),
+            ],
+        );
+        assert_eq!(h.verdict.status, "True");
+        assert_eq!(counts(&h), [(1, 1), (1, 1)]);
+        assert_eq!(
+            h.verdict.message,
+            "Every upstream is healthy on all 1 members that reported; 1 of 2 Ready members not reporting: m-1 (connection refused)"
+        );
+    }
+
+    #[test]
+    fn partial_and_total_outages() {
+        let h = summarize(
+            &urls(),
+            &[
+                member(
+                    0,
+                    up(&[("https://a.example", true), ("https://b.example", true)]),
+                ),
+                member(
+                    1,
+                    up(&[("https://a.example", false), ("https://b.example", false)]),
+                ),
+            ],
+        );
+        assert_eq!(h.verdict.reason, "UpstreamDown");
+        assert_eq!(
+            h.verdict.message,
+            "https://a.example is healthy on 1/2 members; https://b.example is healthy on 1/2 members"
+        );
+        let down = [("https://a.example", false), ("https://b.example", false)];
+        let h = summarize(&urls(), &[member(0, up(&down))]);
+        assert_eq!(
+            (h.verdict.status, h.verdict.reason),
+            ("False", "AllUpstreamsDown")
+        );
+    }
+
+    #[test]
+    fn nobody_to_ask_or_nobody_answering_is_unknown() {
+        let h = summarize(&urls(), &[]);
+        assert_eq!(
+            (h.verdict.status, h.verdict.reason),
+            ("Unknown", "NoReadyMembers")
+        );
+        assert_eq!(counts(&h), [(0, 0), (0, 0)]);
+        let reports: Vec<_> = (0..5)
+            .map(|i| member(i, MemberReport::Unreachable("no answer within 2s".into())))
+            .collect();
+        let h = summarize(&urls(), &reports);
+        assert_eq!(
+            (h.verdict.status, h.verdict.reason),
+            ("Unknown", "NoMemberReports")
+        );
+        assert_eq!(
+            h.verdict.message,
+            "No Ready member answered on its admin port 9090 (/status): m-0 (no answer within 2s), m-1 (no answer within 2s), m-2 (no answer within 2s), 2 more"
+        );
+    }
+
+    #[test]
+    fn members_on_an_older_config_do_not_count_for_unknown_upstreams() {
+        let old = up(&[("https://a.example", true)]);
+        let h = summarize(&urls(), &[member(0, old.clone())]);
+        assert_eq!(
+            (h.verdict.status, h.verdict.reason),
+            ("Unknown", "UpstreamsNotReported")
+        );
+        assert!(
+            h.verdict.message.contains("https://b.example"),
+            "{}",
+            h.verdict.message
+        );
+        let new = up(&[("https://a.example", true), ("https://b.example", true)]);
+        let h = summarize(&urls(), &[member(0, old), member(1, new)]);
+        assert_eq!(h.verdict.status, "True");
+        assert_eq!(counts(&h), [(2, 2), (1, 1)]);
+    }
+
+    #[test]
+    fn urls_compare_as_the_proxy_reports_them() {
+        assert_eq!(normalize("https://a.example/"), "https://a.example");
+        assert_eq!(normalize("HTTPS://A.Example:443/"), "https://a.example");
+        assert_eq!(normalize("http://h:80"), "http://h");
+        assert_eq!(normalize("http://h:8080/Path/"), "http://h:8080/Path");
+        assert_eq!(
+            normalize(" http://127.0.0.1:3000 "),
+            "http://127.0.0.1:3000"
+        );
     }
 
     #[test]
     fn parses_the_proxys_status_document() {
-        // The shape modfleet-proxy serves (proxy/src/server.rs, upstream::UpstreamStatus).
+        // The shape modfleet-proxy serves (proxy/src/server.rs, upstream::UpstreamStatus);
+        // the e2e test upstream_health.rs reads the real thing.
         let body = br#"{"ready":true,"upstreamsHealthy":1,"upstreams":[
             {"url":"https://a.example","priority":0,"weight":1,"hedge_delay_ms":1000,
              "healthy":true,"breaker":"closed","probe":"ok","latency_ms":{"p50":1.0,"p95":2.0,"p99":3.0},
              "error_rate":0.0,"requests":3,"consecutive_failures":0,"last_error":null},
-            {"url":"https://b.example/","healthy":false,"breaker":"open"}]}"#;
+            {"url":"https://b.example/","healthy":false,"breaker":"open",
+             "last_error":{"message":"connection refused","at_unix":1700000000}}]}"#;
         assert_eq!(
             parse(body),
             MemberReport::Reachable(vec![
-                ("https://a.example".into(), true),
-                ("https://b.example".into(), false)
+                UpstreamReport {
+                    url: "https://a.example".into(),
+                    healthy: true,
+                    last_error: None
+                },
+                UpstreamReport {
+                    url: "https://b.example".into(),
+                    healthy: false,
+                    last_error: Some("connection refused".into())
+                },
             ])
         );
         assert!(matches!(parse(b"<html>"), MemberReport::Unreachable(_)));
+    }
+
+    #[test]
+    fn cidrs() {
+        let lo: Cidr = "127.0.0.0/8".parse().unwrap();
+        assert!(lo.contains("127.42.0.7".parse().unwrap()));
+        assert!(!lo.contains("10.0.0.3".parse().unwrap()));
+        assert!(!lo.contains("::1".parse().unwrap()));
+        let any: Cidr = "0.0.0.0/0".parse().unwrap();
+        assert!(any.contains("10.0.0.3".parse().unwrap()));
+        let one: Cidr = "10.1.2.3/32".parse().unwrap();
+        assert!(one.contains("10.1.2.3".parse().unwrap()));
+        assert!(!one.contains("10.1.2.4".parse().unwrap()));
+        let v6: Cidr = "fd00::/8".parse().unwrap();
+        assert!(v6.contains("fd12::1".parse().unwrap()));
+        assert!(!v6.contains("fe80::1".parse().unwrap()));
+        assert_eq!(v6.to_string(), "fd00::/8");
+        assert_eq!(
+            "10.0.0.0".parse::<Cidr>(),
+            Err(CidrError::Syntax("10.0.0.0".into()))
+        );
+        assert!(
+            "10.0.0.0/33"
+                .parse::<Cidr>()
+                .unwrap_err()
+                .to_string()
+                .contains("at most 32")
+        );
+    }
+
+    #[tokio::test]
+    async fn members_outside_the_allowed_networks_are_never_contacted() {
+        let p = Poller::new(
+            Duration::from_secs(30),
+            Duration::from_secs(2),
+            vec!["127.0.0.0/8".parse().unwrap()],
+        );
+        let r = p.ask("10.0.0.3".parse().unwrap()).await;
+        assert_eq!(
+            r,
+            MemberReport::Unreachable("pod IP 10.0.0.3 is outside --health-poll-networks".into())
+        );
+    }
+
+    /// A real HTTP exchange with a local server that speaks like the proxy's admin port.
+    #[tokio::test]
+    async fn asks_a_member_over_http() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let listener = tokio::net::TcpListener::bind((ip, 0)).await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let n = s.read(&mut buf).await.unwrap();
+            let request = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let body = r#"{"upstreams":[{"url":"http://u.example","healthy":true}]}"#;
+            let response = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            s.write_all(response.as_bytes()).await.unwrap();
+            request
+        });
+        let mut p = Poller::new(Duration::from_secs(30), Duration::from_secs(2), vec![]);
+        p.port = port;
+        let r = p.ask(ip).await;
+        assert_eq!(
+            r,
+            MemberReport::Reachable(vec![UpstreamReport {
+                url: "http://u.example".into(),
+                healthy: true,
+                last_error: None
+            }])
+        );
+        assert!(server.await.unwrap().starts_with("GET /status HTTP/1.1"));
+        // Nothing listens any more: refused, said plainly.
+        match p.ask(ip).await {
+            MemberReport::Unreachable(why) => {
+                assert!(why.contains("Connection refused"), "{why}")
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

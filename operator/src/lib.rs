@@ -4,7 +4,7 @@
 //! [`apply`] (server-side apply + orphan removal), [`status`] (pure condition computation),
 //! [`controller`] (reconcile loop), [`leader`] (Lease-based leader election), [`metrics`],
 //! [`telemetry`], [`config`] (flags) and [`run`] (wiring them together). [`fleet_health`]
-//! summarises the members' upstream health (not yet wired in; see its docs).
+//! asks the members about their upstreams and summarises what they say for the status.
 
 pub mod apply;
 pub mod config;

@@ -14,6 +14,7 @@ use tracing::{error, info, warn};
 use crate::config::Config;
 use crate::controller::{self, Ctx};
 use crate::crd::GoModuleProxy;
+use crate::fleet_health::Poller;
 use crate::leader::LeaderElector;
 use crate::metrics::{self, Metrics};
 use crate::resources;
@@ -88,13 +89,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     metrics.ready.store(true, Ordering::Relaxed);
 
+    let health = (!config.health_poll_interval.is_zero()).then(|| {
+        Poller::new(
+            config.health_poll_interval,
+            config.health_poll_timeout,
+            config.health_poll_networks.clone(),
+        )
+    });
     let ctx = Arc::new(Ctx::new(
         client.clone(),
         resources::Context {
             proxy_image: config.proxy_image.clone(),
             smallest_cache_bytes: None,
+            operator_namespace: config.operator_namespace.clone(),
         },
         metrics.clone(),
+        health,
     ));
 
     let mut lost_lease = false;

@@ -8,6 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 
 use crate::crd::{GoModuleProxy, GoModuleProxyStatus};
+use crate::fleet_health::{FleetHealth, UPSTREAMS_HEALTHY};
 use crate::resources::TEMPLATE_HASH_ANNOTATION;
 use crate::resources::service::endpoint;
 
@@ -100,6 +101,9 @@ pub struct Observed {
     pub caches: Vec<CacheState>,
     /// The reconcile failed with this message (the status still reports the children).
     pub error: Option<String>,
+    /// What the members said about their upstreams; `None` when the operator does not poll
+    /// them (`--health-poll-interval 0s`): no `UpstreamsHealthy` condition then.
+    pub health: Option<FleetHealth>,
 }
 
 fn cond(type_: &str, ok: bool, reason: &str, message: String) -> Condition {
@@ -228,6 +232,18 @@ pub fn compute(gmp: &GoModuleProxy, observed: &Observed, now: Time) -> GoModuleP
         cond(DEGRADED, false, "AsExpected", "No failures observed".into())
     };
 
+    // Not part of Ready: members serve cached artifacts whatever their upstreams do, and a
+    // fleet that flapped to not-Ready on every upstream hiccup would page the wrong people.
+    let upstreams_healthy = observed.health.as_ref().map(|h| Condition {
+        status: h.verdict.status.into(),
+        ..cond(
+            UPSTREAMS_HEALTHY,
+            false,
+            h.verdict.reason,
+            h.verdict.message.clone(),
+        )
+    });
+
     let previous = gmp
         .status
         .as_ref()
@@ -235,6 +251,7 @@ pub fn compute(gmp: &GoModuleProxy, observed: &Observed, now: Time) -> GoModuleP
         .unwrap_or_default();
     let conditions = [ready, progressing, degraded]
         .into_iter()
+        .chain(upstreams_healthy)
         .map(|mut c| {
             c.observed_generation = gmp.metadata.generation;
             c.last_transition_time = previous
@@ -251,6 +268,11 @@ pub fn compute(gmp: &GoModuleProxy, observed: &Observed, now: Time) -> GoModuleP
         members,
         ready_members,
         endpoint: endpoint(gmp),
+        upstreams: observed
+            .health
+            .as_ref()
+            .map(|h| h.upstreams.clone())
+            .unwrap_or_default(),
         conditions,
     }
 }
@@ -300,6 +322,7 @@ mod tests {
             members: (0..3).map(|i| member(i, true, true)).collect(),
             caches: bound(3),
             error: None,
+            health: None,
         };
         let s = compute(&g, &obs, t(100));
         assert_eq!(s.members, 3);
@@ -328,6 +351,7 @@ mod tests {
             members: (0..2).map(|i| member(i, true, true)).collect(),
             caches,
             error: None,
+            health: None,
         };
         let s = compute(&g, &obs, t(100));
         let r = get(&s, READY);
@@ -352,6 +376,7 @@ mod tests {
             members,
             caches: bound(3),
             error: None,
+            health: None,
         };
         let s = compute(&g, &obs, t(100));
         assert_eq!(s.ready_members, 1);
@@ -394,6 +419,7 @@ mod tests {
             members: (0..3).map(|i| member(i, true, true)).collect(),
             caches: bound(3),
             error: None,
+            health: None,
         };
         let s1 = compute(&g, &ready, t(100));
         g.status = Some(s1.clone());
@@ -414,6 +440,82 @@ mod tests {
         let s4 = compute(&g, &two_down, t(400));
         assert_eq!(get(&s4, READY).last_transition_time, t(300));
         assert!(get(&s4, READY).message.starts_with("1/3"));
+    }
+
+    fn health(status: &'static str, reason: &'static str, message: &str) -> FleetHealth {
+        FleetHealth {
+            upstreams: vec![crate::crd::UpstreamHealth {
+                url: "https://goproxy.example.com".into(),
+                healthy_members: i32::from(status == "True") * 3,
+                members: 3,
+                last_error: None,
+            }],
+            verdict: crate::fleet_health::Verdict {
+                status,
+                reason,
+                message: message.into(),
+            },
+        }
+    }
+
+    #[test]
+    fn upstream_health_is_a_condition_of_its_own_and_not_part_of_ready() {
+        let mut g = minimal();
+        let mut obs = Observed {
+            members: (0..3).map(|i| member(i, true, true)).collect(),
+            caches: bound(3),
+            error: None,
+            health: Some(health(
+                "False",
+                "UpstreamDown",
+                "https://goproxy.example.com is healthy on 0/3 members",
+            )),
+        };
+        let s1 = compute(&g, &obs, t(100));
+        let u = get(&s1, UPSTREAMS_HEALTHY);
+        assert_eq!(
+            (u.status.as_str(), u.reason.as_str()),
+            ("False", "UpstreamDown")
+        );
+        assert_eq!(u.observed_generation, Some(1));
+        assert_eq!(
+            get(&s1, READY).status,
+            "True",
+            "cached artifacts still serve"
+        );
+        assert_eq!(get(&s1, DEGRADED).status, "False");
+        assert_eq!(s1.upstreams[0].healthy_members, 0);
+        assert_eq!(s1.upstreams[0].members, 3);
+
+        // The same verdict later keeps the whole status, so nothing is patched.
+        g.status = Some(s1.clone());
+        assert_eq!(compute(&g, &obs, t(200)), s1);
+
+        // Recovery flips the condition (new time) and leaves the others alone.
+        obs.health = Some(health("True", "AllUpstreamsHealthy", "Every upstream ..."));
+        let s2 = compute(&g, &obs, t(300));
+        assert_eq!(get(&s2, UPSTREAMS_HEALTHY).status, "True");
+        assert_eq!(get(&s2, UPSTREAMS_HEALTHY).last_transition_time, t(300));
+        assert_eq!(get(&s2, READY).last_transition_time, t(100));
+        assert_eq!(s2.upstreams[0].healthy_members, 3);
+
+        // Unknown is a flip too.
+        g.status = Some(s2);
+        obs.health = Some(health("Unknown", "NoMemberReports", "No Ready member ..."));
+        let s3 = compute(&g, &obs, t(400));
+        assert_eq!(get(&s3, UPSTREAMS_HEALTHY).status, "Unknown");
+        assert_eq!(get(&s3, UPSTREAMS_HEALTHY).last_transition_time, t(400));
+    }
+
+    #[test]
+    fn no_polling_means_no_condition_and_no_upstreams() {
+        let s = compute(&minimal(), &Observed::default(), t(1));
+        assert!(condition(&s, UPSTREAMS_HEALTHY).is_none());
+        assert!(s.upstreams.is_empty());
+        // Written even when empty: the status is a merge patch, and an omitted list would
+        // leave a stale one in place.
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["upstreams"], serde_json::json!([]));
     }
 
     #[test]

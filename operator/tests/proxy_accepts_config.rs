@@ -14,7 +14,7 @@ fn load(spec: serde_json::Value) -> Config {
     gmp.metadata.uid = Some("uid".into());
     let ctx = Context {
         proxy_image: "img".into(),
-        smallest_cache_bytes: None,
+        ..Context::default()
     };
     let cm = configmap::build(&gmp, &ctx);
     let yaml = &cm.data.as_ref().unwrap()["config.yaml"];

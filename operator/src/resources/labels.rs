@@ -7,6 +7,7 @@ pub const NAME: &str = "app.kubernetes.io/name";
 pub const INSTANCE: &str = "app.kubernetes.io/instance";
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const COMPONENT: &str = "app.kubernetes.io/component";
+pub const PART_OF: &str = "app.kubernetes.io/part-of";
 pub const MEMBER: &str = "modfleet.dev/member";
 
 pub const APP: &str = "modfleet-proxy";
@@ -66,6 +67,25 @@ pub fn member_selector(instance: &str, member: Option<usize>) -> BTreeMap<String
         s.insert(MEMBER.to_owned(), i.to_string());
     }
     s
+}
+
+/// Labels that pick out the operator's own pods (the Helm chart sets them on its pod
+/// template): the fleet NetworkPolicy admits these pods to the members' admin port, so the
+/// operator can read `/status`. Neither depends on the release name or `nameOverride`.
+pub fn operator_pod_selector() -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (PART_OF.to_owned(), "modfleet".to_owned()),
+        (COMPONENT.to_owned(), "operator".to_owned()),
+    ])
+}
+
+/// Label selector string of `selector`'s labels (`k=v,k=v`).
+pub fn selector_string(selector: &BTreeMap<String, String>) -> String {
+    selector
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Label selector string that finds every object of the fleet managed by us.

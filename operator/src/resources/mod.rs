@@ -47,6 +47,9 @@ pub struct Context {
     /// proxy's eviction limit must fit it even when `cache.size` grew but a claim could not
     /// be expanded.
     pub smallest_cache_bytes: Option<u64>,
+    /// Namespace of the operator's pods (`--operator-namespace`): the fleet NetworkPolicy
+    /// admits them to the admin port from there only (`None`: from any namespace).
+    pub operator_namespace: Option<String>,
 }
 
 /// Child names (ARCHITECTURE.md).
@@ -178,6 +181,7 @@ pub(crate) mod testutil {
         Context {
             proxy_image: "modfleet/modfleet-proxy:test".to_owned(),
             smallest_cache_bytes: None,
+            operator_namespace: None,
         }
     }
 

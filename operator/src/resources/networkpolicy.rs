@@ -1,6 +1,7 @@
 //! NetworkPolicy `NAME`: ingress to the proxy port from `allowFrom` (empty: every namespace)
-//! and to the admin port from `metricsFrom`; fleet peers reach each other on both ports.
-//! Egress only to DNS, to `egressTo` (empty: anywhere) on `egressPorts`, and to peers.
+//! and to the admin port from `metricsFrom` and from the operator (which reads `/status`);
+//! fleet peers reach each other on both ports. Egress only to DNS, to `egressTo` (empty:
+//! anywhere) on `egressPorts`, and to peers.
 
 use k8s_openapi::api::networking::v1::{
     IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
@@ -14,6 +15,9 @@ use super::labels::{self, Component};
 use super::{ADMIN_PORT, Context, HTTP_PORT, meta};
 use crate::crd::GoModuleProxy;
 
+/// Set by the API server on every namespace (Kubernetes 1.22+).
+const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+
 fn tcp(port: i32) -> NetworkPolicyPort {
     port_proto(port, "TCP")
 }
@@ -26,7 +30,7 @@ fn port_proto(port: i32, proto: &str) -> NetworkPolicyPort {
     }
 }
 
-pub fn build(gmp: &GoModuleProxy, _ctx: &Context) -> Option<NetworkPolicy> {
+pub fn build(gmp: &GoModuleProxy, ctx: &Context) -> Option<NetworkPolicy> {
     let np = &gmp.spec.network_policy;
     if !np.enabled {
         return None;
@@ -74,6 +78,26 @@ pub fn build(gmp: &GoModuleProxy, _ctx: &Context) -> Option<NetworkPolicy> {
             ports: Some(vec![tcp(ADMIN_PORT)]),
         });
     }
+    // The operator's pods, from its own namespace when known, read `/status`.
+    let operator_namespaces = LabelSelector {
+        match_labels: ctx.operator_namespace.as_ref().map(|ns| {
+            [(NAMESPACE_NAME_LABEL.to_owned(), ns.clone())]
+                .into_iter()
+                .collect()
+        }),
+        match_expressions: None,
+    };
+    ingress.push(NetworkPolicyIngressRule {
+        from: Some(vec![NetworkPolicyPeer {
+            namespace_selector: Some(operator_namespaces),
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(labels::operator_pod_selector()),
+                match_expressions: None,
+            }),
+            ..NetworkPolicyPeer::default()
+        }]),
+        ports: Some(vec![tcp(ADMIN_PORT)]),
+    });
     ingress.push(NetworkPolicyIngressRule {
         from: Some(peers.clone()),
         ports: Some(vec![tcp(HTTP_PORT), tcp(ADMIN_PORT)]),
@@ -137,14 +161,27 @@ mod tests {
             labels::fleet_selector("gomod")
         );
         let ingress = spec.ingress.unwrap();
-        assert_eq!(ingress.len(), 2, "no admin rule without metricsFrom");
+        assert_eq!(ingress.len(), 3, "no metricsFrom rule without metricsFrom");
         let from = ingress[0].from.as_ref().unwrap();
         assert_eq!(from[0].namespace_selector, Some(LabelSelector::default()));
         assert_eq!(ports(&ingress[0].ports), [(8080, "TCP".into())]);
-        // Peers on both ports.
-        assert!(ingress[1].from.as_ref().unwrap()[0].pod_selector.is_some());
+        // The operator, from any namespace (it did not say where it runs).
+        let op = &ingress[1].from.as_ref().unwrap()[0];
+        assert_eq!(op.namespace_selector, Some(LabelSelector::default()));
         assert_eq!(
-            ports(&ingress[1].ports),
+            op.pod_selector
+                .as_ref()
+                .unwrap()
+                .match_labels
+                .as_ref()
+                .unwrap(),
+            &labels::operator_pod_selector()
+        );
+        assert_eq!(ports(&ingress[1].ports), [(9090, "TCP".into())]);
+        // Peers on both ports.
+        assert!(ingress[2].from.as_ref().unwrap()[0].pod_selector.is_some());
+        assert_eq!(
+            ports(&ingress[2].ports),
             [(8080, "TCP".into()), (9090, "TCP".into())]
         );
         let egress = spec.egress.unwrap();
@@ -178,7 +215,7 @@ mod tests {
         }));
         let spec = build(&g, &ctx()).unwrap().spec.unwrap();
         let ingress = spec.ingress.unwrap();
-        assert_eq!(ingress.len(), 3);
+        assert_eq!(ingress.len(), 4);
         let ns = |r: &NetworkPolicyIngressRule| {
             r.from.as_ref().unwrap()[0]
                 .namespace_selector
@@ -204,6 +241,34 @@ mod tests {
             ports(&egress[1].ports),
             [(443, "TCP".into()), (8443, "TCP".into())]
         );
+    }
+
+    #[test]
+    fn the_operator_reaches_the_admin_port_from_its_own_namespace() {
+        let ctx = Context {
+            operator_namespace: Some("modfleet-system".into()),
+            ..ctx()
+        };
+        let spec = build(&minimal(), &ctx).unwrap().spec.unwrap();
+        let rule = &spec.ingress.unwrap()[1];
+        assert_eq!(ports(&rule.ports), [(9090, "TCP".into())]);
+        let peer = &rule.from.as_ref().unwrap()[0];
+        // One peer with both selectors: operator pods AND in that namespace.
+        let ns = peer.namespace_selector.as_ref().unwrap();
+        assert_eq!(
+            ns.match_labels.as_ref().unwrap()["kubernetes.io/metadata.name"],
+            "modfleet-system"
+        );
+        let pods = peer
+            .pod_selector
+            .as_ref()
+            .unwrap()
+            .match_labels
+            .as_ref()
+            .unwrap();
+        assert_eq!(pods["app.kubernetes.io/part-of"], "modfleet");
+        assert_eq!(pods["app.kubernetes.io/component"], "operator");
+        assert_eq!(pods.len(), 2);
     }
 
     #[test]
