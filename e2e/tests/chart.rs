@@ -63,6 +63,7 @@ fn fleet_perms() -> BTreeSet<Perm> {
             ),
             ("policy", &["poddisruptionbudgets"], CHILD_VERBS),
             ("networking.k8s.io", &["networkpolicies"], CHILD_VERBS),
+            ("", &["pods"], &["list"]),
             ("events.k8s.io", &["events"], &["create", "patch"]),
         ],
         None,
@@ -775,6 +776,10 @@ fn operator_with_chart_identity_reconciles(namespaced: bool) {
             format!("http://{name}.{}.svc:80", fleet.name())
         );
         assert_eq!(condition(&ready, "Degraded").unwrap()["status"], "False");
+        // It could list the fleet's pods to ask them about upstream health (nothing listens
+        // on the kwok pods' IPs, so the answer itself is Unknown).
+        let upstreams = condition(&ready, "UpstreamsHealthy").expect("UpstreamsHealthy");
+        assert_ne!(upstreams["reason"], "PodListFailed", "{name}: {upstreams}");
         // Its children, created by this identity.
         let mut want = vec![
             format!("service/{name}"),

@@ -94,6 +94,10 @@ by one Role per watched namespace.
 - apiGroups: ["networking.k8s.io"]
   resources: ["networkpolicies"]
   verbs: ["list", "watch", "create", "patch", "delete"]
+# The fleets' pods, listed to ask the Ready ones for /status (fleet_health.rs Poller::poll).
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["list"]
 # Events about the GoModuleProxies (kube's events::Recorder: create, then patch for a series).
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
