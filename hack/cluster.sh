@@ -17,6 +17,7 @@ CRDS_DIR="${MODFLEET_THIRD_PARTY_CRDS:-$ROOT/../shared/third-party-crds}"
 export KWOK_WORKDIR="$STATE_DIR/kwok"
 KWOK_CLUSTER_DIR="$KWOK_WORKDIR/clusters/$NAME"
 KUBECONFIG_PATH="$STATE_DIR/kubeconfig.yaml"
+POD_CIDR_FILE="$STATE_DIR/pod-cidr"
 PROVISIONER_PID="$STATE_DIR/provisioner.pid"
 PROVISIONER_LOG="$STATE_DIR/provisioner.log"
 UP_LOG="$STATE_DIR/up.log"
@@ -47,6 +48,9 @@ Environment:
   MODFLEET_CLUSTER_STATE_DIR  state (kwokctl workdir, kubeconfig, logs)
                               (default \${XDG_STATE_HOME:-~/.local/state}/modfleet/cluster-NAME)
   MODFLEET_THIRD_PARTY_CRDS   CRDs to install (default <repo>/../shared/third-party-crds)
+  MODFLEET_CLUSTER_POD_CIDR   loopback network of the pod IPs, e.g. 127.42.0.0/16
+                              (default: one /16 in 127.16-239.x.x picked from the name,
+                              distinct from the other clusters' in the state root)
   XDG_CACHE_HOME              binaries go to \${XDG_CACHE_HOME:-~/.cache}/modfleet/bin/
 EOF
 }
@@ -137,6 +141,39 @@ stop_provisioner() {
   rm -f "$PROVISIONER_PID"
 }
 
+# pod_cidr: the network kwok takes pod IPs from, chosen once per cluster and kept in the
+# state dir. It is a loopback /16 (never 127.0.x.x, where 127.0.0.1 lives): no container
+# runs, but tests start real processes on pod IPs (a proxy's admin port that the operator
+# asks for /status), and nothing may ever connect to a private network from here. Each
+# cluster gets its own /16, so two clusters never hand out the same IP.
+pod_cidr() {
+  if [[ -f "$POD_CIDR_FILE" ]]; then
+    cat "$POD_CIDR_FILE"
+    return 0
+  fi
+  local cidr="${MODFLEET_CLUSTER_POD_CIDR:-}"
+  if [[ -n "$cidr" ]]; then
+    if ! [[ "$cidr" =~ ^127\.([0-9]{1,3})\.[0-9]{1,3}\.[0-9]{1,3}/(1[6-9]|2[0-4])$ ]] ||
+      ((BASH_REMATCH[1] < 1 || BASH_REMATCH[1] > 255)); then
+      die "MODFLEET_CLUSTER_POD_CIDR=$cidr: use a loopback network 127.N.x.x/16 to /24 with N from 1 to 255 (127.0.x.x holds 127.0.0.1), e.g. 127.42.0.0/16"
+    fi
+  else
+    # Taken: the ranges of the other clusters under the same state root.
+    local taken="" f n tries
+    for f in "$(dirname "$STATE_DIR")"/cluster-*/pod-cidr; do
+      [[ -f "$f" && "$f" != "$POD_CIDR_FILE" ]] && taken+=" $(cat "$f")"
+    done
+    n=$(($(printf '%s' "$NAME" | cksum | cut -d' ' -f1) % 224))
+    for ((tries = 0; tries < 224; tries++)); do
+      cidr="127.$((16 + (n + tries) % 224)).0.0/16"
+      [[ " $taken " == *" $cidr "* ]] || break
+    done
+    [[ " $taken " != *" $cidr "* ]] || die "every loopback /16 for pod IPs is taken by another cluster"
+  fi
+  echo "$cidr" >"$POD_CIDR_FILE"
+  echo "$cidr"
+}
+
 nodes_yaml() {
   local i zones=(zone-a zone-b zone-c)
   for ((i = 0; i < NODES; i++)); do
@@ -225,6 +262,8 @@ cmd_up() {
   if [[ -d "$KWOK_CLUSTER_DIR" ]]; then
     if api_ready; then
       log "cluster '$NAME' is already up"
+      [[ -f "$POD_CIDR_FILE" ]] ||
+        log "warning: cluster '$NAME' predates loopback pod IPs (its pods get 10.0.0.x); 'hack/cluster.sh down' then 'up' to fix that"
       install_addons
       log "ready; now run: eval \"\$(hack/cluster.sh env)\""
       return 0
@@ -234,15 +273,17 @@ cmd_up() {
     mkdir -p "$STATE_DIR"
   fi
 
-  local etcd kube kwok
+  local etcd kube kwok cidr
   etcd="$(bin_dir etcd)"
   kube="$(bin_dir kube)"
   kwok="$(bin_dir kwok)"
-  log "starting Kubernetes $KUBE_VERSION (etcd $ETCD_VERSION, kwok $KWOK_VERSION) on 127.0.0.1 (log: $UP_LOG)"
+  cidr="$(pod_cidr)"
+  log "starting Kubernetes $KUBE_VERSION (etcd $ETCD_VERSION, kwok $KWOK_VERSION) on 127.0.0.1, pod IPs in $cidr (log: $UP_LOG)"
   if ! "$kwok/kwokctl" --config "$CLUSTER_DIR/kwokctl.yaml" create cluster \
     --name "$NAME" \
     --runtime binary \
     --kubeconfig "" \
+    --extra-args "kwok-controller=cidr=$cidr" \
     --etcd-binary "$etcd/etcd" \
     --kube-apiserver-binary "$kube/kube-apiserver" \
     --kube-controller-manager-binary "$kube/kube-controller-manager" \
@@ -342,6 +383,11 @@ cmd_status() {
   fi
   echo "cluster '$NAME': up ($(k config view --minify -o jsonpath='{.clusters[0].cluster.server}'))"
   echo "kubeconfig: $KUBECONFIG_PATH"
+  if [[ -f "$POD_CIDR_FILE" ]]; then
+    echo "pod IPs: $(cat "$POD_CIDR_FILE") (loopback)"
+  else
+    echo "pod IPs: 10.0.0.0/24 (kwok's default: this cluster predates loopback pod IPs; recreate it)"
+  fi
   if provisioner_running; then
     echo "provisioner: running (pid $(cat "$PROVISIONER_PID"), log $PROVISIONER_LOG)"
   else
