@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::operator::{operator_binary, workspace_root};
+use crate::operator::{HEALTH_POLL_NETWORKS_ENV, LOOPBACK, operator_binary, workspace_root};
 use crate::{Cluster, Namespace};
 
 /// `charts/modfleet`.
@@ -268,6 +268,7 @@ impl OperatorProcess {
         let child = Command::new(&bin)
             .args(args)
             .env("KUBECONFIG", kubeconfig)
+            .env(HEALTH_POLL_NETWORKS_ENV, LOOPBACK)
             .env("POD_NAME", "modfleet-e2e-local-operator")
             .env("RUST_LOG", "info")
             .env_remove("KUBERNETES_SERVICE_HOST")

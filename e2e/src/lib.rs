@@ -23,6 +23,8 @@ pub mod operator;
 
 pub mod helm;
 
+pub mod proxy;
+
 use std::ffi::OsStr;
 use std::io::Write;
 use std::path::PathBuf;

@@ -28,38 +28,31 @@ pub fn workspace_root() -> PathBuf {
 /// Path of the `modfleet-operator` binary (built on first use).
 pub fn operator_binary() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(p) = std::env::var_os("MODFLEET_OPERATOR_BIN").filter(|p| !p.is_empty()) {
-            return PathBuf::from(p);
-        }
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let out = Command::new(cargo)
-            .current_dir(workspace_root())
-            .args([
-                "build",
-                "-p",
-                "modfleet-operator",
-                "--bin",
-                "modfleet-operator",
-                "--message-format=json",
-            ])
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("cannot run cargo to build modfleet-operator");
-        assert!(
-            out.status.success(),
-            "cargo build -p modfleet-operator failed"
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|m| {
-                m["reason"] == "compiler-artifact" && m["target"]["name"] == "modfleet-operator"
-            })
-            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-            .expect("cargo reported no modfleet-operator executable")
-    })
-    .clone()
+    BIN.get_or_init(|| workspace_binary("modfleet-operator", "MODFLEET_OPERATOR_BIN"))
+        .clone()
+}
+
+/// The binary `name` of the workspace package of the same name: the path in the environment
+/// variable `override_var` if set, else built with `cargo build -p NAME --bin NAME
+/// --message-format=json`, taking the executable path cargo reports.
+pub fn workspace_binary(name: &str, override_var: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os(override_var).filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = Command::new(cargo)
+        .current_dir(workspace_root())
+        .args(["build", "-p", name, "--bin", name, "--message-format=json"])
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run cargo to build {name}: {e}"));
+    assert!(out.status.success(), "cargo build -p {name} failed");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == name)
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .unwrap_or_else(|| panic!("cargo reported no {name} executable"))
 }
 
 /// Applies `crds/` (server-side, as the CRD is large) and waits until it is Established.
@@ -82,6 +75,13 @@ pub fn install_crd(cluster: &Cluster) {
         ]);
     });
 }
+
+/// Every operator a test starts may connect only to loopback pod IPs for `/status`
+/// (`--health-poll-networks`): the local cluster's pods get 127.x addresses
+/// (`hack/cluster.sh`), and a cluster created before that hands out 10.0.0.x addresses that
+/// nothing here may ever connect to.
+pub const HEALTH_POLL_NETWORKS_ENV: &str = "MODFLEET_OPERATOR_HEALTH_POLL_NETWORKS";
+pub const LOOPBACK: &str = "127.0.0.0/8";
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -109,6 +109,7 @@ impl Operator {
         let file = File::create(&log).expect("log file");
         let mut cmd = Command::new(bin);
         cmd.env("KUBECONFIG", ns.cluster().kubeconfig())
+            .env(HEALTH_POLL_NETWORKS_ENV, LOOPBACK)
             .env("RUST_LOG", "info,modfleet_operator=debug")
             .args([
                 "--watch-namespaces",

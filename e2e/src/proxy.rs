@@ -1,0 +1,223 @@
+//! Real `modfleet-proxy` processes for the cluster tests, and a tiny HTTP origin to be their
+//! upstream. kwok runs no containers, but the local cluster gives pods loopback IPs
+//! (`hack/cluster.sh`), so a test can start the proxy a pod stands for on that pod's IP, and
+//! the operator then talks to a real proxy at the address the API server reports.
+//!
+//! The binary: `MODFLEET_PROXY_BIN` if set, else built once with `cargo build -p
+//! modfleet-proxy` (see [`crate::operator::workspace_binary`]).
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::operator::workspace_binary;
+
+/// Path of the `modfleet-proxy` binary (built on first use).
+pub fn proxy_binary() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| workspace_binary("modfleet-proxy", "MODFLEET_PROXY_BIN"))
+        .clone()
+}
+
+/// A `modfleet-proxy` listening on `IP:8080` (GOPROXY) and `IP:9090` (admin), the ports a
+/// fleet member has; killed on drop, its cache directory removed.
+pub struct ProxyProcess {
+    child: Child,
+    ip: IpAddr,
+    dir: PathBuf,
+    log: PathBuf,
+}
+
+impl ProxyProcess {
+    /// Starts the proxy on `ip` with `upstreams` in priority order, probing them every 200ms
+    /// (so health changes show within a second), and waits until its admin port answers.
+    ///
+    /// # Panics
+    /// When it cannot start or its admin port does not answer within 30s (with its log).
+    pub fn start(ip: IpAddr, upstreams: &[String]) -> ProxyProcess {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "modfleet-e2e-proxy-{ip}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(dir.join("cache"))
+            .unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
+        let ups: String = upstreams
+            .iter()
+            .map(|u| format!("  - url: {u}\n    timeout: 2s\n"))
+            .collect();
+        let config = format!(
+            "listen: {}\nadminListen: {}\ncacheDir: {}\nupstreams:\n{ups}healthCheck: {{interval: 200ms, timeout: 1s, path: /}}\nlogFormat: text\n",
+            SocketAddr::new(ip, 8080),
+            SocketAddr::new(ip, 9090),
+            dir.join("cache").display()
+        );
+        let config_path = dir.join("config.yaml");
+        std::fs::write(&config_path, config).expect("writing the proxy config");
+        let log = dir.join("proxy.log");
+        let file = File::create(&log).expect("proxy log file");
+        let bin = proxy_binary();
+        let child = Command::new(&bin)
+            .arg("--config")
+            .arg(&config_path)
+            .env_remove("GOPROXY")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("dup log file"))
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
+        let mut proxy = ProxyProcess {
+            child,
+            ip,
+            dir,
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while proxy.admin_get("/healthz").is_none() {
+            if let Ok(Some(status)) = proxy.child.try_wait() {
+                panic!(
+                    "modfleet-proxy on {ip} exited ({status}); is {ip}:8080 or {ip}:9090 taken?\n{}",
+                    proxy.log_text()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "modfleet-proxy on {ip}: no answer on the admin port within 30s\n{}",
+                proxy.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        proxy
+    }
+
+    /// GET on the admin port; the body when the answer is 200.
+    pub fn admin_get(&self, path: &str) -> Option<String> {
+        http_get(SocketAddr::new(self.ip, 9090), path)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Stops the proxy now (SIGKILL), as a member that goes away.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- modfleet-proxy on {} log:\n{}",
+                self.ip,
+                self.log_text()
+            );
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A one-line HTTP/1.0 GET; the body when the status is 200.
+pub fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).ok()?;
+    let (head, body) = buf.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?;
+    (status == "200").then(|| body.to_owned())
+}
+
+/// An HTTP server that answers every request with an empty 200: an upstream that is alive
+/// for the proxy's health probes. Stopped on drop.
+pub struct Origin {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Origin {
+    /// Listens on `addr` (port 0: any free port).
+    ///
+    /// # Panics
+    /// When `addr` cannot be bound.
+    pub fn start(addr: SocketAddr) -> Origin {
+        let listener =
+            TcpListener::bind(addr).unwrap_or_else(|e| panic!("origin: cannot bind {addr}: {e}"));
+        let addr = listener.local_addr().expect("bound address");
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                for conn in listener.incoming() {
+                    if stop.load(Ordering::Acquire) {
+                        break;
+                    }
+                    if let Ok(mut conn) = conn {
+                        let _ = answer(&mut conn);
+                    }
+                }
+            })
+        };
+        Origin {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://ADDR`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+/// Reads the request head and answers 200 with an empty body.
+fn answer(conn: &mut TcpStream) -> std::io::Result<()> {
+    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && head.len() < 64 * 1024 {
+        if conn.read(&mut byte)? == 0 {
+            break;
+        }
+        head.push(byte[0]);
+    }
+    conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        // Wake the accept loop so it sees the flag.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A loopback port nothing listens on (bound, then released): a dead upstream.
+pub fn closed_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free loopback port")
+}
