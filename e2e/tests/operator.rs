@@ -501,6 +501,26 @@ fn scale_down(policy: &str) {
     ));
     wait_ready(ns, "sc");
     let owner = uid(&get(ns, "gmp", "sc"));
+    // The scale subresource as an autoscaler reads it: replicas, and a selector that finds
+    // exactly the fleet's pods (what a HorizontalPodAutoscaler averages metrics over).
+    let scale: Value = serde_json::from_str(&ns.kubectl(&[
+        "get",
+        "--raw",
+        &format!(
+            "/apis/modfleet.dev/v1alpha1/namespaces/{}/gomoduleproxies/sc/scale",
+            ns.name()
+        ),
+    ]))
+    .expect("scale JSON");
+    assert_eq!(scale["kind"], "Scale");
+    assert_eq!(scale["spec"]["replicas"], 3);
+    assert_eq!(scale["status"]["replicas"], 3);
+    let selector = scale["status"]["selector"].as_str().unwrap_or_default();
+    assert!(
+        selector.contains("app.kubernetes.io/instance=sc"),
+        "{scale}"
+    );
+    assert_eq!(names(ns, "pods", selector).len(), 3, "pods of {selector}");
     // Through the scale subresource, as `kubectl scale` and autoscalers do.
     ns.kubectl(&["scale", "gmp/sc", "--replicas=1"]);
     ns.eventually("members 1 and 2 removed", DEFAULT_TIMEOUT, || {

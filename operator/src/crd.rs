@@ -35,7 +35,8 @@ pub const MAX_NAME_LEN: usize = 50;
     doc = "A fleet of modfleet Go module proxies (GOPROXY) with per-member or shared caches",
     scale(
         spec_replicas_path = ".spec.replicas",
-        status_replicas_path = ".status.members"
+        status_replicas_path = ".status.members",
+        label_selector_path = ".status.selector"
     ),
     printcolumn(
         name = "Members",
@@ -422,6 +423,12 @@ pub struct GoModuleProxyStatus {
     /// GOPROXY URL inside the cluster: `http://NAME.NAMESPACE.svc:PORT`.
     #[serde(default)]
     pub endpoint: String,
+    /// Label selector of the fleet's proxy pods, e.g.
+    /// `app.kubernetes.io/component=proxy,app.kubernetes.io/instance=NAME,...`. The scale
+    /// subresource reports it, so a HorizontalPodAutoscaler can target a GoModuleProxy (it
+    /// reads the pods' metrics through this selector).
+    #[serde(default)]
+    pub selector: String,
     /// Each upstream of the spec as the members see it, from their `/status` on the admin
     /// port (refreshed every `--health-poll-interval`). Empty when the operator does not poll.
     /// (Always written, even empty: the status is a merge patch, which would keep a stale
@@ -527,6 +534,13 @@ mod tests {
         let scale = sub.scale.as_ref().unwrap();
         assert_eq!(scale.spec_replicas_path, ".spec.replicas");
         assert_eq!(scale.status_replicas_path, ".status.members");
+        // An HPA needs the pods' selector.
+        assert_eq!(
+            scale.label_selector_path.as_deref(),
+            Some(".status.selector")
+        );
+        let status = &schema()["properties"]["status"]["properties"];
+        assert_eq!(status["selector"]["type"], "string");
         let cols: Vec<_> = v
             .additional_printer_columns
             .as_ref()

@@ -10,6 +10,7 @@ use kube::ResourceExt;
 use crate::crd::{GoModuleProxy, GoModuleProxyStatus};
 use crate::fleet_health::{FleetHealth, UPSTREAMS_HEALTHY};
 use crate::resources::TEMPLATE_HASH_ANNOTATION;
+use crate::resources::labels;
 use crate::resources::service::endpoint;
 
 pub const READY: &str = "Ready";
@@ -268,6 +269,7 @@ pub fn compute(gmp: &GoModuleProxy, observed: &Observed, now: Time) -> GoModuleP
         members,
         ready_members,
         endpoint: endpoint(gmp),
+        selector: labels::selector_string(&labels::fleet_selector(&gmp.name_any())),
         upstreams: observed
             .health
             .as_ref()
@@ -328,6 +330,10 @@ mod tests {
         assert_eq!(s.members, 3);
         assert_eq!(s.ready_members, 3);
         assert_eq!(s.endpoint, "http://gomod.team-a.svc:80");
+        assert_eq!(
+            s.selector,
+            "app.kubernetes.io/component=proxy,app.kubernetes.io/instance=gomod,app.kubernetes.io/name=modfleet-proxy"
+        );
         assert_eq!(s.observed_generation, Some(1));
         let r = get(&s, READY);
         assert_eq!(
