@@ -1,23 +1,17 @@
 //! Helpers for the install tests (`tests/chart.rs`, `tests/examples.rs`): `helm` on the
-//! chart in `charts/modfleet`, kubeconfigs that carry a ServiceAccount's token, and the
-//! operator binary run as a local process with that identity.
-//!
-//! The operator binary comes from [`crate::operator::operator_binary`] (shared with the
-//! operator's e2e tests); [`OperatorProcess`] differs from [`crate::operator::Operator`] in
-//! taking its kubeconfig and every flag from the caller, so the chart's rendered flags and
-//! a ServiceAccount's token are all it gets.
+//! chart in `charts/modfleet`, and kubeconfigs that carry a ServiceAccount's token, for
+//! running the operator with that identity and the chart's rendered flags
+//! ([`crate::operator::Operator::start_with`]).
 //!
 //! `helm` is the binary named by `MODFLEET_HELM`, else `helm` on `PATH` (`eval "$(hack/cluster.sh
 //! env)"` puts the pinned one there). A missing `helm` fails the test with that hint.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
 
 use serde_json::{Value, json};
 
-use crate::operator::{HEALTH_POLL_NETWORKS_ENV, LOOPBACK, operator_binary, workspace_root};
+use crate::operator::workspace_root;
 use crate::{Cluster, Namespace};
 
 /// `charts/modfleet`.
@@ -249,79 +243,6 @@ impl Cluster {
                 "kubectl {args:?}: unexpected answer {answer:?}: {}",
                 String::from_utf8_lossy(&out.stderr)
             ),
-        }
-    }
-}
-
-/// A local `modfleet-operator` process; stopped (SIGTERM, then SIGKILL) when dropped.
-pub struct OperatorProcess {
-    child: Child,
-    log: PathBuf,
-}
-
-impl OperatorProcess {
-    /// Starts the operator with `kubeconfig` as its only credentials and `args` as flags;
-    /// its output goes to `log`.
-    pub fn start(kubeconfig: &Path, args: &[String], log: &Path) -> OperatorProcess {
-        let bin = operator_binary();
-        let file = File::create(log).unwrap_or_else(|e| panic!("creating {}: {e}", log.display()));
-        let child = Command::new(&bin)
-            .args(args)
-            .env("KUBECONFIG", kubeconfig)
-            .env(HEALTH_POLL_NETWORKS_ENV, LOOPBACK)
-            .env("POD_NAME", "modfleet-e2e-local-operator")
-            .env("RUST_LOG", "info")
-            .env_remove("KUBERNETES_SERVICE_HOST")
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().expect("dup log file"))
-            .stderr(file)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-        OperatorProcess {
-            child,
-            log: log.to_path_buf(),
-        }
-    }
-
-    /// Everything the operator has logged so far.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Panics (with the log) if the process has exited.
-    pub fn assert_running(&mut self) {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            panic!(
-                "modfleet-operator exited ({status}); its log:\n{}",
-                self.log()
-            );
-        }
-    }
-
-    /// Sends SIGTERM and waits up to `timeout` for a clean exit; returns whether it exited.
-    pub fn stop(&mut self, timeout: Duration) -> bool {
-        if let Ok(Some(_)) = self.child.try_wait() {
-            return true;
-        }
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        false
-    }
-}
-
-impl Drop for OperatorProcess {
-    fn drop(&mut self) {
-        if !self.stop(Duration::from_secs(10)) {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
         }
     }
 }

@@ -1,5 +1,7 @@
-//! Helpers for the operator's e2e tests (`e2e/tests/operator.rs`): install the CRD, run
-//! `modfleet-operator` as a real process against the cluster, read its metrics.
+//! Helpers for the operator's e2e tests: install the CRD, run `modfleet-operator` as a real
+//! process against the cluster ([`Operator`]: with the admin credentials watching a test's
+//! namespace, or with any kubeconfig and exactly the flags a caller gives, as the chart tests
+//! do), read its metrics.
 //!
 //! The binary: `MODFLEET_OPERATOR_BIN` if set, else the tests build it once with
 //! `cargo build -p modfleet-operator --bin modfleet-operator --message-format=json` and take
@@ -12,8 +14,9 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::{Cluster, Namespace};
 
@@ -90,57 +93,108 @@ fn free_port() -> u16 {
         .expect("no free loopback port")
 }
 
-/// A running `modfleet-operator`; stopped with SIGTERM (then killed) on drop.
+/// A running `modfleet-operator` process; stopped with SIGTERM (then killed) on drop. Its
+/// log is printed when the test fails, and deleted otherwise (kept with
+/// `MODFLEET_E2E_KEEP=1`).
 pub struct Operator {
     child: Mutex<Option<Child>>,
+    /// Where its `/metrics`, `/healthz` and `/readyz` listen, on 127.0.0.1.
     pub metrics_port: u16,
     pub log: PathBuf,
+    /// Its Event reporter instance and default Lease holder identity (`POD_NAME`).
     pub identity: String,
 }
 
 impl Operator {
-    /// Starts the operator watching only `ns` (so tests running in parallel do not see each
-    /// other's objects), with `extra` flags.
+    /// Starts the operator with the cluster's admin credentials, watching only `ns` (so tests
+    /// running in parallel do not see each other's objects), with `extra` flags.
     pub fn start(ns: &Namespace, identity: &str, extra: &[&str]) -> Operator {
+        let args: Vec<String> = [
+            "--watch-namespaces",
+            ns.name(),
+            "--proxy-image",
+            "registry.invalid/modfleet/modfleet-proxy:e2e",
+            "--leader-election-id",
+            identity,
+            "--log-format",
+            "json",
+        ]
+        .iter()
+        .chain(extra)
+        .map(|a| (*a).to_owned())
+        .collect();
+        Operator::spawn(
+            ns.cluster().kubeconfig(),
+            identity,
+            &args,
+            &format!("{}-{identity}", ns.name()),
+        )
+    }
+
+    /// Starts the operator with the credentials in `kubeconfig` only (e.g. a ServiceAccount's
+    /// token from [`crate::helm::service_account_kubeconfig`]) and exactly `args`, except that
+    /// `--metrics-listen` is always a free port on 127.0.0.1 (so [`Operator::metric`] works).
+    pub fn start_with(kubeconfig: &Path, identity: &str, args: &[String]) -> Operator {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        Operator::spawn(
+            kubeconfig,
+            identity,
+            args,
+            &format!("{identity}-{}-{n}", std::process::id()),
+        )
+    }
+
+    /// Runs the binary and waits until its `/readyz` answers (it checks the CRD first).
+    fn spawn(kubeconfig: &Path, identity: &str, args: &[String], log_name: &str) -> Operator {
         let bin = operator_binary();
         let port = free_port();
-        let log =
-            std::env::temp_dir().join(format!("modfleet-operator-{}-{identity}.log", ns.name()));
+        let log = std::env::temp_dir().join(format!("modfleet-operator-{log_name}.log"));
         let file = File::create(&log).expect("log file");
-        let mut cmd = Command::new(bin);
-        cmd.env("KUBECONFIG", ns.cluster().kubeconfig())
+        // Ours wins: drop a --metrics-listen the caller passed (either spelling).
+        let mut kept = Vec::with_capacity(args.len() + 2);
+        let mut it = args.iter();
+        while let Some(a) = it.next() {
+            if a == "--metrics-listen" {
+                it.next();
+            } else if !a.starts_with("--metrics-listen=") {
+                kept.push(a.as_str());
+            }
+        }
+        let listen = format!("--metrics-listen=127.0.0.1:{port}");
+        kept.push(&listen);
+        let child = Command::new(&bin)
+            .args(&kept)
+            .env("KUBECONFIG", kubeconfig)
+            // Not the in-cluster configuration, even if the tests run in a pod.
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .env("POD_NAME", identity)
             .env(HEALTH_POLL_NETWORKS_ENV, LOOPBACK)
             .env("RUST_LOG", "info,modfleet_operator=debug")
-            .args([
-                "--watch-namespaces",
-                ns.name(),
-                "--metrics-listen",
-                &format!("127.0.0.1:{port}"),
-                "--proxy-image",
-                "registry.invalid/modfleet/modfleet-proxy:e2e",
-                "--leader-election-id",
-                identity,
-                "--log-format",
-                "json",
-            ])
-            .args(extra)
             .stdin(Stdio::null())
             .stdout(file.try_clone().expect("log file"))
-            .stderr(file);
-        let child = cmd.spawn().expect("cannot start modfleet-operator");
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
         let op = Operator {
             child: Mutex::new(Some(child)),
             metrics_port: port,
             log,
             identity: identity.to_owned(),
         };
-        // Up when its admin endpoint answers (it checks the CRD before serving).
-        ns.eventually("the operator's /readyz", Duration::from_secs(60), || {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while op
+            .http_get("/readyz")
+            .filter(|b| b.starts_with("ok"))
+            .is_none()
+        {
             op.assert_running();
-            op.http_get("/readyz")
-                .filter(|b| b.starts_with("ok"))
-                .map(|_| ())
-        });
+            assert!(
+                Instant::now() < deadline,
+                "modfleet-operator {identity}: /readyz did not answer within 60s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
         op
     }
 

@@ -10,10 +10,9 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use modfleet_e2e::helm::{
-    self, OperatorProcess, Release, chart_dir, service_account_kubeconfig, template, try_helm,
-    yaml_to_objects,
+    self, Release, chart_dir, service_account_kubeconfig, template, try_helm, yaml_to_objects,
 };
-use modfleet_e2e::operator::workspace_root as repo_root;
+use modfleet_e2e::operator::{Operator, workspace_root as repo_root};
 use modfleet_e2e::{Cluster, DEFAULT_TIMEOUT, Namespace};
 use serde_json::Value;
 
@@ -638,7 +637,8 @@ fn operator_with_chart_identity_reconciles(namespaced: bool) {
         "--timeout=60s",
     ]);
 
-    // The flags exactly as the chart gives them to the operator container.
+    // The flags exactly as the chart gives them to the operator container (but
+    // --metrics-listen: Operator::start_with picks a free loopback port).
     let dep = ops.get_json(&["deployment", &fullname]);
     let spec = &dep["spec"]["template"]["spec"];
     let sa = spec["serviceAccountName"]
@@ -649,13 +649,6 @@ fn operator_with_chart_identity_reconciles(namespaced: bool) {
         .expect("args")
         .iter()
         .map(|a| a.as_str().unwrap().to_owned())
-        .map(|a| {
-            if a.starts_with("--metrics-listen=") {
-                "--metrics-listen=127.0.0.1:0".to_owned()
-            } else {
-                a
-            }
-        })
         .collect();
     assert!(
         args.iter().any(|a| a == "--leader-election=true"),
@@ -724,8 +717,7 @@ fn operator_with_chart_identity_reconciles(namespaced: bool) {
         sa,
         &dir.join(format!("{}-sa-kubeconfig.json", ops.name())),
     );
-    let log = dir.join(format!("{}-operator.log", ops.name()));
-    let mut op = OperatorProcess::start(&kubeconfig, &args, &log);
+    let op = Operator::start_with(&kubeconfig, "modfleet-e2e-local-operator", &args);
 
     // Every fleet example: one member, three members with a PDB, private modules with
     // retainPolicy Delete, metrics (its ServiceMonitor applied by us, as a user would).
@@ -760,8 +752,8 @@ fn operator_with_chart_identity_reconciles(namespaced: bool) {
                 panic!(
                     "GoModuleProxy {name} (examples/{file}) did not become Ready with the chart's permissions: {}\n--- operator log ({}):\n{}\n{}",
                     g["status"],
-                    log.display(),
-                    op.log(),
+                    op.log.display(),
+                    op.logs(),
                     fleet.diagnostics(&format!("gmp/{name}"))
                 );
             }
@@ -857,11 +849,8 @@ fn operator_with_chart_identity_reconciles(namespaced: bool) {
     }
 
     op.assert_running();
-    assert!(
-        op.stop(Duration::from_secs(20)),
-        "operator did not stop on SIGTERM"
-    );
-    let text = op.log();
+    assert!(op.stop(), "operator did not stop on SIGTERM");
+    let text = op.logs();
     let lower = text.to_lowercase();
     assert!(
         !lower.contains("forbidden") && !lower.contains("\"code\":403"),
