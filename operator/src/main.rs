@@ -5,6 +5,8 @@ use clap::Parser;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let config = modfleet_operator::config::Config::parse();
+    // One TLS crypto provider for the process, whatever else was compiled in (see Cargo.toml).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let telemetry = match modfleet_operator::telemetry::init(config.log_format) {
         Ok(t) => t,
         Err(e) => {

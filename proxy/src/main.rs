@@ -6,6 +6,8 @@ use modfleet_proxy::{app, telemetry, verify_cmd};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // One TLS crypto provider for the process, whatever else was compiled in (see Cargo.toml).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     match cli.command {
         Some(Subcommands::Verify(args)) => verify_cmd::run(&args),
         None => {
