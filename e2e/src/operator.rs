@@ -109,6 +109,16 @@ impl Operator {
     /// Starts the operator with the cluster's admin credentials, watching only `ns` (so tests
     /// running in parallel do not see each other's objects), with `extra` flags.
     pub fn start(ns: &Namespace, identity: &str, extra: &[&str]) -> Operator {
+        Operator::start_with_env(ns, identity, extra, &[])
+    }
+
+    /// Like [`Operator::start`], with extra environment variables (e.g. `OTEL_*`).
+    pub fn start_with_env(
+        ns: &Namespace,
+        identity: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Operator {
         let args: Vec<String> = [
             "--watch-namespaces",
             ns.name(),
@@ -128,6 +138,7 @@ impl Operator {
             identity,
             &args,
             &format!("{}-{identity}", ns.name()),
+            env,
         )
     }
 
@@ -142,11 +153,18 @@ impl Operator {
             identity,
             args,
             &format!("{identity}-{}-{n}", std::process::id()),
+            &[],
         )
     }
 
     /// Runs the binary and waits until its `/readyz` answers (it checks the CRD first).
-    fn spawn(kubeconfig: &Path, identity: &str, args: &[String], log_name: &str) -> Operator {
+    fn spawn(
+        kubeconfig: &Path,
+        identity: &str,
+        args: &[String],
+        log_name: &str,
+        env: &[(&str, &str)],
+    ) -> Operator {
         let bin = operator_binary();
         let port = free_port();
         let log = std::env::temp_dir().join(format!("modfleet-operator-{log_name}.log"));
@@ -171,6 +189,7 @@ impl Operator {
             .env("POD_NAME", identity)
             .env(HEALTH_POLL_NETWORKS_ENV, LOOPBACK)
             .env("RUST_LOG", "info,modfleet_operator=debug")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(file.try_clone().expect("log file"))
             .stderr(file)

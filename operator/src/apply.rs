@@ -138,19 +138,43 @@ fn note_change(change: String) {
     let _ = CHANGES.try_with(|c| c.borrow_mut().push(change));
 }
 
-/// The resourceVersion each child had after our last apply in this process: an apply that
-/// leaves it unchanged changed nothing. (So the first reconcile after a start reports every
-/// child as changed.)
-static LAST_APPLIED: Mutex<Option<HashMap<String, String>>> = Mutex::new(None);
+/// When our last apply changed each child, as its managedFields entry of our manager says.
+/// The API server moves that time only when our apply changes the object (not when another
+/// controller writes status), so an apply that leaves it where it was changed nothing.
+static LAST_CHANGE: Mutex<Option<HashMap<String, String>>> = Mutex::new(None);
 
-fn changed_since_last_apply(key: String, resource_version: Option<String>) -> bool {
-    let Some(rv) = resource_version else {
+/// The time of our field manager's Apply entry (RFC 3339, whole seconds).
+fn our_apply_time(meta: &ObjectMeta) -> Option<String> {
+    meta.managed_fields
+        .iter()
+        .flatten()
+        .find(|m| {
+            m.manager.as_deref() == Some(MANAGER)
+                && m.operation.as_deref() == Some("Apply")
+                && m.subresource.as_deref().unwrap_or("").is_empty()
+        })
+        .and_then(|m| m.time.as_ref())
+        .map(|t| t.0.to_string())
+}
+
+/// Whether the apply that returned `meta` changed the object. The first time a child is seen
+/// in this process there is nothing to compare with: then a change within the last few
+/// seconds counts (the clocks of operator and API server agree to that much). Two changes
+/// within the same second look like one.
+fn changed_by_apply(key: String, meta: &ObjectMeta, now: jiff::Timestamp) -> bool {
+    let Some(time) = our_apply_time(meta) else {
         return true;
     };
-    let mut seen = LAST_APPLIED.lock().unwrap_or_else(|e| e.into_inner());
-    seen.get_or_insert_with(HashMap::new)
-        .insert(key, rv.clone())
-        .is_none_or(|before| before != rv)
+    let mut seen = LAST_CHANGE.lock().unwrap_or_else(|e| e.into_inner());
+    match seen
+        .get_or_insert_with(HashMap::new)
+        .insert(key, time.clone())
+    {
+        Some(before) => before != time,
+        None => time
+            .parse::<jiff::Timestamp>()
+            .is_ok_and(|t| (now - t).get_seconds().abs() <= 5),
+    }
 }
 
 /// Server-side apply of `obj` (forcing ownership of the fields we set).
@@ -177,7 +201,7 @@ where
     match applied {
         Ok(obj) => {
             let key = format!("{kind}/{ns}/{name}");
-            let changed = changed_since_last_apply(key, obj.resource_version());
+            let changed = changed_by_apply(key, obj.meta(), jiff::Timestamp::now());
             span.record("modfleet.changed", changed);
             if changed {
                 note_change(format!("apply {kind}/{name}"));
@@ -431,13 +455,52 @@ mod tests {
         note_change("outside a reconcile: ignored".into());
     }
 
+    fn applied_at(time: &str, others: &[(&str, &str)]) -> ObjectMeta {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, Time};
+        let entry = |manager: &str, operation: &str, time: &str| ManagedFieldsEntry {
+            manager: Some(manager.into()),
+            operation: Some(operation.into()),
+            time: Some(Time(time.parse().unwrap())),
+            ..ManagedFieldsEntry::default()
+        };
+        let mut fields = vec![entry(MANAGER, "Apply", time)];
+        fields.extend(others.iter().map(|(m, t)| entry(m, "Update", t)));
+        ObjectMeta {
+            managed_fields: Some(fields),
+            ..ObjectMeta::default()
+        }
+    }
+
     #[test]
-    fn an_apply_that_keeps_the_resource_version_changed_nothing() {
-        let key = || "ConfigMap/test-ns/unit-test".to_string();
-        assert!(changed_since_last_apply(key(), Some("41".into())));
-        assert!(!changed_since_last_apply(key(), Some("41".into())));
-        assert!(changed_since_last_apply(key(), Some("42".into())));
-        assert!(changed_since_last_apply(key(), None));
+    fn an_apply_changed_the_object_only_when_our_entry_moved() {
+        let now: jiff::Timestamp = "2026-11-21T10:00:03Z".parse().unwrap();
+        let key = || "Deployment/test-ns/unit-test".to_string();
+        // Created just now.
+        assert!(changed_by_apply(
+            key(),
+            &applied_at("2026-11-21T10:00:02Z", &[]),
+            now
+        ));
+        // Re-applied unchanged while the controller-manager updated the status.
+        let status = [("kube-controller-manager", "2026-11-21T10:00:09Z")];
+        assert!(!changed_by_apply(
+            key(),
+            &applied_at("2026-11-21T10:00:02Z", &status),
+            now
+        ));
+        // Our apply changed the spec.
+        assert!(changed_by_apply(
+            key(),
+            &applied_at("2026-11-21T10:05:00Z", &status),
+            now
+        ));
+        // First seen in this process and untouched for an hour: not changed by this apply.
+        let other = || "Service/test-ns/unit-test".to_string();
+        assert!(!changed_by_apply(
+            other(),
+            &applied_at("2026-11-21T09:00:00Z", &[]),
+            now
+        ));
     }
 
     #[test]

@@ -96,7 +96,19 @@ impl Ctx {
             action: reason.into(),
             secondary,
         };
-        if let Err(e) = self.recorder.publish(&ev, &gmp.object_ref(&())).await {
+        let span = apply::api_span(
+            "create",
+            "Event",
+            &gmp.namespace().unwrap_or_default(),
+            reason,
+        );
+        if let Err(e) = self
+            .recorder
+            .publish(&ev, &gmp.object_ref(&()))
+            .instrument(span.clone())
+            .await
+        {
+            apply::record_error(&span, &e);
             warn!(error = %e, reason, "cannot publish event");
         }
     }
@@ -113,52 +125,67 @@ pub fn backoff(n: u32) -> Duration {
 }
 
 async fn reconcile(gmp: Arc<GoModuleProxy>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    // The reconcile span: its children are the API calls (apply.rs); `modfleet.changed_objects`
+    // lists what this reconcile created, changed or deleted (empty: nothing to do).
     let span = info_span!(
         "reconcile",
         object = %gmp.name_any(),
         namespace = %gmp.namespace().unwrap_or_default(),
-        generation = gmp.metadata.generation.unwrap_or(0)
+        generation = gmp.metadata.generation.unwrap_or(0),
+        k8s.kind = "GoModuleProxy",
+        modfleet.changes = tracing::field::Empty,
+        modfleet.changed_objects = tracing::field::Empty,
+        modfleet.error = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
     );
-    async move {
-        let started = Instant::now();
-        ctx.metrics.reconciles.inc();
-        let ns = gmp.namespace().ok_or(Error::Missing("namespace"))?;
-        let api: Api<GoModuleProxy> = Api::namespaced(ctx.client.clone(), &ns);
-        let result = finalizer(&api, FINALIZER, gmp.clone(), |event| async {
-            match event {
-                finalizer::Event::Apply(g) => converge(&g, &ctx).await,
-                finalizer::Event::Cleanup(g) => cleanup(&g, &ctx).await,
-            }
-        })
-        .await
-        .map_err(|e| match e {
-            finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
-            finalizer::Error::AddFinalizer(source) | finalizer::Error::RemoveFinalizer(source) => {
-                Error::Finalizer {
+    let traced = span.clone();
+    let (result, changes) = apply::tracking_changes(
+        async move {
+            let started = Instant::now();
+            ctx.metrics.reconciles.inc();
+            let ns = gmp.namespace().ok_or(Error::Missing("namespace"))?;
+            let api: Api<GoModuleProxy> = Api::namespaced(ctx.client.clone(), &ns);
+            let result = finalizer(&api, FINALIZER, gmp.clone(), |event| async {
+                match event {
+                    finalizer::Event::Apply(g) => converge(&g, &ctx).await,
+                    finalizer::Event::Cleanup(g) => cleanup(&g, &ctx).await,
+                }
+            })
+            .await
+            .map_err(|e| match e {
+                finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
+                finalizer::Error::AddFinalizer(source)
+                | finalizer::Error::RemoveFinalizer(source) => Error::Finalizer {
                     finalizer: FINALIZER,
                     name: gmp.name_any(),
                     source,
+                },
+                finalizer::Error::UnnamedObject => Error::Missing("name"),
+                finalizer::Error::InvalidFinalizer => Error::Missing("valid finalizer name"),
+            });
+            ctx.metrics
+                .observe(started.elapsed(), result.as_ref().err().map(Error::reason));
+            match &result {
+                Ok(_) => {
+                    ctx.failures.lock().unwrap().remove(&key(&gmp));
+                }
+                Err(e) => {
+                    warn!(error = %e, reason = e.reason(), "reconcile failed");
+                    ctx.event(&gmp, EventType::Warning, e.reason(), e.to_string())
+                        .await;
                 }
             }
-            finalizer::Error::UnnamedObject => Error::Missing("name"),
-            finalizer::Error::InvalidFinalizer => Error::Missing("valid finalizer name"),
-        });
-        ctx.metrics
-            .observe(started.elapsed(), result.as_ref().err().map(Error::reason));
-        match &result {
-            Ok(_) => {
-                ctx.failures.lock().unwrap().remove(&key(&gmp));
-            }
-            Err(e) => {
-                warn!(error = %e, reason = e.reason(), "reconcile failed");
-                ctx.event(&gmp, EventType::Warning, e.reason(), e.to_string())
-                    .await;
-            }
+            result
         }
-        result
+        .instrument(span),
+    )
+    .await;
+    traced.record("modfleet.changes", changes.len() as i64);
+    traced.record("modfleet.changed_objects", changes.join(", "));
+    if let Err(e) = &result {
+        apply::record_error(&traced, e);
     }
-    .instrument(span)
-    .await
+    result
 }
 
 fn error_policy(gmp: Arc<GoModuleProxy>, _err: &Error, ctx: Arc<Ctx>) -> Action {
@@ -481,15 +508,21 @@ async fn update_status(
         .is_some_and(|c| c.status == "True");
     let ns = gmp.namespace().ok_or(Error::Missing("namespace"))?;
     let api: Api<GoModuleProxy> = Api::namespaced(ctx.client.clone(), &ns);
+    let span = apply::api_span("patch status", "GoModuleProxy", &ns, &gmp.name_any());
+    span.record("modfleet.changed", true);
     api.patch_status(
         &gmp.name_any(),
         &PatchParams::default(),
         &Patch::Merge(json!({ "status": new })),
     )
+    .instrument(span.clone())
     .await
-    .map_err(|source| Error::Status {
-        name: gmp.name_any(),
-        source,
+    .map_err(|source| {
+        apply::record_error(&span, &source);
+        Error::Status {
+            name: gmp.name_any(),
+            source,
+        }
     })?;
     let ready = status::condition(&new, status::READY);
     if let Some(r) = ready.filter(|r| (r.status == "True") != was_ready) {

@@ -2,9 +2,10 @@
 //! text logs (`RUST_LOG` filters; JSON lines inside a traced reconcile carry `trace_id` and
 //! `span_id`), and OTLP trace export when the standard `OTEL_*` variables name an endpoint.
 //!
-//! Spans: `reconcile` (one per reconciliation, with the object, its generation and the list of
-//! children that changed) and one child span per Kubernetes API call (`apply Deployment`,
-//! `list PersistentVolumeClaim`, `delete ...`, see `apply.rs`).
+//! Spans: `reconcile` (one per reconciliation, with the object, its generation, and in
+//! `modfleet.changes`/`modfleet.changed_objects` what it changed) and one child span per
+//! Kubernetes API call (`apply Deployment`, `list PersistentVolumeClaim`, `patch status
+//! GoModuleProxy`, `create Event`, ...; see `apply.rs`), each with `modfleet.changed`.
 
 use std::sync::OnceLock;
 
