@@ -230,6 +230,12 @@ fn schema_rejects_wrong_values_with_its_message() {
             "at '/leaderElection/leaseDuration'",
         ),
         ("leaderElection.enabled=yes", "at '/leaderElection/enabled'"),
+        ("tracing.protocol=http", "at '/tracing/protocol'"),
+        (
+            "tracing.otlpEndpoint=otel:4317",
+            "at '/tracing/otlpEndpoint'",
+        ),
+        ("tracing.samplingRatio=2", "at '/tracing/samplingRatio'"),
         ("exampleFleet.name=Gomod", "at '/exampleFleet/name'"),
         (
             "monitoring.fleets.podMonitor.interval=often",
@@ -281,6 +287,43 @@ fn schema_rejects_wrong_values_with_its_message() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     // And a valid variation renders.
     template("t", "default", &["--set", "replicaCount=2,logFormat=text"]);
+}
+
+#[test]
+fn tracing_values_become_the_operators_otel_environment() {
+    let off = template("t", "default", &[]);
+    assert!(!off.contains("OTEL_"), "no tracing by default:\n{off}");
+    let on = template(
+        "t",
+        "default",
+        &[
+            "--set",
+            "tracing.otlpEndpoint=http://otel.obs:4318,tracing.protocol=http/protobuf",
+            "--set",
+            "tracing.samplingRatio=0.25",
+            "--set-string",
+            "tracing.headers=x-api-key=abc",
+        ],
+    );
+    for (name, value) in [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://otel.obs:4318"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
+        ("OTEL_TRACES_SAMPLER_ARG", "0.25"),
+        ("OTEL_EXPORTER_OTLP_HEADERS", "x-api-key=abc"),
+    ] {
+        let rendered = on
+            .lines()
+            .skip_while(|l| l.trim() != format!("- name: {name}"))
+            .nth(1)
+            .map(|l| {
+                l.trim()
+                    .trim_start_matches("value:")
+                    .trim()
+                    .trim_matches('"')
+            });
+        assert_eq!(rendered, Some(value), "{name} in:\n{on}");
+    }
 }
 
 #[test]
