@@ -271,3 +271,68 @@ fn a_typo_in_the_otel_settings_is_a_clear_start_error() {
         "{stderr}"
     );
 }
+
+/// `OTEL_TRACES_SAMPLER` decides what is recorded: a proxy on `always_off` exports nothing
+/// (and serves no exemplars), while one on `traceidratio` 1 beside it, sending to the same
+/// Collector, shows the path works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sampler_setting_decides_what_is_exported() {
+    let collector = Collector::start();
+    let good = FakeUpstream::start(vec![(INFO_PATH, Reply::Body(INFO.to_vec()))], None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let grpc = collector.grpc_endpoint();
+    let start = |name: &str, sampler: &str| {
+        Proxy::start_with_env(
+            &[],
+            "127.0.0.1",
+            &dir.path().join(name),
+            &["--upstream", &good.url],
+            &[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", grpc.as_str()),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+                ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+                ("OTEL_SERVICE_NAME", name),
+                ("OTEL_TRACES_SAMPLER", sampler),
+                ("OTEL_TRACES_SAMPLER_ARG", "1"),
+            ],
+        )
+    };
+    let off = start("sampled-off", "always_off");
+    let on = start("sampled-on", "traceidratio");
+    for proxy in [&off, &on] {
+        let r = reqwest::get(format!("{}{INFO_PATH}", proxy.url))
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let spans = collector
+        .wait_for_spans_async(
+            |spans| {
+                spans
+                    .iter()
+                    .any(|s| s.service_name.as_deref() == Some("sampled-on") && s.is_root())
+            },
+            Duration::from_secs(30),
+        )
+        .await;
+    assert!(
+        spans
+            .iter()
+            .all(|s| s.service_name.as_deref() != Some("sampled-off")),
+        "always_off exported spans"
+    );
+    let metrics = reqwest::get(format!("{}/metrics", off.admin))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        metric_value(&metrics, "modfleet_proxy_trace_spans_exported_total"),
+        0.0
+    );
+    assert!(
+        !metrics.contains("trace_id="),
+        "an exemplar of an unsampled trace"
+    );
+}
