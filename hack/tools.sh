@@ -72,37 +72,12 @@ need_go() {
     die "'go' is not on PATH: install Go >= 1.26 (hack/otelcol and hack/promtool need it) and retry"
 }
 
-# with_build_dir <tool> <function>: runs <function> <tmpdir> under a lock, then moves the
-# result into place; a directory counts only once it holds `.complete`, so an interrupted
-# build is redone, never half-used. Skips everything when already complete.
+# shellcheck source=SCRIPTDIR/lib/build-cache.sh
+source "$ROOT/hack/lib/build-cache.sh"
+
+# with_build_dir <tool> <function>: builds <tool> once (see cached_build).
 with_build_dir() {
-  local tool="$1" fn="$2" dir tmp lock_fd
-  dir="$(tool_dir "$tool")"
-  if [[ -f "$dir/.complete" ]]; then
-    log "$tool: cached in $dir"
-    return 0
-  fi
-  mkdir -p "$BIN_ROOT"
-  exec {lock_fd}>"$BIN_ROOT/.lock-$tool"
-  flock "$lock_fd"
-  if [[ -f "$dir/.complete" ]]; then # someone else built it meanwhile
-    exec {lock_fd}>&-
-    log "$tool: cached in $dir"
-    return 0
-  fi
-  tmp="$(mktemp -d "$BIN_ROOT/.tmp-$tool.XXXXXX")"
-  local start=$SECONDS
-  log "$tool: building into $dir (one-time)"
-  if ! "$fn" "$tmp"; then
-    rm -rf "$tmp"
-    exec {lock_fd}>&-
-    die "$tool: build failed (see the output above)"
-  fi
-  date -u +%Y-%m-%dT%H:%M:%SZ >"$tmp/.complete"
-  rm -rf "$dir"
-  mv "$tmp" "$dir"
-  exec {lock_fd}>&-
-  log "$tool: built in $((SECONDS - start))s"
+  cached_build "$1" "$(tool_dir "$1")" "$2"
 }
 
 build_otelcol() {

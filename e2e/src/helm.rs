@@ -36,6 +36,28 @@ pub fn helm_command(cluster: Option<&Cluster>, args: &[&str]) -> Command {
     cmd
 }
 
+/// Renders the chart once per `(--set value, expected message)` case and returns what went
+/// wrong: a case the schema accepted, or refused with another message. Empty: all as expected.
+pub fn schema_failures(cases: &[(&str, &str)]) -> Vec<String> {
+    let chart = chart_dir();
+    let mut failures = Vec::new();
+    for (set, want) in cases {
+        let out = try_helm(
+            None,
+            &["template", "t", chart.to_str().unwrap(), "--set", set],
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        if out.status.success() {
+            failures.push(format!("--set {set}: accepted"));
+        } else if !err.contains("don't meet the specifications of the schema")
+            || !err.contains(want)
+        {
+            failures.push(format!("--set {set}: expected {want:?}, got: {err}"));
+        }
+    }
+    failures
+}
+
 /// Runs helm and returns its output, whatever the exit status.
 ///
 /// # Panics

@@ -363,3 +363,14 @@ fn spawn(mut cmd: Command, stdin: Option<&str>) -> Output {
         .wait_with_output()
         .unwrap_or_else(|e| panic!("waiting for {printable}: {e}"))
 }
+
+/// The status condition `type_` of an object read as JSON (`Value::Null` when absent).
+pub fn condition(obj: &Value, type_: &str) -> Value {
+    obj["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == type_)
+        .cloned()
+        .unwrap_or(Value::Null)
+}

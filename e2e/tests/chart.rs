@@ -10,7 +10,8 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use modfleet_e2e::helm::{
-    self, Release, chart_dir, service_account_kubeconfig, template, try_helm, yaml_to_objects,
+    self, Release, chart_dir, schema_failures, service_account_kubeconfig, template, try_helm,
+    yaml_to_objects,
 };
 use modfleet_e2e::operator::{Operator, workspace_root as repo_root};
 use modfleet_e2e::{Cluster, DEFAULT_TIMEOUT, Namespace};
@@ -250,22 +251,7 @@ fn schema_rejects_wrong_values_with_its_message() {
             "additional properties 'extra' not allowed",
         ),
     ];
-    let mut failures = Vec::new();
-    for (set, want) in cases {
-        let chart = chart_dir();
-        let out = try_helm(
-            None,
-            &["template", "t", chart.to_str().unwrap(), "--set", set],
-        );
-        let err = String::from_utf8_lossy(&out.stderr);
-        if out.status.success() {
-            failures.push(format!("--set {set}: accepted"));
-        } else if !err.contains("don't meet the specifications of the schema")
-            || !err.contains(want)
-        {
-            failures.push(format!("--set {set}: expected {want:?}, got: {err}"));
-        }
-    }
+    let mut failures = schema_failures(cases);
     // Several replicas without leader election would all reconcile.
     let chart = chart_dir();
     let out = try_helm(

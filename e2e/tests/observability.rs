@@ -25,7 +25,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use modfleet_e2e::helm::{chart_dir, template, try_helm, yaml_to_objects};
+use modfleet_e2e::helm::{chart_dir, schema_failures, template, yaml_to_objects};
 use modfleet_e2e::operator::{Operator, install_crd, workspace_root};
 use modfleet_e2e::{Cluster, Namespace};
 use serde_json::{Value, json};
@@ -664,7 +664,6 @@ fn chart_ships_the_rules_and_the_dashboard_and_the_api_server_accepts_them() {
 
 #[test]
 fn schema_rejects_wrong_observability_values() {
-    let chart = chart_dir();
     let cases: &[(&str, &str)] = &[
         (
             "monitoring.prometheusRule.enabled=maybe",
@@ -707,21 +706,7 @@ fn schema_rejects_wrong_observability_values() {
             "additional properties 'folder' not allowed",
         ),
     ];
-    let mut failures = Vec::new();
-    for (set, want) in cases {
-        let out = try_helm(
-            None,
-            &["template", "t", chart.to_str().unwrap(), "--set", set],
-        );
-        let err = String::from_utf8_lossy(&out.stderr);
-        if out.status.success() {
-            failures.push(format!("--set {set}: accepted"));
-        } else if !err.contains("don't meet the specifications of the schema")
-            || !err.contains(want)
-        {
-            failures.push(format!("--set {set}: expected {want:?}, got: {err}"));
-        }
-    }
+    let failures = schema_failures(cases);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     // The valid spellings render.
     template(

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use modfleet_e2e::operator::{Operator, install_crd};
-use modfleet_e2e::{Cluster, DEFAULT_TIMEOUT, Namespace, RWX_STORAGE_CLASS};
+use modfleet_e2e::{Cluster, DEFAULT_TIMEOUT, Namespace, RWX_STORAGE_CLASS, condition};
 use serde_json::Value;
 
 const IMAGE: &str = "registry.invalid/modfleet/modfleet-proxy:e2e";
@@ -87,16 +87,6 @@ fn exists(ns: &Namespace, kind: &str, name: &str) -> bool {
 
 fn uid(v: &Value) -> String {
     v["metadata"]["uid"].as_str().expect("uid").to_owned()
-}
-
-fn condition(gmp: &Value, type_: &str) -> Value {
-    gmp["status"]["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|c| c["type"] == type_)
-        .cloned()
-        .unwrap_or(Value::Null)
 }
 
 /// Controller owner reference to `owner_uid` and the fleet's labels.

@@ -9,7 +9,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use modfleet_e2e::operator::{Operator, install_crd};
 use modfleet_e2e::proxy::{Origin, ProxyProcess, closed_port};
-use modfleet_e2e::{Cluster, DEFAULT_TIMEOUT, Namespace};
+use modfleet_e2e::{Cluster, DEFAULT_TIMEOUT, Namespace, condition};
 use serde_json::Value;
 
 /// The operator, stopped before the namespace goes; then the finalizers it would have
@@ -31,16 +31,6 @@ impl Drop for Fleet {
             r#"{"metadata":{"finalizers":null}}"#,
         ]);
     }
-}
-
-fn condition(g: &Value, type_: &str) -> Value {
-    g["status"]["conditions"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|c| c["type"] == type_)
-        .cloned()
-        .unwrap_or(Value::Null)
 }
 
 /// (url, healthyMembers, members) of each entry of `status.upstreams`.

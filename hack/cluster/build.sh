@@ -47,36 +47,12 @@ check_pin() { # <go.mod> <module> <version>
     die "$1 does not require $2 $3 as hack/cluster/versions.env says: update one to match the other (then 'go mod tidy' in $(dirname "$1"))"
 }
 
-# with_build_dir <component> <function>: runs <function> <tmpdir> under a lock,
-# then moves the result into place. Skips everything when already complete.
+# shellcheck source=SCRIPTDIR/../lib/build-cache.sh
+source "$CLUSTER_DIR/../lib/build-cache.sh"
+
+# with_build_dir <comp> <function>: builds <comp> once (see cached_build).
 with_build_dir() {
-  local comp="$1" fn="$2" dir tmp
-  dir="$(component_dir "$comp")"
-  if [[ -f "$dir/.complete" ]]; then
-    log "$comp: cached in $dir"
-    return 0
-  fi
-  mkdir -p "$BIN_ROOT"
-  exec {lock_fd}>"$BIN_ROOT/.lock-$comp"
-  flock "$lock_fd"
-  if [[ -f "$dir/.complete" ]]; then # someone else built it meanwhile
-    exec {lock_fd}>&-
-    log "$comp: cached in $dir"
-    return 0
-  fi
-  tmp="$(mktemp -d "$BIN_ROOT/.tmp-$comp.XXXXXX")"
-  local start=$SECONDS
-  log "$comp: building into $dir (this is the slow, one-time part)"
-  if ! "$fn" "$tmp"; then
-    rm -rf "$tmp"
-    exec {lock_fd}>&-
-    die "$comp: build failed (see the output above)"
-  fi
-  date -u +%Y-%m-%dT%H:%M:%SZ >"$tmp/.complete"
-  rm -rf "$dir"
-  mv "$tmp" "$dir"
-  exec {lock_fd}>&-
-  log "$comp: built in $((SECONDS - start))s"
+  cached_build "$1" "$(component_dir "$1")" "$2"
 }
 
 build_etcd() {
