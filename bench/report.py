@@ -267,7 +267,8 @@ def goals_section(r):
 
 
 def _color(name):
-    return COLORS.get(name, "#9ecae1" if name.startswith("modfleet") else None)
+    # Variants (--variant LABEL=...) get a colour too, whatever their label.
+    return COLORS.get(name, "#9ecae1" if name.startswith("modfleet") else "#bdbdbd")
 
 
 def _bar_groups(ax, groups, series, values, ylabel, title, label_fmt="{:,.0f}"):

@@ -341,11 +341,13 @@ def main(argv=None):
     corpus = corpus_mod.ensure(args.smoke, log=log)
     log(f"corpus {corpus.name}: {len(corpus.module_versions())} module versions, {len(corpus.artifacts)} "
         f"artifacts, {corpus.total_bytes() / 1e6:.0f} MB, in {corpus.root}")
-    contenders = prepare_contenders(names, debug=args.debug_build or args.smoke, modfleet_bin=args.modfleet_bin)
+    # Binaries given on the command line are relative to where the command was typed.
+    modfleet_bin = Path(args.modfleet_bin).resolve() if args.modfleet_bin else None
+    contenders = prepare_contenders(names, debug=args.debug_build or args.smoke, modfleet_bin=modfleet_bin)
     for v in args.variant:
         label, _, binary = v.partition("=")
         contenders.insert(1, procs.Contender(label, "experimental build, not on main (see Analysis)",
-                                             Path(binary), kind="modfleet"))
+                                             Path(binary).resolve(), kind="modfleet"))
     ready = [c for c in contenders if not c.unavailable]
     results = {"smoke": args.smoke, "config": cfg, "machine": describe_machine(contenders),
                "corpus": {"name": corpus.name, "module_versions": len(corpus.module_versions()),

@@ -592,7 +592,7 @@ impl Fetcher {
 
 /// The span of storing one file (verification included for zips).
 fn cache_write_span(rel: &Path, bytes: u64) -> tracing::Span {
-    tracing::info_span!(
+    tracing::debug_span!(
         "cache write",
         modfleet.cache.path = %rel.display(),
         modfleet.bytes = bytes as i64,

@@ -108,7 +108,9 @@ async fn handle(
         .map(Request::route);
     // The server span (OpenTelemetry HTTP conventions): named by the route template, or by the
     // method alone when the path is not a GOPROXY path. `answer` adds the module attributes.
-    let span = tracing::info_span!(
+    // Debug level: with traces off (and RUST_LOG above debug) no layer wants it, and it costs
+    // nothing; the trace layer takes modfleet's debug spans.
+    let span = tracing::debug_span!(
         "request",
         otel.name = match route {
             Some(route) => format!("{method} {}", route.template()),

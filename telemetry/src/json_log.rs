@@ -37,16 +37,16 @@ where
         line.insert("target".into(), meta.target().into());
         event.record(&mut FieldVisitor(&mut line));
 
-        let current = event
-            .parent()
-            .and_then(|id| ctx.span(id))
-            .or_else(|| ctx.lookup_current());
-        if let Some(span) = current {
+        // The current span as the subscriber knows it, not as this layer's filter sees it:
+        // hot-path spans are enabled only for the trace layer, and their trace still belongs
+        // on the line.
+        let current = tracing::Span::current();
+        if let (Some(id), Some(meta)) = (current.id(), current.metadata()) {
             let mut fields = Map::new();
-            fields.insert("name".into(), span.name().into());
+            fields.insert("name".into(), meta.name().into());
             // The guard on the span's extensions is dropped before the context lookup below,
             // which takes it again.
-            {
+            if let Some(span) = ctx.span(&id) {
                 let ext = span.extensions();
                 if let Some(formatted) = ext.get::<FormattedFields<JsonFields>>()
                     && let Ok(Value::Object(map)) = serde_json::from_str(formatted.as_str())
@@ -55,7 +55,6 @@ where
                 }
             }
             line.insert("span".into(), Value::Object(fields));
-            let id = span.id();
             if let Some(cx) = tracing::dispatcher::get_default(|d| {
                 tracing_opentelemetry::get_otel_context(&id, d)
             }) {

@@ -67,7 +67,9 @@ pub struct Options {
     pub log_format: LogFormat,
     /// The log filter when `RUST_LOG` is unset.
     pub default_log_filter: &'static str,
-    /// Targets (crate names) whose INFO-and-above spans and events are traced.
+    /// Targets (crate names) whose spans and events down to DEBUG are traced. Hot-path spans
+    /// belong at DEBUG: with export off and logs at INFO nothing enables them, so they cost
+    /// nothing.
     pub trace_targets: &'static [&'static str],
 }
 
@@ -126,7 +128,7 @@ impl Telemetry {
                 options
                     .trace_targets
                     .iter()
-                    .map(|t| (t.to_string(), tracing::Level::INFO)),
+                    .map(|t| (t.to_string(), tracing::Level::DEBUG)),
             );
             let tracer = export.provider.tracer(options.service_name);
             layers.push(

@@ -639,7 +639,7 @@ impl UpstreamPool {
                 .inc();
         }
         *attempts += 1;
-        let span = tracing::info_span!(
+        let span = tracing::debug_span!(
             "upstream attempt",
             otel.kind = "client",
             otel.status_code = tracing::field::Empty,
