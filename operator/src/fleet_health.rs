@@ -417,7 +417,11 @@ impl Poller {
             Err(e) => return MemberReport::Unreachable(format!("bad request URI {uri}: {e}")),
         };
         let exchange = async {
-            let response = self.http.request(request).await.map_err(|e| chain(&e))?;
+            let response = self
+                .http
+                .request(request)
+                .await
+                .map_err(|e| modfleet_telemetry::error_chain(&e))?;
             let status = response.status();
             if !status.is_success() {
                 return Err(format!("/status answered {status}"));
@@ -454,22 +458,6 @@ fn ready_ip(pod: &Pod) -> Option<IpAddr> {
         return None;
     }
     status.pod_ip.as_deref()?.parse().ok()
-}
-
-/// An error and its sources, each said once ("client error (Connect): tcp connect error:
-/// Connection refused (os error 111)").
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        let text = inner.to_string();
-        if !s.contains(&text) {
-            s.push_str(": ");
-            s.push_str(&text);
-        }
-        source = inner.source();
-    }
-    s
 }
 
 #[cfg(test)]

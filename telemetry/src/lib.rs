@@ -225,6 +225,23 @@ fn resource(options: &Options) -> Resource {
     builder.build()
 }
 
+/// An error and its sources, each said once, for log lines and status messages ("error
+/// sending request: client error (Connect): tcp connect error: Connection refused"). Sources
+/// whose text the outer message already contains are skipped, as many libraries repeat them.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        let text = inner.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        source = inner.source();
+    }
+    s
+}
+
 /// The remote parent named by a request's `traceparent`/`tracestate` headers (an empty context
 /// when there are none or they are malformed).
 pub fn parent_from_headers(headers: &http::HeaderMap) -> opentelemetry::Context {
@@ -252,4 +269,31 @@ pub fn sampled_trace_id(span: &tracing::Span) -> Option<String> {
     let cx = span.context();
     let sc = cx.span().span_context().clone();
     (sc.is_valid() && sc.is_sampled()).then(|| sc.trace_id().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("{text}")]
+    struct Layer {
+        text: &'static str,
+        source: Option<Box<Layer>>,
+    }
+
+    #[test]
+    fn error_chain_says_each_source_once() {
+        let e = Layer {
+            text: "sending request",
+            source: Some(Box::new(Layer {
+                text: "connect: refused",
+                source: Some(Box::new(Layer {
+                    text: "refused",
+                    source: None,
+                })),
+            })),
+        };
+        assert_eq!(error_chain(&e), "sending request: connect: refused");
+    }
 }

@@ -35,6 +35,7 @@ use bytes::Bytes;
 use futures::stream::FuturesUnordered;
 use futures::{Stream, StreamExt};
 use http::StatusCode;
+use modfleet_telemetry::error_chain;
 use reqwest::Url;
 use tracing::Instrument;
 
@@ -914,20 +915,6 @@ fn first_line(body: &[u8]) -> String {
         .collect::<String>()
         .trim()
         .to_string()
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        let text = inner.to_string();
-        if !s.contains(&text) {
-            s.push_str(": ");
-            s.push_str(&text);
-        }
-        source = inner.source();
-    }
-    s
 }
 
 #[cfg(test)]
