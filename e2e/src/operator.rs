@@ -86,7 +86,8 @@ pub fn install_crd(cluster: &Cluster) {
 pub const HEALTH_POLL_NETWORKS_ENV: &str = "MODFLEET_OPERATOR_HEALTH_POLL_NETWORKS";
 pub const LOOPBACK: &str = "127.0.0.0/8";
 
-fn free_port() -> u16 {
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

@@ -26,7 +26,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use modfleet_e2e::helm::{chart_dir, schema_failures, template, yaml_to_objects};
-use modfleet_e2e::operator::{Operator, install_crd, workspace_root};
+use modfleet_e2e::operator::{Operator, free_port, install_crd, workspace_root};
+use modfleet_e2e::proxy::proxy_binary;
 use modfleet_e2e::{Cluster, Namespace};
 use serde_json::{Value, json};
 
@@ -935,42 +936,6 @@ fn exported_names(body: &str) -> BTreeSet<String> {
         "families without samples: {empty:?}\n{body}"
     );
     samples
-}
-
-/// Path of the `modfleet-proxy` binary: `MODFLEET_PROXY_BIN`, else built by cargo now (the
-/// same way `modfleet_e2e::operator::operator_binary` builds the operator).
-fn proxy_binary() -> PathBuf {
-    if let Some(p) = std::env::var_os("MODFLEET_PROXY_BIN").filter(|p| !p.is_empty()) {
-        return PathBuf::from(p);
-    }
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let out = Command::new(cargo)
-        .current_dir(workspace_root())
-        .args([
-            "build",
-            "-p",
-            "modfleet-proxy",
-            "--bin",
-            "modfleet-proxy",
-            "--message-format=json",
-        ])
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("cannot run cargo to build modfleet-proxy");
-    assert!(out.status.success(), "cargo build -p modfleet-proxy failed");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "modfleet-proxy")
-        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .expect("cargo reported no modfleet-proxy executable")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free loopback port")
 }
 
 /// GET over plain HTTP/1.0: (status, body), or None when nothing answers.
