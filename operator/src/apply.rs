@@ -118,6 +118,18 @@ pub fn record_error(span: &tracing::Span, error: &dyn std::fmt::Display) {
     span.record("modfleet.error", error.to_string());
 }
 
+/// Runs one API call in `span`; a failure marks the span failed.
+pub async fn traced<T, E: std::fmt::Display>(
+    span: &tracing::Span,
+    call: impl Future<Output = Result<T, E>>,
+) -> Result<T, E> {
+    let result = call.instrument(span.clone()).await;
+    if let Err(e) = &result {
+        record_error(span, e);
+    }
+    result
+}
+
 tokio::task_local! {
     /// Children changed during the current reconcile (`apply Deployment/web-0`, ...).
     static CHANGES: RefCell<Vec<String>>;
@@ -190,29 +202,18 @@ where
     let kind = kind::<K>();
     let span = api_span("apply", &kind, ns, &name);
     let api: Api<K> = Api::namespaced(client.clone(), ns);
-    let applied = api
-        .patch(
-            &name,
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(obj),
-        )
-        .instrument(span.clone())
-        .await;
-    match applied {
-        Ok(obj) => {
-            let key = format!("{kind}/{ns}/{name}");
-            let changed = changed_by_apply(key, obj.meta(), jiff::Timestamp::now());
-            span.record("modfleet.changed", changed);
-            if changed {
-                note_change(format!("apply {kind}/{name}"));
-            }
-            Ok(obj)
-        }
-        Err(source) => {
-            record_error(&span, &source);
-            Err(Error::Apply { kind, name, source })
-        }
+    let patch = PatchParams::apply(MANAGER).force();
+    let applied = match traced(&span, api.patch(&name, &patch, &Patch::Apply(obj))).await {
+        Ok(applied) => applied,
+        Err(source) => return Err(Error::Apply { kind, name, source }),
+    };
+    let key = format!("{kind}/{ns}/{name}");
+    let changed = changed_by_apply(key, applied.meta(), jiff::Timestamp::now());
+    span.record("modfleet.changed", changed);
+    if changed {
+        note_change(format!("apply {kind}/{name}"));
     }
+    Ok(applied)
 }
 
 /// The object, or `None` when it does not exist.
@@ -225,16 +226,12 @@ where
 {
     let api: Api<K> = Api::namespaced(client.clone(), ns);
     let span = api_span("get", &kind::<K>(), ns, name);
-    api.get_opt(name)
-        .instrument(span.clone())
+    traced(&span, api.get_opt(name))
         .await
-        .map_err(|source| {
-            record_error(&span, &source);
-            Error::Get {
-                kind: kind::<K>(),
-                name: name.to_owned(),
-                source,
-            }
+        .map_err(|source| Error::Get {
+            kind: kind::<K>(),
+            name: name.to_owned(),
+            source,
         })
 }
 
@@ -263,17 +260,12 @@ where
     let api: Api<K> = Api::namespaced(client.clone(), &ns);
     let selector = labels::owned_selector(&gmp.name_any());
     let span = api_span("list", &kind::<K>(), &ns, &selector);
-    let list = api
-        .list(&ListParams::default().labels(&selector))
-        .instrument(span.clone())
+    let list = traced(&span, api.list(&ListParams::default().labels(&selector)))
         .await
-        .map_err(|source| {
-            record_error(&span, &source);
-            Error::List {
-                kind: kind::<K>(),
-                instance: gmp.name_any(),
-                source,
-            }
+        .map_err(|source| Error::List {
+            kind: kind::<K>(),
+            instance: gmp.name_any(),
+            source,
         })?;
     Ok(list
         .items
@@ -388,15 +380,12 @@ pub async fn retire_pvcs(
                 });
                 let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
                 let span = api_span("release", "PersistentVolumeClaim", &ns, &name);
-                api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
-                    .instrument(span.clone())
+                let (params, patch) = (PatchParams::default(), Patch::Merge(&patch));
+                traced(&span, api.patch(&name, &params, &patch))
                     .await
-                    .map_err(|source| {
-                        record_error(&span, &source);
-                        Error::Release {
-                            name: name.clone(),
-                            source,
-                        }
+                    .map_err(|source| Error::Release {
+                        name: name.clone(),
+                        source,
                     })?;
                 span.record("modfleet.changed", true);
                 note_change(format!("release PersistentVolumeClaim/{name}"));

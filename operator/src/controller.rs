@@ -102,13 +102,8 @@ impl Ctx {
             &gmp.namespace().unwrap_or_default(),
             reason,
         );
-        if let Err(e) = self
-            .recorder
-            .publish(&ev, &gmp.object_ref(&()))
-            .instrument(span.clone())
-            .await
-        {
-            apply::record_error(&span, &e);
+        let object = gmp.object_ref(&());
+        if let Err(e) = apply::traced(&span, self.recorder.publish(&ev, &object)).await {
             warn!(error = %e, reason, "cannot publish event");
         }
     }
@@ -508,22 +503,16 @@ async fn update_status(
         .is_some_and(|c| c.status == "True");
     let ns = gmp.namespace().ok_or(Error::Missing("namespace"))?;
     let api: Api<GoModuleProxy> = Api::namespaced(ctx.client.clone(), &ns);
-    let span = apply::api_span("patch status", "GoModuleProxy", &ns, &gmp.name_any());
+    let name = gmp.name_any();
+    let span = apply::api_span("patch status", "GoModuleProxy", &ns, &name);
     span.record("modfleet.changed", true);
-    api.patch_status(
-        &gmp.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(json!({ "status": new })),
-    )
-    .instrument(span.clone())
-    .await
-    .map_err(|source| {
-        apply::record_error(&span, &source);
-        Error::Status {
-            name: gmp.name_any(),
-            source,
-        }
-    })?;
+    let (params, patch) = (
+        PatchParams::default(),
+        Patch::Merge(json!({ "status": new })),
+    );
+    if let Err(source) = apply::traced(&span, api.patch_status(&name, &params, &patch)).await {
+        return Err(Error::Status { name, source });
+    }
     let ready = status::condition(&new, status::READY);
     if let Some(r) = ready.filter(|r| (r.status == "True") != was_ready) {
         let type_ = if r.status == "True" {

@@ -348,6 +348,18 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    /// The claim behind the pod's `cache` volume.
+    fn cache_claim(d: &Deployment) -> &str {
+        let pod = d.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        let cache = pod.volumes.iter().flatten().find(|v| v.name == "cache");
+        &cache
+            .unwrap()
+            .persistent_volume_claim
+            .as_ref()
+            .unwrap()
+            .claim_name
+    }
+
     fn container(d: &Deployment) -> &Container {
         &d.spec
             .as_ref()
@@ -396,18 +408,8 @@ mod tests {
             .as_ref()
             .unwrap();
         assert_eq!(ann[CONFIG_HASH_ANNOTATION], "abc");
+        assert_eq!(cache_claim(&d), "gomod-cache-1");
         let pod = spec.template.spec.as_ref().unwrap();
-        let cache = pod
-            .volumes
-            .as_ref()
-            .unwrap()
-            .iter()
-            .find(|v| v.name == "cache")
-            .unwrap();
-        assert_eq!(
-            cache.persistent_volume_claim.as_ref().unwrap().claim_name,
-            "gomod-cache-1"
-        );
         assert_eq!(pod.service_account_name.as_deref(), Some("gomod"));
         assert_eq!(pod.automount_service_account_token, Some(false));
         let c = container(&d);
@@ -474,18 +476,7 @@ mod tests {
             s.rolling_update.as_ref().unwrap().max_unavailable,
             Some(IntOrString::Int(1))
         );
-        let pod = spec.template.spec.as_ref().unwrap();
-        let cache = pod
-            .volumes
-            .as_ref()
-            .unwrap()
-            .iter()
-            .find(|v| v.name == "cache")
-            .unwrap();
-        assert_eq!(
-            cache.persistent_volume_claim.as_ref().unwrap().claim_name,
-            "gomod-cache"
-        );
+        assert_eq!(cache_claim(&d), "gomod-cache");
     }
 
     #[test]
