@@ -250,6 +250,10 @@ pub fn parent_from_headers(headers: &http::HeaderMap) -> opentelemetry::Context 
 
 /// Makes `span` a child of the trace in `headers`, when they carry one.
 pub fn adopt_remote_parent(span: &tracing::Span, headers: &http::HeaderMap) {
+    // Traces off: the span was never created, there is nothing to parse the headers for.
+    if span.is_disabled() {
+        return;
+    }
     let parent = parent_from_headers(headers);
     if parent.span().span_context().is_valid() {
         // Fails only when no trace layer is installed: then there is nothing to link.
@@ -260,12 +264,19 @@ pub fn adopt_remote_parent(span: &tracing::Span, headers: &http::HeaderMap) {
 /// Adds `traceparent` (and `tracestate`) for the current span, so an upstream that traces
 /// continues our trace. Adds nothing when traces are off.
 pub fn inject_current(headers: &mut http::HeaderMap) {
-    let cx = tracing::Span::current().context();
+    let span = tracing::Span::current();
+    if span.is_disabled() {
+        return;
+    }
+    let cx = span.context();
     TraceContextPropagator::new().inject_context(&cx, &mut HeaderInjector(headers));
 }
 
 /// The trace id of `span` when its trace is sampled: for exemplars and log correlation.
 pub fn sampled_trace_id(span: &tracing::Span) -> Option<String> {
+    if span.is_disabled() {
+        return None;
+    }
     let cx = span.context();
     let sc = cx.span().span_context().clone();
     (sc.is_valid() && sc.is_sampled()).then(|| sc.trace_id().to_string())
