@@ -1,0 +1,441 @@
+//! The pool of upstreams: a request's passes over its plan, hedging, retries, and what each
+//! attempt teaches about an upstream's health.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use http::StatusCode;
+use tracing::Instrument;
+
+use super::health::{BreakerSettings, Health, Outcome, Permit, Snapshot};
+use super::plan::{Member, Step, Verdict};
+use super::response::{UpstreamResponse, send};
+use super::{AttemptError, Endpoint, PoolError, Target};
+use crate::config::{HedgeDelay, Resilience, Sumdb, Upstream as UpstreamConfig};
+use crate::metrics::{Metrics, TraceExemplar, UpstreamLabel, UpstreamLabels};
+
+/// Bounds of an automatic hedge delay, and its value before enough latency samples exist.
+const HEDGE_MIN: Duration = Duration::from_millis(20);
+const HEDGE_MAX: Duration = Duration::from_secs(1);
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+type Attempt<'a, T> = Pin<Box<dyn Future<Output = (usize, Result<T, AttemptError>)> + Send + 'a>>;
+
+/// The configured upstreams, their health, and the logic of asking them.
+#[derive(Debug)]
+pub struct UpstreamPool {
+    pub(super) client: reqwest::Client,
+    pub(super) members: Vec<Member>,
+    pub(super) sumdbs: Vec<(String, Endpoint)>,
+    pub(super) settings: Resilience,
+    pub(super) metrics: Arc<Metrics>,
+}
+
+/// Releases a half-open trial permit if its attempt is dropped before recording an outcome.
+struct TrialGuard<'a> {
+    health: Option<&'a Health>,
+}
+
+impl Drop for TrialGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(h) = self.health {
+            h.release_trial();
+        }
+    }
+}
+
+impl UpstreamPool {
+    pub fn new(
+        upstreams: &[UpstreamConfig],
+        sumdbs: &[Sumdb],
+        settings: Resilience,
+        metrics: Arc<Metrics>,
+    ) -> Result<UpstreamPool, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .user_agent(concat!("modfleet-proxy/", env!("CARGO_PKG_VERSION")))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build()?;
+        let default_timeout = upstreams
+            .iter()
+            .map(|u| u.timeout)
+            .max()
+            .unwrap_or(Duration::from_secs(30));
+        let breaker = BreakerSettings {
+            failures: settings.breaker.failures,
+            open_for: settings.breaker.open_for,
+        };
+        let pool = UpstreamPool {
+            client,
+            members: upstreams
+                .iter()
+                .map(|u| Member {
+                    endpoint: Endpoint::new(&u.url, u.timeout),
+                    priority: u.priority,
+                    weight: u.weight,
+                    health: Health::new(breaker),
+                })
+                .collect(),
+            sumdbs: sumdbs
+                .iter()
+                .map(|s| (s.name.clone(), Endpoint::new(&s.url, default_timeout)))
+                .collect(),
+            settings,
+            metrics,
+        };
+        for m in &pool.members {
+            pool.publish_health(m);
+        }
+        Ok(pool)
+    }
+
+    pub fn upstream_names(&self) -> impl Iterator<Item = &str> {
+        self.members.iter().map(|m| m.endpoint.name.as_str())
+    }
+
+    /// The hedge delay for an attempt at `step`, or None when not hedging.
+    fn hedge_delay(&self, step: &Step) -> Option<Duration> {
+        match self.settings.hedge_delay {
+            HedgeDelay::Off => None,
+            HedgeDelay::Fixed(d) => Some(d),
+            HedgeDelay::Auto => Some(
+                step.member
+                    .and_then(|i| self.members[i].health.p95())
+                    .map_or(HEDGE_MAX, |p95| p95.clamp(HEDGE_MIN, HEDGE_MAX)),
+            ),
+        }
+    }
+
+    /// Asks upstreams for `path` (escaped, relative to the base URL) until `accept` takes an
+    /// answer. See the module documentation for the order, hedging, retries and the verdict.
+    pub async fn fetch<T, F, Fut>(
+        &self,
+        target: Target<'_>,
+        path: &str,
+        accept: F,
+    ) -> Result<T, PoolError>
+    where
+        F: Fn(UpstreamResponse) -> Fut + Sync,
+        Fut: Future<Output = Result<T, AttemptError>> + Send,
+        T: Send,
+    {
+        let deadline = Instant::now() + self.settings.request_deadline;
+        let retry = &self.settings.retry;
+        let mut verdict = Verdict::new();
+        // Attempts of this request across passes, for the spans' attempt numbers.
+        let mut attempts = 0u32;
+        for pass in 0..retry.attempts {
+            if pass > 0 {
+                if verdict.failures.is_empty() {
+                    break; // every upstream said "not found": nothing to retry
+                }
+                let base = retry.backoff.saturating_mul(1 << (pass - 1).min(10));
+                let pause = base.mul_f64(0.5 + fastrand::f64());
+                if Instant::now() + pause >= deadline {
+                    break;
+                }
+                self.metrics.upstream_retries.inc();
+                tracing::debug!(pass, pause_ms = pause.as_millis() as u64, %path, "retrying upstreams");
+                tokio::time::sleep(pause).await;
+                verdict = Verdict::new();
+            }
+            let plan = self.plan(target, path);
+            match self
+                .pass(&plan, &accept, deadline, &mut verdict, &mut attempts)
+                .await
+            {
+                Some(Ok(value)) => return Ok(value),
+                Some(Err(local)) => return Err(local),
+                None => {}
+            }
+        }
+        Err(verdict.into_error(path))
+    }
+
+    /// One pass over the plan, hedging slow attempts. Some(Ok) on success, Some(Err) on a local
+    /// error, None when the plan is exhausted (the verdict says why).
+    async fn pass<T, F, Fut>(
+        &self,
+        plan: &[Step],
+        accept: &F,
+        deadline: Instant,
+        verdict: &mut Verdict,
+        attempts: &mut u32,
+    ) -> Option<Result<T, PoolError>>
+    where
+        F: Fn(UpstreamResponse) -> Fut + Sync,
+        Fut: Future<Output = Result<T, AttemptError>> + Send,
+        T: Send,
+    {
+        let mut pending: FuturesUnordered<Attempt<'_, T>> = FuturesUnordered::new();
+        let mut next = 0;
+        // The latest attempt's "has answered" flag and when to hedge it.
+        let mut hedge: Option<(Arc<AtomicBool>, Instant)> = None;
+        loop {
+            // Keep one attempt going: launch the next step when none is in flight.
+            while pending.is_empty() && next < plan.len() {
+                let step = &plan[next];
+                next += 1;
+                if let Some((attempt, answered)) =
+                    self.launch(step, next - 1, accept, false, attempts)
+                {
+                    pending.push(attempt);
+                    hedge = self
+                        .hedge_delay(step)
+                        .map(|d| (answered, Instant::now() + d));
+                } else {
+                    verdict.add(
+                        &step.endpoint,
+                        AttemptError::Transport("circuit breaker open: not asked".into()),
+                    );
+                }
+            }
+            if pending.is_empty() {
+                return None;
+            }
+            // Hedge only to the next step, and only when it is healthy: steps are never
+            // skipped, so every upstream's answer counts in the verdict.
+            let hedge_at = hedge
+                .as_ref()
+                .filter(|(answered, _)| !answered.load(Ordering::Acquire))
+                .filter(|_| pending.len() < 2 && plan.get(next).is_some_and(|s| s.healthy))
+                .map(|(_, at)| *at);
+            tokio::select! {
+                Some((idx, result)) = pending.next() => match result {
+                    Ok(value) => return Some(Ok(value)),
+                    Err(AttemptError::Local(message)) => return Some(Err(PoolError::Local(message))),
+                    Err(AttemptError::Status { status, message, .. })
+                        if status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS =>
+                    {
+                        let message = format!("{}: {status}: {message}", plan[idx].endpoint.name);
+                        return Some(Err(PoolError::Refused { status, message }));
+                    }
+                    Err(e) => verdict.add(&plan[idx].endpoint, e),
+                },
+                () = sleep_until_opt(hedge_at) => {
+                    hedge = None;
+                    let step = &plan[next];
+                    next += 1;
+                    match self.launch(step, next - 1, accept, true, attempts) {
+                        Some((attempt, answered)) => {
+                            tracing::debug!(upstream = %step.endpoint.name, path = %step.path, "hedging a slow request");
+                            pending.push(attempt);
+                            hedge = self.hedge_delay(step).map(|d| (answered, Instant::now() + d));
+                        }
+                        None => verdict.add(
+                            &step.endpoint,
+                            AttemptError::Transport("circuit breaker open: not asked".into()),
+                        ),
+                    }
+                },
+                () = tokio::time::sleep_until(deadline.into()) => {
+                    verdict.add(
+                        &plan[next.saturating_sub(1)].endpoint,
+                        AttemptError::Timeout(format!(
+                            "request deadline of {} passed",
+                            humantime::format_duration(self.settings.request_deadline)
+                        )),
+                    );
+                    return None;
+                },
+            }
+        }
+    }
+
+    /// Starts one attempt, unless the upstream's breaker refuses it. Returns the attempt and
+    /// its "has answered" flag (set when response headers arrive). Each attempt runs in an
+    /// `upstream attempt` span, a child of the request's span.
+    fn launch<'a, T, F, Fut>(
+        &'a self,
+        step: &'a Step,
+        idx: usize,
+        accept: &'a F,
+        hedged: bool,
+        attempts: &mut u32,
+    ) -> Option<(Attempt<'a, T>, Arc<AtomicBool>)>
+    where
+        F: Fn(UpstreamResponse) -> Fut + Sync,
+        Fut: Future<Output = Result<T, AttemptError>> + Send + 'a,
+        T: Send + 'a,
+    {
+        let member = step.member.map(|i| &self.members[i]);
+        let permit = member.map_or(Permit::Go, |m| m.health.permit(Instant::now()));
+        if permit == Permit::Refused {
+            return None;
+        }
+        if hedged {
+            self.metrics
+                .upstream_hedges
+                .get_or_create(&UpstreamLabel {
+                    upstream: step.endpoint.name.clone(),
+                })
+                .inc();
+        }
+        *attempts += 1;
+        let span = tracing::debug_span!(
+            "upstream attempt",
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            http.request.method = "GET",
+            url.full = %step.endpoint.url(&step.path),
+            http.response.status_code = tracing::field::Empty,
+            modfleet.upstream = %step.endpoint.name,
+            modfleet.attempt = i64::from(*attempts),
+            modfleet.hedge = hedged,
+            modfleet.outcome = tracing::field::Empty,
+            modfleet.bytes = tracing::field::Empty,
+            modfleet.error = tracing::field::Empty,
+        );
+        let answered = Arc::new(AtomicBool::new(false));
+        let flag = answered.clone();
+        let attempt = async move {
+            let mut guard = TrialGuard {
+                health: member
+                    .filter(|_| permit == Permit::Trial)
+                    .map(|m| &m.health),
+            };
+            let started = Instant::now();
+            let sent = send(&self.client, &step.endpoint, &step.path).await;
+            let header_latency = started.elapsed();
+            flag.store(true, Ordering::Release);
+            let result = match sent {
+                Ok(response) => accept(response).await,
+                Err(e) => Err(e),
+            };
+            self.observe(step, member, &result, header_latency, started.elapsed());
+            guard.health = None;
+            (idx, result)
+        }
+        .instrument(span);
+        Some((Box::pin(attempt), answered))
+    }
+
+    /// Metrics, logs and health for the end of an attempt.
+    fn observe<T>(
+        &self,
+        step: &Step,
+        member: Option<&Member>,
+        result: &Result<T, AttemptError>,
+        header_latency: Duration,
+        total: Duration,
+    ) {
+        let name = &step.endpoint.name;
+        let span = tracing::Span::current();
+        self.metrics
+            .upstream_duration
+            .get_or_create(&UpstreamLabel {
+                upstream: name.clone(),
+            })
+            .observe(total.as_secs_f64(), TraceExemplar::of(&span), None);
+        let outcome = match result {
+            Ok(_) => "ok",
+            Err(e) => e.outcome(),
+        };
+        span.record("modfleet.outcome", outcome);
+        if let Err(e) = result
+            && !matches!(e, AttemptError::NotFound { .. })
+        {
+            span.record("otel.status_code", "ERROR");
+            span.record("modfleet.error", e.to_string());
+        }
+        self.metrics
+            .upstream_requests
+            .get_or_create(&UpstreamLabels {
+                upstream: name.clone(),
+                outcome,
+            })
+            .inc();
+        match result {
+            Err(AttemptError::NotFound { message, .. }) => {
+                tracing::debug!(upstream = %name, path = %step.path, %message, "not found upstream");
+            }
+            Err(e) => {
+                tracing::warn!(upstream = %name, path = %step.path, error = %e, "upstream attempt failed");
+            }
+            Ok(_) => {}
+        }
+        if let Some(m) = member {
+            let health_outcome = match result {
+                Ok(_) => Some(Outcome::Success),
+                Err(e) => e.health_outcome(),
+            };
+            match health_outcome {
+                Some(o) => {
+                    let error = result.as_ref().err().filter(|_| o != Outcome::Success);
+                    let message = error.map(|e| e.to_string());
+                    let latency = (o == Outcome::Success).then_some(header_latency);
+                    let before = m.health.breaker();
+                    m.health
+                        .record(o, latency, message.as_deref(), Instant::now());
+                    let after = m.health.breaker();
+                    if before != after {
+                        tracing::warn!(upstream = %name, from = before.as_str(), to = after.as_str(), "circuit breaker changed state");
+                    }
+                }
+                None => m.health.release_trial(),
+            }
+            self.publish_health(m);
+        }
+    }
+
+    pub(super) fn publish_health(&self, m: &Member) {
+        let label = UpstreamLabel {
+            upstream: m.endpoint.name.clone(),
+        };
+        self.metrics
+            .upstream_healthy
+            .get_or_create(&label)
+            .set(i64::from(m.health.is_healthy()));
+        self.metrics
+            .upstream_breaker_state
+            .get_or_create(&label)
+            .set(m.health.breaker().as_gauge());
+    }
+
+    /// Each upstream's state, for `/status`.
+    pub fn status(&self) -> Vec<UpstreamStatus> {
+        self.members
+            .iter()
+            .map(|m| UpstreamStatus {
+                url: m.endpoint.name.clone(),
+                priority: m.priority,
+                weight: m.weight,
+                hedge_delay_ms: match self.settings.hedge_delay {
+                    HedgeDelay::Off => None,
+                    HedgeDelay::Fixed(d) => Some(d.as_millis() as u64),
+                    HedgeDelay::Auto => Some(
+                        m.health
+                            .p95()
+                            .map_or(HEDGE_MAX, |p| p.clamp(HEDGE_MIN, HEDGE_MAX))
+                            .as_millis() as u64,
+                    ),
+                },
+                health: m.health.snapshot(),
+            })
+            .collect()
+    }
+}
+
+/// One upstream in `/status`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UpstreamStatus {
+    pub url: String,
+    pub priority: u32,
+    pub weight: u32,
+    pub hedge_delay_ms: Option<u64>,
+    #[serde(flatten)]
+    pub health: Snapshot,
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}

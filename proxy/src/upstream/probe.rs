@@ -1,0 +1,50 @@
+//! Active health probes: a cheap GET to every upstream at an interval.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::StatusCode;
+use modfleet_telemetry::error_chain;
+
+use super::UpstreamPool;
+
+impl UpstreamPool {
+    /// Probes every upstream once (a GET of the configured path; any answer below 500, but
+    /// 429, means alive).
+    pub async fn probe_all(&self) {
+        let check = &self.settings.health_check;
+        let probes = self.members.iter().map(|m| async move {
+            let url = format!("{}{}", m.endpoint.base.as_str().trim_end_matches('/'), check.path);
+            let result = tokio::time::timeout(check.timeout, self.client.get(&url).send()).await;
+            let error = match result {
+                Err(_) => Some(format!("no answer within {}", humantime::format_duration(check.timeout))),
+                Ok(Err(e)) => Some(error_chain(&e)),
+                Ok(Ok(r)) if r.status().is_server_error() || r.status() == StatusCode::TOO_MANY_REQUESTS => {
+                    Some(format!("answered {}", r.status()))
+                }
+                Ok(Ok(_)) => None,
+            };
+            let was = m.health.is_healthy();
+            let before = m.health.breaker();
+            m.health.record_probe(error.is_none(), error.as_deref(), Instant::now());
+            if before != m.health.breaker() {
+                tracing::info!(upstream = %m.endpoint.name, "circuit breaker closed by a successful probe");
+            }
+            if was != m.health.is_healthy() {
+                tracing::warn!(upstream = %m.endpoint.name, healthy = !was, error = ?error, "upstream health changed");
+            }
+            self.publish_health(m);
+        });
+        futures::future::join_all(probes).await;
+    }
+
+    /// Runs the active health probes forever, at the configured interval.
+    pub async fn run_probes(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(self.settings.health_check.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            self.probe_all().await;
+        }
+    }
+}
