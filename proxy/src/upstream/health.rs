@@ -17,6 +17,10 @@ pub const MAX_OPEN: Duration = Duration::from_secs(300);
 const SAMPLES: usize = 256;
 /// Outcomes kept for the error rate.
 const OUTCOMES: usize = 100;
+/// Bodies smaller than this say nothing about an upstream's throughput.
+pub const RATE_MIN_BYTES: u64 = 256 << 10;
+/// Weight of the newest sample in the body-throughput average.
+const RATE_WEIGHT: f64 = 0.2;
 /// Consecutive failed probes after which an upstream is considered down.
 const PROBE_FAILURES_DOWN: u32 = 2;
 
@@ -77,6 +81,8 @@ struct State {
     outcomes: VecDeque<bool>,
     requests: u64,
     last_error: Option<(String, SystemTime)>,
+    /// Moving average of body throughput (bytes per second) over bodies large enough to say.
+    body_rate: Option<f64>,
 }
 
 /// A permission to send one attempt; a half-open trial must report back.
@@ -138,6 +144,7 @@ impl Health {
                 outcomes: VecDeque::with_capacity(OUTCOMES),
                 requests: 0,
                 last_error: None,
+                body_rate: None,
             }),
         }
     }
@@ -257,6 +264,25 @@ impl Health {
                 s.last_error = Some((format!("health probe: {e}"), SystemTime::now()));
             }
         }
+    }
+
+    /// Records the throughput of a body that took `elapsed` to read after its headers. Only
+    /// bodies of at least [`RATE_MIN_BYTES`] count: a small body's time is all latency.
+    pub fn record_body(&self, bytes: u64, elapsed: Duration) {
+        if bytes < RATE_MIN_BYTES || elapsed < Duration::from_millis(1) {
+            return;
+        }
+        let rate = bytes as f64 / elapsed.as_secs_f64();
+        let mut s = self.lock();
+        s.body_rate = Some(match s.body_rate {
+            None => rate,
+            Some(avg) => avg + RATE_WEIGHT * (rate - avg),
+        });
+    }
+
+    /// The moving average of body throughput in bytes per second, once a large body was read.
+    pub fn body_rate(&self) -> Option<f64> {
+        self.lock().body_rate
     }
 
     /// p95 time to the answer's headers, once there are enough samples to say.

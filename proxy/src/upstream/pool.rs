@@ -4,7 +4,6 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -14,7 +13,7 @@ use tracing::Instrument;
 
 use super::health::{BreakerSettings, Health, Outcome, Permit, Snapshot};
 use super::plan::{Member, Step, Verdict};
-use super::response::{UpstreamResponse, send};
+use super::response::{Progress, UpstreamResponse, send};
 use super::{AttemptError, Endpoint, PoolError, Target};
 use crate::config::{HedgeDelay, Resilience, Sumdb, Upstream as UpstreamConfig};
 use crate::metrics::{Metrics, TraceExemplar, UpstreamLabel, UpstreamLabels};
@@ -24,6 +23,17 @@ const HEDGE_MIN: Duration = Duration::from_millis(20);
 const HEDGE_MAX: Duration = Duration::from_secs(1);
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Redirects followed per request (public mirrors redirect zips to storage; a loop stops here).
+pub const MAX_REDIRECTS: usize = 5;
+
+/// A body is judged for slowness only after this long since its headers (TCP ramps up).
+const BODY_GRACE: Duration = Duration::from_secs(1);
+/// How often a body in flight is judged again.
+const BODY_CHECK_EVERY: Duration = Duration::from_millis(250);
+/// A body slower than the next upstream's observed throughput divided by this gives way.
+const SLOW_FACTOR: f64 = 10.0;
+/// A body slower than this gives way when nothing is known of the next upstream's throughput.
+const SLOW_BODY_FLOOR: f64 = 64.0 * 1024.0;
 
 type Attempt<'a, T> = Pin<Box<dyn Future<Output = (usize, Result<T, AttemptError>)> + Send + 'a>>;
 
@@ -59,6 +69,7 @@ impl UpstreamPool {
     ) -> Result<UpstreamPool, reqwest::Error> {
         let client = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
+            .redirect(redirect_policy())
             .user_agent(concat!("modfleet-proxy/", env!("CARGO_PKG_VERSION")))
             .pool_idle_timeout(Duration::from_secs(90))
             .build()?;
@@ -175,20 +186,18 @@ impl UpstreamPool {
     {
         let mut pending: FuturesUnordered<Attempt<'_, T>> = FuturesUnordered::new();
         let mut next = 0;
-        // The latest attempt's "has answered" flag and when to hedge it.
-        let mut hedge: Option<(Arc<AtomicBool>, Instant)> = None;
+        // The latest attempt (its step and progress): the one a hedge would back up.
+        let mut latest: Option<(usize, Arc<Progress>)> = None;
         loop {
             // Keep one attempt going: launch the next step when none is in flight.
             while pending.is_empty() && next < plan.len() {
                 let step = &plan[next];
                 next += 1;
-                if let Some((attempt, answered)) =
+                if let Some((attempt, progress)) =
                     self.launch(step, next - 1, accept, false, attempts)
                 {
                     pending.push(attempt);
-                    hedge = self
-                        .hedge_delay(step)
-                        .map(|d| (answered, Instant::now() + d));
+                    latest = Some((next - 1, progress));
                 } else {
                     verdict.add(
                         &step.endpoint,
@@ -201,11 +210,14 @@ impl UpstreamPool {
             }
             // Hedge only to the next step, and only when it is healthy: steps are never
             // skipped, so every upstream's answer counts in the verdict.
-            let hedge_at = hedge
-                .as_ref()
-                .filter(|(answered, _)| !answered.load(Ordering::Acquire))
-                .filter(|_| pending.len() < 2 && plan.get(next).is_some_and(|s| s.healthy))
-                .map(|(_, at)| *at);
+            let hedge =
+                latest
+                    .as_ref()
+                    .filter(|_| pending.len() < 2)
+                    .and_then(|(idx, progress)| {
+                        let backup = plan.get(next).filter(|s| s.healthy)?;
+                        self.hedge_check(&plan[*idx], backup, progress, Instant::now())
+                    });
             tokio::select! {
                 Some((idx, result)) = pending.next() => match result {
                     Ok(value) => return Some(Ok(value)),
@@ -218,15 +230,17 @@ impl UpstreamPool {
                     }
                     Err(e) => verdict.add(&plan[idx].endpoint, e),
                 },
-                () = sleep_until_opt(hedge_at) => {
-                    hedge = None;
+                () = sleep_until_opt(hedge.map(|h| h.at)) => {
+                    // Judged again at wake-up: an attempt that answered meanwhile is hedged
+                    // only if its body turns out far too slow.
+                    let Some(reason) = hedge.and_then(|h| h.reason) else { continue };
                     let step = &plan[next];
                     next += 1;
                     match self.launch(step, next - 1, accept, true, attempts) {
-                        Some((attempt, answered)) => {
-                            tracing::debug!(upstream = %step.endpoint.name, path = %step.path, "hedging a slow request");
+                        Some((attempt, progress)) => {
+                            tracing::debug!(upstream = %step.endpoint.name, path = %step.path, reason, "hedging");
                             pending.push(attempt);
-                            hedge = self.hedge_delay(step).map(|d| (answered, Instant::now() + d));
+                            latest = Some((next - 1, progress));
                         }
                         None => verdict.add(
                             &step.endpoint,
@@ -248,8 +262,48 @@ impl UpstreamPool {
         }
     }
 
+    /// When to hedge the attempt at `step` by asking `backup` too: while it has not answered,
+    /// once the hedge delay has passed; after its headers, only when its body arrives far
+    /// slower than `backup` is known to deliver (or than [`SLOW_BODY_FLOOR`] when nothing is
+    /// known), so a large body that merely takes a while is fetched once. None: never.
+    fn hedge_check(
+        &self,
+        step: &Step,
+        backup: &Step,
+        progress: &Progress,
+        now: Instant,
+    ) -> Option<HedgeCheck> {
+        let delay = self.hedge_delay(step)?;
+        let Some(answered) = progress.answered_at() else {
+            let at = progress.started + delay;
+            return Some(HedgeCheck::at_or_now(
+                at,
+                now,
+                "no answer within the hedge delay",
+            ));
+        };
+        let judge_from = answered + BODY_GRACE.max(delay);
+        if now < judge_from {
+            return Some(HedgeCheck::later(judge_from));
+        }
+        let rate = progress.bytes() as f64 / now.duration_since(answered).as_secs_f64();
+        let backup_rate = backup
+            .member
+            .and_then(|i| self.members[i].health.body_rate())
+            .map_or(0.0, |r| r / SLOW_FACTOR);
+        if rate < SLOW_BODY_FLOOR.max(backup_rate) {
+            Some(HedgeCheck::at_or_now(
+                now,
+                now,
+                "body far slower than the next upstream",
+            ))
+        } else {
+            Some(HedgeCheck::later(now + BODY_CHECK_EVERY))
+        }
+    }
+
     /// Starts one attempt, unless the upstream's breaker refuses it. Returns the attempt and
-    /// its "has answered" flag (set when response headers arrive). Each attempt runs in an
+    /// its progress (headers, body bytes). Each attempt runs in an
     /// `upstream attempt` span, a child of the request's span.
     fn launch<'a, T, F, Fut>(
         &'a self,
@@ -258,7 +312,7 @@ impl UpstreamPool {
         accept: &'a F,
         hedged: bool,
         attempts: &mut u32,
-    ) -> Option<(Attempt<'a, T>, Arc<AtomicBool>)>
+    ) -> Option<(Attempt<'a, T>, Arc<Progress>)>
     where
         F: Fn(UpstreamResponse) -> Fut + Sync,
         Fut: Future<Output = Result<T, AttemptError>> + Send + 'a,
@@ -292,28 +346,25 @@ impl UpstreamPool {
             modfleet.bytes = tracing::field::Empty,
             modfleet.error = tracing::field::Empty,
         );
-        let answered = Arc::new(AtomicBool::new(false));
-        let flag = answered.clone();
+        let progress = Arc::new(Progress::new());
+        let watched = progress.clone();
         let attempt = async move {
             let mut guard = TrialGuard {
                 health: member
                     .filter(|_| permit == Permit::Trial)
                     .map(|m| &m.health),
             };
-            let started = Instant::now();
-            let sent = send(&self.client, &step.endpoint, &step.path).await;
-            let header_latency = started.elapsed();
-            flag.store(true, Ordering::Release);
+            let sent = send(&self.client, &step.endpoint, &step.path, &watched).await;
             let result = match sent {
                 Ok(response) => accept(response).await,
                 Err(e) => Err(e),
             };
-            self.observe(step, member, &result, header_latency, started.elapsed());
+            self.observe(step, member, &result, &watched);
             guard.health = None;
             (idx, result)
         }
         .instrument(span);
-        Some((Box::pin(attempt), answered))
+        Some((Box::pin(attempt), progress))
     }
 
     /// Metrics, logs and health for the end of an attempt.
@@ -322,9 +373,13 @@ impl UpstreamPool {
         step: &Step,
         member: Option<&Member>,
         result: &Result<T, AttemptError>,
-        header_latency: Duration,
-        total: Duration,
+        progress: &Progress,
     ) {
+        let now = Instant::now();
+        let total = now.duration_since(progress.started);
+        let header_latency = progress
+            .answered_at()
+            .map_or(total, |at| at.duration_since(progress.started));
         let name = &step.endpoint.name;
         let span = tracing::Span::current();
         self.metrics
@@ -371,8 +426,13 @@ impl UpstreamPool {
                     let message = error.map(|e| e.to_string());
                     let latency = (o == Outcome::Success).then_some(header_latency);
                     let before = m.health.breaker();
-                    m.health
-                        .record(o, latency, message.as_deref(), Instant::now());
+                    m.health.record(o, latency, message.as_deref(), now);
+                    if result.is_ok()
+                        && let Some(answered) = progress.answered_at()
+                    {
+                        m.health
+                            .record_body(progress.bytes(), now.duration_since(answered));
+                    }
                     let after = m.health.breaker();
                     if before != after {
                         tracing::warn!(upstream = %name, from = before.as_str(), to = after.as_str(), "circuit breaker changed state");
@@ -431,6 +491,47 @@ pub struct UpstreamStatus {
     pub hedge_delay_ms: Option<u64>,
     #[serde(flatten)]
     pub health: Snapshot,
+}
+
+/// The result of [`UpstreamPool::hedge_check`]: when to look again, and whether a hedge is due
+/// then (with the reason, for the log).
+#[derive(Debug, Clone, Copy)]
+struct HedgeCheck {
+    at: Instant,
+    reason: Option<&'static str>,
+}
+
+impl HedgeCheck {
+    fn at_or_now(at: Instant, now: Instant, reason: &'static str) -> HedgeCheck {
+        HedgeCheck {
+            at: at.max(now),
+            reason: (at <= now).then_some(reason),
+        }
+    }
+
+    fn later(at: Instant) -> HedgeCheck {
+        HedgeCheck { at, reason: None }
+    }
+}
+
+/// Redirects are followed (mirrors send zips to storage) only to http(s), at most
+/// [`MAX_REDIRECTS`] times. reqwest drops `Authorization` and cookies when a redirect leaves
+/// the upstream's host, so credentials never reach another host.
+fn redirect_policy() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        if attempt.previous().len() > MAX_REDIRECTS {
+            let error = format!("more than {MAX_REDIRECTS} redirects");
+            attempt.error(error)
+        } else if !matches!(attempt.url().scheme(), "http" | "https") {
+            let error = format!(
+                "redirect to a {} URL refused: only http and https are followed",
+                attempt.url().scheme()
+            );
+            attempt.error(error)
+        } else {
+            attempt.follow()
+        }
+    })
 }
 
 async fn sleep_until_opt(at: Option<Instant>) {

@@ -1,7 +1,9 @@
 //! One request to one upstream: sending it, classifying the answer, and reading the body
 //! within its limits.
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
@@ -13,73 +15,80 @@ use super::{AttemptError, Endpoint};
 /// How much of an upstream error body is passed on to clients.
 const MAX_MESSAGE_BYTES: usize = 512;
 
+/// A body must bring at least this many bytes (or the rest of itself) in every
+/// [`LOW_SPEED_WINDOW`], or the attempt fails: a body trickling a byte at a time would otherwise
+/// never trip the per-read idle timeout and hold the request until its deadline (as curl's
+/// `--speed-limit`/`--speed-time`). About 13 KiB/s: far below any working mirror.
+pub const LOW_SPEED_BYTES: u64 = 64 << 10;
+pub const LOW_SPEED_WINDOW: Duration = Duration::from_secs(5);
+
+/// What the pool sees of an attempt while its body is read: when the headers came and how
+/// many body bytes since, so that a body far slower than the next upstream can be hedged.
+#[derive(Debug)]
+pub(super) struct Progress {
+    pub(super) started: Instant,
+    answered_at: OnceLock<Instant>,
+    bytes: AtomicU64,
+}
+
+impl Progress {
+    pub(super) fn new() -> Progress {
+        Progress {
+            started: Instant::now(),
+            answered_at: OnceLock::new(),
+            bytes: AtomicU64::new(0),
+        }
+    }
+
+    /// When the response headers arrived; None while the attempt waits for them.
+    pub(super) fn answered_at(&self) -> Option<Instant> {
+        self.answered_at.get().copied()
+    }
+
+    pub(super) fn answered(&self, at: Instant) {
+        let _ = self.answered_at.set(at);
+    }
+
+    /// Body bytes received so far.
+    pub(super) fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+}
+
 /// A successful (2xx) upstream response whose body has not been read yet.
 pub struct UpstreamResponse {
     response: reqwest::Response,
     idle_timeout: Duration,
-    upstream: String,
+    progress: Arc<Progress>,
 }
 
 impl UpstreamResponse {
-    pub fn upstream(&self) -> &str {
-        &self.upstream
-    }
-
     pub fn content_length(&self) -> Option<u64> {
         self.response.content_length()
     }
 
-    /// The body as a stream of chunks. Each chunk must arrive within the idle timeout, and the
-    /// stream ends with an error when the body is shorter or longer than its Content-Length.
+    /// The body as a stream of chunks. Each chunk must arrive within the idle timeout, the body
+    /// must keep above the low-speed limit, and the stream ends with an error when the body is
+    /// shorter or longer than its Content-Length.
     pub fn into_stream(self) -> impl Stream<Item = Result<Bytes, AttemptError>> + Send + 'static {
-        let expected = self.response.content_length();
-        let idle = self.idle_timeout;
+        let body = BodyState {
+            expected: self.response.content_length(),
+            idle: self.idle_timeout,
+            seen: 0,
+            window_start: Instant::now(),
+            window_seen: 0,
+            progress: self.progress,
+            done: false,
+        };
         let inner = self.response.bytes_stream();
-        futures::stream::unfold(
-            (inner, 0u64, false),
-            move |(mut inner, seen, done)| async move {
-                if done {
-                    return None;
-                }
-                match tokio::time::timeout(idle, inner.next()).await {
-                    Err(_) => Some((
-                        Err(AttemptError::Timeout(format!(
-                            "no data for {} in the middle of the body",
-                            humantime::format_duration(idle)
-                        ))),
-                        (inner, seen, true),
-                    )),
-                    Ok(Some(Ok(chunk))) => {
-                        let seen = seen + chunk.len() as u64;
-                        if expected.is_some_and(|n| seen > n) {
-                            return Some((
-                                Err(AttemptError::Invalid(
-                                    "body is longer than its Content-Length".into(),
-                                )),
-                                (inner, seen, true),
-                            ));
-                        }
-                        Some((Ok(chunk), (inner, seen, false)))
-                    }
-                    Ok(Some(Err(e))) => Some((
-                        Err(AttemptError::Transport(format!(
-                            "body cut short after {seen} bytes: {}",
-                            error_chain(&e)
-                        ))),
-                        (inner, seen, true),
-                    )),
-                    Ok(None) => match expected {
-                        Some(n) if seen != n => Some((
-                            Err(AttemptError::Invalid(format!(
-                                "body cut short: {seen} of {n} bytes"
-                            ))),
-                            (inner, seen, true),
-                        )),
-                        _ => None,
-                    },
-                }
-            },
-        )
+        futures::stream::unfold((inner, body), |(mut inner, mut body)| async move {
+            if body.done {
+                return None;
+            }
+            let next = tokio::time::timeout(body.idle, inner.next()).await;
+            let item = body.next(next)?;
+            Some((item, (inner, body)))
+        })
     }
 
     /// Reads a small body whole, refusing bodies over `max` bytes.
@@ -105,12 +114,100 @@ impl UpstreamResponse {
     }
 }
 
+/// The checks applied to each chunk of a body.
+struct BodyState {
+    expected: Option<u64>,
+    idle: Duration,
+    seen: u64,
+    window_start: Instant,
+    window_seen: u64,
+    progress: Arc<Progress>,
+    done: bool,
+}
+
+type Chunk = Result<Option<Result<Bytes, reqwest::Error>>, tokio::time::error::Elapsed>;
+
+impl BodyState {
+    /// The stream's next item for what the connection produced; None at a clean end.
+    fn next(&mut self, next: Chunk) -> Option<Result<Bytes, AttemptError>> {
+        let failed = |body: &mut BodyState, e: AttemptError| {
+            body.done = true;
+            Some(Err(e))
+        };
+        match next {
+            Err(_) => failed(
+                self,
+                AttemptError::Timeout(format!(
+                    "no data for {} in the middle of the body",
+                    humantime::format_duration(self.idle)
+                )),
+            ),
+            Ok(Some(Ok(chunk))) => {
+                self.seen += chunk.len() as u64;
+                self.progress
+                    .bytes
+                    .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                if self.expected.is_some_and(|n| self.seen > n) {
+                    return failed(
+                        self,
+                        AttemptError::Invalid("body is longer than its Content-Length".into()),
+                    );
+                }
+                if let Err(e) = self.check_speed(chunk.len() as u64, Instant::now()) {
+                    return failed(self, e);
+                }
+                Some(Ok(chunk))
+            }
+            Ok(Some(Err(e))) => failed(
+                self,
+                AttemptError::Transport(format!(
+                    "body cut short after {} bytes: {}",
+                    self.seen,
+                    error_chain(&e)
+                )),
+            ),
+            Ok(None) => match self.expected {
+                Some(n) if self.seen != n => failed(
+                    self,
+                    AttemptError::Invalid(format!("body cut short: {} of {n} bytes", self.seen)),
+                ),
+                _ => None,
+            },
+        }
+    }
+
+    /// The low-speed limit: each window must bring [`LOW_SPEED_BYTES`] or the rest of the body.
+    fn check_speed(&mut self, chunk: u64, now: Instant) -> Result<(), AttemptError> {
+        self.window_seen += chunk;
+        let elapsed = now.duration_since(self.window_start);
+        if elapsed < LOW_SPEED_WINDOW {
+            return Ok(());
+        }
+        let before = self.seen - self.window_seen;
+        let wanted = self
+            .expected
+            .map_or(LOW_SPEED_BYTES, |n| (n - before).min(LOW_SPEED_BYTES));
+        if self.window_seen < wanted {
+            return Err(AttemptError::Timeout(format!(
+                "body too slow: {} bytes in {}, below the low-speed limit of {LOW_SPEED_BYTES} bytes per {}",
+                self.window_seen,
+                humantime::format_duration(Duration::from_millis(elapsed.as_millis() as u64)),
+                humantime::format_duration(LOW_SPEED_WINDOW),
+            )));
+        }
+        self.window_start = now;
+        self.window_seen = 0;
+        Ok(())
+    }
+}
+
 /// Sends one GET and classifies the status. The body of a non-2xx answer is read (bounded)
 /// for the message passed on to the client.
 pub(super) async fn send(
     client: &reqwest::Client,
     endpoint: &Endpoint,
     path: &str,
+    progress: &Arc<Progress>,
 ) -> Result<UpstreamResponse, AttemptError> {
     let url = endpoint.url(path);
     let mut trace_headers = http::HeaderMap::new();
@@ -132,6 +229,7 @@ pub(super) async fn send(
         Ok(Err(e)) => return Err(AttemptError::Transport(error_chain(&e))),
         Ok(Ok(r)) => r,
     };
+    progress.answered(Instant::now());
     let status = response.status();
     let span = tracing::Span::current();
     span.record("http.response.status_code", i64::from(status.as_u16()));
@@ -142,7 +240,7 @@ pub(super) async fn send(
         return Ok(UpstreamResponse {
             response,
             idle_timeout: endpoint.timeout,
-            upstream: endpoint.name.clone(),
+            progress: progress.clone(),
         });
     }
     let retry_after = response
@@ -151,12 +249,7 @@ pub(super) async fn send(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
-    let body = tokio::time::timeout(endpoint.timeout, response.bytes())
-        .await
-        .ok()
-        .and_then(Result::ok)
-        .unwrap_or_default();
-    let message = first_line(&body);
+    let message = first_line(&error_body(response, endpoint.timeout).await);
     if status == StatusCode::NOT_FOUND || status == StatusCode::GONE {
         Err(AttemptError::NotFound { status, message })
     } else {
@@ -166,6 +259,27 @@ pub(super) async fn send(
             retry_after,
         })
     }
+}
+
+/// The start of an error body, for its message: at most [`MAX_MESSAGE_BYTES`] are read, within
+/// the upstream's timeout, and the rest is never read (the connection is dropped), so an endless
+/// or trickling error body costs neither memory nor time.
+async fn error_body(response: reqwest::Response, timeout: Duration) -> Vec<u8> {
+    let mut body = Vec::new();
+    let mut stream = std::pin::pin!(response.bytes_stream());
+    let read = async {
+        while body.len() < MAX_MESSAGE_BYTES {
+            match stream.next().await {
+                Some(Ok(chunk)) => {
+                    let room = MAX_MESSAGE_BYTES - body.len();
+                    body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                }
+                _ => break,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(timeout, read).await;
+    body
 }
 
 /// The first line of an error body, bounded and printable: the go command shows it to users.

@@ -478,6 +478,13 @@ pub enum Reply {
     FailFirst(u64, u16, Vec<u8>),
     /// 429 with this Retry-After (seconds).
     Throttle(u64),
+    /// 200 with headers at once, then this body at about `bytes_per_sec`.
+    Paced(Vec<u8>, u64),
+    /// This status with a body that never ends (no Content-Length); bytes written are counted
+    /// in [`FakeUpstream::written`].
+    Endless(u16),
+    /// 302 to this location.
+    Redirect(String),
 }
 
 /// An in-process HTTP/1.1 upstream with scripted answers, for failure modes a real upstream
@@ -486,6 +493,8 @@ pub enum Reply {
 pub struct FakeUpstream {
     pub url: String,
     hits: Arc<Mutex<HashMap<String, u64>>>,
+    /// Body bytes written by `Endless` replies, by path, once their connection closed.
+    written: Arc<Mutex<HashMap<String, u64>>>,
     /// `traceparent` headers received, by path.
     traceparents: Arc<Mutex<HashMap<String, Vec<String>>>>,
     task: tokio::task::JoinHandle<()>,
@@ -512,6 +521,8 @@ impl FakeUpstream {
         let hits2 = hits.clone();
         let traceparents: Arc<Mutex<HashMap<String, Vec<String>>>> = Arc::default();
         let traceparents2 = traceparents.clone();
+        let written: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+        let written2 = written.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((mut sock, _)) = listener.accept().await else {
@@ -520,6 +531,7 @@ impl FakeUpstream {
                 let routes = routes.clone();
                 let hits = hits2.clone();
                 let traceparents = traceparents2.clone();
+                let written = written2.clone();
                 let dir = dir.clone();
                 tokio::spawn(async move {
                     let mut buf = Vec::new();
@@ -599,6 +611,37 @@ impl FakeUpstream {
                             let _ = sock.write_all(write(200, body.len()).as_bytes()).await;
                             let _ = sock.write_all(&body).await;
                         }
+                        Reply::Paced(body, rate) => {
+                            let _ = sock.write_all(write(200, body.len()).as_bytes()).await;
+                            // Ten pieces a second (at least a byte each), paced by the clock.
+                            let piece = (rate as usize / 10).max(1);
+                            let every = Duration::from_secs_f64(piece as f64 / rate as f64);
+                            let mut tick = tokio::time::interval(every);
+                            for part in body.chunks(piece) {
+                                tick.tick().await;
+                                if sock.write_all(part).await.is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                        Reply::Endless(code) => {
+                            let head = format!(
+                                "HTTP/1.1 {code} X\r\ncontent-type: text/html\r\nconnection: close\r\n\r\n"
+                            );
+                            let _ = sock.write_all(head.as_bytes()).await;
+                            let block = vec![b'<'; 64 << 10];
+                            let mut total = 0u64;
+                            while sock.write_all(&block).await.is_ok() {
+                                total += block.len() as u64;
+                            }
+                            *written.lock().unwrap().entry(path.clone()).or_default() += total;
+                        }
+                        Reply::Redirect(location) => {
+                            let head = format!(
+                                "HTTP/1.1 302 Found\r\nlocation: {location}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                            );
+                            let _ = sock.write_all(head.as_bytes()).await;
+                        }
                     }
                     let _ = sock.shutdown().await;
                 });
@@ -607,9 +650,16 @@ impl FakeUpstream {
         FakeUpstream {
             url,
             hits,
+            written,
             traceparents,
             task,
         }
+    }
+
+    /// Body bytes an `Endless` reply wrote for `path` before the client hung up (None while
+    /// the connection is still open).
+    pub fn written(&self, path: &str) -> Option<u64> {
+        self.written.lock().unwrap().get(path).copied()
     }
 
     /// The `traceparent` headers of the requests for `path`, in arrival order.
