@@ -288,44 +288,36 @@ async fn respond(
     headers: &HeaderMap,
 ) -> Response {
     let (etag, len) = match &served.body {
-        Body::File(f) => (Some(f.etag.clone()), Some(f.len)),
-        Body::Bytes { bytes, etag } => (Some(etag.clone()), Some(bytes.len() as u64)),
-        Body::Upstream(r) => (None, r.content_length()),
+        Body::File(f) => (f.etag.clone(), f.len),
+        Body::Bytes { bytes, etag } => (etag.clone(), bytes.len() as u64),
     };
     let mut builder = Response::builder()
         .header(header::CONTENT_TYPE, content_type(req))
         .header(header::CACHE_CONTROL, cache_control(state, req));
-    if let Some(etag) = &etag {
-        builder = builder.header(header::ETAG, etag);
-    }
+    builder = builder.header(header::ETAG, &etag);
     if let Some(age) = served.age {
         builder = builder.header(header::AGE, age.as_secs());
     }
-    let not_modified = etag.as_deref().is_some_and(|etag| {
-        headers
-            .get_all(header::IF_NONE_MATCH)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .any(|candidate| candidate == etag || candidate == "*")
-    });
+    let not_modified = headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .any(|candidate| candidate == etag || candidate == "*");
     if not_modified {
         return builder
             .status(StatusCode::NOT_MODIFIED)
             .body(AxumBody::empty())
             .expect("valid response");
     }
-    if let Some(len) = len {
-        builder = builder.header(header::CONTENT_LENGTH, len);
-    }
+    builder = builder.header(header::CONTENT_LENGTH, len);
     let body = if head {
         AxumBody::empty()
     } else {
         match served.body {
-            Body::File(f) => AxumBody::from_stream(file_stream(f.file)),
+            Body::File(f) => AxumBody::from_stream(file_stream(f.file, f.len)),
             Body::Bytes { bytes, .. } => AxumBody::from(bytes),
-            Body::Upstream(r) => AxumBody::from_stream(r.into_stream()),
         }
     };
     builder.body(body).expect("valid response")
@@ -335,18 +327,26 @@ async fn respond(
 /// blocking-pool hop per chunk as `tokio::fs` would do. Backpressure: the reader waits while
 /// the channel is full (a slow client holds one blocking thread, no memory).
 fn file_stream(
-    mut file: std::fs::File,
+    file: Arc<crate::cache::HeldFile>,
+    len: u64,
 ) -> impl futures::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static {
-    use std::io::Read;
+    use std::os::unix::fs::FileExt;
     // 64 KiB chunks, at most two queued: under 200 KiB buffered per download in flight.
     const CHUNK: usize = 64 << 10;
     let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(2);
     tokio::task::spawn_blocking(move || {
-        loop {
-            let mut buf = bytes::BytesMut::zeroed(CHUNK);
-            let chunk = match file.read(&mut buf) {
-                Ok(0) => return,
+        let mut at = 0u64;
+        while at < len {
+            let mut buf = bytes::BytesMut::zeroed(CHUNK.min((len - at) as usize));
+            // Positional reads: many requests stream one shared file at once.
+            let chunk = match file.read_at(&mut buf, at) {
+                Ok(0) => {
+                    let e = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "file shrank");
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
                 Ok(n) => {
+                    at += n as u64;
                     buf.truncate(n);
                     Ok(buf.freeze())
                 }

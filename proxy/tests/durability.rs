@@ -3,25 +3,12 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use common::{
-    Corpus, FakeUpstream, Origin, PROXY_BIN, Proxy, files_under, noise, sha256, tmp_files, wait_for,
+    Corpus, FakeUpstream, Origin, Proxy, Tmpfs, files_under, noise, sha256, tmp_files,
+    verify_cache as verify, wait_for,
 };
-
-fn verify(cache: &Path, purge: bool) -> (bool, String) {
-    let mut c = Command::new(PROXY_BIN);
-    c.arg("verify").arg("--cache-dir").arg(cache);
-    if purge {
-        c.arg("--purge");
-    }
-    let o = c.output().unwrap();
-    (
-        o.status.success(),
-        String::from_utf8_lossy(&o.stdout).into_owned(),
-    )
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigkill_during_downloads_never_leaves_a_bad_artifact() {
@@ -159,32 +146,6 @@ async fn verify_reports_and_purges_bad_files() {
     let (ok, report) = verify(Path::new("/nonexistent-cache"), false);
     assert!(!ok);
     let _ = report;
-}
-
-/// A tmpfs mounted for the test and unmounted afterwards.
-struct Tmpfs(tempfile::TempDir);
-
-impl Tmpfs {
-    fn mount(size: &str) -> Tmpfs {
-        let dir = tempfile::tempdir().unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "this test needs to mount a small tmpfs (run as root): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Tmpfs(dir)
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.0.path()).status();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -290,3 +290,104 @@ async fn redirects_are_followed_within_a_policy() {
         "no redirect error in {errors:?}"
     );
 }
+
+/// Item 3: a `.mod` is the module's go.mod or nothing. A captive-portal page, a go.mod naming
+/// another module, or one cut short inside a block is a failed attempt: the next upstream's
+/// `.mod` is served and cached.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mod_that_is_not_the_modules_go_mod_is_refused() {
+    let c = corpus(4096);
+    let bad_mods: [&[u8]; 3] = [
+        b"<!DOCTYPE html>\n<html><body>Sign in to continue</body></html>\n",
+        b"module example.com/somebody-else\n",
+        b"module example.com/hostile\n\nrequire (\n\texample.com/dep v1.0.0\n",
+    ];
+    for bad in bad_mods {
+        let primary =
+            FakeUpstream::start(vec![(&path("mod"), Reply::Body(bad.to_vec()))], None).await;
+        let secondary = FakeUpstream::start(vec![], Some(c.root().to_path_buf())).await;
+        let dir = tempfile::tempdir().unwrap();
+        let p = start(
+            &dir,
+            &format!(
+                "upstreams:\n  - url: {}\n  - url: {}\nhealthCheck:\n  interval: 1h\n",
+                primary.url, secondary.url
+            ),
+        );
+        let r = p.get(&path("mod")).await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.bytes().await.unwrap(), c.read(&rel("mod")));
+        assert_eq!(secondary.hits(&path("mod")), 1);
+    }
+}
+
+/// Item 3, the other half: when a zip and the cached `.mod` disagree, the `.mod` is as suspect
+/// as the zip. Here the primary served a go.mod cut short at a line (its Content-Length lied),
+/// which parses; the zip comes from the secondary, whose own `.mod` matches its zip: that pair
+/// wins and replaces the cached `.mod`, instead of the module answering 502 for ever.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_zip_and_a_bad_cached_mod_resolve_to_the_consistent_pair() {
+    let full = format!("module {MODULE}\n\nrequire example.com/dep v1.2.3\n");
+    let c = Corpus::new();
+    c.add(MODULE, VERSION, Some(&full), &[("h.go", b"package h\n")]);
+    let short = format!("module {MODULE}\n");
+    let primary = FakeUpstream::start(
+        vec![
+            (&path("mod"), Reply::Body(short.clone().into_bytes())),
+            (&path("zip"), Reply::Status(404, "not here")),
+        ],
+        None,
+    )
+    .await;
+    let secondary = FakeUpstream::start(vec![], Some(c.root().to_path_buf())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = start(
+        &dir,
+        &format!(
+            "upstreams:\n  - url: {}\n  - url: {}\nhealthCheck:\n  interval: 1h\n",
+            primary.url, secondary.url
+        ),
+    );
+    assert_eq!(p.get(&path("mod")).await.text().await.unwrap(), short);
+    let r = p.get(&path("zip")).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    assert_eq!(
+        p.get(&path("mod")).await.text().await.unwrap(),
+        full,
+        "the cached .mod was replaced by the one that matches the zip"
+    );
+}
+
+/// Item 11: an HTML page as `@v/list` is not an empty list, and an `@latest` that is not a
+/// version `.info` is not an answer: both are failed attempts, and the next upstream answers.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_page_is_not_a_list_or_a_latest() {
+    let c = corpus(4096);
+    let page = b"<!DOCTYPE html>\n<html><body>Sign in</body></html>\n".to_vec();
+    let primary = FakeUpstream::start(
+        vec![
+            (&format!("/{MODULE}/@v/list"), Reply::Body(page.clone())),
+            (&format!("/{MODULE}/@latest"), Reply::Body(page)),
+        ],
+        None,
+    )
+    .await;
+    let secondary = FakeUpstream::start(vec![], Some(c.root().to_path_buf())).await;
+    let dir = tempfile::tempdir().unwrap();
+    let p = start(
+        &dir,
+        &format!(
+            "upstreams:\n  - url: {}\n  - url: {}\nhealthCheck:\n  interval: 1h\n",
+            primary.url, secondary.url
+        ),
+    );
+    let r = p.get(&format!("/{MODULE}/@v/list")).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), format!("{VERSION}\n"));
+    let r = p.get(&format!("/{MODULE}/@latest")).await;
+    assert_eq!(r.status(), 200);
+    let latest: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+    assert_eq!(latest["Version"], VERSION);
+    assert_eq!(secondary.hits(&format!("/{MODULE}/@v/list")), 1);
+    assert_eq!(secondary.hits(&format!("/{MODULE}/@latest")), 1);
+}

@@ -33,7 +33,7 @@ async fn proxy_over(upstreams: &[&str], extra: &[&str]) -> (Proxy, tempfile::Tem
 #[tokio::test(flavor = "multi_thread")]
 async fn serves_every_route_with_the_right_headers() {
     let c = corpus();
-    let list = "v1.0.0\nv1.1.0-0.20240101000000-abcdefabcdef\nv0.9.0\ngarbage\nv0.9.0\n";
+    let list = "v1.0.0\nv1.1.0-0.20240101000000-abcdefabcdef\nv0.9.0\nv1.2\nv0.9.0\n";
     let up = FakeUpstream::start(
         vec![("/example.com/hello/@v/list", Reply::Body(list.into()))],
         Some(c.root().to_path_buf()),
@@ -48,7 +48,7 @@ async fn serves_every_route_with_the_right_headers() {
     assert_eq!(
         r.text().await.unwrap(),
         "v1.0.0\nv0.9.0\n",
-        "pseudo-versions and junk dropped"
+        "pseudo-versions and non-canonical versions dropped"
     );
 
     let r = p.get("/example.com/hello/@v/v1.0.0.info").await;

@@ -9,12 +9,18 @@
 //! fsynced and verified temporary file (`.tmp-*`) in the same directory, followed by an fsync of
 //! the directory. Temporary files left by a crash are removed at start-up, so every file found
 //! under its final name is whole.
+//!
+//! Every file operation stays inside the cache directory and refuses symlinks ([`fs`]): only
+//! regular files are cache entries.
 
+pub mod fs;
+pub mod scan;
 pub mod verify;
+mod writer;
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::{self, Write};
-use std::path::{Component, Path, PathBuf};
+use std::io::{self, Read};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -22,8 +28,33 @@ use std::time::{Duration, SystemTime};
 use sha2::{Digest, Sha256};
 
 use crate::metrics::Metrics;
+use crate::protocol::Request;
+pub use writer::{CacheWriter, HeldFile, ServedFile, StreamError};
 
-const TMP_PREFIX: &str = ".tmp-";
+/// Where a request's answer lives in the cache: its escaped GOPROXY path, relative to
+/// `download/`. Built only from validated requests, so it never leaves the cache.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CacheKey(String);
+
+impl CacheKey {
+    pub fn of(req: &Request) -> CacheKey {
+        CacheKey(req.escaped_path())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    fn as_path(&self) -> &Path {
+        Path::new(&self.0)
+    }
+}
+
+impl std::fmt::Display for CacheKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 /// Errors of cache writes. `Full` is singled out: a full disk must degrade to "serve without
 /// caching", never to a failed request.
@@ -31,19 +62,19 @@ const TMP_PREFIX: &str = ".tmp-";
 pub enum CacheError {
     #[error("cache disk is full: {0}")]
     Full(io::Error),
-    #[error("cache I/O error on {path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    #[error("cache I/O error on {key}: {source}")]
+    Io { key: CacheKey, source: io::Error },
 }
 
 impl CacheError {
-    fn io(path: &Path, source: io::Error) -> Self {
+    fn io(key: &CacheKey, source: io::Error) -> Self {
         if source.kind() == io::ErrorKind::StorageFull
             || source.kind() == io::ErrorKind::QuotaExceeded
         {
             CacheError::Full(source)
         } else {
             CacheError::Io {
-                path: path.to_path_buf(),
+                key: key.clone(),
                 source,
             }
         }
@@ -68,32 +99,46 @@ impl CachedFile {
             .duration_since(self.modified)
             .unwrap_or_default()
     }
+
+    /// Reads the whole file (a small one: the caller knows its length).
+    pub fn read_all(&self) -> io::Result<Vec<u8>> {
+        let mut buf = Vec::with_capacity(self.len as usize);
+        (&self.file).take(self.len).read_to_end(&mut buf)?;
+        Ok(buf)
+    }
 }
 
 #[derive(Debug, Default)]
 struct Index {
-    /// relative path → (size, last-use tick)
-    entries: HashMap<PathBuf, (u64, u64)>,
-    /// last-use tick → relative path; the first entry is the least recently used.
-    lru: BTreeMap<u64, PathBuf>,
+    /// key → (size, last-use tick)
+    entries: HashMap<String, (u64, u64)>,
+    /// last-use tick → key; the first entry is the least recently used.
+    lru: BTreeMap<u64, String>,
     bytes: u64,
     tick: u64,
 }
 
 impl Index {
-    fn touch(&mut self, rel: &Path, size: u64) {
+    fn touch(&mut self, key: &str, size: u64) {
         self.tick += 1;
         let tick = self.tick;
-        if let Some((old_size, old_tick)) = self.entries.insert(rel.to_path_buf(), (size, tick)) {
+        let previous = match self.entries.get_mut(key) {
+            Some(entry) => Some(std::mem::replace(entry, (size, tick))),
+            None => {
+                self.entries.insert(key.to_string(), (size, tick));
+                None
+            }
+        };
+        if let Some((old_size, old_tick)) = previous {
             self.lru.remove(&old_tick);
             self.bytes -= old_size;
         }
-        self.lru.insert(tick, rel.to_path_buf());
+        self.lru.insert(tick, key.to_string());
         self.bytes += size;
     }
 
-    fn remove(&mut self, rel: &Path) {
-        if let Some((size, tick)) = self.entries.remove(rel) {
+    fn remove(&mut self, key: &str) {
+        if let Some((size, tick)) = self.entries.remove(key) {
             self.lru.remove(&tick);
             self.bytes -= size;
         }
@@ -104,7 +149,8 @@ impl Index {
 /// meant to be called from `spawn_blocking` or for small files.
 #[derive(Debug)]
 pub struct Cache {
-    root: PathBuf,
+    root: fs::Root,
+    root_path: std::path::PathBuf,
     max_bytes: Option<u64>,
     index: Mutex<Index>,
     metrics: Arc<Metrics>,
@@ -115,25 +161,39 @@ pub struct Cache {
 
 impl Cache {
     /// Opens (creating if needed) the cache under `dir`, removes temporary files a crash left
-    /// behind and indexes what is there, oldest first.
+    /// behind and indexes what is there, oldest first. A cache that cannot be written still
+    /// opens: downloads are then served without being kept.
     pub fn open(dir: &Path, max_bytes: Option<u64>, metrics: Arc<Metrics>) -> io::Result<Cache> {
-        let root = dir.join("download");
-        std::fs::create_dir_all(&root).map_err(|e| {
+        let root_path = dir.join("download");
+        let root = fs::Root::open(&root_path).map_err(|e| {
             io::Error::new(
                 e.kind(),
                 format!(
-                    "cannot create cache directory {}: {e}; check --cache-dir and its permissions",
-                    root.display()
+                    "cannot open cache directory {}: {e}; check --cache-dir and its permissions",
+                    root_path.display()
                 ),
             )
         })?;
-        let mut found = Vec::new();
-        let mut removed_tmp = 0usize;
-        scan(&root, &root, &mut found, &mut removed_tmp)?;
-        found.sort_by_key(|(_, _, modified)| *modified);
+        let mut files = Vec::new();
+        let (mut removed_tmp, mut stray) = (0usize, 0usize);
+        for entry in scan::scan(&root_path)? {
+            match entry {
+                scan::Entry::File { rel, len, modified } => files.push((rel, len, modified)),
+                scan::Entry::Tmp { rel } => match root.remove_file(&rel) {
+                    Ok(()) => removed_tmp += 1,
+                    Err(e) => {
+                        tracing::warn!(file = %rel.display(), error = %e, "cannot remove a temporary file left by an earlier run")
+                    }
+                },
+                scan::Entry::NotRegular { .. } => stray += 1,
+            }
+        }
+        files.sort_by_key(|(_, _, modified)| *modified);
         let mut index = Index::default();
-        for (rel, size, _) in &found {
-            index.touch(rel, *size);
+        for (rel, size, _) in &files {
+            if let Some(key) = rel.to_str() {
+                index.touch(key, *size);
+            }
         }
         if removed_tmp > 0 {
             tracing::info!(
@@ -141,14 +201,21 @@ impl Cache {
                 "removed unfinished temporary files left by an earlier run"
             );
         }
+        if stray > 0 {
+            tracing::warn!(
+                stray,
+                "the cache holds entries that are not regular files (symlinks, devices): they are never served; `modfleet-proxy verify --purge` removes them"
+            );
+        }
         tracing::info!(
             objects = index.entries.len(),
             bytes = index.bytes,
-            dir = %root.display(),
+            dir = %root_path.display(),
             "cache opened"
         );
         let cache = Cache {
             root,
+            root_path,
             max_bytes,
             index: Mutex::new(index),
             metrics,
@@ -160,85 +227,60 @@ impl Cache {
         Ok(cache)
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
-    /// Absolute path of a relative cache key. Keys come from validated protocol requests; this
-    /// is the last line of defence against a key that would leave the cache directory.
-    fn path_of(&self, rel: &Path) -> io::Result<PathBuf> {
-        let safe = rel.components().all(|c| matches!(c, Component::Normal(_)));
-        if !safe || rel.as_os_str().is_empty() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("refusing cache key outside the cache: {}", rel.display()),
-            ));
-        }
-        Ok(self.root.join(rel))
-    }
-
-    /// Opens a cached file and marks it as used.
-    pub fn open_file(&self, rel: &Path) -> Option<CachedFile> {
-        let path = self.path_of(rel).ok()?;
-        let file = std::fs::File::open(&path).ok()?;
+    /// Opens a cached file and marks it as used. None when absent; a symlink or anything but a
+    /// regular file in its place is not a cache entry (logged).
+    pub fn open_file(&self, key: &CacheKey) -> Option<CachedFile> {
+        let file = match self.root.open_file(key.as_path()) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                tracing::warn!(key = %key, error = %e, "cache entry not served");
+                return None;
+            }
+        };
         let meta = file.metadata().ok()?;
-        if !meta.is_file() {
-            return None;
-        }
         let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
         let len = meta.len();
         self.index
             .lock()
             .expect("cache index poisoned")
-            .touch(rel, len);
+            .touch(key.as_str(), len);
         Some(CachedFile {
             file,
             len,
             modified,
-            etag: etag(rel, len, modified),
+            etag: etag(key.as_str(), len, modified),
         })
     }
 
-    /// Starts writing `rel`; nothing is visible under that name until [`CacheWriter::commit`].
-    pub fn writer(self: &Arc<Self>, rel: &Path) -> Result<CacheWriter, CacheError> {
-        let path = self
-            .path_of(rel)
-            .map_err(|e| CacheError::io(&self.root.join(rel), e))?;
-        let dir = path
-            .parent()
-            .expect("cache keys have a parent")
-            .to_path_buf();
-        std::fs::create_dir_all(&dir).map_err(|e| self.note_error(CacheError::io(&dir, e)))?;
-        let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
-        let tmp = dir.join(format!("{TMP_PREFIX}{}-{n}", std::process::id()));
-        let file =
-            std::fs::File::create(&tmp).map_err(|e| self.note_error(CacheError::io(&tmp, e)))?;
-        Ok(CacheWriter {
-            cache: self.clone(),
-            rel: rel.to_path_buf(),
-            path,
-            tmp,
-            file: Some(io::BufWriter::with_capacity(256 * 1024, file)),
-            written: 0,
-        })
+    /// Starts writing `key`; nothing is visible under that name until [`CacheWriter::commit`].
+    pub fn writer(self: &Arc<Self>, key: &CacheKey) -> Result<CacheWriter, CacheError> {
+        CacheWriter::in_cache(self.clone(), key.clone())
     }
 
-    /// Writes a small file in one go (list, @latest, .info, .mod, sumdb answers).
-    pub fn put(self: &Arc<Self>, rel: &Path, bytes: &[u8]) -> Result<(), CacheError> {
-        let mut w = self.writer(rel)?;
-        w.write_all(bytes)?;
-        w.commit()
-    }
-
-    /// Removes a cached file (used by `verify --purge` and when a file turns out bad).
-    pub fn remove(&self, rel: &Path) -> io::Result<()> {
-        let path = self.path_of(rel)?;
-        self.index.lock().expect("cache index poisoned").remove(rel);
-        self.publish_sizes();
-        match std::fs::remove_file(path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
+    /// A writer for `key`: in the cache, or loose when the cache cannot take it.
+    pub fn writer_or_loose(self: &Arc<Self>, key: &CacheKey) -> io::Result<CacheWriter> {
+        match self.writer(key) {
+            Ok(w) => Ok(w),
+            Err(_) => CacheWriter::loose(key.clone()),
         }
+    }
+
+    /// Writes a small file in one go (list, @latest, .info, .mod, sumdb answers). Whether it
+    /// could be kept is in the answer's `cached`.
+    pub fn put(self: &Arc<Self>, key: &CacheKey, bytes: &[u8]) -> io::Result<ServedFile> {
+        let mut w = self.writer_or_loose(key)?;
+        w.write_all(bytes)?;
+        Ok(w.commit())
+    }
+
+    /// Records a committed file in the index and evicts to the bound.
+    fn committed(&self, key: &CacheKey, len: u64) {
+        self.index
+            .lock()
+            .expect("cache index poisoned")
+            .touch(key.as_str(), len);
+        self.evict_to_limit(Some(key.as_str()));
     }
 
     fn note_error(&self, e: CacheError) -> CacheError {
@@ -261,7 +303,7 @@ impl Cache {
                 {
                     tracing::warn!(
                         error = %err,
-                        dir = %self.root.display(),
+                        dir = %self.root_path.display(),
                         "cache disk is full: serving from upstream without caching (logged at most once a minute; see modfleet_proxy_cache_write_errors_total{{reason=\"enospc\"}})"
                     );
                 }
@@ -285,7 +327,7 @@ impl Cache {
 
     /// Evicts least recently used files until the cache fits its bound. `keep` is never evicted
     /// (the file just written).
-    fn evict_to_limit(&self, keep: Option<&Path>) {
+    fn evict_to_limit(&self, keep: Option<&str>) {
         let Some(max) = self.max_bytes else { return };
         loop {
             let victim = {
@@ -293,106 +335,38 @@ impl Cache {
                 if index.bytes <= max {
                     break;
                 }
-                let Some((_, rel)) = index
+                let Some(key) = index
                     .lru
-                    .iter()
-                    .find(|(_, rel)| Some(rel.as_path()) != keep)
-                    .map(|(t, r)| (*t, r.clone()))
+                    .values()
+                    .find(|key| Some(key.as_str()) != keep)
+                    .cloned()
                 else {
                     break;
                 };
-                index.remove(&rel);
-                rel
+                index.remove(&key);
+                key
             };
             // An open file stays readable for whoever is streaming it (Unix semantics).
-            if let Ok(path) = self.path_of(&victim) {
-                match std::fs::remove_file(&path) {
-                    Ok(()) => {
-                        self.metrics.cache_evictions.inc();
-                        tracing::debug!(file = %victim.display(), "evicted");
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => tracing::warn!(file = %path.display(), error = %e, "eviction failed"),
+            match self.root.remove_file(Path::new(&victim)) {
+                Ok(()) => {
+                    self.metrics.cache_evictions.inc();
+                    tracing::debug!(file = %victim, "evicted");
                 }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => tracing::warn!(file = %victim, error = %e, "eviction failed"),
             }
         }
         self.publish_sizes();
     }
 }
 
-/// A file being written into the cache. Dropped without `commit`, it leaves nothing behind.
-pub struct CacheWriter {
-    cache: Arc<Cache>,
-    rel: PathBuf,
-    path: PathBuf,
-    tmp: PathBuf,
-    file: Option<io::BufWriter<std::fs::File>>,
-    written: u64,
-}
-
-impl CacheWriter {
-    pub fn write_all(&mut self, bytes: &[u8]) -> Result<(), CacheError> {
-        let file = self.file.as_mut().expect("writer used after commit");
-        file.write_all(bytes)
-            .map_err(|e| self.cache.note_error(CacheError::io(&self.tmp, e)))?;
-        self.written += bytes.len() as u64;
-        Ok(())
-    }
-
-    pub fn written(&self) -> u64 {
-        self.written
-    }
-
-    /// Flushes buffered bytes so the temporary file can be read back (for verification).
-    pub fn flush_to_disk(&mut self) -> Result<&Path, CacheError> {
-        let file = self.file.as_mut().expect("writer used after commit");
-        file.flush()
-            .map_err(|e| self.cache.note_error(CacheError::io(&self.tmp, e)))?;
-        Ok(&self.tmp)
-    }
-
-    /// Makes the file visible under its final name: fsync, rename, fsync of the directory.
-    pub fn commit(mut self) -> Result<(), CacheError> {
-        let file = self.file.take().expect("writer committed twice");
-        let tmp = self.tmp.clone();
-        let file = file
-            .into_inner()
-            .map_err(|e| self.cache.note_error(CacheError::io(&tmp, e.into_error())))?;
-        file.sync_all()
-            .map_err(|e| self.cache.note_error(CacheError::io(&tmp, e)))?;
-        drop(file);
-        std::fs::rename(&self.tmp, &self.path)
-            .map_err(|e| self.cache.note_error(CacheError::io(&self.path, e)))?;
-        if let Some(dir) = self.path.parent()
-            && let Ok(d) = std::fs::File::open(dir)
-        {
-            let _ = d.sync_all();
-        }
-        self.cache
-            .index
-            .lock()
-            .expect("cache index poisoned")
-            .touch(&self.rel, self.written);
-        self.cache.evict_to_limit(Some(&self.rel));
-        Ok(())
-    }
-}
-
-impl Drop for CacheWriter {
-    fn drop(&mut self) {
-        if self.file.take().is_some() {
-            let _ = std::fs::remove_file(&self.tmp);
-        }
-    }
-}
-
-fn etag(rel: &Path, len: u64, modified: SystemTime) -> String {
+fn etag(key: &str, len: u64, modified: SystemTime) -> String {
     let nanos = modified
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default()
         .as_nanos();
     let mut h = Sha256::new();
-    h.update(rel.as_os_str().as_encoded_bytes());
+    h.update(key.as_bytes());
     h.update(len.to_le_bytes());
     h.update(nanos.to_le_bytes());
     let digest = h.finalize();
@@ -407,54 +381,6 @@ pub fn etag_of_bytes(bytes: &[u8]) -> String {
     format!("\"{hex}\"")
 }
 
-type Found = (PathBuf, u64, SystemTime);
-
-fn scan(
-    root: &Path,
-    dir: &Path,
-    found: &mut Vec<Found>,
-    removed_tmp: &mut usize,
-) -> io::Result<()> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    for entry in entries {
-        let entry = entry?;
-        let ty = entry.file_type()?;
-        let path = entry.path();
-        if ty.is_dir() {
-            scan(root, &path, found, removed_tmp)?;
-        } else if ty.is_file() {
-            if entry.file_name().to_string_lossy().starts_with(TMP_PREFIX) {
-                std::fs::remove_file(&path)?;
-                *removed_tmp += 1;
-                continue;
-            }
-            let meta = entry.metadata()?;
-            let rel = path.strip_prefix(root).expect("under root").to_path_buf();
-            found.push((
-                rel,
-                meta.len(),
-                meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Every cached file, relative to the `download/` root (for `verify`).
-pub fn list_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
-    let root = dir.join("download");
-    let mut found = Vec::new();
-    let mut tmp = 0;
-    scan(&root, &root, &mut found, &mut tmp)?;
-    let mut files: Vec<PathBuf> = found.into_iter().map(|(rel, _, _)| rel).collect();
-    files.sort();
-    Ok(files)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -463,25 +389,31 @@ mod tests {
         Arc::new(Cache::open(dir, max, Arc::new(Metrics::new())).unwrap())
     }
 
+    fn k(key: &str) -> CacheKey {
+        CacheKey(key.to_string())
+    }
+
     #[test]
     fn commit_makes_a_file_visible_and_drop_leaves_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let c = cache(dir.path(), None);
-        let rel = Path::new("example.com/m/@v/v1.0.0.mod");
+        let key = k("example.com/m/@v/v1.0.0.mod");
         {
-            let mut w = c.writer(rel).unwrap();
+            let mut w = c.writer(&key).unwrap();
             w.write_all(b"module example.com/m\n").unwrap();
-            assert!(c.open_file(rel).is_none(), "visible before commit");
+            assert!(c.open_file(&key).is_none(), "visible before commit");
         }
-        assert!(c.open_file(rel).is_none(), "dropped writer left a file");
+        assert!(c.open_file(&key).is_none(), "dropped writer left a file");
         let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("download/example.com/m/@v"))
             .unwrap()
             .collect();
         assert!(leftovers.is_empty(), "temporary file left: {leftovers:?}");
 
-        c.put(rel, b"module example.com/m\n").unwrap();
-        let f = c.open_file(rel).unwrap();
+        let written = c.put(&key, b"module example.com/m\n").unwrap();
+        assert!(written.cached);
+        let f = c.open_file(&key).unwrap();
         assert_eq!(f.len, 21);
+        assert_eq!(f.etag, written.etag, "a hit has the ETag the miss served");
         assert!(f.etag.starts_with('"') && f.etag.ends_with('"'));
     }
 
@@ -490,19 +422,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let c = cache(dir.path(), None);
-            c.put(Path::new("a.example/m/@v/v1.0.0.mod"), b"12345")
-                .unwrap();
-            let mut w = c.writer(Path::new("a.example/m/@v/v1.0.0.zip")).unwrap();
+            c.put(&k("a.example/m/@v/v1.0.0.mod"), b"12345").unwrap();
+            let mut w = c.writer(&k("a.example/m/@v/v1.0.0.zip")).unwrap();
             w.write_all(b"half a zip").unwrap();
-            w.flush_to_disk().unwrap();
             // Simulate a crash: the writer's destructor never runs.
             std::mem::forget(w);
         }
+        assert_eq!(scan::scan(&dir.path().join("download")).unwrap().len(), 2);
         let c = cache(dir.path(), None);
-        assert_eq!(
-            list_files(dir.path()).unwrap(),
-            [PathBuf::from("a.example/m/@v/v1.0.0.mod")]
-        );
+        let left: Vec<_> = scan::scan(&dir.path().join("download"))
+            .unwrap()
+            .into_iter()
+            .map(|e| match e {
+                scan::Entry::File { rel, .. } => rel,
+                other => panic!("left behind: {other:?}"),
+            })
+            .collect();
+        assert_eq!(left, [Path::new("a.example/m/@v/v1.0.0.mod")]);
         assert_eq!(c.index.lock().unwrap().bytes, 5);
     }
 
@@ -510,16 +446,16 @@ mod tests {
     fn least_recently_used_files_are_evicted_past_the_bound() {
         let dir = tempfile::tempdir().unwrap();
         let c = cache(dir.path(), Some(25));
-        let a = Path::new("a.example/m/@v/v1.0.0.zip");
-        let b = Path::new("b.example/m/@v/v1.0.0.zip");
-        let d = Path::new("d.example/m/@v/v1.0.0.zip");
-        c.put(a, &[0; 10]).unwrap();
-        c.put(b, &[0; 10]).unwrap();
-        assert!(c.open_file(a).is_some()); // a is now more recent than b
-        c.put(d, &[0; 10]).unwrap();
-        assert!(c.open_file(b).is_none(), "b was least recently used");
-        assert!(c.open_file(a).is_some());
-        assert!(c.open_file(d).is_some());
+        let a = k("a.example/m/@v/v1.0.0.zip");
+        let b = k("b.example/m/@v/v1.0.0.zip");
+        let d = k("d.example/m/@v/v1.0.0.zip");
+        c.put(&a, &[0; 10]).unwrap();
+        c.put(&b, &[0; 10]).unwrap();
+        assert!(c.open_file(&a).is_some()); // a is now more recent than b
+        c.put(&d, &[0; 10]).unwrap();
+        assert!(c.open_file(&b).is_none(), "b was least recently used");
+        assert!(c.open_file(&a).is_some());
+        assert!(c.open_file(&d).is_some());
         assert_eq!(c.metrics.cache_evictions.get(), 1);
         assert_eq!(c.index.lock().unwrap().bytes, 20);
     }
@@ -528,8 +464,43 @@ mod tests {
     fn keys_outside_the_cache_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let c = cache(dir.path(), None);
-        assert!(c.writer(Path::new("../escape")).is_err());
-        assert!(c.writer(Path::new("/etc/passwd")).is_err());
-        assert!(c.open_file(Path::new("a/../../x")).is_none());
+        assert!(c.writer(&k("../escape/x")).is_err());
+        assert!(c.writer(&k("/etc/passwd")).is_err());
+        assert!(c.open_file(&k("a/../../x")).is_none());
+    }
+
+    #[test]
+    fn a_symlinked_entry_is_not_served_and_a_new_download_replaces_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = cache(dir.path(), None);
+        let key = k("example.com/m/@v/v1.0.0.mod");
+        std::fs::create_dir_all(dir.path().join("download/example.com/m/@v")).unwrap();
+        std::os::unix::fs::symlink(
+            "/etc/passwd",
+            dir.path().join("download/example.com/m/@v/v1.0.0.mod"),
+        )
+        .unwrap();
+        assert!(c.open_file(&key).is_none(), "served through a symlink");
+        c.put(&key, b"module example.com/m\n").unwrap();
+        assert_eq!(
+            c.open_file(&key).unwrap().read_all().unwrap(),
+            b"module example.com/m\n"
+        );
+        assert!(std::fs::read("/etc/passwd").unwrap() != b"module example.com/m\n");
+    }
+
+    #[test]
+    fn a_loose_writer_serves_without_keeping() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = cache(dir.path(), None);
+        let key = k("example.com/m/@v/v1.0.0.zip");
+        let mut w = CacheWriter::loose(key.clone()).unwrap();
+        w.write_all(b"abc").unwrap();
+        let written = w.commit();
+        assert!(!written.cached);
+        let mut buf = [0u8; 3];
+        std::os::unix::fs::FileExt::read_exact_at(&**written.file, &mut buf, 0).unwrap();
+        assert_eq!(&buf, b"abc");
+        assert!(c.open_file(&key).is_none());
     }
 }

@@ -7,7 +7,6 @@
 
 use std::collections::HashSet;
 use std::io::{self, Read};
-use std::path::Path;
 
 use crate::protocol::{ModulePath, Version};
 
@@ -49,27 +48,67 @@ pub fn info(body: &[u8], version: &Version) -> Result<(), VerifyError> {
     Ok(())
 }
 
-/// Checks a `.mod` body: UTF-8 within the go command's size limit.
-pub fn go_mod(body: &[u8]) -> Result<(), VerifyError> {
+/// Checks a `.mod` body: within the go command's size limit, and a go.mod whose `module`
+/// directive names `module` (an HTML page, a file cut short or another module's go.mod is not).
+pub fn go_mod(body: &[u8], module: &ModulePath) -> Result<(), VerifyError> {
     if body.len() as u64 > MAX_GO_MOD_BYTES {
         return Err(bad(format!(
             "go.mod is larger than {MAX_GO_MOD_BYTES} bytes"
         )));
     }
-    std::str::from_utf8(body).map_err(|e| bad(format!("go.mod is not UTF-8: {e}")))?;
+    crate::protocol::modfile::check_module(body, module.as_str()).map_err(|e| bad(e.to_string()))
+}
+
+/// Checks an `@v/list` body and returns it cleaned: every non-empty line must start with a
+/// semantic version (an HTML page is not a list of none); pseudo-versions and non-canonical
+/// versions are dropped, as the go command drops them.
+pub fn list(body: &[u8]) -> Result<String, VerifyError> {
+    let text = std::str::from_utf8(body).map_err(|_| bad("list is not UTF-8"))?;
+    if let Some(line) = text.lines().find(|line| {
+        line.split_whitespace()
+            .next()
+            .is_some_and(|v| !crate::protocol::is_valid_semver(v))
+    }) {
+        let line: String = line.chars().take(60).collect();
+        return Err(bad(format!(
+            "list has a line that is not a version: {line:?}"
+        )));
+    }
+    Ok(crate::protocol::filter_list(text))
+}
+
+/// Checks an `@latest` or query `.info` answer: JSON naming a canonical version.
+pub fn resolved_info(body: &[u8]) -> Result<(), VerifyError> {
+    if body.len() as u64 > MAX_INFO_BYTES {
+        return Err(bad(format!(".info is larger than {MAX_INFO_BYTES} bytes")));
+    }
+    #[derive(serde::Deserialize)]
+    struct Info {
+        #[serde(rename = "Version")]
+        version: String,
+    }
+    let info: Info = serde_json::from_slice(body)
+        .map_err(|e| bad(format!("answer is not a JSON object with a Version: {e}")))?;
+    if !crate::protocol::is_canonical_semver(&info.version) {
+        return Err(bad(format!(
+            "answer names {:?}, which is not a canonical version",
+            info.version
+        )));
+    }
     Ok(())
 }
 
-/// Checks a module zip on disk. `go_mod` is the module's `.mod`: when the zip has a go.mod at
-/// its root, the two must be equal (skipped for `+incompatible` versions, whose `.mod` is
-/// synthesized by the proxy that served it).
+/// Checks a module zip and returns the go.mod at its root, if any (the caller compares it with
+/// the module's `.mod`; `+incompatible` versions have a `.mod` synthesized by the proxy that
+/// served them).
 pub fn zip(
-    path: &Path,
+    file: &std::fs::File,
     module: &ModulePath,
     version: &Version,
-    go_mod: Option<&[u8]>,
-) -> Result<(), VerifyError> {
-    let file = std::fs::File::open(path).map_err(|e| bad(format!("cannot open zip: {e}")))?;
+) -> Result<Option<Vec<u8>>, VerifyError> {
+    let file = file
+        .try_clone()
+        .map_err(|e| bad(format!("cannot read zip: {e}")))?;
     let size = file
         .metadata()
         .map_err(|e| bad(format!("cannot stat zip: {e}")))?
@@ -144,15 +183,7 @@ pub fn zip(
             )));
         }
     }
-    if let (Some(from_zip), Some(from_mod)) = (&zip_go_mod, go_mod)
-        && !version.as_str().ends_with("+incompatible")
-        && from_zip.as_slice() != from_mod
-    {
-        return Err(bad(
-            "the go.mod inside the zip differs from the module's .mod file",
-        ));
-    }
-    Ok(())
+    Ok(zip_go_mod)
 }
 
 /// `module.CheckFilePath` for a name inside a module zip: clean, relative, and made of
@@ -217,6 +248,14 @@ mod tests {
         f
     }
 
+    fn zip_at(
+        path: &std::path::Path,
+        module: &ModulePath,
+        version: &Version,
+    ) -> Result<Option<Vec<u8>>, VerifyError> {
+        zip(&std::fs::File::open(path).unwrap(), module, version)
+    }
+
     fn m(p: &str) -> ModulePath {
         ModulePath::parse(p).unwrap()
     }
@@ -234,8 +273,11 @@ mod tests {
             ("example.com/m@v1.0.0/m.go", b"package m\n"),
             ("example.com/m@v1.0.0/sub/LICENSE", b"MIT"),
         ]);
-        zip(z.path(), &module, &version, Some(b"module example.com/m\n")).unwrap();
-        zip(z.path(), &module, &version, None).unwrap();
+        let go_mod = zip_at(z.path(), &module, &version).unwrap();
+        assert_eq!(
+            go_mod.as_deref(),
+            Some(b"module example.com/m\n".as_slice())
+        );
     }
 
     #[test]
@@ -252,26 +294,16 @@ mod tests {
             vec![("example.com/m@v1.0.0/CON.txt", b"x".as_slice())],
         ] {
             let z = write_zip(&entries);
-            assert!(
-                zip(z.path(), &module, &version, None).is_err(),
-                "{entries:?}"
-            );
+            assert!(zip_at(z.path(), &module, &version).is_err(), "{entries:?}");
         }
     }
 
     #[test]
-    fn go_mod_must_match_the_mod_file() {
+    fn a_zip_without_go_mod_has_none() {
         let module = m("example.com/m");
         let version = v(&module, "v1.0.0");
-        let z = write_zip(&[("example.com/m@v1.0.0/go.mod", b"module example.com/m\n")]);
-        let err = zip(
-            z.path(),
-            &module,
-            &version,
-            Some(b"module example.com/other\n"),
-        )
-        .unwrap_err();
-        assert!(err.0.contains("differs"), "{err}");
+        let z = write_zip(&[("example.com/m@v1.0.0/m.go", b"package m\n")]);
+        assert_eq!(zip_at(z.path(), &module, &version).unwrap(), None);
     }
 
     #[test]
@@ -280,13 +312,13 @@ mod tests {
         let version = v(&module, "v1.0.0");
         let mut f = tempfile::NamedTempFile::new().unwrap();
         f.write_all(b"this is not a zip").unwrap();
-        assert!(zip(f.path(), &module, &version, None).is_err());
+        assert!(zip_at(f.path(), &module, &version).is_err());
 
         let good = write_zip(&[("example.com/m@v1.0.0/m.go", &[b'x'; 4096])]);
         let bytes = std::fs::read(good.path()).unwrap();
         let mut cut = tempfile::NamedTempFile::new().unwrap();
         cut.write_all(&bytes[..bytes.len() / 2]).unwrap();
-        assert!(zip(cut.path(), &module, &version, None).is_err());
+        assert!(zip_at(cut.path(), &module, &version).is_err());
     }
 
     #[test]
@@ -300,7 +332,45 @@ mod tests {
         bytes[at] ^= 0xff;
         let mut bad_zip = tempfile::NamedTempFile::new().unwrap();
         bad_zip.write_all(&bytes).unwrap();
-        assert!(zip(bad_zip.path(), &module, &version, None).is_err());
+        assert!(zip_at(bad_zip.path(), &module, &version).is_err());
+    }
+
+    #[test]
+    fn a_list_is_versions_or_nothing() {
+        assert_eq!(
+            list(b"v1.0.0\nv1.1.0 2024-01-01T00:00:00Z\n").unwrap(),
+            "v1.0.0\nv1.1.0\n"
+        );
+        assert_eq!(list(b"").unwrap(), "");
+        assert_eq!(list(b"\n  \n").unwrap(), "");
+        // A pseudo-version or a short version is a version, dropped from the answer.
+        assert_eq!(
+            list(b"v0.0.0-20240101000000-abcdefabcdef\nv1.2\nv1.3.0\n").unwrap(),
+            "v1.3.0\n"
+        );
+        for page in [
+            b"<!DOCTYPE html>\n<html>\n".as_slice(),
+            b"v1.0.0\nnot found\n",
+            b"\xff\xfe",
+        ] {
+            assert!(list(page).is_err(), "{page:?}");
+        }
+    }
+
+    #[test]
+    fn a_mod_must_be_the_go_mod_of_the_module() {
+        let module = m("example.com/m");
+        go_mod(b"module example.com/m\n\ngo 1.21\n", &module).unwrap();
+        assert!(go_mod(b"<html>captive portal</html>", &module).is_err());
+        assert!(go_mod(b"module example.com/other\n", &module).is_err());
+        assert!(go_mod(b"module example.com/m\nrequire (\n", &module).is_err());
+    }
+
+    #[test]
+    fn resolved_info_names_a_canonical_version() {
+        resolved_info(br#"{"Version":"v1.2.3","Time":"2024-01-01T00:00:00Z"}"#).unwrap();
+        assert!(resolved_info(br#"{"Version":"v1.2"}"#).is_err());
+        assert!(resolved_info(b"<html>").is_err());
     }
 
     #[test]

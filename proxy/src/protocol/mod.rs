@@ -96,6 +96,7 @@ fn quote(s: &str) -> String {
     format!("{:?}... ({} bytes)", &s[..end], s.len())
 }
 
+pub mod modfile;
 pub mod module;
 pub mod semver;
 
@@ -104,6 +105,7 @@ pub use module::{
     ModulePath, Version, canonical_version, escape_path, escape_version, is_canonical_semver,
     is_pseudo_version, unescape_path, unescape_version,
 };
+pub use semver::is_valid as is_valid_semver;
 
 // ---------------------------------------------------------------------------
 // Version queries

@@ -99,6 +99,11 @@ pub(crate) fn parse_semver(v: &str) -> Option<Semver<'_>> {
     })
 }
 
+/// `semver.IsValid`: `v` is a semantic version (`v1`, `v1.2` and build metadata included).
+pub fn is_valid(v: &str) -> bool {
+    parse_semver(v).is_some()
+}
+
 #[cfg(test)]
 mod tests {
     use super::parse_semver;

@@ -169,6 +169,16 @@ impl UpstreamPool {
         Err(verdict.into_error(path))
     }
 
+    /// One request to `source`, an upstream that has just answered another request of the same
+    /// fetch (no plan, no hedging; the answer still counts in its health).
+    pub async fn fetch_from(
+        &self,
+        source: &Endpoint,
+        path: &str,
+    ) -> Result<UpstreamResponse, AttemptError> {
+        send(&self.client, source, path, &Arc::new(Progress::new())).await
+    }
+
     /// One pass over the plan, hedging slow attempts. Some(Ok) on success, Some(Err) on a local
     /// error, None when the plan is exhausted (the verdict says why).
     async fn pass<T, F, Fut>(

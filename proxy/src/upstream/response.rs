@@ -60,9 +60,15 @@ pub struct UpstreamResponse {
     response: reqwest::Response,
     idle_timeout: Duration,
     progress: Arc<Progress>,
+    source: Endpoint,
 }
 
 impl UpstreamResponse {
+    /// The upstream that sent it.
+    pub fn source(&self) -> &Endpoint {
+        &self.source
+    }
+
     pub fn content_length(&self) -> Option<u64> {
         self.response.content_length()
     }
@@ -241,6 +247,7 @@ pub(super) async fn send(
             response,
             idle_timeout: endpoint.timeout,
             progress: progress.clone(),
+            source: endpoint.clone(),
         });
     }
     let retry_after = response

@@ -692,6 +692,66 @@ impl FakeUpstream {
     }
 }
 
+/// A tmpfs mounted for the test and unmounted afterwards.
+pub struct Tmpfs(pub tempfile::TempDir);
+
+impl Tmpfs {
+    pub fn mount(size: &str) -> Tmpfs {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "this test needs to mount a small tmpfs (run as root): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmpfs(dir)
+    }
+}
+
+impl Tmpfs {
+    pub fn path(&self) -> &Path {
+        self.0.path()
+    }
+
+    /// Makes the file system read-only (what a failing disk or a read-only volume looks like).
+    pub fn remount_read_only(&self) {
+        let out = Command::new("mount")
+            .args(["-o", "remount,ro"])
+            .arg(self.0.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "cannot remount read-only: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.0.path()).status();
+    }
+}
+
+/// Runs `modfleet-proxy verify` on a cache: (exit status success, stdout).
+pub fn verify_cache(cache: &Path, purge: bool) -> (bool, String) {
+    let mut c = Command::new(PROXY_BIN);
+    c.arg("verify").arg("--cache-dir").arg(cache);
+    if purge {
+        c.arg("--purge");
+    }
+    let o = c.output().unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+    )
+}
+
 /// Writes a proxy config file and returns its path (kept alive by the TempDir).
 pub fn config_file(dir: &Path, yaml: &str) -> PathBuf {
     let path = dir.join("modfleet.yaml");

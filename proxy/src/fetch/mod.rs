@@ -1,0 +1,682 @@
+//! From a protocol request to the bytes that answer it. One verb per kind of answer:
+//!
+//! - [`Fetcher::artifact`]: `.info`, `.mod` and full checksum-database tiles of canonical
+//!   versions: small, immutable, cached for ever once verified;
+//! - [`Fetcher::zip`]: module zips: streamed to disk (never whole into memory), verified as the
+//!   go command verifies them (and against the module's `.mod`), cached for ever;
+//! - [`Fetcher::refreshable`]: lists, `@latest`, checksum-database `latest`, lookups and
+//!   partial tiles: small, kept for `--list-ttl`, served stale when every upstream fails;
+//! - [`Fetcher::query`]: `.info` queries (`master`, a commit hash): resolved upstream each time.
+//!
+//! Every miss is one upstream fetch per key, shared by all requests waiting for it
+//! ([`Fetcher::coalesced`]), and its answer is verified and bounded whether or not the cache
+//! can keep it: a cache that cannot be written only means the verified bytes are served from a
+//! loose file instead of the cache ([`crate::cache::CacheWriter`]).
+
+mod negative;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use tracing::Instrument;
+
+use crate::cache::{self, Cache, CacheKey, ServedFile, StreamError, verify};
+use crate::coalesce::{Coalescer, Role};
+use crate::config::Resilience;
+use crate::metrics::Metrics;
+use crate::protocol::{ModulePath, Request, SumdbPath, Version, VersionQuery};
+use crate::upstream::{AttemptError, Endpoint, PoolError, Target, UpstreamPool, UpstreamResponse};
+use negative::NegativeCache;
+
+/// Largest list, @latest or sumdb answer accepted from upstream.
+const MAX_SMALL_BYTES: u64 = 8 << 20;
+/// Cached files up to this size are served from memory, larger ones streamed from disk.
+const SMALL_FILE_BYTES: u64 = 256 << 10;
+
+/// How the cache took part in an answer (a metric label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheResult {
+    /// Served from the cache.
+    Hit,
+    /// Fetched from upstream by this request.
+    Miss,
+    /// Fetched from upstream by another request this one waited for.
+    Coalesced,
+    /// Fetched and verified, but not kept (disk full, cache I/O error).
+    Bypass,
+    /// Served from the cache past its TTL: while it is refreshed in the background, or
+    /// because every upstream failed.
+    Stale,
+    /// A "not found" remembered for --negative-ttl.
+    Negative,
+    /// Not cacheable (queries).
+    None,
+}
+
+impl CacheResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheResult::Hit => "hit",
+            CacheResult::Miss => "miss",
+            CacheResult::Coalesced => "coalesced",
+            CacheResult::Bypass => "bypass",
+            CacheResult::Stale => "stale",
+            CacheResult::Negative => "negative",
+            CacheResult::None => "none",
+        }
+    }
+
+    /// How a fetched answer took part: by this request or another, kept or not.
+    fn fetched(role: Role, cached: bool) -> Self {
+        match (role, cached) {
+            (_, false) => CacheResult::Bypass,
+            (Role::Leader, true) => CacheResult::Miss,
+            (Role::Waiter, true) => CacheResult::Coalesced,
+        }
+    }
+}
+
+/// The body of an answer.
+pub enum Body {
+    /// A whole, verified file (cached, or loose when the cache could not keep it), read with
+    /// positional reads so any number of requests can stream it at once.
+    File(ServedFile),
+    Bytes {
+        bytes: Bytes,
+        etag: String,
+    },
+}
+
+pub struct Served {
+    pub body: Body,
+    pub cache: CacheResult,
+    /// Set when a stale answer is served.
+    pub age: Option<Duration>,
+}
+
+/// What a fetch leaves for the requests that waited for it.
+#[derive(Debug, Clone)]
+enum Fetched {
+    File(ServedFile),
+    Bytes { bytes: Bytes, cached: bool },
+}
+
+impl Fetched {
+    fn cached(&self) -> bool {
+        match self {
+            Fetched::File(f) => f.cached,
+            Fetched::Bytes { cached, .. } => *cached,
+        }
+    }
+
+    fn into_body(self) -> Body {
+        match self {
+            Fetched::File(f) => Body::File(f),
+            Fetched::Bytes { bytes, .. } => Body::Bytes {
+                etag: cache::etag_of_bytes(&bytes),
+                bytes,
+            },
+        }
+    }
+
+    /// A hit found by a leader (committed by another leader just before it started).
+    fn from_hit(body: Body) -> Fetched {
+        match body {
+            Body::File(f) => Fetched::File(f),
+            Body::Bytes { bytes, .. } => Fetched::Bytes {
+                bytes,
+                cached: true,
+            },
+        }
+    }
+}
+
+type Shared = Result<Fetched, PoolError>;
+
+/// A request that could not be answered, and how the cache took part.
+#[derive(Debug)]
+pub struct FetchError {
+    pub error: PoolError,
+    pub cache: CacheResult,
+}
+
+/// Answers protocol requests from the cache and the upstream pool.
+pub struct Fetcher {
+    cache: Arc<Cache>,
+    pool: Arc<UpstreamPool>,
+    metrics: Arc<Metrics>,
+    list_ttl: Duration,
+    stale_while_revalidate: Duration,
+    negative: NegativeCache,
+    inflight: Coalescer<Shared>,
+}
+
+impl Fetcher {
+    pub fn new(
+        cache: Arc<Cache>,
+        pool: Arc<UpstreamPool>,
+        metrics: Arc<Metrics>,
+        list_ttl: Duration,
+        resilience: &Resilience,
+    ) -> Arc<Fetcher> {
+        Arc::new(Fetcher {
+            cache,
+            pool,
+            metrics,
+            list_ttl,
+            stale_while_revalidate: resilience.stale_while_revalidate,
+            negative: NegativeCache::new(resilience.negative_ttl),
+            inflight: Coalescer::default(),
+        })
+    }
+
+    pub fn list_ttl(&self) -> Duration {
+        self.list_ttl
+    }
+
+    /// Answers a request (anything but `/sumdb/<name>/supported`, which the server answers).
+    pub async fn get(self: &Arc<Self>, req: &Request) -> Result<Served, FetchError> {
+        let key = CacheKey::of(req);
+        if let Some(message) = self.negative.get(key.as_str()) {
+            return Err(FetchError {
+                error: PoolError::NotFound { message },
+                cache: CacheResult::Negative,
+            });
+        }
+        let result = match req {
+            Request::Info {
+                version: VersionQuery::Query(_),
+                ..
+            } => self.query(req, &key).await,
+            Request::Zip { module, version } => self.zip(module, version, &key).await,
+            _ if req.is_immutable() => self.artifact(req, &key).await,
+            _ => self.refreshable(req, &key).await,
+        };
+        result.map_err(|error| {
+            if let PoolError::NotFound { message } = &error {
+                self.negative.insert(key.to_string(), message.clone());
+                self.metrics
+                    .negative_cache_entries
+                    .set(self.negative.len() as i64);
+            }
+            FetchError {
+                error,
+                cache: CacheResult::None,
+            }
+        })
+    }
+
+    /// `.info`, `.mod` and full tiles: from the cache, or fetched once, verified and kept.
+    async fn artifact(
+        self: &Arc<Self>,
+        req: &Request,
+        key: &CacheKey,
+    ) -> Result<Served, PoolError> {
+        if let Some(body) = self.hit(key).await {
+            return Ok(served(body, CacheResult::Hit, None));
+        }
+        let (this, req, owned_key) = (self.clone(), req.clone(), key.clone());
+        let (fetched, role) = self.coalesced(key.as_str(), move || {
+            this.download_small(req, owned_key).boxed()
+        });
+        let fetched = fetched.await?;
+        let cache = CacheResult::fetched(role, fetched.cached());
+        Ok(served(fetched.into_body(), cache, None))
+    }
+
+    /// A module zip: from the cache, or fetched once (see [`Fetcher::download_zip`]).
+    async fn zip(
+        self: &Arc<Self>,
+        module: &ModulePath,
+        version: &Version,
+        key: &CacheKey,
+    ) -> Result<Served, PoolError> {
+        if let Some(body) = self.hit(key).await {
+            return Ok(served(body, CacheResult::Hit, None));
+        }
+        let (this, module, version, owned_key) =
+            (self.clone(), module.clone(), version.clone(), key.clone());
+        let (fetched, role) = self.coalesced(key.as_str(), move || {
+            this.download_zip(module, version, owned_key).boxed()
+        });
+        let fetched = fetched.await?;
+        let cache = CacheResult::fetched(role, fetched.cached());
+        Ok(served(fetched.into_body(), cache, None))
+    }
+
+    /// Lists, @latest and the checksum database's changing answers: fresh from the cache, else
+    /// fetched (one fetch per key); a recently expired answer is served at once while it is
+    /// refreshed (stale-while-revalidate), and the last good one when every upstream fails.
+    async fn refreshable(
+        self: &Arc<Self>,
+        req: &Request,
+        key: &CacheKey,
+    ) -> Result<Served, PoolError> {
+        let cached = self.read_small(key).await;
+        if let Some((bytes, age)) = &cached
+            && *age < self.list_ttl
+        {
+            return Ok(small(bytes.clone(), CacheResult::Hit, None));
+        }
+        let (this, owned, owned_key) = (self.clone(), req.clone(), key.clone());
+        let (fetched, role) = self.coalesced(key.as_str(), move || {
+            this.download_refreshable(owned, owned_key).boxed()
+        });
+        if let Some((bytes, age)) = &cached
+            && *age < self.list_ttl + self.stale_while_revalidate
+        {
+            // The fetch just started (or joined) refreshes the cache in the background.
+            return Ok(small(bytes.clone(), CacheResult::Stale, Some(*age)));
+        }
+        match fetched.await {
+            Ok(fetched) => {
+                let cache = CacheResult::fetched(role, fetched.cached());
+                Ok(served(fetched.into_body(), cache, None))
+            }
+            // stale-if-error: an outage is answered with the last good answer, marked by Age.
+            Err(PoolError::Unavailable { .. }) if cached.is_some() => {
+                let (bytes, age) = cached.expect("checked");
+                tracing::info!(path = %key, age_secs = age.as_secs(), "every upstream failed: serving the cached answer");
+                Ok(small(bytes, CacheResult::Stale, Some(age)))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `.info` queries: resolved upstream every time (one fetch per query at a time).
+    async fn query(self: &Arc<Self>, req: &Request, key: &CacheKey) -> Result<Served, PoolError> {
+        let this = self.clone();
+        let path = upstream_path(req);
+        let (fetched, _) = self.coalesced(&format!("query:{key}"), move || {
+            async move {
+                let bytes = this
+                    .pool
+                    .fetch(Target::Modules, &path, |response| async move {
+                        let bytes = response.bytes_limited(verify::MAX_INFO_BYTES).await?;
+                        verify::resolved_info(&bytes).map_err(invalid)?;
+                        Ok(bytes)
+                    })
+                    .await?;
+                Ok(Fetched::Bytes {
+                    bytes,
+                    cached: false,
+                })
+            }
+            .boxed()
+        });
+        let body = fetched.await?.into_body();
+        Ok(served(body, CacheResult::None, None))
+    }
+
+    /// One fetch per key: the first caller starts `fetch` as its own task (a client that hangs
+    /// up does not cancel it for the others); later callers wait for the same result.
+    fn coalesced(
+        &self,
+        key: &str,
+        fetch: impl FnOnce() -> BoxFuture<'static, Shared>,
+    ) -> (impl Future<Output = Shared> + Send + 'static, Role) {
+        let (result, role) = self.inflight.join(key, fetch, |panic| {
+            Err(PoolError::Local(format!("fetch task failed: {panic}")))
+        });
+        if role == Role::Waiter {
+            self.metrics.coalesced_waiters.inc();
+        }
+        (result, role)
+    }
+
+    /// The leader's side of a `.info`/`.mod`/tile miss.
+    async fn download_small(self: Arc<Self>, req: Request, key: CacheKey) -> Shared {
+        // Another leader may have committed it just before this one started.
+        if let Some(body) = self.hit(&key).await {
+            return Ok(Fetched::from_hit(body));
+        }
+        let _inflight = InflightGuard::start(&self.metrics);
+        let path = upstream_path(&req);
+        let req = &req;
+        let bytes = self
+            .pool
+            .fetch(target(req), &path, |response| async move {
+                let bytes = response.bytes_limited(max_bytes(req)).await?;
+                check_immutable(req, &bytes)?;
+                Ok(bytes)
+            })
+            .await?;
+        let cached = self.put(&key, &bytes).await;
+        Ok(Fetched::Bytes { bytes, cached })
+    }
+
+    /// The leader's side of a list/@latest/sumdb refresh.
+    async fn download_refreshable(self: Arc<Self>, req: Request, key: CacheKey) -> Shared {
+        let path = upstream_path(&req);
+        let req = &req;
+        let bytes = self
+            .pool
+            .fetch(target(req), &path, |response| async move {
+                let bytes = response.bytes_limited(MAX_SMALL_BYTES).await?;
+                check_refreshable(req, bytes)
+            })
+            .await?;
+        let cached = self.put(&key, &bytes).await;
+        Ok(Fetched::Bytes { bytes, cached })
+    }
+
+    /// The leader's side of a zip miss: the module's `.mod` first (to check the zip against),
+    /// then each attempt streams the zip into a writer (the cache, or a loose file), verifies
+    /// it, and commits it.
+    async fn download_zip(
+        self: Arc<Self>,
+        module: ModulePath,
+        version: Version,
+        key: CacheKey,
+    ) -> Shared {
+        if let Some(body) = self.hit(&key).await {
+            return Ok(Fetched::from_hit(body));
+        }
+        let go_mod = self.go_mod(&module, &version).await?;
+        let _inflight = InflightGuard::start(&self.metrics);
+        let zip = ZipCheck {
+            module: &module,
+            version: &version,
+            key: &key,
+            go_mod: &go_mod,
+        };
+        let this = &self;
+        let file = self
+            .pool
+            .fetch(Target::Modules, key.as_str(), |response| async move {
+                this.accept_zip(response, zip).await
+            })
+            .await?;
+        Ok(Fetched::File(file))
+    }
+
+    /// One attempt at a zip: stream, verify, commit.
+    async fn accept_zip(
+        &self,
+        response: UpstreamResponse,
+        zip: ZipCheck<'_>,
+    ) -> Result<ServedFile, AttemptError> {
+        let too_large = |limit: u64| {
+            AttemptError::Invalid(format!(
+                "zip is larger than the go command's limit of {limit} bytes"
+            ))
+        };
+        if response
+            .content_length()
+            .is_some_and(|n| n > verify::MAX_ZIP_BYTES)
+        {
+            return Err(too_large(verify::MAX_ZIP_BYTES));
+        }
+        let source = response.source().clone();
+        let (cache, key) = (self.cache.clone(), zip.key.clone());
+        let mut writer = tokio::task::spawn_blocking(move || cache.writer_or_loose(&key))
+            .await
+            .map_err(|e| AttemptError::Local(e.to_string()))?
+            .map_err(|e| AttemptError::Local(format!("cannot keep the download anywhere: {e}")))?;
+        let total = writer
+            .write_stream(response.into_stream(), verify::MAX_ZIP_BYTES)
+            .await
+            .map_err(|e| match e {
+                StreamError::Source(e) => e,
+                StreamError::TooLarge { limit } => too_large(limit),
+                StreamError::Local(e) => AttemptError::Local(e.to_string()),
+            })?;
+        tracing::Span::current().record("modfleet.bytes", total as i64);
+        let span = cache_write_span(zip.key, total);
+        let reader = writer
+            .reader()
+            .map_err(|e| AttemptError::Local(e.to_string()))?;
+        let (module, version) = (zip.module.clone(), zip.version.clone());
+        let checked = tokio::task::spawn_blocking(move || verify::zip(&reader, &module, &version))
+            .instrument(span.clone())
+            .await
+            .map_err(|e| AttemptError::Local(e.to_string()))?
+            .map_err(|e| AttemptError::Invalid(format!("invalid module zip: {e}")));
+        let inside = checked.inspect_err(|_| record_write(&span, "invalid"))?;
+        if let Some(inside) = &inside
+            && !zip.version.as_str().ends_with("+incompatible")
+            && inside.as_slice() != zip.go_mod.as_ref()
+        {
+            self.resolve_go_mod_conflict(&source, zip, inside)
+                .await
+                .inspect_err(|_| record_write(&span, "invalid"))?;
+        }
+        let file = tokio::task::spawn_blocking(move || writer.commit())
+            .instrument(span.clone())
+            .await
+            .map_err(|e| AttemptError::Local(e.to_string()))?;
+        record_write(&span, if file.cached { "committed" } else { "uncached" });
+        Ok(file)
+    }
+
+    /// The zip's go.mod differs from the `.mod` this proxy has for the module. The `.mod` is as
+    /// suspect as the zip: when the upstream that sent the zip also sends a `.mod` equal to the
+    /// zip's go.mod, that consistent pair wins and replaces the cached `.mod` (one upstream
+    /// served a bad `.mod` earlier, e.g. a go.mod cut short at a lying Content-Length);
+    /// otherwise the zip is refused and the next upstream is asked.
+    async fn resolve_go_mod_conflict(
+        &self,
+        source: &Endpoint,
+        zip: ZipCheck<'_>,
+        inside: &[u8],
+    ) -> Result<(), AttemptError> {
+        let mismatch = || {
+            AttemptError::Invalid(
+                "the go.mod inside the zip differs from the module's .mod file".into(),
+            )
+        };
+        let mod_req = Request::Mod {
+            module: zip.module.clone(),
+            version: zip.version.clone(),
+        };
+        let theirs = self
+            .pool
+            .fetch_from(source, &mod_req.escaped_path())
+            .await
+            .map_err(|_| mismatch())?
+            .bytes_limited(verify::MAX_GO_MOD_BYTES)
+            .await
+            .map_err(|_| mismatch())?;
+        if theirs.as_ref() != inside || verify::go_mod(&theirs, zip.module).is_err() {
+            return Err(mismatch());
+        }
+        tracing::warn!(
+            module = %zip.module,
+            version = %zip.version,
+            upstream = %source.name,
+            "the cached .mod differs from the go.mod in the zip, and this upstream's .mod matches its zip: replacing the cached .mod"
+        );
+        self.put(&CacheKey::of(&mod_req), &theirs).await;
+        Ok(())
+    }
+
+    /// The module's go.mod: the `.mod` artifact, from the cache or fetched like any `.mod`.
+    async fn go_mod(
+        self: &Arc<Self>,
+        module: &ModulePath,
+        version: &Version,
+    ) -> Result<Bytes, PoolError> {
+        let req = Request::Mod {
+            module: module.clone(),
+            version: version.clone(),
+        };
+        match self.artifact(&req, &CacheKey::of(&req)).await?.body {
+            Body::Bytes { bytes, .. } => Ok(bytes),
+            Body::File(file) => tokio::task::spawn_blocking(move || read_whole(&file))
+                .await
+                .map_err(|e| PoolError::Local(e.to_string()))?
+                .map_err(|e| PoolError::Local(format!("cannot read the cached go.mod: {e}"))),
+        }
+    }
+
+    /// Keeps a small answer; whether it could be kept (the bytes are served either way).
+    async fn put(&self, key: &CacheKey, bytes: &Bytes) -> bool {
+        let (cache, owned_key, data) = (self.cache.clone(), key.clone(), bytes.clone());
+        let span = cache_write_span(key, bytes.len() as u64);
+        let cached = tokio::task::spawn_blocking(move || cache.put(&owned_key, &data))
+            .instrument(span.clone())
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .is_some_and(|f| f.cached);
+        record_write(&span, if cached { "committed" } else { "uncached" });
+        cached
+    }
+
+    /// A cached artifact ready to serve: small files are read in the same blocking call that
+    /// opens them (one hop to the blocking pool per request), large ones are streamed.
+    async fn hit(&self, key: &CacheKey) -> Option<Body> {
+        let (cache, key) = (self.cache.clone(), key.clone());
+        tokio::task::spawn_blocking(move || {
+            let file = cache.open_file(&key)?;
+            if file.len > SMALL_FILE_BYTES {
+                return Some(Body::File(ServedFile::from_hit(file)));
+            }
+            Some(Body::Bytes {
+                bytes: Bytes::from(file.read_all().ok()?),
+                etag: file.etag,
+            })
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+
+    /// Reads a small cached file whole, with its age.
+    async fn read_small(&self, key: &CacheKey) -> Option<(Bytes, Duration)> {
+        let (cache, key) = (self.cache.clone(), key.clone());
+        tokio::task::spawn_blocking(move || {
+            let file = cache.open_file(&key)?;
+            Some((Bytes::from(file.read_all().ok()?), file.age()))
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+}
+
+/// What a zip attempt checks the zip against.
+#[derive(Clone, Copy)]
+struct ZipCheck<'a> {
+    module: &'a ModulePath,
+    version: &'a Version,
+    key: &'a CacheKey,
+    go_mod: &'a Bytes,
+}
+
+fn read_whole(file: &ServedFile) -> std::io::Result<Bytes> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; file.len as usize];
+    file.file.read_exact_at(&mut buf, 0)?;
+    Ok(Bytes::from(buf))
+}
+
+/// The span of storing one file (verification included for zips).
+fn cache_write_span(key: &CacheKey, bytes: u64) -> tracing::Span {
+    tracing::debug_span!(
+        "cache write",
+        modfleet.cache.path = %key,
+        modfleet.bytes = bytes as i64,
+        modfleet.outcome = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+    )
+}
+
+/// `committed`; `uncached` (the disk is full or failing: served, not kept); `invalid`.
+fn record_write(span: &tracing::Span, outcome: &'static str) {
+    span.record("modfleet.outcome", outcome);
+    if outcome != "committed" {
+        span.record("otel.status_code", "ERROR");
+    }
+}
+
+fn served(body: Body, cache: CacheResult, age: Option<Duration>) -> Served {
+    Served { body, cache, age }
+}
+
+fn small(bytes: Bytes, cache: CacheResult, age: Option<Duration>) -> Served {
+    Served {
+        body: Body::Bytes {
+            etag: cache::etag_of_bytes(&bytes),
+            bytes,
+        },
+        cache,
+        age,
+    }
+}
+
+fn target(req: &Request) -> Target<'_> {
+    match req {
+        Request::Sumdb { name, .. } => Target::Sumdb(name),
+        _ => Target::Modules,
+    }
+}
+
+/// The path asked of upstreams: for sumdb requests, relative to `/sumdb/<name>/`.
+fn upstream_path(req: &Request) -> String {
+    match req {
+        Request::Sumdb { path, .. } => path.as_upstream_path(),
+        _ => req.escaped_path(),
+    }
+}
+
+fn max_bytes(req: &Request) -> u64 {
+    match req {
+        Request::Info { .. } => verify::MAX_INFO_BYTES,
+        Request::Mod { .. } => verify::MAX_GO_MOD_BYTES,
+        _ => MAX_SMALL_BYTES,
+    }
+}
+
+fn invalid(e: verify::VerifyError) -> AttemptError {
+    AttemptError::Invalid(e.to_string())
+}
+
+/// Verification of a small immutable answer (`.info`, `.mod`, full tile).
+fn check_immutable(req: &Request, bytes: &[u8]) -> Result<(), AttemptError> {
+    match req {
+        Request::Info {
+            version: VersionQuery::Canonical(v),
+            ..
+        } => verify::info(bytes, v),
+        Request::Mod { module, .. } => verify::go_mod(bytes, module),
+        Request::Sumdb {
+            path: SumdbPath::Tile { .. },
+            ..
+        } if bytes.is_empty() => Err(verify::VerifyError("empty tile".into())),
+        _ => Ok(()),
+    }
+    .map_err(invalid)
+}
+
+/// Checks (and normalises) a list/@latest/sumdb answer: a list loses pseudo-versions, and is
+/// refused when a line is not a version; @latest must name a canonical version.
+fn check_refreshable(req: &Request, bytes: Bytes) -> Result<Bytes, AttemptError> {
+    match req {
+        Request::List { .. } => Ok(Bytes::from(verify::list(&bytes).map_err(invalid)?)),
+        Request::Latest { .. } => {
+            verify::resolved_info(&bytes).map_err(invalid)?;
+            Ok(bytes)
+        }
+        _ => Ok(bytes),
+    }
+}
+
+/// Counts a download in the in-flight gauge for as long as it lives.
+struct InflightGuard(Arc<Metrics>);
+
+impl InflightGuard {
+    fn start(metrics: &Arc<Metrics>) -> InflightGuard {
+        metrics.inflight_fetches.inc();
+        InflightGuard(metrics.clone())
+    }
+}
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.0.inflight_fetches.dec();
+    }
+}
