@@ -16,6 +16,7 @@
 //!   escaped, relative form, used both for the upstream URL and for the cache
 //!   layout. It never contains `..`, `.`, empty elements, `\` or NUL.
 //! * [`filter_list`] cleans an upstream `@v/list` body.
+//! * [`sumdb`] verifies checksums against a checksum database.
 //!
 //! Status codes: anything that is unsafe or malformed (bad percent-encoding,
 //! control characters, `\`, `.`/`..`/empty elements, over-long paths, an
@@ -26,6 +27,8 @@ use std::collections::HashSet;
 use std::fmt;
 
 use http::StatusCode;
+
+pub mod sumdb;
 
 /// Longest accepted request path, in bytes after percent-decoding.
 pub const MAX_PATH_LEN: usize = 1024;
