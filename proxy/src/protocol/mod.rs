@@ -28,8 +28,6 @@ use std::fmt;
 
 use http::StatusCode;
 
-pub mod sumdb;
-
 /// Longest accepted request path, in bytes after percent-decoding.
 pub const MAX_PATH_LEN: usize = 1024;
 /// Longest accepted path element, in bytes after percent-decoding.
@@ -101,6 +99,7 @@ fn quote(s: &str) -> String {
 
 pub mod module;
 pub mod semver;
+pub mod sumdb;
 
 use module::escape_string;
 pub use module::{
