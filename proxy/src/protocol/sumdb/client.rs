@@ -587,8 +587,15 @@ impl Checker {
                 plan.tiles().len()
             )));
         }
-        let data = self.read_tiles(plan.tiles(), budget).await?;
-        let hashes = plan.hashes(&data).map_err(|e| {
+        let (mut data, hits) = self.read_tiles(plan.tiles(), budget, true).await?;
+        let mut verdict = plan.hashes(&data);
+        if verdict.is_err() && hits > 0 {
+            // Tiles kept from an earlier tree are only wrong if the database forked: fetch
+            // them all again so the error says what happened.
+            data = self.read_tiles(plan.tiles(), budget, false).await?.0;
+            verdict = plan.hashes(&data);
+        }
+        let hashes = verdict.map_err(|e| {
             Fault::Invalid(format!(
                 "tiles do not match the signed tree of {} records: {e}",
                 tree.n
@@ -601,19 +608,33 @@ impl Checker {
         Ok(hashes)
     }
 
-    /// The tiles' data, from memory (authenticated before) or the source, concurrently.
-    async fn read_tiles(&self, tiles: &[Tile], budget: &AtomicUsize) -> Result2<Vec<Bytes>> {
+    /// The tiles' data, from memory (authenticated before; unless `use_cache` is false) or
+    /// the source, concurrently; and how many came from memory.
+    async fn read_tiles(
+        &self,
+        tiles: &[Tile],
+        budget: &AtomicUsize,
+        use_cache: bool,
+    ) -> Result2<(Vec<Bytes>, usize)> {
         let cached: Vec<Option<Bytes>> = {
             let cache = self.tiles.lock().expect("tiles lock");
-            tiles.iter().map(|t| cache.get(t)).collect()
+            tiles
+                .iter()
+                .map(|t| cache.get(t).filter(|_| use_cache))
+                .collect()
         };
+        let hits = cached.iter().filter(|c| c.is_some()).count();
         let fetches = tiles.iter().zip(cached).map(|(tile, hit)| async move {
             match hit {
                 Some(d) => Ok(d),
                 None => self.fetch_tile(*tile, budget).await,
             }
         });
-        join_all(fetches).await.into_iter().collect()
+        let data = join_all(fetches)
+            .await
+            .into_iter()
+            .collect::<Result2<_>>()?;
+        Ok((data, hits))
     }
 
     /// One tile from the source; a partial tile the source no longer has is cut from the full

@@ -353,10 +353,10 @@ async fn a_tampered_tile_is_invalid_and_not_kept() {
 
 #[tokio::test]
 async fn a_forked_database_is_detected_across_restarts() {
-    let s = Setup::new(5);
-    check_a(&s.checker(), Artifact::Zip, &h1(1000))
-        .await
-        .unwrap();
+    // 300 records: the level-1 tile 1/000.p/1 is the same tile in both histories.
+    let s = Setup::new(299);
+    let running = s.checker();
+    check_a(&running, Artifact::Zip, &h1(1000)).await.unwrap();
     let seen = s.fake.db.lock().unwrap().signed();
     assert_eq!(
         std::fs::read(s.state_file()).unwrap(),
@@ -367,13 +367,13 @@ async fn a_forked_database_is_detected_across_restarts() {
     // The same key now signs another history: record 0 differs, and the tree is larger.
     let mut forked = Db::new(1);
     forked.add("example.com/evil", "v1.0.0", &h1(1), &h1(2));
-    forked.fill(5);
+    forked.fill(299);
     forked.add("example.com/a", "v1.0.0", &h1(1000), &h1(1001));
     forked.fill(10);
     *s.fake.db.lock().unwrap() = forked;
 
     let restarted = s.checker();
-    assert_eq!(restarted.latest().n, 6, "starts from the persisted tree");
+    assert_eq!(restarted.latest().n, 300, "starts from the persisted tree");
     let err = check_a(&restarted, Artifact::Zip, &h1(1000))
         .await
         .unwrap_err();
@@ -385,6 +385,16 @@ async fn a_forked_database_is_detected_across_restarts() {
         std::fs::read(s.state_file()).unwrap(),
         seen,
         "a fork never replaces the persisted tree"
+    );
+    // The running process sees it too, although it holds tiles of the first history.
+    let (m, v) = mv("example.com/fill3", "v1.0.0");
+    let err = running
+        .check(&m, &v, Artifact::Zip, &h1(3))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, SumdbError::Invalid { reason, .. } if reason.contains("forked")),
+        "{err}"
     );
 
     // Without the persisted tree, the forked history alone is self-consistent.
