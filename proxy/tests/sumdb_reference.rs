@@ -390,6 +390,27 @@ async fn a_database_restarted_with_another_history_is_detected() {
         .unwrap();
 }
 
+#[test]
+fn the_known_keys_are_the_go_commands() {
+    common::require_tool("go", "the checksum-database reference tests");
+    let out = Command::new("go").args(["env", "GOROOT"]).output().unwrap();
+    let goroot = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let key_go = goroot.join("src/cmd/go/internal/modfetch/key.go");
+    let text = std::fs::read_to_string(&key_go).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (the Go sources come with the toolchain)",
+            key_go.display()
+        )
+    });
+    for (name, key) in modfleet_proxy::protocol::sumdb::KNOWN_KEYS {
+        assert!(
+            text.contains(&format!("\"{name}\": \"{key}\"")),
+            "{} does not list {name} as {key}:\n{text}",
+            key_go.display()
+        );
+    }
+}
+
 /// The first http(s) entry of `go env GOPROXY`.
 fn machine_goproxy() -> String {
     common::require_tool("go", "the real checksum-database test");

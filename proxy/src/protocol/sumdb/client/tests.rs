@@ -560,3 +560,20 @@ fn records_give_the_lines_of_each_artifact() {
     assert_eq!(r.h1(&m, &v, Artifact::GoMod), Some("h1:mod="));
     assert_eq!(r.lines(&m, &v, Artifact::Zip).count(), 2);
 }
+
+#[tokio::test]
+async fn a_state_file_that_cannot_be_written_is_counted_not_fatal() {
+    let s = Setup::new(3);
+    let dir = s.state.path().join("gone");
+    let c = Checker::open(&s.key, s.fake.clone(), dir.join("latest")).unwrap();
+    std::fs::write(&dir, b"a file where the directory should be").unwrap();
+    check_a(&c, Artifact::Zip, &h1(1000)).await.unwrap();
+    assert_eq!(c.persist_failures(), 1);
+}
+
+/// The fetch path spawns checks: their futures must be Send.
+#[allow(dead_code)]
+fn checks_can_be_spawned(c: &'static Checker, m: &'static ModulePath, v: &'static Version) {
+    tokio::spawn(c.check(m, v, Artifact::Zip, "h1:"));
+    tokio::spawn(c.lookup(m, v));
+}
