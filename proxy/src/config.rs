@@ -15,6 +15,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use reqwest::Url;
 use serde::Deserialize;
 
+use crate::protocol::sumdb::{self, note::Verifier};
+
 /// The checksum database the `go` command uses when `GOSUMDB` is not set.
 pub const DEFAULT_SUMDB: &str = "sum.golang.org";
 const DEFAULT_LISTEN: &str = "0.0.0.0:8080";
@@ -104,15 +106,24 @@ pub struct ServeArgs {
     )]
     pub upstreams: Vec<String>,
 
-    /// Checksum database to proxy, as NAME or NAME=URL, repeatable. The URL is used after the
-    /// upstreams' own /sumdb/NAME/ endpoints; it defaults to https://NAME [default: sum.golang.org].
+    /// Checksum database to proxy, as NAME or NAME=URL, or in GOSUMDB form: `KEY [URL]` or
+    /// `NAME URL`, where KEY is its verifier key NAME+HASH+BASE64KEY. Repeatable. The URL is
+    /// used after the upstreams' own /sumdb/NAME/ endpoints; it defaults to https://NAME. The
+    /// key of sum.golang.org is known (the go command's) [default: sum.golang.org].
     #[arg(
         long = "sumdb",
         env = "MODFLEET_SUMDB",
-        value_name = "NAME[=URL]",
+        value_name = "NAME[=URL]|KEY [URL]",
         value_delimiter = ','
     )]
     pub sumdbs: Vec<SumdbConfig>,
+
+    /// Check the h1: hashes of every .mod and .zip fetched from upstream against the first
+    /// --sumdb (verifying its signed tree and proofs as the go command does) before it is cached
+    /// or served, except for modules matching --no-sum. Needs that database's verifier key
+    /// [default: on].
+    #[arg(long, env = "MODFLEET_VERIFY_SUMDB", value_name = "on|off")]
+    pub verify_sumdb: Option<OnOff>,
 
     /// How long list and @latest answers (and sumdb latest/lookups) are served from the cache
     /// before they are asked upstream again [default: 60s].
@@ -163,6 +174,46 @@ pub struct ServeArgs {
     /// Total time one client request may spend on upstream attempts and retries [default: 5m].
     #[arg(long, env = "MODFLEET_REQUEST_DEADLINE", value_name = "DURATION", value_parser = parse_duration)]
     pub request_deadline: Option<Duration>,
+}
+
+/// A switch written `on` or `off` (YAML also takes `true` and `false`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+impl OnOff {
+    pub fn is_on(self) -> bool {
+        self == OnOff::On
+    }
+}
+
+impl FromStr for OnOff {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "on" | "true" => Ok(OnOff::On),
+            "off" | "false" => Ok(OnOff::Off),
+            _ => Err(format!("invalid value {s:?}: use on or off")),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for OnOff {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bool(bool),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Bool(true) => Ok(OnOff::On),
+            Raw::Bool(false) => Ok(OnOff::Off),
+            Raw::Text(s) => s.parse().map_err(serde::de::Error::custom),
+        }
+    }
 }
 
 /// When to hedge a request to the next upstream.
@@ -310,18 +361,44 @@ pub struct SumdbConfig {
     /// Direct URL, tried after the upstreams; default https://NAME.
     #[serde(default)]
     pub url: Option<String>,
+    /// Verifier key NAME+HASH+BASE64KEY (as in GOSUMDB); known for sum.golang.org.
+    #[serde(default)]
+    pub key: Option<String>,
 }
 
 impl FromStr for SumdbConfig {
     type Err = String;
+    /// `NAME`, `NAME=URL`, or the GOSUMDB forms `KEY`, `KEY URL`, `NAME URL`.
     fn from_str(s: &str) -> Result<Self, String> {
-        let (name, url) = match s.split_once('=') {
-            Some((name, url)) => (name, Some(url.to_string())),
-            None => (s, None),
+        let fields: Vec<&str> = s.split_whitespace().collect();
+        let (first, url) = match fields[..] {
+            [first] => (first, None),
+            [first, url] => (first, Some(url.to_string())),
+            _ => {
+                return Err(format!(
+                    "invalid checksum database {s:?}: use NAME, NAME=URL, or as in GOSUMDB \
+                     KEY [URL] or NAME URL"
+                ));
+            }
+        };
+        if url.is_none()
+            && let Some((name, url)) = first.split_once('=')
+            && !name.contains('+')
+        {
+            return Ok(SumdbConfig {
+                name: name.to_string(),
+                url: Some(url.to_string()),
+                key: None,
+            });
+        }
+        let (name, key) = match first.split_once('+') {
+            Some((name, _)) => (name, Some(first.to_string())),
+            None => (first, None),
         };
         Ok(SumdbConfig {
             name: name.to_string(),
             url,
+            key,
         })
     }
 }
@@ -393,6 +470,7 @@ pub struct FileConfig {
     pub cache_max_bytes: Option<ByteSize>,
     pub upstreams: Option<Vec<UpstreamConfig>>,
     pub sumdbs: Option<Vec<SumdbConfig>>,
+    pub verify_sumdb: Option<OnOff>,
     #[serde(default, with = "humantime_serde")]
     pub list_ttl: Option<Duration>,
     pub log_format: Option<LogFormat>,
@@ -419,6 +497,8 @@ pub struct Config {
     pub cache_max_bytes: Option<u64>,
     pub upstreams: Vec<Upstream>,
     pub sumdbs: Vec<Sumdb>,
+    /// Check fetched .mod and .zip against the first of `sumdbs` (which then has a key).
+    pub verify_sumdb: bool,
     pub list_ttl: Duration,
     pub log_format: LogFormat,
     pub exclude: Vec<ModulePattern>,
@@ -441,6 +521,8 @@ pub struct Upstream {
 pub struct Sumdb {
     pub name: String,
     pub url: Url,
+    /// Its verifier key (checked: well-formed, Ed25519, hash matching, named `name`), if known.
+    pub key: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -581,6 +663,7 @@ impl Config {
                 vec![SumdbConfig {
                     name: DEFAULT_SUMDB.to_string(),
                     url: None,
+                    key: None,
                 }]
             })
         };
@@ -588,6 +671,20 @@ impl Config {
             .into_iter()
             .map(validate_sumdb)
             .collect::<Result<Vec<_>, _>>()?;
+        let verify_sumdb = args
+            .verify_sumdb
+            .or(file.verify_sumdb)
+            .unwrap_or(OnOff::On)
+            .is_on();
+        if verify_sumdb && let Some(first) = sumdbs.first().filter(|s| s.key.is_none()) {
+            return Err(ConfigError::Sumdb {
+                name: first.name.clone(),
+                reason: "its verifier key is not known, and --verify-sumdb is on: pass it as \
+                         --sumdb 'NAME+HASH+KEY [URL]' (the GOSUMDB form) or as `key:` of the \
+                         sumdbs entry, or set --verify-sumdb off"
+                    .into(),
+            });
+        }
 
         let resilience = Resilience {
             hedge_delay: args
@@ -635,6 +732,7 @@ impl Config {
                 .filter(|&b| b > 0),
             upstreams,
             sumdbs,
+            verify_sumdb,
             list_ttl: args.list_ttl.or(file.list_ttl).unwrap_or(DEFAULT_LIST_TTL),
             log_format: args.log_format.or(file.log_format).unwrap_or_default(),
             exclude,
@@ -778,7 +876,23 @@ fn validate_sumdb(s: SumdbConfig) -> Result<Sumdb, ConfigError> {
         name: name.clone(),
         reason: format!("URL {raw:?}: {reason}"),
     })?;
-    Ok(Sumdb { name, url })
+    let key = match s.key.as_deref().map(str::trim).filter(|k| !k.is_empty()) {
+        Some(key) => {
+            let verifier = Verifier::parse(key).map_err(|e| ConfigError::Sumdb {
+                name: name.clone(),
+                reason: e.to_string(),
+            })?;
+            if verifier.name() != name {
+                return Err(ConfigError::Sumdb {
+                    name: name.clone(),
+                    reason: format!("the key is for {:?}, not for {name:?}", verifier.name()),
+                });
+            }
+            Some(key.to_string())
+        }
+        None => sumdb::known_key(&name).map(str::to_string),
+    };
+    Ok(Sumdb { name, url, key })
 }
 
 /// A GOPRIVATE-style glob: it matches a module path when it matches the path's leading
@@ -963,6 +1077,100 @@ mod tests {
         assert_eq!(c.sumdbs[1].url.as_str(), "http://127.0.0.1:9/db");
         a.sumdbs = vec!["Not_A_Host".parse().unwrap()];
         assert!(Config::merge(&a, FileConfig::default(), no_env).is_err());
+    }
+
+    const GO_KEY: &str = "sum.golang.org+033de0ae+Ac4zctda0e5eza+HJyk9SxEdh+s3Ux18htTTAD8OuAn8";
+
+    #[test]
+    fn sumdb_flags_take_the_gosumdb_forms() {
+        let parse = |s: &str| s.parse::<SumdbConfig>().unwrap();
+        let c = parse(GO_KEY);
+        assert_eq!(
+            (c.name.as_str(), c.key.as_deref(), c.url),
+            ("sum.golang.org", Some(GO_KEY), None)
+        );
+        let c = parse(&format!("{GO_KEY} https://sum.golang.google.cn"));
+        assert_eq!(c.url.as_deref(), Some("https://sum.golang.google.cn"));
+        let c = parse("sum.golang.org https://sum.golang.google.cn");
+        assert_eq!((c.name.as_str(), c.key), ("sum.golang.org", None));
+        assert_eq!(c.url.as_deref(), Some("https://sum.golang.google.cn"));
+        let c = parse("sum.corp.example=http://db.corp/x+y");
+        assert_eq!((c.name.as_str(), c.key), ("sum.corp.example", None));
+        assert_eq!(c.url.as_deref(), Some("http://db.corp/x+y"));
+        assert!("a b c".parse::<SumdbConfig>().is_err());
+
+        // The key is checked, and a known name gets the go command's key.
+        let mut a = args(&["https://up.example"]);
+        a.sumdbs = vec![parse(&format!("{GO_KEY} http://127.0.0.1:9/db"))];
+        let c = Config::merge(&a, FileConfig::default(), no_env).unwrap();
+        assert_eq!(c.sumdbs[0].key.as_deref(), Some(GO_KEY));
+        assert_eq!(c.sumdbs[0].url.as_str(), "http://127.0.0.1:9/db");
+        a.sumdbs = vec![parse("sum.golang.org")];
+        let c = Config::merge(&a, FileConfig::default(), no_env).unwrap();
+        assert_eq!(c.sumdbs[0].key.as_deref(), Some(GO_KEY));
+        let tampered = GO_KEY.replace("Ac4z", "Ac5z");
+        a.sumdbs = vec![parse(&tampered)];
+        let err = Config::merge(&a, FileConfig::default(), no_env).unwrap_err();
+        assert!(err.to_string().contains("does not match its hash"), "{err}");
+    }
+
+    #[test]
+    fn verification_is_on_by_default_and_needs_a_key() {
+        let c = Config::merge(
+            &args(&["https://up.example"]),
+            FileConfig::default(),
+            no_env,
+        )
+        .unwrap();
+        assert!(c.verify_sumdb);
+        assert_eq!(c.sumdbs[0].key.as_deref(), Some(GO_KEY));
+
+        let file: FileConfig = serde_yaml_ng::from_str(
+            "sumdbs:\n  - name: sum.corp.example\n    url: http://db.corp\n",
+        )
+        .unwrap();
+        let err = Config::merge(&args(&["https://up.example"]), file, no_env).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("sum.corp.example") && msg.contains("--verify-sumdb off"),
+            "{msg}"
+        );
+
+        let file: FileConfig =
+            serde_yaml_ng::from_str("verifySumdb: off\nsumdbs:\n  - name: sum.corp.example\n")
+                .unwrap();
+        let c = Config::merge(&args(&["https://up.example"]), file, no_env).unwrap();
+        assert!(!c.verify_sumdb);
+        assert_eq!(c.sumdbs[0].key, None);
+
+        // YAML key: must be for the entry's name.
+        let file: FileConfig = serde_yaml_ng::from_str(&format!(
+            "sumdbs:\n  - name: sum.corp.example\n    key: {GO_KEY}\n"
+        ))
+        .unwrap();
+        let err = Config::merge(&args(&["https://up.example"]), file, no_env).unwrap_err();
+        assert!(err.to_string().contains("the key is for"), "{err}");
+
+        // The flag wins over the file; YAML booleans work too.
+        let file: FileConfig = serde_yaml_ng::from_str("verifySumdb: false\n").unwrap();
+        assert_eq!(file.verify_sumdb, Some(OnOff::Off));
+        let mut a = args(&["https://up.example"]);
+        a.verify_sumdb = Some(OnOff::On);
+        assert!(Config::merge(&a, file, no_env).unwrap().verify_sumdb);
+        assert!(serde_yaml_ng::from_str::<FileConfig>("verifySumdb: maybe\n").is_err());
+    }
+
+    #[test]
+    fn verify_sumdb_flag_parses_and_is_documented() {
+        use clap::CommandFactory;
+        let cli = Cli::try_parse_from(["modfleet-proxy", "--verify-sumdb", "off"]).unwrap();
+        assert_eq!(cli.serve.verify_sumdb, Some(OnOff::Off));
+        assert!(Cli::try_parse_from(["modfleet-proxy", "--verify-sumdb", "sometimes"]).is_err());
+        let help = Cli::command().render_long_help().to_string();
+        assert!(
+            help.contains("--verify-sumdb") && help.contains("MODFLEET_VERIFY_SUMDB"),
+            "{help}"
+        );
     }
 
     #[test]

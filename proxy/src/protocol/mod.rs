@@ -16,6 +16,7 @@
 //!   escaped, relative form, used both for the upstream URL and for the cache
 //!   layout. It never contains `..`, `.`, empty elements, `\` or NUL.
 //! * [`filter_list`] cleans an upstream `@v/list` body.
+//! * [`sumdb`] verifies checksums against a checksum database.
 //!
 //! Status codes: anything that is unsafe or malformed (bad percent-encoding,
 //! control characters, `\`, `.`/`..`/empty elements, over-long paths, an
@@ -99,6 +100,7 @@ fn quote(s: &str) -> String {
 pub mod modfile;
 pub mod module;
 pub mod semver;
+pub mod sumdb;
 
 use module::escape_string;
 pub use module::{
