@@ -10,8 +10,9 @@ use tokio::net::TcpListener;
 
 use crate::cache::Cache;
 use crate::config::Config;
-use crate::fetch::Fetcher;
+use crate::fetch::{Checksums, Fetcher, FetcherSource};
 use crate::metrics::Metrics;
+use crate::protocol::sumdb::Checker;
 use crate::server::{AdminState, AppState, admin_router, proxy_router};
 use crate::upstream::UpstreamPool;
 
@@ -79,6 +80,9 @@ pub async fn serve(
         config.list_ttl,
         &config.resilience,
     );
+    if config.verify_sumdb {
+        fetcher.verify_checksums(checksums(&config, &fetcher, &metrics)?);
+    }
     // The bound addresses (not the configured ones) so that port 0 is usable.
     tracing::info!(
         listen = %listener.local_addr()?,
@@ -108,6 +112,43 @@ pub async fn serve(
     admin_task.await??;
     tracing::info!("shut down");
     Ok(())
+}
+
+/// The checksum database check (`--verify-sumdb`) over the first configured database, reading
+/// through the fetcher's own `/sumdb/` proxying; its latest verified tree is kept beside the
+/// cache (outside `download/`, so it is never served or evicted).
+pub fn checksums(
+    config: &Config,
+    fetcher: &Arc<Fetcher>,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<Checksums> {
+    let db = config
+        .sumdbs
+        .first()
+        .context("--verify-sumdb needs a checksum database (--sumdb)")?;
+    let key = db.key.as_deref().with_context(|| {
+        format!(
+            "--verify-sumdb needs the verifier key of {}: pass --sumdb with its key (the GOSUMDB form)",
+            db.name
+        )
+    })?;
+    let source = FetcherSource {
+        fetcher: Arc::downgrade(fetcher),
+        name: db.name.clone(),
+    };
+    let state = sumdb_state_file(&config.cache_dir, &db.name);
+    let checker = Checker::open(key, Arc::new(source), state)
+        .with_context(|| format!("cannot set up checksum verification against {}", db.name))?;
+    Ok(Checksums::new(
+        checker,
+        config.no_sum.clone(),
+        metrics.clone(),
+    ))
+}
+
+/// Where the latest verified tree of checksum database `name` is kept.
+pub fn sumdb_state_file(cache_dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+    cache_dir.join("sumdb-state").join(name).join("latest")
 }
 
 async fn shutdown_signal() {

@@ -61,14 +61,15 @@ pub enum Subcommands {
     Verify(VerifyArgs),
 }
 
+/// `verify` takes the server's own settings (the same flags, variables and --config file), so
+/// it checks a cache with the rules and the checksum database the server uses.
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// Cache directory to check.
-    #[arg(long, env = "MODFLEET_CACHE_DIR", value_name = "DIR", default_value = DEFAULT_CACHE_DIR)]
-    pub cache_dir: PathBuf,
     /// Remove every artifact that fails verification, so the proxy fetches it again.
     #[arg(long)]
     pub purge: bool,
+    #[command(flatten)]
+    pub serve: ServeArgs,
 }
 
 /// Flags of the server. All optional here so that the config file can fill what they leave.
@@ -607,6 +608,20 @@ impl Config {
             None => FileConfig::default(),
         };
         Config::merge(args, file, env)
+    }
+
+    /// Only the cache directory (flag, variable, file, default), for `verify` when the rest
+    /// of the configuration is not needed.
+    pub fn cache_dir(args: &ServeArgs) -> Result<PathBuf, ConfigError> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        Ok(args
+            .cache_dir
+            .clone()
+            .or(file.cache_dir)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CACHE_DIR)))
     }
 
     pub fn merge(

@@ -57,6 +57,11 @@ pub struct ReasonLabel {
     pub reason: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: &'static str,
+}
+
 /// Every metric the proxy exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -78,6 +83,7 @@ pub struct Metrics {
     pub upstream_hedges: Family<UpstreamLabel, Counter>,
     pub upstream_retries: Counter,
     pub negative_cache_entries: Gauge,
+    pub checksum_checks: Family<OutcomeLabel, Counter>,
 }
 
 fn latency_histogram() -> LatencyHistogram {
@@ -148,6 +154,13 @@ impl Metrics {
             "Files evicted to keep the cache under --cache-max-bytes",
             cache_evictions.clone(),
         );
+        let checksum_checks = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "checksum_checks",
+            "Downloads checked against the checksum database, by outcome: confirmed; mismatch \
+             and invalid_database_answer (security events); not_in_database; database_unavailable",
+            checksum_checks.clone(),
+        );
         let cache_write_errors = Family::<ReasonLabel, Counter>::default();
         registry.register(
             "cache_write_errors",
@@ -212,6 +225,7 @@ impl Metrics {
             cache_max_bytes,
             cache_evictions,
             cache_write_errors,
+            checksum_checks,
             inflight_fetches,
             coalesced_waiters,
         }

@@ -28,7 +28,12 @@ fn machine_goproxy() -> String {
 async fn a_real_dependency_graph_with_checksum_verification() {
     let upstream = machine_goproxy();
     let cache = tempfile::tempdir().unwrap();
-    let proxy = Proxy::start(cache.path(), &["--upstream", &upstream]);
+    // Every .mod and zip is also checked against the real checksum database, which the proxy
+    // reaches through the upstream's own /sumdb/ endpoint.
+    let proxy = Proxy::start(
+        cache.path(),
+        &["--upstream", &upstream, "--verify-sumdb", "on"],
+    );
     let go = GoEnv::new();
     let app = tempfile::tempdir().unwrap();
     std::fs::write(
@@ -100,5 +105,10 @@ func main() {
         .metric(r#"modfleet_proxy_upstream_requests_total{outcome="invalid"}"#)
         .await;
     assert_eq!(failures, 0.0, "every real artifact passed verification");
+    let unconfirmed = proxy.metric("modfleet_proxy_checksum_failures_total").await;
+    assert_eq!(
+        unconfirmed, 0.0,
+        "the checksum database confirmed every artifact"
+    );
     println!("real upstream: {zips} zips, {sumdb_ok} sumdb answers through the proxy");
 }

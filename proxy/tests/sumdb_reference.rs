@@ -5,11 +5,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use common::sumdb::{Rec, RefDb};
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -18,99 +20,6 @@ use modfleet_proxy::protocol::sumdb::{
     Artifact, Checker, SourceError, SumdbError, SumdbSource, known_key,
 };
 use modfleet_proxy::protocol::{ModulePath, Version};
-
-/// The reference server's binary, built once per test run.
-fn sumdbtest_binary() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        common::require_tool("go", "the checksum-database reference tests");
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/sumdbtest");
-        let bin = Path::new(env!("CARGO_TARGET_TMPDIR")).join("sumdbtest");
-        // GOPROXY is the machine's: golang.org/x/mod comes from wherever `go` gets modules.
-        let out = Command::new("go")
-            .args(["build", "-o"])
-            .arg(&bin)
-            .arg(".")
-            .current_dir(&src)
-            .env("GOTOOLCHAIN", "local")
-            .env("GOFLAGS", "-mod=readonly")
-            .output()
-            .expect("run go build");
-        assert!(
-            out.status.success(),
-            "building {} failed:\n{}",
-            src.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        bin
-    })
-}
-
-/// One record: module, version, zip hash, go.mod hash.
-struct Rec(String, String, String, String);
-
-/// A running reference database; stopped on drop.
-struct RefDb {
-    child: Child,
-    addr: String,
-    signer: String,
-    verifier: String,
-    _records: tempfile::TempDir,
-}
-
-impl RefDb {
-    /// Serves `records` (in this order), signed with `signer` or a fresh key.
-    fn start(records: &[Rec], signer: Option<&str>) -> RefDb {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("records");
-        let mut text = String::new();
-        for Rec(m, v, z, g) in records {
-            text.push_str(&format!("{m} {v} {z} {g}\n"));
-        }
-        std::fs::write(&file, text).unwrap();
-        let mut cmd = Command::new(sumdbtest_binary());
-        cmd.arg("-records").arg(&file);
-        if let Some(s) = signer {
-            cmd.args(["-signer", s]);
-        }
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start sumdbtest");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut field = |want: &str| {
-            let line = lines
-                .next()
-                .unwrap_or_else(|| panic!("sumdbtest exited before printing {want}"))
-                .unwrap();
-            line.strip_prefix(&format!("{want} "))
-                .unwrap_or_else(|| panic!("sumdbtest printed {line:?}, want {want}"))
-                .to_string()
-        };
-        let (signer, verifier, addr) = (field("signer"), field("verifier"), field("addr"));
-        RefDb {
-            child,
-            addr,
-            signer,
-            verifier,
-            _records: dir,
-        }
-    }
-
-    fn source(&self) -> Arc<HttpSource> {
-        HttpSource::new(format!("http://{}/", self.addr))
-    }
-}
-
-impl Drop for RefDb {
-    fn drop(&mut self) {
-        drop(self.child.stdin.take()); // it exits when stdin closes
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The checker's seam over HTTP, with an attacker's knob: flip a bit of every tile. The base
 /// URL can change, as when a database restarts elsewhere.
@@ -260,7 +169,7 @@ async fn hashes_are_checked_against_the_reference_database() {
     let (modules, recs) = corpus();
     let db = RefDb::start(&recs, None);
     let state = tempfile::tempdir().unwrap();
-    let c = Checker::open(&db.verifier, db.source(), state.path().join("latest")).unwrap();
+    let c = Checker::open(&db.verifier, db.source_http(), state.path().join("latest")).unwrap();
     for m in &modules {
         m.check(&c, Artifact::Zip, &m.zip_h1()).await.unwrap();
         m.check(&c, Artifact::GoMod, &m.mod_h1()).await.unwrap();
@@ -313,7 +222,12 @@ async fn a_note_signed_by_another_key_fails() {
     let impostor = RefDb::start(&recs, None);
     assert_ne!(db.verifier, impostor.verifier);
     let state = tempfile::tempdir().unwrap();
-    let c = Checker::open(&db.verifier, impostor.source(), state.path().join("latest")).unwrap();
+    let c = Checker::open(
+        &db.verifier,
+        impostor.source_http(),
+        state.path().join("latest"),
+    )
+    .unwrap();
     let m = &modules[1];
     let err = m.check(&c, Artifact::Zip, &m.zip_h1()).await.unwrap_err();
     assert!(
@@ -326,7 +240,7 @@ async fn a_note_signed_by_another_key_fails() {
 async fn a_tampered_tile_fails() {
     let (modules, recs) = corpus();
     let db = RefDb::start(&recs, None);
-    let source = db.source();
+    let source = db.source_http();
     let state = tempfile::tempdir().unwrap();
     let c = Checker::open(&db.verifier, source.clone(), state.path().join("latest")).unwrap();
     source.tamper_tiles.store(true, Ordering::Relaxed);
@@ -346,7 +260,7 @@ async fn a_database_restarted_with_another_history_is_detected() {
     let state = tempfile::tempdir().unwrap();
     let state_file = state.path().join("sum.test.example/latest");
     let db = RefDb::start(&recs, None);
-    let source = db.source();
+    let source = db.source_http();
     let c = Checker::open(&db.verifier, source.clone(), &state_file).unwrap();
     let m = &modules[3];
     m.check(&c, Artifact::GoMod, &m.mod_h1()).await.unwrap();
@@ -362,7 +276,7 @@ async fn a_database_restarted_with_another_history_is_detected() {
     *source.base.lock().unwrap() = format!("http://{}/", db.addr);
 
     // The restarted process reads the tree it verified before from the state file.
-    let restarted = Checker::open(&verifier, db.source(), &state_file).unwrap();
+    let restarted = Checker::open(&verifier, db.source_http(), &state_file).unwrap();
     assert_eq!(restarted.latest().n, 304);
     let later = Module::new("example.com/later", "v1.0.0", "package later\n");
     let err = later
@@ -383,7 +297,7 @@ async fn a_database_restarted_with_another_history_is_detected() {
         "{err}"
     );
     // What catches it is the tree seen before: alone, the new history is self-consistent.
-    let fresh = Checker::open(&verifier, db.source(), state.path().join("fresh")).unwrap();
+    let fresh = Checker::open(&verifier, db.source_http(), state.path().join("fresh")).unwrap();
     later
         .check(&fresh, Artifact::Zip, &later.zip_h1())
         .await
@@ -532,4 +446,15 @@ async fn real_modules_verify_against_the_real_database() {
     let (m, v) = mv("github.com/golang/text-does-not-exist-modfleet", "v1.0.0");
     let err = c.check(&m, &v, Artifact::Zip, "h1:x").await.unwrap_err();
     assert!(matches!(err, SumdbError::NotFound { .. }), "{err}");
+}
+
+/// The reference database as the checker's source, over plain HTTP.
+trait HttpSourceOf {
+    fn source_http(&self) -> Arc<HttpSource>;
+}
+
+impl HttpSourceOf for RefDb {
+    fn source_http(&self) -> Arc<HttpSource> {
+        HttpSource::new(format!("http://{}/", self.addr))
+    }
 }

@@ -227,6 +227,23 @@ impl Cache {
         Ok(cache)
     }
 
+    /// Opens the cache of a running proxy from another process (`verify`): nothing is removed
+    /// or evicted, and nothing is indexed; files written (checksum-database tiles) appear by
+    /// atomic renames as the proxy's own do.
+    pub fn attach(dir: &Path, metrics: Arc<Metrics>) -> io::Result<Cache> {
+        let root_path = dir.join("download");
+        let root = fs::Root::open(&root_path)?;
+        Ok(Cache {
+            root,
+            root_path,
+            max_bytes: None,
+            index: Mutex::new(Index::default()),
+            metrics,
+            tmp_counter: AtomicU64::new(0),
+            last_full_log: AtomicU64::new(0),
+        })
+    }
+
     /// Opens a cached file and marks it as used. None when absent; a symlink or anything but a
     /// regular file in its place is not a cache entry (logged).
     pub fn open_file(&self, key: &CacheKey) -> Option<CachedFile> {

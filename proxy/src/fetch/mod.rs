@@ -13,9 +13,10 @@
 //! can keep it: a cache that cannot be written only means the verified bytes are served from a
 //! loose file instead of the cache ([`crate::cache::CacheWriter`]).
 
+mod checksums;
 mod negative;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -29,6 +30,7 @@ use crate::config::Resilience;
 use crate::metrics::Metrics;
 use crate::protocol::{ModulePath, Request, SumdbPath, Version, VersionQuery};
 use crate::upstream::{AttemptError, Endpoint, PoolError, Target, UpstreamPool, UpstreamResponse};
+pub use checksums::{Checksums, FetcherSource};
 use negative::NegativeCache;
 
 /// Largest list, @latest or sumdb answer accepted from upstream.
@@ -152,6 +154,8 @@ pub struct Fetcher {
     stale_while_revalidate: Duration,
     negative: NegativeCache,
     inflight: Coalescer<Shared>,
+    /// Set once at start when `--verify-sumdb` is on (the checker reads through this fetcher).
+    checksums: OnceLock<Checksums>,
 }
 
 impl Fetcher {
@@ -170,7 +174,15 @@ impl Fetcher {
             stale_while_revalidate: resilience.stale_while_revalidate,
             negative: NegativeCache::new(resilience.negative_ttl),
             inflight: Coalescer::default(),
+            checksums: OnceLock::new(),
         })
+    }
+
+    /// Turns on the checksum database check of every downloaded `.mod` and zip.
+    pub fn verify_checksums(&self, checksums: Checksums) {
+        if self.checksums.set(checksums).is_err() {
+            panic!("checksum verification set up twice");
+        }
     }
 
     pub fn list_ttl(&self) -> Duration {
@@ -335,17 +347,32 @@ impl Fetcher {
         }
         let _inflight = InflightGuard::start(&self.metrics);
         let path = upstream_path(&req);
-        let req = &req;
+        let (req, this) = (&req, &self);
         let bytes = self
             .pool
             .fetch(target(req), &path, |response| async move {
                 let bytes = response.bytes_limited(max_bytes(req)).await?;
                 check_immutable(req, &bytes)?;
+                if let Request::Mod { module, version } = req {
+                    this.check_go_mod_sum(module, version, &bytes).await?;
+                }
                 Ok(bytes)
             })
             .await?;
         let cached = self.put(&key, &bytes).await;
         Ok(Fetched::Bytes { bytes, cached })
+    }
+
+    async fn check_go_mod_sum(
+        &self,
+        module: &ModulePath,
+        version: &Version,
+        go_mod: &[u8],
+    ) -> Result<(), AttemptError> {
+        match self.checksums.get() {
+            Some(c) => c.check_go_mod(module, version, go_mod).await,
+            None => Ok(()),
+        }
     }
 
     /// The leader's side of a list/@latest/sumdb refresh.
@@ -436,6 +463,15 @@ impl Fetcher {
             .map_err(|e| AttemptError::Local(e.to_string()))?
             .map_err(|e| AttemptError::Invalid(format!("invalid module zip: {e}")));
         let inside = checked.inspect_err(|_| record_write(&span, "invalid"))?;
+        if let Some(checksums) = self.checksums.get() {
+            let reader = writer
+                .reader()
+                .map_err(|e| AttemptError::Local(e.to_string()))?;
+            checksums
+                .check_zip(zip.module, zip.version, reader, verify::MAX_ZIP_BYTES)
+                .await
+                .inspect_err(|_| record_write(&span, "invalid"))?;
+        }
         if let Some(inside) = &inside
             && !zip.version.as_str().ends_with("+incompatible")
             && inside.as_slice() != zip.go_mod.as_ref()
@@ -483,6 +519,9 @@ impl Fetcher {
         if theirs.as_ref() != inside || verify::go_mod(&theirs, zip.module).is_err() {
             return Err(mismatch());
         }
+        self.check_go_mod_sum(zip.module, zip.version, &theirs)
+            .await
+            .map_err(|_| mismatch())?;
         tracing::warn!(
             module = %zip.module,
             version = %zip.version,

@@ -85,6 +85,12 @@ pub enum AttemptError {
     /// A local problem (cache I/O); not the upstream's fault, but the request cannot go on.
     #[error("{0}")]
     Local(String),
+    /// The answer could not be checked against the checksum database (not the upstream's
+    /// fault, and no other upstream would fare better): `refused` when the database does not
+    /// know the module (the client gets a 403, as the go command would refuse it), else the
+    /// database is unavailable or its answer failed verification (502).
+    #[error("{message}")]
+    Unverifiable { refused: bool, message: String },
 }
 
 impl AttemptError {
@@ -95,6 +101,7 @@ impl AttemptError {
             AttemptError::Timeout(_) => "timeout",
             AttemptError::Invalid(_) => "invalid",
             AttemptError::Local(_) => "local_error",
+            AttemptError::Unverifiable { .. } => "unverifiable",
         }
     }
 
@@ -117,7 +124,7 @@ impl AttemptError {
             AttemptError::Timeout(_) | AttemptError::Transport(_) | AttemptError::Invalid(_) => {
                 Some(Outcome::Failure)
             }
-            AttemptError::Local(_) => None,
+            AttemptError::Local(_) | AttemptError::Unverifiable { .. } => None,
         }
     }
 }

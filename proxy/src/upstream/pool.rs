@@ -232,6 +232,13 @@ impl UpstreamPool {
                 Some((idx, result)) = pending.next() => match result {
                     Ok(value) => return Some(Ok(value)),
                     Err(AttemptError::Local(message)) => return Some(Err(PoolError::Local(message))),
+                    Err(AttemptError::Unverifiable { refused, message }) => {
+                        return Some(Err(if refused {
+                            PoolError::Refused { status: StatusCode::FORBIDDEN, message }
+                        } else {
+                            PoolError::Unavailable { timeout: false, message }
+                        }));
+                    }
                     Err(AttemptError::Status { status, message, .. })
                         if status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS =>
                     {

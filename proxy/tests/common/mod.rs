@@ -295,6 +295,9 @@ impl Proxy {
             .arg(&self.cache_dir)
             .args(&self.args)
             .env("RUST_LOG", "info")
+            // The test corpora are made-up modules no checksum database knows: checking them is
+            // off unless a test turns it on (tests/checksums.rs, real_upstream.rs).
+            .env("MODFLEET_VERIFY_SUMDB", "off")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env_remove("GOPROXY")
             .stdout(Stdio::null())
@@ -741,7 +744,9 @@ impl Drop for Tmpfs {
 /// Runs `modfleet-proxy verify` on a cache: (exit status success, stdout).
 pub fn verify_cache(cache: &Path, purge: bool) -> (bool, String) {
     let mut c = Command::new(PROXY_BIN);
+    // The structure of made-up modules: not checked against a checksum database.
     c.arg("verify").arg("--cache-dir").arg(cache);
+    c.args(["--verify-sumdb", "off"]);
     if purge {
         c.arg("--purge");
     }
@@ -760,3 +765,4 @@ pub fn config_file(dir: &Path, yaml: &str) -> PathBuf {
 }
 #[allow(dead_code)]
 pub mod netns;
+pub mod sumdb;
