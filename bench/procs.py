@@ -255,7 +255,10 @@ def _start_modfleet(c, upstreams, _root):
     workdir = Path(tempfile.mkdtemp(prefix="bench-modfleet-"))
     port, admin = free_port(), free_port()
     args = [str(c.binary), "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin}",
-            "--cache-dir", str(workdir / "cache"), "--log-format", "json"]
+            "--cache-dir", str(workdir / "cache"), "--log-format", "json",
+            # The origins serve no checksum database (and the other contenders check none):
+            # every contender serves the same unverified bytes, as goproxy's GOSUMDB=off does.
+            "--verify-sumdb", "off"]
     for u in upstreams:
         args += ["--upstream", u]
     popen, log = _spawn("modfleet", args, workdir, env=_clean_env())
