@@ -37,19 +37,9 @@ impl<T: Clone + Send + Sync + 'static> Default for Coalescer<T> {
 }
 
 impl<T: Clone + Send + Sync + 'static> Coalescer<T> {
-    /// Runs `fetch` for `key` unless a fetch for it is in progress, and returns its result.
-    /// `on_panic` turns a panicked fetch task into a result for the waiters.
-    pub async fn run<F, Fut>(&self, key: &str, fetch: F, on_panic: fn(String) -> T) -> (T, Role)
-    where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = T> + Send + 'static,
-    {
-        let (result, role) = self.join(key, fetch, on_panic);
-        (result.await, role)
-    }
-
-    /// Like [`Coalescer::run`], but says at once whether this caller leads or waits, before
-    /// the result is there (for metrics of waiters).
+    /// Runs `fetch` for `key` unless a fetch for it is in progress; the result, and at once
+    /// whether this caller leads or waits (for metrics of waiters). `on_panic` turns a
+    /// panicked fetch task into a result for the waiters.
     pub fn join<F, Fut>(
         &self,
         key: &str,
@@ -95,15 +85,6 @@ impl<T: Clone + Send + Sync + 'static> Coalescer<T> {
         };
         (shared, role)
     }
-
-    /// Number of fetches in progress.
-    pub fn len(&self) -> usize {
-        self.inflight.lock().expect("coalescer poisoned").len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 struct RemoveOnDrop<T: Clone + Send + Sync + 'static> {
@@ -122,6 +103,21 @@ impl<T: Clone + Send + Sync + 'static> Drop for RemoveOnDrop<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl<T: Clone + Send + Sync + 'static> Coalescer<T> {
+        async fn run<F, Fut>(&self, key: &str, fetch: F, on_panic: fn(String) -> T) -> (T, Role)
+        where
+            F: FnOnce() -> Fut,
+            Fut: Future<Output = T> + Send + 'static,
+        {
+            let (result, role) = self.join(key, fetch, on_panic);
+            (result.await, role)
+        }
+
+        fn is_empty(&self) -> bool {
+            self.inflight.lock().unwrap().is_empty()
+        }
+    }
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     #[tokio::test]

@@ -106,10 +106,6 @@ impl UpstreamPool {
         Ok(pool)
     }
 
-    pub fn upstream_names(&self) -> impl Iterator<Item = &str> {
-        self.members.iter().map(|m| m.endpoint.name.as_str())
-    }
-
     /// The hedge delay for an attempt at `step`, or None when not hedging.
     fn hedge_delay(&self, step: &Step) -> Option<Duration> {
         match self.settings.hedge_delay {
