@@ -10,6 +10,7 @@
 pub mod client;
 pub mod dirhash;
 pub mod note;
+pub mod path;
 pub mod tlog;
 
 pub use client::{
