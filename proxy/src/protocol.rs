@@ -28,6 +28,7 @@ use std::fmt;
 use http::StatusCode;
 
 pub mod unicode;
+pub mod zip;
 
 /// Longest accepted request path, in bytes after percent-decoding.
 pub const MAX_PATH_LEN: usize = 1024;
