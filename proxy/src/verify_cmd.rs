@@ -371,18 +371,17 @@ fn check_zip(root: &Root, rel: &Path, module: &ModulePath, version: &Version) ->
         Ok(f) => f,
         Err(e) => return Checked::Done(Verdict::Bad(format!("unreadable: {e}"))),
     };
-    let go_mod = match verify::zip(&file, module, version) {
-        Ok(g) => g,
+    let checked = match verify::zip(&file, module, version) {
+        Ok(c) => c,
         Err(e) => return Checked::Done(Verdict::Bad(e.0)),
     };
-    let hashed = dirhash::hash_zip(std::io::BufReader::new(file), verify::MAX_ZIP_BYTES)
-        .ok()
-        .map(|h1| Hashed {
-            module: module.clone(),
-            version: version.clone(),
-            artifact: Artifact::Zip,
-            h1,
-        });
+    let hashed = Some(Hashed {
+        module: module.clone(),
+        version: version.clone(),
+        artifact: Artifact::Zip,
+        h1: checked.h1,
+    });
+    let go_mod = checked.go_mod;
     // An +incompatible version's .mod is synthesized: it need not equal a go.mod in the zip.
     let go_mod = go_mod.filter(|_| !version.as_str().ends_with("+incompatible"));
     Checked::Zip {

@@ -6,11 +6,11 @@
 
 mod common;
 
-use std::io::Cursor;
-
 use common::sumdb::{Rec, RefDb};
 use common::{Corpus, FakeUpstream, Proxy, config_file};
-use modfleet_proxy::protocol::sumdb::dirhash::{hash_go_mod, hash_zip};
+use modfleet_proxy::protocol::sumdb::dirhash::hash_go_mod;
+use modfleet_proxy::protocol::zip::check_zip;
+use modfleet_proxy::protocol::{ModulePath, Version};
 
 const GOOD: &str = "example.com/signed";
 const UNKNOWN: &str = "example.com/unknown";
@@ -51,7 +51,17 @@ fn corpora() -> (Corpus, Corpus) {
 fn database(good: &Corpus) -> RefDb {
     let zip = good.read(&rel(GOOD, "zip"));
     let go_mod = good.read(&rel(GOOD, "mod"));
-    let h1_zip = hash_zip(Cursor::new(zip), u64::MAX).unwrap();
+    let m = ModulePath::parse(GOOD).unwrap();
+    let v = Version::parse(&m, "v1.0.0").unwrap();
+    let h1_zip = check_zip(
+        zip.as_slice(),
+        zip.len() as u64,
+        &m,
+        &v,
+        &Default::default(),
+    )
+    .unwrap()
+    .h1;
     RefDb::start(
         &[Rec(
             GOOD.into(),

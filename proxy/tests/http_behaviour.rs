@@ -390,6 +390,89 @@ async fn truncated_and_corrupt_answers_are_never_cached_and_the_next_upstream_is
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn zips_the_go_command_rejects_are_never_cached_and_the_next_upstream_is_tried() {
+    use modfleet_testkit::zipfile::{Entry, Zip};
+    let c = corpus();
+    let zip = c.read("example.com/hello/@v/v1.0.0.zip");
+    let zip_path = "/example.com/hello/@v/v1.0.0.zip";
+    let go_mod = c.read("example.com/hello/@v/v1.0.0.mod");
+    // Each is a well-formed zip with the right go.mod that the go command refuses, and that
+    // modfleet's zip-crate check used to accept and cache.
+    let hostile = |extra: Vec<(&str, &[u8])>| {
+        let p = "example.com/hello@v1.0.0/";
+        let mut entries = vec![
+            Entry::file(format!("{p}go.mod"), &go_mod),
+            Entry::file(format!("{p}hello.go"), b"package hello\n"),
+        ];
+        entries.extend(
+            extra
+                .into_iter()
+                .map(|(n, b)| Entry::file(format!("{p}{n}"), b)),
+        );
+        Zip::new(entries).build()
+    };
+    let bad_zips = [
+        hostile(vec![("hello.go", b"package evil\n")]),
+        hostile(vec![
+            ("s.go", b"package hello\n"),
+            ("\u{17F}.go", b"package evil\n"),
+        ]),
+        hostile(vec![("sub/go.mod", b"module example.com/hello/sub\n")]),
+        hostile(vec![("x", b"file"), ("x/y.go", b"package y\n")]),
+    ];
+    let mut bad = Vec::new();
+    for z in &bad_zips {
+        bad.push(
+            FakeUpstream::start(
+                vec![(zip_path, Reply::Body(z.clone()))],
+                Some(c.root().to_path_buf()),
+            )
+            .await,
+        );
+    }
+    let good = FakeUpstream::start(vec![], Some(c.root().to_path_buf())).await;
+
+    // Alone, a hostile upstream yields 502 and leaves nothing in the cache.
+    let (p, cache) = proxy_over(&[&bad[0].url], &[]).await;
+    let r = p.get(zip_path).await;
+    assert_eq!(r.status(), 502, "{}", r.text().await.unwrap());
+    assert!(!cache.path().join("download").join(&zip_path[1..]).exists());
+    assert!(common::tmp_files(cache.path()).is_empty());
+
+    // In front of a good one, each is tried once, counted invalid, and skipped.
+    let before: Vec<u64> = bad.iter().map(|u| u.hits(zip_path)).collect();
+    let mut urls: Vec<&str> = bad.iter().map(|u| u.url.as_str()).collect();
+    urls.push(&good.url);
+    let (p, cache) = proxy_over(&urls, &[]).await;
+    let r = p.get(zip_path).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap(), zip);
+    assert_eq!(good.hits(zip_path), 1);
+    for (u, before) in bad.iter().zip(&before) {
+        assert_eq!(u.hits(zip_path), before + 1, "{}", u.url);
+        let invalid = p
+            .metric(&format!(
+                r#"modfleet_proxy_upstream_requests_total{{upstream="{}",outcome="invalid"}}"#,
+                u.url
+            ))
+            .await;
+        assert_eq!(invalid, 1.0, "{}", u.url);
+    }
+    let cached = std::fs::read(cache.path().join("download").join(&zip_path[1..])).unwrap();
+    assert_eq!(cached, zip, "the good upstream's zip is what is cached");
+    // Served from the cache from now on: no upstream is asked again.
+    let r = p.get(zip_path).await;
+    assert_eq!(r.bytes().await.unwrap(), zip);
+    assert_eq!(good.hits(zip_path), 1);
+    assert!(
+        bad.iter()
+            .zip(&before)
+            .all(|(u, b)| u.hits(zip_path) == b + 1)
+    );
+    assert!(common::tmp_files(cache.path()).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn concurrent_misses_cause_exactly_one_upstream_request() {
     let c = Corpus::new();
     let big: Vec<u8> = (0..3_000_000u32)

@@ -15,10 +15,11 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use modfleet_proxy::protocol::sumdb::dirhash::{hash_go_mod, hash_zip, hash_zip_file};
+use modfleet_proxy::protocol::sumdb::dirhash::hash_go_mod;
 use modfleet_proxy::protocol::sumdb::{
     Artifact, Checker, SourceError, SumdbError, SumdbSource, known_key,
 };
+use modfleet_proxy::protocol::zip::{check_zip, check_zip_file};
 use modfleet_proxy::protocol::{ModulePath, Version};
 
 /// The checker's seam over HTTP, with an attacker's knob: flip a bit of every tile. The base
@@ -115,7 +116,11 @@ impl Module {
     }
 
     fn zip_h1(&self) -> String {
-        hash_zip(std::io::Cursor::new(&self.zip), u64::MAX).unwrap()
+        let (m, v) = mv(&self.path, &self.version);
+        let z = self.zip.as_slice();
+        check_zip(z, z.len() as u64, &m, &v, &Default::default())
+            .unwrap()
+            .h1
     }
 
     fn mod_h1(&self) -> String {
@@ -408,7 +413,10 @@ async fn real_modules_verify_against_the_real_database() {
     for d in &downloads {
         // modfleet's h1: hashes are the go command's.
         assert_eq!(
-            hash_zip_file(&d.zip, 500 << 20).unwrap(),
+            {
+                let (m, v) = mv(&d.path, &d.version);
+                check_zip_file(&d.zip, &m, &v).unwrap().h1
+            },
             d.sum,
             "{}",
             d.path

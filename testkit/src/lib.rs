@@ -3,7 +3,10 @@
 //! - [`collector`]: starts a real OpenTelemetry Collector (`otelcol-modfleet`, built from Go
 //!   modules by `hack/tools.sh build`) on free localhost ports, and reads back the spans it
 //!   received from the file its file exporter writes.
+//! - [`zipfile`]: writes zip archives byte by byte, malformed ones included, for the module-zip
+//!   checks' tests.
 
 pub mod collector;
+pub mod zipfile;
 
 pub use collector::{AttrValue, Collector, Signal, Span, SpanEvent, SpanKind, StatusCode};

@@ -1,21 +1,19 @@
 //! Verification of artifacts before they are cached (and by `modfleet-proxy verify`).
 //!
-//! The rules are the `go` command's own (golang.org/x/mod/zip `CheckZip` and the size limits of
-//! `modfetch`): a module zip holds only files under `<module>@<version>/`, with clean, valid,
-//! case-insensitively unique names, within the size limits, and every entry decompresses to its
-//! recorded size and CRC. A `.info` is JSON naming exactly the version asked for.
+//! A module zip must pass the go command's own checks ([`crate::protocol::zip`]: golang.org/x/mod
+//! `CheckZip`, then every entry read back against its size and CRC); the caller compares its
+//! root go.mod with the module's `.mod`. A `.mod` must be the go.mod of the module asked for, a
+//! `.info` JSON naming exactly the version asked for, a list a list of versions.
 
-use std::collections::HashSet;
-use std::io::{self, Read};
+use std::fs::File;
 
-use crate::protocol::{ModulePath, Version};
+use crate::protocol::zip::CheckedZip;
+use crate::protocol::{self, ModulePath, Version};
 
 /// Largest module zip the go command accepts (`modzip.MaxZipFile`).
-pub const MAX_ZIP_BYTES: u64 = 500 << 20;
+pub const MAX_ZIP_BYTES: u64 = protocol::zip::MAX_ZIP_FILE;
 /// Largest go.mod the go command accepts (`modzip.MaxGoMod`).
-pub const MAX_GO_MOD_BYTES: u64 = 16 << 20;
-/// Largest LICENSE file in a module zip (`modzip.MaxLICENSE`).
-pub const MAX_LICENSE_BYTES: u64 = 16 << 20;
+pub const MAX_GO_MOD_BYTES: u64 = protocol::zip::MAX_GO_MOD;
 /// A sane bound for a `.info` document.
 pub const MAX_INFO_BYTES: u64 = 1 << 20;
 
@@ -98,153 +96,29 @@ pub fn resolved_info(body: &[u8]) -> Result<(), VerifyError> {
     Ok(())
 }
 
-/// Checks a module zip and returns the go.mod at its root, if any (the caller compares it with
-/// the module's `.mod`; `+incompatible` versions have a `.mod` synthesized by the proxy that
-/// served them).
-pub fn zip(
-    file: &std::fs::File,
-    module: &ModulePath,
-    version: &Version,
-) -> Result<Option<Vec<u8>>, VerifyError> {
-    let file = file
-        .try_clone()
-        .map_err(|e| bad(format!("cannot read zip: {e}")))?;
+/// Checks a module zip (in one pass: the go command's rules, every entry's CRC, and its
+/// `h1:` hash for the checksum database) and returns what it holds: its root go.mod, if any
+/// (the caller compares it with the module's `.mod`; `+incompatible` versions have a `.mod`
+/// synthesized by the proxy that served them), and its hash.
+pub fn zip(file: &File, module: &ModulePath, version: &Version) -> Result<CheckedZip, VerifyError> {
     let size = file
         .metadata()
-        .map_err(|e| bad(format!("cannot stat zip: {e}")))?
+        .map_err(|e| bad(format!("cannot read the zip: {e}")))?
         .len();
-    if size > MAX_ZIP_BYTES {
-        return Err(bad(format!(
-            "module zip is {size} bytes, more than the go command's limit of {MAX_ZIP_BYTES}"
-        )));
-    }
-    let mut archive = ::zip::ZipArchive::new(io::BufReader::new(file))
-        .map_err(|e| bad(format!("not a valid zip file: {e}")))?;
-    let prefix = format!("{}@{}/", module.as_str(), version.as_str());
-    let mut seen = HashSet::new();
-    let mut total: u64 = 0;
-    let mut zip_go_mod: Option<Vec<u8>> = None;
-    for i in 0..archive.len() {
-        let mut entry = archive
-            .by_index(i)
-            .map_err(|e| bad(format!("zip entry {i} is unreadable: {e}")))?;
-        let full = entry
-            .name()
-            .map_err(|e| bad(format!("zip entry {i} has an unreadable name: {e}")))?
-            .to_string();
-        let Some(name) = full.strip_prefix(&prefix) else {
-            return Err(bad(format!("zip entry {full:?} is not under {prefix:?}")));
-        };
-        if name.is_empty() {
-            continue;
-        }
-        let is_dir = name.ends_with('/');
-        let name = name.trim_end_matches('/');
-        check_file_path(name).map_err(|why| bad(format!("zip entry {full:?}: {why}")))?;
-        if !seen.insert(name.to_lowercase()) {
-            return Err(bad(format!(
-                "zip has two entries that differ only in case: {full:?}"
-            )));
-        }
-        if is_dir {
-            continue;
-        }
-        let declared = entry.size();
-        total = total.saturating_add(declared);
-        if total > MAX_ZIP_BYTES {
-            return Err(bad(format!(
-                "module files total more than the go command's limit of {MAX_ZIP_BYTES} bytes"
-            )));
-        }
-        let limit = match name {
-            "go.mod" => MAX_GO_MOD_BYTES,
-            "LICENSE" => MAX_LICENSE_BYTES,
-            _ => MAX_ZIP_BYTES,
-        };
-        if declared > limit {
-            return Err(bad(format!("{name} is larger than {limit} bytes")));
-        }
-        // Decompress everything: this checks each CRC and that sizes are what they claim.
-        let read = if name == "go.mod" {
-            let mut buf = Vec::with_capacity(declared as usize);
-            let n = (&mut entry)
-                .take(limit + 1)
-                .read_to_end(&mut buf)
-                .map_err(|e| bad(format!("zip entry {full:?} is corrupt: {e}")))?;
-            zip_go_mod = Some(buf);
-            n as u64
-        } else {
-            io::copy(&mut (&mut entry).take(limit + 1), &mut io::sink())
-                .map_err(|e| bad(format!("zip entry {full:?} is corrupt: {e}")))?
-        };
-        if read != declared {
-            return Err(bad(format!(
-                "zip entry {full:?} holds {read} bytes, not the {declared} it declares"
-            )));
-        }
-    }
-    Ok(zip_go_mod)
-}
-
-/// `module.CheckFilePath` for a name inside a module zip: clean, relative, and made of
-/// characters every file system accepts.
-fn check_file_path(name: &str) -> Result<(), String> {
-    if name.is_empty() {
-        return Err("empty file name".into());
-    }
-    if name.starts_with('/') || name.contains("//") || name.contains('\\') {
-        return Err("file path is not clean".into());
-    }
-    for elem in name.split('/') {
-        if elem.is_empty() || elem.chars().all(|c| c == '.') {
-            return Err(format!("invalid path element {elem:?}"));
-        }
-        if elem.ends_with('.') {
-            return Err(format!("trailing dot in path element {elem:?}"));
-        }
-        if let Some(c) = elem.chars().find(|&c| !file_name_char_ok(c)) {
-            return Err(format!("invalid character {c:?} in file name"));
-        }
-        let short = elem.split('.').next().unwrap_or(elem);
-        if is_windows_reserved(short) {
-            return Err(format!("{short:?} is a reserved file name on Windows"));
-        }
-    }
-    Ok(())
-}
-
-/// `module.fileNameOK`: ASCII letters, digits, a safe set of punctuation and space; beyond ASCII,
-/// letters only.
-fn file_name_char_ok(c: char) -> bool {
-    if c.is_ascii() {
-        c.is_ascii_alphanumeric() || "!#$%&()+,-.=@[]^_{}~ ".contains(c)
-    } else {
-        c.is_alphabetic()
-    }
-}
-
-fn is_windows_reserved(short: &str) -> bool {
-    const BAD: [&str; 22] = [
-        "CON", "PRN", "AUX", "NUL", "COM1", "COM2", "COM3", "COM4", "COM5", "COM6", "COM7", "COM8",
-        "COM9", "LPT1", "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9",
-    ];
-    BAD.iter().any(|b| b.eq_ignore_ascii_case(short))
+    protocol::zip::check_zip(file, size, module, version, &Default::default())
+        .map_err(|e| VerifyError(e.to_string()))
 }
 
 #[cfg(test)]
 mod tests {
+    //! The zip rules are tested in `protocol::zip`; here, what `verify` adds to them.
     use super::*;
-    use std::io::Write;
+    use modfleet_testkit::zipfile::{Entry, Zip};
 
     fn write_zip(entries: &[(&str, &[u8])]) -> tempfile::NamedTempFile {
         let f = tempfile::NamedTempFile::new().unwrap();
-        let mut w = ::zip::ZipWriter::new(f.reopen().unwrap());
-        for (name, body) in entries {
-            w.start_file(*name, ::zip::write::SimpleFileOptions::default())
-                .unwrap();
-            w.write_all(body).unwrap();
-        }
-        w.finish().unwrap();
+        let entries = entries.iter().map(|(n, b)| Entry::file(n, b)).collect();
+        std::fs::write(f.path(), Zip::new(entries).build()).unwrap();
         f
     }
 
@@ -252,8 +126,8 @@ mod tests {
         path: &std::path::Path,
         module: &ModulePath,
         version: &Version,
-    ) -> Result<Option<Vec<u8>>, VerifyError> {
-        zip(&std::fs::File::open(path).unwrap(), module, version)
+    ) -> Result<CheckedZip, VerifyError> {
+        zip(&File::open(path).unwrap(), module, version)
     }
 
     fn m(p: &str) -> ModulePath {
@@ -273,29 +147,24 @@ mod tests {
             ("example.com/m@v1.0.0/m.go", b"package m\n"),
             ("example.com/m@v1.0.0/sub/LICENSE", b"MIT"),
         ]);
-        let go_mod = zip_at(z.path(), &module, &version).unwrap();
+        let checked = zip_at(z.path(), &module, &version).unwrap();
         assert_eq!(
-            go_mod.as_deref(),
+            checked.go_mod.as_deref(),
             Some(b"module example.com/m\n".as_slice())
         );
+        assert!(checked.h1.starts_with("h1:"), "{}", checked.h1);
     }
 
     #[test]
-    fn wrong_prefix_traversal_and_case_clashes_fail() {
+    fn a_zip_the_go_command_rejects_fails() {
         let module = m("example.com/m");
         let version = v(&module, "v1.0.0");
-        for entries in [
-            vec![("example.com/m@v1.0.1/m.go", b"x".as_slice())],
-            vec![("example.com/m@v1.0.0/../evil.go", b"x".as_slice())],
-            vec![
-                ("example.com/m@v1.0.0/A.go", b"x".as_slice()),
-                ("example.com/m@v1.0.0/a.go", b"y".as_slice()),
-            ],
-            vec![("example.com/m@v1.0.0/CON.txt", b"x".as_slice())],
-        ] {
-            let z = write_zip(&entries);
-            assert!(zip_at(z.path(), &module, &version).is_err(), "{entries:?}");
-        }
+        let z = write_zip(&[
+            ("example.com/m@v1.0.0/m.go", b"package m\n"),
+            ("example.com/m@v1.0.0/m.go", b"package evil\n"),
+        ]);
+        let err = zip_at(z.path(), &module, &version).unwrap_err();
+        assert!(err.0.contains("appears twice"), "{err}");
     }
 
     #[test]
@@ -303,36 +172,7 @@ mod tests {
         let module = m("example.com/m");
         let version = v(&module, "v1.0.0");
         let z = write_zip(&[("example.com/m@v1.0.0/m.go", b"package m\n")]);
-        assert_eq!(zip_at(z.path(), &module, &version).unwrap(), None);
-    }
-
-    #[test]
-    fn garbage_and_truncated_zips_fail() {
-        let module = m("example.com/m");
-        let version = v(&module, "v1.0.0");
-        let mut f = tempfile::NamedTempFile::new().unwrap();
-        f.write_all(b"this is not a zip").unwrap();
-        assert!(zip_at(f.path(), &module, &version).is_err());
-
-        let good = write_zip(&[("example.com/m@v1.0.0/m.go", &[b'x'; 4096])]);
-        let bytes = std::fs::read(good.path()).unwrap();
-        let mut cut = tempfile::NamedTempFile::new().unwrap();
-        cut.write_all(&bytes[..bytes.len() / 2]).unwrap();
-        assert!(zip_at(cut.path(), &module, &version).is_err());
-    }
-
-    #[test]
-    fn corrupt_entry_data_fails_its_crc() {
-        let module = m("example.com/m");
-        let version = v(&module, "v1.0.0");
-        let good = write_zip(&[("example.com/m@v1.0.0/m.go", b"package m // some text")]);
-        let mut bytes = std::fs::read(good.path()).unwrap();
-        // Flip a byte inside the stored data (after the 30-byte local header and the name).
-        let at = 30 + "example.com/m@v1.0.0/m.go".len() + 2;
-        bytes[at] ^= 0xff;
-        let mut bad_zip = tempfile::NamedTempFile::new().unwrap();
-        bad_zip.write_all(&bytes).unwrap();
-        assert!(zip_at(bad_zip.path(), &module, &version).is_err());
+        assert_eq!(zip_at(z.path(), &module, &version).unwrap().go_mod, None);
     }
 
     #[test]

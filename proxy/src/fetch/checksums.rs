@@ -61,24 +61,17 @@ impl Checksums {
         self.check(module, version, Artifact::GoMod, &h1).await
     }
 
-    /// Checks a downloaded zip (hashed in the blocking pool: every entry is read).
+    /// Checks a downloaded zip by its `h1:` hash (computed by the zip check's one pass).
     pub async fn check_zip(
         &self,
         module: &ModulePath,
         version: &Version,
-        zip: std::fs::File,
-        max_bytes: u64,
+        h1: &str,
     ) -> Result<(), AttemptError> {
         if !self.applies(module) {
             return Ok(());
         }
-        let h1 = tokio::task::spawn_blocking(move || {
-            dirhash::hash_zip(std::io::BufReader::new(zip), max_bytes)
-        })
-        .await
-        .map_err(|e| AttemptError::Local(e.to_string()))?
-        .map_err(|e| AttemptError::Invalid(format!("cannot hash the module zip: {e}")))?;
-        self.check(module, version, Artifact::Zip, &h1).await
+        self.check(module, version, Artifact::Zip, h1).await
     }
 
     async fn check(

@@ -462,17 +462,14 @@ impl Fetcher {
             .await
             .map_err(|e| AttemptError::Local(e.to_string()))?
             .map_err(|e| AttemptError::Invalid(format!("invalid module zip: {e}")));
-        let inside = checked.inspect_err(|_| record_write(&span, "invalid"))?;
+        let checked = checked.inspect_err(|_| record_write(&span, "invalid"))?;
         if let Some(checksums) = self.checksums.get() {
-            let reader = writer
-                .reader()
-                .map_err(|e| AttemptError::Local(e.to_string()))?;
             checksums
-                .check_zip(zip.module, zip.version, reader, verify::MAX_ZIP_BYTES)
+                .check_zip(zip.module, zip.version, &checked.h1)
                 .await
                 .inspect_err(|_| record_write(&span, "invalid"))?;
         }
-        if let Some(inside) = &inside
+        if let Some(inside) = &checked.go_mod
             && !zip.version.as_str().ends_with("+incompatible")
             && inside.as_slice() != zip.go_mod.as_ref()
         {

@@ -95,6 +95,8 @@ pub mod module;
 mod request;
 pub mod semver;
 pub mod sumdb;
+pub mod unicode;
+pub mod zip;
 
 pub use module::{
     ModulePath, Version, canonical_version, escape_path, escape_version, is_canonical_semver,

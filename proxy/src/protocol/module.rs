@@ -6,6 +6,7 @@
 use std::fmt;
 
 use super::semver::parse_semver;
+use super::unicode;
 use super::{MAX_ELEM_LEN, MAX_MODULE_LEN, MAX_VERSION_LEN, ProtocolError, quote};
 
 // ---------------------------------------------------------------------------
@@ -68,10 +69,20 @@ fn mod_path_ok(c: char) -> bool {
     c == '-' || c == '.' || c == '_' || c == '~' || c.is_ascii_alphanumeric()
 }
 
-/// Can `c` appear in a file name (used for escaped versions)? ASCII only:
-/// Go's escaping refuses non-ASCII anyway.
+/// Can `c` appear in a version (Go checks versions as file names; its escaping
+/// then refuses non-ASCII, so only ASCII is accepted here)?
+fn version_char_ok(c: char) -> bool {
+    c.is_ascii() && file_name_ok(c)
+}
+
+/// Go's `module.fileNameOK`: ASCII letters, digits, space and
+/// `!#$%&()+,-.=@[]^_{}~`; beyond ASCII, letters (Go's `unicode.IsLetter`).
 fn file_name_ok(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "!#$%&()+,-.=@[]^_{}~ ".contains(c)
+    if c.is_ascii() {
+        c.is_ascii_alphanumeric() || "!#$%&()+,-.=@[]^_{}~ ".contains(c)
+    } else {
+        unicode::is_letter(c)
+    }
 }
 
 const BAD_WINDOWS_NAMES: [&str; 22] = [
@@ -79,36 +90,50 @@ const BAD_WINDOWS_NAMES: [&str; 22] = [
     "COM9", "LPT1", "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9",
 ];
 
-/// Go's `checkElem` for module paths (`file == false`) and file names
-/// (`file == true`). Returns a reason that does not repeat the whole path.
-fn check_elem(elem: &str, file: bool) -> Result<(), String> {
+/// What `check_elem` checks an element of.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ElemKind {
+    /// A module path (`modPathOK` characters, no leading dot, no short names).
+    Module,
+    /// A version, checked as a file name but ASCII only.
+    Version,
+    /// A file path in a module zip (`fileNameOK` characters).
+    File,
+}
+
+/// Go's `checkElem`. Returns a reason that does not repeat the whole path.
+fn check_elem(elem: &str, kind: ElemKind) -> Result<(), String> {
     if elem.is_empty() {
         return Err("empty path element".into());
     }
     if elem.bytes().all(|b| b == b'.') {
         return Err(format!("invalid path element {}", quote(elem)));
     }
-    if elem.starts_with('.') && !file {
+    if elem.starts_with('.') && kind == ElemKind::Module {
         return Err("leading dot in path element".into());
     }
     if elem.ends_with('.') {
         return Err("trailing dot in path element".into());
     }
-    let char_ok = if file { file_name_ok } else { mod_path_ok };
+    let char_ok = match kind {
+        ElemKind::Module => mod_path_ok,
+        ElemKind::Version => version_char_ok,
+        ElemKind::File => file_name_ok,
+    };
     if let Some(c) = elem.chars().find(|&c| !char_ok(c)) {
         return Err(format!("invalid char {c:?}"));
     }
     let short = elem.split('.').next().unwrap_or(elem);
     if BAD_WINDOWS_NAMES
         .iter()
-        .any(|bad| bad.eq_ignore_ascii_case(short))
+        .any(|bad| unicode::equal_fold(bad, short))
     {
         return Err(format!(
             "{} disallowed as path element component on Windows",
             quote(short)
         ));
     }
-    if !file {
+    if kind == ElemKind::Module {
         // Windows short names end in a tilde and digits.
         if let Some(tilde) = short.rfind('~')
             && tilde + 1 < short.len()
@@ -143,7 +168,7 @@ fn check_module_path(path: &str) -> Result<(), String> {
         return Err("trailing slash".into());
     }
     for elem in path.split('/') {
-        check_elem(elem, false)?;
+        check_elem(elem, ElemKind::Module)?;
         if escaped_len(elem) > MAX_ELEM_LEN {
             return Err(format!("path element longer than {MAX_ELEM_LEN} bytes"));
         }
@@ -163,6 +188,22 @@ fn check_module_path(path: &str) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+/// Go's `module.CheckFilePath`: a slash-separated, relative file path whose
+/// elements are valid file names. Returns the reason only.
+pub fn check_file_path(path: &str) -> Result<(), String> {
+    if path.is_empty() {
+        return Err("empty string".into());
+    }
+    if path.contains("//") {
+        return Err("double slash".into());
+    }
+    if path.ends_with('/') {
+        return Err("trailing slash".into());
+    }
+    path.split('/')
+        .try_for_each(|elem| check_elem(elem, ElemKind::File))
 }
 
 /// Go's `module.SplitPathVersion`: `Some((prefix, path_major))` with
@@ -282,7 +323,7 @@ pub fn unescape_path(escaped: &str) -> Result<String, ProtocolError> {
 /// Go's `module.EscapeVersion`: the version must be a valid file name
 /// without `!`; uppercase letters are escaped.
 pub fn escape_version(v: &str) -> Result<String, ProtocolError> {
-    if let Err(reason) = check_elem(v, true) {
+    if let Err(reason) = check_elem(v, ElemKind::Version) {
         return Err(ProtocolError::bad_request(format!(
             "disallowed version string {}: {reason}",
             quote(v)
@@ -307,7 +348,7 @@ pub fn unescape_version(escaped: &str) -> Result<String, ProtocolError> {
         ))
     };
     let v = unescape_string(escaped).map_err(invalid)?;
-    check_elem(&v, true).map_err(|reason| invalid(&reason))?;
+    check_elem(&v, ElemKind::Version).map_err(|reason| invalid(&reason))?;
     Ok(v)
 }
 

@@ -6,12 +6,12 @@
 //! every entry of the zip under its full name (`module@version/path`), as `HashZip` does; a
 //! go.mod's covers one file named `go.mod` (the go command's `goModSum`).
 //!
-//! Files are hashed as they stream past ([`Hash1::add`] takes a name and a reader), so a
-//! 500 MB zip costs a buffer and 32 bytes per entry, and any zip reader can feed it.
+//! Files are hashed as they stream past ([`Hash1::add`] takes a name and a reader, or
+//! [`Hash1::add_hashed`] a digest), so a 500 MB zip costs a buffer and 32 bytes per entry: the
+//! zip check ([`crate::protocol::zip`]) hashes every entry in the pass that checks it.
 
 use std::collections::HashMap;
-use std::io::{self, Read, Seek};
-use std::path::Path;
+use std::io::{self, Read};
 
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
@@ -26,8 +26,6 @@ pub enum DirhashError {
     TooLarge { limit: u64 },
     #[error("dirhash: reading {name:?}: {source}")]
     Read { name: String, source: io::Error },
-    #[error("dirhash: not a readable zip file: {0}")]
-    Zip(String),
 }
 
 /// An `h1:` hash being computed: add every file, then [`Hash1::finish`].
@@ -84,6 +82,28 @@ impl Hash1 {
         Ok(())
     }
 
+    /// Adds a file hashed elsewhere (`sha256` of its `len` bytes of content), e.g. while a zip
+    /// check reads it.
+    pub fn add_hashed(
+        &mut self,
+        name: impl AsRef<[u8]>,
+        sha256: [u8; 32],
+        len: u64,
+    ) -> Result<(), DirhashError> {
+        let name = name.as_ref();
+        if name.contains(&b'\n') {
+            return Err(DirhashError::NewlineInName(
+                String::from_utf8_lossy(name).into_owned(),
+            ));
+        }
+        self.total += len;
+        if self.total > self.limit {
+            return Err(DirhashError::TooLarge { limit: self.limit });
+        }
+        self.files.push((name.to_vec(), sha256));
+        Ok(())
+    }
+
     /// The `h1:` hash. A name added twice is listed twice with the content added last, as
     /// `HashZip`'s name-to-entry map makes Go do.
     pub fn finish(self) -> String {
@@ -115,36 +135,10 @@ pub fn hash_go_mod(data: &[u8]) -> String {
     h.finish()
 }
 
-/// The `h1:` hash of a module zip (Go's `HashZip`): every entry, directories included, under
-/// its name in the zip; `limit` bounds the bytes decompressed. Entries are checked against
-/// their CRC as they are read.
-pub fn hash_zip<R: Read + Seek>(reader: R, limit: u64) -> Result<String, DirhashError> {
-    let mut archive = zip::ZipArchive::new(reader).map_err(|e| DirhashError::Zip(e.to_string()))?;
-    let mut h = Hash1::new(limit);
-    for i in 0..archive.len() {
-        let entry = archive
-            .by_index(i)
-            .map_err(|e| DirhashError::Zip(format!("entry {i}: {e}")))?;
-        let name = entry.name_raw().to_vec();
-        h.add(name, entry)?;
-    }
-    Ok(h.finish())
-}
-
-/// [`hash_zip`] of a file.
-pub fn hash_zip_file(path: &Path, limit: u64) -> Result<String, DirhashError> {
-    let file = std::fs::File::open(path).map_err(|source| DirhashError::Read {
-        name: path.display().to_string(),
-        source,
-    })?;
-    hash_zip(io::BufReader::new(file), limit)
-}
-
 #[cfg(test)]
 mod tests {
     //! Vectors from golang.org/x/mod/sumdb/dirhash's hash_test.go, and the go.mod hash of a
     //! real module as the checksum database records it.
-    use std::io::Write;
 
     use super::*;
 
@@ -177,60 +171,6 @@ mod tests {
             hash.add("a\nbc", &b""[..]),
             Err(DirhashError::NewlineInName(_))
         ));
-    }
-
-    fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
-        let mut w = zip::ZipWriter::new(io::Cursor::new(Vec::new()));
-        let stored = zip::write::SimpleFileOptions::default()
-            .compression_method(zip::CompressionMethod::Stored);
-        for (name, data) in entries {
-            if name.ends_with('/') {
-                w.add_directory(*name, stored).unwrap();
-            } else {
-                w.start_file(*name, stored).unwrap();
-                w.write_all(data).unwrap();
-            }
-        }
-        w.finish().unwrap().into_inner()
-    }
-
-    #[test]
-    fn zip_hash_covers_every_entry_by_full_name() {
-        let z = zip_of(&[
-            ("prefix/xyz", b"data for xyz"),
-            ("prefix/abc", b"data for abc"),
-        ]);
-        let want = htop(&format!(
-            "{}  prefix/abc\n{}  prefix/xyz\n",
-            h("data for abc"),
-            h("data for xyz")
-        ));
-        assert_eq!(hash_zip(io::Cursor::new(z), u64::MAX).unwrap(), want);
-
-        // Directory entries are hashed as empty files, as Go's HashZip does.
-        let z = zip_of(&[("m@v1.0.0/d/", b""), ("m@v1.0.0/d/f", b"x")]);
-        let want = htop(&format!(
-            "{}  m@v1.0.0/d/\n{}  m@v1.0.0/d/f\n",
-            h(""),
-            h("x")
-        ));
-        assert_eq!(hash_zip(io::Cursor::new(z), u64::MAX).unwrap(), want);
-    }
-
-    #[test]
-    fn zip_hash_stops_at_the_limit_and_at_corrupt_entries() {
-        let z = zip_of(&[("m@v1/a", &[7u8; 1000]), ("m@v1/b", &[8u8; 1000])]);
-        assert!(hash_zip(io::Cursor::new(z.clone()), 2000).is_ok());
-        assert!(matches!(
-            hash_zip(io::Cursor::new(z.clone()), 1999),
-            Err(DirhashError::TooLarge { limit: 1999 })
-        ));
-        // Flip a byte of the first entry's (stored) content: its CRC no longer matches.
-        let mut bad = z;
-        let at = bad.windows(3).position(|w| w == [7, 7, 7]).unwrap();
-        bad[at] ^= 1;
-        assert!(hash_zip(io::Cursor::new(bad), u64::MAX).is_err());
-        assert!(hash_zip(io::Cursor::new(b"not a zip".to_vec()), u64::MAX).is_err());
     }
 
     #[test]
