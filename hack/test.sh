@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Runs ALL of modfleet's checks and tests, in order, stopping at the first failure:
 #   1. fmt     cargo fmt --all --check
-#   2. clippy  cargo clippy --workspace --all-targets -- -D warnings
+#   2. clippy  cargo clippy --workspace --all-targets -- -D warnings (and the same for fuzz/)
 #   3. unit    cargo test   (default members' unit + integration tests; they need `go`
-#                            and `python3` on PATH)
+#                            and `python3` on PATH), and the fuzz targets (fuzz/, a workspace
+#                            of its own) built and run over their seed corpus
 #   4. e2e     hack/cluster.sh up, then cargo test -p modfleet-e2e against that cluster
 #              (taken down again on exit, unless it was already up before)
 #   5. bench   python3 bench/run.py --smoke: the benchmark harness on a tiny corpus with few
@@ -43,12 +44,14 @@ done_stage() { printf -- '---- ok (%ss)\n' "$((SECONDS - stage_start))"; }
 if want fmt; then
   banner "fmt: cargo fmt --all --check"
   cargo fmt --all --check
+  cargo fmt --manifest-path fuzz/Cargo.toml --check
   done_stage
 fi
 
 if want clippy; then
   banner "clippy: cargo clippy --workspace --all-targets -- -D warnings"
   cargo clippy --workspace --all-targets -- -D warnings
+  cargo clippy --manifest-path fuzz/Cargo.toml --all-targets -- -D warnings
   done_stage
 fi
 
@@ -59,6 +62,8 @@ if want unit; then
       { echo "error: '$tool' is not on PATH; the proxy's tests need it" >&2; exit 1; }
   done
   cargo test
+  # cargo fuzz needs a nightly toolchain; the targets' properties run here on stable.
+  cargo test --manifest-path fuzz/Cargo.toml
   done_stage
 fi
 
