@@ -24,8 +24,9 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::apply::{self, Error, MANAGER, PvcOutcome};
+use crate::apply::{self, MANAGER, PvcOutcome};
 use crate::crd::GoModuleProxy;
+use crate::error::Error;
 use crate::fleet_health::{self, Poller};
 use crate::metrics::Metrics;
 use crate::resources::{self, TEMPLATE_HASH_ANNOTATION, labels, pvc};

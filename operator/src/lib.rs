@@ -1,8 +1,8 @@
 //! modfleet-operator: reconciles `GoModuleProxy` objects into fleets of modfleet proxies.
 //!
 //! Layout: [`crd`] (the API), [`resources`] (pure builders of every child object),
-//! [`apply`] (server-side apply + orphan removal), [`status`] (pure condition computation),
-//! [`controller`] (reconcile loop), [`leader`] (Lease-based leader election), [`metrics`],
+//! [`apply`] (server-side apply + orphan removal), [`error`] (what a reconcile fails with),
+//! [`status`] (pure condition computation), [`controller`] (reconcile loop), [`leader`] (Lease-based leader election), [`metrics`],
 //! [`telemetry`], [`config`] (flags) and [`run`] (wiring them together). [`fleet_health`]
 //! asks the members about their upstreams and summarises what they say for the status.
 
@@ -11,6 +11,7 @@ pub mod config;
 pub mod controller;
 pub mod crd;
 pub mod crdgen;
+pub mod error;
 pub mod fleet_health;
 pub mod leader;
 pub mod metrics;
@@ -18,3 +19,5 @@ pub mod resources;
 pub mod run;
 pub mod status;
 pub mod telemetry;
+
+pub use error::Error;
