@@ -25,9 +25,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::apply::{self, MANAGER, PvcOutcome};
-use crate::crd::GoModuleProxy;
+use crate::conditions::ConditionType::Progressing;
+use crate::conditions::Status;
+use crate::crd::{GoModuleProxy, GoModuleProxyStatus};
 use crate::error::Error;
-use crate::fleet_health::{self, Poller};
+use crate::fleet_health::Poller;
 use crate::metrics::Metrics;
 use crate::resources::{self, TEMPLATE_HASH_ANNOTATION, labels, pvc};
 use crate::status::{self, CacheState, MemberState, Observed};
@@ -201,8 +203,7 @@ async fn converge(gmp: &GoModuleProxy, ctx: &Ctx) -> Result<Action, Error> {
     }
     let new_status = update_status(gmp, ctx, &observed).await?;
     result?;
-    let settled =
-        status::condition(&new_status, status::PROGRESSING).is_some_and(|c| c.status == "False");
+    let settled = Progressing.status_in(Some(&new_status)) == Some(Status::False);
     Ok(Action::requeue(requeue_after(
         settled,
         ctx.health.as_ref().map(|p| p.interval),
@@ -491,17 +492,12 @@ async fn update_status(
     gmp: &GoModuleProxy,
     ctx: &Ctx,
     observed: &Observed,
-) -> Result<crate::crd::GoModuleProxyStatus, Error> {
+) -> Result<GoModuleProxyStatus, Error> {
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let new = status::compute(gmp, observed, now);
     if gmp.status.as_ref() == Some(&new) {
         return Ok(new);
     }
-    let was_ready = gmp
-        .status
-        .as_ref()
-        .and_then(|s| status::condition(s, status::READY))
-        .is_some_and(|c| c.status == "True");
     let ns = gmp.namespace().ok_or(Error::Missing("namespace"))?;
     let api: Api<GoModuleProxy> = Api::namespaced(ctx.client.clone(), &ns);
     let name = gmp.name_any();
@@ -514,31 +510,13 @@ async fn update_status(
     if let Err(source) = apply::traced(&span, api.patch_status(&name, &params, &patch)).await {
         return Err(Error::Status { name, source });
     }
-    let ready = status::condition(&new, status::READY);
-    if let Some(r) = ready.filter(|r| (r.status == "True") != was_ready) {
-        let type_ = if r.status == "True" {
-            EventType::Normal
-        } else {
+    for notice in status::notices(gmp.status.as_ref(), &new) {
+        let type_ = if notice.warning {
             EventType::Warning
-        };
-        ctx.event(gmp, type_, &r.reason, r.message.clone()).await;
-    }
-    // Upstream outages and recoveries are worth an Event too (not every Unknown: members
-    // that start up or go away are Ready's business).
-    let upstreams = |s: Option<&crate::crd::GoModuleProxyStatus>| {
-        s.and_then(|s| status::condition(s, fleet_health::UPSTREAMS_HEALTHY))
-            .map(|c| c.status.clone())
-    };
-    if let Some(u) = status::condition(&new, fleet_health::UPSTREAMS_HEALTHY)
-        && u.status != "Unknown"
-        && upstreams(gmp.status.as_ref()).as_deref() != Some(u.status.as_str())
-    {
-        let type_ = if u.status == "True" {
-            EventType::Normal
         } else {
-            EventType::Warning
+            EventType::Normal
         };
-        ctx.event(gmp, type_, &u.reason, u.message.clone()).await;
+        ctx.event(gmp, type_, &notice.reason, notice.message).await;
     }
     Ok(new)
 }

@@ -25,11 +25,11 @@ use kube::{Api, ResourceExt};
 use serde::Deserialize;
 
 use crate::cidr::Cidr;
+use crate::conditions::ConditionType::UpstreamsHealthy;
+use crate::conditions::{Status, Verdict};
 use crate::crd::{GoModuleProxy, UpstreamHealth};
 use crate::resources::{ADMIN_PORT, labels};
 
-/// Type of the condition.
-pub const UPSTREAMS_HEALTHY: &str = "UpstreamsHealthy";
 /// Largest `/status` body read; a real one is a few hundred bytes per upstream.
 const MAX_STATUS_BYTES: usize = 1 << 20;
 /// At most this many non-reporting members are named in a message.
@@ -115,19 +115,11 @@ pub fn normalize(url: &str) -> String {
         .to_owned()
 }
 
-/// The condition's status, reason and message.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Verdict {
-    /// `True`, `False` or `Unknown`.
-    pub status: &'static str,
-    pub reason: &'static str,
-    pub message: String,
-}
-
 /// Everything the status needs from one poll.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FleetHealth {
     pub upstreams: Vec<UpstreamHealth>,
+    /// The `UpstreamsHealthy` condition.
     pub verdict: Verdict,
 }
 
@@ -136,11 +128,7 @@ impl FleetHealth {
     pub fn unknown(reason: &'static str, message: String) -> FleetHealth {
         FleetHealth {
             upstreams: Vec::new(),
-            verdict: Verdict {
-                status: "Unknown",
-                reason,
-                message,
-            },
+            verdict: UpstreamsHealthy.unknown_because(reason, message),
         }
     }
 }
@@ -210,20 +198,13 @@ pub fn summarize(spec_urls: &[String], reports: &[(String, MemberReport)]) -> Fl
             name_members(&unreachable)
         )
     };
-    let verdict = |status, reason, message: String| Verdict {
-        status,
-        reason,
-        message,
-    };
     let verdict = if reports.is_empty() {
-        verdict(
-            "Unknown",
+        UpstreamsHealthy.unknown_because(
             "NoReadyMembers",
-            "No Ready member to ask about upstream health".into(),
+            "No Ready member to ask about upstream health",
         )
     } else if reachable.is_empty() {
-        verdict(
-            "Unknown",
+        UpstreamsHealthy.unknown_because(
             "NoMemberReports",
             format!(
                 "No Ready member answered on its admin port {ADMIN_PORT} (/status): {}",
@@ -248,8 +229,7 @@ pub fn summarize(spec_urls: &[String], reports: &[(String, MemberReport)]) -> Fl
             .collect();
         if !down.is_empty() {
             let all_down = upstreams.iter().all(|u| u.healthy_members == 0);
-            verdict(
-                "False",
+            UpstreamsHealthy.false_because(
                 if all_down {
                     "AllUpstreamsDown"
                 } else {
@@ -258,8 +238,7 @@ pub fn summarize(spec_urls: &[String], reports: &[(String, MemberReport)]) -> Fl
                 format!("{}{not_reporting}", down.join("; ")),
             )
         } else if !unreported.is_empty() {
-            verdict(
-                "Unknown",
+            UpstreamsHealthy.unknown_because(
                 "UpstreamsNotReported",
                 format!(
                     "No member reports on {} yet (a rollout of the new configuration may be under way){not_reporting}",
@@ -267,8 +246,7 @@ pub fn summarize(spec_urls: &[String], reports: &[(String, MemberReport)]) -> Fl
                 ),
             )
         } else {
-            verdict(
-                "True",
+            UpstreamsHealthy.true_because(
                 "AllUpstreamsHealthy",
                 format!(
                     "Every upstream is healthy on all {} members that reported{not_reporting}",
@@ -396,7 +374,7 @@ fn ready_ip(pod: &Pod) -> Option<IpAddr> {
         .conditions
         .iter()
         .flatten()
-        .any(|c| c.type_ == "Ready" && c.status == "True");
+        .any(|c| c.type_ == "Ready" && Status::parse(&c.status) == Some(Status::True));
     if !ready {
         return None;
     }
@@ -441,7 +419,7 @@ mod tests {
         let h = summarize(&urls(), &[member(0, up(&both)), member(1, up(&both))]);
         assert_eq!(
             (h.verdict.status, h.verdict.reason),
-            ("True", "AllUpstreamsHealthy")
+            (Status::True, "AllUpstreamsHealthy")
         );
         assert_eq!(
             h.verdict.message,
@@ -469,7 +447,7 @@ mod tests {
         );
         assert_eq!(
             (h.verdict.status, h.verdict.reason),
-            ("False", "UpstreamDown")
+            (Status::False, "UpstreamDown")
         );
         assert_eq!(
             h.verdict.message,
@@ -492,7 +470,7 @@ mod tests {
                 member(1, MemberReport::Unreachable("connection refused".into())),
             ],
         );
-        assert_eq!(h.verdict.status, "True");
+        assert_eq!(h.verdict.status, Status::True);
         assert_eq!(counts(&h), [(1, 1), (1, 1)]);
         assert_eq!(
             h.verdict.message,
@@ -524,7 +502,7 @@ mod tests {
         let h = summarize(&urls(), &[member(0, up(&down))]);
         assert_eq!(
             (h.verdict.status, h.verdict.reason),
-            ("False", "AllUpstreamsDown")
+            (Status::False, "AllUpstreamsDown")
         );
     }
 
@@ -533,7 +511,7 @@ mod tests {
         let h = summarize(&urls(), &[]);
         assert_eq!(
             (h.verdict.status, h.verdict.reason),
-            ("Unknown", "NoReadyMembers")
+            (Status::Unknown, "NoReadyMembers")
         );
         assert_eq!(counts(&h), [(0, 0), (0, 0)]);
         let reports: Vec<_> = (0..5)
@@ -542,7 +520,7 @@ mod tests {
         let h = summarize(&urls(), &reports);
         assert_eq!(
             (h.verdict.status, h.verdict.reason),
-            ("Unknown", "NoMemberReports")
+            (Status::Unknown, "NoMemberReports")
         );
         assert_eq!(
             h.verdict.message,
@@ -556,7 +534,7 @@ mod tests {
         let h = summarize(&urls(), &[member(0, old.clone())]);
         assert_eq!(
             (h.verdict.status, h.verdict.reason),
-            ("Unknown", "UpstreamsNotReported")
+            (Status::Unknown, "UpstreamsNotReported")
         );
         assert!(
             h.verdict.message.contains("https://b.example"),
@@ -565,7 +543,7 @@ mod tests {
         );
         let new = up(&[("https://a.example", true), ("https://b.example", true)]);
         let h = summarize(&urls(), &[member(0, old), member(1, new)]);
-        assert_eq!(h.verdict.status, "True");
+        assert_eq!(h.verdict.status, Status::True);
         assert_eq!(counts(&h), [(2, 2), (1, 1)]);
     }
 

@@ -2,7 +2,7 @@
 //!
 //! Layout: [`crd`] (the API), [`resources`] (pure builders of every child object),
 //! [`apply`] (server-side apply + orphan removal), [`error`] (what a reconcile fails with),
-//! [`status`] (pure condition computation), [`controller`] (reconcile loop), [`leader`]
+//! [`status`] (pure status computation, the [`conditions`] as types), [`controller`] (reconcile loop), [`leader`]
 //! (Lease-based leader election), [`metrics`] (served by [`admin`]), [`telemetry`],
 //! [`config`] (flags) and [`run`] (wiring them together). [`fleet_health`] asks the members
 //! about their upstreams (at pod IPs in the allowed [`cidr`] networks) and summarises what
@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod apply;
 pub mod cidr;
+pub mod conditions;
 pub mod config;
 pub mod controller;
 pub mod crd;
