@@ -272,25 +272,24 @@ async fn apply_children(
     let client = &ctx.client;
     let ns = gmp.namespace().ok_or(Error::Missing("namespace"))?;
     // Cache claims first: the proxy config must fit the volumes the members really have.
-    let desired = resources::desired(gmp, &ctx.builder);
-    let mut builder = ctx.builder.clone();
-    for want in &desired.pvcs {
+    let claims = resources::cache_claims(gmp, &ctx.builder);
+    let mut smallest_cache_bytes: Option<u64> = None;
+    for want in &claims {
         let applied = apply_cache(gmp, ctx, &ns, want).await?;
         if let Some(bytes) = pvc::effective_bytes(&applied) {
-            builder.smallest_cache_bytes =
-                Some(builder.smallest_cache_bytes.map_or(bytes, |s| s.min(bytes)));
+            smallest_cache_bytes = Some(smallest_cache_bytes.map_or(bytes, |s| s.min(bytes)));
         }
         observed.caches.push(CacheState::from_pvc(&applied));
     }
+    let builder = resources::Context {
+        smallest_cache_bytes,
+        ..ctx.builder.clone()
+    };
     let desired = resources::desired(gmp, &builder);
 
     // Things the members need first: config, identity, Services, policies.
-    if let Some(cm) = &desired.config_map {
-        apply::apply(client, &ns, cm).await?;
-    }
-    if let Some(sa) = &desired.service_account {
-        apply::apply(client, &ns, sa).await?;
-    }
+    apply::apply(client, &ns, &desired.config_map).await?;
+    apply::apply(client, &ns, &desired.service_account).await?;
     for svc in &desired.services {
         apply::apply(client, &ns, svc).await?;
     }
@@ -364,13 +363,13 @@ async fn apply_children(
         )
         .await;
     }
-    let keep_pvcs = names(&mut desired.pvcs.iter().map(|p| p.name_any()));
+    let keep_pvcs = names(&mut claims.iter().map(|p| p.name_any()));
     for outcome in apply::retire_pvcs(client, gmp, &keep_pvcs, gmp.spec.cache.retain_policy).await?
     {
         pvc_event(gmp, ctx, outcome).await;
     }
-    let keep_cm = names(&mut desired.config_map.iter().map(|o| o.name_any()));
-    let keep_sa = names(&mut desired.service_account.iter().map(|o| o.name_any()));
+    let keep_cm = BTreeSet::from([desired.config_map.name_any()]);
+    let keep_sa = BTreeSet::from([desired.service_account.name_any()]);
     let keep_svc = names(&mut desired.services.iter().map(|o| o.name_any()));
     let keep_pdb = names(&mut desired.pdb.iter().map(|o| o.name_any()));
     let keep_np = names(&mut desired.network_policy.iter().map(|o| o.name_any()));
