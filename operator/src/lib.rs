@@ -1,7 +1,8 @@
 //! modfleet-operator: reconciles `GoModuleProxy` objects into fleets of modfleet proxies.
 //!
 //! Layout: [`crd`] (the API), [`resources`] (pure builders of every child object),
-//! [`apply`] (server-side apply + orphan removal), [`error`] (what a reconcile fails with),
+//! [`children`] (the one list of child kinds; apply what is wanted, remove orphans),
+//! [`apply`] (server-side apply, API call spans), [`error`] (what a reconcile fails with),
 //! [`status`] (pure status computation, the [`conditions`] as types), [`controller`] (reconcile loop), [`leader`]
 //! (Lease-based leader election), [`metrics`] (served by [`admin`]), [`telemetry`],
 //! [`config`] (flags) and [`run`] (wiring them together). [`fleet_health`] asks the members
@@ -10,6 +11,7 @@
 
 pub mod admin;
 pub mod apply;
+pub mod children;
 pub mod cidr;
 pub mod conditions;
 pub mod config;
