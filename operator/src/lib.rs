@@ -1,13 +1,14 @@
 //! modfleet-operator: reconciles `GoModuleProxy` objects into fleets of modfleet proxies.
 //!
 //! Layout: [`crd`] (the API), [`resources`] (pure builders of every child object),
-//! [`children`] (the one list of child kinds; apply what is wanted, remove orphans),
+//! [`children`] (the one list of child kinds; applies what is wanted, removes orphans),
 //! [`apply`] (server-side apply, API call spans), [`error`] (what a reconcile fails with),
-//! [`status`] (pure status computation, the [`conditions`] as types), [`controller`] (reconcile loop), [`leader`]
-//! (Lease-based leader election), [`metrics`] (served by [`admin`]), [`telemetry`],
-//! [`config`] (flags) and [`run`] (wiring them together). [`fleet_health`] asks the members
-//! about their upstreams (at pod IPs in the allowed [`cidr`] networks) and summarises what
-//! they say for the status.
+//! [`status`] (pure status computation, the [`conditions`] as types), [`controller`] (the
+//! reconcile loop; [`rollout`] updates members one at a time), [`leader`] (Lease-based
+//! leader election), [`metrics`] (served by [`admin`]), [`telemetry`], [`config`] (flags)
+//! and [`run`] (wiring them together). [`fleet_health`] asks the members about their
+//! upstreams (at pod IPs in the allowed [`cidr`] networks) and summarises what they say for
+//! the status.
 
 pub mod admin;
 pub mod apply;
@@ -23,6 +24,7 @@ pub mod fleet_health;
 pub mod leader;
 pub mod metrics;
 pub mod resources;
+pub mod rollout;
 pub mod run;
 pub mod status;
 pub mod telemetry;
