@@ -1,95 +1,25 @@
-//! Talking to the API server about children: server-side apply with our field manager, and
-//! removal of children we no longer want. An object is only ever deleted (or released) when
-//! it carries our labels AND a controller owner reference with the CR's uid, so objects a
-//! person created with look-alike labels are never touched.
+//! Talking to the API server: server-side apply with our field manager, reads, and the span
+//! of each call, which records whether the call changed anything; [`tracking_changes`]
+//! collects those changes per reconcile for its span.
 
 use std::cell::RefCell;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::fmt::Debug;
 use std::future::Future;
 use std::sync::Mutex;
 
 use k8s_openapi::NamespaceResourceScope;
-use k8s_openapi::api::core::v1::PersistentVolumeClaim;
-use kube::api::{DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, Preconditions};
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::api::{ObjectMeta, Patch, PatchParams};
+use kube::{Api, Client, Resource};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::json;
 use tracing::Instrument;
 use tracing::field::Empty;
 
-use crate::crd::{GoModuleProxy, RetainPolicy};
-use crate::resources::labels;
+use crate::error::Error;
 
 /// Field manager of every write.
 pub const MANAGER: &str = "modfleet-operator";
-
-/// Errors a reconcile can end with. Each names the object and what we tried to do, so the
-/// message in the `Degraded` condition and in Events is enough to act on.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("applying {kind} {name}: {source}")]
-    Apply {
-        kind: String,
-        name: String,
-        source: kube::Error,
-    },
-    #[error("reading {kind} {name}: {source}")]
-    Get {
-        kind: String,
-        name: String,
-        source: kube::Error,
-    },
-    #[error("listing {kind} of {instance}: {source}")]
-    List {
-        kind: String,
-        instance: String,
-        source: kube::Error,
-    },
-    #[error("deleting {kind} {name}: {source}")]
-    Delete {
-        kind: String,
-        name: String,
-        source: kube::Error,
-    },
-    #[error("releasing PersistentVolumeClaim {name} (removing our owner reference): {source}")]
-    Release { name: String, source: kube::Error },
-    #[error("updating the status of GoModuleProxy {name}: {source}")]
-    Status { name: String, source: kube::Error },
-    #[error("managing finalizer {finalizer} of GoModuleProxy {name}: {source}")]
-    Finalizer {
-        finalizer: &'static str,
-        name: String,
-        source: kube::Error,
-    },
-    #[error("GoModuleProxy has no {0} (the API server always sets it; is this a real object?)")]
-    Missing(&'static str),
-}
-
-impl Error {
-    /// The API server refused the write as forbidden or invalid (not a transient failure).
-    pub fn is_refusal(&self) -> bool {
-        matches!(
-            self,
-            Error::Apply { source: kube::Error::Api(s), .. } if s.code == 403 || s.code == 422
-        )
-    }
-
-    /// Short CamelCase reason for metrics and Events.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Error::Apply { .. } => "ApplyFailed",
-            Error::Get { .. } => "GetFailed",
-            Error::List { .. } => "ListFailed",
-            Error::Delete { .. } => "DeleteFailed",
-            Error::Release { .. } => "ReleaseFailed",
-            Error::Status { .. } => "StatusUpdateFailed",
-            Error::Finalizer { .. } => "FinalizerFailed",
-            Error::Missing(_) => "InvalidObject",
-        }
-    }
-}
 
 fn kind<K: Resource<DynamicType = ()>>() -> String {
     K::kind(&()).into_owned()
@@ -145,7 +75,7 @@ pub async fn tracking_changes<F: Future>(fut: F) -> (F::Output, Vec<String>) {
         .await
 }
 
-fn note_change(change: String) {
+pub(crate) fn note_change(change: String) {
     // Outside a reconcile (e.g. a test) there is nothing to note it in.
     let _ = CHANGES.try_with(|c| c.borrow_mut().push(change));
 }
@@ -235,200 +165,9 @@ where
         })
 }
 
-/// Whether `meta` has a controller owner reference to the object with `uid`.
-pub fn owned_by(meta: &ObjectMeta, uid: &str) -> bool {
-    meta.owner_references
-        .iter()
-        .flatten()
-        .any(|o| o.uid == uid && o.controller == Some(true))
-}
-
-/// Whether we may remove this object: our labels for this fleet and our owner reference.
-pub fn is_ours(meta: &ObjectMeta, gmp: &GoModuleProxy, uid: &str) -> bool {
-    labels::is_ours(meta.labels.as_ref(), &gmp.name_any()) && owned_by(meta, uid)
-}
-
-async fn list_ours<K>(client: &Client, gmp: &GoModuleProxy) -> Result<Vec<K>, Error>
-where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + DeserializeOwned
-        + Clone
-        + Debug,
-{
-    let ns = gmp.namespace().ok_or(Error::Missing("namespace"))?;
-    let uid = gmp.uid().ok_or(Error::Missing("uid"))?;
-    let api: Api<K> = Api::namespaced(client.clone(), &ns);
-    let selector = labels::owned_selector(&gmp.name_any());
-    let span = api_span("list", &kind::<K>(), &ns, &selector);
-    let list = traced(&span, api.list(&ListParams::default().labels(&selector)))
-        .await
-        .map_err(|source| Error::List {
-            kind: kind::<K>(),
-            instance: gmp.name_any(),
-            source,
-        })?;
-    Ok(list
-        .items
-        .into_iter()
-        .filter(|o| is_ours(o.meta(), gmp, &uid))
-        .collect())
-}
-
-async fn delete<K>(client: &Client, ns: &str, obj: &K) -> Result<(), Error>
-where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + DeserializeOwned
-        + Clone
-        + Debug,
-{
-    let api: Api<K> = Api::namespaced(client.clone(), ns);
-    let name = obj.name_any();
-    // The uid precondition makes sure we delete exactly the object we checked.
-    let dp = DeleteParams {
-        preconditions: Some(Preconditions {
-            uid: obj.uid(),
-            resource_version: None,
-        }),
-        ..DeleteParams::background()
-    };
-    let span = api_span("delete", &kind::<K>(), ns, &name);
-    match api.delete(&name, &dp).instrument(span.clone()).await {
-        Ok(_) => {
-            span.record("modfleet.changed", true);
-            note_change(format!("delete {}/{name}", kind::<K>()));
-            Ok(())
-        }
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(source) => {
-            record_error(&span, &source);
-            Err(Error::Delete {
-                kind: kind::<K>(),
-                name,
-                source,
-            })
-        }
-    }
-}
-
-/// Deletes children of kind `K` that are ours but not in `keep`; returns their names.
-pub async fn delete_orphans<K>(
-    client: &Client,
-    gmp: &GoModuleProxy,
-    keep: &BTreeSet<String>,
-) -> Result<Vec<String>, Error>
-where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + DeserializeOwned
-        + Clone
-        + Debug,
-{
-    let ns = gmp.namespace().ok_or(Error::Missing("namespace"))?;
-    let mut deleted = Vec::new();
-    for obj in list_ours::<K>(client, gmp).await? {
-        let name = obj.name_any();
-        if keep.contains(&name) || obj.meta().deletion_timestamp.is_some() {
-            continue;
-        }
-        delete(client, &ns, &obj).await?;
-        deleted.push(name);
-    }
-    Ok(deleted)
-}
-
-/// What happened to a cache PVC that is no longer wanted.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum PvcOutcome {
-    Deleted(String),
-    /// Our owner reference was removed: the claim (and the cached modules) outlive the fleet
-    /// member and are adopted again if the member comes back.
-    Released(String),
-}
-
-/// Handles our cache PVCs not in `keep` per `policy`.
-pub async fn retire_pvcs(
-    client: &Client,
-    gmp: &GoModuleProxy,
-    keep: &BTreeSet<String>,
-    policy: RetainPolicy,
-) -> Result<Vec<PvcOutcome>, Error> {
-    let ns = gmp.namespace().ok_or(Error::Missing("namespace"))?;
-    let uid = gmp.uid().ok_or(Error::Missing("uid"))?;
-    let mut out = Vec::new();
-    for pvc in list_ours::<PersistentVolumeClaim>(client, gmp).await? {
-        let name = pvc.name_any();
-        if keep.contains(&name) || pvc.meta().deletion_timestamp.is_some() {
-            continue;
-        }
-        match policy {
-            RetainPolicy::Delete => {
-                delete(client, &ns, &pvc).await?;
-                out.push(PvcOutcome::Deleted(name));
-            }
-            RetainPolicy::Retain => {
-                let remaining: Vec<_> = pvc
-                    .owner_references()
-                    .iter()
-                    .filter(|o| o.uid != uid)
-                    .cloned()
-                    .collect();
-                let patch = json!({
-                    "metadata": {
-                        // Optimistic lock: fail rather than drop someone else's change.
-                        "resourceVersion": pvc.resource_version(),
-                        "ownerReferences": remaining,
-                    }
-                });
-                let api: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
-                let span = api_span("release", "PersistentVolumeClaim", &ns, &name);
-                let (params, patch) = (PatchParams::default(), Patch::Merge(&patch));
-                traced(&span, api.patch(&name, &params, &patch))
-                    .await
-                    .map_err(|source| Error::Release {
-                        name: name.clone(),
-                        source,
-                    })?;
-                span.record("modfleet.changed", true);
-                note_change(format!("release PersistentVolumeClaim/{name}"));
-                out.push(PvcOutcome::Released(name));
-            }
-        }
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resources::testutil::{ctx, minimal};
-    use crate::resources::{configmap, labels as l};
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-
-    #[test]
-    fn ownership_needs_labels_and_controller_owner_ref() {
-        let g = minimal();
-        let cm = configmap::build(&g, &ctx());
-        assert!(is_ours(&cm.metadata, &g, "1234-uid"));
-        // Someone else's uid.
-        assert!(!is_ours(&cm.metadata, &g, "other-uid"));
-        // Our labels but no owner reference (e.g. a released PVC, or a look-alike).
-        let mut m = cm.metadata.clone();
-        m.owner_references = None;
-        assert!(!is_ours(&m, &g, "1234-uid"));
-        // Our owner reference but not a controller one.
-        let mut m = cm.metadata.clone();
-        m.owner_references = Some(vec![OwnerReference {
-            controller: None,
-            ..m.owner_references.unwrap()[0].clone()
-        }]);
-        assert!(!is_ours(&m, &g, "1234-uid"));
-        // Owner reference but labels of another manager.
-        let mut m = cm.metadata.clone();
-        m.labels
-            .as_mut()
-            .unwrap()
-            .insert(l::MANAGED_BY.into(), "helm".into());
-        assert!(!is_ours(&m, &g, "1234-uid"));
-    }
 
     #[tokio::test]
     async fn changes_are_collected_per_reconcile() {
@@ -490,12 +229,5 @@ mod tests {
             &applied_at("2026-11-21T09:00:00Z", &[]),
             now
         ));
-    }
-
-    #[test]
-    fn error_messages_name_the_object() {
-        let e = Error::Missing("uid");
-        assert_eq!(e.reason(), "InvalidObject");
-        assert!(e.to_string().contains("no uid"));
     }
 }

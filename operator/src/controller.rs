@@ -1,20 +1,17 @@
-//! The reconcile loop: desired children → server-side apply (members rolled one at a time)
-//! → orphan removal → status. Deletion goes through the `modfleet.dev/cache-retention`
-//! finalizer so cache PVCs are kept or deleted per `cache.retainPolicy`.
+//! The reconcile loop: cache claims first, then the rest of the desired children, built once
+//! and applied through a [`ChildSet`] (members rolled one at a time), then orphan removal
+//! and the status. Deletion goes through the `modfleet.dev/cache-retention` finalizer so
+//! cache PVCs are kept or deleted per `cache.retainPolicy`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{
-    ConfigMap, ObjectReference, PersistentVolumeClaim, Service, ServiceAccount,
-};
-use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolumeClaim};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Patch, PatchParams};
+use kube::api::{DynamicObject, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{self, finalizer};
@@ -24,11 +21,16 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::apply::{self, Error, MANAGER, PvcOutcome};
-use crate::crd::GoModuleProxy;
-use crate::fleet_health::{self, Poller};
+use crate::apply::{self, MANAGER};
+use crate::children::{self, ChildSet, Removed, Role};
+use crate::conditions::ConditionType::Progressing;
+use crate::conditions::Status;
+use crate::crd::{GoModuleProxy, GoModuleProxyStatus};
+use crate::error::Error;
+use crate::fleet_health::Poller;
 use crate::metrics::Metrics;
 use crate::resources::{self, TEMPLATE_HASH_ANNOTATION, labels, pvc};
+use crate::rollout::{MemberStep, Rollout};
 use crate::status::{self, CacheState, MemberState, Observed};
 
 /// Finalizer that lets us keep or delete cache PVCs before the CR goes away.
@@ -68,24 +70,34 @@ impl Ctx {
     }
 
     async fn event(&self, gmp: &GoModuleProxy, type_: EventType, reason: &str, note: String) {
-        self.event_about(gmp, type_, reason, note, None).await;
+        self.publish(gmp, type_, reason, note, None).await;
     }
 
-    /// An Event about `gmp` that concerns the child `related` (`kind`, `name`). Distinct
-    /// children give distinct Events (the recorder folds Events with the same key into a
-    /// series).
+    /// An Event about `gmp` that concerns one of its children. Distinct children give
+    /// distinct Events (the recorder folds Events with the same key into a series).
     async fn event_about(
         &self,
         gmp: &GoModuleProxy,
         type_: EventType,
         reason: &str,
         note: String,
-        related: Option<(&str, &str, &str)>,
+        related: Related<'_>,
     ) {
-        let secondary = related.map(|(api_version, kind, name)| ObjectReference {
-            api_version: Some(api_version.into()),
-            kind: Some(kind.into()),
-            name: Some(name.into()),
+        self.publish(gmp, type_, reason, note, Some(related)).await;
+    }
+
+    async fn publish(
+        &self,
+        gmp: &GoModuleProxy,
+        type_: EventType,
+        reason: &str,
+        note: String,
+        related: Option<Related<'_>>,
+    ) {
+        let secondary = related.map(|r| ObjectReference {
+            api_version: Some(r.api_version.into()),
+            kind: Some(r.kind.into()),
+            name: Some(r.name.into()),
             namespace: gmp.namespace(),
             ..ObjectReference::default()
         });
@@ -105,6 +117,32 @@ impl Ctx {
         let object = gmp.object_ref(&());
         if let Err(e) = apply::traced(&span, self.recorder.publish(&ev, &object)).await {
             warn!(error = %e, reason, "cannot publish event");
+        }
+    }
+}
+
+/// The child an Event concerns, named with its kind's own apiVersion and kind.
+#[derive(Clone, Copy, Debug)]
+struct Related<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    name: &'a str,
+}
+
+impl<'a> Related<'a> {
+    fn of<K: k8s_openapi::Resource>(name: &'a str) -> Self {
+        Related {
+            api_version: K::API_VERSION,
+            kind: K::KIND,
+            name,
+        }
+    }
+
+    fn removed(removed: &'a Removed) -> Self {
+        Related {
+            api_version: removed.kind.api_version,
+            kind: removed.kind.kind,
+            name: &removed.name,
         }
     }
 }
@@ -200,8 +238,7 @@ async fn converge(gmp: &GoModuleProxy, ctx: &Ctx) -> Result<Action, Error> {
     }
     let new_status = update_status(gmp, ctx, &observed).await?;
     result?;
-    let settled =
-        status::condition(&new_status, status::PROGRESSING).is_some_and(|c| c.status == "False");
+    let settled = Progressing.status_in(Some(&new_status)) == Some(Status::False);
     Ok(Action::requeue(requeue_after(
         settled,
         ctx.health.as_ref().map(|p| p.interval),
@@ -222,217 +259,124 @@ pub fn requeue_after(settled: bool, health_poll: Option<Duration>) -> Duration {
     health_poll.map_or(safety_net, |p| p.min(safety_net))
 }
 
-/// What to do with one member Deployment in this reconcile.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MemberStep {
-    /// It does not exist: create it (new members never wait).
-    Create,
-    /// It has the desired template: re-apply, which repairs drift in fields we own.
-    Apply,
-    /// Its template is outdated and every member before it is Ready: update it now.
-    Update,
-    /// Its template is outdated but an earlier member is not Ready yet: leave it alone.
-    Hold,
-}
-
-/// One-at-a-time rollouts: members are visited in order, and the first member that is not
-/// Ready on the current template holds back the template updates of all members after it.
-#[derive(Debug, Default)]
-pub struct Rollout {
-    holding: bool,
-}
-
-impl Rollout {
-    /// `current_hash`: `None` when the Deployment does not exist, else its template hash
-    /// annotation (if any).
-    pub fn step(&self, current_hash: Option<Option<&str>>, desired_hash: &str) -> MemberStep {
-        match current_hash {
-            None => MemberStep::Create,
-            Some(Some(h)) if h == desired_hash => MemberStep::Apply,
-            Some(_) if self.holding => MemberStep::Hold,
-            Some(_) => MemberStep::Update,
-        }
-    }
-
-    /// Records the member's state after its step.
-    pub fn observe(&mut self, state: &MemberState) {
-        if !state.up_to_date || state.ready < state.replicas {
-            self.holding = true;
-        }
-    }
-}
-
+/// Applies the fleet, top to bottom: cache claims, then everything else built once for the
+/// volumes the members really have, members last and one template update at a time, then
+/// the removal of what is no longer wanted.
 async fn apply_children(
     gmp: &GoModuleProxy,
     ctx: &Ctx,
     observed: &mut Observed,
 ) -> Result<(), Error> {
-    let client = &ctx.client;
-    let ns = gmp.namespace().ok_or(Error::Missing("namespace"))?;
+    let mut children = ChildSet::new(&ctx.client, gmp)?;
+
     // Cache claims first: the proxy config must fit the volumes the members really have.
-    let desired = resources::desired(gmp, &ctx.builder);
-    let mut builder = ctx.builder.clone();
-    for want in &desired.pvcs {
-        let applied = apply_cache(gmp, ctx, &ns, want).await?;
-        if let Some(bytes) = pvc::effective_bytes(&applied) {
-            builder.smallest_cache_bytes =
-                Some(builder.smallest_cache_bytes.map_or(bytes, |s| s.min(bytes)));
-        }
-        observed.caches.push(CacheState::from_pvc(&applied));
+    let mut smallest_cache_bytes = None;
+    for want in resources::cache_claims(gmp, &ctx.builder) {
+        let claim = apply_cache(gmp, ctx, &mut children, want).await?;
+        let bytes = pvc::effective_bytes(&claim);
+        smallest_cache_bytes = smallest_cache_bytes.into_iter().chain(bytes).min();
+        observed.caches.push(CacheState::from_pvc(&claim));
     }
+    let builder = resources::Context {
+        smallest_cache_bytes,
+        ..ctx.builder.clone()
+    };
     let desired = resources::desired(gmp, &builder);
 
-    // Things the members need first: config, identity, Services, policies.
-    if let Some(cm) = &desired.config_map {
-        apply::apply(client, &ns, cm).await?;
-    }
-    if let Some(sa) = &desired.service_account {
-        apply::apply(client, &ns, sa).await?;
-    }
-    for svc in &desired.services {
-        apply::apply(client, &ns, svc).await?;
+    // What the members need first: config, identity, Services, policies.
+    children.apply(&desired.config_map).await?;
+    children.apply(&desired.service_account).await?;
+    for service in &desired.services {
+        children.apply(service).await?;
     }
     if let Some(pdb) = &desired.pdb {
-        apply::apply(client, &ns, pdb).await?;
+        children.apply(pdb).await?;
     }
-    if let Some(np) = &desired.network_policy {
-        apply::apply(client, &ns, np).await?;
+    if let Some(network_policy) = &desired.network_policy {
+        children.apply(network_policy).await?;
     }
 
-    // Members in order. A member whose template changed is updated only when every member
-    // before it is Ready on the current template, so a bad config takes down one member.
+    // Members in order, so a bad config takes down one member, not the fleet.
     let mut rollout = Rollout::default();
     for want in &desired.deployments {
-        let name = want.name_any();
-        let hash = want
-            .annotations()
-            .get(TEMPLATE_HASH_ANNOTATION)
-            .cloned()
-            .unwrap_or_default();
-        let current: Option<Deployment> = apply::get(client, &ns, &name).await?;
-        let current_hash = current.as_ref().map(|c| {
-            c.annotations()
-                .get(TEMPLATE_HASH_ANNOTATION)
-                .map(String::as_str)
-        });
-        let state = match (rollout.step(current_hash, &hash), &current) {
-            (MemberStep::Hold, Some(cur)) => {
-                info!(member = %name, "holding member until the previous one is Ready");
-                MemberState::from_deployment(cur, &hash)
-            }
-            (step, _) => {
-                let applied = apply::apply(client, &ns, want).await?;
-                let note = match step {
-                    MemberStep::Create => {
-                        Some(("CreatedMember", format!("Created Deployment {name}")))
-                    }
-                    MemberStep::Update => Some((
-                        "RollingMember",
-                        format!("Updating {name} to the current configuration"),
-                    )),
-                    _ => None,
-                };
-                if let Some((reason, note)) = note {
-                    ctx.event_about(
-                        gmp,
-                        EventType::Normal,
-                        reason,
-                        note,
-                        Some(("apps/v1", "Deployment", &name)),
-                    )
-                    .await;
-                }
-                MemberState::from_deployment(&applied, &hash)
-            }
-        };
-        rollout.observe(&state);
-        observed.members.push(state);
+        let member = apply_member(gmp, ctx, &mut children, &mut rollout, want).await?;
+        observed.members.push(member);
     }
 
     // Remove what is ours but no longer wanted.
-    let names = |it: &mut dyn Iterator<Item = String>| it.collect::<BTreeSet<_>>();
-    let keep_deployments = names(&mut desired.deployments.iter().map(|d| d.name_any()));
-    for gone in apply::delete_orphans::<Deployment>(client, gmp, &keep_deployments).await? {
-        ctx.event_about(
-            gmp,
-            EventType::Normal,
-            "DeletedMember",
-            format!("Deleted Deployment {gone}"),
-            Some(("apps/v1", "Deployment", &gone)),
-        )
-        .await;
-    }
-    let keep_pvcs = names(&mut desired.pvcs.iter().map(|p| p.name_any()));
-    for outcome in apply::retire_pvcs(client, gmp, &keep_pvcs, gmp.spec.cache.retain_policy).await?
-    {
-        pvc_event(gmp, ctx, outcome).await;
-    }
-    let keep_cm = names(&mut desired.config_map.iter().map(|o| o.name_any()));
-    let keep_sa = names(&mut desired.service_account.iter().map(|o| o.name_any()));
-    let keep_svc = names(&mut desired.services.iter().map(|o| o.name_any()));
-    let keep_pdb = names(&mut desired.pdb.iter().map(|o| o.name_any()));
-    let keep_np = names(&mut desired.network_policy.iter().map(|o| o.name_any()));
-    let mut deleted = Vec::new();
-    let tag = |api: &'static str, kind: &'static str, v: Vec<String>| {
-        v.into_iter().map(move |n| (api, kind, n))
-    };
-    deleted.extend(tag(
-        "v1",
-        "ConfigMap",
-        apply::delete_orphans::<ConfigMap>(client, gmp, &keep_cm).await?,
-    ));
-    deleted.extend(tag(
-        "v1",
-        "ServiceAccount",
-        apply::delete_orphans::<ServiceAccount>(client, gmp, &keep_sa).await?,
-    ));
-    deleted.extend(tag(
-        "v1",
-        "Service",
-        apply::delete_orphans::<Service>(client, gmp, &keep_svc).await?,
-    ));
-    deleted.extend(tag(
-        "policy/v1",
-        "PodDisruptionBudget",
-        apply::delete_orphans::<PodDisruptionBudget>(client, gmp, &keep_pdb).await?,
-    ));
-    deleted.extend(tag(
-        "networking.k8s.io/v1",
-        "NetworkPolicy",
-        apply::delete_orphans::<NetworkPolicy>(client, gmp, &keep_np).await?,
-    ));
-    for (api, kind, gone) in deleted {
-        ctx.event_about(
-            gmp,
-            EventType::Normal,
-            "DeletedOrphan",
-            format!("Deleted {kind} {gone}: no longer part of the fleet"),
-            Some((api, kind, &gone)),
-        )
-        .await;
+    for kind in &children::KINDS {
+        for removed in children.remove_orphans(kind).await? {
+            removal_event(gmp, ctx, &removed).await;
+        }
     }
     Ok(())
+}
+
+/// Applies one member Deployment, unless the rollout holds its template update back, and
+/// says what it reports.
+async fn apply_member(
+    gmp: &GoModuleProxy,
+    ctx: &Ctx,
+    children: &mut ChildSet,
+    rollout: &mut Rollout,
+    want: &Deployment,
+) -> Result<MemberState, Error> {
+    let name = want.name_any();
+    let hash = template_hash(want).unwrap_or_default().to_owned();
+    let current: Option<Deployment> = children.get(&name).await?;
+    let step = rollout.step(current.as_ref().map(template_hash), &hash);
+    let state = match (step, current) {
+        (MemberStep::Hold, Some(current)) => {
+            info!(member = %name, "holding member until the previous one is Ready");
+            children.keep::<Deployment>(name);
+            MemberState::from_deployment(&current, &hash)
+        }
+        (step, _) => {
+            let applied = children.apply(want).await?;
+            let note = match step {
+                MemberStep::Create => Some(("CreatedMember", format!("Created Deployment {name}"))),
+                MemberStep::Update => Some((
+                    "RollingMember",
+                    format!("Updating {name} to the current configuration"),
+                )),
+                MemberStep::Apply | MemberStep::Hold => None,
+            };
+            if let Some((reason, note)) = note {
+                let related = Related::of::<Deployment>(&name);
+                ctx.event_about(gmp, EventType::Normal, reason, note, related)
+                    .await;
+            }
+            MemberState::from_deployment(&applied, &hash)
+        }
+    };
+    rollout.observe(&state);
+    Ok(state)
+}
+
+/// The template hash annotation of a member Deployment.
+fn template_hash(d: &Deployment) -> Option<&str> {
+    d.annotations()
+        .get(TEMPLATE_HASH_ANNOTATION)
+        .map(String::as_str)
 }
 
 /// Applies one cache claim: created, kept as it is, or grown when `cache.size` grew.
 async fn apply_cache(
     gmp: &GoModuleProxy,
     ctx: &Ctx,
-    ns: &str,
-    want: &PersistentVolumeClaim,
+    children: &mut ChildSet,
+    mut want: PersistentVolumeClaim,
 ) -> Result<PersistentVolumeClaim, Error> {
-    let client = &ctx.client;
-    let mut want = want.clone();
     let name = want.name_any();
-    let existing: Option<PersistentVolumeClaim> = apply::get(client, ns, &name).await?;
+    let existing: Option<PersistentVolumeClaim> = children.get(&name).await?;
     let grow = existing
         .as_ref()
         .is_some_and(|e| pvc::wants_growth(&want, e));
     if let Some(existing) = &existing {
         pvc::keep_existing_spec(&mut want, existing, grow);
     }
-    let related = Some(("v1", "PersistentVolumeClaim", name.as_str()));
-    match apply::apply(client, ns, &want).await {
+    let related = Related::of::<PersistentVolumeClaim>(&name);
+    match children.apply(&want).await {
         Ok(applied) => {
             if existing.is_none() {
                 let note = format!("Created cache PersistentVolumeClaim {name}");
@@ -459,28 +403,33 @@ async fn apply_cache(
             );
             ctx.event_about(gmp, EventType::Warning, "CacheResizeRefused", note, related)
                 .await;
-            apply::apply(client, ns, &want).await
+            children.apply(&want).await
         }
         Err(e) => Err(e),
     }
 }
 
-async fn pvc_event(gmp: &GoModuleProxy, ctx: &Ctx, outcome: PvcOutcome) {
-    let (reason, note, name) = match outcome {
-        PvcOutcome::Deleted(n) => (
+/// The Event about a child that left the fleet.
+async fn removal_event(gmp: &GoModuleProxy, ctx: &Ctx, removed: &Removed) {
+    let (kind, name) = (removed.kind.kind, &removed.name);
+    let (reason, note) = match (removed.kind.role, removed.released) {
+        (Role::Member, _) => ("DeletedMember", format!("Deleted {kind} {name}")),
+        (Role::Cache, false) => (
             "DeletedCache",
-            format!("Deleted cache PersistentVolumeClaim {n} (retainPolicy: Delete)"),
-            n,
+            format!("Deleted cache {kind} {name} (retainPolicy: Delete)"),
         ),
-        PvcOutcome::Released(n) => (
+        (Role::Cache, true) => (
             "RetainedCache",
             format!(
-                "Kept cache PersistentVolumeClaim {n} and removed its owner reference (retainPolicy: Retain)"
+                "Kept cache {kind} {name} and removed its owner reference (retainPolicy: Retain)"
             ),
-            n,
+        ),
+        (Role::Fleet, _) => (
+            "DeletedOrphan",
+            format!("Deleted {kind} {name}: no longer part of the fleet"),
         ),
     };
-    let related = Some(("v1", "PersistentVolumeClaim", name.as_str()));
+    let related = Related::removed(removed);
     ctx.event_about(gmp, EventType::Normal, reason, note, related)
         .await;
 }
@@ -490,17 +439,12 @@ async fn update_status(
     gmp: &GoModuleProxy,
     ctx: &Ctx,
     observed: &Observed,
-) -> Result<crate::crd::GoModuleProxyStatus, Error> {
+) -> Result<GoModuleProxyStatus, Error> {
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let new = status::compute(gmp, observed, now);
     if gmp.status.as_ref() == Some(&new) {
         return Ok(new);
     }
-    let was_ready = gmp
-        .status
-        .as_ref()
-        .and_then(|s| status::condition(s, status::READY))
-        .is_some_and(|c| c.status == "True");
     let ns = gmp.namespace().ok_or(Error::Missing("namespace"))?;
     let api: Api<GoModuleProxy> = Api::namespaced(ctx.client.clone(), &ns);
     let name = gmp.name_any();
@@ -513,31 +457,13 @@ async fn update_status(
     if let Err(source) = apply::traced(&span, api.patch_status(&name, &params, &patch)).await {
         return Err(Error::Status { name, source });
     }
-    let ready = status::condition(&new, status::READY);
-    if let Some(r) = ready.filter(|r| (r.status == "True") != was_ready) {
-        let type_ = if r.status == "True" {
-            EventType::Normal
-        } else {
+    for notice in status::notices(gmp.status.as_ref(), &new) {
+        let type_ = if notice.warning {
             EventType::Warning
-        };
-        ctx.event(gmp, type_, &r.reason, r.message.clone()).await;
-    }
-    // Upstream outages and recoveries are worth an Event too (not every Unknown: members
-    // that start up or go away are Ready's business).
-    let upstreams = |s: Option<&crate::crd::GoModuleProxyStatus>| {
-        s.and_then(|s| status::condition(s, fleet_health::UPSTREAMS_HEALTHY))
-            .map(|c| c.status.clone())
-    };
-    if let Some(u) = status::condition(&new, fleet_health::UPSTREAMS_HEALTHY)
-        && u.status != "Unknown"
-        && upstreams(gmp.status.as_ref()).as_deref() != Some(u.status.as_str())
-    {
-        let type_ = if u.status == "True" {
-            EventType::Normal
         } else {
-            EventType::Warning
+            EventType::Normal
         };
-        ctx.event(gmp, type_, &u.reason, u.message.clone()).await;
+        ctx.event(gmp, type_, &notice.reason, notice.message).await;
     }
     Ok(new)
 }
@@ -545,130 +471,56 @@ async fn update_status(
 /// CR deletion: keep or delete the cache PVCs, then let the finalizer go (the garbage
 /// collector removes the other children through their owner references).
 async fn cleanup(gmp: &GoModuleProxy, ctx: &Ctx) -> Result<Action, Error> {
-    let policy = gmp.spec.cache.retain_policy;
-    for outcome in apply::retire_pvcs(&ctx.client, gmp, &BTreeSet::new(), policy).await? {
-        pvc_event(gmp, ctx, outcome).await;
+    // Nothing is wanted any more.
+    let children = ChildSet::new(&ctx.client, gmp)?;
+    for kind in children::KINDS.iter().filter(|k| k.role == Role::Cache) {
+        for removed in children.remove_orphans(kind).await? {
+            removal_event(gmp, ctx, &removed).await;
+        }
     }
+    let policy = gmp.spec.cache.retain_policy;
     info!(retain_policy = ?policy, "GoModuleProxy deleted; caches handled");
     Ok(Action::await_change())
 }
 
-/// Runs the controller for one namespace (`None`: all) until `shutdown` is cancelled.
+/// Runs the controller for one namespace (`None`: all) until `shutdown` is cancelled. It
+/// wakes on every change of the GoModuleProxies and of their children of each kind in
+/// [`children::KINDS`].
 pub async fn run(ctx: Arc<Ctx>, namespace: Option<String>, shutdown: CancellationToken) {
     let client = ctx.client.clone();
-    fn api<K>(client: &Client, ns: &Option<String>) -> Api<K>
-    where
-        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
-    {
-        match ns {
-            Some(ns) => Api::namespaced(client.clone(), ns),
-            None => Api::all(client.clone()),
-        }
-    }
-    // Children are watched through our managed-by label only: cheaper than all objects.
-    let owned = || {
-        watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER))
+    let fleets: Api<GoModuleProxy> = match &namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
     };
+    let controller = Controller::new(fleets, watcher::Config::default().any_semantic());
+    // Children are watched through our managed-by label only: cheaper than all objects.
+    let owned =
+        watcher::Config::default().labels(&format!("{}={}", labels::MANAGED_BY, labels::MANAGER));
+    let controller = children::KINDS.iter().fold(controller, |controller, kind| {
+        let resource = kind.api_resource();
+        let api: Api<DynamicObject> = match &namespace {
+            Some(ns) => Api::namespaced_with(client.clone(), ns, &resource),
+            None => Api::all_with(client.clone(), &resource),
+        };
+        controller.owns_with(api, resource, owned.clone())
+    });
     let stop = shutdown.clone();
-    Controller::new(
-        api::<GoModuleProxy>(&client, &namespace),
-        watcher::Config::default().any_semantic(),
-    )
-    .owns(api::<Deployment>(&client, &namespace), owned())
-    .owns(api::<PersistentVolumeClaim>(&client, &namespace), owned())
-    .owns(api::<ConfigMap>(&client, &namespace), owned())
-    .owns(api::<Service>(&client, &namespace), owned())
-    .owns(api::<ServiceAccount>(&client, &namespace), owned())
-    .owns(api::<PodDisruptionBudget>(&client, &namespace), owned())
-    .owns(api::<NetworkPolicy>(&client, &namespace), owned())
-    .graceful_shutdown_on(async move { stop.cancelled_owned().await })
-    .run(reconcile, error_policy, ctx)
-    .for_each(|res| async move {
-        match res {
-            Ok((obj, _)) => tracing::debug!(object = %obj, "reconciled"),
-            Err(e) => tracing::debug!(error = %e, "reconcile error"),
-        }
-    })
-    .await;
+    controller
+        .graceful_shutdown_on(async move { stop.cancelled_owned().await })
+        .run(reconcile, error_policy, ctx)
+        .for_each(|res| async move {
+            match res {
+                Ok((obj, _)) => tracing::debug!(object = %obj, "reconciled"),
+                Err(e) => tracing::debug!(error = %e, "reconcile error"),
+            }
+        })
+        .await;
     info!(namespace = ?namespace, "controller stopped");
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn state(up_to_date: bool, ready: bool) -> MemberState {
-        MemberState {
-            name: "m".into(),
-            replicas: 1,
-            ready: i32::from(ready),
-            up_to_date,
-            failure: None,
-        }
-    }
-
-    /// Simulates reconciles of a 3-member fleet after a template change from "old" to
-    /// "new", where an updated member becomes Ready one reconcile later.
-    #[test]
-    fn rollout_updates_one_member_per_ready_predecessor() {
-        let mut hashes = ["old", "old", "old"];
-        let mut ready = [true, true, true];
-        let mut history = Vec::new();
-        for _ in 0..10 {
-            let mut r = Rollout::default();
-            let mut steps = Vec::new();
-            let mut next_ready = ready;
-            for i in 0..3 {
-                let step = r.step(Some(Some(hashes[i])), "new");
-                if step == MemberStep::Update {
-                    hashes[i] = "new";
-                    next_ready[i] = false;
-                }
-                if step == MemberStep::Apply && !ready[i] {
-                    next_ready[i] = true; // the new pod turned Ready since last time
-                }
-                steps.push(step);
-                r.observe(&state(
-                    hashes[i] == "new",
-                    ready[i] && step != MemberStep::Update,
-                ));
-            }
-            ready = next_ready;
-            history.push(steps);
-            if hashes == ["new"; 3] && ready == [true; 3] {
-                break;
-            }
-        }
-        use MemberStep::*;
-        assert_eq!(
-            history,
-            [
-                vec![Update, Hold, Hold],
-                vec![Apply, Hold, Hold],
-                vec![Apply, Update, Hold],
-                vec![Apply, Apply, Hold],
-                vec![Apply, Apply, Update],
-                vec![Apply, Apply, Apply],
-            ]
-        );
-    }
-
-    #[test]
-    fn missing_members_are_created_and_drift_is_repaired_even_while_holding() {
-        let mut r = Rollout::default();
-        r.observe(&state(false, false));
-        assert_eq!(r.step(None, "new"), MemberStep::Create);
-        assert_eq!(r.step(Some(Some("new")), "new"), MemberStep::Apply);
-        assert_eq!(r.step(Some(None), "new"), MemberStep::Hold);
-        assert_eq!(
-            Rollout::default().step(Some(None), "new"),
-            MemberStep::Update
-        );
-        // An up-to-date member that is not Ready also holds the next ones.
-        let mut r = Rollout::default();
-        r.observe(&state(true, false));
-        assert_eq!(r.step(Some(Some("old")), "new"), MemberStep::Hold);
-    }
 
     #[test]
     fn health_polling_sets_the_requeue_interval() {

@@ -11,9 +11,7 @@
 //! the condition's message, because an unreachable admin port says nothing about the
 //! upstreams. Pod readiness is `Ready`'s business.
 
-use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::str::FromStr;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -26,11 +24,12 @@ use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 use serde::Deserialize;
 
+use crate::cidr::Cidr;
+use crate::conditions::ConditionType::UpstreamsHealthy;
+use crate::conditions::{Status, Verdict};
 use crate::crd::{GoModuleProxy, UpstreamHealth};
 use crate::resources::{ADMIN_PORT, labels};
 
-/// Type of the condition.
-pub const UPSTREAMS_HEALTHY: &str = "UpstreamsHealthy";
 /// Largest `/status` body read; a real one is a few hundred bytes per upstream.
 const MAX_STATUS_BYTES: usize = 1 << 20;
 /// At most this many non-reporting members are named in a message.
@@ -116,19 +115,11 @@ pub fn normalize(url: &str) -> String {
         .to_owned()
 }
 
-/// The condition's status, reason and message.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Verdict {
-    /// `True`, `False` or `Unknown`.
-    pub status: &'static str,
-    pub reason: &'static str,
-    pub message: String,
-}
-
 /// Everything the status needs from one poll.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FleetHealth {
     pub upstreams: Vec<UpstreamHealth>,
+    /// The `UpstreamsHealthy` condition.
     pub verdict: Verdict,
 }
 
@@ -137,11 +128,7 @@ impl FleetHealth {
     pub fn unknown(reason: &'static str, message: String) -> FleetHealth {
         FleetHealth {
             upstreams: Vec::new(),
-            verdict: Verdict {
-                status: "Unknown",
-                reason,
-                message,
-            },
+            verdict: UpstreamsHealthy.unknown_because(reason, message),
         }
     }
 }
@@ -211,20 +198,13 @@ pub fn summarize(spec_urls: &[String], reports: &[(String, MemberReport)]) -> Fl
             name_members(&unreachable)
         )
     };
-    let verdict = |status, reason, message: String| Verdict {
-        status,
-        reason,
-        message,
-    };
     let verdict = if reports.is_empty() {
-        verdict(
-            "Unknown",
+        UpstreamsHealthy.unknown_because(
             "NoReadyMembers",
-            "No Ready member to ask about upstream health".into(),
+            "No Ready member to ask about upstream health",
         )
     } else if reachable.is_empty() {
-        verdict(
-            "Unknown",
+        UpstreamsHealthy.unknown_because(
             "NoMemberReports",
             format!(
                 "No Ready member answered on its admin port {ADMIN_PORT} (/status): {}",
@@ -249,8 +229,7 @@ pub fn summarize(spec_urls: &[String], reports: &[(String, MemberReport)]) -> Fl
             .collect();
         if !down.is_empty() {
             let all_down = upstreams.iter().all(|u| u.healthy_members == 0);
-            verdict(
-                "False",
+            UpstreamsHealthy.false_because(
                 if all_down {
                     "AllUpstreamsDown"
                 } else {
@@ -259,8 +238,7 @@ pub fn summarize(spec_urls: &[String], reports: &[(String, MemberReport)]) -> Fl
                 format!("{}{not_reporting}", down.join("; ")),
             )
         } else if !unreported.is_empty() {
-            verdict(
-                "Unknown",
+            UpstreamsHealthy.unknown_because(
                 "UpstreamsNotReported",
                 format!(
                     "No member reports on {} yet (a rollout of the new configuration may be under way){not_reporting}",
@@ -268,8 +246,7 @@ pub fn summarize(spec_urls: &[String], reports: &[(String, MemberReport)]) -> Fl
                 ),
             )
         } else {
-            verdict(
-                "True",
+            UpstreamsHealthy.true_because(
                 "AllUpstreamsHealthy",
                 format!(
                     "Every upstream is healthy on all {} members that reported{not_reporting}",
@@ -279,62 +256,6 @@ pub fn summarize(spec_urls: &[String], reports: &[(String, MemberReport)]) -> Fl
         }
     };
     FleetHealth { upstreams, verdict }
-}
-
-/// An IP network such as `127.0.0.0/8` or `fd00::/8`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Cidr {
-    addr: IpAddr,
-    prefix: u8,
-}
-
-/// Why a `--health-poll-networks` entry is not a CIDR.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-pub enum CidrError {
-    #[error("{0:?} is not a network in CIDR notation such as 10.0.0.0/8 or fd00::/8")]
-    Syntax(String),
-    #[error("{0:?}: the prefix length must be at most {1}")]
-    Prefix(String, u8),
-}
-
-impl FromStr for Cidr {
-    type Err = CidrError;
-    fn from_str(s: &str) -> Result<Cidr, CidrError> {
-        let syntax = || CidrError::Syntax(s.to_owned());
-        let (addr, prefix) = s.trim().split_once('/').ok_or_else(syntax)?;
-        let addr: IpAddr = addr.parse().map_err(|_| syntax())?;
-        let prefix: u8 = prefix.parse().map_err(|_| syntax())?;
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        if prefix > max {
-            return Err(CidrError::Prefix(s.to_owned(), max));
-        }
-        Ok(Cidr { addr, prefix })
-    }
-}
-
-impl fmt::Display for Cidr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix)
-    }
-}
-
-impl Cidr {
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        fn masked(bits: u128, prefix: u8, width: u8) -> u128 {
-            let shift = width - prefix;
-            if shift >= 128 { 0 } else { bits >> shift }
-        }
-        match (self.addr, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                masked(u32::from(net).into(), self.prefix, 32)
-                    == masked(u32::from(ip).into(), self.prefix, 32)
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                masked(net.into(), self.prefix, 128) == masked(ip.into(), self.prefix, 128)
-            }
-            _ => false,
-        }
-    }
 }
 
 /// Asks the fleet's members for their `/status`.
@@ -453,7 +374,7 @@ fn ready_ip(pod: &Pod) -> Option<IpAddr> {
         .conditions
         .iter()
         .flatten()
-        .any(|c| c.type_ == "Ready" && c.status == "True");
+        .any(|c| c.type_ == "Ready" && Status::parse(&c.status) == Some(Status::True));
     if !ready {
         return None;
     }
@@ -498,7 +419,7 @@ mod tests {
         let h = summarize(&urls(), &[member(0, up(&both)), member(1, up(&both))]);
         assert_eq!(
             (h.verdict.status, h.verdict.reason),
-            ("True", "AllUpstreamsHealthy")
+            (Status::True, "AllUpstreamsHealthy")
         );
         assert_eq!(
             h.verdict.message,
@@ -526,7 +447,7 @@ mod tests {
         );
         assert_eq!(
             (h.verdict.status, h.verdict.reason),
-            ("False", "UpstreamDown")
+            (Status::False, "UpstreamDown")
         );
         assert_eq!(
             h.verdict.message,
@@ -549,7 +470,7 @@ mod tests {
                 member(1, MemberReport::Unreachable("connection refused".into())),
             ],
         );
-        assert_eq!(h.verdict.status, "True");
+        assert_eq!(h.verdict.status, Status::True);
         assert_eq!(counts(&h), [(1, 1), (1, 1)]);
         assert_eq!(
             h.verdict.message,
@@ -581,7 +502,7 @@ mod tests {
         let h = summarize(&urls(), &[member(0, up(&down))]);
         assert_eq!(
             (h.verdict.status, h.verdict.reason),
-            ("False", "AllUpstreamsDown")
+            (Status::False, "AllUpstreamsDown")
         );
     }
 
@@ -590,7 +511,7 @@ mod tests {
         let h = summarize(&urls(), &[]);
         assert_eq!(
             (h.verdict.status, h.verdict.reason),
-            ("Unknown", "NoReadyMembers")
+            (Status::Unknown, "NoReadyMembers")
         );
         assert_eq!(counts(&h), [(0, 0), (0, 0)]);
         let reports: Vec<_> = (0..5)
@@ -599,7 +520,7 @@ mod tests {
         let h = summarize(&urls(), &reports);
         assert_eq!(
             (h.verdict.status, h.verdict.reason),
-            ("Unknown", "NoMemberReports")
+            (Status::Unknown, "NoMemberReports")
         );
         assert_eq!(
             h.verdict.message,
@@ -613,7 +534,7 @@ mod tests {
         let h = summarize(&urls(), &[member(0, old.clone())]);
         assert_eq!(
             (h.verdict.status, h.verdict.reason),
-            ("Unknown", "UpstreamsNotReported")
+            (Status::Unknown, "UpstreamsNotReported")
         );
         assert!(
             h.verdict.message.contains("https://b.example"),
@@ -622,7 +543,7 @@ mod tests {
         );
         let new = up(&[("https://a.example", true), ("https://b.example", true)]);
         let h = summarize(&urls(), &[member(0, old), member(1, new)]);
-        assert_eq!(h.verdict.status, "True");
+        assert_eq!(h.verdict.status, Status::True);
         assert_eq!(counts(&h), [(2, 2), (1, 1)]);
     }
 
@@ -664,34 +585,6 @@ mod tests {
             ])
         );
         assert!(matches!(parse(b"<html>"), MemberReport::Unreachable(_)));
-    }
-
-    #[test]
-    fn cidrs() {
-        let lo: Cidr = "127.0.0.0/8".parse().unwrap();
-        assert!(lo.contains("127.42.0.7".parse().unwrap()));
-        assert!(!lo.contains("10.0.0.3".parse().unwrap()));
-        assert!(!lo.contains("::1".parse().unwrap()));
-        let any: Cidr = "0.0.0.0/0".parse().unwrap();
-        assert!(any.contains("10.0.0.3".parse().unwrap()));
-        let one: Cidr = "10.1.2.3/32".parse().unwrap();
-        assert!(one.contains("10.1.2.3".parse().unwrap()));
-        assert!(!one.contains("10.1.2.4".parse().unwrap()));
-        let v6: Cidr = "fd00::/8".parse().unwrap();
-        assert!(v6.contains("fd12::1".parse().unwrap()));
-        assert!(!v6.contains("fe80::1".parse().unwrap()));
-        assert_eq!(v6.to_string(), "fd00::/8");
-        assert_eq!(
-            "10.0.0.0".parse::<Cidr>(),
-            Err(CidrError::Syntax("10.0.0.0".into()))
-        );
-        assert!(
-            "10.0.0.0/33"
-                .parse::<Cidr>()
-                .unwrap_err()
-                .to_string()
-                .contains("at most 32")
-        );
     }
 
     #[tokio::test]

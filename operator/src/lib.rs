@@ -1,20 +1,32 @@
 //! modfleet-operator: reconciles `GoModuleProxy` objects into fleets of modfleet proxies.
 //!
 //! Layout: [`crd`] (the API), [`resources`] (pure builders of every child object),
-//! [`apply`] (server-side apply + orphan removal), [`status`] (pure condition computation),
-//! [`controller`] (reconcile loop), [`leader`] (Lease-based leader election), [`metrics`],
-//! [`telemetry`], [`config`] (flags) and [`run`] (wiring them together). [`fleet_health`]
-//! asks the members about their upstreams and summarises what they say for the status.
+//! [`children`] (the one list of child kinds; applies what is wanted, removes orphans),
+//! [`apply`] (server-side apply, API call spans), [`error`] (what a reconcile fails with),
+//! [`status`] (pure status computation, the [`conditions`] as types), [`controller`] (the
+//! reconcile loop; [`rollout`] updates members one at a time), [`leader`] (Lease-based
+//! leader election), [`metrics`] (served by [`admin`]), [`telemetry`], [`config`] (flags)
+//! and [`run`] (wiring them together). [`fleet_health`] asks the members about their
+//! upstreams (at pod IPs in the allowed [`cidr`] networks) and summarises what they say for
+//! the status.
 
+pub mod admin;
 pub mod apply;
+pub mod children;
+pub mod cidr;
+pub mod conditions;
 pub mod config;
 pub mod controller;
 pub mod crd;
 pub mod crdgen;
+pub mod error;
 pub mod fleet_health;
 pub mod leader;
 pub mod metrics;
 pub mod resources;
+pub mod rollout;
 pub mod run;
 pub mod status;
 pub mod telemetry;
+
+pub use error::Error;

@@ -11,12 +11,13 @@ use kube::{Api, Client};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use crate::admin;
 use crate::config::Config;
 use crate::controller::{self, Ctx};
 use crate::crd::GoModuleProxy;
 use crate::fleet_health::Poller;
 use crate::leader::LeaderElector;
-use crate::metrics::{self, Metrics};
+use crate::metrics::Metrics;
 use crate::resources;
 
 /// Resolves on SIGTERM or SIGINT.
@@ -84,7 +85,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let m = metrics.clone();
         let addr = config.metrics_listen;
         tokio::spawn(async move {
-            metrics::serve(addr, m, async move { stop.cancelled_owned().await }).await
+            admin::serve(addr, m, async move { stop.cancelled_owned().await }).await
         })
     };
     metrics.ready.store(true, Ordering::Relaxed);

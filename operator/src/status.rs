@@ -1,21 +1,19 @@
-//! Pure computation of the CR's status from what the children report. `lastTransitionTime`
-//! is carried over from the previous status unless a condition's status flips, so watchers
-//! (`kubectl wait`, alerting) see real transitions only.
+//! Pure computation of the CR's status from what the children report: one function decides
+//! each of `Ready`, `Progressing` and `Degraded` (`UpstreamsHealthy` comes from
+//! [`crate::fleet_health`]), and [`notices`] says which changes deserve an Event.
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 
+use crate::conditions::ConditionType::{Degraded, Progressing, Ready, UpstreamsHealthy};
+use crate::conditions::{Status, Verdict};
 use crate::crd::{GoModuleProxy, GoModuleProxyStatus};
-use crate::fleet_health::{FleetHealth, UPSTREAMS_HEALTHY};
+use crate::fleet_health::FleetHealth;
 use crate::resources::TEMPLATE_HASH_ANNOTATION;
 use crate::resources::labels;
 use crate::resources::service::endpoint;
-
-pub const READY: &str = "Ready";
-pub const PROGRESSING: &str = "Progressing";
-pub const DEGRADED: &str = "Degraded";
 
 /// What one member Deployment reports (PerMember: one pod; Shared: all pods).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -51,10 +49,11 @@ impl MemberState {
             0
         };
         let failure = st.conditions.iter().flatten().find_map(|c| {
+            let status = Status::parse(&c.status);
             let failed = (c.type_ == "Progressing"
-                && c.status == "False"
+                && status == Some(Status::False)
                 && c.reason.as_deref() == Some("ProgressDeadlineExceeded"))
-                || (c.type_ == "ReplicaFailure" && c.status == "True");
+                || (c.type_ == "ReplicaFailure" && status == Some(Status::True));
             failed.then(|| {
                 format!(
                     "Deployment {}: {}",
@@ -107,167 +106,160 @@ pub struct Observed {
     pub health: Option<FleetHealth>,
 }
 
-fn cond(type_: &str, ok: bool, reason: &str, message: String) -> Condition {
-    Condition {
-        type_: type_.into(),
-        status: if ok { "True" } else { "False" }.into(),
-        reason: reason.into(),
-        message,
-        observed_generation: None,
-        last_transition_time: Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH),
+/// The counts every condition is decided from.
+struct Fleet<'a> {
+    /// Members the spec wants.
+    want: i32,
+    /// Pods the existing member Deployments want.
+    members: i32,
+    ready_members: i32,
+    /// Members not yet on the current template.
+    outdated: Vec<&'a str>,
+    /// Cache claims not bound yet.
+    unbound: Vec<&'a str>,
+    /// Cache claims whose PersistentVolume is gone.
+    lost: Vec<&'a str>,
+    /// Failures the member Deployments report.
+    failures: Vec<&'a str>,
+}
+
+impl<'a> Fleet<'a> {
+    fn observe(want: i32, observed: &'a Observed) -> Fleet<'a> {
+        let members = &observed.members;
+        let caches = &observed.caches;
+        Fleet {
+            want,
+            members: members.iter().map(|m| m.replicas).sum(),
+            ready_members: members.iter().map(|m| m.ready).sum(),
+            outdated: members
+                .iter()
+                .filter(|m| !m.up_to_date)
+                .map(|m| m.name.as_str())
+                .collect(),
+            unbound: caches
+                .iter()
+                .filter(|c| c.phase != "Bound")
+                .map(|c| c.name.as_str())
+                .collect(),
+            lost: caches
+                .iter()
+                .filter(|c| c.phase == "Lost")
+                .map(|c| c.name.as_str())
+                .collect(),
+            failures: members
+                .iter()
+                .filter_map(|m| m.failure.as_deref())
+                .collect(),
+        }
+    }
+
+    fn all_ready(&self) -> bool {
+        self.members == self.want && self.ready_members >= self.want && self.unbound.is_empty()
+    }
+}
+
+/// `Ready`: every member Ready on the current template, every cache bound.
+fn ready(f: &Fleet) -> Verdict {
+    let (want, ready_members) = (f.want, f.ready_members);
+    if want == 0 && f.members == 0 {
+        Ready.true_because("ScaledToZero", "The fleet has no members (replicas: 0)")
+    } else if f.all_ready() {
+        Ready.true_because(
+            "AllMembersReady",
+            format!("{ready_members}/{want} members are ready with the current configuration"),
+        )
+    } else if !f.unbound.is_empty() {
+        Ready.false_because(
+            "CachePending",
+            format!(
+                "Waiting for cache volumes to bind: {}",
+                f.unbound.join(", ")
+            ),
+        )
+    } else {
+        Ready.false_because(
+            "MembersNotReady",
+            format!("{ready_members}/{want} members are ready with the current configuration"),
+        )
+    }
+}
+
+/// `Progressing`: scaling, rolling out, or waiting for members.
+fn progressing(f: &Fleet) -> Verdict {
+    let (want, members) = (f.want, f.members);
+    if members != want {
+        let reason = if members < want {
+            "ScalingUp"
+        } else {
+            "ScalingDown"
+        };
+        Progressing.true_because(reason, format!("Scaling from {members} to {want} members"))
+    } else if !f.outdated.is_empty() {
+        Progressing.true_because(
+            "RollingOut",
+            format!(
+                "Rolling out the current configuration one member at a time; not yet updated: {}",
+                f.outdated.join(", ")
+            ),
+        )
+    } else if !f.all_ready() && want > 0 {
+        Progressing.true_because(
+            "WaitingForMembers",
+            format!("{}/{want} members are ready", f.ready_members),
+        )
+    } else {
+        Progressing.false_because(
+            "RolloutComplete",
+            "Every member runs the current configuration",
+        )
+    }
+}
+
+/// `Degraded`: the reconcile failed, a cache volume was lost, or a member failed.
+fn degraded(f: &Fleet, error: Option<&str>) -> Verdict {
+    if let Some(e) = error {
+        Degraded.true_because("ReconcileFailed", e)
+    } else if !f.lost.is_empty() {
+        Degraded.true_because(
+            "CacheVolumeLost",
+            format!(
+                "Cache volumes lost their PersistentVolume: {}",
+                f.lost.join(", ")
+            ),
+        )
+    } else if !f.failures.is_empty() {
+        Degraded.true_because("MemberFailed", f.failures.join("; "))
+    } else {
+        Degraded.false_because("AsExpected", "No failures observed")
     }
 }
 
 /// The status for `gmp` given what its children report; `now` stamps conditions that flip.
 pub fn compute(gmp: &GoModuleProxy, observed: &Observed, now: Time) -> GoModuleProxyStatus {
-    let want = gmp.replicas();
-    let members: i32 = observed.members.iter().map(|m| m.replicas).sum();
-    let ready_members: i32 = observed.members.iter().map(|m| m.ready).sum();
-    let outdated: Vec<&str> = observed
-        .members
-        .iter()
-        .filter(|m| !m.up_to_date)
-        .map(|m| m.name.as_str())
-        .collect();
-    let unbound: Vec<&str> = observed
-        .caches
-        .iter()
-        .filter(|c| c.phase != "Bound")
-        .map(|c| c.name.as_str())
-        .collect();
-    let lost: Vec<&str> = observed
-        .caches
-        .iter()
-        .filter(|c| c.phase == "Lost")
-        .map(|c| c.name.as_str())
-        .collect();
-    let failures: Vec<&str> = observed
-        .members
-        .iter()
-        .filter_map(|m| m.failure.as_deref())
-        .collect();
-
-    let all_ready = members == want && ready_members >= want && unbound.is_empty();
-    let ready = if want == 0 && members == 0 {
-        cond(
-            READY,
-            true,
-            "ScaledToZero",
-            "The fleet has no members (replicas: 0)".into(),
-        )
-    } else if all_ready {
-        cond(
-            READY,
-            true,
-            "AllMembersReady",
-            format!("{ready_members}/{want} members are ready with the current configuration"),
-        )
-    } else if !unbound.is_empty() {
-        cond(
-            READY,
-            false,
-            "CachePending",
-            format!("Waiting for cache volumes to bind: {}", unbound.join(", ")),
-        )
-    } else {
-        cond(
-            READY,
-            false,
-            "MembersNotReady",
-            format!("{ready_members}/{want} members are ready with the current configuration"),
-        )
-    };
-
-    let progressing = if members != want {
-        cond(
-            PROGRESSING,
-            true,
-            if members < want {
-                "ScalingUp"
-            } else {
-                "ScalingDown"
-            },
-            format!("Scaling from {members} to {want} members"),
-        )
-    } else if !outdated.is_empty() {
-        cond(
-            PROGRESSING,
-            true,
-            "RollingOut",
-            format!(
-                "Rolling out the current configuration one member at a time; not yet updated: {}",
-                outdated.join(", ")
-            ),
-        )
-    } else if !all_ready && want > 0 {
-        cond(
-            PROGRESSING,
-            true,
-            "WaitingForMembers",
-            format!("{ready_members}/{want} members are ready"),
-        )
-    } else {
-        cond(
-            PROGRESSING,
-            false,
-            "RolloutComplete",
-            "Every member runs the current configuration".into(),
-        )
-    };
-
-    let degraded = if let Some(e) = &observed.error {
-        cond(DEGRADED, true, "ReconcileFailed", e.clone())
-    } else if !lost.is_empty() {
-        cond(
-            DEGRADED,
-            true,
-            "CacheVolumeLost",
-            format!(
-                "Cache volumes lost their PersistentVolume: {}",
-                lost.join(", ")
-            ),
-        )
-    } else if !failures.is_empty() {
-        cond(DEGRADED, true, "MemberFailed", failures.join("; "))
-    } else {
-        cond(DEGRADED, false, "AsExpected", "No failures observed".into())
-    };
-
-    // Not part of Ready: members serve cached artifacts whatever their upstreams do, and a
-    // fleet that flapped to not-Ready on every upstream hiccup would page the wrong people.
-    let upstreams_healthy = observed.health.as_ref().map(|h| Condition {
-        status: h.verdict.status.into(),
-        ..cond(
-            UPSTREAMS_HEALTHY,
-            false,
-            h.verdict.reason,
-            h.verdict.message.clone(),
-        )
-    });
-
+    let fleet = Fleet::observe(gmp.replicas(), observed);
+    // `UpstreamsHealthy` is not part of Ready: members serve cached artifacts whatever their
+    // upstreams do, and a fleet that flapped to not-Ready on every upstream hiccup would
+    // page the wrong people.
+    let upstreams_healthy = observed.health.as_ref().map(|h| h.verdict.clone());
     let previous = gmp
         .status
         .as_ref()
         .map(|s| s.conditions.as_slice())
         .unwrap_or_default();
-    let conditions = [ready, progressing, degraded]
-        .into_iter()
-        .chain(upstreams_healthy)
-        .map(|mut c| {
-            c.observed_generation = gmp.metadata.generation;
-            c.last_transition_time = previous
-                .iter()
-                .find(|p| p.type_ == c.type_ && p.status == c.status)
-                .map(|p| p.last_transition_time.clone())
-                .unwrap_or_else(|| now.clone());
-            c
-        })
-        .collect();
+    let conditions = [
+        ready(&fleet),
+        progressing(&fleet),
+        degraded(&fleet, observed.error.as_deref()),
+    ]
+    .into_iter()
+    .chain(upstreams_healthy)
+    .map(|v| v.into_condition(previous, gmp.metadata.generation, &now))
+    .collect();
 
     GoModuleProxyStatus {
         observed_generation: gmp.metadata.generation,
-        members,
-        ready_members,
+        members: fleet.members,
+        ready_members: fleet.ready_members,
         endpoint: endpoint(gmp),
         selector: labels::selector_string(&labels::fleet_selector(&gmp.name_any())),
         upstreams: observed
@@ -279,14 +271,38 @@ pub fn compute(gmp: &GoModuleProxy, observed: &Observed, now: Time) -> GoModuleP
     }
 }
 
-/// The condition of `type_` in a status, if any.
-pub fn condition<'a>(status: &'a GoModuleProxyStatus, type_: &str) -> Option<&'a Condition> {
-    status.conditions.iter().find(|c| c.type_ == type_)
+/// An Event worth publishing about a status change.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Notice {
+    pub warning: bool,
+    pub reason: String,
+    pub message: String,
+}
+
+/// The Events a change of the status from `old` to `new` deserves: `Ready` turning true or
+/// not, and upstream outages and recoveries (not every `Unknown`: members that start up or
+/// go away are `Ready`'s business).
+pub fn notices(old: Option<&GoModuleProxyStatus>, new: &GoModuleProxyStatus) -> Vec<Notice> {
+    let notice = |c: &Condition| Notice {
+        warning: c.status != Status::True.as_str(),
+        reason: c.reason.clone(),
+        message: c.message.clone(),
+    };
+    let was_ready = Ready.status_in(old) == Some(Status::True);
+    let ready = Ready
+        .find(new)
+        .filter(|r| (r.status == Status::True.as_str()) != was_ready);
+    let upstreams = UpstreamsHealthy.find(new).filter(|u| {
+        u.status != Status::Unknown.as_str()
+            && UpstreamsHealthy.status_in(old) != Status::parse(&u.status)
+    });
+    ready.into_iter().chain(upstreams).map(notice).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conditions::ConditionType;
     use crate::resources::testutil::minimal;
     use k8s_openapi::jiff::Timestamp;
 
@@ -313,8 +329,8 @@ mod tests {
             .collect()
     }
 
-    fn get<'a>(s: &'a GoModuleProxyStatus, t: &str) -> &'a Condition {
-        condition(s, t).unwrap()
+    fn get(s: &GoModuleProxyStatus, t: ConditionType) -> &Condition {
+        t.find(s).unwrap()
     }
 
     #[test]
@@ -335,14 +351,14 @@ mod tests {
             "app.kubernetes.io/component=proxy,app.kubernetes.io/instance=gomod,app.kubernetes.io/name=modfleet-proxy"
         );
         assert_eq!(s.observed_generation, Some(1));
-        let r = get(&s, READY);
+        let r = get(&s, Ready);
         assert_eq!(
             (r.status.as_str(), r.reason.as_str()),
             ("True", "AllMembersReady")
         );
         assert_eq!(r.observed_generation, Some(1));
-        assert_eq!(get(&s, PROGRESSING).status, "False");
-        assert_eq!(get(&s, DEGRADED).reason, "AsExpected");
+        assert_eq!(get(&s, Progressing).status, "False");
+        assert_eq!(get(&s, Degraded).reason, "AsExpected");
     }
 
     #[test]
@@ -360,13 +376,13 @@ mod tests {
             health: None,
         };
         let s = compute(&g, &obs, t(100));
-        let r = get(&s, READY);
+        let r = get(&s, Ready);
         assert_eq!(
             (r.status.as_str(), r.reason.as_str()),
             ("False", "CachePending")
         );
         assert!(r.message.contains("gomod-cache-2"));
-        let p = get(&s, PROGRESSING);
+        let p = get(&s, Progressing);
         assert_eq!(
             (p.status.as_str(), p.reason.as_str()),
             ("True", "ScalingUp")
@@ -386,11 +402,11 @@ mod tests {
         };
         let s = compute(&g, &obs, t(100));
         assert_eq!(s.ready_members, 1);
-        let p = get(&s, PROGRESSING);
+        let p = get(&s, Progressing);
         assert_eq!(p.reason, "RollingOut");
         assert!(p.message.contains("gomod-1, gomod-2"), "{}", p.message);
-        assert_eq!(get(&s, READY).reason, "MembersNotReady");
-        let d = get(&s, DEGRADED);
+        assert_eq!(get(&s, Ready).reason, "MembersNotReady");
+        let d = get(&s, Degraded);
         assert_eq!(
             (d.status.as_str(), d.reason.as_str()),
             ("True", "MemberFailed")
@@ -404,7 +420,7 @@ mod tests {
             ..Observed::default()
         };
         let s = compute(&minimal(), &obs, t(1));
-        let d = get(&s, DEGRADED);
+        let d = get(&s, Degraded);
         assert_eq!(d.reason, "ReconcileFailed");
         assert!(d.message.contains("forbidden"));
     }
@@ -414,8 +430,8 @@ mod tests {
         let mut g = minimal();
         g.spec.replicas = 0;
         let s = compute(&g, &Observed::default(), t(1));
-        assert_eq!(get(&s, READY).reason, "ScaledToZero");
-        assert_eq!(get(&s, PROGRESSING).status, "False");
+        assert_eq!(get(&s, Ready).reason, "ScaledToZero");
+        assert_eq!(get(&s, Progressing).status, "False");
     }
 
     #[test]
@@ -437,15 +453,15 @@ mod tests {
         not_ready.members[2] = member(2, false, true);
         g.status = Some(s2);
         let s3 = compute(&g, &not_ready, t(300));
-        assert_eq!(get(&s3, READY).last_transition_time, t(300));
-        assert_eq!(get(&s3, DEGRADED).last_transition_time, t(100));
+        assert_eq!(get(&s3, Ready).last_transition_time, t(300));
+        assert_eq!(get(&s3, Degraded).last_transition_time, t(100));
         // Message changes without a flip keep the time too.
         g.status = Some(s3);
         let mut two_down = not_ready.clone();
         two_down.members[1] = member(1, false, true);
         let s4 = compute(&g, &two_down, t(400));
-        assert_eq!(get(&s4, READY).last_transition_time, t(300));
-        assert!(get(&s4, READY).message.starts_with("1/3"));
+        assert_eq!(get(&s4, Ready).last_transition_time, t(300));
+        assert!(get(&s4, Ready).message.starts_with("1/3"));
     }
 
     fn health(status: &'static str, reason: &'static str, message: &str) -> FleetHealth {
@@ -456,8 +472,9 @@ mod tests {
                 members: 3,
                 last_error: None,
             }],
-            verdict: crate::fleet_health::Verdict {
-                status,
+            verdict: Verdict {
+                type_: UpstreamsHealthy,
+                status: Status::parse(status).unwrap(),
                 reason,
                 message: message.into(),
             },
@@ -478,18 +495,18 @@ mod tests {
             )),
         };
         let s1 = compute(&g, &obs, t(100));
-        let u = get(&s1, UPSTREAMS_HEALTHY);
+        let u = get(&s1, UpstreamsHealthy);
         assert_eq!(
             (u.status.as_str(), u.reason.as_str()),
             ("False", "UpstreamDown")
         );
         assert_eq!(u.observed_generation, Some(1));
         assert_eq!(
-            get(&s1, READY).status,
+            get(&s1, Ready).status,
             "True",
             "cached artifacts still serve"
         );
-        assert_eq!(get(&s1, DEGRADED).status, "False");
+        assert_eq!(get(&s1, Degraded).status, "False");
         assert_eq!(s1.upstreams[0].healthy_members, 0);
         assert_eq!(s1.upstreams[0].members, 3);
 
@@ -500,23 +517,62 @@ mod tests {
         // Recovery flips the condition (new time) and leaves the others alone.
         obs.health = Some(health("True", "AllUpstreamsHealthy", "Every upstream ..."));
         let s2 = compute(&g, &obs, t(300));
-        assert_eq!(get(&s2, UPSTREAMS_HEALTHY).status, "True");
-        assert_eq!(get(&s2, UPSTREAMS_HEALTHY).last_transition_time, t(300));
-        assert_eq!(get(&s2, READY).last_transition_time, t(100));
+        assert_eq!(get(&s2, UpstreamsHealthy).status, "True");
+        assert_eq!(get(&s2, UpstreamsHealthy).last_transition_time, t(300));
+        assert_eq!(get(&s2, Ready).last_transition_time, t(100));
         assert_eq!(s2.upstreams[0].healthy_members, 3);
 
         // Unknown is a flip too.
         g.status = Some(s2);
         obs.health = Some(health("Unknown", "NoMemberReports", "No Ready member ..."));
         let s3 = compute(&g, &obs, t(400));
-        assert_eq!(get(&s3, UPSTREAMS_HEALTHY).status, "Unknown");
-        assert_eq!(get(&s3, UPSTREAMS_HEALTHY).last_transition_time, t(400));
+        assert_eq!(get(&s3, UpstreamsHealthy).status, "Unknown");
+        assert_eq!(get(&s3, UpstreamsHealthy).last_transition_time, t(400));
+    }
+
+    #[test]
+    fn events_for_ready_flips_and_upstream_outages_and_recoveries() {
+        let reasons = |n: Vec<Notice>| {
+            n.into_iter()
+                .map(|n| (n.warning, n.reason))
+                .collect::<Vec<_>>()
+        };
+        let g = minimal();
+        let mut obs = Observed {
+            members: (0..3).map(|i| member(i, true, true)).collect(),
+            caches: bound(3),
+            error: None,
+            health: Some(health("Unknown", "NoReadyMembers", "No Ready member ...")),
+        };
+        let first = compute(&g, &obs, t(100));
+        // Ready for the first time; Unknown upstream health is not news.
+        assert_eq!(
+            reasons(notices(None, &first)),
+            [(false, "AllMembersReady".to_string())]
+        );
+        assert!(notices(Some(&first), &first).is_empty());
+        obs.members[0] = member(0, false, true);
+        obs.health = Some(health("False", "UpstreamDown", "... 0/3 members"));
+        let down = compute(&g, &obs, t(200));
+        assert_eq!(
+            reasons(notices(Some(&first), &down)),
+            [
+                (true, "MembersNotReady".to_string()),
+                (true, "UpstreamDown".to_string())
+            ]
+        );
+        obs.health = Some(health("True", "AllUpstreamsHealthy", "Every upstream ..."));
+        let recovered = compute(&g, &obs, t(300));
+        assert_eq!(
+            reasons(notices(Some(&down), &recovered)),
+            [(false, "AllUpstreamsHealthy".to_string())]
+        );
     }
 
     #[test]
     fn no_polling_means_no_condition_and_no_upstreams() {
         let s = compute(&minimal(), &Observed::default(), t(1));
-        assert!(condition(&s, UPSTREAMS_HEALTHY).is_none());
+        assert!(UpstreamsHealthy.find(&s).is_none());
         assert!(s.upstreams.is_empty());
         // Written even when empty: the status is a merge patch, and an omitted list would
         // leave a stale one in place.

@@ -1,5 +1,5 @@
-//! The labels every child carries (see ARCHITECTURE.md). Selectors use only the stable
-//! subset, because a Deployment's selector is immutable.
+//! The labels every child carries (docs/operator.md, "What it creates"). Selectors use only
+//! the stable subset, because a Deployment's selector is immutable.
 
 use std::collections::BTreeMap;
 

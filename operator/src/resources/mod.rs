@@ -52,7 +52,7 @@ pub struct Context {
     pub operator_namespace: Option<String>,
 }
 
-/// Child names (ARCHITECTURE.md).
+/// Child names (the table "What it creates" in docs/operator.md).
 pub mod names {
     pub fn service(gmp: &str) -> String {
         gmp.to_owned()
@@ -90,46 +90,57 @@ pub(crate) fn meta(
     }
 }
 
-/// Everything the fleet should consist of.
-#[derive(Clone, Debug, Default)]
+/// Which members the fleet has: `Some(i)` for each member in PerMember mode, a single
+/// `None` (the one shared Deployment and claim) in Shared mode.
+fn members(gmp: &GoModuleProxy) -> Vec<Option<usize>> {
+    match gmp.spec.cache.mode {
+        CacheMode::PerMember => (0..usize::try_from(gmp.replicas()).unwrap_or(0))
+            .map(Some)
+            .collect(),
+        CacheMode::Shared => vec![None],
+    }
+}
+
+/// The cache claims, in member order. They are applied before anything else: the proxy
+/// config must fit the volumes the members really have ([`Context::smallest_cache_bytes`]),
+/// which only the applied claims tell.
+pub fn cache_claims(gmp: &GoModuleProxy, ctx: &Context) -> Vec<PersistentVolumeClaim> {
+    members(gmp)
+        .into_iter()
+        .map(|m| pvc::build(gmp, ctx, m))
+        .collect()
+}
+
+/// Everything else the fleet consists of.
+#[derive(Clone, Debug)]
 pub struct Desired {
-    pub config_map: Option<ConfigMap>,
-    pub service_account: Option<ServiceAccount>,
+    pub config_map: ConfigMap,
+    pub service_account: ServiceAccount,
+    /// The client Service and the headless peers Service.
     pub services: Vec<Service>,
+    /// Only with more than one member.
     pub pdb: Option<PodDisruptionBudget>,
+    /// Unless `networkPolicy.enabled: false`.
     pub network_policy: Option<NetworkPolicy>,
     /// Member Deployments in member order (one in Shared mode).
     pub deployments: Vec<Deployment>,
-    pub pvcs: Vec<PersistentVolumeClaim>,
 }
 
-/// Builds the complete desired set.
+/// Builds everything but the cache claims, for the volumes `ctx` says the members have.
 pub fn desired(gmp: &GoModuleProxy, ctx: &Context) -> Desired {
-    let replicas = usize::try_from(gmp.replicas()).unwrap_or(0);
     let config_map = configmap::build(gmp, ctx);
     let config_hash = configmap::hash(&config_map);
-    let (deployments, pvcs) = match gmp.spec.cache.mode {
-        CacheMode::PerMember => (0..replicas)
-            .map(|i| {
-                (
-                    deployment::build(gmp, ctx, Some(i), &config_hash),
-                    pvc::build(gmp, ctx, Some(i)),
-                )
-            })
-            .unzip(),
-        CacheMode::Shared => (
-            vec![deployment::build(gmp, ctx, None, &config_hash)],
-            vec![pvc::build(gmp, ctx, None)],
-        ),
-    };
+    let deployments = members(gmp)
+        .into_iter()
+        .map(|m| deployment::build(gmp, ctx, m, &config_hash))
+        .collect();
     Desired {
-        config_map: Some(config_map),
-        service_account: Some(serviceaccount::build(gmp, ctx)),
+        config_map,
+        service_account: serviceaccount::build(gmp, ctx),
         services: vec![service::build(gmp, ctx), service::build_peers(gmp, ctx)],
         pdb: pdb::build(gmp, ctx),
         network_policy: networkpolicy::build(gmp, ctx),
         deployments,
-        pvcs,
     }
 }
 
@@ -238,8 +249,7 @@ mod tests {
             .map(|d| d.metadata.name.clone().unwrap())
             .collect();
         assert_eq!(names, ["gomod-0", "gomod-1", "gomod-2"]);
-        let pvcs: Vec<_> = d
-            .pvcs
+        let pvcs: Vec<_> = cache_claims(&minimal(), &ctx())
             .iter()
             .map(|d| d.metadata.name.clone().unwrap())
             .collect();
@@ -260,7 +270,8 @@ mod tests {
         let d = desired(&g, &ctx());
         assert_eq!(d.deployments.len(), 1);
         assert_eq!(d.deployments[0].metadata.name.as_deref(), Some("gomod"));
-        assert_eq!(d.pvcs[0].metadata.name.as_deref(), Some("gomod-cache"));
+        let pvcs = cache_claims(&g, &ctx());
+        assert_eq!(pvcs[0].metadata.name.as_deref(), Some("gomod-cache"));
         assert!(d.pdb.is_none(), "no PDB for a single member");
         assert!(d.network_policy.is_none());
     }
@@ -271,6 +282,6 @@ mod tests {
         g.spec.replicas = 0;
         let d = desired(&g, &ctx());
         assert!(d.deployments.is_empty());
-        assert!(d.pvcs.is_empty());
+        assert!(cache_claims(&g, &ctx()).is_empty());
     }
 }

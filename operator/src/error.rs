@@ -1,0 +1,81 @@
+//! What a reconcile can fail with, in one place (kube-rs's controller-rs keeps its `Error`
+//! at the crate root): every API call of a reconcile returns it, and [`Error::reason`] is
+//! what metrics and Events count failures by.
+
+/// Errors a reconcile can end with. Each names the object and what we tried to do, so the
+/// message in the `Degraded` condition and in Events is enough to act on.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("applying {kind} {name}: {source}")]
+    Apply {
+        kind: String,
+        name: String,
+        source: kube::Error,
+    },
+    #[error("reading {kind} {name}: {source}")]
+    Get {
+        kind: String,
+        name: String,
+        source: kube::Error,
+    },
+    #[error("listing {kind} of {instance}: {source}")]
+    List {
+        kind: String,
+        instance: String,
+        source: kube::Error,
+    },
+    #[error("deleting {kind} {name}: {source}")]
+    Delete {
+        kind: String,
+        name: String,
+        source: kube::Error,
+    },
+    #[error("releasing PersistentVolumeClaim {name} (removing our owner reference): {source}")]
+    Release { name: String, source: kube::Error },
+    #[error("updating the status of GoModuleProxy {name}: {source}")]
+    Status { name: String, source: kube::Error },
+    #[error("managing finalizer {finalizer} of GoModuleProxy {name}: {source}")]
+    Finalizer {
+        finalizer: &'static str,
+        name: String,
+        source: kube::Error,
+    },
+    #[error("GoModuleProxy has no {0} (the API server always sets it; is this a real object?)")]
+    Missing(&'static str),
+}
+
+impl Error {
+    /// The API server refused the write as forbidden or invalid (not a transient failure).
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            Error::Apply { source: kube::Error::Api(s), .. } if s.code == 403 || s.code == 422
+        )
+    }
+
+    /// Short CamelCase reason for metrics and Events.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::Apply { .. } => "ApplyFailed",
+            Error::Get { .. } => "GetFailed",
+            Error::List { .. } => "ListFailed",
+            Error::Delete { .. } => "DeleteFailed",
+            Error::Release { .. } => "ReleaseFailed",
+            Error::Status { .. } => "StatusUpdateFailed",
+            Error::Finalizer { .. } => "FinalizerFailed",
+            Error::Missing(_) => "InvalidObject",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_messages_name_the_object() {
+        let e = Error::Missing("uid");
+        assert_eq!(e.reason(), "InvalidObject");
+        assert!(e.to_string().contains("no uid"));
+    }
+}
