@@ -10,6 +10,7 @@ pub mod cache;
 pub mod coalesce;
 pub mod config;
 pub mod fetch;
+pub mod file_body;
 pub mod metrics;
 pub mod protocol;
 pub mod server;

@@ -20,6 +20,7 @@ use tracing::Instrument;
 
 use crate::config::Config;
 use crate::fetch::{Body, CacheResult, Fetcher, Served};
+use crate::file_body::FileBody;
 use crate::metrics::{Metrics, RequestLabels, RouteLabel, TraceExemplar};
 use crate::protocol::{ProtocolError, Request, Route, SumdbPath, VersionQuery};
 use crate::upstream::UpstreamPool;
@@ -323,42 +324,12 @@ async fn respond(
         AxumBody::empty()
     } else {
         match served.body {
-            Body::File(f) => AxumBody::from_stream(file_stream(f.file)),
+            Body::File(f) => AxumBody::new(FileBody::new(f.file, f.len)),
             Body::Bytes { bytes, .. } => AxumBody::from(bytes),
             Body::Upstream(r) => AxumBody::from_stream(r.into_stream()),
         }
     };
     builder.body(body).expect("valid response")
-}
-
-/// Streams a file from one blocking-pool thread through a small channel, rather than one
-/// blocking-pool hop per chunk as `tokio::fs` would do. Backpressure: the reader waits while
-/// the channel is full (a slow client holds one blocking thread, no memory).
-fn file_stream(
-    mut file: std::fs::File,
-) -> impl futures::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static {
-    use std::io::Read;
-    // 64 KiB chunks, at most two queued: under 200 KiB buffered per download in flight.
-    const CHUNK: usize = 64 << 10;
-    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(2);
-    tokio::task::spawn_blocking(move || {
-        loop {
-            let mut buf = bytes::BytesMut::zeroed(CHUNK);
-            let chunk = match file.read(&mut buf) {
-                Ok(0) => return,
-                Ok(n) => {
-                    buf.truncate(n);
-                    Ok(buf.freeze())
-                }
-                Err(e) => Err(e),
-            };
-            let failed = chunk.is_err();
-            if tx.blocking_send(chunk).is_err() || failed {
-                return; // the client went away, or the error is delivered
-            }
-        }
-    });
-    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) })
 }
 
 /// A one-line text/plain error, as the go command prints it.
