@@ -11,6 +11,7 @@ pub mod coalesce;
 pub mod config;
 pub mod fetch;
 pub mod file_body;
+pub mod listener;
 pub mod metrics;
 pub mod protocol;
 pub mod server;
