@@ -11,6 +11,7 @@ use crate::cache::Cache;
 use crate::config::{Config, ConnectionLimits};
 use crate::fetch::Fetcher;
 use crate::listener::{self, Listener, fd_limit};
+use crate::liveness::ServingCheck;
 use crate::metrics::Metrics;
 use crate::server::{AdminState, AppState, admin_router, proxy_router};
 use crate::upstream::UpstreamPool;
@@ -84,6 +85,7 @@ pub async fn serve(
         metrics: metrics.clone(),
         pool: pool.clone(),
         ready: AtomicBool::new(false),
+        serving: ServingCheck::new(config.cache_dir.clone()),
     });
     let admin_listener = TcpListener::bind(config.admin_listen)
         .await

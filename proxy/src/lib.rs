@@ -12,6 +12,7 @@ pub mod config;
 pub mod fetch;
 pub mod file_body;
 pub mod listener;
+pub mod liveness;
 pub mod metrics;
 pub mod protocol;
 pub mod server;

@@ -21,6 +21,7 @@ use tracing::Instrument;
 use crate::config::Config;
 use crate::fetch::{Body, CacheResult, Fetcher, Served};
 use crate::file_body::FileBody;
+use crate::liveness::{self, ServingCheck};
 use crate::metrics::{Metrics, RequestLabels, RouteLabel, TraceExemplar};
 use crate::protocol::{ProtocolError, Request, Route, SumdbPath, VersionQuery};
 use crate::upstream::UpstreamPool;
@@ -41,6 +42,8 @@ pub struct AdminState {
     pub pool: Arc<UpstreamPool>,
     /// Set once the cache is open and the GOPROXY endpoint listens.
     pub ready: AtomicBool,
+    /// What `/healthz` checks once ready.
+    pub serving: ServingCheck,
 }
 
 /// The GOPROXY endpoint. Every path goes through [`Request::parse`].
@@ -51,11 +54,30 @@ pub fn proxy_router(state: Arc<AppState>) -> Router {
 /// The admin endpoint.
 pub fn admin_router(state: Arc<AdminState>) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/status", get(status))
         .with_state(state)
+}
+
+/// Liveness: ok while starting (indexing a large cache must not get the member restarted),
+/// then ok only while a cached request could be served ([`crate::liveness`]).
+async fn healthz(State(state): State<Arc<AdminState>>) -> Response {
+    if !state.ready.load(Ordering::Acquire) {
+        return (StatusCode::OK, "ok\n").into_response();
+    }
+    match state.serving.run(liveness::DEADLINE).await {
+        Ok(()) => (StatusCode::OK, "ok\n").into_response(),
+        Err(why) => {
+            tracing::warn!("/healthz: cannot serve cached requests: {why}");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("cannot serve cached requests: {why}\n"),
+            )
+                .into_response()
+        }
+    }
 }
 
 async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
