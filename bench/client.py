@@ -225,9 +225,17 @@ class SlowResult:
     seconds_to_answer_all: float
 
 
+# An Ethernet path's segment size. Loopback's 64 KiB MTU lets the contenders' kernels autotune
+# each stalled download's send buffer to megabytes: with 1,000 slow clients that is gigabytes
+# of kernel memory, past the host's tcp_mem pressure limit, which would stall every TCP
+# connection on the machine (the probes' included). Real clients do not sit on loopback.
+ETHERNET_MSS = 1448
+
+
 def _slow_socket(address, port, local, rcvbuf):
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, ETHERNET_MSS)
     s.bind((local, 0))
     s.connect((address, port))
     return s
