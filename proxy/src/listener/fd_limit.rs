@@ -8,7 +8,9 @@ use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
 /// Descriptors kept for everything but client connections: connections to upstreams, cache
 /// files being written or indexed, the listeners, logs.
 pub const RESERVED: u64 = 256;
-/// What one client connection may hold: its socket and the cached file it streams.
+/// What one client connection may hold: its socket and the cached file it streams. That is
+/// HTTP/1.1, what the go command speaks to a GOPROXY; an HTTP/2 connection may stream up to
+/// [`super::H2_MAX_STREAMS`] files at once, which the reserve absorbs only for a few of them.
 pub const PER_CONNECTION: u64 = 2;
 
 /// The soft limit before and after [`raise`], and the hard limit (`None`: unlimited).
