@@ -11,6 +11,7 @@ import http.client
 import json
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import threading
@@ -209,3 +210,98 @@ def summarize(fetches):
     return Summary(len(fetches), len(errs), percentile(secs, 50), percentile(secs, 99),
                    max(secs) if secs else float("nan"),
                    [f"{f.path}: {f.error}" for f in errs[:3]])
+
+
+@dataclass
+class SlowResult:
+    """Clients that open a download and never read, and a small file fetched meanwhile."""
+
+    clients: int  # slow clients asked for
+    answered: int  # of them, those whose response began with 200 (peeked, never read)
+    refused: int  # of them, those answered otherwise or closed before any answer
+    still_open: int  # of the answered, those the contender still held open after the probes
+    probe: Summary  # the small file's fetches
+    probe_timeouts: int
+    seconds_to_answer_all: float
+
+
+# An Ethernet path's segment size. Loopback's 64 KiB MTU lets the contenders' kernels autotune
+# each stalled download's send buffer to megabytes: with 1,000 slow clients that is gigabytes
+# of kernel memory, past the host's tcp_mem pressure limit, which would stall every TCP
+# connection on the machine (the probes' included). Real clients do not sit on loopback.
+ETHERNET_MSS = 1448
+
+
+def _slow_socket(address, port, local, rcvbuf):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, ETHERNET_MSS)
+    s.bind((local, 0))
+    s.connect((address, port))
+    return s
+
+
+def _peek(s):
+    """What the peer sent so far without taking it: the receive window stays shut."""
+    try:
+        return s.recv(16, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        return None  # nothing yet
+    except OSError:
+        return b""  # reset: closed
+
+
+def slow_readers(base, artifact, clients, locals_, probe, probes, rcvbuf=16384, timeout=60.0,
+                 probe_timeout=10.0):
+    """`clients` connections (spread over the loopback addresses `locals_`) each send a GET of
+    `artifact` and never read the body; once every one has an answer, `probes` GETs of `probe`
+    are timed one after another on one keep-alive connection. Answers are looked at with
+    MSG_PEEK only, so no slow client ever opens its receive window."""
+    u = urllib.parse.urlsplit(base)
+    request = f"GET {artifact.path} HTTP/1.1\r\nHost: {u.hostname}:{u.port}\r\n\r\n".encode()
+    socks = []
+    try:
+        start = time.perf_counter()
+        for i in range(clients):
+            s = _slow_socket(u.hostname, u.port, locals_[i % len(locals_)], rcvbuf)
+            s.sendall(request)
+            socks.append(s)
+        pending = dict(enumerate(socks))
+        answered = refused = 0
+        deadline = time.monotonic() + timeout
+        while pending and time.monotonic() < deadline:
+            for i, s in list(pending.items()):
+                head = _peek(s)
+                if head is None:
+                    continue
+                del pending[i]
+                if head.startswith(b"HTTP/1.1 200"):
+                    answered += 1
+                else:
+                    refused += 1
+            if pending:
+                time.sleep(0.01)
+        refused += len(pending)
+        to_answer = time.perf_counter() - start
+
+        fetches, timeouts, in_a_row = [], 0, 0
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=probe_timeout)
+        for _ in range(probes):
+            f = fetch(base, probe, conn)
+            fetches.append(f)
+            if f.status == 0:
+                conn.close()
+                conn = http.client.HTTPConnection(u.hostname, u.port, timeout=probe_timeout)
+                if "timed out" in f.error:
+                    timeouts += 1
+                    in_a_row += 1
+                    if in_a_row >= 3:
+                        break  # it hangs: three in a row are enough to say so
+            else:
+                in_a_row = 0
+        conn.close()
+        still_open = sum(1 for s in socks if _peek(s) not in (b"",))
+        return SlowResult(clients, answered, refused, still_open, summarize(fetches), timeouts, to_answer)
+    finally:
+        for s in socks:
+            s.close()

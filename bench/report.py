@@ -218,6 +218,54 @@ def failover_section(r):
     return lines
 
 
+def slow_section(r):
+    slow = r.get("slow") or {}
+    title = "## 6. Clients that never read"
+    if not slow or "harness_error" in slow:
+        return [title, "", "Not run." if not slow else f"Harness error: `{slow['harness_error'][-300:]}`"]
+    t = slow["target"]
+    lines = [
+        title,
+        "",
+        f"{slow['clients']:,} clients (from {slow['addresses']} loopback addresses, as from that many build pods) "
+        f"each open a download of a cached {t['size'] / 2**20:.1f} MiB zip (`{t['path']}`) and never read it: a "
+        "16 KiB receive buffer and an Ethernet segment size (1448 bytes; on loopback's 64 KiB MTU the "
+        "contenders' kernels would autotune each stalled send buffer to megabytes, gigabytes in all), the answer "
+        "only peeked at (`MSG_PEEK`), so every download stalls once the socket buffers are full. When every one has its `200`, the same module's cached `.mod` "
+        f"(`{slow['probe']}`) is fetched {slow['probes']:,} times, one after another on one keep-alive "
+        "connection (10 s timeout each; after three timeouts in a row the contender is taken to hang), and "
+        "checked against the corpus. Peak RSS is VmHWM after the probes (nginx: master and workers summed). "
+        "Goal: `.mod` p99 under 50 ms and peak RSS under 128 MiB with 1,000 slow clients.",
+        "",
+        "| contender | slow clients answered | still open after | .mod fetches | p50 ms | p99 ms | max ms | errors (timeouts) | peak RSS MiB | p99 vs modfleet | RSS vs modfleet |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    res = slow.get("results", {})
+    base = res.get("modfleet", {})
+    for name, x in res.items():
+        if x.get("error"):
+            lines.append(f"| {name} | **error** | | | | | | | | | |")
+            continue
+        p = x["probe"]
+        bp = None if base.get("probe_timeouts") else (base.get("probe") or {}).get("p99")
+        if x["probe_timeouts"]:
+            # Latency of requests that never finished is the timeout, not a figure.
+            p50 = p99 = mx = "hangs"
+            p99_ratio = "—"
+        else:
+            p50, p99, mx = f"{p['p50'] * 1000:.2f}", f"{p['p99'] * 1000:.2f}", f"{p['max'] * 1000:.1f}"
+            p99_ratio = _ratio(p["p99"], bp)
+        lines.append(
+            f"| {name} | {x['answered']:,} / {x['clients']:,} | {x['still_open']:,} | {p['count']:,} | "
+            f"{p50} | {p99} | {mx} | {p['errors']} ({x['probe_timeouts']}) | "
+            f"{_fmt(_mib(x['rss_kib']))} | {p99_ratio} | {_ratio(_mib(x['rss_kib']), _mib(base.get('rss_kib')))} |"
+        )
+    errs = [(n, x["error"]) for n, x in res.items() if x.get("error")]
+    if errs:
+        lines += [""] + [f"- **{n} errored**: {e}" for n, e in errs]
+    return lines
+
+
 def goals_section(r):
     """The issue's goals, each met / not met / not measurable in this run."""
     warm = r.get("warm") or {}
@@ -247,6 +295,14 @@ def goals_section(r):
     rm, ra = warm.get("modfleet", {}).get("rss_kib"), warm.get("athens", {}).get("rss_kib")
     rows.append(("peak RSS ≤ ¼ of Athens", f"{_fmt(_mib(rm))} vs {_fmt(_mib(ra))} MiB",
                  verdict(None if not (rm and ra) else rm * 4 <= ra)))
+    sm = (r.get("slow") or {}).get("results", {}).get("modfleet", {})
+    if sm and not sm.get("error"):
+        p99 = sm["probe"]["p99"] * 1000
+        ok = sm["probe"]["errors"] == 0 and sm["answered"] == sm["clients"]
+        rows.append((f"{sm['clients']:,} clients that never read: cached .mod p99 < 50 ms",
+                     f"{p99:.1f} ms, {sm['probe']['errors']} errors", verdict(ok and p99 < 50)))
+        rows.append((f"{sm['clients']:,} clients that never read: peak RSS < 128 MiB",
+                     f"{_fmt(_mib(sm['rss_kib']))} MiB", verdict(sm["rss_kib"] < 128 * 1024)))
     if r.get("unavailable", {}).get("athens"):
         g = max_rps("goproxy")
         cg = cold.get("goproxy", {})
@@ -374,6 +430,7 @@ def write(r, out_dir, log=print):
         cold_section(r, rel),
         herd_section(r, rel),
         failover_section(r),
+        slow_section(r),
     ]
     if notes.exists() and not r["smoke"]:
         parts.append(["## Analysis", "", f"Written by hand from the run above ([benchmarks/notes.md](benchmarks/notes.md)).", "",

@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import subprocess
@@ -36,9 +37,14 @@ import tools  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 
 FULL = dict(connections=[16, 64, 256], seconds=15, latencies_ms=[0, 20, 80], herd_clients=200,
-            herd_latencies_ms=[0, 20, 80], failover_artifacts=120, failover_delay_s=2.0)
+            herd_latencies_ms=[0, 20, 80], failover_artifacts=120, failover_delay_s=2.0,
+            slow_clients=1000, slow_probes=1000)
 SMOKE = dict(connections=[16], seconds=2, latencies_ms=[20], herd_clients=50,
-             herd_latencies_ms=[20], failover_artifacts=12, failover_delay_s=2.0)
+             herd_latencies_ms=[20], failover_artifacts=12, failover_delay_s=2.0,
+             slow_clients=50, slow_probes=50)
+# The slow clients come from these loopback addresses, as from that many build pods.
+SLOW_ADDRESSES = [f"127.0.1.{i}" for i in range(1, 21)]
+SCENARIO_NAMES = "warm,cold,herd,failover,slow"
 
 
 def log(msg):
@@ -51,8 +57,8 @@ def parse_args(argv=None):
     p.add_argument("--out", type=Path, help="output directory (default: docs/, or a temp dir with --smoke)")
     p.add_argument("--contenders", default=None,
                    help="comma-separated subset of modfleet,athens,goproxy,nginx")
-    p.add_argument("--scenarios", default="warm,cold,herd,failover",
-                   help="comma-separated subset of warm,cold,herd,failover")
+    p.add_argument("--scenarios", default=SCENARIO_NAMES,
+                   help=f"comma-separated subset of {SCENARIO_NAMES}")
     p.add_argument("--modfleet-bin", type=Path,
                    help="use this modfleet-proxy binary instead of building it (must be a release build for figures)")
     p.add_argument("--variant", action="append", default=[], metavar="LABEL=BINARY",
@@ -284,8 +290,54 @@ def scenario_failover(contenders, corpus, cfg):
     return {"artifacts": len(arts), "delay_s": cfg["failover_delay_s"], "results": out}
 
 
+def slow_target(corpus):
+    """The zip nearest 12 MiB among those over 10 MB (the largest if none is), and the .mod of
+    the same module version (the small cached file timed meanwhile)."""
+    zips = sorted(corpus.zips, key=lambda a: a.size)
+    big = [z for z in zips if z.size > 10_000_000]
+    target = min(big, key=lambda z: abs(z.size - 12 * 2**20)) if big else zips[-1]
+    probe = corpus.by_path()[target.path[: -len(".zip")] + ".mod"]
+    return target, probe
+
+
+def scenario_slow(contenders, corpus, cfg):
+    """N clients open a cached large zip and never read; a cached .mod's latency meanwhile."""
+    out = {}
+    target, probe = slow_target(corpus)
+    origin = procs.Origin(str(corpus.root), [0])
+    try:
+        for c in contenders:
+            proc = None
+            try:
+                proc = _start(c, [origin.url], corpus)
+                warm = client.summarize(client.fetch_all(proc.url, [target, probe], concurrency=1))
+                if warm.errors:
+                    raise RuntimeError(f"warming the cache failed: {warm.first_errors}")
+                r = client.slow_readers(proc.url, target, cfg["slow_clients"], SLOW_ADDRESSES, probe,
+                                        cfg["slow_probes"])
+                d = asdict(r)
+                d["rss_kib"] = proc.peak_rss_kib()
+                d["alive"] = proc.alive()
+                out[c.name] = d
+                p = r.probe
+                log(f"  slow {c.name}: {r.answered}/{r.clients} slow clients answered ({r.still_open} still open), "
+                    f".mod p50 {p.p50 * 1000:.1f} ms, p99 {p.p99 * 1000:.1f} ms, errors {p.errors} "
+                    f"(timeouts {r.probe_timeouts}), peak RSS {d['rss_kib'] / 1024:.0f} MiB")
+            except Exception as e:
+                out[c.name] = {"error": f"{e}"}
+                log(f"  slow {c.name}: ERROR {e}")
+            finally:
+                if proc:
+                    proc.stop()
+    finally:
+        origin.stop()
+    return {"target": {"path": target.path, "size": target.size}, "probe": probe.path,
+            "clients": cfg["slow_clients"], "probes": cfg["slow_probes"],
+            "addresses": len(SLOW_ADDRESSES), "results": out}
+
+
 SCENARIOS = {"warm": scenario_warm, "cold": scenario_cold, "herd": scenario_herd,
-             "failover": scenario_failover}
+             "failover": scenario_failover, "slow": scenario_slow}
 
 
 # ---------------------------------------------------------------------------- main
@@ -324,7 +376,21 @@ def smoke_failures(results, contenders):
     for name, r in results.get("failover", {}).get("results", {}).items():
         if r.get("error") or r.get("errors"):
             bad.append(f"failover {name}: {r.get('error') or r.get('first_errors')}")
+    for name, r in results.get("slow", {}).get("results", {}).items():
+        if r.get("error") or r["probe"]["errors"] or r["answered"] != r["clients"]:
+            bad.append(f"slow {name}: {r.get('error') or r['probe']['first_errors']} "
+                       f"({r.get('answered')}/{r.get('clients')} slow clients answered)")
     return bad
+
+
+def raise_open_file_limit():
+    """The slow-client scenario holds a thousand sockets: soft RLIMIT_NOFILE up to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass
 
 
 def main(argv=None):
@@ -334,6 +400,7 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     cfg = SMOKE if args.smoke else FULL
     check_prerequisites()
+    raise_open_file_limit()
     names = (args.contenders or ("modfleet,goproxy,nginx" if args.smoke else "modfleet,athens,goproxy,nginx")).split(",")
     scenarios = args.scenarios.split(",")
     started = time.monotonic()

@@ -5,23 +5,65 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 use crate::cache::Cache;
-use crate::config::Config;
+use crate::config::{Config, ConnectionLimits};
 use crate::fetch::{Checksums, Fetcher, FetcherSource};
+use crate::listener::{self, Listener, fd_limit};
+use crate::liveness::ServingCheck;
 use crate::metrics::Metrics;
 use crate::protocol::sumdb::Checker;
 use crate::server::{AdminState, AppState, admin_router, proxy_router};
 use crate::upstream::UpstreamPool;
 
+/// The admin port's own cap, apart from the GOPROXY port's: kubelet probes, Prometheus scrapes
+/// and the operator's `/status` reads need a handful, and a flood of the GOPROXY port never
+/// takes their slots.
+const ADMIN_MAX_CONNECTIONS: usize = 64;
+const ADMIN_MAX_CONNECTIONS_PER_IP: usize = 16;
+
 /// Runs the proxy until a shutdown signal.
 pub async fn serve(
-    config: Config,
+    mut config: Config,
     trace_export: &modfleet_telemetry::ExportStats,
 ) -> anyhow::Result<()> {
+    let fds = fd_limit::raise();
+    tracing::info!(
+        soft_before = ?fds.before,
+        soft = ?fds.soft,
+        hard = ?fds.hard,
+        "open-file limit (RLIMIT_NOFILE; None: unlimited)"
+    );
+    let fitted = fd_limit::fit(
+        config.connections.max_connections,
+        ADMIN_MAX_CONNECTIONS,
+        fds.soft,
+    );
+    if fitted < config.connections.max_connections {
+        tracing::warn!(
+            wanted = config.connections.max_connections,
+            allowed = fitted,
+            open_file_limit = ?fds.soft,
+            "--max-connections lowered to what the open-file limit allows ({} descriptors per \
+             connection, {} kept for the rest): raise the hard limit (ulimit -Hn, the container \
+             runtime's nofile) to allow more",
+            fd_limit::PER_CONNECTION,
+            fd_limit::RESERVED,
+        );
+        config.connections.max_connections = fitted;
+        config.connections.max_connections_per_ip =
+            config.connections.max_connections_per_ip.min(fitted);
+    }
+    let admin_limits = ConnectionLimits {
+        max_connections: ADMIN_MAX_CONNECTIONS,
+        max_connections_per_ip: ADMIN_MAX_CONNECTIONS_PER_IP,
+        ..config.connections
+    };
     let mut metrics = Metrics::new();
+    metrics
+        .open_files_limit
+        .set(fds.soft.map_or(-1, |n| n.min(i64::MAX as u64) as i64));
     metrics.register_trace_export(trace_export);
     metrics.cache_max_bytes.set(
         config
@@ -44,6 +86,7 @@ pub async fn serve(
         metrics: metrics.clone(),
         pool: pool.clone(),
         ready: AtomicBool::new(false),
+        serving: ServingCheck::new(config.cache_dir.clone()),
     });
     let admin_listener = TcpListener::bind(config.admin_listen)
         .await
@@ -53,18 +96,23 @@ pub async fn serve(
                 config.admin_listen
             )
         })?;
-    let listener = TcpListener::bind(config.listen).await.with_context(|| {
+    let goproxy_listener = TcpListener::bind(config.listen).await.with_context(|| {
         format!(
             "cannot listen on {} (--listen): is another process using it?",
             config.listen
         )
     })?;
     let admin_addr = admin_listener.local_addr()?;
-    let admin_task = tokio::spawn(
-        axum::serve(admin_listener, admin_router(admin.clone()))
-            .with_graceful_shutdown(shutdown_signal())
-            .into_future(),
-    );
+    let admin_task = tokio::spawn(listener::serve(
+        Listener {
+            name: "admin",
+            socket: admin_listener,
+            limits: admin_limits,
+        },
+        admin_router(admin.clone()),
+        metrics.clone(),
+        shutdown_signal(),
+    ));
 
     let cache_dir = config.cache_dir.clone();
     let max = config.cache_max_bytes;
@@ -85,31 +133,34 @@ pub async fn serve(
     }
     // The bound addresses (not the configured ones) so that port 0 is usable.
     tracing::info!(
-        listen = %listener.local_addr()?,
+        listen = %goproxy_listener.local_addr()?,
         admin = %admin_addr,
         cache_dir = %config.cache_dir.display(),
         upstreams = ?config.upstreams.iter().map(|u| u.url.as_str()).collect::<Vec<_>>(),
         sumdbs = ?config.sumdbs.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
         "modfleet-proxy serving"
     );
+    let limits = config.connections;
     let state = Arc::new(AppState {
         config,
         fetcher,
-        metrics,
+        metrics: metrics.clone(),
     });
     admin.ready.store(true, Ordering::Release);
-    // No Nagle: a response's last small segment must not wait for the client's delayed ACK
-    // (40ms per request on a streamed body).
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, proxy_router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("GOPROXY server failed")?;
+    listener::serve(
+        Listener {
+            name: "goproxy",
+            socket: goproxy_listener,
+            limits,
+        },
+        proxy_router(state),
+        metrics,
+        shutdown_signal(),
+    )
+    .await;
     admin.ready.store(false, Ordering::Release);
     probes.abort();
-    admin_task.await??;
+    admin_task.await?;
     tracing::info!("shut down");
     Ok(())
 }

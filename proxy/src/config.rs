@@ -24,6 +24,12 @@ const DEFAULT_ADMIN_LISTEN: &str = "0.0.0.0:9090";
 const DEFAULT_CACHE_DIR: &str = "./modfleet-cache";
 const DEFAULT_LIST_TTL: Duration = Duration::from_secs(60);
 const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
+const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
+const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// Most connections `--max-connections` may name (far above any fd limit in practice).
+const MAX_MAX_CONNECTIONS: usize = 1 << 20;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -175,6 +181,36 @@ pub struct ServeArgs {
     /// Total time one client request may spend on upstream attempts and retries [default: 5m].
     #[arg(long, env = "MODFLEET_REQUEST_DEADLINE", value_name = "DURATION", value_parser = parse_duration)]
     pub request_deadline: Option<Duration>,
+
+    /// Longest time a client may take to send a request's headers, counted from the accept
+    /// for a connection's first request and from the first byte for later ones (like Go's
+    /// ReadHeaderTimeout). Slower connections (slowloris) are closed [default: 10s].
+    #[arg(long, env = "MODFLEET_HEADER_READ_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
+    pub header_read_timeout: Option<Duration>,
+
+    /// A kept-alive connection with no request in progress for this long is closed
+    /// [default: 60s].
+    #[arg(long, env = "MODFLEET_IDLE_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
+    pub idle_timeout: Option<Duration>,
+
+    /// A connection whose client takes no response bytes for this long (it stopped reading) is
+    /// closed [default: 60s].
+    #[arg(long, env = "MODFLEET_SEND_TIMEOUT", value_name = "DURATION", value_parser = parse_duration)]
+    pub send_timeout: Option<Duration>,
+
+    /// Most open client connections on the GOPROXY port. At the limit a new connection closes
+    /// the connection idle the longest (of the address holding the most); when none is idle
+    /// it is answered 503. Lowered, with a warning, to what the open-file limit allows (two
+    /// descriptors per connection) [default: 4096].
+    #[arg(long, env = "MODFLEET_MAX_CONNECTIONS", value_name = "N")]
+    pub max_connections: Option<usize>,
+
+    /// Most open connections from one client address (IPv6: one /64) on the GOPROXY port. Past
+    /// it, that address's own idle connections make room, else its new connections get 503.
+    /// Set it above the client count when many clients share one address (a NAT, a node's
+    /// SNAT) [default: a quarter of --max-connections].
+    #[arg(long, env = "MODFLEET_MAX_CONNECTIONS_PER_IP", value_name = "N")]
+    pub max_connections_per_ip: Option<usize>,
 }
 
 /// A switch written `on` or `off` (YAML also takes `true` and `false`).
@@ -307,6 +343,33 @@ impl Default for RetryConfig {
             backoff: Duration::from_millis(200),
         }
     }
+}
+
+/// Timeouts and caps of client connections (see `listener`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub send_timeout: Duration,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits {
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            send_timeout: DEFAULT_SEND_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_connections_per_ip: per_ip_default(DEFAULT_MAX_CONNECTIONS),
+        }
+    }
+}
+
+/// A quarter of the total, so one address (or /64) never holds every slot.
+fn per_ip_default(max_connections: usize) -> usize {
+    (max_connections / 4).max(1)
 }
 
 /// How the upstream layer rides out slow, flapping and dead upstreams.
@@ -487,6 +550,14 @@ pub struct FileConfig {
     pub health_check: Option<HealthCheckConfig>,
     pub breaker: Option<BreakerConfig>,
     pub retry: Option<RetryConfig>,
+    #[serde(default, with = "humantime_serde")]
+    pub header_read_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub idle_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub send_timeout: Option<Duration>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_ip: Option<usize>,
 }
 
 /// The settings the server runs with.
@@ -505,6 +576,7 @@ pub struct Config {
     pub exclude: Vec<ModulePattern>,
     pub no_sum: Vec<ModulePattern>,
     pub resilience: Resilience,
+    pub connections: ConnectionLimits,
 }
 
 /// A validated upstream.
@@ -553,6 +625,8 @@ pub enum ConfigError {
     Resilience(String),
     #[error("invalid module pattern {pattern:?}: {reason}")]
     Exclude { pattern: String, reason: String },
+    #[error("invalid connection limit: {0}")]
+    Connections(String),
 }
 
 /// Where upstreams come from when none is configured: `$GOPROXY`, then `go env GOPROXY`.
@@ -629,6 +703,7 @@ impl Config {
         file: FileConfig,
         env: impl FnOnce() -> Environment,
     ) -> Result<Config, ConfigError> {
+        let connections = connection_limits(args, &file)?;
         let upstreams = if !args.upstreams.is_empty() {
             args.upstreams
                 .iter()
@@ -753,6 +828,7 @@ impl Config {
             exclude,
             no_sum,
             resilience,
+            connections,
         })
     }
 
@@ -863,6 +939,59 @@ fn validate_resilience(r: &Resilience) -> Result<(), ConfigError> {
         return bad("retry attempts must be at least 1 (the first pass)");
     }
     Ok(())
+}
+
+fn connection_limits(args: &ServeArgs, file: &FileConfig) -> Result<ConnectionLimits, ConfigError> {
+    let d = ConnectionLimits::default();
+    let max_connections = args
+        .max_connections
+        .or(file.max_connections)
+        .unwrap_or(d.max_connections);
+    let limits = ConnectionLimits {
+        header_read_timeout: args
+            .header_read_timeout
+            .or(file.header_read_timeout)
+            .unwrap_or(d.header_read_timeout),
+        idle_timeout: args
+            .idle_timeout
+            .or(file.idle_timeout)
+            .unwrap_or(d.idle_timeout),
+        send_timeout: args
+            .send_timeout
+            .or(file.send_timeout)
+            .unwrap_or(d.send_timeout),
+        max_connections,
+        max_connections_per_ip: args
+            .max_connections_per_ip
+            .or(file.max_connections_per_ip)
+            .unwrap_or_else(|| per_ip_default(max_connections)),
+    };
+    let bad = |reason: String| Err(ConfigError::Connections(reason));
+    for (name, value) in [
+        (
+            "headerReadTimeout (--header-read-timeout)",
+            limits.header_read_timeout,
+        ),
+        ("idleTimeout (--idle-timeout)", limits.idle_timeout),
+        ("sendTimeout (--send-timeout)", limits.send_timeout),
+    ] {
+        if value.is_zero() {
+            return bad(format!("{name} must be longer than 0s"));
+        }
+    }
+    if !(1..=MAX_MAX_CONNECTIONS).contains(&limits.max_connections) {
+        return bad(format!(
+            "maxConnections (--max-connections) must be between 1 and {MAX_MAX_CONNECTIONS}, not {}",
+            limits.max_connections
+        ));
+    }
+    if !(1..=limits.max_connections).contains(&limits.max_connections_per_ip) {
+        return bad(format!(
+            "maxConnectionsPerIp (--max-connections-per-ip) must be between 1 and maxConnections ({}), not {}",
+            limits.max_connections, limits.max_connections_per_ip
+        ));
+    }
+    Ok(limits)
 }
 
 fn validate_sumdb(s: SumdbConfig) -> Result<Sumdb, ConfigError> {
@@ -1034,6 +1163,42 @@ mod tests {
         assert!("sometimes".parse::<HedgeDelay>().is_err());
         let bad: FileConfig = serde_yaml_ng::from_str("breaker:\n  failures: 0\n").unwrap();
         assert!(Config::merge(&args(&["http://a.example"]), bad, no_env).is_err());
+    }
+
+    #[test]
+    fn connection_limits_parse_validate_and_default() {
+        let c = Config::merge(&args(&["http://a.example"]), FileConfig::default(), no_env).unwrap();
+        assert_eq!(c.connections, ConnectionLimits::default());
+        assert_eq!(c.connections.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(c.connections.max_connections_per_ip, 1024);
+        let file: FileConfig = serde_yaml_ng::from_str(
+            "headerReadTimeout: 3s\nidleTimeout: 2m\nsendTimeout: 30s\nmaxConnections: 100\n",
+        )
+        .unwrap();
+        let c = Config::merge(&args(&["http://a.example"]), file, no_env).unwrap();
+        assert_eq!(c.connections.header_read_timeout, Duration::from_secs(3));
+        assert_eq!(c.connections.idle_timeout, Duration::from_secs(120));
+        assert_eq!(c.connections.send_timeout, Duration::from_secs(30));
+        assert_eq!(c.connections.max_connections, 100);
+        assert_eq!(
+            c.connections.max_connections_per_ip, 25,
+            "a quarter of the cap when unset"
+        );
+        let mut a = args(&["http://a.example"]);
+        a.max_connections = Some(10);
+        a.max_connections_per_ip = Some(11);
+        let err = Config::merge(&a, FileConfig::default(), no_env).unwrap_err();
+        assert!(
+            err.to_string().contains("--max-connections-per-ip"),
+            "{err}"
+        );
+        let mut a = args(&["http://a.example"]);
+        a.idle_timeout = Some(Duration::ZERO);
+        let err = Config::merge(&a, FileConfig::default(), no_env).unwrap_err();
+        assert!(err.to_string().contains("--idle-timeout"), "{err}");
+        let mut a = args(&["http://a.example"]);
+        a.max_connections = Some(0);
+        assert!(Config::merge(&a, FileConfig::default(), no_env).is_err());
     }
 
     #[test]

@@ -62,6 +62,18 @@ pub struct OutcomeLabel {
     pub outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabel {
+    /// goproxy or admin
+    pub listener: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerReasonLabels {
+    pub listener: &'static str,
+    pub reason: &'static str,
+}
+
 /// Every metric the proxy exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -84,6 +96,13 @@ pub struct Metrics {
     pub upstream_retries: Counter,
     pub negative_cache_entries: Gauge,
     pub checksum_checks: Family<OutcomeLabel, Counter>,
+    pub connections_open: Family<ListenerLabel, Gauge>,
+    pub connections_limit: Family<ListenerLabel, Gauge>,
+    pub connections_accepted: Family<ListenerLabel, Counter>,
+    pub connections_refused: Family<ListenerReasonLabels, Counter>,
+    pub connections_closed: Family<ListenerReasonLabels, Counter>,
+    pub accept_errors: Family<ListenerLabel, Counter>,
+    pub open_files_limit: Gauge,
 }
 
 fn latency_histogram() -> LatencyHistogram {
@@ -209,8 +228,60 @@ impl Metrics {
             "Remembered not-found answers (see --negative-ttl)",
             negative_cache_entries.clone(),
         );
+        let connections_open = Family::<ListenerLabel, Gauge>::default();
+        registry.register(
+            "connections_open",
+            "Open client connections, by listener (goproxy, admin)",
+            connections_open.clone(),
+        );
+        let connections_limit = Family::<ListenerLabel, Gauge>::default();
+        registry.register(
+            "connections_limit",
+            "Most open client connections allowed (--max-connections, after the open-file limit)",
+            connections_limit.clone(),
+        );
+        let connections_accepted = Family::<ListenerLabel, Counter>::default();
+        registry.register(
+            "connections_accepted",
+            "Client connections accepted",
+            connections_accepted.clone(),
+        );
+        let connections_refused = Family::<ListenerReasonLabels, Counter>::default();
+        registry.register(
+            "connections_refused",
+            "Client connections answered 503 and closed at once (reason=limit: the listener is \
+             full and no connection is idle; per_ip: the address holds its share and none of its \
+             connections is idle)",
+            connections_refused.clone(),
+        );
+        let connections_closed = Family::<ListenerReasonLabels, Counter>::default();
+        registry.register(
+            "connections_closed",
+            "Client connections closed by the proxy (reason=header_timeout, idle_timeout, \
+             send_timeout, evicted: an idle connection closed to make room for a new one)",
+            connections_closed.clone(),
+        );
+        let accept_errors = Family::<ListenerLabel, Counter>::default();
+        registry.register(
+            "accept_errors",
+            "Failed accept() calls (EMFILE: out of file descriptors)",
+            accept_errors.clone(),
+        );
+        let open_files_limit = Gauge::default();
+        registry.register(
+            "open_files_limit",
+            "The process's open-file limit (soft RLIMIT_NOFILE, raised to the hard limit at start)",
+            open_files_limit.clone(),
+        );
         Metrics {
             registry,
+            connections_open,
+            connections_limit,
+            connections_accepted,
+            connections_refused,
+            connections_closed,
+            accept_errors,
+            open_files_limit,
             upstream_healthy,
             upstream_breaker_state,
             upstream_hedges,

@@ -20,6 +20,8 @@ use tracing::Instrument;
 
 use crate::config::Config;
 use crate::fetch::{Body, CacheResult, Fetcher, Served};
+use crate::file_body::FileBody;
+use crate::liveness::{self, ServingCheck};
 use crate::metrics::{Metrics, RequestLabels, RouteLabel, TraceExemplar};
 use crate::protocol::{ProtocolError, Request, Route, SumdbPath, VersionQuery};
 use crate::upstream::UpstreamPool;
@@ -40,6 +42,8 @@ pub struct AdminState {
     pub pool: Arc<UpstreamPool>,
     /// Set once the cache is open and the GOPROXY endpoint listens.
     pub ready: AtomicBool,
+    /// What `/healthz` checks once ready.
+    pub serving: ServingCheck,
 }
 
 /// The GOPROXY endpoint. Every path goes through [`Request::parse`].
@@ -50,11 +54,30 @@ pub fn proxy_router(state: Arc<AppState>) -> Router {
 /// The admin endpoint.
 pub fn admin_router(state: Arc<AdminState>) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/status", get(status))
         .with_state(state)
+}
+
+/// Liveness: ok while starting (indexing a large cache must not get the member restarted),
+/// then ok only while a cached request could be served ([`crate::liveness`]).
+async fn healthz(State(state): State<Arc<AdminState>>) -> Response {
+    if !state.ready.load(Ordering::Acquire) {
+        return (StatusCode::OK, "ok\n").into_response();
+    }
+    match state.serving.run(liveness::DEADLINE).await {
+        Ok(()) => (StatusCode::OK, "ok\n").into_response(),
+        Err(why) => {
+            tracing::warn!("/healthz: cannot serve cached requests: {why}");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("cannot serve cached requests: {why}\n"),
+            )
+                .into_response()
+        }
+    }
 }
 
 async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
@@ -316,49 +339,11 @@ async fn respond(
         AxumBody::empty()
     } else {
         match served.body {
-            Body::File(f) => AxumBody::from_stream(file_stream(f.file, f.len)),
+            Body::File(f) => AxumBody::new(FileBody::new(f.file, f.len)),
             Body::Bytes { bytes, .. } => AxumBody::from(bytes),
         }
     };
     builder.body(body).expect("valid response")
-}
-
-/// Streams a file from one blocking-pool thread through a small channel, rather than one
-/// blocking-pool hop per chunk as `tokio::fs` would do. Backpressure: the reader waits while
-/// the channel is full (a slow client holds one blocking thread, no memory).
-fn file_stream(
-    file: Arc<crate::cache::HeldFile>,
-    len: u64,
-) -> impl futures::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static {
-    use std::os::unix::fs::FileExt;
-    // 64 KiB chunks, at most two queued: under 200 KiB buffered per download in flight.
-    const CHUNK: usize = 64 << 10;
-    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<bytes::Bytes>>(2);
-    tokio::task::spawn_blocking(move || {
-        let mut at = 0u64;
-        while at < len {
-            let mut buf = bytes::BytesMut::zeroed(CHUNK.min((len - at) as usize));
-            // Positional reads: many requests stream one shared file at once.
-            let chunk = match file.read_at(&mut buf, at) {
-                Ok(0) => {
-                    let e = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "file shrank");
-                    let _ = tx.blocking_send(Err(e));
-                    return;
-                }
-                Ok(n) => {
-                    at += n as u64;
-                    buf.truncate(n);
-                    Ok(buf.freeze())
-                }
-                Err(e) => Err(e),
-            };
-            let failed = chunk.is_err();
-            if tx.blocking_send(chunk).is_err() || failed {
-                return; // the client went away, or the error is delivered
-            }
-        }
-    });
-    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) })
 }
 
 /// A one-line text/plain error, as the go command prints it.

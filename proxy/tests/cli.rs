@@ -36,6 +36,11 @@ fn help_explains_every_flag_and_its_environment_variable() {
         "--log-format",
         "--config",
         "--exclude",
+        "--header-read-timeout",
+        "--idle-timeout",
+        "--send-timeout",
+        "--max-connections",
+        "--max-connections-per-ip",
     ] {
         assert!(text.contains(flag), "--help lacks {flag}");
         let env = format!(

@@ -121,6 +121,16 @@ pub struct HeldFile {
     _charge: Charge,
 }
 
+impl HeldFile {
+    /// A file on disk (not charged against the memory budget).
+    pub fn new(file: File) -> HeldFile {
+        HeldFile {
+            file,
+            _charge: Charge::default(),
+        }
+    }
+}
+
 impl std::ops::Deref for HeldFile {
     type Target = File;
     fn deref(&self) -> &File {
@@ -142,10 +152,7 @@ impl ServedFile {
     /// A cache hit, opened for serving.
     pub fn from_hit(hit: CachedFile) -> ServedFile {
         ServedFile {
-            file: Arc::new(HeldFile {
-                file: hit.file,
-                _charge: Charge::default(),
-            }),
+            file: Arc::new(HeldFile::new(hit.file)),
             len: hit.len,
             etag: hit.etag,
             cached: true,

@@ -352,6 +352,18 @@ impl Proxy {
         self.logs.lock().unwrap().join("\n")
     }
 
+    /// The process id (a command prefix must `exec` the proxy for this to be the proxy's).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").0.id()
+    }
+
+    /// Descriptors the process holds open.
+    pub fn open_fds(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.pid()))
+            .expect("read /proc/PID/fd")
+            .count()
+    }
+
     /// The admin endpoint's `/status`, parsed.
     pub async fn status(&self) -> serde_json::Value {
         let body = reqwest::get(format!("{}/status", self.admin))
@@ -401,6 +413,21 @@ pub fn metric_value(text: &str, sample: &str) -> f64 {
                 .then(|| value.parse::<f64>().ok())?
         })
         .sum()
+}
+
+/// Raises this test process's soft open-file limit to its hard limit, for tests that hold
+/// many connections (the proxy they start inherits it unless started under a prefix).
+pub fn raise_open_file_limit() -> u64 {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let _ = setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        },
+    );
+    getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
 }
 
 /// Waits for a condition, polling, with a deadline; panics with `what` on timeout.
