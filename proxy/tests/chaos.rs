@@ -12,7 +12,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::netns::{Lab, Link, PROXY_IP, UPSTREAM1_IP, UPSTREAM2_IP};
-use common::{Corpus, Origin, PROXY_BIN, Proxy, config_file, noise, sha256, tmp_files, wait_for};
+use common::{
+    Corpus, Fault, PROXY_BIN, Proxy, Upstream, config_file, noise, sha256, tmp_files, wait_for,
+};
 
 const SMALL: usize = 30;
 const BIG: usize = 4;
@@ -93,25 +95,17 @@ async fn chaos_experiments() {
         );
     }
     let exec = |host: &str| lab.exec(host);
-    let up1_prefix = exec("up1");
-    let up2_prefix = exec("up2");
     let dir = tempfile::tempdir().unwrap();
-    let fault = dir.path().join("up1-fault.json");
-    let up1 = Origin::start_in(
-        &up1_prefix.iter().map(String::as_str).collect::<Vec<_>>(),
-        corpus.root(),
-        &[
-            "--host",
-            UPSTREAM1_IP,
-            "--fault-file",
-            fault.to_str().unwrap(),
-        ],
-    );
-    let up2 = Origin::start_in(
-        &up2_prefix.iter().map(String::as_str).collect::<Vec<_>>(),
-        corpus.root(),
-        &["--host", UPSTREAM2_IP],
-    );
+    // Each upstream listens in its own host's namespace, on that host's address.
+    let upstream_on = |host: &str, ip: &str| {
+        Upstream::builder()
+            .dir(corpus.root())
+            .netns(&lab.netns(host))
+            .bind(format!("{ip}:0").parse().unwrap())
+            .start()
+    };
+    let up1 = upstream_on("up1", UPSTREAM1_IP);
+    let up2 = upstream_on("up2", UPSTREAM2_IP);
     let cfg = config_file(
         dir.path(),
         &format!(
@@ -153,7 +147,10 @@ async fn chaos_experiments() {
     // 1. NetworkChaos delay: the primary upstream answers 2s ± 200ms late. Hedging sends each
     //    request to the secondary after the hedge delay; no request fails or waits for the
     //    primary.
-    std::fs::write(&fault, r#"{"delay_ms": 2000, "jitter_ms": 200}"#).unwrap();
+    up1.set_fault(Fault {
+        delay: Duration::from_millis(2000),
+        jitter: Duration::from_millis(200),
+    });
     let mut delayed = Vec::new();
     for i in 10..20 {
         for rel in artifacts(&small(i)) {
@@ -163,7 +160,7 @@ async fn chaos_experiments() {
         }
     }
     let s = proxy.status().await;
-    std::fs::remove_file(&fault).unwrap();
+    up1.set_fault(Fault::default());
     assert_eq!(
         s["upstreams"][0]["probe"], "failing",
         "the probe noticed the delay: {s}"

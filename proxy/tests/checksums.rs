@@ -7,7 +7,7 @@
 mod common;
 
 use common::sumdb::{Rec, RefDb};
-use common::{Corpus, FakeUpstream, Proxy, config_file};
+use common::{Corpus, Proxy, Upstream, config_file};
 use modfleet_proxy::protocol::sumdb::dirhash::hash_go_mod;
 use modfleet_proxy::protocol::zip::check_zip;
 use modfleet_proxy::protocol::{ModulePath, Version};
@@ -94,8 +94,8 @@ fn proxy(dir: &tempfile::TempDir, db: &RefDb, upstreams: &[&str]) -> Proxy {
 async fn a_tampered_artifact_is_a_failed_attempt_and_the_real_one_is_served() {
     let (good, evil) = corpora();
     let db = database(&good);
-    let compromised = FakeUpstream::start(vec![], Some(evil.root().to_path_buf())).await;
-    let honest = FakeUpstream::start(vec![], Some(good.root().to_path_buf())).await;
+    let compromised = Upstream::start(vec![], Some(evil.root().to_path_buf()));
+    let honest = Upstream::start(vec![], Some(good.root().to_path_buf()));
     let dir = tempfile::tempdir().unwrap();
     let p = proxy(&dir, &db, &[&compromised.url, &honest.url]);
 
@@ -138,7 +138,7 @@ async fn a_tampered_artifact_is_a_failed_attempt_and_the_real_one_is_served() {
 async fn unknown_private_and_unreachable() {
     let (good, _) = corpora();
     let db = database(&good);
-    let up = FakeUpstream::start(vec![], Some(good.root().to_path_buf())).await;
+    let up = Upstream::start(vec![], Some(good.root().to_path_buf()));
     let dir = tempfile::tempdir().unwrap();
     let p = proxy(&dir, &db, &[&up.url]);
 
@@ -182,7 +182,7 @@ async fn unknown_private_and_unreachable() {
 async fn verify_blames_the_file_the_database_disowns() {
     let (good, _) = corpora();
     let db = database(&good);
-    let up = FakeUpstream::start(vec![], Some(good.root().to_path_buf())).await;
+    let up = Upstream::start(vec![], Some(good.root().to_path_buf()));
     let dir = tempfile::tempdir().unwrap();
     let p = proxy(&dir, &db, &[&up.url]);
     let zip_path = format!("/{}", rel(GOOD, "zip"));

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::{
-    Corpus, FakeUpstream, Origin, Proxy, Tmpfs, files_under, noise, sha256, tmp_files,
-    verify_cache as verify, wait_for,
+    Corpus, Proxy, Tmpfs, Upstream, files_under, noise, sha256, tmp_files, verify_cache as verify,
+    wait_for,
 };
 
 #[tokio::test(flavor = "multi_thread")]
@@ -23,7 +23,10 @@ async fn sigkill_during_downloads_never_leaves_a_bad_artifact() {
         );
     }
     // 6 MB/s per connection: a 3 MB zip takes half a second, so kills land mid-download.
-    let origin = Origin::start_with(corpus.root(), &["--rate", "6000000"]);
+    let origin = Upstream::builder()
+        .dir(corpus.root())
+        .rate(6_000_000)
+        .start();
     let cache = tempfile::tempdir().unwrap();
     let mut proxy = Proxy::start(cache.path(), &["--upstream", &origin.url]);
     let download = cache.path().join("download");
@@ -100,7 +103,7 @@ async fn verify_reports_and_purges_bad_files() {
         Some("module example.com/v\n"),
         &[("v.go", b"package v\n")],
     );
-    let up = FakeUpstream::start(vec![], Some(corpus.root().to_path_buf())).await;
+    let up = Upstream::start(vec![], Some(corpus.root().to_path_buf()));
     let cache = tempfile::tempdir().unwrap();
     let p = Proxy::start(cache.path(), &["--upstream", &up.url]);
     assert_eq!(p.get("/example.com/v/@v/v1.0.0.zip").await.status(), 200);
@@ -157,7 +160,7 @@ async fn a_full_disk_degrades_to_serving_uncached() {
         Some("module example.com/huge\n"),
         &[("blob.bin", &noise(9, 3 << 20))],
     );
-    let up = FakeUpstream::start(vec![], Some(corpus.root().to_path_buf())).await;
+    let up = Upstream::start(vec![], Some(corpus.root().to_path_buf()));
     let disk = Tmpfs::mount("1m");
     let p = Proxy::start(disk.0.path(), &["--upstream", &up.url]);
     let rel = "example.com/huge/@v/v1.0.0.zip";

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{Corpus, GoEnv, Origin, Proxy};
+use common::{Corpus, GoEnv, Proxy, Upstream};
 
 fn corpus() -> Corpus {
     let c = Corpus::new();
@@ -108,7 +108,7 @@ fn write_app(dir: &Path) {
 #[tokio::test(flavor = "multi_thread")]
 async fn go_downloads_and_builds_through_the_proxy() {
     let corpus = corpus();
-    let origin = Origin::start(corpus.root());
+    let origin = Upstream::serve(corpus.root());
     let cache = tempfile::tempdir().unwrap();
     let proxy = Proxy::start(cache.path(), &["--upstream", &origin.url]);
     let go = GoEnv::new();
@@ -138,7 +138,7 @@ async fn go_downloads_and_builds_through_the_proxy() {
     assert_eq!(listed.trim(), "example.test/util v1.1.0");
 
     // The origin is gone: a clean client builds again from the proxy's cache alone.
-    assert!(origin.count("/example.test/greet/@v/v1.0.0.zip").await == 1);
+    assert!(origin.hits("/example.test/greet/@v/v1.0.0.zip") == 1);
     drop(origin);
     go.run(local(&["clean", "-modcache"]));
     go.run(local(&["mod", "download"]));
@@ -161,7 +161,7 @@ async fn go_downloads_and_builds_through_the_proxy() {
 #[tokio::test(flavor = "multi_thread")]
 async fn go_reports_missing_modules_and_outages_differently() {
     let corpus = corpus();
-    let origin = Origin::start(corpus.root());
+    let origin = Upstream::serve(corpus.root());
     let cache = tempfile::tempdir().unwrap();
     let proxy = Proxy::start(cache.path(), &["--upstream", &origin.url]);
     let go = GoEnv::new();

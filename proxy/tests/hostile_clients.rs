@@ -7,7 +7,9 @@ mod common;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use common::{Corpus, Origin, Proxy, escape, metric_value, noise, raise_open_file_limit, wait_for};
+use common::{
+    Corpus, Proxy, Upstream, escape, metric_value, noise, raise_open_file_limit, wait_for,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -112,7 +114,7 @@ async fn drip_headers(to: SocketAddr) -> Duration {
 async fn connections_dripping_headers_are_closed_by_the_header_timeout() {
     raise_open_file_limit();
     let corpus = corpus(1000);
-    let origin = Origin::start(corpus.root());
+    let origin = Upstream::serve(corpus.root());
     let cache = tempfile::tempdir().unwrap();
     // The default header timeout (10s).
     let proxy = Proxy::start(cache.path(), &["--upstream", &origin.url]);
@@ -148,7 +150,7 @@ async fn connections_dripping_headers_are_closed_by_the_header_timeout() {
 async fn a_flood_of_idle_connections_locks_no_real_client_out() {
     raise_open_file_limit();
     let corpus = corpus(1000);
-    let origin = Origin::start(corpus.root());
+    let origin = Upstream::serve(corpus.root());
     let cache = tempfile::tempdir().unwrap();
     // Started with a soft open-file limit of 1024 (a common default): 1,100 connections are
     // more than it allows, so the proxy must raise it and stay under its own cap. The cap is
@@ -261,7 +263,7 @@ async fn clients_that_never_read_do_not_starve_cached_requests() {
     raise_open_file_limit();
     // A zip larger than what the kernel and hyper buffer for a client that does not read.
     let corpus = corpus(12 << 20);
-    let origin = Origin::start(corpus.root());
+    let origin = Upstream::serve(corpus.root());
     let cache = tempfile::tempdir().unwrap();
     let proxy = Proxy::start(cache.path(), &["--upstream", &origin.url]);
     let zip = real_client_gets(&proxy, &zip_path(), Duration::from_secs(60)).await;

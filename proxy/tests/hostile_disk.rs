@@ -7,7 +7,7 @@ mod common;
 
 use std::io::Write;
 
-use common::{Corpus, FakeUpstream, Proxy, Reply, Tmpfs, verify_cache, wait_for};
+use common::{Corpus, Proxy, Reply, Tmpfs, Upstream, verify_cache, wait_for};
 
 const MODULE: &str = "example.com/disk";
 
@@ -52,11 +52,10 @@ async fn a_read_only_cache_still_verifies_bounds_and_coalesces() {
     let c = corpus();
     let zip_path = format!("/{MODULE}/@v/v1.0.0.zip");
     let (open, gate) = tokio::sync::watch::channel(false);
-    let good = FakeUpstream::start(
+    let good = Upstream::start(
         vec![(&zip_path, Reply::Gated(c.read(&zip_path[1..]), gate))],
         Some(c.root().to_path_buf()),
-    )
-    .await;
+    );
     let disk = read_only_cache();
     let p = Proxy::start(disk.path(), &["--upstream", &good.url]);
     let url = format!("{}{zip_path}", p.url);
@@ -90,7 +89,7 @@ async fn a_read_only_cache_still_verifies_bounds_and_coalesces() {
     drop(p);
 
     // A zip with `../` entries, and one that never ends: refused, not passed through.
-    let bad = FakeUpstream::start(
+    let bad = Upstream::start(
         vec![
             (&zip_path, Reply::Body(traversal_zip())),
             (
@@ -100,8 +99,7 @@ async fn a_read_only_cache_still_verifies_bounds_and_coalesces() {
             ("/example.com/endless/@v/v1.0.0.zip", Reply::Endless(200)),
         ],
         Some(c.root().to_path_buf()),
-    )
-    .await;
+    );
     let disk = read_only_cache();
     let p = Proxy::start(
         disk.path(),
@@ -128,7 +126,7 @@ async fn a_read_only_cache_still_verifies_bounds_and_coalesces() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_symlink_in_the_cache_is_never_followed() {
     let c = corpus();
-    let up = FakeUpstream::start(vec![], Some(c.root().to_path_buf())).await;
+    let up = Upstream::start(vec![], Some(c.root().to_path_buf()));
     let cache = tempfile::tempdir().unwrap();
     let secret = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(secret.path(), "root:x:0:0:root:/root:/bin/bash\n").unwrap();
@@ -173,7 +171,7 @@ async fn a_symlink_in_the_cache_is_never_followed() {
 #[tokio::test(flavor = "multi_thread")]
 async fn verify_purge_blames_both_files_of_a_disagreeing_pair() {
     let c = corpus();
-    let up = FakeUpstream::start(vec![], Some(c.root().to_path_buf())).await;
+    let up = Upstream::start(vec![], Some(c.root().to_path_buf()));
     let cache = tempfile::tempdir().unwrap();
     let p = Proxy::start(cache.path(), &["--upstream", &up.url]);
     let zip_path = format!("/{MODULE}/@v/v1.0.0.zip");

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Corpus, FakeUpstream, Proxy, Reply, config_file, wait_for};
+use common::{Corpus, Proxy, Reply, Upstream, config_file, wait_for};
 
 const MODULE: &str = "example.com/hostile";
 const VERSION: &str = "v1.0.0";
@@ -58,12 +58,11 @@ async fn a_large_body_that_takes_a_while_is_not_hedged() {
     let c = corpus(6 << 20);
     let zip = c.read(&rel("zip"));
     let rate = zip.len() as u64 / 2;
-    let primary = FakeUpstream::start(
+    let primary = Upstream::start(
         vec![(&path("zip"), Reply::Paced(zip.clone(), rate))],
         Some(c.root().to_path_buf()),
-    )
-    .await;
-    let secondary = FakeUpstream::start(vec![], Some(c.root().to_path_buf())).await;
+    );
+    let secondary = Upstream::start(vec![], Some(c.root().to_path_buf()));
     let dir = tempfile::tempdir().unwrap();
     let p = start(
         &dir,
@@ -96,15 +95,14 @@ async fn a_large_body_that_takes_a_while_is_not_hedged() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_trickling_body_gives_way_to_the_next_upstream() {
     let c = corpus(4096);
-    let primary = FakeUpstream::start(
+    let primary = Upstream::start(
         vec![
             (&path("mod"), Reply::Paced(c.read(&rel("mod")), 1)),
             (&path("zip"), Reply::Paced(c.read(&rel("zip")), 1)),
         ],
         Some(c.root().to_path_buf()),
-    )
-    .await;
-    let secondary = FakeUpstream::start(vec![], Some(c.root().to_path_buf())).await;
+    );
+    let secondary = Upstream::start(vec![], Some(c.root().to_path_buf()));
     let dir = tempfile::tempdir().unwrap();
     let p = start(
         &dir,
@@ -138,12 +136,11 @@ async fn a_trickling_body_gives_way_to_the_next_upstream() {
 #[tokio::test(flavor = "multi_thread")]
 async fn without_hedging_the_low_speed_limit_moves_on() {
     let c = corpus(4096);
-    let primary = FakeUpstream::start(
+    let primary = Upstream::start(
         vec![(&path("mod"), Reply::Paced(c.read(&rel("mod")), 1))],
         Some(c.root().to_path_buf()),
-    )
-    .await;
-    let secondary = FakeUpstream::start(vec![], Some(c.root().to_path_buf())).await;
+    );
+    let secondary = Upstream::start(vec![], Some(c.root().to_path_buf()));
     let dir = tempfile::tempdir().unwrap();
     let p = start(
         &dir,
@@ -178,8 +175,8 @@ async fn without_hedging_the_low_speed_limit_moves_on() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_endless_error_body_is_not_read() {
     let c = corpus(4096);
-    let primary = FakeUpstream::start(vec![("*", Reply::Endless(404))], None).await;
-    let secondary = FakeUpstream::start(vec![], Some(c.root().to_path_buf())).await;
+    let primary = Upstream::start(vec![("*", Reply::Endless(404))], None);
+    let secondary = Upstream::start(vec![], Some(c.root().to_path_buf()));
     let dir = tempfile::tempdir().unwrap();
     let p = start(
         &dir,
@@ -213,20 +210,19 @@ async fn an_endless_error_body_is_not_read() {
 #[tokio::test(flavor = "multi_thread")]
 async fn redirects_are_followed_within_a_policy() {
     let c = corpus(4096);
-    let storage = FakeUpstream::start(vec![], Some(c.root().to_path_buf())).await;
+    let storage = Upstream::start(vec![], Some(c.root().to_path_buf()));
     // A chain of five hops to storage is fine.
-    let mut hops: Vec<FakeUpstream> = Vec::new();
+    let mut hops: Vec<Upstream> = Vec::new();
     let mut target = format!("{}{}", storage.url, path("zip"));
     for _ in 0..4 {
-        let hop = FakeUpstream::start(vec![("*", Reply::Redirect(target.clone()))], None).await;
+        let hop = Upstream::start(vec![("*", Reply::Redirect(target.clone()))], None);
         target = format!("{}{}", hop.url, path("zip"));
         hops.push(hop);
     }
-    let mirror = FakeUpstream::start(
+    let mirror = Upstream::start(
         vec![(&path("zip"), Reply::Redirect(target))],
         Some(c.root().to_path_buf()),
-    )
-    .await;
+    );
     let dir = tempfile::tempdir().unwrap();
     let p = start(
         &dir,
@@ -247,17 +243,16 @@ async fn redirects_are_followed_within_a_policy() {
     // Seven hops, or a redirect to file:, are refused; the next upstream answers.
     let mut target = format!("{}{}", storage.url, path("info"));
     for _ in 0..6 {
-        let hop = FakeUpstream::start(vec![("*", Reply::Redirect(target.clone()))], None).await;
+        let hop = Upstream::start(vec![("*", Reply::Redirect(target.clone()))], None);
         target = format!("{}{}", hop.url, path("info"));
         hops.push(hop);
     }
-    let looping = FakeUpstream::start(vec![("*", Reply::Redirect(target))], None).await;
-    let to_file = FakeUpstream::start(
+    let looping = Upstream::start(vec![("*", Reply::Redirect(target))], None);
+    let to_file = Upstream::start(
         vec![("*", Reply::Redirect("file:///etc/passwd".into()))],
         None,
-    )
-    .await;
-    let fallback = FakeUpstream::start(vec![], Some(c.root().to_path_buf())).await;
+    );
+    let fallback = Upstream::start(vec![], Some(c.root().to_path_buf()));
     let dir = tempfile::tempdir().unwrap();
     let p = start(
         &dir,
@@ -303,9 +298,8 @@ async fn a_mod_that_is_not_the_modules_go_mod_is_refused() {
         b"module example.com/hostile\n\nrequire (\n\texample.com/dep v1.0.0\n",
     ];
     for bad in bad_mods {
-        let primary =
-            FakeUpstream::start(vec![(&path("mod"), Reply::Body(bad.to_vec()))], None).await;
-        let secondary = FakeUpstream::start(vec![], Some(c.root().to_path_buf())).await;
+        let primary = Upstream::start(vec![(&path("mod"), Reply::Body(bad.to_vec()))], None);
+        let secondary = Upstream::start(vec![], Some(c.root().to_path_buf()));
         let dir = tempfile::tempdir().unwrap();
         let p = start(
             &dir,
@@ -331,15 +325,14 @@ async fn a_zip_and_a_bad_cached_mod_resolve_to_the_consistent_pair() {
     let c = Corpus::new();
     c.add(MODULE, VERSION, Some(&full), &[("h.go", b"package h\n")]);
     let short = format!("module {MODULE}\n");
-    let primary = FakeUpstream::start(
+    let primary = Upstream::start(
         vec![
             (&path("mod"), Reply::Body(short.clone().into_bytes())),
             (&path("zip"), Reply::Status(404, "not here")),
         ],
         None,
-    )
-    .await;
-    let secondary = FakeUpstream::start(vec![], Some(c.root().to_path_buf())).await;
+    );
+    let secondary = Upstream::start(vec![], Some(c.root().to_path_buf()));
     let dir = tempfile::tempdir().unwrap();
     let p = start(
         &dir,
@@ -364,15 +357,14 @@ async fn a_zip_and_a_bad_cached_mod_resolve_to_the_consistent_pair() {
 async fn a_page_is_not_a_list_or_a_latest() {
     let c = corpus(4096);
     let page = b"<!DOCTYPE html>\n<html><body>Sign in</body></html>\n".to_vec();
-    let primary = FakeUpstream::start(
+    let primary = Upstream::start(
         vec![
             (&format!("/{MODULE}/@v/list"), Reply::Body(page.clone())),
             (&format!("/{MODULE}/@latest"), Reply::Body(page)),
         ],
         None,
-    )
-    .await;
-    let secondary = FakeUpstream::start(vec![], Some(c.root().to_path_buf())).await;
+    );
+    let secondary = Upstream::start(vec![], Some(c.root().to_path_buf()));
     let dir = tempfile::tempdir().unwrap();
     let p = start(
         &dir,

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Corpus, FakeUpstream, Proxy, Reply, config_file, wait_for};
+use common::{Corpus, Proxy, Reply, Upstream, config_file, wait_for};
 
 const MODULE: &str = "example.com/hello";
 
@@ -34,11 +34,10 @@ async fn proxy_over(upstreams: &[&str], extra: &[&str]) -> (Proxy, tempfile::Tem
 async fn serves_every_route_with_the_right_headers() {
     let c = corpus();
     let list = "v1.0.0\nv1.1.0-0.20240101000000-abcdefabcdef\nv0.9.0\nv1.2\nv0.9.0\n";
-    let up = FakeUpstream::start(
+    let up = Upstream::start(
         vec![("/example.com/hello/@v/list", Reply::Body(list.into()))],
         Some(c.root().to_path_buf()),
-    )
-    .await;
+    );
     let (p, _cache) = proxy_over(&[&up.url], &[]).await;
 
     let r = p.get("/example.com/hello/@v/list").await;
@@ -161,7 +160,7 @@ async fn case_encoded_paths_incompatible_and_pseudo_versions() {
         None,
         &[("p.go", b"package pseudo\n")],
     );
-    let up = FakeUpstream::start(vec![], Some(c.root().to_path_buf())).await;
+    let up = Upstream::start(vec![], Some(c.root().to_path_buf()));
     let (p, cache) = proxy_over(&[&up.url], &[]).await;
     for path in [
         "/github.com/!burnt!sushi/toml/@v/v1.3.2.zip",
@@ -190,7 +189,7 @@ async fn case_encoded_paths_incompatible_and_pseudo_versions() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn malformed_paths_are_4xx_with_one_line_and_never_leave_the_cache() {
-    let up = FakeUpstream::start(vec![], None).await;
+    let up = Upstream::start(vec![], None);
     let (p, _cache) = proxy_over(&[&up.url], &[]).await;
     for path in [
         "/../../etc/passwd",
@@ -241,24 +240,22 @@ async fn raw_get(base: &str, path: &str) -> (u16, String, String) {
 #[tokio::test(flavor = "multi_thread")]
 async fn not_found_only_when_every_upstream_says_so() {
     let c = corpus();
-    let gone = FakeUpstream::start(
+    let gone = Upstream::start(
         vec![(
             "/example.com/hello/@v/v1.0.0.info",
             Reply::Status(410, "gone: for reasons"),
         )],
         None,
-    )
-    .await;
-    let missing = FakeUpstream::start(vec![], None).await;
-    let broken = FakeUpstream::start(
+    );
+    let missing = Upstream::start(vec![], None);
+    let broken = Upstream::start(
         vec![(
             "/example.com/hello/@v/v1.0.0.info",
             Reply::Status(500, "internal error"),
         )],
         None,
-    )
-    .await;
-    let good = FakeUpstream::start(vec![], Some(c.root().to_path_buf())).await;
+    );
+    let good = Upstream::start(vec![], Some(c.root().to_path_buf()));
 
     // 404 and 410 fall through to the next upstream.
     let (p, _c1) = proxy_over(&[&gone.url, &missing.url, &good.url], &[]).await;
@@ -300,10 +297,9 @@ async fn not_found_only_when_every_upstream_says_so() {
 #[tokio::test(flavor = "multi_thread")]
 async fn other_client_errors_stop_there_like_the_go_command() {
     // 403 is not "not here": the go command would not try the next GOPROXY entry, nor do we.
-    let forbidding =
-        FakeUpstream::start(vec![("*", Reply::Status(403, "forbidden by policy"))], None).await;
+    let forbidding = Upstream::start(vec![("*", Reply::Status(403, "forbidden by policy"))], None);
     let c = corpus();
-    let good = FakeUpstream::start(vec![], Some(c.root().to_path_buf())).await;
+    let good = Upstream::start(vec![], Some(c.root().to_path_buf()));
     let (p, _cache) = proxy_over(&[&forbidding.url, &good.url], &[]).await;
     let r = p.get("/example.com/hello/@v/v1.0.0.info").await;
     assert_eq!(r.status(), 403);
@@ -313,7 +309,7 @@ async fn other_client_errors_stop_there_like_the_go_command() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_hanging_upstream_is_a_504_after_its_timeout() {
-    let hang = FakeUpstream::start(vec![("/example.com/hello/@v/list", Reply::Hang)], None).await;
+    let hang = Upstream::start(vec![("/example.com/hello/@v/list", Reply::Hang)], None);
     let dir = tempfile::tempdir().unwrap();
     let cfg = config_file(
         dir.path(),
@@ -334,25 +330,22 @@ async fn truncated_and_corrupt_answers_are_never_cached_and_the_next_upstream_is
     let mut corrupt = zip.clone();
     let at = zip.windows(13).position(|w| w == b"package hello").unwrap();
     corrupt[at] ^= 0x55;
-    let truncating = FakeUpstream::start(
+    let truncating = Upstream::start(
         vec![(zip_path, Reply::Truncated(zip[..zip.len() / 2].to_vec()))],
         Some(c.root().to_path_buf()),
-    )
-    .await;
-    let corrupting = FakeUpstream::start(
+    );
+    let corrupting = Upstream::start(
         vec![(zip_path, Reply::Body(corrupt))],
         Some(c.root().to_path_buf()),
-    )
-    .await;
-    let wrong_info = FakeUpstream::start(
+    );
+    let wrong_info = Upstream::start(
         vec![(
             "/example.com/hello/@v/v1.0.0.info",
             Reply::Body(br#"{"Version":"v1.0.1"}"#.to_vec()),
         )],
         None,
-    )
-    .await;
-    let good = FakeUpstream::start(vec![], Some(c.root().to_path_buf())).await;
+    );
+    let good = Upstream::start(vec![], Some(c.root().to_path_buf()));
 
     // Alone, a truncating upstream yields 502 and leaves nothing in the cache.
     let (p, cache) = proxy_over(&[&truncating.url], &[]).await;
@@ -422,15 +415,12 @@ async fn zips_the_go_command_rejects_are_never_cached_and_the_next_upstream_is_t
     ];
     let mut bad = Vec::new();
     for z in &bad_zips {
-        bad.push(
-            FakeUpstream::start(
-                vec![(zip_path, Reply::Body(z.clone()))],
-                Some(c.root().to_path_buf()),
-            )
-            .await,
-        );
+        bad.push(Upstream::start(
+            vec![(zip_path, Reply::Body(z.clone()))],
+            Some(c.root().to_path_buf()),
+        ));
     }
-    let good = FakeUpstream::start(vec![], Some(c.root().to_path_buf())).await;
+    let good = Upstream::start(vec![], Some(c.root().to_path_buf()));
 
     // Alone, a hostile upstream yields 502 and leaves nothing in the cache.
     let (p, cache) = proxy_over(&[&bad[0].url], &[]).await;
@@ -482,11 +472,10 @@ async fn concurrent_misses_cause_exactly_one_upstream_request() {
     let zip_path = "/example.com/hello/@v/v1.2.0.zip";
     let zip = c.read(&zip_path[1..]);
     let (open, gate) = tokio::sync::watch::channel(false);
-    let up = FakeUpstream::start(
+    let up = Upstream::start(
         vec![(zip_path, Reply::Gated(zip.clone(), gate))],
         Some(c.root().to_path_buf()),
-    )
-    .await;
+    );
     let (p, _cache) = proxy_over(&[&up.url], &[]).await;
     let url = format!("{}{zip_path}", p.url);
     let clients: Vec<_> = (0..50)
@@ -511,7 +500,7 @@ async fn concurrent_misses_cause_exactly_one_upstream_request() {
 #[tokio::test(flavor = "multi_thread")]
 async fn lists_are_refreshed_after_the_ttl_and_served_stale_when_upstreams_fail() {
     let c = corpus();
-    let up = FakeUpstream::start(vec![], Some(c.root().to_path_buf())).await;
+    let up = Upstream::start(vec![], Some(c.root().to_path_buf()));
     let no_swr = ["--list-ttl", "1ms", "--stale-while-revalidate", "0s"];
     let (mut p, cache) = proxy_over(&[&up.url], &no_swr).await;
     assert_eq!(
@@ -534,7 +523,7 @@ async fn lists_are_refreshed_after_the_ttl_and_served_stale_when_upstreams_fail(
     assert_eq!(up.hits("/example.com/hello/@v/list"), 2);
 
     // Upstream down: the cached list is served with an Age instead of an error.
-    let down = FakeUpstream::start(vec![("*", Reply::Status(503, "down"))], None).await;
+    let down = Upstream::start(vec![("*", Reply::Status(503, "down"))], None);
     drop(p);
     p = Proxy::start(
         cache.path(),
@@ -557,7 +546,7 @@ async fn lists_are_refreshed_after_the_ttl_and_served_stale_when_upstreams_fail(
 async fn sumdb_is_proxied_through_upstreams_then_direct() {
     let lookup = "/sumdb/sum.golang.org/lookup/example.com/hello@v1.0.0";
     let tile = "/sumdb/sum.golang.org/tile/8/0/001";
-    let via_proxy = FakeUpstream::start(
+    let via_proxy = Upstream::start(
         vec![
             (
                 lookup,
@@ -566,16 +555,14 @@ async fn sumdb_is_proxied_through_upstreams_then_direct() {
             (tile, Reply::Body(vec![7; 8192])),
         ],
         None,
-    )
-    .await;
-    let direct = FakeUpstream::start(
+    );
+    let direct = Upstream::start(
         vec![(
             "/latest",
             Reply::Body(b"go.sum database tree\n1\nx=\n".to_vec()),
         )],
         None,
-    )
-    .await;
+    );
     let sumdb = format!("sum.golang.org={}", direct.url);
     let (p, _cache) = proxy_over(&[&via_proxy.url], &["--sumdb", &sumdb]).await;
 
@@ -609,7 +596,7 @@ async fn sumdb_is_proxied_through_upstreams_then_direct() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn checksum_lookups_of_no_sum_modules_never_leave_the_proxy() {
-    let up = FakeUpstream::start(vec![("*", Reply::Body(b"1\nx\n".to_vec()))], None).await;
+    let up = Upstream::start(vec![("*", Reply::Body(b"1\nx\n".to_vec()))], None);
     let (p, _cache) = proxy_over(&[&up.url], &["--no-sum", "corp.example.com/*"]).await;
     let private = "/sumdb/sum.golang.org/lookup/corp.example.com/secret@v1.0.0";
     let r = p.get(private).await;
@@ -623,7 +610,7 @@ async fn checksum_lookups_of_no_sum_modules_never_leave_the_proxy() {
 #[tokio::test(flavor = "multi_thread")]
 async fn excluded_modules_are_refused_with_403() {
     let c = corpus();
-    let up = FakeUpstream::start(vec![], Some(c.root().to_path_buf())).await;
+    let up = Upstream::start(vec![], Some(c.root().to_path_buf()));
     let (p, _cache) = proxy_over(&[&up.url], &["--exclude", "example.com/*"]).await;
     let r = p.get("/example.com/hello/@v/list").await;
     assert_eq!(r.status(), 403);
@@ -642,7 +629,7 @@ async fn the_cache_stays_under_its_bound() {
             &[("blob", &vec![minor as u8; 100_000])],
         );
     }
-    let up = FakeUpstream::start(vec![], Some(c.root().to_path_buf())).await;
+    let up = Upstream::start(vec![], Some(c.root().to_path_buf()));
     let (p, cache) = proxy_over(&[&up.url], &["--cache-max-bytes", "350000"]).await;
     for minor in 0..6 {
         let path = format!("/example.com/hello/@v/v1.{minor}.0.zip");

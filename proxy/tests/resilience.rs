@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{FakeUpstream, Proxy, Reply, config_file, wait_for};
+use common::{Proxy, Reply, Upstream, config_file, wait_for};
 
 const LIST: &str = "/example.com/m/@v/list";
 
@@ -29,7 +29,7 @@ fn start(dir: &tempfile::TempDir, yaml: &str) -> Proxy {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_breaker_opens_and_then_fails_fast() {
-    let flaky = FakeUpstream::start(vec![("*", Reply::Status(500, "boom"))], None).await;
+    let flaky = Upstream::start(vec![("*", Reply::Status(500, "boom"))], None);
     let dir = tempfile::tempdir().unwrap();
     let p = start(
         &dir,
@@ -68,11 +68,10 @@ async fn the_breaker_opens_and_then_fails_fast() {
 #[tokio::test(flavor = "multi_thread")]
 async fn half_open_trial_closes_the_breaker_when_the_upstream_recovers() {
     // Fails three times (opening the breaker), then answers.
-    let up = FakeUpstream::start(
+    let up = Upstream::start(
         vec![(LIST, Reply::FailFirst(3, 503, b"v1.0.0\n".to_vec()))],
         None,
-    )
-    .await;
+    );
     let dir = tempfile::tempdir().unwrap();
     let p = start(
         &dir,
@@ -100,8 +99,8 @@ async fn half_open_trial_closes_the_breaker_when_the_upstream_recovers() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn too_many_requests_opens_the_breaker_for_retry_after() {
-    let throttled = FakeUpstream::start(vec![("*", Reply::Throttle(3600))], None).await;
-    let backup = FakeUpstream::start(vec![("*", Reply::Body(b"v1.0.0\n".to_vec()))], None).await;
+    let throttled = Upstream::start(vec![("*", Reply::Throttle(3600))], None);
+    let backup = Upstream::start(vec![("*", Reply::Body(b"v1.0.0\n".to_vec()))], None);
     let dir = tempfile::tempdir().unwrap();
     let p = start(
         &dir,
@@ -127,9 +126,8 @@ async fn too_many_requests_opens_the_breaker_for_retry_after() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_slow_upstream_is_hedged_and_the_fast_answer_wins() {
     let (_never, gate) = tokio::sync::watch::channel(false);
-    let slow =
-        FakeUpstream::start(vec![("*", Reply::Gated(b"v9.9.9\n".to_vec(), gate))], None).await;
-    let fast = FakeUpstream::start(vec![("*", Reply::Body(b"v1.0.0\n".to_vec()))], None).await;
+    let slow = Upstream::start(vec![("*", Reply::Gated(b"v9.9.9\n".to_vec(), gate))], None);
+    let fast = Upstream::start(vec![("*", Reply::Body(b"v1.0.0\n".to_vec()))], None);
     let dir = tempfile::tempdir().unwrap();
     let p = start(
         &dir,
@@ -165,11 +163,10 @@ async fn a_slow_upstream_is_hedged_and_the_fast_answer_wins() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_pass_is_retried_with_backoff() {
-    let up = FakeUpstream::start(
+    let up = Upstream::start(
         vec![(LIST, Reply::FailFirst(1, 502, b"v1.0.0\n".to_vec()))],
         None,
-    )
-    .await;
+    );
     let dir = tempfile::tempdir().unwrap();
     let p = start(
         &dir,
@@ -186,9 +183,9 @@ async fn a_failed_pass_is_retried_with_backoff() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn equal_priorities_share_traffic_by_weight() {
-    let heavy = FakeUpstream::start(vec![("*", Reply::Body(b"v1.0.0\n".to_vec()))], None).await;
-    let light = FakeUpstream::start(vec![("*", Reply::Body(b"v1.0.0\n".to_vec()))], None).await;
-    let backup = FakeUpstream::start(vec![("*", Reply::Body(b"v1.0.0\n".to_vec()))], None).await;
+    let heavy = Upstream::start(vec![("*", Reply::Body(b"v1.0.0\n".to_vec()))], None);
+    let light = Upstream::start(vec![("*", Reply::Body(b"v1.0.0\n".to_vec()))], None);
+    let backup = Upstream::start(vec![("*", Reply::Body(b"v1.0.0\n".to_vec()))], None);
     let dir = tempfile::tempdir().unwrap();
     let p = start(
         &dir,
@@ -213,15 +210,14 @@ async fn equal_priorities_share_traffic_by_weight() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn failing_probes_move_an_upstream_to_the_end_of_the_plan() {
-    let sick = FakeUpstream::start(
+    let sick = Upstream::start(
         vec![
             ("/", Reply::Status(503, "down")),
             ("*", Reply::Body(b"v0.0.1\n".to_vec())),
         ],
         None,
-    )
-    .await;
-    let well = FakeUpstream::start(vec![("*", Reply::Body(b"v1.0.0\n".to_vec()))], None).await;
+    );
+    let well = Upstream::start(vec![("*", Reply::Body(b"v1.0.0\n".to_vec()))], None);
     let dir = tempfile::tempdir().unwrap();
     let p = start(
         &dir,
@@ -266,7 +262,7 @@ async fn failing_probes_move_an_upstream_to_the_end_of_the_plan() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn not_found_is_remembered_for_the_negative_ttl() {
-    let up = FakeUpstream::start(vec![], None).await;
+    let up = Upstream::start(vec![], None);
     let dir = tempfile::tempdir().unwrap();
     let p = start(
         &dir,
@@ -291,7 +287,7 @@ async fn not_found_is_remembered_for_the_negative_ttl() {
 async fn expired_lists_are_served_at_once_and_refreshed_behind() {
     let (open, gate) = tokio::sync::watch::channel(false);
     // First answer v1.0.0; later answers wait for the gate and say v1.1.0.
-    let first = FakeUpstream::start(vec![(LIST, Reply::Body(b"v1.0.0\n".to_vec()))], None).await;
+    let first = Upstream::start(vec![(LIST, Reply::Body(b"v1.0.0\n".to_vec()))], None);
     let dir = tempfile::tempdir().unwrap();
     let p = start(
         &dir,
@@ -302,11 +298,10 @@ async fn expired_lists_are_served_at_once_and_refreshed_behind() {
     );
     assert_eq!(p.get(LIST).await.text().await.unwrap(), "v1.0.0\n");
     drop(p);
-    let slow = FakeUpstream::start(
+    let slow = Upstream::start(
         vec![(LIST, Reply::Gated(b"v1.0.0\nv1.1.0\n".to_vec(), gate))],
         None,
-    )
-    .await;
+    );
     let p = Proxy::start(
         &dir.path().join("cache"),
         &[

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{FakeUpstream, Proxy, Reply, config_file, metric_value};
+use common::{Proxy, Reply, Upstream, config_file, metric_value};
 use modfleet_testkit::collector::{Collector, Span, SpanKind, StatusCode};
 
 const MODULE: &str = "example.com/traced";
@@ -24,9 +24,9 @@ fn by_name<'a>(spans: &'a [Span], name: &str) -> Vec<&'a Span> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_miss_with_a_failure_and_a_hedge_is_one_trace_over_grpc() {
     let collector = Collector::start();
-    let failing = FakeUpstream::start(vec![(INFO_PATH, Reply::Status(500, "boom"))], None).await;
-    let hanging = FakeUpstream::start(vec![(INFO_PATH, Reply::Hang)], None).await;
-    let good = FakeUpstream::start(vec![(INFO_PATH, Reply::Body(INFO.to_vec()))], None).await;
+    let failing = Upstream::start(vec![(INFO_PATH, Reply::Status(500, "boom"))], None);
+    let hanging = Upstream::start(vec![(INFO_PATH, Reply::Hang)], None);
+    let good = Upstream::start(vec![(INFO_PATH, Reply::Body(INFO.to_vec()))], None);
     let dir = tempfile::tempdir().unwrap();
     let config = config_file(
         dir.path(),
@@ -200,7 +200,7 @@ async fn a_miss_with_a_failure_and_a_hedge_is_one_trace_over_grpc() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spans_go_over_http_protobuf_and_a_hit_is_traced_as_a_hit() {
     let collector = Collector::start();
-    let good = FakeUpstream::start(vec![(INFO_PATH, Reply::Body(INFO.to_vec()))], None).await;
+    let good = Upstream::start(vec![(INFO_PATH, Reply::Body(INFO.to_vec()))], None);
     let dir = tempfile::tempdir().unwrap();
     let http = collector.http_endpoint();
     let proxy = Proxy::start_with_env(
@@ -278,7 +278,7 @@ fn a_typo_in_the_otel_settings_is_a_clear_start_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sampler_setting_decides_what_is_exported() {
     let collector = Collector::start();
-    let good = FakeUpstream::start(vec![(INFO_PATH, Reply::Body(INFO.to_vec()))], None).await;
+    let good = Upstream::start(vec![(INFO_PATH, Reply::Body(INFO.to_vec()))], None);
     let dir = tempfile::tempdir().unwrap();
     let grpc = collector.grpc_endpoint();
     let start = |name: &str, sampler: &str| {

@@ -35,6 +35,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tempfile::TempDir;
 
+use crate::workspace::workspace_root;
+
 /// How long [`Collector::start`] waits for the Collector to listen (a loaded 2-core machine
 /// starts it in well under a second; this is only the point where the test gives up).
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -380,13 +382,6 @@ fn otelcol_binary() -> PathBuf {
         );
     }
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
-}
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("testkit/ lives in the workspace root")
-        .to_path_buf()
 }
 
 /// Two distinct ports the kernel just handed out (a race with other processes remains, which

@@ -3,10 +3,15 @@
 //! - [`collector`]: starts a real OpenTelemetry Collector (`otelcol-modfleet`, built from Go
 //!   modules by `hack/tools.sh build`) on free localhost ports, and reads back the spans it
 //!   received from the file its file exporter writes.
+//! - [`upstream`]: the one fake upstream: a GOPROXY directory and scripted answers, failures
+//!   on demand, on any address or inside a network namespace.
+//! - [`workspace`]: the workspace root, its binaries (built on first use), free ports.
 //! - [`zipfile`]: writes zip archives byte by byte, malformed ones included, for the module-zip
 //!   checks' tests.
 
 pub mod collector;
+pub mod upstream;
+pub mod workspace;
 pub mod zipfile;
 
 pub use collector::{AttrValue, Collector, Signal, Span, SpanEvent, SpanKind, StatusCode};

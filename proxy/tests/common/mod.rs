@@ -1,9 +1,8 @@
 //! Shared harness for modfleet-proxy's end-to-end tests: a module corpus written in GOPROXY
-//! layout, an origin process serving it (tests/support/origin.py), the real proxy binary, and
+//! layout, the workspace's one fake upstream serving it (testkit's `Upstream`), the real proxy binary, and
 //! the real `go` command as the client.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -13,6 +12,10 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 pub const PROXY_BIN: &str = env!("CARGO_BIN_EXE_modfleet-proxy");
+
+/// The one fake upstream of the workspace's tests (testkit/src/upstream.rs).
+#[allow(unused_imports)] // each test binary uses a different part
+pub use modfleet_testkit::upstream::{Fault, Reply, Upstream};
 
 /// Fails (never skips) when a tool the tests need is missing.
 pub fn require_tool(tool: &str, why: &str) {
@@ -153,77 +156,6 @@ impl Drop for Killed {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// The origin: tests/support/origin.py serving a corpus from its own process.
-pub struct Origin {
-    child: Killed,
-    pub url: String,
-}
-
-impl Origin {
-    pub fn start(root: &Path) -> Origin {
-        Self::start_with(root, &[])
-    }
-
-    /// `extra`: more origin.py flags, e.g. `["--rate", "2000000"]`.
-    pub fn start_with(root: &Path, extra: &[&str]) -> Origin {
-        Self::start_in(&[], root, extra)
-    }
-
-    /// Starts the origin under a command prefix, e.g. `["ip", "netns", "exec", "NS"]`.
-    pub fn start_in(prefix: &[&str], root: &Path, extra: &[&str]) -> Origin {
-        require_tool("python3", "the test origin");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/origin.py");
-        let (program, prefix_args) = match prefix.split_first() {
-            Some((p, rest)) => (*p, rest.to_vec()),
-            None => ("python3", Vec::new()),
-        };
-        let mut cmd = Command::new(program);
-        cmd.args(prefix_args);
-        if !prefix.is_empty() {
-            cmd.arg("python3");
-        }
-        let mut child = cmd
-            .arg(script)
-            .arg("--dir")
-            .arg(root)
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start origin.py");
-        let mut first = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut first)
-            .unwrap();
-        let url = first
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("origin did not start: {first:?}"))
-            .to_string();
-        Origin {
-            child: Killed(child),
-            url,
-        }
-    }
-
-    /// Requests the origin has seen, by path.
-    pub async fn requests(&self) -> HashMap<String, u64> {
-        reqwest::get(format!("{}/_origin/requests", self.url))
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .map(|b| serde_json::from_slice(&b).unwrap())
-            .unwrap()
-    }
-
-    pub async fn count(&self, path: &str) -> u64 {
-        self.requests().await.get(path).copied().unwrap_or(0)
-    }
-
-    pub fn stop(self) {}
 }
 
 /// A running modfleet-proxy binary.
@@ -488,237 +420,6 @@ impl GoEnv {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-/// What the fake upstream answers for a path.
-#[derive(Clone)]
-pub enum Reply {
-    /// A status with a text body.
-    Status(u16, &'static str),
-    /// 200 with this body.
-    Body(Vec<u8>),
-    /// 200 whose Content-Length promises more than is sent before the connection closes.
-    Truncated(Vec<u8>),
-    /// Headers are never sent.
-    Hang,
-    /// 200 with this body, sent only once the gate is opened.
-    Gated(Vec<u8>, tokio::sync::watch::Receiver<bool>),
-    /// The first `n` requests for the path get this status, later ones the body.
-    FailFirst(u64, u16, Vec<u8>),
-    /// 429 with this Retry-After (seconds).
-    Throttle(u64),
-    /// 200 with headers at once, then this body at about `bytes_per_sec`.
-    Paced(Vec<u8>, u64),
-    /// This status with a body that never ends (no Content-Length); bytes written are counted
-    /// in [`FakeUpstream::written`].
-    Endless(u16),
-    /// 302 to this location.
-    Redirect(String),
-}
-
-/// An in-process HTTP/1.1 upstream with scripted answers, for failure modes a real upstream
-/// will not produce on demand. Paths not scripted are served from `dir` when given, else with
-/// the reply scripted for `"*"`, else 404.
-pub struct FakeUpstream {
-    pub url: String,
-    hits: Arc<Mutex<HashMap<String, u64>>>,
-    /// Body bytes written by `Endless` replies, by path, once their connection closed.
-    written: Arc<Mutex<HashMap<String, u64>>>,
-    /// `traceparent` headers received, by path.
-    traceparents: Arc<Mutex<HashMap<String, Vec<String>>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for FakeUpstream {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-impl FakeUpstream {
-    pub async fn start(routes: Vec<(&str, Reply)>, dir: Option<PathBuf>) -> FakeUpstream {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let routes: Arc<HashMap<String, Reply>> = Arc::new(
-            routes
-                .into_iter()
-                .map(|(p, r)| (p.to_string(), r))
-                .collect(),
-        );
-        let hits: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
-        let hits2 = hits.clone();
-        let traceparents: Arc<Mutex<HashMap<String, Vec<String>>>> = Arc::default();
-        let traceparents2 = traceparents.clone();
-        let written: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
-        let written2 = written.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((mut sock, _)) = listener.accept().await else {
-                    return;
-                };
-                let routes = routes.clone();
-                let hits = hits2.clone();
-                let traceparents = traceparents2.clone();
-                let written = written2.clone();
-                let dir = dir.clone();
-                tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 4096];
-                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match sock.read(&mut chunk).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                        }
-                    }
-                    let head = String::from_utf8_lossy(&buf);
-                    let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
-                    if let Some(tp) = head.lines().find_map(|l| {
-                        let (name, value) = l.split_once(':')?;
-                        name.eq_ignore_ascii_case("traceparent")
-                            .then(|| value.trim().to_string())
-                    }) {
-                        traceparents
-                            .lock()
-                            .unwrap()
-                            .entry(path.clone())
-                            .or_default()
-                            .push(tp);
-                    }
-                    let seen = {
-                        let mut hits = hits.lock().unwrap();
-                        let n = hits.entry(path.clone()).or_default();
-                        *n += 1;
-                        *n
-                    };
-                    let reply = routes.get(&path).cloned().or_else(|| {
-                        let file = dir.as_ref()?.join(path.trim_start_matches('/'));
-                        std::fs::read(file).ok().map(Reply::Body)
-                    });
-                    let reply = reply
-                        .or_else(|| routes.get("*").cloned())
-                        .unwrap_or(Reply::Status(404, "not found: scripted"));
-                    let write = |status: u16, len: usize| {
-                        format!(
-                            "HTTP/1.1 {status} X\r\ncontent-length: {len}\r\nconnection: close\r\n\r\n"
-                        )
-                    };
-                    match reply {
-                        Reply::Status(code, text) => {
-                            let body = format!("{text}\n");
-                            let _ = sock.write_all(write(code, body.len()).as_bytes()).await;
-                            let _ = sock.write_all(body.as_bytes()).await;
-                        }
-                        Reply::Body(body) => {
-                            let _ = sock.write_all(write(200, body.len()).as_bytes()).await;
-                            let _ = sock.write_all(&body).await;
-                        }
-                        Reply::Truncated(body) => {
-                            let _ = sock.write_all(write(200, body.len() * 2).as_bytes()).await;
-                            let _ = sock.write_all(&body).await;
-                        }
-                        Reply::Hang => {
-                            std::future::pending::<()>().await;
-                        }
-                        Reply::FailFirst(n, code, body) => {
-                            let (code, body) = if seen <= n {
-                                (code, b"scripted failure\n".to_vec())
-                            } else {
-                                (200, body)
-                            };
-                            let _ = sock.write_all(write(code, body.len()).as_bytes()).await;
-                            let _ = sock.write_all(&body).await;
-                        }
-                        Reply::Throttle(secs) => {
-                            let head = format!(
-                                "HTTP/1.1 429 X\r\nretry-after: {secs}\r\ncontent-length: 5\r\nconnection: close\r\n\r\nslow\n"
-                            );
-                            let _ = sock.write_all(head.as_bytes()).await;
-                        }
-                        Reply::Gated(body, mut gate) => {
-                            let _ = gate.wait_for(|open| *open).await;
-                            let _ = sock.write_all(write(200, body.len()).as_bytes()).await;
-                            let _ = sock.write_all(&body).await;
-                        }
-                        Reply::Paced(body, rate) => {
-                            let _ = sock.write_all(write(200, body.len()).as_bytes()).await;
-                            // Ten pieces a second (at least a byte each), paced by the clock.
-                            let piece = (rate as usize / 10).max(1);
-                            let every = Duration::from_secs_f64(piece as f64 / rate as f64);
-                            let mut tick = tokio::time::interval(every);
-                            for part in body.chunks(piece) {
-                                tick.tick().await;
-                                if sock.write_all(part).await.is_err() {
-                                    break;
-                                }
-                            }
-                        }
-                        Reply::Endless(code) => {
-                            let head = format!(
-                                "HTTP/1.1 {code} X\r\ncontent-type: text/html\r\nconnection: close\r\n\r\n"
-                            );
-                            let _ = sock.write_all(head.as_bytes()).await;
-                            let block = vec![b'<'; 64 << 10];
-                            let mut total = 0u64;
-                            while sock.write_all(&block).await.is_ok() {
-                                total += block.len() as u64;
-                            }
-                            *written.lock().unwrap().entry(path.clone()).or_default() += total;
-                        }
-                        Reply::Redirect(location) => {
-                            let head = format!(
-                                "HTTP/1.1 302 Found\r\nlocation: {location}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-                            );
-                            let _ = sock.write_all(head.as_bytes()).await;
-                        }
-                    }
-                    let _ = sock.shutdown().await;
-                });
-            }
-        });
-        FakeUpstream {
-            url,
-            hits,
-            written,
-            traceparents,
-            task,
-        }
-    }
-
-    /// Body bytes an `Endless` reply wrote for `path` before the client hung up (None while
-    /// the connection is still open).
-    pub fn written(&self, path: &str) -> Option<u64> {
-        self.written.lock().unwrap().get(path).copied()
-    }
-
-    /// The `traceparent` headers of the requests for `path`, in arrival order.
-    pub fn traceparents(&self, path: &str) -> Vec<String> {
-        self.traceparents
-            .lock()
-            .unwrap()
-            .get(path)
-            .cloned()
-            .unwrap_or_default()
-    }
-
-    pub fn hits(&self, path: &str) -> u64 {
-        self.hits.lock().unwrap().get(path).copied().unwrap_or(0)
-    }
-
-    pub fn all_hits(&self) -> HashMap<String, u64> {
-        self.hits.lock().unwrap().clone()
-    }
-
-    /// Requests for anything but `/`, which is what health probes ask for.
-    pub fn total_hits(&self) -> u64 {
-        self.hits
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(path, _)| path.as_str() != "/")
-            .map(|(_, n)| n)
-            .sum()
     }
 }
 

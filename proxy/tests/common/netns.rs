@@ -5,7 +5,7 @@
 //!
 //! This machine's kernel has no `sch_netem` (`tc qdisc add ... netem` answers "Specified qdisc
 //! kind is unknown"), so network *delay* cannot be made by the kernel here; the chaos test
-//! delays answers in the upstream origin instead (origin.py `--fault-file`).
+//! delays answers in the upstream origin instead (the fake upstream's `set_fault`).
 //!
 //! ```text
 //!  root (client) ──c0/p0── proxy ──p1/u1── upstream 1
@@ -101,13 +101,17 @@ impl Lab {
 
     /// The command prefix that runs a program in a namespace: "proxy", "up1" or "up2".
     pub fn exec(&self, host: &str) -> Vec<String> {
-        let ns = match host {
+        vec!["ip".into(), "netns".into(), "exec".into(), self.netns(host)]
+    }
+
+    /// The network namespace of `host` ("proxy", "up1", "up2").
+    pub fn netns(&self, host: &str) -> String {
+        match host {
             "proxy" => self.ns("p"),
             "up1" => self.ns("u1"),
             "up2" => self.ns("u2"),
             other => panic!("no host {other} in the lab"),
-        };
-        vec!["ip".into(), "netns".into(), "exec".into(), ns]
+        }
     }
 
     fn proxy_side(&self, link: Link) -> String {
