@@ -25,6 +25,12 @@ pub mod operator;
 
 pub mod helm;
 
+pub mod images;
+
+pub mod netns;
+
+pub mod pod;
+
 pub mod proxy;
 
 use std::ffi::OsStr;
