@@ -22,8 +22,8 @@
 #   BINARIES=source    (default) build the binaries from this source tree in the rust image
 #   BINARIES=prebuilt  take them from a build context named `prebuilt` that holds
 #                      <arch>/modfleet-proxy, <arch>/modfleet-operator and <arch>/crdgen for each
-#                      target architecture (amd64, arm64); static musl binaries, as
-#                      hack/images.sh builds them with cargo on the host:
+#                      target architecture (amd64, arm64); static musl binaries, stripped,
+#                      as hack/images.sh builds them with cargo on the host:
 #       buildah bud --build-arg BINARIES=prebuilt --build-context prebuilt=DIR --target proxy .
 #       docker buildx build --build-arg BINARIES=prebuilt --build-context prebuilt=DIR ...
 #   RUST_VERSION       the rust image of the `build-source` stage
@@ -45,8 +45,9 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
  && cargo build --release --locked --target "$target" --features modfleet-proxy/mimalloc \
       --bin modfleet-proxy --bin modfleet-operator --bin crdgen \
  && mkdir -p /out \
- && cp "target/$target/release/modfleet-proxy" "target/$target/release/modfleet-operator" \
-      "target/$target/release/crdgen" /out/
+ && for bin in modfleet-proxy modfleet-operator crdgen; do \
+      strip -o "/out/$bin" "target/$target/release/$bin"; \
+    done
 
 # ---- or binaries built elsewhere (BINARIES=prebuilt), one directory per architecture ----
 FROM scratch AS build-prebuilt

@@ -95,8 +95,11 @@ rust_target() { # <arch>
 # ---- configuration of podman and buildah: files of our own, never the system's ----
 
 write_config() {
+  # Written on every call (tests run podman through this script concurrently): to files of
+  # this process, then renamed into place.
+  local tmp=".tmp.$$"
   mkdir -p "$STORE/conf" "$STORE/storage" "$STORE/run" "$STORE/volumes"
-  cat >"$STORE/conf/storage.conf.tmp" <<EOF
+  cat >"$STORE/conf/storage.conf$tmp" <<EOF
 # Written by hack/images.sh: modfleet's own image store.
 [storage]
 driver = "vfs"
@@ -106,7 +109,7 @@ EOF
   # runc (this kernel's cgroup layout is one crun 1.8 refuses), cgroupfs, no default network
   # namespace setup (containers choose --network themselves), and ulimits within the hard
   # nofile limit a process may raise itself to here (podman's default asks for 1048576).
-  cat >"$STORE/conf/containers.conf.tmp" <<EOF
+  cat >"$STORE/conf/containers.conf$tmp" <<EOF
 # Written by hack/images.sh.
 [containers]
 default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
@@ -123,14 +126,14 @@ volume_path = "$STORE/volumes"
 EOF
   # Short names (`FROM debian:...-slim`, `modfleet/modfleet-proxy`) resolve in the local store
   # only: nothing is ever pulled (every build and run passes --pull=never as well).
-  cat >"$STORE/conf/registries.conf.tmp" <<EOF
+  cat >"$STORE/conf/registries.conf$tmp" <<EOF
 # Written by hack/images.sh.
 unqualified-search-registries = []
 short-name-mode = "permissive"
 EOF
   local f
   for f in storage containers registries; do
-    mv "$STORE/conf/$f.conf.tmp" "$STORE/conf/$f.conf"
+    mv -f "$STORE/conf/$f.conf$tmp" "$STORE/conf/$f.conf"
   done
 }
 
@@ -243,7 +246,7 @@ target_dir() {
 # Static binaries for <arch>, into the `prebuilt` build context ($STORE/prebuilt/<arch>/), the
 # way the Dockerfile's build-source stage builds them.
 build_binaries() { # <arch>
-  local arch="$1" target out bin
+  local arch="$1" target out bin strip=strip
   target="$(rust_target "$arch")"
   need cargo "rustup (https://rustup.rs)"
   rustup target list --installed 2>/dev/null | grep -qx "$target" ||
@@ -256,6 +259,7 @@ build_binaries() { # <arch>
       command -v aarch64-linux-musl-gcc >/dev/null 2>&1 ||
         die "no aarch64-linux-musl-gcc: dpkg --add-architecture arm64 && apt-get update && apt-get install -y musl-dev:arm64 gcc-aarch64-linux-gnu"
       export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=aarch64-linux-musl-gcc
+      strip=aarch64-linux-gnu-strip
       ;;
   esac
   log "binaries: cargo build --release --target $target"
@@ -264,9 +268,12 @@ build_binaries() { # <arch>
   out="$STORE/prebuilt/$arch"
   mkdir -p "$out"
   for bin in modfleet-proxy modfleet-operator crdgen; do
-    # Copied only when changed, so the image layers stay cached.
-    if ! cmp -s "$(target_dir)/$target/release/$bin" "$out/$bin"; then
-      cp "$(target_dir)/$target/release/$bin" "$out/$bin.tmp"
+    # Stripped of their symbol tables (as the Dockerfile's build-source stage does), and
+    # replaced only when changed, so the image layers stay cached.
+    "$strip" -o "$out/$bin.tmp" "$(target_dir)/$target/release/$bin"
+    if cmp -s "$out/$bin.tmp" "$out/$bin"; then
+      rm -f "$out/$bin.tmp"
+    else
       mv -f "$out/$bin.tmp" "$out/$bin"
     fi
   done
@@ -316,7 +323,7 @@ check_binaries() { # <arch>
   for bin in modfleet-proxy modfleet-operator crdgen; do
     path="$STORE/prebuilt/$arch/$bin"
     info="$(file -b "$path")"
-    [[ "$info" == *"ELF 64-bit"*"$want"* && "$info" == *"statically linked"* ]] ||
+    [[ "$info" == *"ELF 64-bit"*"$want"* && "$info" == *"static"* && "$info" == *", stripped"* ]] ||
       die "$path is not a static $want executable: $info"
     if [[ "$arch" == "$(host_arch)" || ${#runner[@]} -gt 0 ]]; then
       "${runner[@]}" "$path" --version >/dev/null ||

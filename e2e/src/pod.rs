@@ -208,7 +208,9 @@ impl KubeletPod {
                 "topologySpreadConstraints",
                 "priorityClassName",
                 "imagePullSecrets",
-                // Defaults the API server fills in.
+                // Defaults the API server fills in (serviceAccount: the deprecated alias of
+                // serviceAccountName).
+                "serviceAccount",
                 "restartPolicy",
                 "dnsPolicy",
                 "schedulerName",

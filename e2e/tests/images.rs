@@ -285,6 +285,11 @@ fn small_cache(cluster: &Cluster, upstream: Option<&str>) -> Value {
         &text,
     ))
     .unwrap();
+    // `kubectl create --dry-run=client` fills in the default namespace; the test's is wanted.
+    obj["metadata"]
+        .as_object_mut()
+        .expect("metadata")
+        .remove("namespace");
     if let Some(u) = upstream {
         obj["spec"]["upstreams"] = serde_json::json!([{ "url": u }]);
     }
