@@ -279,13 +279,35 @@ build_binaries() { # <arch>
   done
 }
 
+# Builds one image; the ids of every layer it made or took from the cache are appended to
+# $STORE/run/keep, for prune_store.
 build_image() { # <target> <arch> <tag>
-  local target="$1" arch="$2" tag="$3"
+  local target="$1" arch="$2" tag="$3" log="$STORE/run/build-$1-$2.log"
   log "image: $tag (Dockerfile target $target, linux/$arch)"
-  buildah_ bud --quiet --layers --pull=never --platform "linux/$arch" \
+  if ! buildah_ bud --layers --pull=never --platform "linux/$arch" \
     --timestamp "$SOURCE_DATE_EPOCH" \
     --build-arg BINARIES=prebuilt --build-context "prebuilt=$STORE/prebuilt" \
-    --target "$target" --tag "$tag" --file "$ROOT/Dockerfile" "$ROOT" >/dev/null
+    --target "$target" --tag "$tag" --file "$ROOT/Dockerfile" "$ROOT" >"$log" 2>&1; then
+    tail -n 40 "$log" >&2
+    die "buildah bud --target $target failed (log: $log)"
+  fi
+  grep -Eo -- '^--> (Using cache )?[0-9a-f]{11,64}' "$log" | awk '{print substr($NF, 1, 12)}' \
+    >>"$STORE/run/keep"
+}
+
+# Removes untagged images that no build of this run used (older binaries' layers, stale
+# layer cache), so the store does not grow with every change; what this run used stays as
+# the layer cache of the next.
+prune_store() {
+  local id n=0
+  [[ -f "$STORE/run/keep" ]] || return 0
+  for id in $(podman_ images --quiet --filter dangling=true --no-trunc | sed 's/^sha256://' | cut -c1-12 | sort -u); do
+    if ! grep -qx "$id" "$STORE/run/keep"; then
+      podman_ rmi "$id" >/dev/null 2>&1 && n=$((n + 1))
+    fi
+  done
+  rm -f "$STORE/run/keep"
+  [[ $n -eq 0 ]] || log "store: removed $n unused image(s)"
 }
 
 image_size() { # <image>: its size in MB, uncompressed
@@ -298,10 +320,12 @@ cmd_build() {
   cmd_base
   build_binaries "$arch"
   check_binaries "$arch"
+  rm -f "$STORE/run/keep"
   for t in "${TARGETS[@]}"; do
     build_image "$t" "$arch" "$(image_name "$t")"
     log "image: $(image_name "$t"): $(image_size "$(image_name "$t")")"
   done
+  prune_store
   log "built in $((SECONDS - start))s"
 }
 
@@ -342,6 +366,7 @@ cmd_multiarch() {
     build_binaries "$arch"
     check_binaries "$arch"
   done
+  rm -f "$STORE/run/keep"
   for t in "${TARGETS[@]}"; do
     list="$(image_name "$t")"
     for arch in amd64 arm64; do
@@ -360,6 +385,7 @@ cmd_multiarch() {
       log "image: $list-$arch: $(image_size "$list-$arch")"
     done
   done
+  prune_store
   log "built in $((SECONDS - start))s"
 }
 
