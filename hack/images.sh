@@ -213,7 +213,7 @@ build_base() {
 # Imports the cached base under the Dockerfile's name, unless the store has this very key.
 cmd_base() {
   local dir key have
-  grep -q "^FROM debian:${DEBIAN_SUITE}-slim " "$ROOT/Dockerfile" ||
+  grep -Eq "^FROM (--platform=[^ ]+ )?debian:${DEBIAN_SUITE}-slim " "$ROOT/Dockerfile" ||
     die "the Dockerfile has no 'FROM debian:${DEBIAN_SUITE}-slim' stage: hack/images.env (DEBIAN_SUITE) and the Dockerfile must agree"
   key="$(base_key)"
   dir="$BASE_ROOT/debian-$key"

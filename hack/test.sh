@@ -35,7 +35,7 @@ want() { [[ " ${stages[*]} " == *" $1 "* ]]; }
 
 # The tests start a real OpenTelemetry Collector and run promtool (testkit/); built once from
 # their Go modules and cached, so this is instant afterwards.
-if want unit || want e2e || want images; then
+if want unit || want e2e; then
   hack/tools.sh build
 fi
 
