@@ -350,9 +350,13 @@ check_binaries() { # <arch>
     [[ "$info" == *"ELF 64-bit"*"$want"* && "$info" == *"static"* && "$info" == *", stripped"* ]] ||
       die "$path is not a static $want executable: $info"
     if [[ "$arch" == "$(host_arch)" || ${#runner[@]} -gt 0 ]]; then
-      "${runner[@]}" "$path" --version >/dev/null ||
-        die "$path --version failed${runner:+ under ${runner[*]}}"
-      log "binaries: $arch/$bin: $want, static, runs${runner:+ (${runner[*]})}: $("${runner[@]}" "$path" --version | head -1)"
+      # crdgen takes an output path, not --version: without one it prints the CRD.
+      local check=(--version)
+      [[ "$bin" != crdgen ]] || check=()
+      local out
+      out="$("${runner[@]}" "$path" "${check[@]}")" ||
+        die "$path ${check[*]} failed${runner:+ under ${runner[*]}}"
+      log "binaries: $arch/$bin: $want, static, runs${runner:+ (${runner[*]})}: ${out%%$'\n'*}"
     else
       log "binaries: $arch/$bin: $want, static (not run: apt-get install -y qemu-user-static to run it)"
     fi
