@@ -10,26 +10,68 @@
 # use your registry, tag and push there and override the repositories at install; see
 # docs/install.md, "Images". The runtime images run as the numeric non-root user 65532 (the
 # uid the operator gives proxy pods and the chart gives the operator pod).
+#
+# The binaries are static (musl libc, mimalloc as the proxy's allocator) on an image that holds
+# nothing else: CA certificates, a passwd entry for 65532 and the cache directory. Why, with the
+# figures: docs/install.md ("Images") and docs/benchmarks.md ("Container images").
+#
+# Several architectures: `docker buildx build --platform linux/amd64,linux/arm64 ...`; each
+# platform builds its binaries natively in the `build-source` stage.
+#
+# Build arguments:
+#   BINARIES=source    (default) build the binaries from this source tree in the rust image
+#   BINARIES=prebuilt  take them from a build context named `prebuilt` that holds
+#                      <arch>/modfleet-proxy, <arch>/modfleet-operator and <arch>/crdgen for each
+#                      target architecture (amd64, arm64); static musl binaries, stripped,
+#                      as hack/images.sh builds them with cargo on the host:
+#       buildah bud --build-arg BINARIES=prebuilt --build-context prebuilt=DIR --target proxy .
+#       docker buildx build --build-arg BINARIES=prebuilt --build-context prebuilt=DIR ...
+#   RUST_VERSION       the rust image of the `build-source` stage
 
 ARG RUST_VERSION=1.95
+ARG BINARIES=source
 
-# ---- build: both binaries, release profile, locked dependencies ----
-FROM rust:${RUST_VERSION}-bookworm AS build
+# ---- binaries built here: release profile, locked dependencies, static (musl) ----
+FROM rust:${RUST_VERSION}-bookworm AS build-source
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends musl-tools \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --bin modfleet-proxy --bin modfleet-operator --bin crdgen \
+    target="$(uname -m)-unknown-linux-musl" \
+ && rustup target add "$target" \
+ && cargo build --release --locked --target "$target" --features modfleet-proxy/mimalloc \
+      --bin modfleet-proxy --bin modfleet-operator --bin crdgen \
  && mkdir -p /out \
- && cp target/release/modfleet-proxy target/release/modfleet-operator target/release/crdgen /out/
+ && for bin in modfleet-proxy modfleet-operator crdgen; do \
+      strip -o "/out/$bin" "target/$target/release/$bin"; \
+    done
 
-# ---- runtime base: glibc, CA certificates (upstreams over HTTPS), nothing else ----
-FROM debian:bookworm-slim AS runtime
+# ---- or binaries built elsewhere (BINARIES=prebuilt), one directory per architecture ----
+FROM scratch AS build-prebuilt
+ARG TARGETARCH
+COPY --from=prebuilt ${TARGETARCH}/modfleet-proxy ${TARGETARCH}/modfleet-operator ${TARGETARCH}/crdgen /out/
+
+FROM build-${BINARIES} AS binaries
+
+# ---- the files the runtime image holds besides a binary (arch-independent, so made on the
+# build platform: no emulation for foreign architectures) ----
+FROM --platform=$BUILDPLATFORM debian:bookworm-slim AS rootfs
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
- && mkdir -p /var/cache/modfleet \
- && chown 65532:65532 /var/cache/modfleet
+ && mkdir -p /rootfs/etc/ssl/certs /rootfs/tmp /rootfs/var/cache/modfleet \
+ && cp /etc/ssl/certs/ca-certificates.crt /rootfs/etc/ssl/certs/ \
+ && printf 'root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/nonexistent:/sbin/nologin\n' >/rootfs/etc/passwd \
+ && printf 'root:x:0:\nnonroot:x:65532:\n' >/rootfs/etc/group \
+ && chown 65532:65532 /rootfs/var/cache/modfleet \
+ && chmod 1777 /rootfs/tmp
+
+# ---- runtime base: nothing but those files ----
+FROM scratch AS runtime
+COPY --from=rootfs /rootfs/ /
 USER 65532:65532
 
 # image: modfleet/modfleet-proxy
@@ -38,7 +80,7 @@ LABEL org.opencontainers.image.title="modfleet-proxy" \
       org.opencontainers.image.description="Go module proxy (GOPROXY) with a verified, crash-safe disk cache" \
       org.opencontainers.image.source="https://github.com/modfleet/modfleet" \
       org.opencontainers.image.licenses="Apache-2.0"
-COPY --from=build /out/modfleet-proxy /usr/local/bin/modfleet-proxy
+COPY --from=binaries /out/modfleet-proxy /usr/local/bin/modfleet-proxy
 # Standalone: docker run -v modfleet-cache:/var/cache/modfleet IMAGE --cache-dir /var/cache/modfleet
 # (in a fleet, the operator's config file sets cacheDir to the member's volume).
 # 8080: GOPROXY protocol; 9090: /healthz, /readyz, /metrics.
@@ -52,8 +94,8 @@ LABEL org.opencontainers.image.title="modfleet-operator" \
       org.opencontainers.image.description="Kubernetes operator for fleets of modfleet Go module proxies (GoModuleProxy)" \
       org.opencontainers.image.source="https://github.com/modfleet/modfleet" \
       org.opencontainers.image.licenses="Apache-2.0"
-COPY --from=build /out/modfleet-operator /usr/local/bin/modfleet-operator
-COPY --from=build /out/crdgen /usr/local/bin/crdgen
+COPY --from=binaries /out/modfleet-operator /usr/local/bin/modfleet-operator
+COPY --from=binaries /out/crdgen /usr/local/bin/crdgen
 # 8080: /metrics, /healthz, /readyz.
 EXPOSE 8080
 ENTRYPOINT ["/usr/local/bin/modfleet-operator"]

@@ -435,6 +435,10 @@ def write(r, out_dir, log=print):
     if notes.exists() and not r["smoke"]:
         parts.append(["## Analysis", "", f"Written by hand from the run above ([benchmarks/notes.md](benchmarks/notes.md)).", "",
                       notes.read_text().strip()])
+    # Measured by hand with this harness for the container images (Step 10); kept across runs.
+    images = out_dir / "benchmarks" / "images.md"
+    if images.exists() and not r["smoke"]:
+        parts.append([images.read_text().strip()])
     text = "\n\n".join("\n".join(p) for p in parts) + "\n"
     md = out_dir / "benchmarks.md"
     md.write_text(scrub(text))

@@ -7,23 +7,29 @@
 #                            of its own) built and run over their seed corpus
 #   4. e2e     hack/cluster.sh up, then cargo test -p modfleet-e2e against that cluster
 #              (taken down again on exit, unless it was already up before)
-#   5. bench   python3 bench/run.py --smoke: the benchmark harness on a tiny corpus with few
+#   5. images  hack/images.sh build (both images from the Dockerfile with buildah; Debian base
+#              and binaries cached), then on the local cluster (started if not up, as for e2e)
+#              cargo test -p modfleet-e2e --features images --test images: the images run with
+#              podman (proxy smoke test, operator smoke test, a member's pod spec run as a
+#              kubelet would), and the Argo CD health check in Argo CD's Lua engine
+#              (needs buildah, podman, runc, mmdebstrap, musl-tools; see docs/install.md)
+#   6. bench   python3 bench/run.py --smoke: the benchmark harness on a tiny corpus with few
 #              requests (modfleet, goproxy, nginx), so it cannot rot; fails on any error
 #              (needs nginx with the echo module, wrk and matplotlib; see bench/README.md)
 #
-# Usage: hack/test.sh [fmt|clippy|unit|e2e|bench]...   (no argument: all five, as CI does)
+# Usage: hack/test.sh [fmt|clippy|unit|e2e|images|bench]...   (no argument: all six, as CI does)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 stages=("$@")
-[[ ${#stages[@]} -gt 0 ]] || stages=(fmt clippy unit e2e bench)
+[[ ${#stages[@]} -gt 0 ]] || stages=(fmt clippy unit e2e images bench)
 for s in "${stages[@]}"; do
   case "$s" in
-    fmt | clippy | unit | e2e | bench) ;;
-    -h | --help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) echo "error: unknown stage '$s' (expected fmt, clippy, unit, e2e or bench)" >&2; exit 2 ;;
+    fmt | clippy | unit | e2e | images | bench) ;;
+    -h | --help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "error: unknown stage '$s' (expected fmt, clippy, unit, e2e, images or bench)" >&2; exit 2 ;;
   esac
 done
 want() { [[ " ${stages[*]} " == *" $1 "* ]]; }
@@ -41,6 +47,22 @@ banner() {
 }
 done_stage() { printf -- '---- ok (%ss)\n' "$((SECONDS - stage_start))"; }
 
+# The local cluster for the e2e and images stages: reused if up (and left up), else started
+# and taken down again on exit.
+cluster_ready=false
+ensure_cluster() {
+  if [[ "$cluster_ready" == false ]]; then
+    if hack/cluster.sh status >/dev/null 2>&1; then
+      echo "reusing the cluster that is already up (it stays up afterwards)"
+    else
+      trap 'echo; echo "---- hack/cluster.sh down"; hack/cluster.sh down' EXIT
+      hack/cluster.sh up
+    fi
+    cluster_ready=true
+  fi
+  eval "$(hack/cluster.sh env)"
+}
+
 if want fmt; then
   banner "fmt: cargo fmt --all --check"
   cargo fmt --all --check
@@ -49,8 +71,8 @@ if want fmt; then
 fi
 
 if want clippy; then
-  banner "clippy: cargo clippy --workspace --all-targets -- -D warnings"
-  cargo clippy --workspace --all-targets -- -D warnings
+  banner "clippy: cargo clippy --workspace --all-targets (+ the images tests, mimalloc) -- -D warnings"
+  cargo clippy --workspace --all-targets --features modfleet-e2e/images,modfleet-proxy/mimalloc -- -D warnings
   cargo clippy --manifest-path fuzz/Cargo.toml --all-targets -- -D warnings
   done_stage
 fi
@@ -69,14 +91,18 @@ fi
 
 if want e2e; then
   banner "e2e: tests against a local cluster (hack/cluster.sh up)"
-  if hack/cluster.sh status >/dev/null 2>&1; then
-    echo "reusing the cluster that is already up (it stays up afterwards)"
-  else
-    trap 'echo; echo "---- hack/cluster.sh down"; hack/cluster.sh down' EXIT
-    hack/cluster.sh up
-  fi
-  eval "$(hack/cluster.sh env)"
+  ensure_cluster
   cargo test -p modfleet-e2e
+  done_stage
+fi
+
+if want images; then
+  banner "images: hack/images.sh build, then the images run for real (podman) on the local cluster"
+  hack/images.sh build
+  ensure_cluster
+  cargo test -p modfleet-e2e --features images --test images
+  # Argo CD's Lua engine (also part of the e2e stage's examples tests).
+  cargo test -p modfleet-e2e --test examples -- argocd_
   done_stage
 fi
 

@@ -19,9 +19,17 @@
 //! `MODFLEET_E2E_KEEP=1`, for debugging). Waiting is done with `kubectl wait` or by
 //! polling a condition against a deadline, never by sleeping for a guessed time.
 
+pub mod argocd;
+
 pub mod operator;
 
 pub mod helm;
+
+pub mod images;
+
+pub mod netns;
+
+pub mod pod;
 
 pub mod proxy;
 

@@ -9,6 +9,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
+use modfleet_e2e::argocd;
 use modfleet_e2e::helm::{
     self, Release, chart_dir, schema_failures, service_account_kubeconfig, template, try_helm,
     yaml_to_objects,
@@ -790,7 +791,7 @@ fn operator_with_chart_identity_reconciles(namespaced: bool) {
         };
         assert_eq!(ready["status"]["readyMembers"], *members, "{name}");
         // Argo CD's view of the real object, through the shipped health check.
-        let (health, message) = helm::argocd_health(&ready);
+        let (health, message) = argocd::argocd_health(&ready);
         assert_eq!(health, "Healthy", "{name}: {message}");
         assert_eq!(
             ready["status"]["endpoint"],

@@ -1,11 +1,14 @@
--- Argo CD health check for modfleet.dev/GoModuleProxy (Lua 5.1, as Argo CD runs it).
+-- Argo CD health check for modfleet.dev/GoModuleProxy.
 -- Install: examples/argocd/argocd-cm-health.yaml carries this exact text under
 -- resource.customizations.health.modfleet.dev_GoModuleProxy (a test keeps them equal).
--- Tested against the sample table in health_test.lua: `lua5.1 health_test.lua`.
+--
+-- Argo CD runs it in gopher-lua with only the base, table and package libraries: no `string`
+-- (nor `string` methods on values), no `io`, no `os`. Tested that way by e2e/tests/examples.rs,
+-- with the Go program in e2e/argocd-health (Argo CD's own Lua engine at the version it pins).
 --
 --   no status yet, or status.observedGeneration ~= metadata.generation  -> Progressing
 --   Degraded=True                                                       -> Degraded
---   Ready=False with a failure reason (…Failed, …Error, …Lost, …)        -> Degraded
+--   Ready=False with a failure reason (see failure_reasons)             -> Degraded
 --   Progressing=True                                                    -> Progressing
 --   Ready=True                                                          -> Healthy
 --   anything else (Ready=False while members start, no Ready yet)       -> Progressing
@@ -31,18 +34,17 @@ local function describe(c)
   return msg
 end
 
--- Reasons that mean something failed, as opposed to "not there yet".
+-- Reasons that mean something failed, as opposed to "not there yet": the ones the operator
+-- writes when something fails (operator/src/status.rs; a test checks that each gives Degraded).
+-- Matched by name because without the string library there is no suffix test.
+local failure_reasons = {
+  ReconcileFailed = true,
+  MemberFailed = true,
+  CacheVolumeLost = true,
+}
+
 local function is_failure(reason)
-  if reason == nil then
-    return false
-  end
-  local suffixes = { "Failed", "Failure", "Error", "Lost", "Invalid", "Forbidden" }
-  for _, s in ipairs(suffixes) do
-    if string.sub(reason, -string.len(s)) == s then
-      return true
-    end
-  end
-  return false
+  return reason ~= nil and failure_reasons[reason] == true
 end
 
 local status = obj.status

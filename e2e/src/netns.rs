@@ -1,0 +1,258 @@
+//! A network namespace of its own for a container, as a kubelet gives each pod, and TCP
+//! forwarders between it and the test's namespace. Everything listens and connects on loopback
+//! on both sides: a container's `0.0.0.0:8080` is private to its namespace (so it never clashes
+//! with anything else on this machine), and the test reaches it, and it reaches the test's
+//! servers, through forwarders whose sockets are opened in one namespace or the other (a thread
+//! that `setns`es into the pod's namespace opens them; a socket keeps its namespace).
+//!
+//! Needs root and iproute2 (`ip netns`); a namespace that cannot be made fails the test.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+const PREFIX: &str = "modfleet-e2e-";
+
+/// A network namespace with only `lo`, up; deleted on drop.
+pub struct NetNs {
+    name: String,
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run ip (apt-get install -y iproute2): {e}"));
+    assert!(
+        out.status.success(),
+        "`ip {}` failed (the pod tests need root): {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+impl NetNs {
+    /// Makes `modfleet-e2e-<pid>-<n>`, first removing namespaces left by test processes that
+    /// are gone.
+    pub fn create() -> NetNs {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        remove_stale();
+        let name = format!(
+            "{PREFIX}{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        );
+        ip(&["netns", "add", &name]);
+        let ns = NetNs { name };
+        ip(&["-n", &ns.name, "link", "set", "lo", "up"]);
+        ns
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `/run/netns/NAME`, for `podman run --network ns:PATH`.
+    pub fn path(&self) -> PathBuf {
+        PathBuf::from("/run/netns").join(&self.name)
+    }
+
+    /// Runs `f` on a thread that has entered this namespace; sockets it opens stay in it.
+    pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let path = self.path();
+        std::thread::spawn(move || {
+            let file =
+                File::open(&path).unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
+            // SAFETY: setns on a valid namespace fd; it changes only this thread's namespace.
+            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(
+                rc,
+                0,
+                "setns into {}: {} (needs root)",
+                path.display(),
+                std::io::Error::last_os_error()
+            );
+            f()
+        })
+        .join()
+        .unwrap_or_else(|e| std::panic::resume_unwind(e))
+    }
+
+    /// An HTTP/1.0 GET of `path` on 127.0.0.1:`port` inside the namespace, as a kubelet's
+    /// httpGet probe: the status code, or `None` when nothing answers within `timeout`.
+    pub fn http_status(&self, port: u16, path: &str, timeout: Duration) -> Option<u16> {
+        let path = path.to_owned();
+        self.run(move || {
+            let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+            let mut s = TcpStream::connect_timeout(&addr, timeout).ok()?;
+            s.set_read_timeout(Some(timeout)).ok()?;
+            write!(
+                s,
+                "GET {path} HTTP/1.0\r\nHost: {addr}\r\nUser-Agent: kube-probe/1.33\r\n\r\n"
+            )
+            .ok()?;
+            let mut head = [0u8; 64];
+            let n = s.read(&mut head).ok()?;
+            let line = String::from_utf8_lossy(&head[..n]).into_owned();
+            line.split_whitespace().nth(1)?.parse().ok()
+        })
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.name])
+            .output();
+    }
+}
+
+/// Deletes `modfleet-e2e-<pid>-*` namespaces whose process no longer exists.
+fn remove_stale() {
+    let Ok(entries) = std::fs::read_dir("/run/netns") else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(PREFIX)
+            .and_then(|r| r.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = Command::new("ip").args(["netns", "delete", &name]).output();
+        }
+    }
+}
+
+/// Where a forwarder's connections go.
+#[derive(Clone)]
+enum Target {
+    /// An address in the test's (root) namespace.
+    Root(SocketAddr),
+    /// 127.0.0.1:port inside the namespace at this path.
+    InNs(PathBuf, u16),
+}
+
+/// Forwards every TCP connection accepted on one side to the other; stopped on drop.
+pub struct Forwarder {
+    /// The listening address (in the namespace it was opened in).
+    pub addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    wake: Target,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl Forwarder {
+    /// Listens on 127.0.0.1:`port` inside `ns` and forwards to `target` in the test's
+    /// namespace: the pod reaches a server of the test at an address of its own.
+    pub fn out_of(ns: &NetNs, port: u16, target: SocketAddr) -> Forwarder {
+        let listener = ns.run(move || {
+            TcpListener::bind((Ipv4Addr::LOCALHOST, port))
+                .unwrap_or_else(|e| panic!("binding 127.0.0.1:{port} in the pod namespace: {e}"))
+        });
+        Forwarder::start(
+            listener,
+            Target::Root(target),
+            Target::InNs(ns.path(), port),
+        )
+    }
+
+    /// Listens on a free 127.0.0.1 port in the test's namespace and forwards to
+    /// 127.0.0.1:`port` inside `ns`: the test reaches the pod's port.
+    pub fn into(ns: &NetNs, port: u16) -> Forwarder {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("a free loopback port");
+        let addr = listener.local_addr().expect("bound address");
+        Forwarder::start(listener, Target::InNs(ns.path(), port), Target::Root(addr))
+    }
+
+    fn start(listener: TcpListener, target: Target, wake: Target) -> Forwarder {
+        let addr = listener.local_addr().expect("bound address");
+        let stop = Arc::new(AtomicBool::new(false));
+        let accept = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                for conn in listener.incoming() {
+                    if stop.load(Ordering::Acquire) {
+                        break;
+                    }
+                    let Ok(conn) = conn else { continue };
+                    let target = target.clone();
+                    std::thread::spawn(move || {
+                        if let Some(upstream) = connect(&target) {
+                            pump(conn, upstream);
+                        }
+                    });
+                }
+            })
+        };
+        Forwarder {
+            addr,
+            stop,
+            wake,
+            accept: Some(accept),
+        }
+    }
+
+    /// `http://ADDR`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+fn connect(target: &Target) -> Option<TcpStream> {
+    let timeout = Duration::from_secs(5);
+    match target {
+        Target::Root(addr) => TcpStream::connect_timeout(addr, timeout).ok(),
+        Target::InNs(path, port) => {
+            let (path, port) = (path.clone(), *port);
+            std::thread::spawn(move || {
+                let file = File::open(&path).ok()?;
+                // SAFETY: as in NetNs::run; this thread only connects.
+                if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                    return None;
+                }
+                let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+                TcpStream::connect_timeout(&addr, timeout).ok()
+            })
+            .join()
+            .ok()
+            .flatten()
+        }
+    }
+}
+
+/// Copies both ways until each side has closed.
+fn pump(a: TcpStream, b: TcpStream) {
+    let (Ok(a2), Ok(b2)) = (a.try_clone(), b.try_clone()) else {
+        return;
+    };
+    let one = std::thread::spawn(move || copy_then_close(a, b2));
+    copy_then_close(b, a2);
+    let _ = one.join();
+}
+
+fn copy_then_close(mut from: TcpStream, mut to: TcpStream) {
+    let _ = std::io::copy(&mut from, &mut to);
+    let _ = to.shutdown(Shutdown::Write);
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        // Wake the accept loop (from the namespace it listens in) so it sees the flag.
+        let _ = connect(&self.wake);
+        if let Some(t) = self.accept.take() {
+            let _ = t.join();
+        }
+    }
+}

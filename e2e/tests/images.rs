@@ -1,0 +1,426 @@
+//! The container images, run for real with podman (runc) on loopback: built by
+//! `hack/images.sh build` from the Dockerfile (`hack/test.sh images` builds them, then runs
+//! these tests; a missing image fails with that hint).
+//!
+//! - the proxy image serves a real module graph (from the Go module proxy in `go env GOPROXY`)
+//!   to the real go command, as uid 65532 with a read-only root, and serves it again from its
+//!   cache volume alone;
+//! - the operator image reconciles `examples/small-cache.yaml` to Ready on the local cluster;
+//! - a fleet member's pod spec, as the operator rendered it on the API server, run the way a
+//!   kubelet would (e2e/src/pod.rs): ready on its probes, and a real download through it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use modfleet_e2e::images::{
+    Container, GoEnv, ProcessFacts, files_ending, image, machine_goproxy, owners, podman_ok,
+};
+use modfleet_e2e::netns::Forwarder;
+use modfleet_e2e::operator::{free_port, install_crd, workspace_root};
+use modfleet_e2e::pod::{KubeletPod, normalize_image};
+use modfleet_e2e::proxy::{closed_port, http_get};
+use modfleet_e2e::{Cluster, DEFAULT_TIMEOUT, Namespace, condition};
+use serde_json::Value;
+
+/// The uid and gid the images run as (the Dockerfile's USER, the operator's RUN_AS).
+const NONROOT: u32 = 65532;
+
+/// The host's CA bundle, mounted over the image's: this machine reaches its Go module proxy
+/// through a TLS-intercepting gateway whose CA only the host trusts (a user behind a private
+/// CA does the same).
+const HOST_CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+
+/// A module that needs a real graph: golang.org/x/text and cobra with their dependencies.
+fn write_module(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("go.mod"),
+        "module example.test/images\n\ngo 1.22\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("main.go"),
+        r#"package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/text/cases"
+	"golang.org/x/text/language"
+)
+
+func main() {
+	_ = &cobra.Command{Use: "x"}
+	fmt.Println(cases.Title(language.English).String("modfleet"))
+}
+"#,
+    )
+    .unwrap();
+}
+
+fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("modfleet-e2e-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Polls `url`'s admin `/readyz` until it answers 200, panicking with the container's log.
+fn wait_readyz(c: &Container, admin: u16) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while http_get(([127, 0, 0, 1], admin).into(), "/readyz").is_none() {
+        c.assert_running();
+        assert!(
+            Instant::now() < deadline,
+            "/readyz on 127.0.0.1:{admin} did not answer within 60s:\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The proxy image on the host's network with the options a locked-down pod would have
+/// (read-only root, no capabilities, no privilege escalation), its cache on `volume`.
+/// Returns the container and its GOPROXY URL.
+fn proxy_container(volume: &str, upstream: &str) -> (Container, String, u16) {
+    let (http, admin) = (free_port(), free_port());
+    let c = Container::run(&[
+        "--pull=never".into(),
+        "--network=host".into(),
+        "--read-only".into(),
+        "--read-only-tmpfs=false".into(),
+        "--cap-drop=all".into(),
+        "--security-opt=no-new-privileges".into(),
+        format!("--volume={volume}:/var/cache/modfleet"),
+        format!("--volume={HOST_CA_BUNDLE}:/etc/ssl/certs/ca-certificates.crt:ro"),
+        image("proxy"),
+        format!("--listen=127.0.0.1:{http}"),
+        format!("--admin-listen=127.0.0.1:{admin}"),
+        "--cache-dir=/var/cache/modfleet".into(),
+        format!("--upstream={upstream}"),
+        "--log-format=json".into(),
+    ]);
+    wait_readyz(&c, admin);
+    (c, format!("http://127.0.0.1:{http}"), admin)
+}
+
+/// A named podman volume, removed on drop.
+struct Volume(String);
+
+impl Volume {
+    fn create() -> Volume {
+        static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("modfleet-e2e-cache-{}-{n}", std::process::id());
+        let _ = modfleet_e2e::images::try_podman(&["volume", "rm", "-f", &name]);
+        podman_ok(&["volume", "create", &name]);
+        Volume(name)
+    }
+
+    fn mountpoint(&self) -> PathBuf {
+        PathBuf::from(
+            podman_ok(&["volume", "inspect", "--format", "{{.Mountpoint}}", &self.0]).trim(),
+        )
+    }
+}
+
+impl Drop for Volume {
+    fn drop(&mut self) {
+        let _ = modfleet_e2e::images::try_podman(&["volume", "rm", "-f", &self.0]);
+    }
+}
+
+#[test]
+fn proxy_image_serves_a_real_module_graph_from_its_cache_volume() {
+    let img = image("proxy");
+    // The image itself: the numeric non-root user, the entrypoint, one binary and no shell.
+    let cfg = podman_ok(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{.Config.User}} {{json .Config.Entrypoint}}",
+        &img,
+    ]);
+    assert_eq!(
+        cfg.trim(),
+        format!(r#"{NONROOT}:{NONROOT} ["/usr/local/bin/modfleet-proxy"]"#)
+    );
+
+    let upstream = machine_goproxy();
+    let volume = Volume::create();
+    let (proxy, url, _admin) = proxy_container(&volume.0, &upstream);
+    // What the kernel says about the running proxy: no `--user` was given, so this is the
+    // image's own USER.
+    let facts = ProcessFacts::of(proxy.pid());
+    assert!(facts.uids.iter().all(|u| *u == NONROOT), "{facts:?}");
+    assert!(facts.gids.iter().all(|g| *g == NONROOT), "{facts:?}");
+    assert!(
+        facts.root_read_only,
+        "root file system is writable: {facts:?}"
+    );
+    assert_eq!(facts.cap_eff, 0, "{facts:?}");
+    assert!(facts.no_new_privs, "{facts:?}");
+
+    // The real go command, checksums verified through the proxy's /sumdb/.
+    let module = temp_dir("images-module");
+    write_module(&module);
+    let go = GoEnv::new("images");
+    go.run(&module, &url, &["mod", "tidy"]);
+    go.run(&module, &url, &["mod", "download", "all"]);
+    let verified = go.run(&module, &url, &["mod", "verify"]);
+    assert!(verified.contains("all modules verified"), "{verified}");
+    go.run(&module, &url, &["build", "-o", "images-app", "."]);
+    let app = std::process::Command::new(module.join("images-app"))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&app.stdout), "Modfleet\n");
+
+    // Everything the proxy stored is on the volume, written by 65532.
+    let cache = volume.mountpoint();
+    let zips = files_ending(&cache.join("download"), ".zip");
+    assert!(
+        zips.len() >= 5,
+        "only {} zips in {}",
+        zips.len(),
+        cache.display()
+    );
+    assert!(
+        zips.iter()
+            .any(|z| z.to_string_lossy().contains("spf13/cobra/@v/")),
+        "{zips:?}"
+    );
+    let stored = owners(&cache.join("download"));
+    assert_eq!(
+        stored,
+        std::collections::BTreeSet::from([(NONROOT, NONROOT)]),
+        "owners of the cache files"
+    );
+    assert_eq!(proxy.stop(30), 0, "SIGTERM: clean exit:\n{}", proxy.logs());
+
+    // A new container on the same volume with a dead upstream: the whole graph comes from
+    // the cache volume (go.sum holds the checksums, so no lookup is needed).
+    let dead = format!("http://127.0.0.1:{}", closed_port());
+    let (_again, url, _) = proxy_container(&volume.0, &dead);
+    let go2 = GoEnv::new("images-cached");
+    go2.run(&module, &url, &["mod", "download", "all"]);
+    let verified = go2.run(&module, &url, &["mod", "verify"]);
+    assert!(verified.contains("all modules verified"), "{verified}");
+    let _ = std::fs::remove_dir_all(&module);
+}
+
+/// The admin kubeconfig with its certificates inline, readable by the container's user.
+fn flat_kubeconfig(cluster: &Cluster, dir: &Path) -> PathBuf {
+    let text = cluster.kubectl(&["config", "view", "--flatten", "--minify"]);
+    let path = dir.join("kubeconfig");
+    std::fs::write(&path, text).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// The operator image watching `ns`, with the chart's proxy image default; on the host's
+/// network (the API server listens on loopback), locked down like the chart's pod.
+fn operator_container(ns: &Namespace, dir: &Path) -> Container {
+    let kubeconfig = flat_kubeconfig(ns.cluster(), dir);
+    let port = free_port();
+    let c = Container::run(&[
+        "--pull=never".into(),
+        "--network=host".into(),
+        "--read-only".into(),
+        "--read-only-tmpfs=false".into(),
+        "--cap-drop=all".into(),
+        "--security-opt=no-new-privileges".into(),
+        format!(
+            "--volume={}:/etc/modfleet/kubeconfig:ro",
+            kubeconfig.display()
+        ),
+        "--env=KUBECONFIG=/etc/modfleet/kubeconfig".into(),
+        format!("--env=POD_NAME=images-{}", ns.name()),
+        // Members' /status is polled on their (loopback) pod IPs only.
+        "--env=MODFLEET_OPERATOR_HEALTH_POLL_NETWORKS=127.0.0.0/8".into(),
+        image("operator"),
+        format!("--watch-namespaces={}", ns.name()),
+        format!("--proxy-image={}", chart_proxy_image()),
+        format!("--metrics-listen=127.0.0.1:{port}"),
+        "--log-format=json".into(),
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while http_get(([127, 0, 0, 1], port).into(), "/readyz").is_none() {
+        c.assert_running();
+        assert!(
+            Instant::now() < deadline,
+            "operator /readyz did not answer within 60s:\n{}",
+            c.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let facts = ProcessFacts::of(c.pid());
+    assert!(facts.uids.iter().all(|u| *u == NONROOT), "{facts:?}");
+    assert!(facts.root_read_only, "{facts:?}");
+    c
+}
+
+/// `modfleet/modfleet-proxy:<appVersion>`: the chart's default `--proxy-image`.
+fn chart_proxy_image() -> String {
+    let chart = std::fs::read_to_string(workspace_root().join("charts/modfleet/Chart.yaml"))
+        .expect("Chart.yaml");
+    let version = chart
+        .lines()
+        .find_map(|l| l.strip_prefix("appVersion:"))
+        .expect("appVersion")
+        .trim()
+        .trim_matches('"')
+        .to_owned();
+    format!("modfleet/modfleet-proxy:{version}")
+}
+
+/// examples/small-cache.yaml as JSON, its upstream replaced by `upstream` if given.
+fn small_cache(cluster: &Cluster, upstream: Option<&str>) -> Value {
+    let text = std::fs::read_to_string(workspace_root().join("examples/small-cache.yaml")).unwrap();
+    let mut obj: Value = serde_json::from_str(&cluster.kubectl_stdin(
+        &["create", "--dry-run=client", "-o", "json", "-f", "-"],
+        &text,
+    ))
+    .unwrap();
+    // `kubectl create --dry-run=client` fills in the default namespace; the test's is wanted.
+    obj["metadata"]
+        .as_object_mut()
+        .expect("metadata")
+        .remove("namespace");
+    if let Some(u) = upstream {
+        obj["spec"]["upstreams"] = serde_json::json!([{ "url": u }]);
+    }
+    obj
+}
+
+fn wait_fleet_ready(ns: &Namespace, op: &Container) -> Value {
+    let timeout = DEFAULT_TIMEOUT;
+    ns.eventually("gmp/gomod Ready=True", timeout, || {
+        op.assert_running();
+        let gmp = ns.get_json(&["gmp", "gomod"]);
+        (condition(&gmp, "Ready")["status"] == "True").then_some(gmp)
+    })
+}
+
+#[test]
+fn operator_image_reconciles_an_example_to_ready() {
+    let cluster = Cluster::from_env();
+    install_crd(&cluster);
+    let ns = cluster.namespace("images-operator");
+    let dir = temp_dir(&format!("operator-{}", ns.name()));
+    let op = operator_container(&ns, &dir);
+    ns.apply(&small_cache(&cluster, None).to_string());
+    let gmp = wait_fleet_ready(&ns, &op);
+    assert_eq!(gmp["status"]["readyMembers"], 1, "{gmp}");
+    // The member runs the chart's default proxy image: the one `hack/images.sh build` made.
+    let dep = ns.get_json(&["deployment", "gomod-0"]);
+    let member_image = dep["spec"]["template"]["spec"]["containers"][0]["image"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(member_image, chart_proxy_image());
+    assert_eq!(normalize_image(&member_image), image("proxy"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// What a kubelet has to run a member: the PVC → PV bindings of the claims in `dep`'s pod.
+fn bound_claims(ns: &Namespace, dep: &Value) -> BTreeMap<String, String> {
+    let mut claims = BTreeMap::new();
+    for v in dep["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        if let Some(claim) = v["persistentVolumeClaim"]["claimName"].as_str() {
+            let pvc = ns.get_json(&["pvc", claim]);
+            assert_eq!(pvc["status"]["phase"], "Bound", "{pvc}");
+            claims.insert(
+                claim.to_owned(),
+                pvc["spec"]["volumeName"].as_str().unwrap().to_owned(),
+            );
+        }
+    }
+    claims
+}
+
+#[test]
+fn a_members_pod_spec_runs_as_a_kubelet_would() {
+    let cluster = Cluster::from_env();
+    install_crd(&cluster);
+    let ns = cluster.namespace("images-pod");
+    let dir = temp_dir(&format!("pod-{}", ns.name()));
+
+    // The member's upstream: the proxy image on the host, in front of the machine's Go module
+    // proxy; inside the pod's network namespace it is 127.0.0.1:<up>, forwarded to it.
+    let volume = Volume::create();
+    let (_upstream_proxy, upstream_url, _) = proxy_container(&volume.0, &machine_goproxy());
+    let upstream_addr: std::net::SocketAddr =
+        upstream_url.trim_start_matches("http://").parse().unwrap();
+    let up = free_port();
+
+    // The operator (its image) renders the member; kwok marks it Ready without running it.
+    let op = operator_container(&ns, &dir);
+    ns.apply(&small_cache(&cluster, Some(&format!("http://127.0.0.1:{up}"))).to_string());
+    wait_fleet_ready(&ns, &op);
+    let dep = ns.get_json(&["deployment", "gomod-0"]);
+    let cm_name = dep["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|v| v["configMap"]["name"].as_str())
+        .expect("a ConfigMap volume")
+        .to_owned();
+    let cm = ns.get_json(&["configmap", &cm_name]);
+    let claims = bound_claims(&ns, &dep);
+
+    // Now run it for real.
+    let pod = KubeletPod::run(&dep, &[cm], &claims, &dir.join("pv"));
+    let _to_upstream = Forwarder::out_of(&pod.ns, up, upstream_addr);
+    let ready_after = pod.wait_ready();
+    let liveness = pod.liveness.clone().expect("a liveness probe");
+    assert!(pod.probe_once(&liveness), "liveness probe fails");
+    println!("member ready on its probe after {ready_after:?}");
+
+    // The securityContext, as the kernel sees the running process.
+    let facts = ProcessFacts::of(pod.container.pid());
+    assert_eq!(pod.user, (NONROOT, NONROOT));
+    assert!(facts.uids.iter().all(|u| *u == NONROOT), "{facts:?}");
+    assert!(facts.gids.iter().all(|g| *g == NONROOT), "{facts:?}");
+    assert!(facts.groups.contains(&NONROOT), "fsGroup: {facts:?}");
+    assert!(facts.root_read_only, "{facts:?}");
+    assert_eq!((facts.cap_eff, facts.cap_bnd), (0, 0), "{facts:?}");
+    assert!(facts.no_new_privs, "{facts:?}");
+    assert_eq!(facts.seccomp, 2, "RuntimeDefault seccomp filter: {facts:?}");
+
+    // A real download through the member's GOPROXY port.
+    let http_port = pod.ports["http"];
+    let into_pod = Forwarder::into(&pod.ns, http_port);
+    let module = dir.join("module");
+    write_module(&module);
+    let go = GoEnv::new("images-pod");
+    go.run(&module, &into_pod.url(), &["mod", "tidy"]);
+    go.run(&module, &into_pod.url(), &["mod", "download", "all"]);
+    let verified = go.run(&module, &into_pod.url(), &["mod", "verify"]);
+    assert!(verified.contains("all modules verified"), "{verified}");
+
+    // It stored what it served on the claim's volume, as 65532 (group: the fsGroup).
+    let cache = &pod.volumes["cache"];
+    let zips = files_ending(&cache.join("download"), ".zip");
+    assert!(
+        zips.len() >= 5,
+        "only {} zips in {}",
+        zips.len(),
+        cache.display()
+    );
+    let stored = owners(&cache.join("download"));
+    assert_eq!(
+        stored,
+        std::collections::BTreeSet::from([(NONROOT, NONROOT)]),
+        "owners of the cache files"
+    );
+    // SIGTERM within the pod's grace period: a clean exit.
+    assert_eq!(pod.container.stop(30), 0, "{}", pod.container.logs());
+}
