@@ -15,12 +15,13 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use crate::cache::Cache;
 use crate::cache::fs::Root;
 use crate::cache::scan::{self, Entry};
-use crate::cache::{Cache, verify};
 use crate::config::{Config, ConfigError, Environment, OnOff, VerifyArgs};
 use crate::fetch::{Checksums, Fetcher};
 use crate::metrics::Metrics;
+use crate::protocol::artifact;
 use crate::protocol::sumdb::{Artifact, SumdbError, dirhash};
 use crate::protocol::{ModulePath, Request, Version, VersionQuery};
 use crate::upstream::UpstreamPool;
@@ -329,7 +330,7 @@ fn check(root: &Root, rel: &Path) -> Checked {
     let result = match &req {
         Request::Zip { module, version } => return check_zip(root, rel, module, version),
         Request::Mod { module, version } => match read().and_then(|b| {
-            verify::go_mod(&b, module).map_err(|e| e.0)?;
+            artifact::go_mod(&b, module).map_err(|e| e.0)?;
             Ok(b)
         }) {
             Ok(go_mod) => {
@@ -347,10 +348,12 @@ fn check(root: &Root, rel: &Path) -> Checked {
         Request::Info {
             version: VersionQuery::Canonical(v),
             ..
-        } => read().and_then(|b| verify::info(&b, v).map_err(|e| e.0)),
+        } => read().and_then(|b| artifact::info(&b, v).map_err(|e| e.0)),
         Request::Info { .. } => return Checked::Done(Verdict::Unknown),
-        Request::List { .. } => read().and_then(|b| verify::list(&b).map(|_| ()).map_err(|e| e.0)),
-        Request::Latest { .. } => read().and_then(|b| verify::resolved_info(&b).map_err(|e| e.0)),
+        Request::List { .. } => {
+            read().and_then(|b| artifact::list(&b).map(|_| ()).map_err(|e| e.0))
+        }
+        Request::Latest { .. } => read().and_then(|b| artifact::resolved_info(&b).map_err(|e| e.0)),
         Request::Sumdb { .. } => read().map(|_| ()),
     };
     Checked::Done(match result {
@@ -371,7 +374,7 @@ fn check_zip(root: &Root, rel: &Path, module: &ModulePath, version: &Version) ->
         Ok(f) => f,
         Err(e) => return Checked::Done(Verdict::Bad(format!("unreadable: {e}"))),
     };
-    let checked = match verify::zip(&file, module, version) {
+    let checked = match artifact::zip(&file, module, version) {
         Ok(c) => c,
         Err(e) => return Checked::Done(Verdict::Bad(e.0)),
     };

@@ -15,7 +15,6 @@
 
 pub mod fs;
 pub mod scan;
-pub mod verify;
 mod writer;
 
 use std::collections::{BTreeMap, HashMap};

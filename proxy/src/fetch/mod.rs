@@ -24,10 +24,11 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use tracing::Instrument;
 
-use crate::cache::{self, Cache, CacheKey, ServedFile, StreamError, verify};
+use crate::cache::{self, Cache, CacheKey, ServedFile, StreamError};
 use crate::coalesce::{Coalescer, Role};
 use crate::config::Resilience;
 use crate::metrics::Metrics;
+use crate::protocol::artifact;
 use crate::protocol::{ModulePath, Request, SumdbPath, Version, VersionQuery};
 use crate::upstream::{AttemptError, Endpoint, PoolError, Target, UpstreamPool, UpstreamResponse};
 pub use checksums::{Checksums, FetcherSource};
@@ -307,8 +308,8 @@ impl Fetcher {
                 let bytes = this
                     .pool
                     .fetch(Target::Modules, &path, |response| async move {
-                        let bytes = response.bytes_limited(verify::MAX_INFO_BYTES).await?;
-                        verify::resolved_info(&bytes).map_err(invalid)?;
+                        let bytes = response.bytes_limited(artifact::MAX_INFO_BYTES).await?;
+                        artifact::resolved_info(&bytes).map_err(invalid)?;
                         Ok(bytes)
                     })
                     .await?;
@@ -433,9 +434,9 @@ impl Fetcher {
         };
         if response
             .content_length()
-            .is_some_and(|n| n > verify::MAX_ZIP_BYTES)
+            .is_some_and(|n| n > artifact::MAX_ZIP_BYTES)
         {
-            return Err(too_large(verify::MAX_ZIP_BYTES));
+            return Err(too_large(artifact::MAX_ZIP_BYTES));
         }
         let source = response.source().clone();
         let (cache, key) = (self.cache.clone(), zip.key.clone());
@@ -444,7 +445,7 @@ impl Fetcher {
             .map_err(|e| AttemptError::Local(e.to_string()))?
             .map_err(|e| AttemptError::Local(format!("cannot keep the download anywhere: {e}")))?;
         let total = writer
-            .write_stream(response.into_stream(), verify::MAX_ZIP_BYTES)
+            .write_stream(response.into_stream(), artifact::MAX_ZIP_BYTES)
             .await
             .map_err(|e| match e {
                 StreamError::Source(e) => e,
@@ -457,11 +458,12 @@ impl Fetcher {
             .reader()
             .map_err(|e| AttemptError::Local(e.to_string()))?;
         let (module, version) = (zip.module.clone(), zip.version.clone());
-        let checked = tokio::task::spawn_blocking(move || verify::zip(&reader, &module, &version))
-            .instrument(span.clone())
-            .await
-            .map_err(|e| AttemptError::Local(e.to_string()))?
-            .map_err(|e| AttemptError::Invalid(format!("invalid module zip: {e}")));
+        let checked =
+            tokio::task::spawn_blocking(move || artifact::zip(&reader, &module, &version))
+                .instrument(span.clone())
+                .await
+                .map_err(|e| AttemptError::Local(e.to_string()))?
+                .map_err(|e| AttemptError::Invalid(format!("invalid module zip: {e}")));
         let checked = checked.inspect_err(|_| record_write(&span, "invalid"))?;
         if let Some(checksums) = self.checksums.get() {
             checksums
@@ -510,10 +512,10 @@ impl Fetcher {
             .fetch_from(source, &mod_req.escaped_path())
             .await
             .map_err(|_| mismatch())?
-            .bytes_limited(verify::MAX_GO_MOD_BYTES)
+            .bytes_limited(artifact::MAX_GO_MOD_BYTES)
             .await
             .map_err(|_| mismatch())?;
-        if theirs.as_ref() != inside || verify::go_mod(&theirs, zip.module).is_err() {
+        if theirs.as_ref() != inside || artifact::go_mod(&theirs, zip.module).is_err() {
             return Err(mismatch());
         }
         self.check_go_mod_sum(zip.module, zip.version, &theirs)
@@ -661,13 +663,13 @@ fn upstream_path(req: &Request) -> String {
 
 fn max_bytes(req: &Request) -> u64 {
     match req {
-        Request::Info { .. } => verify::MAX_INFO_BYTES,
-        Request::Mod { .. } => verify::MAX_GO_MOD_BYTES,
+        Request::Info { .. } => artifact::MAX_INFO_BYTES,
+        Request::Mod { .. } => artifact::MAX_GO_MOD_BYTES,
         _ => MAX_SMALL_BYTES,
     }
 }
 
-fn invalid(e: verify::VerifyError) -> AttemptError {
+fn invalid(e: artifact::ArtifactError) -> AttemptError {
     AttemptError::Invalid(e.to_string())
 }
 
@@ -677,12 +679,12 @@ fn check_immutable(req: &Request, bytes: &[u8]) -> Result<(), AttemptError> {
         Request::Info {
             version: VersionQuery::Canonical(v),
             ..
-        } => verify::info(bytes, v),
-        Request::Mod { module, .. } => verify::go_mod(bytes, module),
+        } => artifact::info(bytes, v),
+        Request::Mod { module, .. } => artifact::go_mod(bytes, module),
         Request::Sumdb {
             path: SumdbPath::Tile { .. },
             ..
-        } if bytes.is_empty() => Err(verify::VerifyError("empty tile".into())),
+        } if bytes.is_empty() => Err(artifact::ArtifactError("empty tile".into())),
         _ => Ok(()),
     }
     .map_err(invalid)
@@ -692,9 +694,9 @@ fn check_immutable(req: &Request, bytes: &[u8]) -> Result<(), AttemptError> {
 /// refused when a line is not a version; @latest must name a canonical version.
 fn check_refreshable(req: &Request, bytes: Bytes) -> Result<Bytes, AttemptError> {
     match req {
-        Request::List { .. } => Ok(Bytes::from(verify::list(&bytes).map_err(invalid)?)),
+        Request::List { .. } => Ok(Bytes::from(artifact::list(&bytes).map_err(invalid)?)),
         Request::Latest { .. } => {
-            verify::resolved_info(&bytes).map_err(invalid)?;
+            artifact::resolved_info(&bytes).map_err(invalid)?;
             Ok(bytes)
         }
         _ => Ok(bytes),

@@ -90,6 +90,7 @@ pub(crate) fn quote(s: &str) -> String {
     format!("{:?}... ({} bytes)", &s[..end], s.len())
 }
 
+pub mod artifact;
 pub mod modfile;
 pub mod module;
 mod request;

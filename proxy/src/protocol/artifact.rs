@@ -1,4 +1,5 @@
-//! Verification of artifacts before they are cached (and by `modfleet-proxy verify`).
+//! What each answer of the GOPROXY protocol must be, by the go command's rules: checked on
+//! every download before it is cached or served, and by `modfleet-proxy verify`.
 //!
 //! A module zip must pass the go command's own checks ([`crate::protocol::zip`]: golang.org/x/mod
 //! `CheckZip`, then every entry read back against its size and CRC); the caller compares its
@@ -19,14 +20,14 @@ pub const MAX_INFO_BYTES: u64 = 1 << 20;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("{0}")]
-pub struct VerifyError(pub String);
+pub struct ArtifactError(pub String);
 
-fn bad(msg: impl Into<String>) -> VerifyError {
-    VerifyError(msg.into())
+fn bad(msg: impl Into<String>) -> ArtifactError {
+    ArtifactError(msg.into())
 }
 
 /// Checks a `.info` body: a JSON object whose `Version` is `version`.
-pub fn info(body: &[u8], version: &Version) -> Result<(), VerifyError> {
+pub fn info(body: &[u8], version: &Version) -> Result<(), ArtifactError> {
     if body.len() as u64 > MAX_INFO_BYTES {
         return Err(bad(format!(".info is larger than {MAX_INFO_BYTES} bytes")));
     }
@@ -48,7 +49,7 @@ pub fn info(body: &[u8], version: &Version) -> Result<(), VerifyError> {
 
 /// Checks a `.mod` body: within the go command's size limit, and a go.mod whose `module`
 /// directive names `module` (an HTML page, a file cut short or another module's go.mod is not).
-pub fn go_mod(body: &[u8], module: &ModulePath) -> Result<(), VerifyError> {
+pub fn go_mod(body: &[u8], module: &ModulePath) -> Result<(), ArtifactError> {
     if body.len() as u64 > MAX_GO_MOD_BYTES {
         return Err(bad(format!(
             "go.mod is larger than {MAX_GO_MOD_BYTES} bytes"
@@ -60,7 +61,7 @@ pub fn go_mod(body: &[u8], module: &ModulePath) -> Result<(), VerifyError> {
 /// Checks an `@v/list` body and returns it cleaned: every non-empty line must start with a
 /// semantic version (an HTML page is not a list of none); pseudo-versions and non-canonical
 /// versions are dropped, as the go command drops them.
-pub fn list(body: &[u8]) -> Result<String, VerifyError> {
+pub fn list(body: &[u8]) -> Result<String, ArtifactError> {
     let text = std::str::from_utf8(body).map_err(|_| bad("list is not UTF-8"))?;
     if let Some(line) = text.lines().find(|line| {
         line.split_whitespace()
@@ -76,7 +77,7 @@ pub fn list(body: &[u8]) -> Result<String, VerifyError> {
 }
 
 /// Checks an `@latest` or query `.info` answer: JSON naming a canonical version.
-pub fn resolved_info(body: &[u8]) -> Result<(), VerifyError> {
+pub fn resolved_info(body: &[u8]) -> Result<(), ArtifactError> {
     if body.len() as u64 > MAX_INFO_BYTES {
         return Err(bad(format!(".info is larger than {MAX_INFO_BYTES} bytes")));
     }
@@ -100,13 +101,17 @@ pub fn resolved_info(body: &[u8]) -> Result<(), VerifyError> {
 /// `h1:` hash for the checksum database) and returns what it holds: its root go.mod, if any
 /// (the caller compares it with the module's `.mod`; `+incompatible` versions have a `.mod`
 /// synthesized by the proxy that served them), and its hash.
-pub fn zip(file: &File, module: &ModulePath, version: &Version) -> Result<CheckedZip, VerifyError> {
+pub fn zip(
+    file: &File,
+    module: &ModulePath,
+    version: &Version,
+) -> Result<CheckedZip, ArtifactError> {
     let size = file
         .metadata()
         .map_err(|e| bad(format!("cannot read the zip: {e}")))?
         .len();
     protocol::zip::check_zip(file, size, module, version, &Default::default())
-        .map_err(|e| VerifyError(e.to_string()))
+        .map_err(|e| ArtifactError(e.to_string()))
 }
 
 #[cfg(test)]
@@ -126,7 +131,7 @@ mod tests {
         path: &std::path::Path,
         module: &ModulePath,
         version: &Version,
-    ) -> Result<CheckedZip, VerifyError> {
+    ) -> Result<CheckedZip, ArtifactError> {
         zip(&File::open(path).unwrap(), module, version)
     }
 
