@@ -7,8 +7,11 @@
 //! ```text
 //! hack/cluster.sh up
 //! eval "$(hack/cluster.sh env)"
-//! cargo test -p modfleet-e2e
+//! cargo test -p modfleet-e2e --features cluster
 //! ```
+//!
+//! Without `--features cluster` only the checks of the shipped files that need no cluster run
+//! (`tests/*_files.rs`): they are part of plain `cargo test`.
 //!
 //! There is no mock and no skipping: without a reachable cluster every test fails with
 //! a message saying how to start one.
