@@ -32,44 +32,7 @@ pub fn health_program() -> PathBuf {
 }
 
 fn build_health_program() -> PathBuf {
-    let src = workspace_root().join("e2e/argocd-health");
-    let mut key = Vec::new();
-    for f in ["go.mod", "go.sum", "main.go"] {
-        key.extend(std::fs::read(src.join(f)).unwrap_or_else(|e| panic!("{f}: {e}")));
-    }
-    let dir = std::env::temp_dir().join(format!("modfleet-argocd-health-{:016x}", fnv1a(&key)));
-    let bin = dir.join("argocd-health");
-    if bin.is_file() {
-        return bin;
-    }
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("creating {}: {e}", dir.display()));
-    // Built under a temporary name and renamed: tests running at once never see half a file.
-    let tmp = dir.join(format!("argocd-health.{}.tmp", std::process::id()));
-    let out = Command::new("go")
-        .current_dir(&src)
-        .args(["build", "-mod=readonly", "-trimpath", "-o"])
-        .arg(&tmp)
-        .arg(".")
-        .env("GOFLAGS", "")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| {
-            panic!("cannot run go to build e2e/argocd-health: {e} (install Go >= 1.23)")
-        });
-    assert!(
-        out.status.success(),
-        "go build in e2e/argocd-health failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::rename(&tmp, &bin).unwrap_or_else(|e| panic!("renaming {}: {e}", tmp.display()));
-    bin
-}
-
-/// 64-bit FNV-1a: a stable key for the build directory (no hashing crate needed).
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
+    modfleet_testkit::go::program(&workspace_root().join("e2e/argocd-health"), ".")
 }
 
 /// Runs `script` on each object as Argo CD does and returns what Argo CD makes of each.

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+pub use modfleet_testkit::go::machine_goproxy;
 use modfleet_testkit::workspace::workspace_root;
 
 const CONTAINER_PREFIX: &str = "modfleet-e2e-";
@@ -262,21 +263,6 @@ pub fn files_ending(dir: &Path, suffix: &str) -> Vec<PathBuf> {
         }
     }
     found
-}
-
-/// The first http(s) entry of `go env GOPROXY`: the Go module proxy this machine uses.
-pub fn machine_goproxy() -> String {
-    let out = Command::new("go")
-        .args(["env", "GOPROXY"])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run go (install Go): {e}"));
-    let list = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    list.split([',', '|'])
-        .find(|e| e.starts_with("http://") || e.starts_with("https://"))
-        .unwrap_or_else(|| {
-            panic!("`go env GOPROXY` ({list:?}) has no http(s) entry to use as the real upstream")
-        })
-        .to_owned()
 }
 
 /// A go command with a module cache and GOPATH of its own (removed on drop), so every module

@@ -23,6 +23,8 @@
 //! polling a condition against a deadline, never by sleeping for a guessed time.
 
 pub mod argocd;
+/// The example manifests.
+pub mod examples;
 
 pub mod operator;
 

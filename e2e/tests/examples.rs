@@ -4,42 +4,13 @@
 //! health check run in Argo CD's own Lua engine (gopher-lua, `e2e/argocd-health`) against a
 //! table of objects.
 
-use std::path::{Path, PathBuf};
 
 use modfleet_e2e::Cluster;
 use modfleet_e2e::argocd::argocd_health;
+use modfleet_e2e::examples::{example_files, examples_dir, rel};
 use modfleet_e2e::helm::{chart_dir, yaml_to_objects};
 use modfleet_e2e::operator::install_crd;
 use modfleet_testkit::workspace::workspace_root;
-
-fn examples_dir() -> PathBuf {
-    workspace_root().join("examples")
-}
-
-/// Every `.yaml` file under examples/, sorted.
-fn example_files() -> Vec<PathBuf> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        for e in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                walk(&p, out);
-            } else if p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
-                out.push(p);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(&examples_dir(), &mut out);
-    out.sort();
-    out
-}
-
-fn rel(p: &Path) -> String {
-    p.strip_prefix(workspace_root())
-        .unwrap_or(p)
-        .display()
-        .to_string()
-}
 
 /// Creates a namespace the examples name explicitly (argocd), if missing.
 fn ensure_namespace(cluster: &Cluster, name: &str) {

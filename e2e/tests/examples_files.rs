@@ -4,40 +4,12 @@
 //! program built by the test).
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use modfleet_e2e::argocd::{health_of, health_script};
+use modfleet_e2e::examples::{example_files, examples_dir, rel};
 use modfleet_testkit::workspace::workspace_root;
 use serde_json::{Value, json};
-
-fn examples_dir() -> PathBuf {
-    workspace_root().join("examples")
-}
-
-/// Every `.yaml` file under examples/, sorted.
-fn example_files() -> Vec<PathBuf> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        for e in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                walk(&p, out);
-            } else if p.extension().is_some_and(|x| x == "yaml" || x == "yml") {
-                out.push(p);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(&examples_dir(), &mut out);
-    out.sort();
-    out
-}
-
-fn rel(p: &Path) -> String {
-    p.strip_prefix(workspace_root())
-        .unwrap_or(p)
-        .display()
-        .to_string()
-}
 
 #[test]
 fn every_fleet_example_says_when_to_use_it() {

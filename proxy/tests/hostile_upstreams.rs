@@ -33,8 +33,19 @@ fn corpus(size: usize) -> Corpus {
     c
 }
 
-fn start(dir: &tempfile::TempDir, yaml: &str) -> Proxy {
-    let cfg = config_file(dir.path(), yaml);
+/// The proxy over `upstreams` in priority order, each with its own settings (`timeout: 30s`;
+/// several joined by `; `), and `settings` (YAML lines); health probes out of the way.
+fn over(dir: &tempfile::TempDir, upstreams: &[(&Upstream, &str)], settings: &str) -> Proxy {
+    let mut yaml = String::from("upstreams:\n");
+    for (up, extra) in upstreams {
+        yaml.push_str(&format!("  - url: {}\n", up.url));
+        for setting in extra.split("; ").filter(|s| !s.is_empty()) {
+            yaml.push_str(&format!("    {setting}\n"));
+        }
+    }
+    yaml.push_str(settings);
+    yaml.push_str("healthCheck:\n  interval: 1h\n");
+    let cfg = config_file(dir.path(), &yaml);
     Proxy::start(
         &dir.path().join("cache"),
         &["--config", cfg.to_str().unwrap()],
@@ -64,12 +75,10 @@ async fn a_large_body_that_takes_a_while_is_not_hedged() {
     );
     let secondary = Upstream::start(vec![], Some(c.root().to_path_buf()));
     let dir = tempfile::tempdir().unwrap();
-    let p = start(
+    let p = over(
         &dir,
-        &format!(
-            "upstreams:\n  - url: {}\n  - url: {}\nhedgeDelay: auto\nhealthCheck:\n  interval: 1h\n",
-            primary.url, secondary.url
-        ),
+        &[(&primary, ""), (&secondary, "")],
+        "hedgeDelay: auto\n",
     );
     let http = client();
     let clients = (0..24).map(|_| {
@@ -104,12 +113,10 @@ async fn a_trickling_body_gives_way_to_the_next_upstream() {
     );
     let secondary = Upstream::start(vec![], Some(c.root().to_path_buf()));
     let dir = tempfile::tempdir().unwrap();
-    let p = start(
+    let p = over(
         &dir,
-        &format!(
-            "upstreams:\n  - url: {}\n    timeout: 30s\n  - url: {}\nhedgeDelay: 200ms\nrequestDeadline: 10m\nhealthCheck:\n  interval: 1h\n",
-            primary.url, secondary.url
-        ),
+        &[(&primary, "timeout: 30s"), (&secondary, "")],
+        "hedgeDelay: 200ms\nrequestDeadline: 10m\n",
     );
     let http = client();
     for ext in ["mod", "zip"] {
@@ -142,12 +149,10 @@ async fn without_hedging_the_low_speed_limit_moves_on() {
     );
     let secondary = Upstream::start(vec![], Some(c.root().to_path_buf()));
     let dir = tempfile::tempdir().unwrap();
-    let p = start(
+    let p = over(
         &dir,
-        &format!(
-            "upstreams:\n  - url: {}\n    timeout: 30s\n  - url: {}\nhedgeDelay: off\nrequestDeadline: 10m\nhealthCheck:\n  interval: 1h\n",
-            primary.url, secondary.url
-        ),
+        &[(&primary, "timeout: 30s"), (&secondary, "")],
+        "hedgeDelay: off\nrequestDeadline: 10m\n",
     );
     let r = client()
         .get(format!("{}{}", p.url, path("mod")))
@@ -178,13 +183,7 @@ async fn an_endless_error_body_is_not_read() {
     let primary = Upstream::start(vec![("*", Reply::Endless(404))], None);
     let secondary = Upstream::start(vec![], Some(c.root().to_path_buf()));
     let dir = tempfile::tempdir().unwrap();
-    let p = start(
-        &dir,
-        &format!(
-            "upstreams:\n  - url: {}\n    timeout: 20s\n  - url: {}\nhealthCheck:\n  interval: 1h\n",
-            primary.url, secondary.url
-        ),
-    );
+    let p = over(&dir, &[(&primary, "timeout: 20s"), (&secondary, "")], "");
     let r = client()
         .get(format!("{}{}", p.url, path("mod")))
         .send()
@@ -224,13 +223,7 @@ async fn redirects_are_followed_within_a_policy() {
         Some(c.root().to_path_buf()),
     );
     let dir = tempfile::tempdir().unwrap();
-    let p = start(
-        &dir,
-        &format!(
-            "upstreams:\n  - url: {}\nhealthCheck:\n  interval: 1h\n",
-            mirror.url
-        ),
-    );
+    let p = over(&dir, &[(&mirror, "")], "");
     let r = client()
         .get(format!("{}{}", p.url, path("zip")))
         .send()
@@ -254,12 +247,10 @@ async fn redirects_are_followed_within_a_policy() {
     );
     let fallback = Upstream::start(vec![], Some(c.root().to_path_buf()));
     let dir = tempfile::tempdir().unwrap();
-    let p = start(
+    let p = over(
         &dir,
-        &format!(
-            "upstreams:\n  - url: {}\n  - url: {}\n  - url: {}\nhedgeDelay: off\nretry:\n  attempts: 1\nhealthCheck:\n  interval: 1h\n",
-            looping.url, to_file.url, fallback.url
-        ),
+        &[(&looping, ""), (&to_file, ""), (&fallback, "")],
+        "hedgeDelay: off\nretry:\n  attempts: 1\n",
     );
     let r = client()
         .get(format!("{}{}", p.url, path("info")))
@@ -301,13 +292,7 @@ async fn a_mod_that_is_not_the_modules_go_mod_is_refused() {
         let primary = Upstream::start(vec![(&path("mod"), Reply::Body(bad.to_vec()))], None);
         let secondary = Upstream::start(vec![], Some(c.root().to_path_buf()));
         let dir = tempfile::tempdir().unwrap();
-        let p = start(
-            &dir,
-            &format!(
-                "upstreams:\n  - url: {}\n  - url: {}\nhealthCheck:\n  interval: 1h\n",
-                primary.url, secondary.url
-            ),
-        );
+        let p = over(&dir, &[(&primary, ""), (&secondary, "")], "");
         let r = p.get(&path("mod")).await;
         assert_eq!(r.status(), 200);
         assert_eq!(r.bytes().await.unwrap(), c.read(&rel("mod")));
@@ -334,13 +319,7 @@ async fn a_zip_and_a_bad_cached_mod_resolve_to_the_consistent_pair() {
     );
     let secondary = Upstream::start(vec![], Some(c.root().to_path_buf()));
     let dir = tempfile::tempdir().unwrap();
-    let p = start(
-        &dir,
-        &format!(
-            "upstreams:\n  - url: {}\n  - url: {}\nhealthCheck:\n  interval: 1h\n",
-            primary.url, secondary.url
-        ),
-    );
+    let p = over(&dir, &[(&primary, ""), (&secondary, "")], "");
     assert_eq!(p.get(&path("mod")).await.text().await.unwrap(), short);
     let r = p.get(&path("zip")).await;
     assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
@@ -366,13 +345,7 @@ async fn a_page_is_not_a_list_or_a_latest() {
     );
     let secondary = Upstream::start(vec![], Some(c.root().to_path_buf()));
     let dir = tempfile::tempdir().unwrap();
-    let p = start(
-        &dir,
-        &format!(
-            "upstreams:\n  - url: {}\n  - url: {}\nhealthCheck:\n  interval: 1h\n",
-            primary.url, secondary.url
-        ),
-    );
+    let p = over(&dir, &[(&primary, ""), (&secondary, "")], "");
     let r = p.get(&format!("/{MODULE}/@v/list")).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), format!("{VERSION}\n"));

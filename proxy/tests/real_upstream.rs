@@ -8,25 +8,10 @@ use std::process::Command;
 
 use common::{GoEnv, Proxy};
 
-/// The first http(s) entry of `go env GOPROXY`.
-fn machine_goproxy() -> String {
-    common::require_tool("go", "the real-upstream test");
-    let out = Command::new("go")
-        .args(["env", "GOPROXY"])
-        .output()
-        .unwrap();
-    let list = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    list.split([',', '|'])
-        .find(|e| e.starts_with("http://") || e.starts_with("https://"))
-        .unwrap_or_else(|| {
-            panic!("`go env GOPROXY` ({list:?}) has no http(s) entry to use as the real upstream")
-        })
-        .to_string()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_real_dependency_graph_with_checksum_verification() {
-    let upstream = machine_goproxy();
+    common::require_tool("go", "the real-upstream test");
+    let upstream = modfleet_testkit::go::machine_goproxy();
     let cache = tempfile::tempdir().unwrap();
     // Every .mod and zip is also checked against the real checksum database, which the proxy
     // reaches through the upstream's own /sumdb/ endpoint.

@@ -330,21 +330,6 @@ fn the_known_keys_are_the_go_commands() {
     }
 }
 
-/// The first http(s) entry of `go env GOPROXY`.
-fn machine_goproxy() -> String {
-    common::require_tool("go", "the real checksum-database test");
-    let out = Command::new("go")
-        .args(["env", "GOPROXY"])
-        .output()
-        .unwrap();
-    let list = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    list.split([',', '|'])
-        .find(|e| e.starts_with("http://") || e.starts_with("https://"))
-        .unwrap_or_else(|| panic!("`go env GOPROXY` ({list:?}) has no http(s) entry"))
-        .trim_end_matches('/')
-        .to_string()
-}
-
 #[derive(serde::Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct Download {
@@ -358,7 +343,7 @@ struct Download {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn real_modules_verify_against_the_real_database() {
-    let proxy = machine_goproxy();
+    let proxy = modfleet_testkit::go::machine_goproxy();
     let base = format!("{proxy}/sumdb/sum.golang.org/");
     let source = HttpSource::new(base.clone());
     let supported = source

@@ -15,60 +15,17 @@ use std::fmt::Write as _;
 use std::io::{Seek, SeekFrom, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 use cases::{Case, Content};
 use modfleet_proxy::protocol::{ModulePath, Version};
-use sha2::{Digest, Sha256};
 
 const SUPPORT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/support/checkzip");
-const SOURCES: [&str; 4] = ["go.mod", "go.sum", "main.go", "unicodetables/main.go"];
 
-/// Builds a package of the checkzip module once (per sources and Go version) under the target
-/// directory and returns the binary's path.
-fn go_binary(package: &str, name: &str) -> PathBuf {
-    static BUILD: Mutex<()> = Mutex::new(());
-    let _one_at_a_time = BUILD.lock().unwrap_or_else(|e| e.into_inner());
+/// A package of the checkzip module, built once per sources and Go version.
+fn go_binary(package: &str) -> PathBuf {
     common::require_tool("go", "building the go toolchain's zip checker");
-    let go_version = Command::new("go")
-        .args(["env", "GOVERSION"])
-        .output()
-        .expect("go env GOVERSION")
-        .stdout;
-    let mut key = Sha256::new();
-    key.update(&go_version);
-    for src in SOURCES {
-        key.update(std::fs::read(Path::new(SUPPORT).join(src)).expect("checkzip source"));
-    }
-    let key: String = key.finalize()[..6]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("checkzip-{key}"));
-    let bin = dir.join(name);
-    if bin.exists() {
-        return bin;
-    }
-    std::fs::create_dir_all(&dir).unwrap();
-    let partial = dir.join(format!(".{name}.{}", std::process::id()));
-    let out = Command::new("go")
-        .current_dir(SUPPORT)
-        .args(["build", "-o"])
-        .arg(&partial)
-        .arg(package)
-        .env("GOFLAGS", "-mod=mod")
-        .env("GOTOOLCHAIN", "local")
-        .env("GOTELEMETRY", "off")
-        .output()
-        .expect("run go build");
-    assert!(
-        out.status.success(),
-        "go build {package} in {SUPPORT} failed (it needs Go >= 1.26 and golang.org/x/mod \
-         from `go env GOPROXY`):\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    std::fs::rename(&partial, &bin).unwrap();
-    bin
+    modfleet_testkit::go::program(Path::new(SUPPORT), package)
 }
 
 /// Writes a case's zip into `dir`.
@@ -88,7 +45,7 @@ fn write_case(dir: &Path, i: usize, case: &Case) -> PathBuf {
 /// Go's verdicts, in order: `Ok` or the go toolchain's reason.
 fn go_verdicts(cases: &[Case], paths: &[PathBuf]) -> Vec<Result<(), String>> {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    let bin = BIN.get_or_init(|| go_binary(".", "checkzip"));
+    let bin = BIN.get_or_init(|| go_binary("."));
     let mut input = String::new();
     for (case, path) in cases.iter().zip(paths) {
         writeln!(
@@ -209,7 +166,7 @@ fn modfleet_accepts_exactly_the_zips_the_go_command_accepts() {
 
 #[test]
 fn the_embedded_unicode_tables_are_the_go_toolchains() {
-    let bin = go_binary("./unicodetables", "unicodetables");
+    let bin = go_binary("./unicodetables");
     let out = Command::new(bin).output().expect("run unicodetables");
     assert!(out.status.success(), "unicodetables failed");
     let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/protocol/unicode/tables.rs");

@@ -3,6 +3,8 @@
 //! - [`collector`]: starts a real OpenTelemetry Collector (`otelcol-modfleet`, built from Go
 //!   modules by `hack/tools.sh build`) on free localhost ports, and reads back the spans it
 //!   received from the file its file exporter writes.
+//! - [`go`]: the go toolchain as the reference: the tests' Go programs, built once; the
+//!   machine's Go module proxy, read from `go env GOPROXY`.
 //! - [`upstream`]: the one fake upstream: a GOPROXY directory and scripted answers, failures
 //!   on demand, on any address or inside a network namespace.
 //! - [`workspace`]: the workspace root, its binaries (built on first use), free ports.
@@ -10,6 +12,7 @@
 //!   checks' tests.
 
 pub mod collector;
+pub mod go;
 pub mod upstream;
 pub mod workspace;
 pub mod zipfile;

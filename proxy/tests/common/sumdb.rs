@@ -13,24 +13,7 @@ pub fn sumdbtest_binary() -> &'static Path {
     BIN.get_or_init(|| {
         super::require_tool("go", "the checksum-database reference tests");
         let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/sumdbtest");
-        let bin = Path::new(env!("CARGO_TARGET_TMPDIR")).join("sumdbtest");
-        // GOPROXY is the machine's: golang.org/x/mod comes from wherever `go` gets modules.
-        let out = Command::new("go")
-            .args(["build", "-o"])
-            .arg(&bin)
-            .arg(".")
-            .current_dir(&src)
-            .env("GOTOOLCHAIN", "local")
-            .env("GOFLAGS", "-mod=readonly")
-            .output()
-            .expect("run go build");
-        assert!(
-            out.status.success(),
-            "building {} failed:\n{}",
-            src.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        bin
+        modfleet_testkit::go::program(&src, ".")
     })
 }
 
