@@ -4,7 +4,6 @@
 //! health check run in Argo CD's own Lua engine (gopher-lua, `e2e/argocd-health`) against a
 //! table of objects.
 
-
 use modfleet_e2e::Cluster;
 use modfleet_e2e::argocd::argocd_health;
 use modfleet_e2e::examples::{example_files, examples_dir, rel};
