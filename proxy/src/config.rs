@@ -11,7 +11,8 @@ use std::process::Command;
 use std::str::FromStr;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
+pub use modfleet_telemetry::LogFormat;
 use reqwest::Url;
 use serde::Deserialize;
 
@@ -382,14 +383,6 @@ pub struct Resilience {
     pub health_check: HealthCheckConfig,
     pub breaker: BreakerConfig,
     pub retry: RetryConfig,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    #[default]
-    Text,
-    Json,
 }
 
 /// One upstream GOPROXY.
@@ -824,7 +817,10 @@ impl Config {
             sumdbs,
             verify_sumdb,
             list_ttl: args.list_ttl.or(file.list_ttl).unwrap_or(DEFAULT_LIST_TTL),
-            log_format: args.log_format.or(file.log_format).unwrap_or_default(),
+            log_format: args
+                .log_format
+                .or(file.log_format)
+                .unwrap_or(LogFormat::Text),
             exclude,
             no_sum,
             resilience,
