@@ -80,7 +80,7 @@ impl UpstreamPool {
             .unwrap_or(Duration::from_secs(30));
         let breaker = BreakerSettings {
             failures: settings.breaker.failures,
-            open_for: settings.breaker.open_for,
+            open_for: settings.breaker.open_for.get(),
         };
         let pool = UpstreamPool {
             client,
@@ -142,7 +142,7 @@ impl UpstreamPool {
                 if verdict.failures.is_empty() {
                     break; // every upstream said "not found": nothing to retry
                 }
-                let base = retry.backoff.saturating_mul(1 << (pass - 1).min(10));
+                let base = retry.backoff.get().saturating_mul(1 << (pass - 1).min(10));
                 let pause = base.mul_f64(0.5 + fastrand::f64());
                 if Instant::now() + pause >= deadline {
                     break;
