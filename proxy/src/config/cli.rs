@@ -10,9 +10,9 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use modfleet_telemetry::LogFormat;
 
-use super::defaults;
-use super::file::SumdbConfig;
-use super::values::{ByteSize, HedgeDelay, OnOff, parse_duration};
+use modfleet_contract::values::parse_duration;
+
+use super::{ByteSize, HedgeDelay, OnOff, SumdbConfig, defaults};
 
 #[derive(Debug, Parser)]
 #[command(

@@ -1,16 +1,14 @@
 //! Configuration: command-line flags ([`cli`]), `MODFLEET_*` environment variables and an
-//! optional YAML file ([`file`]), merged into one typed, validated [`Config`].
+//! optional YAML file, merged into one typed, validated [`Config`].
 //!
 //! Precedence is flag > environment variable > `--config` file > default ([`defaults`]). The
-//! YAML schema is the one the operator renders into each fleet's ConfigMap; it is documented in
-//! the README ("Configuration file").
+//! file's schema, its value syntaxes and the defaults are `modfleet_contract`'s: the operator
+//! renders each fleet's ConfigMap with the same types. It is documented in the README
+//! ("Configuration file").
 
 mod cli;
-pub mod defaults;
-mod file;
 mod patterns;
 mod validate;
-mod values;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -20,12 +18,13 @@ use std::time::Duration;
 use reqwest::Url;
 
 pub use cli::{Cli, ServeArgs, Subcommands, VerifyArgs};
-pub use file::{
+pub use modfleet_contract::config::{
     BreakerConfig, FileConfig, HealthCheckConfig, RetryConfig, SumdbConfig, UpstreamConfig,
 };
+pub use modfleet_contract::defaults;
+pub use modfleet_contract::values::{ByteSize, HedgeDelay, HumanDuration, OnOff};
 pub use modfleet_telemetry::LogFormat;
 pub use patterns::ModulePattern;
-pub use values::{ByteSize, HedgeDelay, HumanDuration, OnOff};
 
 /// The settings the server runs with.
 #[derive(Debug, Clone)]

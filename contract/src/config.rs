@@ -1,7 +1,8 @@
 //! The proxy's YAML config file: what `--config` reads and what the operator renders into
-//! each fleet's ConfigMap. Every key is optional; unknown keys are an error so that typos (and a
-//! drift between the writer and the reader) do not go unnoticed. camelCase keys; documented in
-//! the README ("Configuration file").
+//! each fleet's ConfigMap. Every key is optional; unknown keys are an error so that typos (and
+//! a drift between the writer and the reader) do not go unnoticed. camelCase keys; documented
+//! in the README ("Configuration file"). The proxy merges it with its flags and checks the
+//! values (a known checksum-database key, http(s) URLs, limits above zero).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -10,8 +11,8 @@ use std::str::FromStr;
 use modfleet_telemetry::LogFormat;
 use serde::{Deserialize, Serialize};
 
-use super::defaults;
-use super::values::{ByteSize, HedgeDelay, HumanDuration, OnOff};
+use crate::defaults;
+use crate::values::{ByteSize, HedgeDelay, HumanDuration, OnOff};
 
 /// The whole file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

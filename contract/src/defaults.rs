@@ -1,12 +1,13 @@
-//! The proxy's defaults, each written once. The flags' help, the merge of flags, environment
-//! and file, and the README's tables use these (a test holds the README to them); what is not
-//! here has no default (an unset `cacheMaxBytes` is no bound).
+//! The proxy's defaults, each written once. The proxy's flag help and its merge of flags,
+//! environment and file use these, the operator renders some of them into fleets' configs,
+//! and the README's tables say the same (a proxy test holds them to it). What is not here has
+//! no default (an unset `cacheMaxBytes` is no bound).
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
 use modfleet_telemetry::LogFormat;
 
-use super::values::{HedgeDelay, HumanDuration, OnOff};
+use crate::values::{HedgeDelay, HumanDuration, OnOff};
 
 /// Address of the GOPROXY endpoint.
 pub const LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 8080));
