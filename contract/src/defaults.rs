@@ -17,6 +17,18 @@ pub const ADMIN_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::
 pub const CACHE_DIR: &str = "./modfleet-cache";
 /// The checksum database the `go` command uses when `GOSUMDB` is not set.
 pub const SUMDB: &str = "sum.golang.org";
+/// The verifier keys the go command knows by name (`knownGOSUMDB` in
+/// `cmd/go/internal/modfetch/key.go`): `GOSUMDB=sum.golang.org` means this key. Any other
+/// database needs its key in the config (`sumdbs[].key`, a fleet's `spec.sumdb.key`).
+pub const KNOWN_SUMDB_KEYS: &[(&str, &str)] = &[(
+    "sum.golang.org",
+    "sum.golang.org+033de0ae+Ac4zctda0e5eza+HJyk9SxEdh+s3Ux18htTTAD8OuAn8",
+)];
+
+/// The verifier key the go command uses for a database named `name`, if it knows one.
+pub fn known_sumdb_key(name: &str) -> Option<&'static str> {
+    KNOWN_SUMDB_KEYS.iter().find(|(n, _)| *n == name).map(|(_, k)| *k)
+}
 /// Downloads are checked against the checksum database unless turned off.
 pub const VERIFY_SUMDB: OnOff = OnOff::On;
 /// How long lists, `@latest` and checksum-database lookups are served from the cache.

@@ -88,12 +88,27 @@ fn full_spec_renders_a_config_the_proxy_loads() {
     assert!(c.verify_sumdb);
 }
 
+/// A company checksum database: the proxy starts with the key the fleet names.
+#[test]
+fn custom_sumdb_key_reaches_the_proxy() {
+    const KEY: &str = "sum.example.com+b2e18263+Ac4zctda0e5eza+HJyk9SxEdh+s3Ux18htTTAD8OuAn8";
+    let c = load(json!({
+        "upstreams": [{"url": "https://goproxy.example.com"}],
+        "sumdb": {"name": "sum.example.com", "key": KEY},
+    }));
+    assert_eq!(c.sumdbs.len(), 1);
+    assert_eq!(c.sumdbs[0].name, "sum.example.com");
+    assert_eq!(c.sumdbs[0].url.as_str(), "https://sum.example.com/");
+    assert_eq!(c.sumdbs[0].key.as_deref(), Some(KEY));
+}
+
 /// The keys checked above are all the operator renders.
 #[test]
 fn every_rendered_key_is_checked() {
     let yaml = rendered(json!({
         "upstreams": [{"url": "https://goproxy.example.com", "weight": 3, "timeout": "1m30s"}],
-        "sumdb": {"name": "sum.golang.org", "url": "https://sum.example.com"},
+        "sumdb": {"name": "sum.example.com", "url": "https://sum.example.com",
+                  "key": "sum.example.com+b2e18263+Ac4zctda0e5eza+HJyk9SxEdh+s3Ux18htTTAD8OuAn8"},
         "excludePatterns": ["corp.example.com/*"],
         "noSumPatterns": ["git.internal/*"],
         "cache": {"size": "20Gi"}
@@ -119,7 +134,7 @@ fn every_rendered_key_is_checked() {
         .keys()
         .map(|k| k.as_str())
         .collect();
-    assert_eq!(sumdb, ["name", "url"].into(), "{yaml}");
+    assert_eq!(sumdb, ["key", "name", "url"].into(), "{yaml}");
 }
 
 #[test]

@@ -27,7 +27,7 @@ pub fn proxy_config(gmp: &GoModuleProxy, ctx: &Context) -> FileConfig {
         Some(s) if !s.name.is_empty() => vec![SumdbConfig {
             name: s.name.clone(),
             url: (!s.url.is_empty()).then(|| s.url.clone()),
-            key: None,
+            key: (!s.key.is_empty()).then(|| s.key.clone()),
         }],
         _ => Vec::new(),
     };
@@ -140,6 +140,7 @@ mod tests {
         g.spec.sumdb = Some(crate::crd::SumDb {
             name: String::new(),
             url: "https://sum.example.com".into(),
+            key: String::new(),
         });
         let yaml = &build(&g, &ctx()).data.unwrap()["config.yaml"];
         assert!(!yaml.contains("sumdbs"), "{yaml}");
