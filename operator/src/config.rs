@@ -3,16 +3,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
+pub use modfleet_telemetry::LogFormat;
 
 use crate::cidr::Cidr;
-
-/// Log output format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Json,
-    Text,
-}
 
 #[derive(Parser, Debug, Clone)]
 #[command(

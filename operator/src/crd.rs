@@ -206,6 +206,7 @@ pub struct Upstream {
 /// Checksum database settings.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = sumdb_key_rule())]
 pub struct SumDb {
     /// Name of the checksum database (like GOSUMDB). Empty: the go command's default.
     #[serde(default)]
@@ -218,6 +219,31 @@ pub struct SumDb {
         "self == '' || (isURL(self) && url(self).getScheme() in ['http', 'https'])"
     ).message("sumdb url must be empty or an http:// or https:// URL"))]
     pub url: String,
+    /// Verifier key of the database, as in GOSUMDB: `NAME+HASH+KEY`. Needed for any database
+    /// but the go command's (whose key every member knows); members verify every download
+    /// against it, so a database without a key would stop them from starting.
+    #[serde(default)]
+    #[schemars(length(max = 512))]
+    pub key: String,
+}
+
+/// A checksum database other than the ones members know needs its key, and a key must be
+/// for the database named (the proxy would refuse both at start; the API server refuses them
+/// at apply, where the person who wrote them sees it).
+fn sumdb_key_rule() -> kube::core::Rule {
+    let known = modfleet_contract::defaults::KNOWN_SUMDB_KEYS
+        .iter()
+        .map(|(name, _)| format!("'{name}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    kube::core::Rule::new(format!(
+        "self.key == '' ? (self.name == '' || self.name in [{known}]) : \
+         (self.name != '' && self.key.startsWith(self.name + '+'))"
+    ))
+    .message(kube::core::Message::Message(format!(
+        "sumdb.key is required for a checksum database other than {known}, and it must be that \
+         database's verifier key NAME+HASH+KEY (as in GOSUMDB), e.g. key: <name>+1234abcd+<base64 key>"
+    )))
 }
 
 /// Where members keep their module cache.
@@ -601,6 +627,33 @@ mod tests {
             let v = with(&["spec", "upstreams", "0", "url"], json!(bad));
             let err = cel(&v, None).expect_err(bad);
             assert!(err.contains("http:// or https://"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn cel_needs_a_key_for_an_unknown_sumdb_and_a_key_for_the_name() {
+        let key = "sum.example.com+12345678+AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
+        for ok in [
+            json!({}),
+            json!({"name": ""}),
+            json!({"name": "sum.golang.org"}),
+            json!({"name": "sum.golang.org", "url": "https://sum.example.com"}),
+            json!({"name": "sum.example.com", "key": key}),
+        ] {
+            cel(&with(&["spec", "sumdb"], ok.clone()), None)
+                .unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for bad in [
+            json!({"name": "sum.example.com"}),
+            json!({"name": "sum.golang.org", "key": key}),
+            json!({"name": "", "key": key}),
+            json!({"key": key}),
+        ] {
+            let Err(err) = cel(&with(&["spec", "sumdb"], bad.clone()), None) else {
+                panic!("{bad} passed");
+            };
+            assert!(err.contains("sumdb.key is required"), "{bad}: {err}");
+            assert!(err.contains("'sum.golang.org'"), "{bad}: {err}");
         }
     }
 

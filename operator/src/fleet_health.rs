@@ -22,7 +22,7 @@ use hyper_util::rt::TokioExecutor;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
 use kube::{Api, ResourceExt};
-use serde::Deserialize;
+use modfleet_contract::status::ProxyStatus;
 
 use crate::cidr::Cidr;
 use crate::conditions::ConditionType::UpstreamsHealthy;
@@ -35,7 +35,7 @@ const MAX_STATUS_BYTES: usize = 1 << 20;
 /// At most this many non-reporting members are named in a message.
 const MAX_NAMED: usize = 3;
 
-/// What one upstream looks like in a member's `/status`.
+/// What the summary takes from one upstream of a member's `/status`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UpstreamReport {
     /// Normalised with [`normalize`].
@@ -52,27 +52,7 @@ pub enum MemberReport {
     Unreachable(String),
 }
 
-/// The subset of the proxy's `/status` JSON the operator relies on (proxy/src/server.rs
-/// `status`, proxy/src/upstream `UpstreamStatus` with its flattened health `Snapshot`).
-#[derive(Deserialize)]
-struct ProxyStatus {
-    upstreams: Vec<ProxyUpstream>,
-}
-
-#[derive(Deserialize)]
-struct ProxyUpstream {
-    url: String,
-    healthy: bool,
-    #[serde(default)]
-    last_error: Option<ProxyLastError>,
-}
-
-#[derive(Deserialize)]
-struct ProxyLastError {
-    message: String,
-}
-
-/// Parses a member's `/status` body.
+/// Parses a member's `/status` body (the proxy's own document type, `modfleet_contract::status`).
 pub fn parse(body: &[u8]) -> MemberReport {
     match serde_json::from_slice::<ProxyStatus>(body) {
         Ok(s) => MemberReport::Reachable(
@@ -80,8 +60,8 @@ pub fn parse(body: &[u8]) -> MemberReport {
                 .into_iter()
                 .map(|u| UpstreamReport {
                     url: normalize(&u.url),
-                    healthy: u.healthy,
-                    last_error: u.last_error.map(|e| e.message),
+                    healthy: u.health.healthy,
+                    last_error: u.health.last_error.map(|e| e.message),
                 })
                 .collect(),
         ),
@@ -561,8 +541,8 @@ mod tests {
 
     #[test]
     fn parses_the_proxys_status_document() {
-        // The shape modfleet-proxy serves (proxy/src/server.rs, upstream::UpstreamStatus);
-        // the e2e test upstream_health.rs reads the real thing.
+        // The shape modfleet-proxy serves (modfleet_contract::status); tests/reads_proxy_status.rs
+        // reads a real proxy's, and the e2e test upstream_health.rs a fleet's.
         let body = br#"{"ready":true,"upstreamsHealthy":1,"upstreams":[
             {"url":"https://a.example","priority":0,"weight":1,"hedge_delay_ms":1000,
              "healthy":true,"breaker":"closed","probe":"ok","latency_ms":{"p50":1.0,"p95":2.0,"p99":3.0},

@@ -49,22 +49,7 @@ impl Default for Metrics {
             "1 while this replica holds the leader Lease (or runs without leader election)",
             leader.clone(),
         );
-        let trace_export = crate::telemetry::export_stats();
-        registry.register(
-            "trace_spans_exported",
-            "Spans accepted by the OTLP collector",
-            trace_export.exported,
-        );
-        registry.register(
-            "trace_spans_dropped",
-            "Spans dropped because the export queue was full (OTEL_BSP_MAX_QUEUE_SIZE)",
-            trace_export.dropped,
-        );
-        registry.register(
-            "trace_spans_failed",
-            "Spans lost because an export call failed or timed out",
-            trace_export.failed,
-        );
+        crate::telemetry::export_stats().register(&mut registry);
         Metrics {
             registry,
             reconciles,

@@ -20,22 +20,6 @@ use crate::leader::LeaderElector;
 use crate::metrics::Metrics;
 use crate::resources;
 
-/// Resolves on SIGTERM or SIGINT.
-async fn signal() {
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        _ = term => {},
-    }
-}
-
 /// Fails with an actionable message when the CRD is missing or the API server is unreachable.
 async fn check_crd(client: &Client, namespaces: &[String]) -> anyhow::Result<()> {
     let probe =
@@ -75,7 +59,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     {
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            signal().await;
+            modfleet_telemetry::shutdown_signal().await;
             info!("shutdown requested");
             shutdown.cancel();
         });

@@ -9,9 +9,7 @@
 
 use std::sync::OnceLock;
 
-pub use modfleet_telemetry::{Error, ExportStats, Telemetry};
-
-use crate::config::LogFormat;
+pub use modfleet_telemetry::{Error, ExportStats, LogFormat, Telemetry};
 
 static STATS: OnceLock<ExportStats> = OnceLock::new();
 
@@ -20,10 +18,7 @@ pub fn init(format: LogFormat) -> Result<Telemetry, Error> {
     let telemetry = Telemetry::init(&modfleet_telemetry::Options {
         service_name: "modfleet-operator",
         service_version: env!("CARGO_PKG_VERSION"),
-        log_format: match format {
-            LogFormat::Text => modfleet_telemetry::LogFormat::Text,
-            LogFormat::Json => modfleet_telemetry::LogFormat::Json,
-        },
+        log_format: format,
         default_log_filter: "info,kube_runtime=warn,kube_client=warn",
         trace_targets: &["modfleet_operator"],
     })?;

@@ -1,13 +1,32 @@
-//! The ConfigMap the operator renders must be a config the real proxy accepts: the proxy
-//! rejects unknown keys, so a drift between the two schemas fails here, not in a cluster.
+//! The ConfigMap the operator renders must be a config the real proxy accepts, with the
+//! values the spec asks for: each key the operator renders is loaded by the proxy's own
+//! `Config::load` (flags, file, validation) and checked here, so a drift between what one
+//! writes and the other reads fails here, not in a cluster.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
 
 use clap::Parser;
 use modfleet_operator::crd::{GoModuleProxy, GoModuleProxySpec};
 use modfleet_operator::resources::{Context, configmap};
-use modfleet_proxy::config::{Cli, Config, Environment};
+use modfleet_proxy::config::{Cli, Config, Environment, LogFormat};
 use serde_json::json;
 
-fn load(spec: serde_json::Value) -> Config {
+/// Every key the operator renders; a new one must be checked below before it is added here.
+const RENDERED_KEYS: &[&str] = &[
+    "listen",
+    "adminListen",
+    "cacheDir",
+    "cacheMaxBytes",
+    "upstreams",
+    "sumdbs",
+    "listTtl",
+    "logFormat",
+    "exclude",
+    "noSum",
+];
+
+fn rendered(spec: serde_json::Value) -> String {
     let spec: GoModuleProxySpec = serde_json::from_value(spec).unwrap();
     let mut gmp = GoModuleProxy::new("gomod", spec);
     gmp.metadata.namespace = Some("ns".into());
@@ -17,7 +36,11 @@ fn load(spec: serde_json::Value) -> Config {
         ..Context::default()
     };
     let cm = configmap::build(&gmp, &ctx);
-    let yaml = &cm.data.as_ref().unwrap()["config.yaml"];
+    cm.data.as_ref().unwrap()["config.yaml"].clone()
+}
+
+fn load(spec: serde_json::Value) -> Config {
+    let yaml = &rendered(spec);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.yaml");
     std::fs::write(&path, yaml).unwrap();
@@ -47,6 +70,71 @@ fn full_spec_renders_a_config_the_proxy_loads() {
     assert_eq!(c.cache_dir, std::path::PathBuf::from("/var/cache/modfleet"));
     assert!(c.is_excluded("corp.example.com/x"));
     assert!(c.is_no_sum("git.internal/y"));
+    assert_eq!(c.upstreams[0].url.as_str(), "https://goproxy.example.com/");
+    assert_eq!(c.upstreams[1].url.as_str(), "http://athens.internal:3000/");
+    assert_eq!(c.upstreams[1].weight, 1);
+    assert_eq!(c.upstreams[1].timeout, Duration::from_secs(30));
+    assert_eq!(
+        c.upstreams.iter().map(|u| u.priority).collect::<Vec<_>>(),
+        [0, 1],
+        "spec order is priority order"
+    );
+    assert_eq!(c.list_ttl, Duration::from_secs(60));
+    assert_eq!(c.log_format, LogFormat::Json);
+    assert_eq!(c.sumdbs.len(), 1);
+    assert_eq!(c.sumdbs[0].name, "sum.golang.org");
+    assert_eq!(c.sumdbs[0].url.as_str(), "https://sum.example.com/");
+    assert!(c.sumdbs[0].key.is_some(), "the go command's key");
+    assert!(c.verify_sumdb);
+}
+
+/// A company checksum database: the proxy starts with the key the fleet names.
+#[test]
+fn custom_sumdb_key_reaches_the_proxy() {
+    const KEY: &str = "sum.example.com+b2e18263+Ac4zctda0e5eza+HJyk9SxEdh+s3Ux18htTTAD8OuAn8";
+    let c = load(json!({
+        "upstreams": [{"url": "https://goproxy.example.com"}],
+        "sumdb": {"name": "sum.example.com", "key": KEY},
+    }));
+    assert_eq!(c.sumdbs.len(), 1);
+    assert_eq!(c.sumdbs[0].name, "sum.example.com");
+    assert_eq!(c.sumdbs[0].url.as_str(), "https://sum.example.com/");
+    assert_eq!(c.sumdbs[0].key.as_deref(), Some(KEY));
+}
+
+/// The keys checked above are all the operator renders.
+#[test]
+fn every_rendered_key_is_checked() {
+    let yaml = rendered(json!({
+        "upstreams": [{"url": "https://goproxy.example.com", "weight": 3, "timeout": "1m30s"}],
+        "sumdb": {"name": "sum.example.com", "url": "https://sum.example.com",
+                  "key": "sum.example.com+b2e18263+Ac4zctda0e5eza+HJyk9SxEdh+s3Ux18htTTAD8OuAn8"},
+        "excludePatterns": ["corp.example.com/*"],
+        "noSumPatterns": ["git.internal/*"],
+        "cache": {"size": "20Gi"}
+    }));
+    let doc: serde_json::Value = serde_yaml_ng::from_str(&yaml).unwrap();
+    let keys: BTreeSet<&str> = doc
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
+    assert_eq!(keys, RENDERED_KEYS.iter().copied().collect(), "{yaml}");
+    let upstream: BTreeSet<&str> = doc["upstreams"][0]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
+    assert_eq!(upstream, ["timeout", "url", "weight"].into(), "{yaml}");
+    let sumdb: BTreeSet<&str> = doc["sumdbs"][0]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
+    assert_eq!(sumdb, ["key", "name", "url"].into(), "{yaml}");
 }
 
 #[test]

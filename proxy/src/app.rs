@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context;
+use modfleet_telemetry::shutdown_signal;
 use tokio::net::TcpListener;
 
 use crate::cache::Cache;
@@ -200,22 +201,4 @@ pub fn checksums(
 /// Where the latest verified tree of checksum database `name` is kept.
 pub fn sumdb_state_file(cache_dir: &std::path::Path, name: &str) -> std::path::PathBuf {
     cache_dir.join("sumdb-state").join(name).join("latest")
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
 }

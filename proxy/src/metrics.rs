@@ -304,21 +304,7 @@ impl Metrics {
 
     /// Serves the trace exporter's counters (they stay 0 while export is off).
     pub fn register_trace_export(&mut self, stats: &modfleet_telemetry::ExportStats) {
-        self.registry.register(
-            "trace_spans_exported",
-            "Spans accepted by the OTLP collector",
-            stats.exported.clone(),
-        );
-        self.registry.register(
-            "trace_spans_dropped",
-            "Spans dropped because the export queue was full (OTEL_BSP_MAX_QUEUE_SIZE)",
-            stats.dropped.clone(),
-        );
-        self.registry.register(
-            "trace_spans_failed",
-            "Spans lost because an export call failed or timed out",
-            stats.failed.clone(),
-        );
+        stats.register(&mut self.registry);
     }
 
     /// The registry in OpenMetrics text format.

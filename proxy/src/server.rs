@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, StatusCode, Uri};
+use modfleet_contract::status::ProxyStatus;
 use tracing::Instrument;
 
 use crate::config::Config;
@@ -92,16 +93,11 @@ async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
     }
 }
 
-/// Each upstream's health as JSON: what the operator reads into the fleet's status.
+/// Each upstream's health as JSON (`modfleet_contract::status`): what the operator reads into
+/// the fleet's status.
 async fn status(State(state): State<Arc<AdminState>>) -> Response {
-    let upstreams = state.pool.status();
-    let healthy = upstreams.iter().filter(|u| u.health.healthy).count();
-    axum::Json(serde_json::json!({
-        "ready": state.ready.load(Ordering::Acquire),
-        "upstreamsHealthy": healthy,
-        "upstreams": upstreams,
-    }))
-    .into_response()
+    let ready = state.ready.load(Ordering::Acquire);
+    axum::Json(ProxyStatus::new(ready, state.pool.status())).into_response()
 }
 
 async fn metrics(State(state): State<Arc<AdminState>>) -> Response {

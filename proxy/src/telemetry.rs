@@ -9,19 +9,14 @@
 //!   outcome and bytes; `traceparent` is sent along;
 //! - `cache write`: storing a fetched file.
 
-pub use modfleet_telemetry::{Error, Telemetry};
-
-use crate::config::LogFormat;
+pub use modfleet_telemetry::{Error, LogFormat, Telemetry};
 
 /// Installs logging and, when configured, trace export. Call inside the tokio runtime.
 pub fn init(format: LogFormat) -> Result<Telemetry, Error> {
     Telemetry::init(&modfleet_telemetry::Options {
         service_name: "modfleet-proxy",
         service_version: env!("CARGO_PKG_VERSION"),
-        log_format: match format {
-            LogFormat::Text => modfleet_telemetry::LogFormat::Text,
-            LogFormat::Json => modfleet_telemetry::LogFormat::Json,
-        },
+        log_format: format,
         default_log_filter: "info",
         trace_targets: &["modfleet_proxy"],
     })

@@ -321,7 +321,7 @@ fn the_known_keys_are_the_go_commands() {
             key_go.display()
         )
     });
-    for (name, key) in modfleet_proxy::protocol::sumdb::KNOWN_KEYS {
+    for (name, key) in modfleet_contract::defaults::KNOWN_SUMDB_KEYS {
         assert!(
             text.contains(&format!("\"{name}\": \"{key}\"")),
             "{} does not list {name} as {key}:\n{text}",

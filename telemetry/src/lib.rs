@@ -7,6 +7,8 @@
 //! - Export goes through a bounded queue drained by a task ([`queue`]); drops are counted in
 //!   [`ExportStats`], which the binaries serve on `/metrics`.
 //! - W3C `traceparent` in and out: [`parent_from_headers`], [`inject_current`].
+//! - The end of the process: [`shutdown_signal`] (SIGTERM or Ctrl-C), after which the binaries
+//!   flush the export queue with [`Telemetry::shutdown`].
 //!
 //! Only spans and events of the targets named in [`Options::trace_targets`] become trace data,
 //! so the HTTP/gRPC libraries' own spans (including the exporter's) never feed back into it.
@@ -14,6 +16,7 @@
 pub mod json_log;
 pub mod queue;
 pub mod settings;
+mod shutdown;
 
 use std::time::Duration;
 
@@ -32,6 +35,7 @@ use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 pub use queue::ExportStats;
 pub use settings::{ExportSettings, Protocol};
+pub use shutdown::shutdown_signal;
 
 /// Problems found while setting up telemetry; each says which setting to fix.
 #[derive(Debug, thiserror::Error)]
@@ -52,10 +56,33 @@ pub enum Error {
     NoRuntime,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How log lines are written: `--log-format` of both binaries and `logFormat` of the proxy's
+/// config file. Each binary picks its own default.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum LogFormat {
+    /// For people: one line per event, colored on a terminal.
     Text,
+    /// For machines: one JSON object per line, with `trace_id` and `span_id` inside a trace.
     Json,
+}
+
+impl LogFormat {
+    /// The spelling of the flag and the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        }
+    }
+}
+
+impl std::fmt::Display for LogFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// What differs between the binaries.

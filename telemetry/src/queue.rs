@@ -9,6 +9,7 @@ use std::time::Duration;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter, SpanProcessor};
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::settings::ExportSettings;
@@ -22,6 +23,28 @@ pub struct ExportStats {
     pub dropped: Counter,
     /// Spans lost because an export call failed or timed out.
     pub failed: Counter,
+}
+
+impl ExportStats {
+    /// Serves the counters as `PREFIX_trace_spans_{exported,dropped,failed}_total` in the
+    /// binary's registry (they stay 0 while export is off).
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "trace_spans_exported",
+            "Spans accepted by the OTLP collector",
+            self.exported.clone(),
+        );
+        registry.register(
+            "trace_spans_dropped",
+            "Spans dropped because the export queue was full (OTEL_BSP_MAX_QUEUE_SIZE)",
+            self.dropped.clone(),
+        );
+        registry.register(
+            "trace_spans_failed",
+            "Spans lost because an export call failed or timed out",
+            self.failed.clone(),
+        );
+    }
 }
 
 enum Message {

@@ -1,95 +1,76 @@
-//! ConfigMap `NAME-config`: the proxy's YAML config (the proxy's own schema, camelCase keys;
-//! the proxy rejects unknown keys, so only keys it knows are rendered).
+//! ConfigMap `NAME-config`: the proxy's config file, written with the schema the proxy reads
+//! it with (`modfleet_contract::config`), so a key the proxy does not know cannot be rendered.
 
 use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, SocketAddr};
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::ResourceExt;
-use serde::Serialize;
+use modfleet_contract::config::{FileConfig, SumdbConfig, UpstreamConfig};
+use modfleet_contract::defaults;
+use modfleet_contract::values::{ByteSize, HumanDuration};
+use modfleet_telemetry::LogFormat;
 use sha2::{Digest, Sha256};
 
 use super::labels::Component;
 use super::{ADMIN_PORT, CACHE_DIR, CONFIG_KEY, Context, HTTP_PORT, meta, names, quantity_bytes};
-use crate::crd::GoModuleProxy;
+use crate::crd::{self, GoModuleProxy};
 
 /// Share of the cache volume the proxy may fill before evicting: it must evict before the
 /// filesystem is full, and filesystems keep some space for themselves.
 const CACHE_FILL_RATIO: f64 = 0.9;
-const DEFAULT_UPSTREAM_TIMEOUT: &str = "30s";
-
-/// The proxy's config file (`proxy/src/config.rs`, `FileConfig`).
-#[derive(Serialize, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
-pub struct ProxyConfig {
-    pub listen: String,
-    pub admin_listen: String,
-    pub cache_dir: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cache_max_bytes: Option<u64>,
-    pub upstreams: Vec<ProxyUpstream>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub sumdbs: Vec<ProxySumdb>,
-    pub list_ttl: String,
-    pub log_format: String,
-    pub exclude: Vec<String>,
-    pub no_sum: Vec<String>,
-}
-
-#[derive(Serialize, Debug, PartialEq)]
-pub struct ProxyUpstream {
-    pub url: String,
-    pub weight: i32,
-    pub timeout: String,
-}
-
-#[derive(Serialize, Debug, PartialEq)]
-pub struct ProxySumdb {
-    pub name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub url: Option<String>,
-}
 
 /// The config the proxies of this fleet run with.
-pub fn proxy_config(gmp: &GoModuleProxy, ctx: &Context) -> ProxyConfig {
+pub fn proxy_config(gmp: &GoModuleProxy, ctx: &Context) -> FileConfig {
     let spec = &gmp.spec;
-    let sumdbs = match &spec.sumdb {
-        Some(s) if !s.name.is_empty() => vec![ProxySumdb {
+    let sumdbs: Vec<SumdbConfig> = match &spec.sumdb {
+        Some(s) if !s.name.is_empty() => vec![SumdbConfig {
             name: s.name.clone(),
             url: (!s.url.is_empty()).then(|| s.url.clone()),
+            key: (!s.key.is_empty()).then(|| s.key.clone()),
         }],
         _ => Vec::new(),
     };
-    ProxyConfig {
-        listen: format!("0.0.0.0:{HTTP_PORT}"),
-        admin_listen: format!("0.0.0.0:{ADMIN_PORT}"),
-        cache_dir: CACHE_DIR.to_owned(),
+    FileConfig {
+        listen: Some(any_address(HTTP_PORT)),
+        admin_listen: Some(any_address(ADMIN_PORT)),
+        cache_dir: Some(CACHE_DIR.into()),
         cache_max_bytes: quantity_bytes(&spec.cache.size)
             .map(|b| ctx.smallest_cache_bytes.map_or(b, |s| s.min(b)))
-            .map(|b| (b as f64 * CACHE_FILL_RATIO) as u64),
-        upstreams: spec
-            .upstreams
-            .iter()
-            .map(|u| ProxyUpstream {
-                url: u.url.clone(),
-                weight: u.weight.unwrap_or(1).max(1),
-                timeout: u
-                    .timeout
-                    .clone()
-                    .unwrap_or_else(|| DEFAULT_UPSTREAM_TIMEOUT.to_owned()),
-            })
-            .collect(),
-        sumdbs,
-        list_ttl: "60s".to_owned(),
-        log_format: "json".to_owned(),
-        exclude: spec.exclude_patterns.clone(),
-        no_sum: spec.no_sum_patterns.clone(),
+            .map(|b| ByteSize((b as f64 * CACHE_FILL_RATIO) as u64)),
+        upstreams: Some(spec.upstreams.iter().map(upstream).collect()),
+        sumdbs: (!sumdbs.is_empty()).then_some(sumdbs),
+        list_ttl: Some(defaults::LIST_TTL),
+        log_format: Some(LogFormat::Json),
+        exclude: Some(spec.exclude_patterns.clone()),
+        no_sum: Some(spec.no_sum_patterns.clone()),
+        ..FileConfig::default()
+    }
+}
+
+fn any_address(port: i32) -> SocketAddr {
+    let port = u16::try_from(port).expect("the proxy's ports are constants below 65536");
+    SocketAddr::from((Ipv4Addr::UNSPECIFIED, port))
+}
+
+/// The spec's timeout is rendered as written. The CRD admits only `([0-9]+(ms|s|m|h))+`; the
+/// one such text the proxy cannot read overflows (longer than 500 years) and gets the default.
+fn upstream(u: &crd::Upstream) -> UpstreamConfig {
+    UpstreamConfig {
+        weight: u32::try_from(u.weight.unwrap_or(1).max(1)).unwrap_or(1),
+        timeout: u
+            .timeout
+            .as_deref()
+            .and_then(|t| t.parse::<HumanDuration>().ok())
+            .unwrap_or(defaults::UPSTREAM_TIMEOUT),
+        ..UpstreamConfig::new(&u.url)
     }
 }
 
 /// ConfigMap `NAME-config` with key `config.yaml`.
 pub fn build(gmp: &GoModuleProxy, ctx: &Context) -> ConfigMap {
     let yaml = serde_yaml_ng::to_string(&proxy_config(gmp, ctx))
-        .expect("the proxy config is plain strings and numbers");
+        .expect("the proxy config is plain strings, numbers and lists");
     ConfigMap {
         metadata: meta(gmp, names::config(&gmp.name_any()), Component::Config, None),
         data: Some(BTreeMap::from([(CONFIG_KEY.to_owned(), yaml)])),
@@ -159,6 +140,7 @@ mod tests {
         g.spec.sumdb = Some(crate::crd::SumDb {
             name: String::new(),
             url: "https://sum.example.com".into(),
+            key: String::new(),
         });
         let yaml = &build(&g, &ctx()).data.unwrap()["config.yaml"];
         assert!(!yaml.contains("sumdbs"), "{yaml}");
@@ -169,11 +151,20 @@ mod tests {
         let mut g = minimal();
         g.spec.cache.size = "2Gi".into();
         let mut c = ctx();
-        assert_eq!(proxy_config(&g, &c).cache_max_bytes, Some(1_932_735_283));
+        assert_eq!(
+            proxy_config(&g, &c).cache_max_bytes,
+            Some(ByteSize(1_932_735_283))
+        );
         c.smallest_cache_bytes = Some(1 << 30);
-        assert_eq!(proxy_config(&g, &c).cache_max_bytes, Some(966_367_641));
+        assert_eq!(
+            proxy_config(&g, &c).cache_max_bytes,
+            Some(ByteSize(966_367_641))
+        );
         c.smallest_cache_bytes = Some(4 << 30);
-        assert_eq!(proxy_config(&g, &c).cache_max_bytes, Some(1_932_735_283));
+        assert_eq!(
+            proxy_config(&g, &c).cache_max_bytes,
+            Some(ByteSize(1_932_735_283))
+        );
     }
 
     #[test]
@@ -185,5 +176,39 @@ mod tests {
         g2.spec.exclude_patterns = vec!["x.example.com/*".into()];
         assert_ne!(a, hash(&build(&g2, &ctx())));
         assert_eq!(a.len(), 16);
+    }
+
+    /// The rendered bytes are part of the contract with running fleets: their hash is on the
+    /// pod template, so any change of spelling or order rolls every fleet on an operator
+    /// upgrade. Change this text only together with a reason to roll.
+    #[test]
+    fn renders_the_same_bytes_as_before() {
+        let g = gmp(json!({
+            "upstreams": [
+                {"url": "https://goproxy.example.com", "weight": 2, "timeout": "1m30s"},
+                {"url": "http://athens.internal:3000"}
+            ],
+            "sumdb": {"name": "sum.golang.org", "url": "https://sum.example.com"},
+            "excludePatterns": ["corp.example.com/*"],
+            "cache": {"size": "20Gi"}
+        }));
+        let yaml = &build(&g, &ctx()).data.unwrap()["config.yaml"];
+        assert_eq!(
+            yaml,
+            "listen: 0.0.0.0:8080\n\
+             adminListen: 0.0.0.0:9090\n\
+             cacheDir: /var/cache/modfleet\n\
+             cacheMaxBytes: 19327352832\n\
+             upstreams:\n\
+             - url: https://goproxy.example.com\n  weight: 2\n  timeout: 1m30s\n\
+             - url: http://athens.internal:3000\n  weight: 1\n  timeout: 30s\n\
+             sumdbs:\n\
+             - name: sum.golang.org\n  url: https://sum.example.com\n\
+             listTtl: 60s\n\
+             logFormat: json\n\
+             exclude:\n\
+             - corp.example.com/*\n\
+             noSum: []\n"
+        );
     }
 }

@@ -11,6 +11,9 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
+pub use modfleet_contract::status::BreakerState;
+use modfleet_contract::status::{LastError, Percentiles, ProbeState, UpstreamHealth};
+
 /// Longest time a breaker stays open after repeated trips.
 pub const MAX_OPEN: Duration = Duration::from_secs(300);
 /// Latency samples kept per upstream.
@@ -33,29 +36,12 @@ pub struct BreakerSettings {
     pub open_for: Duration,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BreakerState {
-    Closed,
-    Open,
-    HalfOpen,
-}
-
-impl BreakerState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BreakerState::Closed => "closed",
-            BreakerState::Open => "open",
-            BreakerState::HalfOpen => "half_open",
-        }
-    }
-
-    /// For the breaker-state gauge: 0 closed, 1 half-open, 2 open.
-    pub fn as_gauge(self) -> i64 {
-        match self {
-            BreakerState::Closed => 0,
-            BreakerState::HalfOpen => 1,
-            BreakerState::Open => 2,
-        }
+/// For the breaker-state gauge: 0 closed, 1 half-open, 2 open.
+pub fn breaker_gauge(state: BreakerState) -> i64 {
+    match state {
+        BreakerState::Closed => 0,
+        BreakerState::HalfOpen => 1,
+        BreakerState::Open => 2,
     }
 }
 
@@ -98,34 +84,6 @@ pub enum Permit {
 pub struct Health {
     settings: BreakerSettings,
     state: Mutex<State>,
-}
-
-/// A copy of the health record, for `/status`, metrics and selection.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Snapshot {
-    pub healthy: bool,
-    pub breaker: &'static str,
-    /// "ok", "failing" or "unknown" (no probe finished yet).
-    pub probe: &'static str,
-    pub latency_ms: Percentiles,
-    pub error_rate: f64,
-    pub requests: u64,
-    pub consecutive_failures: u32,
-    pub last_error: Option<LastError>,
-}
-
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct Percentiles {
-    pub p50: Option<f64>,
-    pub p95: Option<f64>,
-    pub p99: Option<f64>,
-}
-
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct LastError {
-    pub message: String,
-    /// Seconds since the Unix epoch.
-    pub at_unix: u64,
 }
 
 impl Health {
@@ -304,17 +262,18 @@ impl Health {
         s.breaker != BreakerState::Open && s.probe_failures < PROBE_FAILURES_DOWN
     }
 
-    pub fn snapshot(&self) -> Snapshot {
+    /// A copy of the health record, for `/status`.
+    pub fn snapshot(&self) -> UpstreamHealth {
         let s = self.lock();
         let failures = s.outcomes.iter().filter(|ok| !**ok).count();
         let ms = |d: Option<Duration>| d.map(|d| (d.as_secs_f64() * 1e5).round() / 100.0);
-        Snapshot {
+        UpstreamHealth {
             healthy: s.breaker != BreakerState::Open && s.probe_failures < PROBE_FAILURES_DOWN,
-            breaker: s.breaker.as_str(),
+            breaker: s.breaker,
             probe: match (s.probe_seen, s.probe_failures) {
-                (false, _) => "unknown",
-                (true, 0) => "ok",
-                _ => "failing",
+                (false, _) => ProbeState::Unknown,
+                (true, 0) => ProbeState::Ok,
+                _ => ProbeState::Failing,
             },
             latency_ms: Percentiles {
                 p50: ms(percentile(&s.latencies, 0.50)),
@@ -434,12 +393,12 @@ mod tests {
     fn probes_mark_an_upstream_down_after_two_failures() {
         let h = health();
         let t = Instant::now();
-        assert_eq!(h.snapshot().probe, "unknown");
+        assert_eq!(h.snapshot().probe, ProbeState::Unknown);
         h.record_probe(false, Some("connection refused"), t);
         assert!(h.is_healthy());
         h.record_probe(false, Some("connection refused"), t);
         assert!(!h.is_healthy());
-        assert_eq!(h.snapshot().probe, "failing");
+        assert_eq!(h.snapshot().probe, ProbeState::Failing);
         h.record_probe(true, None, t);
         assert!(h.is_healthy());
     }

@@ -35,7 +35,7 @@ use reqwest::Url;
 
 use health::Outcome;
 
-pub use pool::{UpstreamPool, UpstreamStatus};
+pub use pool::UpstreamPool;
 pub use response::UpstreamResponse;
 
 /// One upstream endpoint (a GOPROXY base URL, or a checksum database's direct URL).

@@ -11,12 +11,13 @@ use futures::stream::FuturesUnordered;
 use http::StatusCode;
 use tracing::Instrument;
 
-use super::health::{BreakerSettings, Health, Outcome, Permit, Snapshot};
+use super::health::{BreakerSettings, Health, Outcome, Permit, breaker_gauge};
 use super::plan::{Member, Step, Verdict};
 use super::response::{Progress, UpstreamResponse, send};
 use super::{AttemptError, Endpoint, PoolError, Target};
 use crate::config::{HedgeDelay, Resilience, Sumdb, Upstream as UpstreamConfig};
 use crate::metrics::{Metrics, TraceExemplar, UpstreamLabel, UpstreamLabels};
+use modfleet_contract::status::UpstreamStatus;
 
 /// Bounds of an automatic hedge delay, and its value before enough latency samples exist.
 const HEDGE_MIN: Duration = Duration::from_millis(20);
@@ -80,7 +81,7 @@ impl UpstreamPool {
             .unwrap_or(Duration::from_secs(30));
         let breaker = BreakerSettings {
             failures: settings.breaker.failures,
-            open_for: settings.breaker.open_for,
+            open_for: settings.breaker.open_for.get(),
         };
         let pool = UpstreamPool {
             client,
@@ -142,7 +143,7 @@ impl UpstreamPool {
                 if verdict.failures.is_empty() {
                     break; // every upstream said "not found": nothing to retry
                 }
-                let base = retry.backoff.saturating_mul(1 << (pass - 1).min(10));
+                let base = retry.backoff.get().saturating_mul(1 << (pass - 1).min(10));
                 let pause = base.mul_f64(0.5 + fastrand::f64());
                 if Instant::now() + pause >= deadline {
                     break;
@@ -468,7 +469,7 @@ impl UpstreamPool {
         self.metrics
             .upstream_breaker_state
             .get_or_create(&label)
-            .set(m.health.breaker().as_gauge());
+            .set(breaker_gauge(m.health.breaker()));
     }
 
     /// Each upstream's state, for `/status`.
@@ -493,17 +494,6 @@ impl UpstreamPool {
             })
             .collect()
     }
-}
-
-/// One upstream in `/status`.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct UpstreamStatus {
-    pub url: String,
-    pub priority: u32,
-    pub weight: u32,
-    pub hedge_delay_ms: Option<u64>,
-    #[serde(flatten)]
-    pub health: Snapshot,
 }
 
 /// The result of [`UpstreamPool::hedge_check`]: when to look again, and whether a hedge is due

@@ -15,9 +15,9 @@ impl UpstreamPool {
         let check = &self.settings.health_check;
         let probes = self.members.iter().map(|m| async move {
             let url = format!("{}{}", m.endpoint.base.as_str().trim_end_matches('/'), check.path);
-            let result = tokio::time::timeout(check.timeout, self.client.get(&url).send()).await;
+            let result = tokio::time::timeout(check.timeout.get(), self.client.get(&url).send()).await;
             let error = match result {
-                Err(_) => Some(format!("no answer within {}", humantime::format_duration(check.timeout))),
+                Err(_) => Some(format!("no answer within {}", humantime::format_duration(check.timeout.get()))),
                 Ok(Err(e)) => Some(error_chain(&e)),
                 Ok(Ok(r)) if r.status().is_server_error() || r.status() == StatusCode::TOO_MANY_REQUESTS => {
                     Some(format!("answered {}", r.status()))
@@ -40,7 +40,7 @@ impl UpstreamPool {
 
     /// Runs the active health probes forever, at the configured interval.
     pub async fn run_probes(self: Arc<Self>) {
-        let mut tick = tokio::time::interval(self.settings.health_check.interval);
+        let mut tick = tokio::time::interval(self.settings.health_check.interval.get());
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;

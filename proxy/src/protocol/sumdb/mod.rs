@@ -17,14 +17,5 @@ pub use client::{
     Artifact, Checker, CheckerError, Limits, SourceError, SumdbError, SumdbSource, VerifiedRecord,
 };
 
-/// The verifier keys the go command knows by name (`knownGOSUMDB` in
-/// `cmd/go/internal/modfetch/key.go`): `GOSUMDB=sum.golang.org` means this key.
-pub const KNOWN_KEYS: &[(&str, &str)] = &[(
-    "sum.golang.org",
-    "sum.golang.org+033de0ae+Ac4zctda0e5eza+HJyk9SxEdh+s3Ux18htTTAD8OuAn8",
-)];
-
-/// The verifier key the go command uses for a database named `name`, if it knows one.
-pub fn known_key(name: &str) -> Option<&'static str> {
-    KNOWN_KEYS.iter().find(|(n, _)| *n == name).map(|(_, k)| *k)
-}
+/// The verifier keys the go command knows by name, shared with the operator.
+pub use modfleet_contract::defaults::known_sumdb_key as known_key;

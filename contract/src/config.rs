@@ -1,0 +1,286 @@
+//! The proxy's YAML config file: what `--config` reads and what the operator renders into
+//! each fleet's ConfigMap. Every key is optional; unknown keys are an error so that typos (and
+//! a drift between the writer and the reader) do not go unnoticed. camelCase keys; documented
+//! in the README ("Configuration file"). The proxy merges it with its flags and checks the
+//! values (a known checksum-database key, http(s) URLs, limits above zero).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use modfleet_telemetry::LogFormat;
+use serde::{Deserialize, Serialize};
+
+use crate::defaults;
+use crate::values::{ByteSize, HedgeDelay, HumanDuration, OnOff};
+
+/// The whole file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub admin_listen: Option<SocketAddr>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_max_bytes: Option<ByteSize>,
+    /// In priority order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstreams: Option<Vec<UpstreamConfig>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sumdbs: Option<Vec<SumdbConfig>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verify_sumdb: Option<OnOff>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub list_ttl: Option<HumanDuration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<LogFormat>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exclude: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub no_sum: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hedge_delay: Option<HedgeDelay>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub negative_ttl: Option<HumanDuration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stale_while_revalidate: Option<HumanDuration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_deadline: Option<HumanDuration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<HealthCheckConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub breaker: Option<BreakerConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub header_read_timeout: Option<HumanDuration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Option<HumanDuration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub send_timeout: Option<HumanDuration>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections_per_ip: Option<usize>,
+}
+
+/// One upstream GOPROXY.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpstreamConfig {
+    pub url: String,
+    /// Share of traffic among upstreams of equal priority.
+    #[serde(default = "upstream_weight")]
+    pub weight: u32,
+    /// Longest wait for response headers, and for each further piece of the body.
+    #[serde(default = "upstream_timeout")]
+    pub timeout: HumanDuration,
+    /// Lower is preferred; upstreams of equal priority share traffic by weight. Default: the
+    /// position in the list, i.e. plain priority order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u32>,
+}
+
+impl UpstreamConfig {
+    /// An upstream with the default weight, timeout and priority.
+    pub fn new(url: impl Into<String>) -> UpstreamConfig {
+        UpstreamConfig {
+            url: url.into(),
+            weight: defaults::UPSTREAM_WEIGHT,
+            timeout: defaults::UPSTREAM_TIMEOUT,
+            priority: None,
+        }
+    }
+}
+
+fn upstream_weight() -> u32 {
+    defaults::UPSTREAM_WEIGHT
+}
+
+fn upstream_timeout() -> HumanDuration {
+    defaults::UPSTREAM_TIMEOUT
+}
+
+/// A checksum database the proxy serves under /sumdb/NAME/ (the first one also verifies).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SumdbConfig {
+    pub name: String,
+    /// Direct URL, tried after the upstreams; default https://NAME.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Verifier key NAME+HASH+BASE64KEY (as in GOSUMDB); known for sum.golang.org.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+impl FromStr for SumdbConfig {
+    type Err = String;
+    /// `NAME`, `NAME=URL`, or the GOSUMDB forms `KEY`, `KEY URL`, `NAME URL`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let fields: Vec<&str> = s.split_whitespace().collect();
+        let (first, url) = match fields[..] {
+            [first] => (first, None),
+            [first, url] => (first, Some(url.to_string())),
+            _ => {
+                return Err(format!(
+                    "invalid checksum database {s:?}: use NAME, NAME=URL, or as in GOSUMDB \
+                     KEY [URL] or NAME URL"
+                ));
+            }
+        };
+        if url.is_none()
+            && let Some((name, url)) = first.split_once('=')
+            && !name.contains('+')
+        {
+            return Ok(SumdbConfig {
+                name: name.to_string(),
+                url: Some(url.to_string()),
+                key: None,
+            });
+        }
+        let (name, key) = match first.split_once('+') {
+            Some((name, _)) => (name, Some(first.to_string())),
+            None => (first, None),
+        };
+        Ok(SumdbConfig {
+            name: name.to_string(),
+            url,
+            key,
+        })
+    }
+}
+
+/// Active health checks of upstreams (`healthCheck`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct HealthCheckConfig {
+    pub interval: HumanDuration,
+    pub timeout: HumanDuration,
+    /// Path probed on each upstream; any answer below 500 (but 429) counts as alive.
+    pub path: String,
+}
+
+impl Default for HealthCheckConfig {
+    fn default() -> Self {
+        HealthCheckConfig {
+            interval: defaults::HEALTH_CHECK_INTERVAL,
+            timeout: defaults::HEALTH_CHECK_TIMEOUT,
+            path: defaults::HEALTH_CHECK_PATH.to_string(),
+        }
+    }
+}
+
+/// Circuit breaker of each upstream (`breaker`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct BreakerConfig {
+    /// Consecutive failures that open it.
+    pub failures: u32,
+    /// First open period, doubled on each further trip (at most 5m).
+    pub open_for: HumanDuration,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            failures: defaults::BREAKER_FAILURES,
+            open_for: defaults::BREAKER_OPEN_FOR,
+        }
+    }
+}
+
+/// Retries of a whole pass over the upstreams (`retry`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Passes over the upstreams, the first included.
+    pub attempts: u32,
+    /// Pause before the second pass; doubled for each further one, with jitter.
+    pub backoff: HumanDuration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            attempts: defaults::RETRY_ATTEMPTS,
+            backoff: defaults::RETRY_BACKOFF,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    const GO_KEY: &str = "sum.golang.org+033de0ae+Ac4zctda0e5eza+HJyk9SxEdh+s3Ux18htTTAD8OuAn8";
+
+    #[test]
+    fn unknown_file_keys_are_rejected() {
+        let err = serde_yaml_ng::from_str::<FileConfig>("cachedir: /x\n").unwrap_err();
+        assert!(
+            err.to_string().contains("unknown field `cachedir`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn sizes_and_durations_read_as_written() {
+        let f: FileConfig = serde_yaml_ng::from_str("cacheMaxBytes: 1Gi").unwrap();
+        assert_eq!(f.cache_max_bytes, Some(ByteSize(1 << 30)));
+        let f: FileConfig = serde_yaml_ng::from_str("cacheMaxBytes: 4096").unwrap();
+        assert_eq!(f.cache_max_bytes, Some(ByteSize(4096)));
+        let err = serde_yaml_ng::from_str::<FileConfig>("listTtl: soon\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("invalid value: string \"soon\", expected a duration"),
+            "{err}"
+        );
+    }
+
+    /// What is written reads back the same, texts included: the operator writes this file
+    /// and the proxy reads it.
+    #[test]
+    fn a_written_file_reads_back_the_same() {
+        let file = FileConfig {
+            listen: Some(defaults::LISTEN),
+            cache_max_bytes: Some(ByteSize(19_327_352_832)),
+            upstreams: Some(vec![
+                UpstreamConfig {
+                    timeout: "1m30s".parse().unwrap(),
+                    weight: 3,
+                    ..UpstreamConfig::new("https://a.example")
+                },
+                UpstreamConfig::new("https://b.example"),
+            ]),
+            sumdbs: Some(vec![SumdbConfig {
+                name: "sum.golang.org".into(),
+                url: None,
+                key: Some(GO_KEY.into()),
+            }]),
+            verify_sumdb: Some(OnOff::Off),
+            list_ttl: Some(defaults::LIST_TTL),
+            log_format: Some(LogFormat::Json),
+            hedge_delay: Some(HedgeDelay::Fixed(Duration::from_millis(250))),
+            health_check: Some(HealthCheckConfig::default()),
+            breaker: Some(BreakerConfig::default()),
+            retry: Some(RetryConfig::default()),
+            ..FileConfig::default()
+        };
+        let yaml = serde_yaml_ng::to_string(&file).unwrap();
+        assert!(yaml.contains("timeout: 1m30s"), "{yaml}");
+        assert!(yaml.contains("listTtl: 60s"), "{yaml}");
+        assert!(
+            !yaml.contains("adminListen"),
+            "unset keys are left out: {yaml}"
+        );
+        let back: FileConfig = serde_yaml_ng::from_str(&yaml).unwrap();
+        assert_eq!(back, file);
+        assert_eq!(serde_yaml_ng::to_string(&back).unwrap(), yaml);
+    }
+}

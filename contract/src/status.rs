@@ -1,0 +1,223 @@
+//! The `/status` document: each upstream's health as one member sees it. The proxy serves it
+//! on its admin port (`GET /status`); the operator reads it from every Ready member.
+//!
+//! Readers take what they know: unknown keys are ignored, and every key but `upstreams`,
+//! `upstreams[].url` and `upstreams[].healthy` may be missing (it then reads as its default),
+//! so that members of another version still report during a rollout. The operator relies on
+//! `url`, `healthy` and `last_error` only. The upstream entries keep their snake_case keys,
+//! which readers (dashboards, scripts, the tests) already use.
+
+use serde::{Deserialize, Serialize};
+
+/// The whole document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProxyStatus {
+    /// The member serves GOPROXY requests (what `/readyz` says).
+    #[serde(default)]
+    pub ready: bool,
+    /// How many of `upstreams` are healthy.
+    #[serde(default)]
+    pub upstreams_healthy: usize,
+    /// In the order of the member's configuration.
+    pub upstreams: Vec<UpstreamStatus>,
+}
+
+impl ProxyStatus {
+    /// The document for these upstreams (`upstreams_healthy` counted from them).
+    pub fn new(ready: bool, upstreams: Vec<UpstreamStatus>) -> ProxyStatus {
+        ProxyStatus {
+            ready,
+            upstreams_healthy: upstreams.iter().filter(|u| u.health.healthy).count(),
+            upstreams,
+        }
+    }
+}
+
+/// One upstream.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpstreamStatus {
+    /// As the proxy parsed it: scheme and host lower-cased, the scheme's default port dropped,
+    /// no trailing slash.
+    pub url: String,
+    /// Lower is asked first.
+    #[serde(default)]
+    pub priority: u32,
+    /// Share among upstreams of equal priority.
+    #[serde(default)]
+    pub weight: u32,
+    /// After this long without an answer a request is also sent to the next upstream; `None`:
+    /// hedging is off.
+    #[serde(default)]
+    pub hedge_delay_ms: Option<u64>,
+    #[serde(flatten)]
+    pub health: UpstreamHealth,
+}
+
+/// What the member has learnt about the upstream's health.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpstreamHealth {
+    /// Its circuit breaker is not open and its health probes are not failing.
+    pub healthy: bool,
+    #[serde(default)]
+    pub breaker: BreakerState,
+    #[serde(default)]
+    pub probe: ProbeState,
+    /// Time to response headers over recent attempts.
+    #[serde(default)]
+    pub latency_ms: Percentiles,
+    /// Share of failed attempts among the recent ones, 0 to 1.
+    #[serde(default)]
+    pub error_rate: f64,
+    /// Attempts since the member started.
+    #[serde(default)]
+    pub requests: u64,
+    #[serde(default)]
+    pub consecutive_failures: u32,
+    #[serde(default)]
+    pub last_error: Option<LastError>,
+}
+
+/// An upstream's circuit breaker (see the README, "Failover model").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakerState {
+    /// Attempts go through.
+    #[default]
+    Closed,
+    /// Attempts fail at once, until the open period ends.
+    Open,
+    /// One trial attempt is let through; its outcome closes or reopens the breaker.
+    HalfOpen,
+}
+
+impl BreakerState {
+    /// The document's spelling (also used in logs).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BreakerState::Closed => "closed",
+            BreakerState::Open => "open",
+            BreakerState::HalfOpen => "half_open",
+        }
+    }
+}
+
+/// The verdict of an upstream's health probes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProbeState {
+    /// The last probe got an answer.
+    Ok,
+    /// Probes fail.
+    Failing,
+    /// No probe has finished yet (and any value a reader does not know).
+    #[default]
+    #[serde(other)]
+    Unknown,
+}
+
+/// Latency percentiles in milliseconds; `None` until there are samples.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Percentiles {
+    #[serde(default)]
+    pub p50: Option<f64>,
+    #[serde(default)]
+    pub p95: Option<f64>,
+    #[serde(default)]
+    pub p99: Option<f64>,
+}
+
+/// The last failure of an attempt or probe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastError {
+    pub message: String,
+    /// When, in seconds since the Unix epoch.
+    #[serde(default)]
+    pub at_unix: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn healthy(url: &str) -> UpstreamStatus {
+        UpstreamStatus {
+            url: url.into(),
+            priority: 0,
+            weight: 1,
+            hedge_delay_ms: Some(1000),
+            health: UpstreamHealth {
+                healthy: true,
+                breaker: BreakerState::Closed,
+                probe: ProbeState::Ok,
+                latency_ms: Percentiles {
+                    p50: Some(1.0),
+                    p95: Some(2.0),
+                    p99: Some(3.0),
+                },
+                error_rate: 0.0,
+                requests: 3,
+                consecutive_failures: 0,
+                last_error: None,
+            },
+        }
+    }
+
+    /// The keys and spellings readers already rely on.
+    #[test]
+    fn serves_the_documented_shape() {
+        let mut down = healthy("https://b.example");
+        down.health.healthy = false;
+        down.health.breaker = BreakerState::HalfOpen;
+        down.health.probe = ProbeState::Failing;
+        down.health.last_error = Some(LastError {
+            message: "connection refused".into(),
+            at_unix: 1_700_000_000,
+        });
+        let doc = ProxyStatus::new(true, vec![healthy("https://a.example"), down]);
+        assert_eq!(
+            serde_json::to_value(&doc).unwrap(),
+            json!({"ready": true, "upstreamsHealthy": 1, "upstreams": [
+                {"url": "https://a.example", "priority": 0, "weight": 1, "hedge_delay_ms": 1000,
+                 "healthy": true, "breaker": "closed", "probe": "ok",
+                 "latency_ms": {"p50": 1.0, "p95": 2.0, "p99": 3.0},
+                 "error_rate": 0.0, "requests": 3, "consecutive_failures": 0, "last_error": null},
+                {"url": "https://b.example", "priority": 0, "weight": 1, "hedge_delay_ms": 1000,
+                 "healthy": false, "breaker": "half_open", "probe": "failing",
+                 "latency_ms": {"p50": 1.0, "p95": 2.0, "p99": 3.0},
+                 "error_rate": 0.0, "requests": 3, "consecutive_failures": 0,
+                 "last_error": {"message": "connection refused", "at_unix": 1_700_000_000u64}}
+            ]})
+        );
+        let back: ProxyStatus =
+            serde_json::from_value(serde_json::to_value(&doc).unwrap()).unwrap();
+        assert_eq!(back, doc);
+        for s in [
+            BreakerState::Closed,
+            BreakerState::Open,
+            BreakerState::HalfOpen,
+        ] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+    }
+
+    /// A member of another version: missing keys read as defaults, unknown ones are ignored.
+    #[test]
+    fn reads_what_another_version_serves() {
+        let doc: ProxyStatus = serde_json::from_str(
+            r#"{"upstreams":[{"url":"http://u.example","healthy":true,"probe":"sleepy","new":1}]}"#,
+        )
+        .unwrap();
+        assert!(!doc.ready);
+        let u = &doc.upstreams[0];
+        assert!(u.health.healthy);
+        assert_eq!(u.health.probe, ProbeState::Unknown);
+        assert_eq!(u.health.breaker, BreakerState::Closed);
+        assert_eq!(u.health.last_error, None);
+        assert!(
+            serde_json::from_str::<ProxyStatus>(r#"{"upstreams":[{"healthy":true}]}"#).is_err()
+        );
+    }
+}
