@@ -27,16 +27,21 @@ usage() {
 Usage: hack/images.sh <command> [args]
 
 Builds modfleet's two images (Dockerfile targets 'proxy' and 'operator') with buildah:
-static musl binaries built on the host with cargo (release) are fed to the Dockerfile's
-BINARIES=prebuilt build argument, on a Debian base made by mmdebstrap (cached by version).
+glibc binaries built on the host with cargo are fed to the Dockerfile's BINARIES=prebuilt
+build argument; its Debian stage runs on a base made by mmdebstrap (cached by version).
+Every binary is then run inside the image it went into (podman for this machine's
+architecture, qemu-user on the image's own files for another), so a missing library fails here.
 
 Commands:
-  build            the binaries and both images for this machine's architecture, tagged
-                   with the chart's defaults: $(image_name proxy), $(image_name operator)
-  multiarch        binaries for amd64 and arm64 (arm64 cross-compiled), checked (static ELF
-                   of the right machine; run under qemu-aarch64-static when installed), both
-                   images for both architectures (NAME-amd64, NAME-arm64) and one image index
-                   (manifest list) under each plain NAME; not part of CI (docs/install.md)
+  build [--debug]  the binaries and both images for this machine's architecture, tagged
+                   with the chart's defaults: $(image_name proxy), $(image_name operator).
+                   Release binaries; --debug packages the debug binaries instead (cargo's dev
+                   profile, built the way the tests build them, so after the unit and e2e
+                   stages nothing is compiled: hack/test.sh's images stage)
+  multiarch        release binaries for amd64 and arm64 (arm64 cross-compiled), both images
+                   for both architectures (NAME-amd64, NAME-arm64), each binary run in its
+                   image (arm64 under qemu-aarch64-static), and one image index (manifest
+                   list) under each plain NAME; not part of CI (docs/install.md)
   push PREFIX      push both images as PREFIX/modfleet-proxy:$(version) and
                    PREFIX/modfleet-operator:$(version), with every architecture of the index
                    when 'multiarch' made one; PREFIX is a containers-transports reference
@@ -55,9 +60,9 @@ Environment:
   MODFLEET_DEBIAN_SOURCES   apt sources file for mmdebstrap (default $DEBIAN_SOURCES)
   CARGO_TARGET_DIR          cargo's target directory, as for any cargo build
 
-Needs buildah, podman, runc, mmdebstrap and musl-tools (.ci/run installs them with apt),
-rustup targets <arch>-unknown-linux-musl, and for 'multiarch' gcc-aarch64-linux-gnu and
-qemu-user-static.
+Needs buildah, podman, runc, mmdebstrap, file and binutils (.ci/run installs them with apt);
+for 'multiarch' also gcc-aarch64-linux-gnu, qemu-user-static and the Rust target
+aarch64-unknown-linux-gnu (rustup target add aarch64-unknown-linux-gnu).
 EOF
 }
 
@@ -86,8 +91,8 @@ host_arch() {
 
 rust_target() { # <arch>
   case "$1" in
-    amd64) echo x86_64-unknown-linux-musl ;;
-    arm64) echo aarch64-unknown-linux-musl ;;
+    amd64) echo x86_64-unknown-linux-gnu ;;
+    arm64) echo aarch64-unknown-linux-gnu ;;
     *) die "unknown architecture '$1' (expected amd64 or arm64)" ;;
   esac
 }
@@ -177,6 +182,14 @@ BASE_OPTS=(
   --dpkgopt='path-include=/usr/share/doc/*/copyright'
   --dpkgopt='path-exclude=/usr/share/locale/*'
   --dpkgopt='path-exclude=/usr/share/lintian/*'
+  # And their apt and dpkg settings (debuerreotype's): no package cache left in a build
+  # layer, compressed package lists, no suggests kept by autoremove, no fsync per file. (With
+  # the caches switched off, mmdebstrap's final `apt-get clean` leaves the ones its own run
+  # made: removed here.)
+  --customize-hook='printf "%s\n" "DPkg::Post-Invoke { \"rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true\"; };" "APT::Update::Post-Invoke { \"rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true\"; };" "Dir::Cache::pkgcache \"\";" "Dir::Cache::srcpkgcache \"\";" >"$1/etc/apt/apt.conf.d/docker-clean" && rm -f "$1"/var/cache/apt/*.bin'
+  --customize-hook='echo "Acquire::GzipIndexes \"true\";" >"$1/etc/apt/apt.conf.d/docker-gzip-indexes"'
+  --customize-hook='echo "Apt::AutoRemove::SuggestsImportant \"false\";" >"$1/etc/apt/apt.conf.d/docker-autoremove-suggests"'
+  --customize-hook='echo force-unsafe-io >"$1/etc/dpkg/dpkg.cfg.d/docker-apt-speedup"'
 )
 
 # The point release of the suite's base-files in the machine's apt lists, e.g. 12.4+deb12u15.
@@ -243,34 +256,51 @@ target_dir() {
   echo "$d"
 }
 
-# Static binaries for <arch>, into the `prebuilt` build context ($STORE/prebuilt/<arch>/), the
-# way the Dockerfile's build-source stage builds them.
-build_binaries() { # <arch>
-  local arch="$1" target out bin strip=strip
+# The binaries for <arch> and <profile> (release or debug), stripped, into the `prebuilt`
+# build context ($STORE/prebuilt/<arch>/), the way the Dockerfile's build-source stage builds
+# them (glibc, release, locked).
+build_binaries() { # <arch> <profile>
+  local arch="$1" profile="$2" target out bin dir strip=strip
   target="$(rust_target "$arch")"
   need cargo "rustup (https://rustup.rs)"
-  rustup target list --installed 2>/dev/null | grep -qx "$target" ||
-    die "the Rust target $target is not installed: rustup target add $target"
-  case "$arch" in
-    amd64) need musl-gcc musl-tools ;;
-    arm64)
-      # ring and aws-lc-sys compile C for the target: Debian's cross gcc with musl's arm64
-      # headers and libraries (cc-rs looks for aarch64-linux-musl-gcc).
-      command -v aarch64-linux-musl-gcc >/dev/null 2>&1 ||
-        die "no aarch64-linux-musl-gcc: dpkg --add-architecture arm64 && apt-get update && apt-get install -y musl-dev:arm64 gcc-aarch64-linux-gnu"
-      export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_LINKER=aarch64-linux-musl-gcc
-      strip=aarch64-linux-gnu-strip
-      ;;
-  esac
-  log "binaries: cargo build --release --target $target"
-  (cd "$ROOT" && "${NICE[@]}" cargo build --quiet --release --locked --target "$target" \
-    --features modfleet-proxy/mimalloc --bin modfleet-proxy --bin modfleet-operator --bin crdgen)
+  need strip binutils
+  if [[ "$profile" == debug ]]; then
+    # Exactly the builds the tests make (testkit's workspace_binary: `cargo build -p NAME
+    # --bin NAME`), so after the unit and e2e stages this compiles nothing (crdgen: a link).
+    log "binaries: debug, as the tests build them (cargo build -p ... --bin ...)"
+    (cd "$ROOT" &&
+      cargo build --quiet -p modfleet-proxy --bin modfleet-proxy &&
+      cargo build --quiet -p modfleet-operator --bin modfleet-operator --bin crdgen)
+    dir="$(target_dir)/debug"
+  elif [[ "$arch" == "$(host_arch)" ]]; then
+    log "binaries: cargo build --release"
+    (cd "$ROOT" && "${NICE[@]}" cargo build --quiet --release --locked \
+      --bin modfleet-proxy --bin modfleet-operator --bin crdgen)
+    dir="$(target_dir)/release"
+  else
+    rustup target list --installed 2>/dev/null | grep -qx "$target" ||
+      die "the Rust target $target is not installed: rustup target add $target"
+    case "$arch" in
+      arm64)
+        # Debian's cross toolchain (its libc6-arm64-cross is bookworm's glibc, as in the
+        # image); ring and aws-lc-sys compile their C with it too (cc-rs finds it by name).
+        need aarch64-linux-gnu-gcc gcc-aarch64-linux-gnu
+        export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
+        strip=aarch64-linux-gnu-strip
+        ;;
+      *) die "cross builds for $arch are not set up (an $arch machine builds them natively)" ;;
+    esac
+    log "binaries: cargo build --release --target $target"
+    (cd "$ROOT" && "${NICE[@]}" cargo build --quiet --release --locked --target "$target" \
+      --bin modfleet-proxy --bin modfleet-operator --bin crdgen)
+    dir="$(target_dir)/$target/release"
+  fi
   out="$STORE/prebuilt/$arch"
   mkdir -p "$out"
   for bin in modfleet-proxy modfleet-operator crdgen; do
     # Stripped of their symbol tables (as the Dockerfile's build-source stage does), and
     # replaced only when changed, so the image layers stay cached.
-    "$strip" -o "$out/$bin.tmp" "$(target_dir)/$target/release/$bin"
+    "$strip" -o "$out/$bin.tmp" "$dir/$bin"
     if cmp -s "$out/$bin.tmp" "$out/$bin"; then
       rm -f "$out/$bin.tmp"
     else
@@ -284,8 +314,10 @@ build_binaries() { # <arch>
 build_image() { # <target> <arch> <tag>
   local target="$1" arch="$2" tag="$3" log="$STORE/run/build-$1-$2.log"
   log "image: $tag (Dockerfile target $target, linux/$arch)"
+  # BUILDPLATFORM: docker sets it, buildah 1.28 does not (the Dockerfile's rootfs stage then
+  # looks for a Debian image of the target architecture, which is never needed).
   if ! buildah_ bud --layers --pull=never --platform "linux/$arch" \
-    --timestamp "$SOURCE_DATE_EPOCH" \
+    --build-arg "BUILDPLATFORM=linux/$(host_arch)" --timestamp "$SOURCE_DATE_EPOCH" \
     --build-arg BINARIES=prebuilt --build-context "prebuilt=$STORE/prebuilt" \
     --target "$target" --tag "$tag" --file "$ROOT/Dockerfile" "$ROOT" >"$log" 2>&1; then
     tail -n 40 "$log" >&2
@@ -314,60 +346,88 @@ image_size() { # <image>: its size in MB, uncompressed
   podman_ image inspect --format '{{.Size}}' "$1" | awk '{printf "%.1f MB", $1 / 1e6}'
 }
 
-cmd_build() {
-  local arch t start=$SECONDS
+cmd_build() { # [--debug]
+  local arch t profile=release start=$SECONDS
+  case "${1:-}" in
+    "") ;;
+    --debug) profile=debug ;;
+    *) die "usage: hack/images.sh build [--debug]" ;;
+  esac
   arch="$(host_arch)"
   cmd_base
-  build_binaries "$arch"
+  build_binaries "$arch" "$profile"
   check_binaries "$arch"
   rm -f "$STORE/run/keep"
   for t in "${TARGETS[@]}"; do
     build_image "$t" "$arch" "$(image_name "$t")"
-    log "image: $(image_name "$t"): $(image_size "$(image_name "$t")")"
+    check_image "$t" "$arch" "$(image_name "$t")"
+    log "image: $(image_name "$t"): $(image_size "$(image_name "$t")") ($profile binaries)"
   done
   prune_store
   log "built in $((SECONDS - start))s"
 }
 
-# The binaries of <arch> are what they claim: static ELF executables for that machine, and
-# they run (natively, or under qemu-user for a foreign architecture when it is installed).
+# The binaries of <arch> are what they claim: ELF executables for that machine, glibc's
+# dynamic loader as their interpreter, stripped.
 check_binaries() { # <arch>
-  local arch="$1" want bin path info runner=()
+  local arch="$1" want interp bin path info
   need file file
   case "$arch" in
-    amd64) want="x86-64" ;;
-    arm64) want="ARM aarch64" ;;
+    amd64) want="x86-64" interp=/lib64/ld-linux-x86-64.so.2 ;;
+    arm64) want="ARM aarch64" interp=/lib/ld-linux-aarch64.so.1 ;;
   esac
-  if [[ "$arch" != "$(host_arch)" ]]; then
-    case "$arch" in
-      arm64) command -v qemu-aarch64-static >/dev/null 2>&1 && runner=(qemu-aarch64-static) ;;
-      amd64) command -v qemu-x86_64-static >/dev/null 2>&1 && runner=(qemu-x86_64-static) ;;
-    esac
-  fi
   for bin in modfleet-proxy modfleet-operator crdgen; do
     path="$STORE/prebuilt/$arch/$bin"
     info="$(file -b "$path")"
-    [[ "$info" == *"ELF 64-bit"*"$want"* && "$info" == *"static"* && "$info" == *", stripped"* ]] ||
-      die "$path is not a static $want executable: $info"
-    if [[ "$arch" == "$(host_arch)" || ${#runner[@]} -gt 0 ]]; then
-      # crdgen takes an output path, not --version: without one it prints the CRD.
-      local check=(--version)
-      [[ "$bin" != crdgen ]] || check=()
-      local out
-      out="$("${runner[@]}" "$path" "${check[@]}")" ||
-        die "$path ${check[*]} failed${runner:+ under ${runner[*]}}"
-      log "binaries: $arch/$bin: $want, static, runs${runner:+ (${runner[*]})}: ${out%%$'\n'*}"
-    else
-      log "binaries: $arch/$bin: $want, static (not run: apt-get install -y qemu-user-static to run it)"
-    fi
+    [[ "$info" == *"ELF 64-bit"*"$want"* && "$info" == *"interpreter $interp"* && "$info" == *", stripped"* ]] ||
+      die "$path is not a stripped $want glibc executable (interpreter $interp): $info"
   done
+  log "binaries: $arch: $want, glibc (interpreter $interp), stripped"
+}
+
+# Each binary of the image <tag> runs from the image's own files: with podman for this
+# machine's architecture (read-only root, no network, as the image's user), else under
+# qemu-user with the image's root as its library prefix. A library or glibc version the
+# image lacks fails here, with the loader's message.
+check_image() { # <target> <arch> <tag>
+  local target="$1" arch="$2" tag="$3" bin bins out qemu="" mnt="" ctr=""
+  case "$target" in
+    proxy) bins=(modfleet-proxy) ;;
+    operator) bins=(modfleet-operator crdgen) ;;
+  esac
+  if [[ "$arch" != "$(host_arch)" ]]; then
+    case "$arch" in
+      arm64) qemu=qemu-aarch64-static ;;
+      amd64) qemu=qemu-x86_64-static ;;
+    esac
+    need "$qemu" qemu-user-static
+    ctr="$(buildah_ from --pull-never "containers-storage:$tag")"
+    mnt="$(buildah_ mount "$ctr")"
+  fi
+  for bin in "${bins[@]}"; do
+    # crdgen takes an output path, not --version: without one it prints the CRD.
+    local args=(--version)
+    [[ "$bin" != crdgen ]] || args=()
+    if [[ -z "$qemu" ]]; then
+      out="$(podman_ run --rm --pull=never --network=none --read-only --cap-drop=all \
+        --entrypoint "/usr/local/bin/$bin" "$tag" "${args[@]}" 2>&1)" ||
+        die "$tag: /usr/local/bin/$bin ${args[*]} does not run in the image: $out"
+    else
+      out="$("$qemu" -L "$mnt" "$mnt/usr/local/bin/$bin" "${args[@]}" 2>&1)" || {
+        buildah_ rm "$ctr" >/dev/null 2>&1 || true
+        die "$tag: /usr/local/bin/$bin ${args[*]} does not run on the image's files under $qemu: $out"
+      }
+    fi
+    log "image: $tag: $bin runs${qemu:+ (under $qemu, with the loader and libraries of the image)}: ${out%%$'\n'*}"
+  done
+  [[ -z "$ctr" ]] || buildah_ rm "$ctr" >/dev/null
 }
 
 cmd_multiarch() {
   local arch t list start=$SECONDS
   cmd_base
   for arch in amd64 arm64; do
-    build_binaries "$arch"
+    build_binaries "$arch" release
     check_binaries "$arch"
   done
   rm -f "$STORE/run/keep"
@@ -375,6 +435,7 @@ cmd_multiarch() {
     list="$(image_name "$t")"
     for arch in amd64 arm64; do
       build_image "$t" "$arch" "$list-$arch"
+      check_image "$t" "$arch" "$list-$arch"
     done
     # The index takes the plain name (podman and kubelets pick the instance of their
     # architecture from it); rebuilt from scratch each time.
@@ -412,7 +473,7 @@ cmd_push() { # <prefix>
 
 main() {
   case "${1:-}" in
-    build) [[ $# -eq 1 ]] || die "usage: hack/images.sh build"; cmd_build ;;
+    build) shift; [[ $# -le 1 ]] || die "usage: hack/images.sh build [--debug]"; cmd_build "$@" ;;
     multiarch) [[ $# -eq 1 ]] || die "usage: hack/images.sh multiarch"; cmd_multiarch ;;
     push) [[ $# -eq 2 ]] || die "usage: hack/images.sh push PREFIX (e.g. docker://registry.example.com/platform/modfleet)"; write_config; cmd_push "$2" ;;
     base) cmd_base ;;

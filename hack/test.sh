@@ -9,12 +9,14 @@
 #                            workspace of its own) built and run over their seed corpus
 #   4. e2e     hack/cluster.sh up, then cargo test -p modfleet-e2e --features cluster
 #              (taken down again on exit, unless it was already up before)
-#   5. images  hack/images.sh build (both images from the Dockerfile with buildah; Debian base
-#              and binaries cached), then on the local cluster (started if not up, as for e2e)
+#   5. images  hack/images.sh build --debug (both images from the Dockerfile with buildah, fed
+#              the debug binaries the unit and e2e stages built, through its BINARIES=prebuilt
+#              path, so nothing is compiled; Debian base cached by point release), then on the
+#              local cluster (started if not up, as for e2e)
 #              cargo test -p modfleet-e2e --features images --test images: the images run with
 #              podman (proxy smoke test, operator smoke test, a member's pod spec run as a
 #              kubelet would), and the Argo CD health check in Argo CD's Lua engine
-#              (needs buildah, podman, runc, mmdebstrap, musl-tools; see docs/install.md)
+#              (needs buildah, podman, runc, mmdebstrap; see docs/install.md)
 #   6. bench   python3 bench/run.py --smoke: the benchmark harness on a tiny corpus with few
 #              requests (modfleet, goproxy, nginx), so it cannot rot; fails on any error
 #              (needs nginx with the echo module, wrk and matplotlib; see bench/README.md)
@@ -30,7 +32,7 @@ stages=("$@")
 for s in "${stages[@]}"; do
   case "$s" in
     fmt | clippy | unit | e2e | images | bench) ;;
-    -h | --help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "error: unknown stage '$s' (expected fmt, clippy, unit, e2e, images or bench)" >&2; exit 2 ;;
   esac
 done
@@ -99,8 +101,10 @@ if want e2e; then
 fi
 
 if want images; then
-  banner "images: hack/images.sh build, then the images run for real (podman) on the local cluster"
-  hack/images.sh build
+  banner "images: hack/images.sh build --debug, then the images run for real (podman) on the local cluster"
+  # The debug binaries: the smoke tests check the images' layout, user, read-only root,
+  # capabilities and the pod spec, not release performance (bench/ measures that).
+  hack/images.sh build --debug
   ensure_cluster
   cargo test -p modfleet-e2e --features images --test images
   # Argo CD's Lua engine (also part of the e2e stage's examples tests).

@@ -223,8 +223,9 @@ fn flat_kubeconfig(cluster: &Cluster, dir: &Path) -> PathBuf {
     path
 }
 
-/// The operator image watching `ns`, with the chart's proxy image default; on the host's
-/// network (the API server listens on loopback), locked down like the chart's pod.
+/// The operator image watching `ns`, without `--proxy-image` (its own default must name the
+/// image `hack/images.sh build` made); on the host's network (the API server listens on
+/// loopback), locked down like the chart's pod.
 fn operator_container(ns: &Namespace, dir: &Path) -> Container {
     let kubeconfig = flat_kubeconfig(ns.cluster(), dir);
     let port = free_port();
@@ -245,7 +246,6 @@ fn operator_container(ns: &Namespace, dir: &Path) -> Container {
         "--env=MODFLEET_OPERATOR_HEALTH_POLL_NETWORKS=127.0.0.0/8".into(),
         image("operator"),
         format!("--watch-namespaces={}", ns.name()),
-        format!("--proxy-image={}", chart_proxy_image()),
         format!("--metrics-listen=127.0.0.1:{port}"),
         "--log-format=json".into(),
     ]);
@@ -265,7 +265,8 @@ fn operator_container(ns: &Namespace, dir: &Path) -> Container {
     c
 }
 
-/// `modfleet/modfleet-proxy:<appVersion>`: the chart's default `--proxy-image`.
+/// `modfleet/modfleet-proxy:<appVersion>`: the chart's default `--proxy-image`, and the
+/// operator's own.
 fn chart_proxy_image() -> String {
     let chart = std::fs::read_to_string(workspace_root().join("charts/modfleet/Chart.yaml"))
         .expect("Chart.yaml");
@@ -317,7 +318,8 @@ fn operator_image_reconciles_an_example_to_ready() {
     ns.apply(&small_cache(&cluster, None).to_string());
     let gmp = wait_fleet_ready(&ns, &op);
     assert_eq!(gmp["status"]["readyMembers"], 1, "{gmp}");
-    // The member runs the chart's default proxy image: the one `hack/images.sh build` made.
+    // The member runs the operator's default proxy image (no --proxy-image was given): the
+    // chart's default, the one `hack/images.sh build` made.
     let dep = ns.get_json(&["deployment", "gomod-0"]);
     let member_image = dep["spec"]["template"]["spec"]["containers"][0]["image"]
         .as_str()

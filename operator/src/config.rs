@@ -15,11 +15,12 @@ use crate::cidr::Cidr;
     about = "Runs fleets of modfleet Go module proxies from GoModuleProxy objects"
 )]
 pub struct Config {
-    /// Proxy image for GoModuleProxies that do not set spec.image.
+    /// Proxy image for GoModuleProxies that do not set spec.image. Default: the one the chart
+    /// and `hack/images.sh` name, tagged with this version (the chart's appVersion).
     #[arg(
         long,
         env = "MODFLEET_OPERATOR_PROXY_IMAGE",
-        default_value = "modfleet/modfleet-proxy:latest"
+        default_value = concat!("modfleet/modfleet-proxy:", env!("CARGO_PKG_VERSION"))
     )]
     pub proxy_image: String,
 
@@ -163,6 +164,25 @@ mod tests {
         assert_eq!(d.health_poll_timeout, Duration::from_secs(2));
         assert!(d.health_poll_networks.is_empty());
         assert_eq!(d.operator_namespace, None);
+    }
+
+    /// Run without `--proxy-image` (the image alone, no chart), the operator names the proxy
+    /// image the chart and `hack/images.sh` make: repository and tag as in the chart.
+    #[test]
+    fn default_proxy_image_is_the_charts() {
+        let chart = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/modfleet");
+        let read = |f: &str| {
+            let text = std::fs::read_to_string(chart.join(f)).unwrap();
+            serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&text).unwrap()
+        };
+        let (meta, values) = (read("Chart.yaml"), read("values.yaml"));
+        let want = format!(
+            "{}:{}",
+            values["proxyImage"]["repository"].as_str().unwrap(),
+            meta["appVersion"].as_str().unwrap()
+        );
+        let d = Config::try_parse_from(["modfleet-operator"]).unwrap();
+        assert_eq!(d.proxy_image, want);
     }
 
     #[test]
