@@ -75,8 +75,8 @@ if want fmt; then
 fi
 
 if want clippy; then
-  banner "clippy: cargo clippy --workspace --all-targets (+ the images tests, mimalloc) -- -D warnings"
-  cargo clippy --workspace --all-targets --features modfleet-e2e/images,modfleet-proxy/mimalloc -- -D warnings
+  banner "clippy: cargo clippy --workspace --all-targets (+ the images tests) -- -D warnings"
+  cargo clippy --workspace --all-targets --features modfleet-e2e/images -- -D warnings
   cargo clippy --manifest-path fuzz/Cargo.toml --all-targets -- -D warnings
   done_stage
 fi

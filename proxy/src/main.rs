@@ -4,12 +4,6 @@ use clap::Parser;
 use modfleet_proxy::config::{Cli, Config, Environment, Subcommands};
 use modfleet_proxy::{app, telemetry, verify_cmd};
 
-/// The container images build the proxy statically against musl, whose allocator is slow under
-/// concurrency; mimalloc restores glibc's throughput (docs/benchmarks.md, "Container images").
-#[cfg(feature = "mimalloc")]
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // One TLS crypto provider for the process, whatever else was compiled in (see Cargo.toml).
