@@ -1,5 +1,5 @@
 //! The properties the fuzz targets check, as plain functions: `cargo +nightly fuzz run` drives
-//! them with libFuzzer, and `cargo test` runs them over the seed corpus in `corpus/`, so the
+//! them with libFuzzer, and `cargo test` runs them over the seed corpus in `seeds/`, so the
 //! targets build and hold in CI on a stable toolchain.
 
 use modfleet_proxy::protocol::Request;

@@ -1,11 +1,12 @@
-//! Every fuzz target over its seed corpus (`corpus/<target>/`), on a stable toolchain: the
+//! Every fuzz target over its seed corpus (`seeds/<target>/`, kept in git; `corpus/` is
+//! cargo-fuzz's working corpus and is not), on a stable toolchain: the
 //! targets keep building and their properties keep holding between fuzzing campaigns.
 
 use std::path::Path;
 
 fn seeds(target: &str) -> Vec<(String, Vec<u8>)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("corpus")
+        .join("seeds")
         .join(target);
     let mut seeds: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("no seed corpus in {}: {e}", dir.display()))
