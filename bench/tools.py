@@ -31,7 +31,8 @@ class GoTool:
 
 # Pinned: the newest releases the machine's Go module proxy serves (see docs/benchmarks.md).
 GOPROXY_TOOL = GoTool("goproxy", "github.com/goproxy/goproxy", "github.com/goproxy/goproxy/cmd/goproxy", "v0.23.0")
-ATHENS_TOOL = GoTool("athens", "github.com/gomods/athens", "github.com/gomods/athens/cmd/proxy", "v0.16.0")
+# Athens: the proxy here refuses its version list and v0.14-v0.16, but serves v0.18.0.
+ATHENS_TOOL = GoTool("athens", "github.com/gomods/athens", "github.com/gomods/athens/cmd/proxy", "v0.18.0")
 
 
 class BuildError(Exception):

@@ -61,7 +61,7 @@ Environment:
   CARGO_TARGET_DIR          cargo's target directory, as for any cargo build
 
 Needs buildah, podman, runc, mmdebstrap, file and binutils (.ci/run installs them with apt);
-for 'multiarch' also gcc-aarch64-linux-gnu, qemu-user-static and the Rust target
+for 'multiarch' also gcc-aarch64-linux-gnu, libc6-dev-arm64-cross, qemu-user-static and the Rust target
 aarch64-unknown-linux-gnu (rustup target add aarch64-unknown-linux-gnu).
 EOF
 }
@@ -285,6 +285,9 @@ build_binaries() { # <arch> <profile>
         # Debian's cross toolchain (its libc6-arm64-cross is bookworm's glibc, as in the
         # image); ring and aws-lc-sys compile their C with it too (cc-rs finds it by name).
         need aarch64-linux-gnu-gcc gcc-aarch64-linux-gnu
+        # Its headers are only a Recommends of gcc-aarch64-linux-gnu.
+        [[ -e /usr/aarch64-linux-gnu/include/stdio.h ]] ||
+          die "no arm64 C headers for the cross compiler: apt-get install libc6-dev-arm64-cross"
         export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
         strip=aarch64-linux-gnu-strip
         ;;
