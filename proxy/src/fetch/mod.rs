@@ -391,9 +391,12 @@ impl Fetcher {
         Ok(Fetched::Bytes { bytes, cached })
     }
 
-    /// The leader's side of a zip miss: the module's `.mod` first (to check the zip against),
-    /// then each attempt streams the zip into a writer (the cache, or a loose file), verifies
-    /// it, and commits it.
+    /// The leader's side of a zip miss: the module's `.mod` (to check the zip against) and the
+    /// zip are fetched at once, so a slow upstream's wait is paid once, not twice. Each zip
+    /// attempt streams the zip into a writer (the cache, or a loose file) and verifies it, then
+    /// waits for the `.mod` before comparing and committing: no zip is committed before its
+    /// `.mod` passed. A failed `.mod` is the answer (as when it was fetched first), whatever
+    /// the zip's fetch came to.
     async fn download_zip(
         self: Arc<Self>,
         module: ModulePath,
@@ -403,7 +406,12 @@ impl Fetcher {
         if let Some(body) = self.hit(&key).await {
             return Ok(Fetched::from_hit(body));
         }
-        let go_mod = self.go_mod(&module, &version).await?;
+        let go_mod: GoMod = {
+            let (this, module, version) = (self.clone(), module.clone(), version.clone());
+            async move { this.go_mod(&module, &version).await }
+                .boxed()
+                .shared()
+        };
         let _inflight = InflightGuard::start(&self.metrics);
         let zip = ZipCheck {
             module: &module,
@@ -412,12 +420,26 @@ impl Fetcher {
             go_mod: &go_mod,
         };
         let this = &self;
-        let file = self
+        let fetch = self
             .pool
             .fetch(Target::Modules, key.as_str(), |response| async move {
                 this.accept_zip(response, zip).await
-            })
-            .await?;
+            });
+        tokio::pin!(fetch);
+        let mut mod_ok = false;
+        let file = loop {
+            tokio::select! {
+                checked = go_mod.clone(), if !mod_ok => {
+                    checked?;
+                    mod_ok = true;
+                }
+                file = &mut fetch => {
+                    // The .mod's verdict comes first, as when it was fetched before the zip.
+                    go_mod.clone().await?;
+                    break file?;
+                }
+            }
+        };
         Ok(Fetched::File(file))
     }
 
@@ -471,9 +493,15 @@ impl Fetcher {
                 .await
                 .inspect_err(|_| record_write(&span, "invalid"))?;
         }
+        // The .mod was fetched alongside the zip; its failure is the fetch's answer (see
+        // download_zip), so here it only stops this attempt.
+        let go_mod = zip.go_mod.clone().await.map_err(|e| {
+            record_write(&span, "invalid");
+            AttemptError::Local(format!("the module's .mod could not be had: {e}"))
+        })?;
         if let Some(inside) = &checked.go_mod
             && !zip.version.as_str().ends_with("+incompatible")
-            && inside.as_slice() != zip.go_mod.as_ref()
+            && inside.as_slice() != go_mod.as_ref()
         {
             self.resolve_go_mod_conflict(&source, zip, inside)
                 .await
@@ -602,8 +630,12 @@ struct ZipCheck<'a> {
     module: &'a ModulePath,
     version: &'a Version,
     key: &'a CacheKey,
-    go_mod: &'a Bytes,
+    /// The module's `.mod`, fetched alongside the zip.
+    go_mod: &'a GoMod,
 }
+
+/// The module's `.mod` for a zip fetch, awaited by the fetch and by each zip attempt.
+type GoMod = futures::future::Shared<BoxFuture<'static, Result<Bytes, PoolError>>>;
 
 fn read_whole(file: &ServedFile) -> std::io::Result<Bytes> {
     use std::os::unix::fs::FileExt;
