@@ -8,6 +8,9 @@
 //!   partial tiles: small, kept for `--list-ttl`, served stale when every upstream fails;
 //! - [`Fetcher::query`]: `.info` queries (`master`, a commit hash): resolved upstream each time.
 //!
+//! A `.mod` fetched for a client starts the prefetch of the `.mod` files it requires
+//! ([`prefetch`]), in the background and within bounds.
+//!
 //! Every miss is one upstream fetch per key, shared by all requests waiting for it
 //! ([`Fetcher::coalesced`]), and its answer is verified and bounded whether or not the cache
 //! can keep it: a cache that cannot be written only means the verified bytes are served from a
@@ -15,6 +18,7 @@
 
 mod checksums;
 mod negative;
+mod prefetch;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -33,6 +37,8 @@ use crate::protocol::{ModulePath, Request, SumdbPath, Version, VersionQuery};
 use crate::upstream::{AttemptError, Endpoint, PoolError, Target, UpstreamPool, UpstreamResponse};
 pub use checksums::{Checksums, FetcherSource};
 use negative::NegativeCache;
+pub use prefetch::PrefetchPolicy;
+use prefetch::{Outcome as PrefetchOutcome, Prefetcher};
 
 /// Largest list, @latest or sumdb answer accepted from upstream.
 const MAX_SMALL_BYTES: u64 = 8 << 20;
@@ -157,6 +163,8 @@ pub struct Fetcher {
     inflight: Coalescer<Shared>,
     /// Set once at start when `--verify-sumdb` is on (the checker reads through this fetcher).
     checksums: OnceLock<Checksums>,
+    /// Set once at start when `--prefetch` is on.
+    prefetcher: OnceLock<Arc<Prefetcher>>,
 }
 
 impl Fetcher {
@@ -176,6 +184,7 @@ impl Fetcher {
             negative: NegativeCache::new(resilience.negative_ttl),
             inflight: Coalescer::default(),
             checksums: OnceLock::new(),
+            prefetcher: OnceLock::new(),
         })
     }
 
@@ -183,6 +192,17 @@ impl Fetcher {
     pub fn verify_checksums(&self, checksums: Checksums) {
         if self.checksums.set(checksums).is_err() {
             panic!("checksum verification set up twice");
+        }
+    }
+
+    /// Turns on dependency prefetch (see [`prefetch`]); needs a runtime.
+    pub fn prefetch(self: &Arc<Self>, policy: PrefetchPolicy) {
+        if self
+            .prefetcher
+            .set(Prefetcher::start(self, policy))
+            .is_err()
+        {
+            panic!("prefetch set up twice");
         }
     }
 
@@ -229,15 +249,57 @@ impl Fetcher {
         key: &CacheKey,
     ) -> Result<Served, PoolError> {
         if let Some(body) = self.hit(key).await {
+            self.after_client_mod(req, key, CacheResult::Hit, &body);
             return Ok(served(body, CacheResult::Hit, None));
         }
-        let (this, req, owned_key) = (self.clone(), req.clone(), key.clone());
+        let (this, owned, owned_key) = (self.clone(), req.clone(), key.clone());
         let (fetched, role) = self.coalesced(key.as_str(), move || {
-            this.download_small(req, owned_key).boxed()
+            this.download_small(owned, owned_key).boxed()
         });
         let fetched = fetched.await?;
         let cache = CacheResult::fetched(role, fetched.cached());
-        Ok(served(fetched.into_body(), cache, None))
+        let body = fetched.into_body();
+        self.after_client_mod(req, key, cache, &body);
+        Ok(served(body, cache, None))
+    }
+
+    /// A client's `.mod` answer may start prefetching its requires: when this request fetched
+    /// it from an upstream, or it is the first client of a prefetched `.mod`. (A cached `.mod`
+    /// over 256 KiB is served from its file and not read for this.)
+    fn after_client_mod(&self, req: &Request, key: &CacheKey, cache: CacheResult, body: &Body) {
+        let (Some(prefetcher), Request::Mod { .. }, Body::Bytes { bytes, .. }) =
+            (self.prefetcher.get(), req, body)
+        else {
+            return;
+        };
+        let fetched = matches!(cache, CacheResult::Miss | CacheResult::Bypass);
+        prefetcher.after_client_mod(key, fetched, bytes);
+    }
+
+    /// A prefetch of a `.mod`: like a client's request (negative cache, one fetch per key,
+    /// verified, cached), but it starts no further prefetch.
+    async fn prefetch_mod(self: &Arc<Self>, req: &Request, key: &CacheKey) -> PrefetchOutcome {
+        if self.negative.get(key.as_str()).is_some() {
+            return PrefetchOutcome::Failed;
+        }
+        let (this, owned, owned_key) = (self.clone(), req.clone(), key.clone());
+        let (fetched, role) = self.coalesced(key.as_str(), move || {
+            this.download_small(owned, owned_key).boxed()
+        });
+        match fetched.await {
+            Ok(_) if role == Role::Leader => PrefetchOutcome::Fetched,
+            Ok(_) => PrefetchOutcome::Cached,
+            Err(error) => {
+                tracing::debug!(path = %key, %error, "prefetch failed");
+                if let PoolError::NotFound { message } = error {
+                    self.negative.insert(key.to_string(), message);
+                    self.metrics
+                        .negative_cache_entries
+                        .set(self.negative.len() as i64);
+                }
+                PrefetchOutcome::Failed
+            }
+        }
     }
 
     /// A module zip: from the cache, or fetched once (see [`Fetcher::download_zip`]).
