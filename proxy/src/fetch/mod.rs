@@ -38,7 +38,7 @@ use crate::upstream::{AttemptError, Endpoint, PoolError, Target, UpstreamPool, U
 pub use checksums::{Checksums, FetcherSource};
 use negative::NegativeCache;
 pub use prefetch::PrefetchPolicy;
-use prefetch::{Outcome as PrefetchOutcome, Prefetcher};
+use prefetch::Prefetcher;
 
 /// Largest list, @latest or sumdb answer accepted from upstream.
 const MAX_SMALL_BYTES: u64 = 8 << 20;
@@ -249,7 +249,7 @@ impl Fetcher {
         key: &CacheKey,
     ) -> Result<Served, PoolError> {
         if let Some(body) = self.hit(key).await {
-            self.after_client_mod(req, key, CacheResult::Hit, &body);
+            self.prefetch_requires_of(req, key, CacheResult::Hit, &body);
             return Ok(served(body, CacheResult::Hit, None));
         }
         let (this, owned, owned_key) = (self.clone(), req.clone(), key.clone());
@@ -259,47 +259,8 @@ impl Fetcher {
         let fetched = fetched.await?;
         let cache = CacheResult::fetched(role, fetched.cached());
         let body = fetched.into_body();
-        self.after_client_mod(req, key, cache, &body);
+        self.prefetch_requires_of(req, key, cache, &body);
         Ok(served(body, cache, None))
-    }
-
-    /// A client's `.mod` answer may start prefetching its requires: when this request fetched
-    /// it from an upstream, or it is the first client of a prefetched `.mod`. (A cached `.mod`
-    /// over 256 KiB is served from its file and not read for this.)
-    fn after_client_mod(&self, req: &Request, key: &CacheKey, cache: CacheResult, body: &Body) {
-        let (Some(prefetcher), Request::Mod { .. }, Body::Bytes { bytes, .. }) =
-            (self.prefetcher.get(), req, body)
-        else {
-            return;
-        };
-        let fetched = matches!(cache, CacheResult::Miss | CacheResult::Bypass);
-        prefetcher.after_client_mod(key, fetched, bytes);
-    }
-
-    /// A prefetch of a `.mod`: like a client's request (negative cache, one fetch per key,
-    /// verified, cached), but it starts no further prefetch.
-    async fn prefetch_mod(self: &Arc<Self>, req: &Request, key: &CacheKey) -> PrefetchOutcome {
-        if self.negative.get(key.as_str()).is_some() {
-            return PrefetchOutcome::Failed;
-        }
-        let (this, owned, owned_key) = (self.clone(), req.clone(), key.clone());
-        let (fetched, role) = self.coalesced(key.as_str(), move || {
-            this.download_small(owned, owned_key).boxed()
-        });
-        match fetched.await {
-            Ok(_) if role == Role::Leader => PrefetchOutcome::Fetched,
-            Ok(_) => PrefetchOutcome::Cached,
-            Err(error) => {
-                tracing::debug!(path = %key, %error, "prefetch failed");
-                if let PoolError::NotFound { message } = error {
-                    self.negative.insert(key.to_string(), message);
-                    self.metrics
-                        .negative_cache_entries
-                        .set(self.negative.len() as i64);
-                }
-                PrefetchOutcome::Failed
-            }
-        }
     }
 
     /// A module zip: from the cache, or fetched once (see [`Fetcher::download_zip`]).

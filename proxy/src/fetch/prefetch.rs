@@ -25,13 +25,16 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, Weak};
 
 use bytes::Bytes;
+use futures::FutureExt;
 use tokio::sync::{Semaphore, mpsc};
 
-use super::Fetcher;
+use super::{Body, CacheResult, Fetcher};
 use crate::cache::{Cache, CacheKey};
+use crate::coalesce::Role;
 use crate::config::ModulePattern;
 use crate::metrics::{Metrics, OutcomeLabel};
 use crate::protocol::{Request, escape_path, escape_version, modfile};
+use crate::upstream::PoolError;
 
 /// Prefetches queued per triggering `.mod`.
 pub const PER_MOD: usize = 64;
@@ -233,6 +236,54 @@ impl Prefetcher {
                 outcome: outcome.as_str(),
             })
             .inc();
+    }
+}
+
+/// The fetcher's side of prefetching: what starts it, and one prefetch.
+impl Fetcher {
+    /// A client's `.mod` answer may start prefetching its requires: when this request fetched
+    /// it from an upstream, or it is the first client of a prefetched `.mod`. (A cached `.mod`
+    /// over 256 KiB is served from its file and not read for this.)
+    pub(super) fn prefetch_requires_of(
+        &self,
+        req: &Request,
+        key: &CacheKey,
+        cache: CacheResult,
+        body: &Body,
+    ) {
+        let (Some(prefetcher), Request::Mod { .. }, Body::Bytes { bytes, .. }) =
+            (self.prefetcher.get(), req, body)
+        else {
+            return;
+        };
+        let fetched = matches!(cache, CacheResult::Miss | CacheResult::Bypass);
+        prefetcher.after_client_mod(key, fetched, bytes);
+    }
+
+    /// A prefetch of a `.mod`: like a client's request (negative cache, one fetch per key,
+    /// verified, cached), but it starts no further prefetch.
+    async fn prefetch_mod(self: &Arc<Self>, req: &Request, key: &CacheKey) -> Outcome {
+        if self.negative.get(key.as_str()).is_some() {
+            return Outcome::Failed;
+        }
+        let (this, owned, owned_key) = (self.clone(), req.clone(), key.clone());
+        let (fetched, role) = self.coalesced(key.as_str(), move || {
+            this.download_small(owned, owned_key).boxed()
+        });
+        match fetched.await {
+            Ok(_) if role == Role::Leader => Outcome::Fetched,
+            Ok(_) => Outcome::Cached,
+            Err(error) => {
+                tracing::debug!(path = %key, %error, "prefetch failed");
+                if let PoolError::NotFound { message } = error {
+                    self.negative.insert(key.to_string(), message);
+                    self.metrics
+                        .negative_cache_entries
+                        .set(self.negative.len() as i64);
+                }
+                Outcome::Failed
+            }
+        }
     }
 }
 
