@@ -70,6 +70,9 @@ pub struct FileConfig {
     /// `noSum` modules).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prefetch: Option<OnOff>,
+    /// With `prefetch`, the required modules' zips are prefetched too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefetch_zips: Option<OnOff>,
 }
 
 /// One upstream GOPROXY.
@@ -270,6 +273,7 @@ mod tests {
             }]),
             verify_sumdb: Some(OnOff::Off),
             prefetch: Some(OnOff::On),
+            prefetch_zips: Some(OnOff::Off),
             list_ttl: Some(defaults::LIST_TTL),
             log_format: Some(LogFormat::Json),
             hedge_delay: Some(HedgeDelay::Fixed(Duration::from_millis(250))),

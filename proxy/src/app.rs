@@ -140,6 +140,7 @@ pub async fn serve(
                 .chain(&config.no_sum)
                 .cloned()
                 .collect(),
+            zips: config.prefetch_zips,
         });
     }
     // The bound addresses (not the configured ones) so that port 0 is usable.

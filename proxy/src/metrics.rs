@@ -186,7 +186,7 @@ impl Metrics {
         let prefetch = Family::<OutcomeLabel, Counter>::default();
         registry.register(
             "prefetch",
-            "Dependency prefetches of .mod files named by a fetched go.mod's requires, by \
+            "Dependency prefetches of the .mod files (and zips) a fetched go.mod requires, by \
              outcome: fetched (from an upstream), cached (already cached or being fetched), \
              skipped (invalid, excluded or private, past the per-.mod bound), dropped (queue \
              full), failed",
@@ -195,13 +195,13 @@ impl Metrics {
         let prefetch_hits = Counter::default();
         registry.register(
             "prefetch_hits",
-            "Prefetched .mod files a client then asked for (counted once per prefetch)",
+            "Prefetched files a client then asked for (counted once per prefetch)",
             prefetch_hits.clone(),
         );
         let prefetch_unused = Counter::default();
         registry.register(
             "prefetch_unused",
-            "Prefetched .mod files no client had asked for when they were forgotten (wasted; \
+            "Prefetched files no client had asked for when they were forgotten (wasted; \
              the 4096 most recent prefetches are remembered)",
             prefetch_unused.clone(),
         );

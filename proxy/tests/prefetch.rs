@@ -142,6 +142,57 @@ async fn requires_are_prefetched_once_in_the_background_never_private_ones() {
     }
     assert_eq!(up.hits(&mod_path("corp.example.com/secret")), 0);
     assert_eq!(up.hits(&mod_path("private.example.com/lib")), 0);
+    for d in deps {
+        let zip = mod_path(d).replace(".mod", ".zip");
+        assert_eq!(up.hits(&zip), 0, "{d}: zips are not prefetched by default");
+    }
+}
+
+/// `--prefetch-zips on`: the required module's zip is prefetched too (checked against its
+/// `.mod` like a client's zip), a client's zip request is then a hit, and neither the
+/// prefetched `.mod` nor the one the prefetched zip is checked against starts the next level.
+#[tokio::test(flavor = "multi_thread")]
+async fn zips_are_prefetched_with_the_flag_and_start_no_next_level() {
+    let c = Corpus::new();
+    let dep = "example.com/one";
+    add(&c, APP, &format!("module {APP}\n\nrequire {dep} v1.0.0\n"));
+    add(
+        &c,
+        dep,
+        &format!("module {dep}\n\nrequire example.com/deeper v1.0.0\n"),
+    );
+    add(&c, "example.com/deeper", "module example.com/deeper\n");
+    let up = Upstream::serve(c.root());
+    let cache = tempfile::tempdir().unwrap();
+    let p = Proxy::start(
+        cache.path(),
+        &["--upstream", &up.url, "--prefetch-zips", "on"],
+    );
+    assert_eq!(p.get(&mod_path(APP)).await.status(), 200);
+    let zip = mod_path(dep).replace(".mod", ".zip");
+    wait_for("the .mod and the zip prefetched", WAIT, || async {
+        prefetch_metric(&p, "fetched").await + prefetch_metric(&p, "cached").await == 2.0
+    })
+    .await;
+    assert_eq!(up.hits(&zip), 1);
+    assert_eq!(
+        up.hits(&mod_path(dep)),
+        1,
+        "the zip's .mod and the .mod: one fetch"
+    );
+    let r = p.get(&zip).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap(), c.read(&zip[1..]));
+    assert_eq!(
+        p.metric(r#"modfleet_proxy_requests_total{route="zip",cache="hit"}"#)
+            .await,
+        1.0
+    );
+    assert_eq!(up.hits(&zip), 1);
+    assert_eq!(p.metric("modfleet_proxy_prefetch_hits_total").await, 1.0);
+    let deeper = "example.com/deeper";
+    assert_eq!(up.hits(&mod_path(deeper)), 0, "no second level unasked");
+    assert_eq!(up.hits(&mod_path(deeper).replace(".mod", ".zip")), 0);
 }
 
 /// A go.mod with 500 requires: at most 64 prefetches, the rest skipped and counted.

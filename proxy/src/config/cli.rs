@@ -161,6 +161,18 @@ pub struct ServeArgs {
 
     #[arg(
         long,
+        env = "MODFLEET_PREFETCH_ZIPS",
+        value_name = "on|off",
+        help = with_default(
+            "With --prefetch, fetch the required modules' zips in the background too (the same \
+             bounds; up to 4 zips downloading at once)",
+            defaults::PREFETCH_ZIPS
+        )
+    )]
+    pub prefetch_zips: Option<OnOff>,
+
+    #[arg(
+        long,
         env = "MODFLEET_LIST_TTL",
         value_name = "DURATION",
         value_parser = parse_duration,

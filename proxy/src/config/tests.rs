@@ -281,4 +281,8 @@ fn prefetch_is_on_by_default_and_the_flag_wins_over_the_file() {
     a.prefetch = Some(OnOff::On);
     assert!(Config::merge(&a, file, no_env).unwrap().prefetch);
     assert!(serde_yaml_ng::from_str::<FileConfig>("prefetch: sometimes\n").is_err());
+    let c = Config::merge(&up(), FileConfig::default(), no_env).unwrap();
+    assert!(!c.prefetch_zips, "zips are off by default");
+    let file: FileConfig = serde_yaml_ng::from_str("prefetchZips: on\n").unwrap();
+    assert!(Config::merge(&up(), file, no_env).unwrap().prefetch_zips);
 }

@@ -38,7 +38,7 @@ use crate::upstream::{AttemptError, Endpoint, PoolError, Target, UpstreamPool, U
 pub use checksums::{Checksums, FetcherSource};
 use negative::NegativeCache;
 pub use prefetch::PrefetchPolicy;
-use prefetch::Prefetcher;
+use prefetch::{Origin, Prefetcher};
 
 /// Largest list, @latest or sumdb answer accepted from upstream.
 const MAX_SMALL_BYTES: u64 = 8 << 20;
@@ -224,8 +224,10 @@ impl Fetcher {
                 version: VersionQuery::Query(_),
                 ..
             } => self.query(req, &key).await,
-            Request::Zip { module, version } => self.zip(module, version, &key).await,
-            _ if req.is_immutable() => self.artifact(req, &key).await,
+            Request::Zip { module, version } => {
+                self.zip(module, version, &key, Origin::Client).await
+            }
+            _ if req.is_immutable() => self.artifact(req, &key, Origin::Client).await,
             _ => self.refreshable(req, &key).await,
         };
         result.map_err(|error| {
@@ -247,9 +249,10 @@ impl Fetcher {
         self: &Arc<Self>,
         req: &Request,
         key: &CacheKey,
+        origin: Origin,
     ) -> Result<Served, PoolError> {
         if let Some(body) = self.hit(key).await {
-            self.prefetch_requires_of(req, key, CacheResult::Hit, &body);
+            self.prefetch_requires_of(req, key, CacheResult::Hit, &body, origin);
             return Ok(served(body, CacheResult::Hit, None));
         }
         let (this, owned, owned_key) = (self.clone(), req.clone(), key.clone());
@@ -259,7 +262,7 @@ impl Fetcher {
         let fetched = fetched.await?;
         let cache = CacheResult::fetched(role, fetched.cached());
         let body = fetched.into_body();
-        self.prefetch_requires_of(req, key, cache, &body);
+        self.prefetch_requires_of(req, key, cache, &body, origin);
         Ok(served(body, cache, None))
     }
 
@@ -269,17 +272,21 @@ impl Fetcher {
         module: &ModulePath,
         version: &Version,
         key: &CacheKey,
+        origin: Origin,
     ) -> Result<Served, PoolError> {
         if let Some(body) = self.hit(key).await {
+            self.count_prefetch_hit(key, CacheResult::Hit, origin);
             return Ok(served(body, CacheResult::Hit, None));
         }
         let (this, module, version, owned_key) =
             (self.clone(), module.clone(), version.clone(), key.clone());
         let (fetched, role) = self.coalesced(key.as_str(), move || {
-            this.download_zip(module, version, owned_key).boxed()
+            this.download_zip(module, version, owned_key, origin)
+                .boxed()
         });
         let fetched = fetched.await?;
         let cache = CacheResult::fetched(role, fetched.cached());
+        self.count_prefetch_hit(key, cache, origin);
         Ok(served(fetched.into_body(), cache, None))
     }
 
@@ -419,19 +426,21 @@ impl Fetcher {
     /// attempt streams the zip into a writer (the cache, or a loose file) and verifies it, then
     /// waits for the `.mod` before comparing and committing: no zip is committed before its
     /// `.mod` passed. A failed `.mod` is the answer (as when it was fetched first), whatever
-    /// the zip's fetch came to.
+    /// the zip's fetch came to. The `.mod` is had for `origin` (a prefetch's starts no further
+    /// prefetch).
     async fn download_zip(
         self: Arc<Self>,
         module: ModulePath,
         version: Version,
         key: CacheKey,
+        origin: Origin,
     ) -> Shared {
         if let Some(body) = self.hit(&key).await {
             return Ok(Fetched::from_hit(body));
         }
         let go_mod: GoMod = {
             let (this, module, version) = (self.clone(), module.clone(), version.clone());
-            async move { this.go_mod(&module, &version).await }
+            async move { this.go_mod(&module, &version, origin).await }
                 .boxed()
                 .shared()
         };
@@ -587,12 +596,13 @@ impl Fetcher {
         self: &Arc<Self>,
         module: &ModulePath,
         version: &Version,
+        origin: Origin,
     ) -> Result<Bytes, PoolError> {
         let req = Request::Mod {
             module: module.clone(),
             version: version.clone(),
         };
-        match self.artifact(&req, &CacheKey::of(&req)).await?.body {
+        match self.artifact(&req, &CacheKey::of(&req), origin).await?.body {
             Body::Bytes { bytes, .. } => Ok(bytes),
             Body::File(file) => tokio::task::spawn_blocking(move || read_whole(&file))
                 .await

@@ -1,17 +1,18 @@
 //! Dependency prefetch: when a client's `.mod` comes from an upstream, the modules its `require`
-//! lines name are what the go command asks for next, so their `.mod` files are fetched in the
-//! background, through the same path as a client's request (coalesced, verified, checked against
+//! lines name are what the go command asks for next, so their `.mod` files (and with
+//! `--prefetch-zips` their zips) are fetched in the background, through the same path as a client's request (coalesced, verified, checked against
 //! the checksum database, cached), and are cache hits by the time the go command asks.
 //!
 //! Bounds, since a go.mod is an upstream's bytes and prefetch must never cost the clients:
 //!
-//! - at most [`PER_MOD`] prefetches queued per triggering `.mod` (the rest are skipped);
+//! - at most [`PER_MOD`] modules queued per triggering `.mod` (the rest are skipped);
 //! - a queue of at most [`QUEUE`] waiting prefetches: past it a prefetch is dropped (counted),
 //!   never waited for;
 //! - at most [`CONCURRENCY`] prefetches at once (their own semaphore: clients never wait for a
 //!   prefetch, they are not limited by it; a client that asks for a module being prefetched
 //!   joins that fetch, so the fetch keeps the pool's hedging and retries);
-//! - one level: a prefetched `.mod`'s requires are not prefetched, until a client asks for that
+//! - one level: a prefetched `.mod`'s requires are not prefetched (nor those of the `.mod` a
+//!   prefetched zip is checked against: [`Origin::Prefetch`]), until a client asks for that
 //!   `.mod` (its first hit): every wave of prefetches is started by a client's request;
 //! - never a module matching `exclude` or `noSum` (private paths must not leave), nor a path or
 //!   version a client's request could not name (checked by the same parser);
@@ -50,12 +51,22 @@ pub const RECENT: usize = 4096;
 pub struct PrefetchPolicy {
     /// `exclude` and `noSum` patterns: modules matching any are never prefetched.
     pub private: Vec<ModulePattern>,
+    /// Prefetch each required module's zip too (`--prefetch-zips`).
+    pub zips: bool,
 }
 
 impl PrefetchPolicy {
     fn allows(&self, module: &str) -> bool {
         !self.private.iter().any(|p| p.matches(module))
     }
+}
+
+/// Who asked for an answer: a client, or a prefetch (whose answers start no further prefetch,
+/// nor count as hits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Origin {
+    Client,
+    Prefetch,
 }
 
 /// How one prefetch (or one require that was not prefetched) ended; a metric label.
@@ -168,16 +179,22 @@ impl Prefetcher {
     fn enqueue_requires(&self, go_mod: &[u8]) {
         let mut queued = 0;
         for require in modfile::requires(go_mod) {
-            let result = match mod_request(&require) {
-                Some(req) if queued < PER_MOD && self.policy.allows(&require.path) => {
-                    self.enqueue(req)
+            let req = match mod_request(&require) {
+                Some(req) if queued < PER_MOD && self.policy.allows(&require.path) => req,
+                _ => {
+                    self.count(Outcome::Skipped);
+                    continue;
                 }
-                _ => Err(Outcome::Skipped),
             };
-            match result {
-                Ok(()) => queued += 1,
-                Err(outcome) => self.count(outcome),
+            let zip = self.policy.zips.then(|| zip_of(&req)).flatten();
+            let mut any = false;
+            for req in std::iter::once(req).chain(zip) {
+                match self.enqueue(req) {
+                    Ok(()) => any = true,
+                    Err(outcome) => self.count(outcome),
+                }
             }
+            queued += usize::from(any);
         }
     }
 
@@ -250,14 +267,53 @@ impl Fetcher {
         key: &CacheKey,
         cache: CacheResult,
         body: &Body,
+        origin: Origin,
     ) {
-        let (Some(prefetcher), Request::Mod { .. }, Body::Bytes { bytes, .. }) =
-            (self.prefetcher.get(), req, body)
+        let (Some(prefetcher), Request::Mod { .. }, Body::Bytes { bytes, .. }, Origin::Client) =
+            (self.prefetcher.get(), req, body, origin)
         else {
             return;
         };
         let fetched = matches!(cache, CacheResult::Miss | CacheResult::Bypass);
         prefetcher.after_client_mod(key, fetched, bytes);
+    }
+
+    /// A client's zip answer: a hit when the zip was prefetched.
+    pub(super) fn count_prefetch_hit(&self, key: &CacheKey, cache: CacheResult, origin: Origin) {
+        if let (Some(prefetcher), Origin::Client, CacheResult::Hit | CacheResult::Coalesced) =
+            (self.prefetcher.get(), origin, cache)
+        {
+            prefetcher.claim(key.as_str());
+        }
+    }
+
+    /// One prefetch, `.mod` or zip.
+    async fn prefetch_one(self: &Arc<Self>, req: &Request, key: &CacheKey) -> Outcome {
+        match req {
+            Request::Zip { module, version } => {
+                if self.negative.get(key.as_str()).is_some() {
+                    return Outcome::Failed;
+                }
+                match self.zip(module, version, key, Origin::Prefetch).await {
+                    Ok(served) if served.cache == CacheResult::Miss => Outcome::Fetched,
+                    Ok(_) => Outcome::Cached,
+                    Err(error) => self.prefetch_failed(key, error),
+                }
+            }
+            _ => self.prefetch_mod(req, key).await,
+        }
+    }
+
+    /// A failed prefetch: a "not found" is remembered as a client's would be.
+    fn prefetch_failed(&self, key: &CacheKey, error: PoolError) -> Outcome {
+        tracing::debug!(path = %key, %error, "prefetch failed");
+        if let PoolError::NotFound { message } = error {
+            self.negative.insert(key.to_string(), message);
+            self.metrics
+                .negative_cache_entries
+                .set(self.negative.len() as i64);
+        }
+        Outcome::Failed
     }
 
     /// A prefetch of a `.mod`: like a client's request (negative cache, one fetch per key,
@@ -273,16 +329,7 @@ impl Fetcher {
         match fetched.await {
             Ok(_) if role == Role::Leader => Outcome::Fetched,
             Ok(_) => Outcome::Cached,
-            Err(error) => {
-                tracing::debug!(path = %key, %error, "prefetch failed");
-                if let PoolError::NotFound { message } = error {
-                    self.negative.insert(key.to_string(), message);
-                    self.metrics
-                        .negative_cache_entries
-                        .set(self.negative.len() as i64);
-                }
-                Outcome::Failed
-            }
+            Err(error) => self.prefetch_failed(key, error),
         }
     }
 }
@@ -295,6 +342,17 @@ pub(super) fn mod_request(require: &modfile::Require) -> Option<Request> {
     let version = escape_version(&require.version).ok()?;
     match Request::parse(&format!("/{path}/@v/{version}.mod")).ok()? {
         req @ Request::Mod { .. } => Some(req),
+        _ => None,
+    }
+}
+
+/// The zip of the module a `.mod` request names.
+fn zip_of(req: &Request) -> Option<Request> {
+    match req {
+        Request::Mod { module, version } => Some(Request::Zip {
+            module: module.clone(),
+            version: version.clone(),
+        }),
         _ => None,
     }
 }
@@ -318,7 +376,7 @@ async fn dispatch(fetcher: Weak<Fetcher>, mut jobs: mpsc::Receiver<Request>) {
                 let _slot = slot;
                 let key = CacheKey::of(&req);
                 prefetcher.started(key.as_str());
-                let outcome = fetcher.prefetch_mod(&req, &key).await;
+                let outcome = fetcher.prefetch_one(&req, &key).await;
                 prefetcher.ended(key.as_str(), outcome);
             },
             span,
@@ -328,7 +386,8 @@ async fn dispatch(fetcher: Weak<Fetcher>, mut jobs: mpsc::Receiver<Request>) {
 
 fn req_module(req: &Request) -> String {
     match req {
-        Request::Mod { module, version } => format!("{module}@{version}"),
+        Request::Mod { module, version } => format!("{module}@{version}.mod"),
+        Request::Zip { module, version } => format!("{module}@{version}.zip"),
         _ => String::new(),
     }
 }
@@ -381,6 +440,7 @@ mod tests {
     fn private_patterns_are_never_prefetched() {
         let policy = PrefetchPolicy {
             private: vec![ModulePattern::parse("corp.example.com/*").unwrap()],
+            zips: false,
         };
         assert!(!policy.allows("corp.example.com/team/lib"));
         assert!(policy.allows("example.com/lib"));
