@@ -1,7 +1,8 @@
 //! Dependency prefetch: when a client's `.mod` comes from an upstream, the modules its `require`
 //! lines name are what the go command asks for next, so their `.mod` files (and with
-//! `--prefetch-zips` their zips) are fetched in the background, through the same path as a client's request (coalesced, verified, checked against
-//! the checksum database, cached), and are cache hits by the time the go command asks.
+//! `--prefetch-zips` their zips) are fetched in the background, through the same path as a
+//! client's request (coalesced, verified, checked against the checksum database, cached), and
+//! are cache hits by the time the go command asks.
 //!
 //! Bounds, since a go.mod is an upstream's bytes and prefetch must never cost the clients:
 //!
@@ -16,7 +17,8 @@
 //!   `.mod` (its first hit): every wave of prefetches is started by a client's request;
 //! - never a module matching `exclude` or `noSum` (private paths must not leave), nor a path or
 //!   version a client's request could not name (checked by the same parser);
-//! - already cached or already queued modules are skipped without a disk read.
+//! - a file already cached, queued or recently prefetched costs no upstream request and no disk
+//!   read (counted `cached`).
 //!
 //! Counted in `modfleet_proxy_prefetch_total{outcome}`, `modfleet_proxy_prefetch_hits_total`
 //! (prefetched, then asked for by a client) and `modfleet_proxy_prefetch_unused_total`
@@ -37,7 +39,7 @@ use crate::metrics::{Metrics, OutcomeLabel};
 use crate::protocol::{Request, escape_path, escape_version, modfile};
 use crate::upstream::PoolError;
 
-/// Prefetches queued per triggering `.mod`.
+/// Modules queued (their `.mod`, and zip when on) per triggering `.mod`.
 pub const PER_MOD: usize = 64;
 /// Prefetches waiting for a slot, over all triggers.
 pub const QUEUE: usize = 256;
@@ -175,7 +177,7 @@ impl Prefetcher {
         hit
     }
 
-    /// Queues the `.mod` of each allowed require of `go_mod`, within the bounds.
+    /// Queues the `.mod` (and zip) of each allowed require of `go_mod`, within the bounds.
     fn enqueue_requires(&self, go_mod: &[u8]) {
         let mut queued = 0;
         for require in modfile::requires(go_mod) {
@@ -198,7 +200,7 @@ impl Prefetcher {
         }
     }
 
-    /// Queues one `.mod` (counted when it ends), or says why it was not.
+    /// Queues one `.mod` or zip (counted when it ends), or says why it was not.
     fn enqueue(&self, req: Request) -> Result<(), Outcome> {
         let key = CacheKey::of(&req);
         if self.cache.is_indexed(&key) {
