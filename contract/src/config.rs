@@ -65,6 +65,14 @@ pub struct FileConfig {
     pub max_connections: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_connections_per_ip: Option<usize>,
+    /// Dependency prefetch: when a `.mod` comes from an upstream, the `.mod` files its
+    /// `require` lines name are fetched in the background (bounded; never for `exclude` or
+    /// `noSum` modules).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefetch: Option<OnOff>,
+    /// With `prefetch`, the required modules' zips are prefetched too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prefetch_zips: Option<OnOff>,
 }
 
 /// One upstream GOPROXY.
@@ -264,6 +272,8 @@ mod tests {
                 key: Some(GO_KEY.into()),
             }]),
             verify_sumdb: Some(OnOff::Off),
+            prefetch: Some(OnOff::On),
+            prefetch_zips: Some(OnOff::Off),
             list_ttl: Some(defaults::LIST_TTL),
             log_format: Some(LogFormat::Json),
             hedge_delay: Some(HedgeDelay::Fixed(Duration::from_millis(250))),

@@ -34,6 +34,11 @@ pub fn known_sumdb_key(name: &str) -> Option<&'static str> {
 }
 /// Downloads are checked against the checksum database unless turned off.
 pub const VERIFY_SUMDB: OnOff = OnOff::On;
+/// The `.mod` files a fetched go.mod requires are prefetched unless turned off.
+pub const PREFETCH: OnOff = OnOff::On;
+/// Zips are not prefetched unless turned on: a go command often needs far fewer zips than
+/// `.mod` files (the module graph is larger than the build list's packages).
+pub const PREFETCH_ZIPS: OnOff = OnOff::Off;
 /// How long lists, `@latest` and checksum-database lookups are served from the cache.
 pub const LIST_TTL: HumanDuration = HumanDuration::from_static("60s");
 pub const LOG_FORMAT: LogFormat = LogFormat::Text;

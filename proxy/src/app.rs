@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 
 use crate::cache::Cache;
 use crate::config::{Config, ConnectionLimits};
-use crate::fetch::{Checksums, Fetcher, FetcherSource};
+use crate::fetch::{Checksums, Fetcher, FetcherSource, PrefetchPolicy};
 use crate::listener::{self, Listener, fd_limit};
 use crate::liveness::ServingCheck;
 use crate::metrics::Metrics;
@@ -131,6 +131,17 @@ pub async fn serve(
     );
     if config.verify_sumdb {
         fetcher.verify_checksums(checksums(&config, &fetcher, &metrics)?);
+    }
+    if config.prefetch {
+        fetcher.prefetch(PrefetchPolicy {
+            private: config
+                .exclude
+                .iter()
+                .chain(&config.no_sum)
+                .cloned()
+                .collect(),
+            zips: config.prefetch_zips,
+        });
     }
     // The bound addresses (not the configured ones) so that port 0 is usable.
     tracing::info!(

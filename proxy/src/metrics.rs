@@ -96,6 +96,9 @@ pub struct Metrics {
     pub upstream_retries: Counter,
     pub negative_cache_entries: Gauge,
     pub checksum_checks: Family<OutcomeLabel, Counter>,
+    pub prefetch: Family<OutcomeLabel, Counter>,
+    pub prefetch_hits: Counter,
+    pub prefetch_unused: Counter,
     pub connections_open: Family<ListenerLabel, Gauge>,
     pub connections_limit: Family<ListenerLabel, Gauge>,
     pub connections_accepted: Family<ListenerLabel, Counter>,
@@ -179,6 +182,28 @@ impl Metrics {
             "Downloads checked against the checksum database, by outcome: confirmed; mismatch \
              and invalid_database_answer (security events); not_in_database; database_unavailable",
             checksum_checks.clone(),
+        );
+        let prefetch = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "prefetch",
+            "Dependency prefetches of the .mod files (and zips) a fetched go.mod requires, by \
+             outcome: fetched (from an upstream), cached (already cached or being fetched), \
+             skipped (invalid, excluded or private, past the per-.mod bound), dropped (queue \
+             full), failed",
+            prefetch.clone(),
+        );
+        let prefetch_hits = Counter::default();
+        registry.register(
+            "prefetch_hits",
+            "Prefetched files a client then asked for (counted once per prefetch)",
+            prefetch_hits.clone(),
+        );
+        let prefetch_unused = Counter::default();
+        registry.register(
+            "prefetch_unused",
+            "Prefetched files no client had asked for when they were forgotten (wasted; \
+             the 4096 most recent prefetches are remembered)",
+            prefetch_unused.clone(),
         );
         let cache_write_errors = Family::<ReasonLabel, Counter>::default();
         registry.register(
@@ -297,6 +322,9 @@ impl Metrics {
             cache_evictions,
             cache_write_errors,
             checksum_checks,
+            prefetch,
+            prefetch_hits,
+            prefetch_unused,
             inflight_fetches,
             coalesced_waiters,
         }

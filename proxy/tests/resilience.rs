@@ -330,3 +330,52 @@ async fn expired_lists_are_served_at_once_and_refreshed_behind() {
     )
     .await;
 }
+
+/// A zip miss asks for the module's `.mod` and its zip at once, so a slow upstream's wait is
+/// paid once. The upstream answers the `.mod` only after the zip request has arrived: a proxy
+/// that fetched the `.mod` first would never ask for the zip, and this test would time out.
+/// The zip is still checked against that `.mod` (a zip whose go.mod differs is refused).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_zip_miss_fetches_its_mod_and_zip_at_once() {
+    const MODULE: &str = "example.com/both";
+    let c = common::Corpus::new();
+    let go_mod = format!("module {MODULE}\n\ngo 1.21\n");
+    c.add(MODULE, "v1.0.0", Some(&go_mod), &[("a.go", b"package a\n")]);
+    let (mod_path, zip_path) = (
+        format!("/{MODULE}/@v/v1.0.0.mod"),
+        format!("/{MODULE}/@v/v1.0.0.zip"),
+    );
+    for (served_mod, want) in [(go_mod.clone(), 200), (format!("module {MODULE}\n"), 502)] {
+        let (open, gate) = tokio::sync::watch::channel(false);
+        let up = Upstream::start(
+            vec![(&mod_path, Reply::Gated(served_mod.into_bytes(), gate))],
+            Some(c.root().to_path_buf()),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let p = start(
+            &dir,
+            &format!(
+                "upstreams:\n  - url: {}\nhedgeDelay: 'off'\nretry:\n  attempts: 1\n",
+                up.url
+            ),
+        );
+        let url = format!("{}{zip_path}", p.url);
+        let client = tokio::spawn(async move { reqwest::get(url).await.unwrap() });
+        wait_for(
+            "the zip request while the .mod is held",
+            Duration::from_secs(20),
+            || async { up.hits(&zip_path) == 1 },
+        )
+        .await;
+        assert_eq!(up.hits(&mod_path), 1, "the .mod was asked for too");
+        assert!(!client.is_finished(), "answered before the .mod arrived");
+        open.send(true).unwrap();
+        let r = tokio::time::timeout(Duration::from_secs(20), client)
+            .await
+            .expect("the zip is answered once the .mod arrives")
+            .unwrap();
+        assert_eq!(r.status(), want, "{}", r.text().await.unwrap());
+        let cached = dir.path().join("cache/download").join(&zip_path[1..]);
+        assert_eq!(cached.exists(), want == 200, "{}", cached.display());
+    }
+}

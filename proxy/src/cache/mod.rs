@@ -243,6 +243,15 @@ impl Cache {
         })
     }
 
+    /// Whether `key` is in the index (no disk access): a cheap "already cached" for prefetch.
+    pub fn is_indexed(&self, key: &CacheKey) -> bool {
+        self.index
+            .lock()
+            .expect("cache index poisoned")
+            .entries
+            .contains_key(key.as_str())
+    }
+
     /// Opens a cached file and marks it as used. None when absent; a symlink or anything but a
     /// regular file in its place is not a cache entry (logged).
     pub fn open_file(&self, key: &CacheKey) -> Option<CachedFile> {

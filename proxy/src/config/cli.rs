@@ -148,6 +148,31 @@ pub struct ServeArgs {
 
     #[arg(
         long,
+        env = "MODFLEET_PREFETCH",
+        value_name = "on|off",
+        help = with_default(
+            "When a .mod comes from an upstream, fetch the .mod files its require lines name in \
+             the background (at most 64 per .mod, 4 at once, 256 queued; never for --exclude or \
+             --no-sum modules), so they are cached when the go command asks",
+            defaults::PREFETCH
+        )
+    )]
+    pub prefetch: Option<OnOff>,
+
+    #[arg(
+        long,
+        env = "MODFLEET_PREFETCH_ZIPS",
+        value_name = "on|off",
+        help = with_default(
+            "With --prefetch, fetch the required modules' zips in the background too (the same \
+             bounds; up to 4 zips downloading at once)",
+            defaults::PREFETCH_ZIPS
+        )
+    )]
+    pub prefetch_zips: Option<OnOff>,
+
+    #[arg(
+        long,
         env = "MODFLEET_LIST_TTL",
         value_name = "DURATION",
         value_parser = parse_duration,

@@ -37,6 +37,10 @@ pub struct Config {
     pub sumdbs: Vec<Sumdb>,
     /// Check fetched .mod and .zip against the first of `sumdbs` (which then has a key).
     pub verify_sumdb: bool,
+    /// Prefetch the `.mod` files a fetched go.mod requires.
+    pub prefetch: bool,
+    /// With `prefetch`, prefetch the required modules' zips too.
+    pub prefetch_zips: bool,
     pub list_ttl: Duration,
     pub log_format: LogFormat,
     pub exclude: Vec<ModulePattern>,
@@ -303,6 +307,16 @@ impl Config {
             upstreams,
             sumdbs,
             verify_sumdb,
+            prefetch: args
+                .prefetch
+                .or(file.prefetch)
+                .unwrap_or(defaults::PREFETCH)
+                .is_on(),
+            prefetch_zips: args
+                .prefetch_zips
+                .or(file.prefetch_zips)
+                .unwrap_or(defaults::PREFETCH_ZIPS)
+                .is_on(),
             list_ttl: duration(args.list_ttl, file.list_ttl, defaults::LIST_TTL),
             log_format: args
                 .log_format

@@ -265,3 +265,24 @@ fn the_readme_example_file_is_valid() {
     assert_eq!(c.resilience.breaker, BreakerConfig::default());
     assert_eq!(c.resilience.retry, RetryConfig::default());
 }
+
+#[test]
+fn prefetch_is_on_by_default_and_the_flag_wins_over_the_file() {
+    let up = || args(&["https://up.example"]);
+    assert!(
+        Config::merge(&up(), FileConfig::default(), no_env)
+            .unwrap()
+            .prefetch
+    );
+    let file: FileConfig = serde_yaml_ng::from_str("prefetch: off\n").unwrap();
+    assert_eq!(file.prefetch, Some(OnOff::Off));
+    assert!(!Config::merge(&up(), file.clone(), no_env).unwrap().prefetch);
+    let mut a = up();
+    a.prefetch = Some(OnOff::On);
+    assert!(Config::merge(&a, file, no_env).unwrap().prefetch);
+    assert!(serde_yaml_ng::from_str::<FileConfig>("prefetch: sometimes\n").is_err());
+    let c = Config::merge(&up(), FileConfig::default(), no_env).unwrap();
+    assert!(!c.prefetch_zips, "zips are off by default");
+    let file: FileConfig = serde_yaml_ng::from_str("prefetchZips: on\n").unwrap();
+    assert!(Config::merge(&up(), file, no_env).unwrap().prefetch_zips);
+}

@@ -8,6 +8,9 @@
 //!   partial tiles: small, kept for `--list-ttl`, served stale when every upstream fails;
 //! - [`Fetcher::query`]: `.info` queries (`master`, a commit hash): resolved upstream each time.
 //!
+//! A `.mod` fetched for a client starts the prefetch of the `.mod` files it requires
+//! ([`prefetch`]), in the background and within bounds.
+//!
 //! Every miss is one upstream fetch per key, shared by all requests waiting for it
 //! ([`Fetcher::coalesced`]), and its answer is verified and bounded whether or not the cache
 //! can keep it: a cache that cannot be written only means the verified bytes are served from a
@@ -15,6 +18,7 @@
 
 mod checksums;
 mod negative;
+mod prefetch;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -33,6 +37,8 @@ use crate::protocol::{ModulePath, Request, SumdbPath, Version, VersionQuery};
 use crate::upstream::{AttemptError, Endpoint, PoolError, Target, UpstreamPool, UpstreamResponse};
 pub use checksums::{Checksums, FetcherSource};
 use negative::NegativeCache;
+pub use prefetch::PrefetchPolicy;
+use prefetch::{Origin, Prefetcher};
 
 /// Largest list, @latest or sumdb answer accepted from upstream.
 const MAX_SMALL_BYTES: u64 = 8 << 20;
@@ -157,6 +163,8 @@ pub struct Fetcher {
     inflight: Coalescer<Shared>,
     /// Set once at start when `--verify-sumdb` is on (the checker reads through this fetcher).
     checksums: OnceLock<Checksums>,
+    /// Set once at start when `--prefetch` is on.
+    prefetcher: OnceLock<Arc<Prefetcher>>,
 }
 
 impl Fetcher {
@@ -176,6 +184,7 @@ impl Fetcher {
             negative: NegativeCache::new(resilience.negative_ttl),
             inflight: Coalescer::default(),
             checksums: OnceLock::new(),
+            prefetcher: OnceLock::new(),
         })
     }
 
@@ -183,6 +192,17 @@ impl Fetcher {
     pub fn verify_checksums(&self, checksums: Checksums) {
         if self.checksums.set(checksums).is_err() {
             panic!("checksum verification set up twice");
+        }
+    }
+
+    /// Turns on dependency prefetch (see [`prefetch`]); needs a runtime.
+    pub fn prefetch(self: &Arc<Self>, policy: PrefetchPolicy) {
+        if self
+            .prefetcher
+            .set(Prefetcher::start(self, policy))
+            .is_err()
+        {
+            panic!("prefetch set up twice");
         }
     }
 
@@ -204,8 +224,10 @@ impl Fetcher {
                 version: VersionQuery::Query(_),
                 ..
             } => self.query(req, &key).await,
-            Request::Zip { module, version } => self.zip(module, version, &key).await,
-            _ if req.is_immutable() => self.artifact(req, &key).await,
+            Request::Zip { module, version } => {
+                self.zip(module, version, &key, Origin::Client).await
+            }
+            _ if req.is_immutable() => self.artifact(req, &key, Origin::Client).await,
             _ => self.refreshable(req, &key).await,
         };
         result.map_err(|error| {
@@ -227,17 +249,21 @@ impl Fetcher {
         self: &Arc<Self>,
         req: &Request,
         key: &CacheKey,
+        origin: Origin,
     ) -> Result<Served, PoolError> {
         if let Some(body) = self.hit(key).await {
+            self.prefetch_requires_of(req, key, CacheResult::Hit, &body, origin);
             return Ok(served(body, CacheResult::Hit, None));
         }
-        let (this, req, owned_key) = (self.clone(), req.clone(), key.clone());
+        let (this, owned, owned_key) = (self.clone(), req.clone(), key.clone());
         let (fetched, role) = self.coalesced(key.as_str(), move || {
-            this.download_small(req, owned_key).boxed()
+            this.download_small(owned, owned_key).boxed()
         });
         let fetched = fetched.await?;
         let cache = CacheResult::fetched(role, fetched.cached());
-        Ok(served(fetched.into_body(), cache, None))
+        let body = fetched.into_body();
+        self.prefetch_requires_of(req, key, cache, &body, origin);
+        Ok(served(body, cache, None))
     }
 
     /// A module zip: from the cache, or fetched once (see [`Fetcher::download_zip`]).
@@ -246,17 +272,21 @@ impl Fetcher {
         module: &ModulePath,
         version: &Version,
         key: &CacheKey,
+        origin: Origin,
     ) -> Result<Served, PoolError> {
         if let Some(body) = self.hit(key).await {
+            self.count_prefetch_hit(key, CacheResult::Hit, origin);
             return Ok(served(body, CacheResult::Hit, None));
         }
         let (this, module, version, owned_key) =
             (self.clone(), module.clone(), version.clone(), key.clone());
         let (fetched, role) = self.coalesced(key.as_str(), move || {
-            this.download_zip(module, version, owned_key).boxed()
+            this.download_zip(module, version, owned_key, origin)
+                .boxed()
         });
         let fetched = fetched.await?;
         let cache = CacheResult::fetched(role, fetched.cached());
+        self.count_prefetch_hit(key, cache, origin);
         Ok(served(fetched.into_body(), cache, None))
     }
 
@@ -391,19 +421,29 @@ impl Fetcher {
         Ok(Fetched::Bytes { bytes, cached })
     }
 
-    /// The leader's side of a zip miss: the module's `.mod` first (to check the zip against),
-    /// then each attempt streams the zip into a writer (the cache, or a loose file), verifies
-    /// it, and commits it.
+    /// The leader's side of a zip miss: the module's `.mod` (to check the zip against) and the
+    /// zip are fetched at once, so a slow upstream's wait is paid once, not twice. Each zip
+    /// attempt streams the zip into a writer (the cache, or a loose file) and verifies it, then
+    /// waits for the `.mod` before comparing and committing: no zip is committed before its
+    /// `.mod` passed. A failed `.mod` is the answer (as when it was fetched first), whatever
+    /// the zip's fetch came to. The `.mod` is had for `origin` (a prefetch's starts no further
+    /// prefetch).
     async fn download_zip(
         self: Arc<Self>,
         module: ModulePath,
         version: Version,
         key: CacheKey,
+        origin: Origin,
     ) -> Shared {
         if let Some(body) = self.hit(&key).await {
             return Ok(Fetched::from_hit(body));
         }
-        let go_mod = self.go_mod(&module, &version).await?;
+        let go_mod: GoMod = {
+            let (this, module, version) = (self.clone(), module.clone(), version.clone());
+            async move { this.go_mod(&module, &version, origin).await }
+                .boxed()
+                .shared()
+        };
         let _inflight = InflightGuard::start(&self.metrics);
         let zip = ZipCheck {
             module: &module,
@@ -412,12 +452,26 @@ impl Fetcher {
             go_mod: &go_mod,
         };
         let this = &self;
-        let file = self
+        let fetch = self
             .pool
             .fetch(Target::Modules, key.as_str(), |response| async move {
                 this.accept_zip(response, zip).await
-            })
-            .await?;
+            });
+        tokio::pin!(fetch);
+        let mut mod_ok = false;
+        let file = loop {
+            tokio::select! {
+                checked = go_mod.clone(), if !mod_ok => {
+                    checked?;
+                    mod_ok = true;
+                }
+                file = &mut fetch => {
+                    // The .mod's verdict comes first, as when it was fetched before the zip.
+                    go_mod.clone().await?;
+                    break file?;
+                }
+            }
+        };
         Ok(Fetched::File(file))
     }
 
@@ -471,9 +525,15 @@ impl Fetcher {
                 .await
                 .inspect_err(|_| record_write(&span, "invalid"))?;
         }
+        // The .mod was fetched alongside the zip; its failure is the fetch's answer (see
+        // download_zip), so here it only stops this attempt.
+        let go_mod = zip.go_mod.clone().await.map_err(|e| {
+            record_write(&span, "invalid");
+            AttemptError::Local(format!("the module's .mod could not be had: {e}"))
+        })?;
         if let Some(inside) = &checked.go_mod
             && !zip.version.as_str().ends_with("+incompatible")
-            && inside.as_slice() != zip.go_mod.as_ref()
+            && inside.as_slice() != go_mod.as_ref()
         {
             self.resolve_go_mod_conflict(&source, zip, inside)
                 .await
@@ -536,12 +596,13 @@ impl Fetcher {
         self: &Arc<Self>,
         module: &ModulePath,
         version: &Version,
+        origin: Origin,
     ) -> Result<Bytes, PoolError> {
         let req = Request::Mod {
             module: module.clone(),
             version: version.clone(),
         };
-        match self.artifact(&req, &CacheKey::of(&req)).await?.body {
+        match self.artifact(&req, &CacheKey::of(&req), origin).await?.body {
             Body::Bytes { bytes, .. } => Ok(bytes),
             Body::File(file) => tokio::task::spawn_blocking(move || read_whole(&file))
                 .await
@@ -602,8 +663,12 @@ struct ZipCheck<'a> {
     module: &'a ModulePath,
     version: &'a Version,
     key: &'a CacheKey,
-    go_mod: &'a Bytes,
+    /// The module's `.mod`, fetched alongside the zip.
+    go_mod: &'a GoMod,
 }
+
+/// The module's `.mod` for a zip fetch, awaited by the fetch and by each zip attempt.
+type GoMod = futures::future::Shared<BoxFuture<'static, Result<Bytes, PoolError>>>;
 
 fn read_whole(file: &ServedFile) -> std::io::Result<Bytes> {
     use std::os::unix::fs::FileExt;
