@@ -19,10 +19,12 @@ async fn sigkill_during_downloads_never_leaves_a_bad_artifact() {
             m,
             "v1.0.0",
             Some(&format!("module {m}\n")),
-            &[("blob.bin", &noise(i as u32, 3 << 20))],
+            // 1 to 6 MB: the downloads end one after another, so each round's kill condition
+            // (some zips committed, others still in flight) holds for a while, not an instant.
+            &[("blob.bin", &noise(i as u32, (i + 1) << 20))],
         );
     }
-    // 6 MB/s per connection: a 3 MB zip takes half a second, so kills land mid-download.
+    // 6 MB/s per connection: a zip takes 0.2 to 1 s, so kills land mid-download.
     let origin = Upstream::builder()
         .dir(corpus.root())
         .rate(6_000_000)
