@@ -106,6 +106,12 @@ pub struct GoModuleProxySpec {
     #[schemars(length(max = 256), inner(length(max = 256)))]
     pub exclude_patterns: Vec<String>,
 
+    /// Dependency prefetch: when a member fetches a go.mod, it fetches the go.mod files the
+    /// modules it requires in the background (never for `excludePatterns`/`noSumPatterns`).
+    /// Unset: the proxy's defaults (go.mod files on, zips off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefetch: Option<PrefetchSpec>,
+
     /// Module cache storage.
     #[serde(default)]
     pub cache: CacheSpec,
@@ -359,6 +365,19 @@ impl Default for NetworkPolicySpec {
             egress_ports: default_egress_ports(),
         }
     }
+}
+
+/// Dependency prefetch settings (the proxy's `prefetch` and `prefetchZips`).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct PrefetchSpec {
+    /// Prefetch the go.mod files of required modules.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Prefetch their zips too: more upstream traffic and cache space for builds that need
+    /// them; most builds need far fewer zips than go.mod files.
+    #[serde(default)]
+    pub zips: bool,
 }
 
 /// Tracing settings passed to the proxy as OTEL_* environment variables.

@@ -24,6 +24,8 @@ const RENDERED_KEYS: &[&str] = &[
     "logFormat",
     "exclude",
     "noSum",
+    "prefetch",
+    "prefetchZips",
 ];
 
 fn rendered(spec: serde_json::Value) -> String {
@@ -59,8 +61,11 @@ fn full_spec_renders_a_config_the_proxy_loads() {
         "sumdb": {"name": "sum.golang.org", "url": "https://sum.example.com"},
         "excludePatterns": ["corp.example.com/*"],
         "noSumPatterns": ["git.internal/*"],
+        "prefetch": {"enabled": false, "zips": true},
         "cache": {"size": "20Gi"}
     }));
+    assert!(!c.prefetch, "the fleet turned prefetch off");
+    assert!(c.prefetch_zips);
     assert_eq!(c.upstreams.len(), 2);
     assert_eq!(c.upstreams[0].weight, 3);
     assert_eq!(c.upstreams[0].timeout, std::time::Duration::from_secs(90));
@@ -111,6 +116,7 @@ fn every_rendered_key_is_checked() {
                   "key": "sum.example.com+b2e18263+Ac4zctda0e5eza+HJyk9SxEdh+s3Ux18htTTAD8OuAn8"},
         "excludePatterns": ["corp.example.com/*"],
         "noSumPatterns": ["git.internal/*"],
+        "prefetch": {"enabled": true, "zips": true},
         "cache": {"size": "20Gi"}
     }));
     let doc: serde_json::Value = serde_yaml_ng::from_str(&yaml).unwrap();
@@ -141,4 +147,5 @@ fn every_rendered_key_is_checked() {
 fn minimal_spec_renders_a_config_the_proxy_loads() {
     let c = load(json!({"upstreams": [{"url": "https://goproxy.example.com"}]}));
     assert_eq!(c.upstreams.len(), 1);
+    assert!(c.prefetch && !c.prefetch_zips, "the proxy's prefetch defaults");
 }

@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::ResourceExt;
 use modfleet_contract::config::{FileConfig, SumdbConfig, UpstreamConfig};
 use modfleet_contract::defaults;
-use modfleet_contract::values::{ByteSize, HumanDuration};
+use modfleet_contract::values::{ByteSize, HumanDuration, OnOff};
 use modfleet_telemetry::LogFormat;
 use sha2::{Digest, Sha256};
 
@@ -44,6 +44,10 @@ pub fn proxy_config(gmp: &GoModuleProxy, ctx: &Context) -> FileConfig {
         log_format: Some(LogFormat::Json),
         exclude: Some(spec.exclude_patterns.clone()),
         no_sum: Some(spec.no_sum_patterns.clone()),
+        // Rendered only when the fleet sets it: the bytes of existing fleets' configs (and so
+        // their pod templates) stay as they were.
+        prefetch: spec.prefetch.as_ref().map(|p| OnOff::from(p.enabled)),
+        prefetch_zips: spec.prefetch.as_ref().map(|p| OnOff::from(p.zips)),
         ..FileConfig::default()
     }
 }
