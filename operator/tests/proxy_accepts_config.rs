@@ -147,5 +147,8 @@ fn every_rendered_key_is_checked() {
 fn minimal_spec_renders_a_config_the_proxy_loads() {
     let c = load(json!({"upstreams": [{"url": "https://goproxy.example.com"}]}));
     assert_eq!(c.upstreams.len(), 1);
-    assert!(c.prefetch && !c.prefetch_zips, "the proxy's prefetch defaults");
+    assert!(
+        c.prefetch && !c.prefetch_zips,
+        "the proxy's prefetch defaults"
+    );
 }
