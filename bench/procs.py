@@ -216,6 +216,19 @@ class Origin:
                     out.append((parts[0], parts[1], int(parts[2])))
         return out
 
+    def bytes_sent(self, server=None):
+        """Body bytes the origin sent since the last reset (nginx's $body_bytes_sent)."""
+        total = 0
+        logs = self.logs if server is None else [self.logs[server]]
+        for log in logs:
+            if not log.exists():
+                continue
+            for line in log.read_text(errors="replace").splitlines():
+                parts = line.split()
+                if len(parts) >= 4 and parts[3].isdigit():
+                    total += int(parts[3])
+        return total
+
     def count(self, path, server=None):
         """Upstream GETs of exactly this path (any status)."""
         return sum(1 for m, p, _ in self.requests(server) if p == path and m in ("GET", "HEAD"))

@@ -197,9 +197,12 @@ def scenario_cold(contenders, corpus, cfg):
                     r = client.cold_download(url, corpus)
                     d = asdict(r)
                     d["upstream_requests"] = len(origin.requests())
+                    # What it cost the origin (prefetch fetches more than the go command asks).
+                    d["upstream_bytes"] = origin.bytes_sent()
                     entry[str(lat)] = d
                     log(f"  cold {c.name} @{lat}ms: {r.seconds:.1f}s ok={r.ok} modules={r.modules} "
-                        f"upstream requests={d['upstream_requests']} {r.error}")
+                        f"upstream requests={d['upstream_requests']} "
+                        f"bytes={d['upstream_bytes'] / 1e6:.1f} MB {r.error}")
                 except Exception as e:
                     entry[str(lat)] = {"ok": False, "seconds": None, "error": f"{e}"}
                     log(f"  cold {c.name} @{lat}ms: ERROR {e}")
@@ -263,7 +266,13 @@ def scenario_failover(contenders, corpus, cfg):
     out = {}
     arts = failover_set(corpus, cfg["failover_artifacts"])
     origin = procs.Origin(str(corpus.root), [cfg["failover_delay_s"], 0])
+    secondary = None
     try:
+        # The floor: the same fetches straight from the prompt secondary, no proxy between.
+        fetches = client.fetch_all(origin.urls[1], arts, concurrency=8)
+        secondary = asdict(client.summarize(fetches))
+        log(f"  failover secondary direct: p50 {secondary['p50'] * 1000:.0f} ms, "
+            f"p99 {secondary['p99'] * 1000:.0f} ms, errors {secondary['errors']}")
         for c in [c for c in contenders if c.is_proxy and c.multi_upstream]:
             proc = None
             try:
@@ -287,7 +296,8 @@ def scenario_failover(contenders, corpus, cfg):
                     proc.stop()
     finally:
         origin.stop()
-    return {"artifacts": len(arts), "delay_s": cfg["failover_delay_s"], "results": out}
+    return {"artifacts": len(arts), "delay_s": cfg["failover_delay_s"], "secondary": secondary,
+            "results": out}
 
 
 def slow_target(corpus):
