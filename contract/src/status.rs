@@ -67,8 +67,8 @@ pub struct Demotion {
     /// Demotions in a row (each one lasts twice as long as the one before, up to a bound).
     #[serde(default)]
     pub count: u32,
-    /// What was measured, e.g. "p50 2001 ms >= 200 ms (3 x p95 4 ms of http://b.example, at
-    /// least 200 ms)".
+    /// What was measured, e.g. "p50 2001 ms >= 100 ms (3 x p95 4 ms of http://b.example, at
+    /// least 100 ms)".
     #[serde(default)]
     pub reason: String,
 }
