@@ -43,6 +43,10 @@ pub struct FileConfig {
     pub no_sum: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hedge_delay: Option<HedgeDelay>,
+    /// Latency-outlier demotion: an upstream far slower than a healthy alternative is asked
+    /// after it for a while (see the README, "Failover model").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outlier_latency: Option<OnOff>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub negative_ttl: Option<HumanDuration>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -43,6 +43,9 @@ pub const PREFETCH_ZIPS: OnOff = OnOff::Off;
 pub const LIST_TTL: HumanDuration = HumanDuration::from_static("60s");
 pub const LOG_FORMAT: LogFormat = LogFormat::Text;
 pub const HEDGE_DELAY: HedgeDelay = HedgeDelay::Auto;
+/// Upstreams whose recent time to headers is far above a healthy alternative's are asked after
+/// it (latency-outlier demotion) unless turned off.
+pub const OUTLIER_LATENCY: OnOff = OnOff::On;
 /// How long "not found" from every upstream is remembered.
 pub const NEGATIVE_TTL: HumanDuration = HumanDuration::from_static("30s");
 /// How long past the list TTL a stale list is served while it is refreshed.

@@ -50,8 +50,27 @@ pub struct UpstreamStatus {
     /// hedging is off.
     #[serde(default)]
     pub hedge_delay_ms: Option<u64>,
+    /// Set while the upstream is demoted as a latency outlier (asked after the healthy, faster
+    /// upstreams); absent otherwise, and from members that do not know it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub demoted: Option<Demotion>,
     #[serde(flatten)]
     pub health: UpstreamHealth,
+}
+
+/// Why and until when an upstream is demoted as a latency outlier.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Demotion {
+    /// When it gets a trial request again, in seconds since the Unix epoch.
+    #[serde(default)]
+    pub until_unix: u64,
+    /// Demotions in a row (each one lasts twice as long as the one before, up to a bound).
+    #[serde(default)]
+    pub count: u32,
+    /// What was measured, e.g. "p50 2001 ms >= 100 ms (3 x p95 4 ms of http://b.example, at
+    /// least 100 ms)".
+    #[serde(default)]
+    pub reason: String,
 }
 
 /// What the member has learnt about the upstream's health.
@@ -148,6 +167,7 @@ mod tests {
             priority: 0,
             weight: 1,
             hedge_delay_ms: Some(1000),
+            demoted: None,
             health: UpstreamHealth {
                 healthy: true,
                 breaker: BreakerState::Closed,
@@ -201,6 +221,26 @@ mod tests {
         ] {
             assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
         }
+    }
+
+    /// A demoted upstream carries `demoted`; an undemoted one leaves it out (as older members
+    /// do), and both read back.
+    #[test]
+    fn a_demotion_is_served_only_while_it_lasts() {
+        let mut slow = healthy("https://a.example");
+        slow.demoted = Some(Demotion {
+            until_unix: 1_700_000_030,
+            count: 1,
+            reason: "p50 2000 ms >= 200 ms".into(),
+        });
+        let doc = ProxyStatus::new(true, vec![slow, healthy("https://b.example")]);
+        let value = serde_json::to_value(&doc).unwrap();
+        assert_eq!(
+            value["upstreams"][0]["demoted"],
+            json!({"until_unix": 1_700_000_030u64, "count": 1, "reason": "p50 2000 ms >= 200 ms"})
+        );
+        assert!(value["upstreams"][1].get("demoted").is_none(), "{value}");
+        assert_eq!(serde_json::from_value::<ProxyStatus>(value).unwrap(), doc);
     }
 
     /// A member of another version: missing keys read as defaults, unknown ones are ignored.

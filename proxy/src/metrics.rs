@@ -92,6 +92,7 @@ pub struct Metrics {
     pub coalesced_waiters: Counter,
     pub upstream_healthy: Family<UpstreamLabel, Gauge>,
     pub upstream_breaker_state: Family<UpstreamLabel, Gauge>,
+    pub upstream_demoted: Family<UpstreamLabel, Gauge>,
     pub upstream_hedges: Family<UpstreamLabel, Counter>,
     pub upstream_retries: Counter,
     pub negative_cache_entries: Gauge,
@@ -235,6 +236,12 @@ impl Metrics {
             "Circuit breaker of each upstream: 0 closed, 1 half-open, 2 open",
             upstream_breaker_state.clone(),
         );
+        let upstream_demoted = Family::<UpstreamLabel, Gauge>::default();
+        registry.register(
+            "upstream_demoted",
+            "1 while the upstream is demoted as a latency outlier (asked after faster healthy ones)",
+            upstream_demoted.clone(),
+        );
         let upstream_hedges = Family::<UpstreamLabel, Counter>::default();
         registry.register(
             "upstream_hedges",
@@ -309,6 +316,7 @@ impl Metrics {
             open_files_limit,
             upstream_healthy,
             upstream_breaker_state,
+            upstream_demoted,
             upstream_hedges,
             upstream_retries,
             negative_cache_entries,

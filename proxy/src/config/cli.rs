@@ -223,11 +223,27 @@ pub struct ServeArgs {
         help = with_default(
             "When an upstream has not answered within this delay, the same request also goes to \
              the next healthy upstream and the first verified answer wins: `auto` (that \
-             upstream's observed p95, at most 1s), `off`, or a duration",
+             upstream's observed p95, at most 1s, and with --outlier-latency at most 3x the next \
+             upstream's p95 or 100ms), `off`, or a duration",
             defaults::HEDGE_DELAY
         )
     )]
     pub hedge_delay: Option<HedgeDelay>,
+
+    #[arg(
+        long,
+        env = "MODFLEET_OUTLIER_LATENCY",
+        value_name = "on|off",
+        help = with_default(
+            "Latency-outlier demotion: an upstream whose median time to headers is at least 3x \
+             the p95 of a healthy alternative (and at least 100ms) is asked after it for 30s \
+             (doubling on repeats, at most 5m), then given a trial request; `auto` hedge delays \
+             are then at most that threshold of the next upstream. `off`: priority order and \
+             hedging by the upstream's own p95 only",
+            defaults::OUTLIER_LATENCY
+        )
+    )]
+    pub outlier_latency: Option<OnOff>,
 
     #[arg(
         long,

@@ -94,6 +94,8 @@ impl Default for ConnectionLimits {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Resilience {
     pub hedge_delay: HedgeDelay,
+    /// Latency-outlier demotion, and the `auto` hedge delay's bound from the next upstream.
+    pub outlier_latency: bool,
     pub negative_ttl: Duration,
     pub stale_while_revalidate: Duration,
     pub request_deadline: Duration,
@@ -269,6 +271,11 @@ impl Config {
                 .hedge_delay
                 .or(file.hedge_delay)
                 .unwrap_or(defaults::HEDGE_DELAY),
+            outlier_latency: args
+                .outlier_latency
+                .or(file.outlier_latency)
+                .unwrap_or(defaults::OUTLIER_LATENCY)
+                .is_on(),
             negative_ttl: duration(args.negative_ttl, file.negative_ttl, defaults::NEGATIVE_TTL),
             stale_while_revalidate: duration(
                 args.stale_while_revalidate,

@@ -20,9 +20,12 @@
 //!   (its connection closed, its temporary file removed);
 //! - a pass over the plan that ends in failures is retried after an exponential backoff with
 //!   jitter, inside the request deadline;
+//! - an upstream whose time to headers is far above a healthy alternative's is demoted behind
+//!   it for a while, then given a trial (see [`outlier`]);
 //! - background probes ask each upstream for a cheap path at an interval.
 
 pub mod health;
+mod outlier;
 mod plan;
 mod pool;
 mod probe;

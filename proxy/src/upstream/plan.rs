@@ -1,8 +1,11 @@
 //! The order in which upstreams are asked for one request, and the verdict when none answered.
+//! Latency outliers are moved behind faster healthy upstreams by [`super::outlier`].
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use super::health::Health;
+use super::outlier::Outlier;
 use super::{AttemptError, Endpoint, PoolError, Target};
 
 /// One module upstream and what is known of its health.
@@ -12,6 +15,7 @@ pub(super) struct Member {
     pub(super) priority: u32,
     pub(super) weight: u32,
     pub(super) health: Health,
+    pub(super) outlier: Outlier,
 }
 
 /// One step of a request's plan: an upstream (or a checksum database's direct URL) and the
@@ -101,6 +105,7 @@ impl super::UpstreamPool {
             }
             unhealthy.extend(down);
         }
+        let healthy = self.demote_in_plan(healthy, Instant::now());
         let rel = |base: &str| match target {
             Target::Modules => base.to_string(),
             Target::Sumdb(name) => format!("sumdb/{name}/{base}"),

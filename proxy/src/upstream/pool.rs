@@ -12,6 +12,7 @@ use http::StatusCode;
 use tracing::Instrument;
 
 use super::health::{BreakerSettings, Health, Outcome, Permit, breaker_gauge};
+use super::outlier::Outlier;
 use super::plan::{Member, Step, Verdict};
 use super::response::{Progress, UpstreamResponse, send};
 use super::{AttemptError, Endpoint, PoolError, Target};
@@ -48,15 +49,24 @@ pub struct UpstreamPool {
     pub(super) metrics: Arc<Metrics>,
 }
 
-/// Releases a half-open trial permit if its attempt is dropped before recording an outcome.
-struct TrialGuard<'a> {
+/// For an attempt dropped before recording an outcome (another answer won): releases its
+/// half-open trial permit, and records how long it waited for headers (a lower bound when
+/// they had not come) for latency-outlier detection.
+struct AttemptGuard<'a> {
     health: Option<&'a Health>,
+    waited: Option<(&'a UpstreamPool, usize, Arc<Progress>)>,
 }
 
-impl Drop for TrialGuard<'_> {
+impl Drop for AttemptGuard<'_> {
     fn drop(&mut self) {
         if let Some(h) = self.health {
             h.release_trial();
+        }
+        if let Some((pool, i, progress)) = self.waited.take() {
+            match progress.answered_at() {
+                Some(at) => pool.record_latency(i, at.duration_since(progress.started), false),
+                None => pool.record_latency(i, progress.started.elapsed(), true),
+            }
         }
     }
 }
@@ -92,6 +102,7 @@ impl UpstreamPool {
                     priority: u.priority,
                     weight: u.weight,
                     health: Health::new(breaker),
+                    outlier: Outlier::default(),
                 })
                 .collect(),
             sumdbs: sumdbs
@@ -101,22 +112,25 @@ impl UpstreamPool {
             settings,
             metrics,
         };
-        for m in &pool.members {
+        for (i, m) in pool.members.iter().enumerate() {
             pool.publish_health(m);
+            pool.publish_demoted(i);
         }
         Ok(pool)
     }
 
-    /// The hedge delay for an attempt at `step`, or None when not hedging.
-    fn hedge_delay(&self, step: &Step) -> Option<Duration> {
+    /// The hedge delay for an attempt at `step` backed up by `backup`, or None when not
+    /// hedging. `auto`: the upstream's own p95, but no longer than the latency-outlier
+    /// threshold of what `backup` usually takes (waiting longer than that is waiting on an
+    /// outlier), between [`HEDGE_MIN`] and [`HEDGE_MAX`].
+    fn hedge_delay(&self, step: &Step, backup: &Step) -> Option<Duration> {
         match self.settings.hedge_delay {
             HedgeDelay::Off => None,
             HedgeDelay::Fixed(d) => Some(d),
-            HedgeDelay::Auto => Some(
-                step.member
-                    .and_then(|i| self.members[i].health.p95())
-                    .map_or(HEDGE_MAX, |p95| p95.clamp(HEDGE_MIN, HEDGE_MAX)),
-            ),
+            HedgeDelay::Auto => Some(auto_hedge_delay(
+                step.member.and_then(|i| self.members[i].health.p95()),
+                self.hedge_bound(backup.member),
+            )),
         }
     }
 
@@ -287,7 +301,7 @@ impl UpstreamPool {
         progress: &Progress,
         now: Instant,
     ) -> Option<HedgeCheck> {
-        let delay = self.hedge_delay(step)?;
+        let delay = self.hedge_delay(step, backup)?;
         let Some(answered) = progress.answered_at() else {
             let at = progress.started + delay;
             return Some(HedgeCheck::at_or_now(
@@ -363,10 +377,11 @@ impl UpstreamPool {
         let progress = Arc::new(Progress::new());
         let watched = progress.clone();
         let attempt = async move {
-            let mut guard = TrialGuard {
+            let mut guard = AttemptGuard {
                 health: member
                     .filter(|_| permit == Permit::Trial)
                     .map(|m| &m.health),
+                waited: step.member.map(|i| (self, i, watched.clone())),
             };
             let sent = send(&self.client, &step.endpoint, &step.path, &watched).await;
             let result = match sent {
@@ -375,6 +390,7 @@ impl UpstreamPool {
             };
             self.observe(step, member, &result, &watched);
             guard.health = None;
+            guard.waited = None;
             (idx, result)
         }
         .instrument(span);
@@ -429,6 +445,13 @@ impl UpstreamPool {
             }
             Ok(_) => {}
         }
+        if let Some(i) = step.member {
+            match (progress.answered_at(), result) {
+                (Some(at), _) => self.record_latency(i, at.duration_since(progress.started), false),
+                (None, Err(AttemptError::Timeout(_))) => self.record_latency(i, total, true),
+                _ => {}
+            }
+        }
         if let Some(m) = member {
             let health_outcome = match result {
                 Ok(_) => Some(Outcome::Success),
@@ -476,7 +499,8 @@ impl UpstreamPool {
     pub fn status(&self) -> Vec<UpstreamStatus> {
         self.members
             .iter()
-            .map(|m| UpstreamStatus {
+            .enumerate()
+            .map(|(i, m)| UpstreamStatus {
                 url: m.endpoint.name.clone(),
                 priority: m.priority,
                 weight: m.weight,
@@ -484,12 +508,11 @@ impl UpstreamPool {
                     HedgeDelay::Off => None,
                     HedgeDelay::Fixed(d) => Some(d.as_millis() as u64),
                     HedgeDelay::Auto => Some(
-                        m.health
-                            .p95()
-                            .map_or(HEDGE_MAX, |p| p.clamp(HEDGE_MIN, HEDGE_MAX))
-                            .as_millis() as u64,
+                        auto_hedge_delay(m.health.p95(), self.hedge_bound_for(i)).as_millis()
+                            as u64,
                     ),
                 },
+                demoted: self.demotion(i),
                 health: m.health.snapshot(),
             })
             .collect()
@@ -517,6 +540,15 @@ impl HedgeCheck {
     }
 }
 
+/// The `auto` hedge delay: the upstream's own p95 ([`HEDGE_MAX`] until known), no longer than
+/// `bound` (from the next upstream), within [`HEDGE_MIN`]..=[`HEDGE_MAX`].
+fn auto_hedge_delay(own_p95: Option<Duration>, bound: Option<Duration>) -> Duration {
+    let own = own_p95.unwrap_or(HEDGE_MAX);
+    bound
+        .map_or(own, |b| own.min(b))
+        .clamp(HEDGE_MIN, HEDGE_MAX)
+}
+
 /// Redirects are followed (mirrors send zips to storage) only to http(s), at most
 /// [`MAX_REDIRECTS`] times. reqwest drops `Authorization` and cookies when a redirect leaves
 /// the upstream's host, so credentials never reach another host.
@@ -541,5 +573,25 @@ async fn sleep_until_opt(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at.into()).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn auto_hedge_delay_is_bounded_by_the_next_upstream() {
+        // Nothing known: the upstream's own p95 would be waited for up to a second.
+        assert_eq!(auto_hedge_delay(None, None), HEDGE_MAX);
+        // A slow upstream (or one never seen answering) in front of a fast one: hedge at the
+        // fast one's outlier threshold, not after a second.
+        assert_eq!(auto_hedge_delay(None, Some(200 * MS)), 200 * MS);
+        assert_eq!(auto_hedge_delay(Some(2000 * MS), Some(200 * MS)), 200 * MS);
+        // A fast upstream keeps its own p95, whatever the next one takes.
+        assert_eq!(auto_hedge_delay(Some(30 * MS), Some(900 * MS)), 30 * MS);
+        assert_eq!(auto_hedge_delay(Some(1 * MS), None), HEDGE_MIN);
     }
 }

@@ -10,12 +10,14 @@ use super::UpstreamPool;
 
 impl UpstreamPool {
     /// Probes every upstream once (a GET of the configured path; any answer below 500, but
-    /// 429, means alive).
+    /// 429, means alive). The time to an answer counts as a latency sample.
     pub async fn probe_all(&self) {
         let check = &self.settings.health_check;
-        let probes = self.members.iter().map(|m| async move {
+        let probes = self.members.iter().enumerate().map(|(i, m)| async move {
+            let started = Instant::now();
             let url = format!("{}{}", m.endpoint.base.as_str().trim_end_matches('/'), check.path);
             let result = tokio::time::timeout(check.timeout.get(), self.client.get(&url).send()).await;
+            let answered = matches!(result, Ok(Ok(_)));
             let error = match result {
                 Err(_) => Some(format!("no answer within {}", humantime::format_duration(check.timeout.get()))),
                 Ok(Err(e)) => Some(error_chain(&e)),
@@ -24,6 +26,11 @@ impl UpstreamPool {
                 }
                 Ok(Ok(_)) => None,
             };
+            // Any answer's time to headers is a latency sample (the first probe, at start,
+            // tells how fast each upstream is before any request).
+            if answered {
+                self.record_latency(i, started.elapsed(), false);
+            }
             let was = m.health.is_healthy();
             let before = m.health.breaker();
             m.health.record_probe(error.is_none(), error.as_deref(), Instant::now());
