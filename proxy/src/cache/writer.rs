@@ -20,9 +20,9 @@ use super::fs::Dir;
 use super::{Cache, CacheError, CacheKey, CachedFile, etag};
 
 /// Bytes gathered before one blocking write. Each fill in flight holds one batch: at 1 MiB
-/// (grown to 2 MiB by the chunk that overflowed it) eight concurrent fills held ~20 MB, the
-/// spike that set the proxy's peak RSS in the bench's warm-up; a quarter of it still makes the
-/// blocking-pool hop rare next to the network reads that fill it.
+/// (grown to 2 MiB by the chunk that overflowed it) the bench's eight concurrent fills held
+/// ~6 MB of batches, half of all memory in use (docs/benchmarks/notes.md, "Memory"); a quarter
+/// of it still makes the blocking-pool hop rare next to the network reads that fill it.
 const WRITE_BATCH: usize = 256 << 10;
 /// Most bytes held in memory by loose files at once, when not even the temporary directory
 /// can take them (a full disk under both).
