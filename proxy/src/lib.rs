@@ -13,6 +13,7 @@ pub mod fetch;
 pub mod file_body;
 pub mod listener;
 pub mod liveness;
+pub mod malloc;
 pub mod metrics;
 pub mod protocol;
 pub mod server;

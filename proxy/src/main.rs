@@ -2,7 +2,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use modfleet_proxy::config::{Cli, Config, Environment, Subcommands};
-use modfleet_proxy::{app, telemetry, verify_cmd};
+use modfleet_proxy::{app, malloc, telemetry, verify_cmd};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -18,6 +18,8 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            // Before the runtime's threads start (see the module).
+            malloc::tune();
             let runtime = tokio::runtime::Runtime::new().expect("cannot start the tokio runtime");
             let telemetry = match runtime.block_on(async { telemetry::init(config.log_format) }) {
                 Ok(t) => t,

@@ -528,4 +528,35 @@ mod tests {
         assert_eq!(&buf, b"abc");
         assert!(c.open_file(&key).is_none());
     }
+
+    #[tokio::test]
+    async fn a_streamed_body_is_written_whole_whatever_its_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = cache(dir.path(), None);
+        // Chunks that straddle the write batch, one larger than a batch, an empty one.
+        let sizes = [1, 100 << 10, 200 << 10, 0, 700 << 10, 3, 255 << 10, 1 << 10];
+        let chunks: Vec<Vec<u8>> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| (0..n).map(|j| (i * 31 + j * 7) as u8).collect())
+            .collect();
+        let want: Vec<u8> = chunks.concat();
+        let key = k("example.com/m/@v/v1.0.0.zip");
+        let mut w = c.writer(&key).unwrap();
+        let body = futures::stream::iter(
+            chunks
+                .into_iter()
+                .map(|b| Ok::<_, std::convert::Infallible>(bytes::Bytes::from(b))),
+        );
+        let n = w.write_stream(body, want.len() as u64).await.unwrap();
+        assert_eq!(n, want.len() as u64);
+        w.commit();
+        let got = c.open_file(&key).unwrap().read_all().unwrap();
+        assert!(
+            got == want,
+            "{} bytes written, {} streamed",
+            got.len(),
+            want.len()
+        );
+    }
 }

@@ -19,8 +19,11 @@ use futures::{Stream, StreamExt};
 use super::fs::Dir;
 use super::{Cache, CacheError, CacheKey, CachedFile, etag};
 
-/// Bytes gathered before one blocking write.
-const WRITE_BATCH: usize = 1 << 20;
+/// Bytes gathered before one blocking write. Each fill in flight holds one batch: at 1 MiB
+/// (grown to 2 MiB by the chunk that overflowed it) the bench's eight concurrent fills held
+/// ~6 MB of batches, half of all memory in use (docs/benchmarks/notes.md, "Memory"); a quarter
+/// of it still makes the blocking-pool hop rare next to the network reads that fill it.
+const WRITE_BATCH: usize = 256 << 10;
 /// Most bytes held in memory by loose files at once, when not even the temporary directory
 /// can take them (a full disk under both).
 const MAX_MEMORY_LOOSE: u64 = 256 << 20;
@@ -224,15 +227,22 @@ impl CacheWriter {
         loop {
             let next = body.next().await;
             let done = next.is_none();
+            let mut pending = None;
             if let Some(chunk) = next {
                 let chunk = chunk.map_err(StreamError::Source)?;
                 total += chunk.len() as u64;
                 if total > limit {
                     return Err(StreamError::TooLarge { limit });
                 }
-                batch.extend_from_slice(&chunk);
+                // A chunk that would overflow the batch waits for the next one, so the batch
+                // never reallocates to twice its size.
+                if batch.len() + chunk.len() > WRITE_BATCH && !batch.is_empty() {
+                    pending = Some(chunk);
+                } else {
+                    batch.extend_from_slice(&chunk);
+                }
             }
-            if batch.len() >= WRITE_BATCH || (done && !batch.is_empty()) {
+            if batch.len() >= WRITE_BATCH || pending.is_some() || (done && !batch.is_empty()) {
                 let data = std::mem::replace(&mut batch, Vec::with_capacity(WRITE_BATCH));
                 let mut inner = self.inner.take().expect("writer in use");
                 let (inner, written) = tokio::task::spawn_blocking(move || {
@@ -243,6 +253,9 @@ impl CacheWriter {
                 .map_err(|e| StreamError::Local(io::Error::other(e)))?;
                 self.inner = Some(inner);
                 written.map_err(StreamError::Local)?;
+                if let Some(chunk) = pending {
+                    batch.extend_from_slice(&chunk);
+                }
             }
             if done {
                 return Ok(total);
