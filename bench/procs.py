@@ -203,31 +203,21 @@ class Origin:
                 with open(log, "r+") as f:
                     f.truncate(0)
 
-    def requests(self, server=None):
-        """(method, path, status) of every request logged since the last reset."""
-        out = []
+    def _lines(self, server=None):
+        """The access-log lines (split into fields) since the last reset."""
         logs = self.logs if server is None else [self.logs[server]]
         for log in logs:
-            if not log.exists():
-                continue
-            for line in log.read_text(errors="replace").splitlines():
-                parts = line.split()
-                if len(parts) >= 3:
-                    out.append((parts[0], parts[1], int(parts[2])))
-        return out
+            if log.exists():
+                for line in log.read_text(errors="replace").splitlines():
+                    yield line.split()
+
+    def requests(self, server=None):
+        """(method, path, status) of every request logged since the last reset."""
+        return [(p[0], p[1], int(p[2])) for p in self._lines(server) if len(p) >= 3]
 
     def bytes_sent(self, server=None):
         """Body bytes the origin sent since the last reset (nginx's $body_bytes_sent)."""
-        total = 0
-        logs = self.logs if server is None else [self.logs[server]]
-        for log in logs:
-            if not log.exists():
-                continue
-            for line in log.read_text(errors="replace").splitlines():
-                parts = line.split()
-                if len(parts) >= 4 and parts[3].isdigit():
-                    total += int(parts[3])
-        return total
+        return sum(int(p[3]) for p in self._lines(server) if len(p) >= 4 and p[3].isdigit())
 
     def count(self, path, server=None):
         """Upstream GETs of exactly this path (any status)."""

@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Fault, Proxy, Reply, Upstream, config_file, wait_for};
+use common::{Fault, Proxy, Reply, Upstream, start_with_config, status_upstream, wait_for};
 
 /// What each upstream lists, so that an answer tells who gave it.
 const PRIMARY: &[u8] = b"v2.0.0\n";
@@ -15,23 +15,6 @@ const SECONDARY: &[u8] = b"v1.0.0\n";
 
 fn list(i: usize) -> String {
     format!("/example.com/m{i}/@v/list")
-}
-
-fn upstream<'a>(status: &'a serde_json::Value, url: &str) -> &'a serde_json::Value {
-    status["upstreams"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|u| u["url"] == url)
-        .unwrap_or_else(|| panic!("{url} not in {status}"))
-}
-
-fn start(dir: &tempfile::TempDir, yaml: &str) -> Proxy {
-    let cfg = config_file(dir.path(), yaml);
-    Proxy::start(
-        &dir.path().join("cache"),
-        &["--config", cfg.to_str().unwrap()],
-    )
 }
 
 async fn demoted(p: &Proxy, url: &str) -> f64 {
@@ -50,7 +33,7 @@ async fn a_slow_primary_is_demoted_then_restored_after_a_fast_trial() {
     });
     let secondary = Upstream::start(vec![("*", Reply::Body(SECONDARY.to_vec()))], None);
     let dir = tempfile::tempdir().unwrap();
-    let p = start(
+    let p = start_with_config(
         &dir,
         &format!(
             "upstreams:\n  - url: {}\n  - url: {}\nhealthCheck:\n  interval: 1h\n  timeout: 30s\n",
@@ -76,15 +59,18 @@ async fn a_slow_primary_is_demoted_then_restored_after_a_fast_trial() {
         i += 1;
     }
     let s = p.status().await;
-    let d = &upstream(&s, &primary.url)["demoted"];
+    let d = &status_upstream(&s, &primary.url)["demoted"];
     assert_eq!(d["count"], 1, "{s}");
     assert!(
         d["reason"].as_str().unwrap().contains(&secondary.url),
         "{s}"
     );
-    assert!(upstream(&s, &secondary.url).get("demoted").is_none(), "{s}");
+    assert!(
+        status_upstream(&s, &secondary.url).get("demoted").is_none(),
+        "{s}"
+    );
     assert_eq!(
-        upstream(&s, &primary.url)["healthy"],
+        status_upstream(&s, &primary.url)["healthy"],
         true,
         "slow, not down"
     );
@@ -136,7 +122,7 @@ async fn a_slow_primary_is_demoted_then_restored_after_a_fast_trial() {
     )
     .await;
     assert!(
-        upstream(&p.status().await, &primary.url)
+        status_upstream(&p.status().await, &primary.url)
             .get("demoted")
             .is_none()
     );
@@ -162,7 +148,7 @@ async fn with_outlier_latency_off_the_slow_primary_keeps_its_place() {
         });
         let secondary = Upstream::start(vec![("*", Reply::Body(SECONDARY.to_vec()))], None);
         let dir = tempfile::tempdir().unwrap();
-        let p = start(
+        let p = start_with_config(
             &dir,
             &format!(
                 "upstreams:\n  - url: {}\n  - url: {}\nhedgeDelay: 'off'\noutlierLatency: {switch}\nhealthCheck:\n  interval: 1h\n  timeout: 30s\n",
@@ -180,7 +166,7 @@ async fn with_outlier_latency_off_the_slow_primary_keeps_its_place() {
         let r = p.get(&list(6)).await.bytes().await.unwrap();
         let s = p.status().await;
         assert_eq!(
-            upstream(&s, &primary.url).get("demoted").is_some(),
+            status_upstream(&s, &primary.url).get("demoted").is_some(),
             demote,
             "outlierLatency {switch}: {s}"
         );

@@ -6,32 +6,15 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Proxy, Reply, Upstream, config_file, wait_for};
+use common::{Proxy, Reply, Upstream, start_with_config, status_upstream, wait_for};
 
 const LIST: &str = "/example.com/m/@v/list";
-
-fn upstream<'a>(status: &'a serde_json::Value, url: &str) -> &'a serde_json::Value {
-    status["upstreams"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|u| u["url"] == url)
-        .unwrap_or_else(|| panic!("{url} not in {status}"))
-}
-
-fn start(dir: &tempfile::TempDir, yaml: &str) -> Proxy {
-    let cfg = config_file(dir.path(), yaml);
-    Proxy::start(
-        &dir.path().join("cache"),
-        &["--config", cfg.to_str().unwrap()],
-    )
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_breaker_opens_and_then_fails_fast() {
     let flaky = Upstream::start(vec![("*", Reply::Status(500, "boom"))], None);
     let dir = tempfile::tempdir().unwrap();
-    let p = start(
+    let p = start_with_config(
         &dir,
         &format!(
             "upstreams:\n  - url: {}\nbreaker:\n  failures: 3\n  openFor: 1h\nretry:\n  attempts: 1\nhealthCheck:\n  interval: 1h\nstaleWhileRevalidate: 0s\n",
@@ -45,8 +28,8 @@ async fn the_breaker_opens_and_then_fails_fast() {
         );
     }
     let s = p.status().await;
-    assert_eq!(upstream(&s, &flaky.url)["breaker"], "open", "{s}");
-    assert_eq!(upstream(&s, &flaky.url)["healthy"], false);
+    assert_eq!(status_upstream(&s, &flaky.url)["breaker"], "open", "{s}");
+    assert_eq!(status_upstream(&s, &flaky.url)["healthy"], false);
     assert_eq!(
         p.metric(&format!(
             r#"modfleet_proxy_upstream_breaker_state{{upstream="{}"}}"#,
@@ -73,7 +56,7 @@ async fn half_open_trial_closes_the_breaker_when_the_upstream_recovers() {
         None,
     );
     let dir = tempfile::tempdir().unwrap();
-    let p = start(
+    let p = start_with_config(
         &dir,
         &format!(
             "upstreams:\n  - url: {}\nbreaker:\n  failures: 3\n  openFor: 200ms\nretry:\n  attempts: 1\nhealthCheck:\n  interval: 1h\nlistTtl: 1ms\nstaleWhileRevalidate: 0s\nnegativeTtl: 0s\n",
@@ -83,7 +66,10 @@ async fn half_open_trial_closes_the_breaker_when_the_upstream_recovers() {
     for _ in 0..3 {
         assert_eq!(p.get(LIST).await.status(), 502);
     }
-    assert_eq!(upstream(&p.status().await, &up.url)["breaker"], "open");
+    assert_eq!(
+        status_upstream(&p.status().await, &up.url)["breaker"],
+        "open"
+    );
     // Until openFor has passed, requests fail fast; then the trial succeeds and closes it.
     wait_for("a successful trial", Duration::from_secs(10), || async {
         p.get(LIST).await.status() == 200
@@ -94,7 +80,10 @@ async fn half_open_trial_closes_the_breaker_when_the_upstream_recovers() {
         4,
         "only the trial reached the upstream after it opened"
     );
-    assert_eq!(upstream(&p.status().await, &up.url)["breaker"], "closed");
+    assert_eq!(
+        status_upstream(&p.status().await, &up.url)["breaker"],
+        "closed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -102,7 +91,7 @@ async fn too_many_requests_opens_the_breaker_for_retry_after() {
     let throttled = Upstream::start(vec![("*", Reply::Throttle(3600))], None);
     let backup = Upstream::start(vec![("*", Reply::Body(b"v1.0.0\n".to_vec()))], None);
     let dir = tempfile::tempdir().unwrap();
-    let p = start(
+    let p = start_with_config(
         &dir,
         &format!(
             "upstreams:\n  - url: {}\n  - url: {}\nbreaker:\n  failures: 5\n  openFor: 1s\nhealthCheck:\n  interval: 1h\n",
@@ -111,7 +100,7 @@ async fn too_many_requests_opens_the_breaker_for_retry_after() {
     );
     assert_eq!(p.get("/example.com/a/@v/list").await.status(), 200);
     assert_eq!(
-        upstream(&p.status().await, &throttled.url)["breaker"],
+        status_upstream(&p.status().await, &throttled.url)["breaker"],
         "open"
     );
     for i in 0..5 {
@@ -129,7 +118,7 @@ async fn a_slow_upstream_is_hedged_and_the_fast_answer_wins() {
     let slow = Upstream::start(vec![("*", Reply::Gated(b"v9.9.9\n".to_vec(), gate))], None);
     let fast = Upstream::start(vec![("*", Reply::Body(b"v1.0.0\n".to_vec()))], None);
     let dir = tempfile::tempdir().unwrap();
-    let p = start(
+    let p = start_with_config(
         &dir,
         &format!(
             "upstreams:\n  - url: {}\n    timeout: 30s\n  - url: {}\nhedgeDelay: 100ms\nhealthCheck:\n  interval: 1h\n",
@@ -168,7 +157,7 @@ async fn a_failed_pass_is_retried_with_backoff() {
         None,
     );
     let dir = tempfile::tempdir().unwrap();
-    let p = start(
+    let p = start_with_config(
         &dir,
         &format!(
             "upstreams:\n  - url: {}\nretry:\n  attempts: 3\n  backoff: 50ms\nhealthCheck:\n  interval: 1h\n",
@@ -187,7 +176,7 @@ async fn equal_priorities_share_traffic_by_weight() {
     let light = Upstream::start(vec![("*", Reply::Body(b"v1.0.0\n".to_vec()))], None);
     let backup = Upstream::start(vec![("*", Reply::Body(b"v1.0.0\n".to_vec()))], None);
     let dir = tempfile::tempdir().unwrap();
-    let p = start(
+    let p = start_with_config(
         &dir,
         &format!(
             "upstreams:\n  - url: {}\n    priority: 0\n    weight: 3\n  - url: {}\n    priority: 0\n    weight: 1\n  - url: {}\n    priority: 1\nhedgeDelay: off\nhealthCheck:\n  interval: 1h\n",
@@ -219,7 +208,7 @@ async fn failing_probes_move_an_upstream_to_the_end_of_the_plan() {
     );
     let well = Upstream::start(vec![("*", Reply::Body(b"v1.0.0\n".to_vec()))], None);
     let dir = tempfile::tempdir().unwrap();
-    let p = start(
+    let p = start_with_config(
         &dir,
         &format!(
             "upstreams:\n  - url: {}\n  - url: {}\nhealthCheck:\n  interval: 50ms\n  timeout: 1s\n",
@@ -230,14 +219,14 @@ async fn failing_probes_move_an_upstream_to_the_end_of_the_plan() {
         "the probe to mark the first upstream down",
         Duration::from_secs(10),
         || async {
-            upstream(&p.status().await, &sick.url)["probe"] == "failing"
-                && upstream(&p.status().await, &sick.url)["healthy"] == false
+            status_upstream(&p.status().await, &sick.url)["probe"] == "failing"
+                && status_upstream(&p.status().await, &sick.url)["healthy"] == false
         },
     )
     .await;
     let s = p.status().await;
     assert!(
-        upstream(&s, &sick.url)["last_error"]["message"]
+        status_upstream(&s, &sick.url)["last_error"]["message"]
             .as_str()
             .unwrap()
             .contains("503"),
@@ -264,7 +253,7 @@ async fn failing_probes_move_an_upstream_to_the_end_of_the_plan() {
 async fn not_found_is_remembered_for_the_negative_ttl() {
     let up = Upstream::start(vec![], None);
     let dir = tempfile::tempdir().unwrap();
-    let p = start(
+    let p = start_with_config(
         &dir,
         &format!(
             "upstreams:\n  - url: {}\nnegativeTtl: 1h\nhealthCheck:\n  interval: 1h\n",
@@ -289,7 +278,7 @@ async fn expired_lists_are_served_at_once_and_refreshed_behind() {
     // First answer v1.0.0; later answers wait for the gate and say v1.1.0.
     let first = Upstream::start(vec![(LIST, Reply::Body(b"v1.0.0\n".to_vec()))], None);
     let dir = tempfile::tempdir().unwrap();
-    let p = start(
+    let p = start_with_config(
         &dir,
         &format!(
             "upstreams:\n  - url: {}\nlistTtl: 1ms\nstaleWhileRevalidate: 1h\nhealthCheck:\n  interval: 1h\n",
@@ -352,7 +341,7 @@ async fn a_zip_miss_fetches_its_mod_and_zip_at_once() {
             Some(c.root().to_path_buf()),
         );
         let dir = tempfile::tempdir().unwrap();
-        let p = start(
+        let p = start_with_config(
             &dir,
             &format!(
                 "upstreams:\n  - url: {}\nhedgeDelay: 'off'\nretry:\n  attempts: 1\n",

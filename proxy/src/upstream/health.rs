@@ -298,7 +298,8 @@ impl Health {
     }
 }
 
-fn percentile(samples: &VecDeque<Duration>, q: f64) -> Option<Duration> {
+/// The nearest-rank `q` quantile of `samples` (health statistics and latency outliers).
+pub(super) fn percentile(samples: &VecDeque<Duration>, q: f64) -> Option<Duration> {
     if samples.is_empty() {
         return None;
     }

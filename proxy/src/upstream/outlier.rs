@@ -26,6 +26,7 @@ use std::time::{Duration, Instant, SystemTime};
 use modfleet_contract::status::Demotion;
 
 use super::UpstreamPool;
+use super::health::percentile;
 use crate::metrics::UpstreamLabel;
 
 /// An upstream is an outlier when its median is this many times the alternative's p95...
@@ -204,16 +205,6 @@ impl OutlierState {
             reason: self.reason.clone(),
         })
     }
-}
-
-fn percentile(samples: &VecDeque<Duration>, q: f64) -> Option<Duration> {
-    if samples.is_empty() {
-        return None;
-    }
-    let mut v: Vec<Duration> = samples.iter().copied().collect();
-    v.sort_unstable();
-    let idx = ((v.len() as f64 - 1.0) * q).round() as usize;
-    Some(v[idx.min(v.len() - 1)])
 }
 
 /// The lock-protected state of one upstream; never held across an await.

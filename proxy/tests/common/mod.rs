@@ -491,6 +491,25 @@ pub fn config_file(dir: &Path, yaml: &str) -> PathBuf {
     std::fs::write(&path, yaml).unwrap();
     path
 }
+
+/// A proxy started on the config file `yaml`, its cache in `dir`.
+pub fn start_with_config(dir: &tempfile::TempDir, yaml: &str) -> Proxy {
+    let cfg = config_file(dir.path(), yaml);
+    Proxy::start(
+        &dir.path().join("cache"),
+        &["--config", cfg.to_str().unwrap()],
+    )
+}
+
+/// The entry for `url` in a `/status` document.
+pub fn status_upstream<'a>(status: &'a serde_json::Value, url: &str) -> &'a serde_json::Value {
+    status["upstreams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["url"] == url)
+        .unwrap_or_else(|| panic!("{url} not in {status}"))
+}
 #[allow(dead_code)]
 pub mod netns;
 pub mod sumdb;
