@@ -26,8 +26,8 @@ fn bad(msg: impl Into<String>) -> ArtifactError {
     ArtifactError(msg.into())
 }
 
-/// Checks a `.info` body: a JSON object whose `Version` is `version`.
-pub fn info(body: &[u8], version: &Version) -> Result<(), ArtifactError> {
+/// The `Version` of an info document (`what` names it in errors), within the size limit.
+fn info_version(body: &[u8], what: &str) -> Result<String, ArtifactError> {
     if body.len() as u64 > MAX_INFO_BYTES {
         return Err(bad(format!(".info is larger than {MAX_INFO_BYTES} bytes")));
     }
@@ -36,12 +36,17 @@ pub fn info(body: &[u8], version: &Version) -> Result<(), ArtifactError> {
         #[serde(rename = "Version")]
         version: String,
     }
-    let parsed: Info = serde_json::from_slice(body)
-        .map_err(|e| bad(format!(".info is not a JSON object with a Version: {e}")))?;
-    if parsed.version != version.as_str() {
+    serde_json::from_slice::<Info>(body)
+        .map(|i| i.version)
+        .map_err(|e| bad(format!("{what} is not a JSON object with a Version: {e}")))
+}
+
+/// Checks a `.info` body: a JSON object whose `Version` is `version`.
+pub fn info(body: &[u8], version: &Version) -> Result<(), ArtifactError> {
+    let named = info_version(body, ".info")?;
+    if named != version.as_str() {
         return Err(bad(format!(
-            ".info names version {:?}, not the requested {}",
-            parsed.version, version
+            ".info names version {named:?}, not the requested {version}"
         )));
     }
     Ok(())
@@ -78,20 +83,10 @@ pub fn list(body: &[u8]) -> Result<String, ArtifactError> {
 
 /// Checks an `@latest` or query `.info` answer: JSON naming a canonical version.
 pub fn resolved_info(body: &[u8]) -> Result<(), ArtifactError> {
-    if body.len() as u64 > MAX_INFO_BYTES {
-        return Err(bad(format!(".info is larger than {MAX_INFO_BYTES} bytes")));
-    }
-    #[derive(serde::Deserialize)]
-    struct Info {
-        #[serde(rename = "Version")]
-        version: String,
-    }
-    let info: Info = serde_json::from_slice(body)
-        .map_err(|e| bad(format!("answer is not a JSON object with a Version: {e}")))?;
-    if !crate::protocol::is_canonical_semver(&info.version) {
+    let named = info_version(body, "answer")?;
+    if !crate::protocol::is_canonical_semver(&named) {
         return Err(bad(format!(
-            "answer names {:?}, which is not a canonical version",
-            info.version
+            "answer names {named:?}, which is not a canonical version"
         )));
     }
     Ok(())
