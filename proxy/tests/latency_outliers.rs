@@ -24,14 +24,20 @@ async fn demoted(p: &Proxy, url: &str) -> f64 {
     .await
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_slow_primary_is_demoted_then_restored_after_a_fast_trial() {
+/// A primary that answers every request after `delay` and a secondary that answers at once.
+fn slow_primary_fast_secondary(delay: Duration) -> (Upstream, Upstream) {
     let primary = Upstream::start(vec![("*", Reply::Body(PRIMARY.to_vec()))], None);
     primary.set_fault(Fault {
-        delay: Duration::from_secs(5),
+        delay,
         jitter: Duration::ZERO,
     });
     let secondary = Upstream::start(vec![("*", Reply::Body(SECONDARY.to_vec()))], None);
+    (primary, secondary)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_primary_is_demoted_then_restored_after_a_fast_trial() {
+    let (primary, secondary) = slow_primary_fast_secondary(Duration::from_secs(5));
     let dir = tempfile::tempdir().unwrap();
     let p = start_with_config(
         &dir,
@@ -141,12 +147,7 @@ async fn a_slow_primary_is_demoted_then_restored_after_a_fast_trial() {
 #[tokio::test(flavor = "multi_thread")]
 async fn with_outlier_latency_off_the_slow_primary_keeps_its_place() {
     for (switch, demote) in [("on", true), ("off", false)] {
-        let primary = Upstream::start(vec![("*", Reply::Body(PRIMARY.to_vec()))], None);
-        primary.set_fault(Fault {
-            delay: Duration::from_millis(400),
-            jitter: Duration::ZERO,
-        });
-        let secondary = Upstream::start(vec![("*", Reply::Body(SECONDARY.to_vec()))], None);
+        let (primary, secondary) = slow_primary_fast_secondary(Duration::from_millis(400));
         let dir = tempfile::tempdir().unwrap();
         let p = start_with_config(
             &dir,
