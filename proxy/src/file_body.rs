@@ -30,6 +30,7 @@ use std::task::{Context, Poll, ready};
 use bytes::{Bytes, BytesMut};
 
 use crate::cache::HeldFile;
+use crate::cache::nowait::{self, Nowait};
 use http_body::{Frame, SizeHint};
 use tokio::task::JoinHandle;
 
@@ -80,37 +81,6 @@ impl FileBody {
     }
 }
 
-/// What a read that must not block got.
-enum Nowait {
-    Read(Bytes),
-    /// Not in the page cache: read it on the blocking pool.
-    WouldBlock,
-    /// The file system cannot read without blocking: always use the blocking pool.
-    Unsupported,
-    Failed(io::Error),
-}
-
-fn read_nowait(file: &File, len: usize, offset: u64) -> Nowait {
-    use rustix::io::{Errno, ReadWriteFlags};
-    let mut buf = BytesMut::zeroed(len);
-    let read = rustix::io::preadv2(
-        file,
-        &mut [io::IoSliceMut::new(&mut buf)],
-        offset,
-        ReadWriteFlags::NOWAIT,
-    );
-    match read {
-        Ok(n) => {
-            buf.truncate(n);
-            Nowait::Read(buf.freeze())
-        }
-        Err(Errno::AGAIN) => Nowait::WouldBlock,
-        // Kernels before 4.14 (EINVAL: unknown flag), file systems without NOWAIT reads.
-        Err(Errno::OPNOTSUPP | Errno::INVAL | Errno::NOSYS) => Nowait::Unsupported,
-        Err(e) => Nowait::Failed(e.into()),
-    }
-}
-
 fn read_blocking(file: &File, len: usize, offset: u64) -> io::Result<Bytes> {
     let mut buf = BytesMut::zeroed(len);
     let n = file.read_at(&mut buf, offset)?;
@@ -133,7 +103,7 @@ impl http_body::Body for FileBody {
                 return Poll::Ready(None);
             }
             if this.nowait {
-                match read_nowait(&this.file, len, this.offset) {
+                match nowait::read_at(&this.file, len, this.offset) {
                     Nowait::Read(chunk) => return Poll::Ready(Some(this.advance(chunk))),
                     Nowait::WouldBlock => {}
                     Nowait::Unsupported => this.nowait = false,

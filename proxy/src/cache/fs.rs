@@ -18,6 +18,8 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, ResolveFlags};
 
 /// Set once `openat2` answered ENOSYS: use the component-by-component walk from then on.
 static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
+/// Set once `openat2` refused `RESOLVE_CACHED` (kernels before 5.12): no open without a hop.
+static NO_RESOLVE_CACHED: AtomicBool = AtomicBool::new(false);
 
 /// An open handle on the cache's `download/` directory.
 #[derive(Debug)]
@@ -82,12 +84,34 @@ impl Root {
     /// a regular file, is an error of kind `InvalidData`.
     pub fn open_file(&self, rel: &Path) -> io::Result<File> {
         let names = components(rel)?;
-        let file = File::from(self.resolve(&names, OFlags::RDONLY)?);
-        let stat = rustix::fs::fstat(&file)?;
-        if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
-            return Err(not_regular(rel));
+        regular(File::from(self.resolve(&names, OFlags::RDONLY)?), rel)
+    }
+
+    /// [`Root::open_file`] that never waits for the disk: it succeeds only when every
+    /// component is in the kernel's lookup caches (`RESOLVE_CACHED`, Linux 5.12), as for
+    /// every warm hit, so those are opened on the connection's own thread without a hop to
+    /// the blocking pool. `WouldBlock` when the lookup would need the disk or the kernel
+    /// cannot tell; the caller then uses [`Root::open_file`] on the blocking pool. A name
+    /// known to be absent (a cached negative lookup) is `NotFound` here too.
+    pub fn open_file_cached(&self, rel: &Path) -> io::Result<File> {
+        if NO_OPENAT2.load(Ordering::Relaxed) || NO_RESOLVE_CACHED.load(Ordering::Relaxed) {
+            return Err(io::ErrorKind::WouldBlock.into());
         }
-        Ok(file)
+        let rel: PathBuf = components(rel)?.into_iter().collect();
+        let how = ResolveFlags::BENEATH
+            | ResolveFlags::NO_SYMLINKS
+            | ResolveFlags::NO_MAGICLINKS
+            | ResolveFlags::CACHED;
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        match rustix::fs::openat2(&self.fd, &rel, flags, Mode::empty(), how) {
+            Ok(fd) => regular(File::from(fd), &rel),
+            Err(rustix::io::Errno::AGAIN) => Err(io::ErrorKind::WouldBlock.into()),
+            Err(rustix::io::Errno::INVAL | rustix::io::Errno::NOSYS) => {
+                NO_RESOLVE_CACHED.store(true, Ordering::Relaxed);
+                Err(io::ErrorKind::WouldBlock.into())
+            }
+            Err(e) => Err(symlink_is_invalid(e, &rel)),
+        }
     }
 
     /// Opens the directory `rel` (creating missing components, mode 0755) for writing into.
@@ -145,6 +169,15 @@ impl Root {
 
 fn unlink(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<()> {
     rustix::fs::unlinkat(dir, name, AtFlags::empty()).map_err(io::Error::from)
+}
+
+/// The opened entry, if it is a regular file (a cache entry); `InvalidData` otherwise.
+fn regular(file: File, rel: &Path) -> io::Result<File> {
+    let stat = rustix::fs::fstat(&file)?;
+    if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
+        return Err(not_regular(rel));
+    }
+    Ok(file)
 }
 
 /// ELOOP (a symlink where a directory or file was expected), EXDEV (a path leaving the root)
@@ -220,6 +253,28 @@ mod tests {
             .read_to_string(&mut text)
             .unwrap();
         assert_eq!(text, "module example.com/m\n");
+        // Now in the lookup caches: opened without waiting for the disk, same bytes.
+        let mut again = String::new();
+        root.open_file_cached(Path::new("example.com/m/@v/v1.0.0.mod"))
+            .unwrap()
+            .read_to_string(&mut again)
+            .unwrap();
+        assert_eq!(again, text);
+        // Absent (a cached negative lookup, or one the kernel would have to read for): never Ok.
+        assert!(
+            root.open_file(Path::new("example.com/m/@v/v9.mod"))
+                .is_err()
+        );
+        let absent = root
+            .open_file_cached(Path::new("example.com/m/@v/v9.mod"))
+            .unwrap_err();
+        assert!(
+            matches!(
+                absent.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::WouldBlock
+            ),
+            "{absent}"
+        );
 
         let base = dir.path().join("download");
         // A symlinked file, a symlinked directory on the way, and a directory as an entry.
@@ -236,6 +291,9 @@ mod tests {
             "example.com/m/@v/v3.0.0.mod",
         ] {
             let e = root.open_file(Path::new(rel)).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{rel}: {e}");
+            // Just looked up, so cached: refused the same way without the hop.
+            let e = root.open_file_cached(Path::new(rel)).unwrap_err();
             assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{rel}: {e}");
         }
         // Creating through a symlinked directory is refused too, and nothing lands outside.

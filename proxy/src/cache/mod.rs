@@ -14,6 +14,7 @@
 //! regular files are cache entries.
 
 pub mod fs;
+pub mod nowait;
 pub mod scan;
 mod writer;
 
@@ -91,6 +92,10 @@ pub struct CachedFile {
     /// identify its bytes.
     pub etag: String,
 }
+
+/// The disk would have to be read: do it on the blocking pool.
+#[derive(Debug)]
+pub struct WouldBlock;
 
 impl CachedFile {
     pub fn age(&self) -> Duration {
@@ -255,7 +260,22 @@ impl Cache {
     /// Opens a cached file and marks it as used. None when absent; a symlink or anything but a
     /// regular file in its place is not a cache entry (logged).
     pub fn open_file(&self, key: &CacheKey) -> Option<CachedFile> {
-        let file = match self.root.open_file(key.as_path()) {
+        self.entry(key, self.root.open_file(key.as_path()))
+    }
+
+    /// [`Cache::open_file`] without waiting for the disk, for the connection's own thread:
+    /// `Err(WouldBlock)` when the lookup is not in the kernel's caches (then call
+    /// `open_file` on the blocking pool).
+    pub fn open_file_nowait(&self, key: &CacheKey) -> Result<Option<CachedFile>, WouldBlock> {
+        match self.root.open_file_cached(key.as_path()) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => Err(WouldBlock),
+            opened => Ok(self.entry(key, opened)),
+        }
+    }
+
+    /// The cache entry an open gave, marked as used.
+    fn entry(&self, key: &CacheKey, opened: io::Result<std::fs::File>) -> Option<CachedFile> {
+        let file = match opened {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
             Err(e) => {

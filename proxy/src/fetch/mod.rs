@@ -28,7 +28,8 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use tracing::Instrument;
 
-use crate::cache::{self, Cache, CacheKey, ServedFile, StreamError};
+use crate::cache::nowait;
+use crate::cache::{self, Cache, CacheKey, CachedFile, ServedFile, StreamError, WouldBlock};
 use crate::coalesce::{Coalescer, Role};
 use crate::config::Resilience;
 use crate::metrics::Metrics;
@@ -625,19 +626,25 @@ impl Fetcher {
         cached
     }
 
-    /// A cached artifact ready to serve: small files are read in the same blocking call that
-    /// opens them (one hop to the blocking pool per request), large ones are streamed.
+    /// A cached artifact ready to serve: small files are read whole, large ones are streamed.
+    /// A warm hit (its path and bytes in the kernel's caches) is opened and read right here on
+    /// the connection's thread; whatever needs the disk takes one hop to the blocking pool.
     async fn hit(&self, key: &CacheKey) -> Option<Body> {
+        let opened = match self.cache.open_file_nowait(key) {
+            Ok(None) => return None,
+            Ok(Some(file)) => match hit_body(file, |f| nowait::read_whole(&f.file, f.len)) {
+                Ok(body) => return Some(body),
+                Err(file) => Some(file),
+            },
+            Err(WouldBlock) => None,
+        };
         let (cache, key) = (self.cache.clone(), key.clone());
         tokio::task::spawn_blocking(move || {
-            let file = cache.open_file(&key)?;
-            if file.len > SMALL_FILE_BYTES {
-                return Some(Body::File(ServedFile::from_hit(file)));
-            }
-            Some(Body::Bytes {
-                bytes: Bytes::from(file.read_all().ok()?),
-                etag: file.etag,
-            })
+            let file = match opened {
+                Some(file) => file,
+                None => cache.open_file(&key)?,
+            };
+            hit_body(file, |f| f.read_all().ok().map(Bytes::from)).ok()
         })
         .await
         .ok()
@@ -654,6 +661,24 @@ impl Fetcher {
         .await
         .ok()
         .flatten()
+    }
+}
+
+/// The body of a hit: a large file streamed, a small one read whole by `read` (None: it could
+/// not be, and the file is handed back).
+fn hit_body(
+    file: CachedFile,
+    read: impl FnOnce(&CachedFile) -> Option<Bytes>,
+) -> Result<Body, CachedFile> {
+    if file.len > SMALL_FILE_BYTES {
+        return Ok(Body::File(ServedFile::from_hit(file)));
+    }
+    match read(&file) {
+        Some(bytes) => Ok(Body::Bytes {
+            bytes,
+            etag: file.etag,
+        }),
+        None => Err(file),
     }
 }
 
