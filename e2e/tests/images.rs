@@ -69,14 +69,15 @@ fn temp_dir(tag: &str) -> PathBuf {
     d
 }
 
-/// Polls `url`'s admin `/readyz` until it answers 200, panicking with the container's log.
-fn wait_readyz(c: &Container, admin: u16) {
+/// Polls `/readyz` on the container's loopback `port` (the proxy's admin port, the operator's
+/// metrics port) until it answers 200, panicking with the container's log.
+fn wait_readyz(c: &Container, port: u16) {
     let deadline = Instant::now() + Duration::from_secs(60);
-    while http_get(([127, 0, 0, 1], admin).into(), "/readyz").is_none() {
+    while http_get(([127, 0, 0, 1], port).into(), "/readyz").is_none() {
         c.assert_running();
         assert!(
             Instant::now() < deadline,
-            "/readyz on 127.0.0.1:{admin} did not answer within 60s:\n{}",
+            "/readyz on 127.0.0.1:{port} did not answer within 60s:\n{}",
             c.logs()
         );
         std::thread::sleep(Duration::from_millis(200));
@@ -249,16 +250,7 @@ fn operator_container(ns: &Namespace, dir: &Path) -> Container {
         format!("--metrics-listen=127.0.0.1:{port}"),
         "--log-format=json".into(),
     ]);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while http_get(([127, 0, 0, 1], port).into(), "/readyz").is_none() {
-        c.assert_running();
-        assert!(
-            Instant::now() < deadline,
-            "operator /readyz did not answer within 60s:\n{}",
-            c.logs()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_readyz(&c, port);
     let facts = ProcessFacts::of(c.pid());
     assert!(facts.uids.iter().all(|u| *u == NONROOT), "{facts:?}");
     assert!(facts.root_read_only, "{facts:?}");
