@@ -74,7 +74,7 @@ pub struct FileConfig {
     /// `noSum` modules).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prefetch: Option<OnOff>,
-    /// With `prefetch`, the required modules' zips are prefetched too.
+    /// With `prefetch`, the required modules' `.info` files and zips are prefetched too.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prefetch_zips: Option<OnOff>,
 }

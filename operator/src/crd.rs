@@ -374,8 +374,8 @@ pub struct PrefetchSpec {
     /// Prefetch the go.mod files of required modules.
     #[serde(default = "default_true")]
     pub enabled: bool,
-    /// Prefetch their zips too: more upstream traffic and cache space for builds that need
-    /// them; most builds need far fewer zips than go.mod files.
+    /// Prefetch their .info files and zips too: more upstream traffic and cache space for
+    /// builds that need them; most builds need far fewer zips than go.mod files.
     #[serde(default)]
     pub zips: bool,
 }

@@ -4,7 +4,10 @@
 //! hangs up does not cancel a download others are waiting for. Later requests for the same key
 //! wait for the same result. The entry is removed when the task ends, after its result has been
 //! made durable by the task (e.g. committed to the cache), so a request that arrives after the
-//! removal finds the cached file instead.
+//! removal finds the cached file instead. A fetch may [`Publish`] its result before it ends:
+//! the waiters are answered at once while the task makes it durable (a cache commit's fsync
+//! costs 5-30 ms on a loaded disk, which every cold request would otherwise wait for), and a
+//! request that arrives meanwhile joins and gets the published result.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -12,6 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use futures::FutureExt;
 use futures::future::{BoxFuture, Shared};
+use tokio::sync::oneshot;
 use tracing::Instrument;
 
 /// Whether a request started the fetch or joined one in progress.
@@ -22,6 +26,26 @@ pub enum Role {
 }
 
 type SharedResult<T> = Shared<BoxFuture<'static, T>>;
+
+/// Hands a fetch's result to its waiters before the fetch has ended; the first value sent is
+/// the result, later ones (and the fetch's own return value then) are ignored.
+pub struct Publish<T>(Arc<Mutex<Option<oneshot::Sender<T>>>>);
+
+impl<T> Clone for Publish<T> {
+    fn clone(&self) -> Self {
+        Publish(self.0.clone())
+    }
+}
+
+impl<T> Publish<T> {
+    pub fn send(&self, value: T) {
+        let sender = self.0.lock().map(|mut s| s.take()).unwrap_or_default();
+        if let Some(sender) = sender {
+            // No receiver left only when every waiter is gone: nothing to tell.
+            let _ = sender.send(value);
+        }
+    }
+}
 
 /// Single-flight map from key to an in-progress fetch producing `T` (cloned for each waiter).
 pub struct Coalescer<T: Clone + Send + Sync + 'static> {
@@ -37,9 +61,10 @@ impl<T: Clone + Send + Sync + 'static> Default for Coalescer<T> {
 }
 
 impl<T: Clone + Send + Sync + 'static> Coalescer<T> {
-    /// Runs `fetch` for `key` unless a fetch for it is in progress; the result, and at once
-    /// whether this caller leads or waits (for metrics of waiters). `on_panic` turns a
-    /// panicked fetch task into a result for the waiters.
+    /// Runs `fetch` for `key` unless a fetch for it is in progress; the result (the one the
+    /// fetch publishes, else the one it returns), and at once whether this caller leads or
+    /// waits (for metrics of waiters). `on_panic` turns a panicked fetch task into a result for
+    /// the waiters.
     pub fn join<F, Fut>(
         &self,
         key: &str,
@@ -47,7 +72,7 @@ impl<T: Clone + Send + Sync + 'static> Coalescer<T> {
         on_panic: fn(String) -> T,
     ) -> (impl Future<Output = T> + Send + 'static, Role)
     where
-        F: FnOnce() -> Fut,
+        F: FnOnce(Publish<T>) -> Fut,
         Fut: Future<Output = T> + Send + 'static,
     {
         let (shared, role) = {
@@ -55,7 +80,9 @@ impl<T: Clone + Send + Sync + 'static> Coalescer<T> {
             if let Some(existing) = map.get(key) {
                 (existing.clone(), Role::Waiter)
             } else {
-                let fut = fetch();
+                let (sender, published) = oneshot::channel();
+                let publish = Publish(Arc::new(Mutex::new(Some(sender))));
+                let fut = fetch(publish.clone());
                 let inflight = self.inflight.clone();
                 let owned_key = key.to_string();
                 // The fetch runs in the leader's span: its upstream attempts are children of
@@ -67,14 +94,18 @@ impl<T: Clone + Send + Sync + 'static> Coalescer<T> {
                             inflight,
                             key: owned_key,
                         };
-                        fut.await
+                        publish.send(fut.await);
                     }
                     .in_current_span(),
                 );
                 let shared = async move {
-                    match task.await {
+                    match published.await {
                         Ok(result) => result,
-                        Err(e) => on_panic(e.to_string()),
+                        // Dropped unsent: the task panicked (or was cancelled at shutdown).
+                        Err(_) => on_panic(match task.await {
+                            Err(e) => e.to_string(),
+                            Ok(()) => "the fetch ended without a result".into(),
+                        }),
                     }
                 }
                 .boxed()
@@ -107,7 +138,7 @@ mod tests {
     impl<T: Clone + Send + Sync + 'static> Coalescer<T> {
         async fn run<F, Fut>(&self, key: &str, fetch: F, on_panic: fn(String) -> T) -> (T, Role)
         where
-            F: FnOnce() -> Fut,
+            F: FnOnce(Publish<T>) -> Fut,
             Fut: Future<Output = T> + Send + 'static,
         {
             let (result, role) = self.join(key, fetch, on_panic);
@@ -132,7 +163,7 @@ mod tests {
                 let mut gate = gate.clone();
                 c.join(
                     "k",
-                    move || async move {
+                    move |_| async move {
                         calls.fetch_add(1, Ordering::SeqCst);
                         gate.wait_for(|open| *open).await.unwrap();
                         7
@@ -160,7 +191,7 @@ mod tests {
             tokio::spawn(async move {
                 c.run(
                     "k",
-                    move || async move {
+                    move |_| async move {
                         g1.wait_for(|o| *o).await.unwrap();
                         1
                     },
@@ -175,7 +206,7 @@ mod tests {
         leader.abort();
         let waiter = {
             let c = c.clone();
-            tokio::spawn(async move { c.run("k", || async { 2 }, |_| 0).await })
+            tokio::spawn(async move { c.run("k", |_| async { 2 }, |_| 0).await })
         };
         release.send(true).unwrap();
         assert_eq!(waiter.await.unwrap(), (1, Role::Waiter));
@@ -184,8 +215,40 @@ mod tests {
     #[tokio::test]
     async fn a_panicking_fetch_reaches_waiters_as_a_value() {
         let c: Coalescer<Result<u32, String>> = Coalescer::default();
-        let (v, _) = c.run("k", || async { panic!("boom") }, Err).await;
+        let (v, _) = c.run("k", |_| async { panic!("boom") }, Err).await;
         assert!(v.unwrap_err().contains("panic"));
         assert!(c.is_empty());
+    }
+
+    /// A published result reaches the waiters while the fetch goes on; the key stays in flight
+    /// until the fetch ends, so a request arriving meanwhile joins (and gets that result)
+    /// rather than starting a second fetch.
+    #[tokio::test]
+    async fn a_published_result_is_answered_before_the_fetch_ends() {
+        let c: Arc<Coalescer<u32>> = Arc::default();
+        let (finish, finishing) = tokio::sync::oneshot::channel::<()>();
+        let (first, role) = c.join(
+            "k",
+            move |publish| async move {
+                publish.send(1);
+                finishing.await.unwrap();
+                2
+            },
+            |_| 0,
+        );
+        assert_eq!(role, Role::Leader);
+        assert_eq!(first.await, 1, "answered before the fetch ended");
+        let (late, role) = c.join("k", |_| async { 3 }, |_| 0);
+        assert_eq!(
+            (late.await, role),
+            (1, Role::Waiter),
+            "in flight until it ends"
+        );
+        finish.send(()).unwrap();
+        while !c.is_empty() {
+            tokio::task::yield_now().await;
+        }
+        let (next, role) = c.join("k", |_| async { 4 }, |_| 0);
+        assert_eq!((next.await, role), (4, Role::Leader));
     }
 }

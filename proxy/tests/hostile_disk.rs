@@ -7,7 +7,7 @@ mod common;
 
 use std::io::Write;
 
-use common::{Corpus, Proxy, Reply, Tmpfs, Upstream, verify_cache, wait_for};
+use common::{Corpus, Proxy, Reply, Tmpfs, Upstream, verify_cache, wait_committed, wait_for};
 
 const MODULE: &str = "example.com/disk";
 
@@ -138,6 +138,7 @@ async fn a_symlink_in_the_cache_is_never_followed() {
     };
     let mut p = Proxy::start(cache.path(), &["--upstream", &up.url]);
     assert_eq!(p.get(&mod_path).await.status(), 200);
+    wait_committed(&cached).await;
     for round in ["live", "after a restart"] {
         plant();
         if round == "after a restart" {
@@ -145,10 +146,8 @@ async fn a_symlink_in_the_cache_is_never_followed() {
         }
         let body = p.get(&mod_path).await.text().await.unwrap();
         assert_eq!(body, format!("module {MODULE}\n"), "{round}");
-        assert!(
-            std::fs::symlink_metadata(&cached).unwrap().is_file(),
-            "{round}: the fetched file replaced the link"
-        );
+        // The fetched file replaces the link.
+        wait_committed(&cached).await;
     }
     drop(p);
 
@@ -176,9 +175,11 @@ async fn verify_purge_blames_both_files_of_a_disagreeing_pair() {
     let p = Proxy::start(cache.path(), &["--upstream", &up.url]);
     let zip_path = format!("/{MODULE}/@v/v1.0.0.zip");
     assert_eq!(p.get(&zip_path).await.status(), 200);
-    drop(p);
     let root = cache.path().join("download");
     let mod_file = root.join(format!("{MODULE}/@v/v1.0.0.mod"));
+    wait_committed(&root.join(&zip_path[1..])).await;
+    wait_committed(&mod_file).await;
+    drop(p);
     std::fs::write(
         &mod_file,
         format!("module {MODULE}\n\nrequire example.com/backdoor v1.0.0\n"),

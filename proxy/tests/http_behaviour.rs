@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Corpus, Proxy, Reply, Upstream, config_file, wait_for};
+use common::{Corpus, Proxy, Reply, Upstream, config_file, wait_committed, wait_for};
 
 const MODULE: &str = "example.com/hello";
 
@@ -170,10 +170,8 @@ async fn case_encoded_paths_incompatible_and_pseudo_versions() {
         let r = p.get(path).await;
         assert_eq!(r.status(), 200, "{path}: {}", r.text().await.unwrap());
         assert_eq!(r.bytes().await.unwrap(), c.read(&path[1..]));
-        assert!(
-            cache.path().join("download").join(&path[1..]).is_file(),
-            "{path} cached in GOPROXY layout"
-        );
+        // Cached in GOPROXY layout.
+        wait_committed(&cache.path().join("download").join(&path[1..])).await;
     }
     // The unescaped spelling is refused, never fetched.
     let r = p.get("/github.com/BurntSushi/toml/@v/v1.3.2.zip").await;
@@ -521,6 +519,14 @@ async fn lists_are_refreshed_after_the_ttl_and_served_stale_when_upstreams_fail(
         "v1.0.0\nv1.1.0\n"
     );
     assert_eq!(up.hits("/example.com/hello/@v/list"), 2);
+    // Committed just after the answer (which does not wait for the fsync).
+    let cached = cache.path().join("download/example.com/hello/@v/list");
+    wait_for(
+        "the refreshed list committed",
+        Duration::from_secs(20),
+        || async { std::fs::read(&cached).is_ok_and(|b| b == b"v1.0.0\nv1.1.0\n") },
+    )
+    .await;
 
     // Upstream down: the cached list is served with an Age instead of an error.
     let down = Upstream::start(vec![("*", Reply::Status(503, "down"))], None);

@@ -148,9 +148,10 @@ async fn requires_are_prefetched_once_in_the_background_never_private_ones() {
     }
 }
 
-/// `--prefetch-zips on`: the required module's zip is prefetched too (checked against its
-/// `.mod` like a client's zip), a client's zip request is then a hit, and neither the
-/// prefetched `.mod` nor the one the prefetched zip is checked against starts the next level.
+/// `--prefetch-zips on`: the required module's `.info` and zip are prefetched too (the zip
+/// checked against its `.mod` like a client's zip), a client's requests for them are then hits,
+/// and neither the prefetched `.mod` nor the one the prefetched zip is checked against starts
+/// the next level.
 #[tokio::test(flavor = "multi_thread")]
 async fn zips_are_prefetched_with_the_flag_and_start_no_next_level() {
     let c = Corpus::new();
@@ -170,11 +171,17 @@ async fn zips_are_prefetched_with_the_flag_and_start_no_next_level() {
     );
     assert_eq!(p.get(&mod_path(APP)).await.status(), 200);
     let zip = mod_path(dep).replace(".mod", ".zip");
-    wait_for("the .mod and the zip prefetched", WAIT, || async {
-        prefetch_metric(&p, "fetched").await + prefetch_metric(&p, "cached").await == 2.0
-    })
+    let info = mod_path(dep).replace(".mod", ".info");
+    wait_for(
+        "the .mod, the .info and the zip prefetched",
+        WAIT,
+        || async {
+            prefetch_metric(&p, "fetched").await + prefetch_metric(&p, "cached").await == 3.0
+        },
+    )
     .await;
     assert_eq!(up.hits(&zip), 1);
+    assert_eq!(up.hits(&info), 1);
     assert_eq!(
         up.hits(&mod_path(dep)),
         1,
@@ -189,7 +196,11 @@ async fn zips_are_prefetched_with_the_flag_and_start_no_next_level() {
         1.0
     );
     assert_eq!(up.hits(&zip), 1);
-    assert_eq!(p.metric("modfleet_proxy_prefetch_hits_total").await, 1.0);
+    let r = p.get(&info).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap(), c.read(&info[1..]));
+    assert_eq!(up.hits(&info), 1, "the .info is a hit");
+    assert_eq!(p.metric("modfleet_proxy_prefetch_hits_total").await, 2.0);
     let deeper = "example.com/deeper";
     assert_eq!(up.hits(&mod_path(deeper)), 0, "no second level unasked");
     assert_eq!(up.hits(&mod_path(deeper).replace(".mod", ".zip")), 0);

@@ -6,7 +6,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Proxy, Reply, Upstream, start_with_config, status_upstream, wait_for};
+use common::{
+    Proxy, Reply, Upstream, start_with_config, status_upstream, wait_committed, wait_for,
+};
 
 const LIST: &str = "/example.com/m/@v/list";
 
@@ -286,6 +288,7 @@ async fn expired_lists_are_served_at_once_and_refreshed_behind() {
         ),
     );
     assert_eq!(p.get(LIST).await.text().await.unwrap(), "v1.0.0\n");
+    wait_committed(&dir.path().join("cache/download").join(&LIST[1..])).await;
     drop(p);
     let slow = Upstream::start(
         vec![(LIST, Reply::Gated(b"v1.0.0\nv1.1.0\n".to_vec(), gate))],
@@ -365,6 +368,10 @@ async fn a_zip_miss_fetches_its_mod_and_zip_at_once() {
             .unwrap();
         assert_eq!(r.status(), want, "{}", r.text().await.unwrap());
         let cached = dir.path().join("cache/download").join(&zip_path[1..]);
-        assert_eq!(cached.exists(), want == 200, "{}", cached.display());
+        if want == 200 {
+            wait_committed(&cached).await;
+        } else {
+            assert!(!cached.exists(), "{}", cached.display());
+        }
     }
 }

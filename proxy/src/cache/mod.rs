@@ -314,8 +314,20 @@ impl Cache {
     /// Writes a small file in one go (list, @latest, .info, .mod, sumdb answers). Whether it
     /// could be kept is in the answer's `cached`.
     pub fn put(self: &Arc<Self>, key: &CacheKey, bytes: &[u8]) -> io::Result<ServedFile> {
+        self.put_announced(key, bytes, |_| {})
+    }
+
+    /// [`Cache::put`] that calls `written(cached)` once the bytes are written, before the
+    /// commit waits for the disk: the caller can answer its clients then.
+    pub fn put_announced(
+        self: &Arc<Self>,
+        key: &CacheKey,
+        bytes: &[u8],
+        written: impl FnOnce(bool),
+    ) -> io::Result<ServedFile> {
         let mut w = self.writer_or_loose(key)?;
         w.write_all(bytes)?;
+        written(w.is_cached());
         Ok(w.commit())
     }
 

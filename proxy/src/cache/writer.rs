@@ -269,6 +269,33 @@ impl CacheWriter {
         self.inner().file.try_clone()
     }
 
+    /// Whether what is written goes into the cache (false once it has turned loose).
+    pub fn is_cached(&self) -> bool {
+        matches!(
+            self.inner.as_ref().map(|i| &i.target),
+            Some(Target::Cache { .. })
+        )
+    }
+
+    /// The written bytes, ready to serve before [`CacheWriter::commit`] has made them durable
+    /// (the fsync is what a client would wait for): a second handle on the same file, with
+    /// the validator the committed file will have. None for a loose writer, whose commit does
+    /// not wait for the disk.
+    pub fn served_before_commit(&self) -> Option<ServedFile> {
+        let inner = self.inner.as_ref()?;
+        let Target::Cache { key, .. } = &inner.target else {
+            return None;
+        };
+        let file = inner.file.try_clone().ok()?;
+        let modified = file.metadata().and_then(|m| m.modified()).ok()?;
+        Some(ServedFile {
+            etag: etag(key.as_str(), inner.written, modified),
+            file: Arc::new(HeldFile::new(file)),
+            len: inner.written,
+            cached: true,
+        })
+    }
+
     /// Makes the file available: in the cache, fsynced and renamed under its final name (the
     /// directory fsynced too); a loose file, or a cache file whose commit failed, is served
     /// without being kept.

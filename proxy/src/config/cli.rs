@@ -164,8 +164,9 @@ pub struct ServeArgs {
         env = "MODFLEET_PREFETCH_ZIPS",
         value_name = "on|off",
         help = with_default(
-            "With --prefetch, fetch the required modules' zips in the background too (the same \
-             bounds; up to 4 zips downloading at once)",
+            "With --prefetch, fetch the required modules' .info files and zips in the \
+             background too, what `go mod download` asks for next (the same bounds; up to 4 \
+             prefetches at once)",
             defaults::PREFETCH_ZIPS
         )
     )]

@@ -39,7 +39,7 @@ pub struct Config {
     pub verify_sumdb: bool,
     /// Prefetch the `.mod` files a fetched go.mod requires.
     pub prefetch: bool,
-    /// With `prefetch`, prefetch the required modules' zips too.
+    /// With `prefetch`, prefetch the required modules' `.info` files and zips too.
     pub prefetch_zips: bool,
     pub list_ttl: Duration,
     pub log_format: LogFormat,

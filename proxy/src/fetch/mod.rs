@@ -30,7 +30,7 @@ use tracing::Instrument;
 
 use crate::cache::nowait;
 use crate::cache::{self, Cache, CacheKey, CachedFile, ServedFile, StreamError, WouldBlock};
-use crate::coalesce::{Coalescer, Role};
+use crate::coalesce::{Coalescer, Publish, Role};
 use crate::config::Resilience;
 use crate::metrics::Metrics;
 use crate::protocol::artifact;
@@ -253,17 +253,17 @@ impl Fetcher {
         origin: Origin,
     ) -> Result<Served, PoolError> {
         if let Some(body) = self.hit(key).await {
-            self.prefetch_requires_of(req, key, CacheResult::Hit, &body, origin);
+            self.after_small_answer(req, key, CacheResult::Hit, &body, origin);
             return Ok(served(body, CacheResult::Hit, None));
         }
         let (this, owned, owned_key) = (self.clone(), req.clone(), key.clone());
-        let (fetched, role) = self.coalesced(key.as_str(), move || {
-            this.download_small(owned, owned_key).boxed()
+        let (fetched, role) = self.coalesced(key.as_str(), move |publish| {
+            this.download_small(owned, owned_key, publish).boxed()
         });
         let fetched = fetched.await?;
         let cache = CacheResult::fetched(role, fetched.cached());
         let body = fetched.into_body();
-        self.prefetch_requires_of(req, key, cache, &body, origin);
+        self.after_small_answer(req, key, cache, &body, origin);
         Ok(served(body, cache, None))
     }
 
@@ -281,8 +281,8 @@ impl Fetcher {
         }
         let (this, module, version, owned_key) =
             (self.clone(), module.clone(), version.clone(), key.clone());
-        let (fetched, role) = self.coalesced(key.as_str(), move || {
-            this.download_zip(module, version, owned_key, origin)
+        let (fetched, role) = self.coalesced(key.as_str(), move |publish| {
+            this.download_zip(module, version, owned_key, origin, publish)
                 .boxed()
         });
         let fetched = fetched.await?;
@@ -306,8 +306,8 @@ impl Fetcher {
             return Ok(small(bytes.clone(), CacheResult::Hit, None));
         }
         let (this, owned, owned_key) = (self.clone(), req.clone(), key.clone());
-        let (fetched, role) = self.coalesced(key.as_str(), move || {
-            this.download_refreshable(owned, owned_key).boxed()
+        let (fetched, role) = self.coalesced(key.as_str(), move |publish| {
+            this.download_refreshable(owned, owned_key, publish).boxed()
         });
         if let Some((bytes, age)) = &cached
             && *age < self.list_ttl + self.stale_while_revalidate
@@ -334,7 +334,7 @@ impl Fetcher {
     async fn query(self: &Arc<Self>, req: &Request, key: &CacheKey) -> Result<Served, PoolError> {
         let this = self.clone();
         let path = upstream_path(req);
-        let (fetched, _) = self.coalesced(&format!("query:{key}"), move || {
+        let (fetched, _) = self.coalesced(&format!("query:{key}"), move |_| {
             async move {
                 let bytes = this
                     .pool
@@ -360,7 +360,7 @@ impl Fetcher {
     fn coalesced(
         &self,
         key: &str,
-        fetch: impl FnOnce() -> BoxFuture<'static, Shared>,
+        fetch: impl FnOnce(Publish<Shared>) -> BoxFuture<'static, Shared>,
     ) -> (impl Future<Output = Shared> + Send + 'static, Role) {
         let (result, role) = self.inflight.join(key, fetch, |panic| {
             Err(PoolError::Local(format!("fetch task failed: {panic}")))
@@ -372,7 +372,12 @@ impl Fetcher {
     }
 
     /// The leader's side of a `.info`/`.mod`/tile miss.
-    async fn download_small(self: Arc<Self>, req: Request, key: CacheKey) -> Shared {
+    async fn download_small(
+        self: Arc<Self>,
+        req: Request,
+        key: CacheKey,
+        publish: Publish<Shared>,
+    ) -> Shared {
         // Another leader may have committed it just before this one started.
         if let Some(body) = self.hit(&key).await {
             return Ok(Fetched::from_hit(body));
@@ -391,7 +396,7 @@ impl Fetcher {
                 Ok(bytes)
             })
             .await?;
-        let cached = self.put(&key, &bytes).await;
+        let cached = self.put_publishing(&key, &bytes, publish).await;
         Ok(Fetched::Bytes { bytes, cached })
     }
 
@@ -408,7 +413,12 @@ impl Fetcher {
     }
 
     /// The leader's side of a list/@latest/sumdb refresh.
-    async fn download_refreshable(self: Arc<Self>, req: Request, key: CacheKey) -> Shared {
+    async fn download_refreshable(
+        self: Arc<Self>,
+        req: Request,
+        key: CacheKey,
+        publish: Publish<Shared>,
+    ) -> Shared {
         let path = upstream_path(&req);
         let req = &req;
         let bytes = self
@@ -418,7 +428,7 @@ impl Fetcher {
                 check_refreshable(req, bytes)
             })
             .await?;
-        let cached = self.put(&key, &bytes).await;
+        let cached = self.put_publishing(&key, &bytes, publish).await;
         Ok(Fetched::Bytes { bytes, cached })
     }
 
@@ -435,6 +445,7 @@ impl Fetcher {
         version: Version,
         key: CacheKey,
         origin: Origin,
+        publish: Publish<Shared>,
     ) -> Shared {
         if let Some(body) = self.hit(&key).await {
             return Ok(Fetched::from_hit(body));
@@ -451,6 +462,7 @@ impl Fetcher {
             version: &version,
             key: &key,
             go_mod: &go_mod,
+            publish: &publish,
         };
         let this = &self;
         let fetch = self
@@ -540,6 +552,11 @@ impl Fetcher {
                 .await
                 .inspect_err(|_| record_write(&span, "invalid"))?;
         }
+        // Verified and consistent with its .mod: the waiters are answered now, from the written
+        // file, while the commit makes it durable (the key stays in flight until it has).
+        if let Some(served) = writer.served_before_commit() {
+            zip.publish.send(Ok(Fetched::File(served)));
+        }
         let file = tokio::task::spawn_blocking(move || writer.commit())
             .instrument(span.clone())
             .await
@@ -614,14 +631,42 @@ impl Fetcher {
 
     /// Keeps a small answer; whether it could be kept (the bytes are served either way).
     async fn put(&self, key: &CacheKey, bytes: &Bytes) -> bool {
+        self.put_announced(key, bytes, |_| {}).await
+    }
+
+    /// [`Fetcher::put`] that answers the fetch's waiters with `bytes` once they are written,
+    /// before the commit waits for the disk.
+    async fn put_publishing(
+        &self,
+        key: &CacheKey,
+        bytes: &Bytes,
+        publish: Publish<Shared>,
+    ) -> bool {
+        let answer = bytes.clone();
+        self.put_announced(key, bytes, move |cached| {
+            publish.send(Ok(Fetched::Bytes {
+                bytes: answer,
+                cached,
+            }))
+        })
+        .await
+    }
+
+    async fn put_announced(
+        &self,
+        key: &CacheKey,
+        bytes: &Bytes,
+        written: impl FnOnce(bool) + Send + 'static,
+    ) -> bool {
         let (cache, owned_key, data) = (self.cache.clone(), key.clone(), bytes.clone());
         let span = cache_write_span(key, bytes.len() as u64);
-        let cached = tokio::task::spawn_blocking(move || cache.put(&owned_key, &data))
-            .instrument(span.clone())
-            .await
-            .ok()
-            .and_then(Result::ok)
-            .is_some_and(|f| f.cached);
+        let cached =
+            tokio::task::spawn_blocking(move || cache.put_announced(&owned_key, &data, written))
+                .instrument(span.clone())
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .is_some_and(|f| f.cached);
         record_write(&span, if cached { "committed" } else { "uncached" });
         cached
     }
@@ -690,6 +735,8 @@ struct ZipCheck<'a> {
     key: &'a CacheKey,
     /// The module's `.mod`, fetched alongside the zip.
     go_mod: &'a GoMod,
+    /// Answers the zip's waiters before its commit.
+    publish: &'a Publish<Shared>,
 }
 
 /// The module's `.mod` for a zip fetch, awaited by the fetch and by each zip attempt.

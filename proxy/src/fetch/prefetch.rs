@@ -1,6 +1,6 @@
 //! Dependency prefetch: when a client's `.mod` comes from an upstream, the modules its `require`
 //! lines name are what the go command asks for next, so their `.mod` files (and with
-//! `--prefetch-zips` their zips) are fetched in the background, through the same path as a
+//! `--prefetch-zips` their `.info` files and zips) are fetched in the background, through the same path as a
 //! client's request (coalesced, verified, checked against the checksum database, cached), and
 //! are cache hits by the time the go command asks.
 //!
@@ -36,7 +36,7 @@ use crate::cache::{Cache, CacheKey};
 use crate::coalesce::Role;
 use crate::config::ModulePattern;
 use crate::metrics::{Metrics, OutcomeLabel};
-use crate::protocol::{Request, escape_path, escape_version, modfile};
+use crate::protocol::{Request, VersionQuery, escape_path, escape_version, modfile};
 use crate::upstream::PoolError;
 
 /// Modules queued (their `.mod`, and zip when on) per triggering `.mod`.
@@ -53,7 +53,7 @@ pub const RECENT: usize = 4096;
 pub struct PrefetchPolicy {
     /// `exclude` and `noSum` patterns: modules matching any are never prefetched.
     pub private: Vec<ModulePattern>,
-    /// Prefetch each required module's zip too (`--prefetch-zips`).
+    /// Prefetch each required module's `.info` and zip too (`--prefetch-zips`).
     pub zips: bool,
 }
 
@@ -188,9 +188,9 @@ impl Prefetcher {
                     continue;
                 }
             };
-            let zip = self.policy.zips.then(|| zip_of(&req)).flatten();
+            let others = self.policy.zips.then(|| info_and_zip_of(&req));
             let mut any = false;
-            for req in std::iter::once(req).chain(zip) {
+            for req in std::iter::once(req).chain(others.into_iter().flatten()) {
                 match self.enqueue(req) {
                     Ok(()) => any = true,
                     Err(outcome) => self.count(outcome),
@@ -260,10 +260,11 @@ impl Prefetcher {
 
 /// The fetcher's side of prefetching: what starts it, and one prefetch.
 impl Fetcher {
-    /// A client's `.mod` answer may start prefetching its requires: when this request fetched
-    /// it from an upstream, or it is the first client of a prefetched `.mod`. (A cached `.mod`
-    /// over 256 KiB is served from its file and not read for this.)
-    pub(super) fn prefetch_requires_of(
+    /// A client's `.info` answer is a hit when it was prefetched. A client's `.mod` answer may
+    /// start prefetching its requires: when this request fetched it from an upstream, or it is
+    /// the first client of a prefetched `.mod`. (A cached `.mod` over 256 KiB is served from
+    /// its file and not read for this.)
+    pub(super) fn after_small_answer(
         &self,
         req: &Request,
         key: &CacheKey,
@@ -271,6 +272,9 @@ impl Fetcher {
         body: &Body,
         origin: Origin,
     ) {
+        if let Request::Info { .. } = req {
+            return self.count_prefetch_hit(key, cache, origin);
+        }
         let (Some(prefetcher), Request::Mod { .. }, Body::Bytes { bytes, .. }, Origin::Client) =
             (self.prefetcher.get(), req, body, origin)
         else {
@@ -289,7 +293,7 @@ impl Fetcher {
         }
     }
 
-    /// One prefetch, `.mod` or zip.
+    /// One prefetch: a `.mod`, an `.info` or a zip.
     async fn prefetch_one(self: &Arc<Self>, req: &Request, key: &CacheKey) -> Outcome {
         match req {
             Request::Zip { module, version } => {
@@ -302,7 +306,7 @@ impl Fetcher {
                     Err(error) => self.prefetch_failed(key, error),
                 }
             }
-            _ => self.prefetch_mod(req, key).await,
+            _ => self.prefetch_small(req, key).await,
         }
     }
 
@@ -318,15 +322,15 @@ impl Fetcher {
         Outcome::Failed
     }
 
-    /// A prefetch of a `.mod`: like a client's request (negative cache, one fetch per key,
-    /// verified, cached), but it starts no further prefetch.
-    async fn prefetch_mod(self: &Arc<Self>, req: &Request, key: &CacheKey) -> Outcome {
+    /// A prefetch of a `.mod` or `.info`: like a client's request (negative cache, one fetch
+    /// per key, verified, cached), but it starts no further prefetch.
+    async fn prefetch_small(self: &Arc<Self>, req: &Request, key: &CacheKey) -> Outcome {
         if self.negative.get(key.as_str()).is_some() {
             return Outcome::Failed;
         }
         let (this, owned, owned_key) = (self.clone(), req.clone(), key.clone());
-        let (fetched, role) = self.coalesced(key.as_str(), move || {
-            this.download_small(owned, owned_key).boxed()
+        let (fetched, role) = self.coalesced(key.as_str(), move |publish| {
+            this.download_small(owned, owned_key, publish).boxed()
         });
         match fetched.await {
             Ok(_) if role == Role::Leader => Outcome::Fetched,
@@ -348,14 +352,21 @@ pub(super) fn mod_request(require: &modfile::Require) -> Option<Request> {
     }
 }
 
-/// The zip of the module a `.mod` request names.
-fn zip_of(req: &Request) -> Option<Request> {
+/// The `.info` and the zip of the module version a `.mod` request names: what `go mod
+/// download` asks for after the `.mod`.
+fn info_and_zip_of(req: &Request) -> Vec<Request> {
     match req {
-        Request::Mod { module, version } => Some(Request::Zip {
-            module: module.clone(),
-            version: version.clone(),
-        }),
-        _ => None,
+        Request::Mod { module, version } => vec![
+            Request::Info {
+                module: module.clone(),
+                version: VersionQuery::Canonical(version.clone()),
+            },
+            Request::Zip {
+                module: module.clone(),
+                version: version.clone(),
+            },
+        ],
+        _ => Vec::new(),
     }
 }
 
@@ -390,6 +401,7 @@ fn req_module(req: &Request) -> String {
     match req {
         Request::Mod { module, version } => format!("{module}@{version}.mod"),
         Request::Zip { module, version } => format!("{module}@{version}.zip"),
+        Request::Info { module, version } => format!("{module}@{version}.info"),
         _ => String::new(),
     }
 }

@@ -375,6 +375,16 @@ where
     }
 }
 
+/// Waits until `path` is a regular file (not a link): a fetched file is committed to the cache
+/// just after its clients are answered, since the answer does not wait for the fsync.
+pub async fn wait_committed(path: &Path) {
+    let what = format!("{} committed to the cache", path.display());
+    wait_for(&what, Duration::from_secs(20), || async {
+        std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file())
+    })
+    .await
+}
+
 /// A `go` command with an isolated module cache and the given proxy.
 pub struct GoEnv {
     pub home: tempfile::TempDir,
