@@ -104,9 +104,60 @@ pub fn is_valid(v: &str) -> bool {
     parse_semver(v).is_some()
 }
 
+/// `semver.Compare`: invalid versions sort below valid ones and equal to each other; build
+/// metadata is ignored; a prerelease sorts below its release.
+pub fn compare(v: &str, w: &str) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    let (pv, pw) = match (parse_semver(v), parse_semver(w)) {
+        (None, None) => return Ordering::Equal,
+        (None, Some(_)) => return Ordering::Less,
+        (Some(_), None) => return Ordering::Greater,
+        (Some(pv), Some(pw)) => (pv, pw),
+    };
+    // Numbers without leading zeros: the longer is larger, else by digits.
+    let num = |a: &str, b: &str| a.len().cmp(&b.len()).then_with(|| a.cmp(b));
+    num(pv.major, pw.major)
+        .then_with(|| num(pv.minor, pw.minor))
+        .then_with(|| num(pv.patch, pw.patch))
+        .then_with(|| compare_prerelease(pv.prerelease, pw.prerelease))
+}
+
+/// Go's `comparePrerelease` on `-a.b` strings (empty: a release).
+fn compare_prerelease(x: &str, y: &str) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    if x == y {
+        return Ordering::Equal;
+    }
+    if x.is_empty() {
+        return Ordering::Greater;
+    }
+    if y.is_empty() {
+        return Ordering::Less;
+    }
+    let mut xs = x[1..].split('.');
+    let mut ys = y[1..].split('.');
+    loop {
+        match (xs.next(), ys.next()) {
+            (Some(dx), Some(dy)) if dx == dy => continue,
+            (Some(dx), Some(dy)) => {
+                let is_num = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+                return match (is_num(dx), is_num(dy)) {
+                    (true, false) => Ordering::Less,
+                    (false, true) => Ordering::Greater,
+                    (true, true) => dx.len().cmp(&dy.len()).then_with(|| dx.cmp(dy)),
+                    (false, false) => dx.cmp(dy),
+                };
+            }
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (None, None) => return Ordering::Equal,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::parse_semver;
+    use super::{compare, parse_semver};
     use crate::protocol::module::{canonical_version, is_canonical_semver};
 
     #[test]
@@ -156,5 +207,40 @@ mod tests {
             Some("v2.0.0+incompatible")
         );
         assert_eq!(canonical_version("vx"), None);
+    }
+
+    /// The order golang.org/x/mod/semver's own tests list, each below the next.
+    #[test]
+    fn compare_follows_go() {
+        let ordered = [
+            "bad",
+            "v0.0.0",
+            "v0.1.0",
+            "v1.0.0-alpha",
+            "v1.0.0-alpha.1",
+            "v1.0.0-alpha.beta",
+            "v1.0.0-beta",
+            "v1.0.0-beta.2",
+            "v1.0.0-beta.11",
+            "v1.0.0-rc.1",
+            "v1.0.0",
+            "v1.2.0",
+            "v1.2.3-456",
+            "v1.2.3-pre",
+            "v1.2.3",
+            "v1.10.0",
+            "v2.0.0",
+            "v10.0.0",
+        ];
+        for (i, a) in ordered.iter().enumerate() {
+            for (j, b) in ordered.iter().enumerate() {
+                assert_eq!(compare(a, b), i.cmp(&j), "{a} vs {b}");
+            }
+        }
+        use std::cmp::Ordering::Equal;
+        assert_eq!(compare("v1.2.3+meta", "v1.2.3"), Equal);
+        assert_eq!(compare("v1", "v1.0.0"), Equal);
+        assert_eq!(compare("v1.2", "v1.2.0"), Equal);
+        assert_eq!(compare("bad", "worse"), Equal);
     }
 }
