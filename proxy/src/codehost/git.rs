@@ -12,6 +12,7 @@
 //! remote are pruned, as go's `ls-remote` would no longer list them.
 
 mod auth;
+mod mirror;
 mod parse;
 mod run;
 
@@ -20,12 +21,10 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::ChildStdout;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, UNIX_EPOCH};
-
-use sha2::{Digest, Sha256};
+use std::time::{Duration, UNIX_EPOCH};
 
 pub use auth::{Credentials, HttpsUser};
-use parse::{BatchHeader, HEAD_REF, Refs, Scope};
+use parse::{BatchHeader, Refs, Scope};
 use run::{GitCommand, RunError};
 
 use super::{
@@ -103,10 +102,6 @@ pub struct GitRepo {
     refs: Mutex<Option<(String, Arc<Refs>)>>,
 }
 
-/// Written after each successful fetch (a new value each time): its presence says the mirror
-/// was fetched at least once, its change that the refs must be read again.
-const GENERATION_FILE: &str = "modfleet-generation";
-
 impl GitRepo {
     /// Prepares the mirror of `url` (no network until the first read or refresh).
     pub fn open(
@@ -124,7 +119,7 @@ impl GitRepo {
         };
         let home = options.dir.join(".home");
         std::fs::create_dir_all(&home).map_err(|e| local(e, &home))?;
-        let name = mirror_name(url);
+        let name = mirror::mirror_name(url);
         let git = GitCommand {
             program: options.git.clone(),
             env: vec![
@@ -259,197 +254,10 @@ impl GitRepo {
         })
     }
 
-    /// Fetches all branches and tags (and the remote's HEAD) into the mirror, creating it the
-    /// first time. Holds the mirror's lock throughout.
-    fn fetch(&self) -> Result<(), HostError> {
-        let _lock = self.lock()?;
-        let started = Instant::now();
-        let fetched_before = self.mirror.join(GENERATION_FILE).exists();
-        let mut has_head = true;
-        if !fetched_before {
-            // One ls-remote before the first fetch: whether the repository exists (a clean
-            // NotFound/Unauthorized), has a HEAD, and which hash it uses.
-            let (out, _) = self.output(
-                Scope::Remote,
-                "ls-remote",
-                &["ls-remote", "-q", "--end-of-options", &self.url],
-                &[],
-                self.options.limits.refs_bytes,
-            )?;
-            let summary = parse::remote_summary(&out)?;
-            has_head = summary.has_head;
-            if !self.mirror.join("objects").is_dir() {
-                self.init_mirror(summary.sha256)?;
-            }
-        }
-        match self.fetch_refs(has_head) {
-            // The remote lost its HEAD since we looked (or we did not look): fetch without.
-            Err(HostError::Unavailable(m))
-                if has_head && m.to_ascii_lowercase().contains("couldn't find remote ref") =>
-            {
-                self.fetch_refs(false)?
-            }
-            r => r?,
-        }
-        self.bump_generation()?;
-        tracing::info!(
-            repo = %self.shown,
-            first = !fetched_before,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "git mirror fetched"
-        );
-        // Packing loose objects now and then keeps reads fast; its failure costs nothing.
-        if let Err(e) = self.output(
-            Scope::Local,
-            "gc",
-            &["gc", "--auto", "--quiet"],
-            &[],
-            1 << 20,
-        ) {
-            tracing::warn!(repo = %self.shown, error = %e, "git gc --auto failed");
-        }
-        Ok(())
-    }
-
-    /// One `git fetch` of heads and tags (pruning what the remote deleted) and, with
-    /// `head`, the remote's HEAD into [`HEAD_REF`]; without, [`HEAD_REF`] is deleted.
-    fn fetch_refs(&self, head: bool) -> Result<(), HostError> {
-        let mut args = vec![
-            "fetch",
-            "--prune",
-            "--force",
-            "--no-tags",
-            "--no-write-fetch-head",
-            "--no-auto-gc",
-            "--no-auto-maintenance",
-            "--no-recurse-submodules",
-            "--end-of-options",
-            &self.url,
-            "+refs/heads/*:refs/heads/*",
-            "+refs/tags/*:refs/tags/*",
-        ];
-        let head_spec = format!("+HEAD:{HEAD_REF}");
-        if head {
-            args.push(&head_spec);
-        }
-        self.output(Scope::Remote, "fetch", &args, &[], 1 << 20)?;
-        if !head {
-            self.output(
-                Scope::Local,
-                "update-ref",
-                &["update-ref", "-d", HEAD_REF],
-                &[],
-                1 << 20,
-            )?;
-        }
-        Ok(())
-    }
-
-    /// Creates the bare mirror in a temporary directory and renames it into place, so a
-    /// crash never leaves a half-made mirror. Called under the lock.
-    fn init_mirror(&self, sha256: bool) -> Result<(), HostError> {
-        let name = self
-            .mirror
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy();
-        let tmp_prefix = format!("{name}.tmp-");
-        // Leftovers of a crashed init (we hold the lock: nobody else is making one).
-        if let Ok(entries) = std::fs::read_dir(&self.options.dir) {
-            for e in entries.flatten() {
-                if e.file_name().to_string_lossy().starts_with(&tmp_prefix) {
-                    let _ = std::fs::remove_dir_all(e.path());
-                }
-            }
-        }
-        let tmp = self
-            .options
-            .dir
-            .join(format!("{tmp_prefix}{}", std::process::id()));
-        let tmp_s = tmp.to_string_lossy().into_owned();
-        let format = if sha256 { "sha256" } else { "sha1" };
-        self.output(
-            Scope::Remote,
-            "init",
-            &[
-                "init",
-                "--bare",
-                "--quiet",
-                "--template=",
-                &format!("--object-format={format}"),
-                "--",
-                &tmp_s,
-            ],
-            &[],
-            1 << 20,
-        )?;
-        std::fs::rename(&tmp, &self.mirror).map_err(|e| {
-            HostError::Unavailable(format!(
-                "cannot move the new Git mirror into {}: {e}",
-                self.mirror.display()
-            ))
-        })
-    }
-
-    /// The fetch lock: exclusive, across threads and processes.
-    fn lock(&self) -> Result<std::fs::File, HostError> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&self.lock_path)
-            .map_err(|e| {
-                HostError::Unavailable(format!(
-                    "cannot open the Git mirror lock {}: {e}",
-                    self.lock_path.display()
-                ))
-            })?;
-        loop {
-            match rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive) {
-                Ok(()) => return Ok(file),
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(e) => {
-                    return Err(HostError::Unavailable(format!(
-                        "cannot lock the Git mirror {}: {e}",
-                        self.lock_path.display()
-                    )));
-                }
-            }
-        }
-    }
-
-    fn generation(&self) -> Option<String> {
-        std::fs::read_to_string(self.mirror.join(GENERATION_FILE)).ok()
-    }
-
-    fn bump_generation(&self) -> Result<(), HostError> {
-        let next = self
-            .generation()
-            .and_then(|g| g.trim().parse::<u64>().ok())
-            .unwrap_or(0)
-            + 1;
-        let path = self.mirror.join(GENERATION_FILE);
-        let tmp = self.mirror.join(format!("{GENERATION_FILE}.tmp"));
-        std::fs::write(&tmp, next.to_string())
-            .and_then(|()| std::fs::rename(&tmp, &path))
-            .map_err(|e| HostError::Unavailable(format!("cannot write {}: {e}", path.display())))
-    }
-
     /// The mirror's refs, fetching first if it never was, reloaded when a fetch (ours or
     /// another process's) changed them.
     fn refs(&self) -> Result<Arc<Refs>, HostError> {
-        let generation = match self.generation() {
-            Some(g) => g,
-            None => {
-                self.fetch()?;
-                self.generation().ok_or_else(|| {
-                    HostError::Corrupt(format!(
-                        "{}: the mirror has no generation after a fetch",
-                        self.shown
-                    ))
-                })?
-            }
-        };
+        let generation = self.ensure_fetched()?;
         if let Some((g, refs)) = &*self.refs.lock().unwrap_or_else(|e| e.into_inner())
             && *g == generation
         {
@@ -869,12 +677,6 @@ impl Refs {
             .chain(self.tags.values())
             .chain(self.branches.values())
     }
-}
-
-/// The mirror's directory name: a hash of the URL, never the URL itself as a path.
-fn mirror_name(url: &str) -> String {
-    let digest = Sha256::digest(url.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn to_os(args: &[&str]) -> Vec<OsString> {
