@@ -308,10 +308,10 @@ mod tests {
     }
 
     #[test]
-    fn credentials_are_scoped_to_the_repository_origin() {
+    fn credentials_are_scoped_to_the_origin_and_never_inline() {
         let dir = tempfile::tempdir().unwrap();
         let pass = dir.path().join("p");
-        std::fs::write(&pass, "x").unwrap();
+        std::fs::write(&pass, "pa55-w0rd-xyz").unwrap();
         let creds = Credentials::Https {
             username: HttpsUser::Name("u".into()),
             password_file: pass,
@@ -327,6 +327,13 @@ mod tests {
             s.config[0].starts_with("credential.https://git.example.com:8443.helper=!"),
             "{:?}",
             s.config
+        );
+        // The secret is in no argument and no environment variable: only the file's path.
+        assert!(!s.config[0].contains("pa55"));
+        assert!(
+            s.env
+                .iter()
+                .all(|(_, v)| !v.to_string_lossy().contains("pa55"))
         );
     }
 
