@@ -701,3 +701,32 @@ fn an_empty_repository_has_no_latest() {
     assert!(matches!(host.latest(), Err(HostError::NotFound(_))));
     assert!(matches!(host.stat("main"), Err(HostError::NotFound(_))));
 }
+
+#[test]
+fn a_sha256_repository_is_mirrored_in_its_own_format() {
+    let root = RepoRoot::new();
+    let repo = root.create_sha256("sha256");
+    let c1 = repo.commit(
+        "first",
+        T1,
+        &[("go.mod", Change::text("module example.test/s\n"))],
+    );
+    assert_eq!(c1.len(), 64);
+    repo.annotated_tag("v1.0.0", &c1, "one", T1);
+    let http = http_server(&root);
+    let env = Env::new();
+    let host = GitRepo::open(&http.url("sha256"), env.https(PASSWORD), &env.options()).unwrap();
+    let info = host.stat("v1.0.0").unwrap();
+    assert_eq!(
+        (info.hash.as_str(), info.short.as_str()),
+        (c1.as_str(), &c1[..12])
+    );
+    assert_eq!(host.stat(&c1[..12]).unwrap().hash, c1);
+    assert_eq!(host.latest().unwrap().hash, c1);
+    assert_eq!(host.tags("v").unwrap()[0].hash, c1);
+    assert_eq!(
+        host.read_file(&c1, "go.mod", 100).unwrap().unwrap(),
+        b"module example.test/s\n"
+    );
+    assert_eq!(host.tree(&c1, "").unwrap().len(), 1);
+}

@@ -46,9 +46,19 @@ impl RepoRoot {
     /// A new empty repository `NAME.git` whose default branch (HEAD) is `main`, with its
     /// work tree beside the exported ones.
     pub fn create(&self, name: &str) -> TestRepo {
+        self.create_with_format(name, "sha1")
+    }
+
+    /// Like [`create`](RepoRoot::create), with SHA-256 object names.
+    pub fn create_sha256(&self, name: &str) -> TestRepo {
+        self.create_with_format(name, "sha256")
+    }
+
+    fn create_with_format(&self, name: &str, object_format: &str) -> TestRepo {
         let bare = self.path().join(format!("{name}.git"));
         let work = self.path().join(".work").join(name);
         std::fs::create_dir_all(&work).expect("work tree directory");
+        let format = format!("--object-format={object_format}");
         git(
             self.path(),
             &[
@@ -57,10 +67,11 @@ impl RepoRoot {
                 "--bare",
                 "-b",
                 "main",
+                &format,
                 &bare.to_string_lossy(),
             ],
         );
-        git(&work, &["init", "-q", "-b", "main"]);
+        git(&work, &["init", "-q", "-b", "main", &format]);
         TestRepo {
             name: name.to_string(),
             bare,

@@ -8,7 +8,7 @@
 //!
 //! Differences from the go command, on purpose: every refresh fetches all branches and tags
 //! (go fetches one ref at a time until it needs more), so reads never touch the network; the
-//! remote's HEAD is kept as [`HEAD_REF`] so `latest` needs no `ls-remote`; tags deleted on the
+//! remote's HEAD is kept as `refs/modfleet/HEAD` so `latest` needs no `ls-remote`; tags deleted on the
 //! remote are pruned, as go's `ls-remote` would no longer list them.
 
 mod auth;
@@ -217,9 +217,12 @@ impl GitRepo {
                 self.options.git.display()
             ))),
             Err(RunError::TimedOut { stderr }) => Err(HostError::Unavailable(format!(
-                "{what}: no answer within {:?}, killed (the Git server is hung or too slow; \
-                 the deadline is configurable){}",
+                "{what}: no answer within {:?}, killed ({}; the deadline is configurable){}",
                 deadline,
+                match scope {
+                    Scope::Remote => "the Git server is hung or too slow",
+                    Scope::Local => "the local mirror is huge or its disk overloaded",
+                },
                 if stderr.is_empty() {
                     String::new()
                 } else {

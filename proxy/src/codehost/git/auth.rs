@@ -123,9 +123,11 @@ pub(crate) fn setup(
             }
             s.env
                 .push(("MODFLEET_GIT_PASSWORD_FILE".into(), password_file.into()));
-            s.config.push("credential.helper=".into());
-            s.config
-                .push(format!("credential.helper={CREDENTIAL_HELPER}"));
+            // Only for the repository's own origin: a redirect elsewhere gets nothing.
+            s.config.push(format!(
+                "credential.{}.helper={CREDENTIAL_HELPER}",
+                origin(repo)
+            ));
         }
         (Transport::Https | Transport::Http, Credentials::None) => {}
         (
@@ -163,6 +165,15 @@ pub(crate) fn setup(
         s.env.push(("GIT_SSH_VARIANT".into(), "ssh".into()));
     }
     Ok(s)
+}
+
+/// `scheme://host[:port]` of a URL (without userinfo), which git matches credential
+/// settings against.
+fn origin(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority = rest.split('/').next().unwrap_or("");
+    let host = authority.rsplit('@').next().unwrap_or(authority);
+    format!("{scheme}://{host}")
 }
 
 /// `ssh` with only what we give it: no config files, no agent, no prompts, the host key
@@ -294,6 +305,36 @@ mod tests {
         assert_eq!(run("erase"), "");
         std::fs::write(&pass, "rotated").unwrap();
         assert_eq!(run("get"), "username=alice\npassword=rotated\n");
+    }
+
+    #[test]
+    fn credentials_are_scoped_to_the_origin_and_never_inline() {
+        let dir = tempfile::tempdir().unwrap();
+        let pass = dir.path().join("p");
+        std::fs::write(&pass, "pa55-w0rd-xyz").unwrap();
+        let creds = Credentials::Https {
+            username: HttpsUser::Name("u".into()),
+            password_file: pass,
+        };
+        let s = setup(
+            Transport::Https,
+            &creds,
+            "https://git.example.com:8443/a/b.git",
+        )
+        .unwrap();
+        assert_eq!(s.config.len(), 1);
+        assert!(
+            s.config[0].starts_with("credential.https://git.example.com:8443.helper=!"),
+            "{:?}",
+            s.config
+        );
+        // The secret is in no argument and no environment variable: only the file's path.
+        assert!(!s.config[0].contains("pa55"));
+        assert!(
+            s.env
+                .iter()
+                .all(|(_, v)| !v.to_string_lossy().contains("pa55"))
+        );
     }
 
     #[test]

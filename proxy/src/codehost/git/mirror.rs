@@ -153,7 +153,7 @@ impl GitRepo {
         let tmp_s = tmp.to_string_lossy().into_owned();
         let format = if sha256 { "sha256" } else { "sha1" };
         self.output(
-            Scope::Remote,
+            Scope::Local,
             "init",
             &[
                 "init",
