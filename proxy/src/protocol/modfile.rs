@@ -8,6 +8,8 @@
 //! before it is used. The lexer follows modfile's: `//` comments to the end of the line,
 //! interpreted ("...") and raw (`...`) strings, and `verb ( ... )` blocks.
 
+pub mod lax;
+
 /// Why a go.mod was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("go.mod: {0}")]
