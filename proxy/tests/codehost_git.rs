@@ -164,11 +164,19 @@ fn check_reads(host: &GitRepo, c: &Corpus) {
     assert_eq!(feature.hash, c.c3);
     assert_eq!(feature.reference.as_deref(), Some("refs/heads/feature"));
     assert!(feature.tags.is_empty());
+    // A hash records the least ref naming its commit, as the go command does on a fresh
+    // clone; none for the remote's HEAD, or for HEAD asked for by name.
     let full = host.stat(&c.c1).unwrap();
     assert_eq!(
         (full.hash.as_str(), full.reference.as_deref()),
-        (c.c1.as_str(), None)
+        (c.c1.as_str(), Some("refs/tags/sub/v0.1.0"))
     );
+    assert_eq!(
+        host.stat(&c.c3[..12]).unwrap().reference.as_deref(),
+        Some("refs/heads/feature")
+    );
+    assert_eq!(host.stat(&c.c2).unwrap().reference, None);
+    assert_eq!(host.stat("HEAD").unwrap().reference, None);
     assert_eq!(full.tags, ["sub/v0.1.0", "v1.0.0"]);
     let short = host.stat(&c.c1[..12]).unwrap();
     assert_eq!(

@@ -408,6 +408,10 @@ impl CodeHost for GitRepo {
         if hexish {
             match self.rev_info(&refs, rev, rev, None) {
                 Err(HostError::NotFound(_)) => {}
+                Ok(mut info) => {
+                    info.reference = refs.reference_naming(&info.hash);
+                    return Ok(info);
+                }
                 r => return r,
             }
         }
@@ -420,7 +424,8 @@ impl CodeHost for GitRepo {
         if rev == "HEAD"
             && let Some(hash) = &refs.head
         {
-            return self.rev_info(&refs, rev, hash, Some("HEAD".into()));
+            // The go command fetches HEAD's commit under a dummy name and records no Ref.
+            return self.rev_info(&refs, rev, hash, None);
         }
         if hexish {
             // A prefix ambiguous among all objects may still name one ref's commit (go
@@ -433,7 +438,7 @@ impl CodeHost for GitRepo {
             hits.sort();
             hits.dedup();
             if let [hash] = hits.as_slice() {
-                return self.rev_info(&refs, rev, hash, None);
+                return self.rev_info(&refs, rev, hash, refs.reference_naming(hash));
             }
         }
         Err(HostError::NotFound(format!(
@@ -672,6 +677,23 @@ impl Refs {
     /// Hex digits of this repository's hashes (40, or 64 for SHA-256).
     fn hash_len(&self) -> usize {
         self.all_hashes().next().map_or(40, String::len)
+    }
+
+    /// The ref the go command records as `Origin.Ref` for a commit asked for by hash (its
+    /// `stat` of a hash on a fresh clone): the least ref name pointing at it, none when that
+    /// is `HEAD` (fetched under a dummy name) or nothing points at it.
+    fn reference_naming(&self, hash: &str) -> Option<String> {
+        if self.head.as_deref() == Some(hash) {
+            return None;
+        }
+        // "refs/heads/" sorts before "refs/tags/", and each map is sorted by name.
+        if let Some((branch, _)) = self.branches.iter().find(|(_, h)| *h == hash) {
+            return Some(format!("refs/heads/{branch}"));
+        }
+        self.tags
+            .iter()
+            .find(|(_, h)| *h == hash)
+            .map(|(tag, _)| format!("refs/tags/{tag}"))
     }
 
     fn all_hashes(&self) -> impl Iterator<Item = &String> {

@@ -87,8 +87,10 @@ pub struct RevInfo {
     pub tags: Vec<String>,
     /// The revision as asked.
     pub name: String,
-    /// The ref it was resolved through (`refs/tags/v1.0.0`, `refs/heads/main`, `HEAD`), as the
-    /// go command records `Origin.Ref`; `None` for a hash.
+    /// The ref it was resolved through (`refs/tags/v1.0.0`, `refs/heads/main`, `HEAD` for
+    /// [`CodeHost::latest`]), as the go command records `Origin.Ref` on a fresh clone: for a
+    /// hash, the least ref name naming that commit; `None` when that is the remote's `HEAD`,
+    /// when no ref names it, and for `HEAD` asked for by name.
     pub reference: Option<String>,
 }
 

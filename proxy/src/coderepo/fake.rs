@@ -175,7 +175,17 @@ impl CodeHost for FakeHost {
         if hexish {
             let hits: Vec<&String> = s.commits.keys().filter(|h| h.starts_with(rev)).collect();
             if let [h] = hits.as_slice() {
-                return Ok(Self::info(&s, h, rev, None));
+                // As the seam says: the least ref naming the commit, unless it is HEAD.
+                let reference = if s.head.as_ref() == Some(*h) {
+                    None
+                } else {
+                    let branch = s.branches.iter().find(|(_, b)| b == h);
+                    let tag = s.tags.iter().find(|(_, t)| t == h);
+                    branch
+                        .map(|(n, _)| format!("refs/heads/{n}"))
+                        .or(tag.map(|(n, _)| format!("refs/tags/{n}")))
+                };
+                return Ok(Self::info(&s, h, rev, reference));
             }
         }
         if let Some(h) = s.tags.get(rev) {
@@ -187,7 +197,7 @@ impl CodeHost for FakeHost {
         if rev == "HEAD"
             && let Some(h) = &s.head
         {
-            return Ok(Self::info(&s, h, rev, Some("HEAD".into())));
+            return Ok(Self::info(&s, h, rev, None));
         }
         Err(not_found(rev))
     }

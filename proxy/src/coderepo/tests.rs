@@ -242,10 +242,19 @@ fn stat_gives_tags_their_version_and_other_revisions_a_pseudo_version() {
     );
     assert_eq!(r.stat("latest").unwrap().version, main.version);
 
-    // A hash, short or full: no ref.
+    // A hash, short or full: the ref naming it, if any.
     let old = r.stat(&c[3][..12]).unwrap();
     assert_eq!(old.version, pseudo("v1.0.0", T4, &c[3]));
-    assert_eq!(old.origin.reference, "");
+    assert_eq!(old.origin.reference, "refs/heads/old");
+    assert_eq!(
+        r.stat(&c[1][..12]).unwrap().origin.reference,
+        "refs/tags/v1.1.0-pre"
+    );
+    assert_eq!(
+        r.stat(&c[2][..12]).unwrap().origin.reference,
+        "",
+        "HEAD's commit"
+    );
     assert_eq!(r.stat(&c[3]).unwrap().version, old.version);
     // A tagged commit by hash is its tag.
     assert_eq!(r.stat(&c[1]).unwrap().version, "v1.1.0-pre");
