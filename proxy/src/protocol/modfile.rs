@@ -8,6 +8,10 @@
 //! before it is used. The lexer follows modfile's: `//` comments to the end of the line,
 //! interpreted ("...") and raw (`...`) strings, and `verb ( ... )` blocks.
 
+mod lax;
+
+pub use lax::lax_go_version;
+
 /// Why a go.mod was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("go.mod: {0}")]

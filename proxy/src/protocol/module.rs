@@ -209,7 +209,7 @@ pub fn check_file_path(path: &str) -> Result<(), String> {
 /// Go's `module.SplitPathVersion`: `Some((prefix, path_major))` with
 /// `prefix + path_major == path`; `None` when the suffix is malformed
 /// (`/v0`, `/v1`, `/v01`, `/v2.0`, a gopkg.in path without `.vN`).
-fn split_path_version(path: &str) -> Option<(&str, &str)> {
+pub(crate) fn split_path_version(path: &str) -> Option<(&str, &str)> {
     if path.starts_with("gopkg.in/") {
         return split_gopkg_in(path);
     }
@@ -453,7 +453,12 @@ impl fmt::Display for Version {
 }
 
 /// Go's `module.CheckPathMajor`; the reason on mismatch.
-fn check_path_major(v: &str, major: &str, build: &str, path_major: &str) -> Result<(), String> {
+pub(crate) fn check_path_major(
+    v: &str,
+    major: &str,
+    build: &str,
+    path_major: &str,
+) -> Result<(), String> {
     let mut path_major = path_major;
     if path_major.starts_with(".v") {
         path_major = path_major.strip_suffix("-unstable").unwrap_or(path_major);
