@@ -3,7 +3,7 @@
 //! major version), and `.mod` (`codeRepo.GoMod`).
 
 use super::{CodeRepo, CodeRepoError, join};
-use crate::protocol::modfile::lax;
+use crate::protocol::modfile::{legacy_go_mod, module_path_lax};
 use crate::protocol::module::split_path_version;
 use crate::protocol::{canonical_version, is_pseudo_version, pseudo, semver};
 
@@ -69,7 +69,7 @@ impl CodeRepo {
         };
         let file1 = join(&self.code_dir, "go.mod");
         let gomod1 = read(&file1)?;
-        let mpath1 = gomod1.as_deref().map(lax::module_path).unwrap_or_default();
+        let mpath1 = gomod1.as_deref().map(module_path_lax).unwrap_or_default();
         let found1 = gomod1.is_some()
             && (is_major(&mpath1, &self.path_major)
                 || self.can_replace_mismatched_version_due_to_bug(&mpath1));
@@ -85,7 +85,7 @@ impl CodeRepo {
             let dir2 = join(&self.code_dir, &self.path_major[1..]);
             file2 = join(&dir2, "go.mod");
             let gomod2 = read(&file2)?;
-            let mpath2 = gomod2.as_deref().map(lax::module_path).unwrap_or_default();
+            let mpath2 = gomod2.as_deref().map(module_path_lax).unwrap_or_default();
             let found2 = gomod2.is_some() && is_major(&mpath2, &self.path_major);
             if found1 && found2 {
                 return Err(NotHere::Rule(format!(
@@ -195,7 +195,7 @@ impl CodeRepo {
         }
         match self.read_go_mod(&found.hash, &join(&found.dir, "go.mod")) {
             Ok(Some(data)) => Ok(data),
-            Ok(None) => Ok(lax::legacy_go_mod(&self.module)),
+            Ok(None) => Ok(legacy_go_mod(&self.module)),
             Err(e) => Err(self.fail(e, Some(version))),
         }
     }

@@ -4,7 +4,7 @@
 //! head.
 
 use super::{CodeRepo, CodeRepoError, RevInfo};
-use crate::protocol::modfile::lax::{self, Retraction};
+use crate::protocol::modfile::{Retraction, lax_retractions, legacy_go_mod};
 use crate::protocol::semver;
 
 impl CodeRepo {
@@ -24,7 +24,7 @@ impl CodeRepo {
             return Vec::new();
         };
         match self.go_mod(&latest.version) {
-            Ok(data) => lax::retractions(&data),
+            Ok(data) => lax_retractions(&data),
             Err(_) => Vec::new(),
         }
     }
@@ -94,6 +94,6 @@ impl CodeRepo {
 
     /// `versionHasGoMod`: the version's .mod is a real go.mod, not the synthesized one.
     fn version_has_go_mod(&self, v: &str) -> Result<bool, CodeRepoError> {
-        Ok(self.go_mod(v)? != lax::legacy_go_mod(&self.module))
+        Ok(self.go_mod(v)? != legacy_go_mod(&self.module))
     }
 }

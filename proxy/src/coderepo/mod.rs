@@ -33,14 +33,8 @@ pub use repository::{DEFAULT_MIN_REFRESH_INTERVAL, Repository};
 
 use crate::codehost::{self, CodeHost, HostError};
 use crate::protocol::module::split_path_version;
+use crate::protocol::zip::MAX_GO_MOD;
 use crate::protocol::{ModulePath, pseudo, semver};
-
-/// The largest go.mod read (`codehost.MaxGoMod`).
-pub const MAX_GO_MOD: u64 = 16 << 20;
-/// The largest root LICENSE copied into a subdirectory module's zip (`codehost.MaxLICENSE`).
-pub const MAX_LICENSE: u64 = 16 << 20;
-/// The most bytes of files read for one zip (`codehost.MaxZipFile`).
-pub const MAX_ZIP_FILE: u64 = 500 << 20;
 
 /// One module in one repository.
 pub struct CodeRepo {

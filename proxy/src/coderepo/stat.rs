@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use super::info::tag_sum;
 use super::{CodeRepo, CodeRepoError, Origin, RevInfo};
 use crate::codehost::{self, HostError};
-use crate::protocol::modfile::lax::Retraction;
+use crate::protocol::modfile::Retraction;
 use crate::protocol::module::match_path_major;
 use crate::protocol::pseudo::{self, PseudoCommit, PseudoReason};
 use crate::protocol::{canonical_version, is_pseudo_version, semver};

@@ -6,7 +6,7 @@ use std::cmp::Ordering;
 
 use super::{CodeRepo, CodeRepoError};
 use crate::codehost::Tag;
-use crate::protocol::modfile::lax::{self, Retraction};
+use crate::protocol::modfile::{Retraction, lax_retractions};
 use crate::protocol::module::match_path_major;
 use crate::protocol::{is_pseudo_version, semver};
 
@@ -124,7 +124,7 @@ impl CodeRepo {
             return Vec::new();
         };
         match self.go_mod(highest) {
-            Ok(data) => lax::retractions(&data),
+            Ok(data) => lax_retractions(&data),
             Err(_) => Vec::new(),
         }
     }

@@ -91,6 +91,7 @@ pub(crate) fn quote(s: &str) -> String {
 }
 
 pub mod artifact;
+pub mod gover;
 pub mod modfile;
 pub mod module;
 pub mod pseudo;

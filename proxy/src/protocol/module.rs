@@ -209,7 +209,7 @@ pub fn check_file_path(path: &str) -> Result<(), String> {
 /// Go's `module.SplitPathVersion`: `Some((prefix, path_major))` with
 /// `prefix + path_major == path`; `None` when the suffix is malformed
 /// (`/v0`, `/v1`, `/v01`, `/v2.0`, a gopkg.in path without `.vN`).
-pub fn split_path_version(path: &str) -> Option<(&str, &str)> {
+pub(crate) fn split_path_version(path: &str) -> Option<(&str, &str)> {
     if path.starts_with("gopkg.in/") {
         return split_gopkg_in(path);
     }
@@ -455,18 +455,23 @@ impl fmt::Display for Version {
 /// Go's `module.CheckPathMajor(v, pathMajor)`: whether version `v` may be a version of a module
 /// whose path ends in `path_major` (`""`, `/v2`, `.v1`, `.v1-unstable`); the reason
 /// (`should be v2, not v3`) when not.
-pub fn check_path_major_of(v: &str, path_major: &str) -> Result<(), String> {
+pub(crate) fn check_path_major_of(v: &str, path_major: &str) -> Result<(), String> {
     let major = super::semver::major(v).unwrap_or("");
     check_path_major(v, major, super::semver::build(v), path_major)
 }
 
 /// Go's `module.MatchPathMajor`.
-pub fn match_path_major(v: &str, path_major: &str) -> bool {
+pub(crate) fn match_path_major(v: &str, path_major: &str) -> bool {
     check_path_major_of(v, path_major).is_ok()
 }
 
 /// Go's `module.CheckPathMajor`; the reason on mismatch.
-fn check_path_major(v: &str, major: &str, build: &str, path_major: &str) -> Result<(), String> {
+pub(crate) fn check_path_major(
+    v: &str,
+    major: &str,
+    build: &str,
+    path_major: &str,
+) -> Result<(), String> {
     let mut path_major = path_major;
     if path_major.starts_with(".v") {
         path_major = path_major.strip_suffix("-unstable").unwrap_or(path_major);
