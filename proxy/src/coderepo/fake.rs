@@ -238,14 +238,10 @@ impl CodeHost for FakeHost {
             .files
             .iter()
             .filter_map(|(p, d)| {
-                let rel = p.strip_prefix(&prefix)?;
-                let (path, kind) = match rel.strip_prefix("@link:") {
-                    Some(l) => (l.to_string(), TreeKind::Symlink),
-                    None => (rel.to_string(), TreeKind::File),
-                };
+                let path = p.strip_prefix(&prefix)?.to_string();
                 Some(TreeFile {
                     path,
-                    kind,
+                    kind: TreeKind::File,
                     size: d.len() as u64,
                     lossy: false,
                 })

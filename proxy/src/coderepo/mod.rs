@@ -12,6 +12,7 @@
 //! Everything here is synchronous and may wait for a fetch: async callers use
 //! `spawn_blocking`.
 
+mod attributes;
 mod error;
 mod find_dir;
 mod info;
@@ -19,6 +20,7 @@ mod latest;
 mod repository;
 mod stat;
 mod versions;
+mod zip;
 
 #[cfg(test)]
 mod fake;

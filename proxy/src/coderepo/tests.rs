@@ -565,3 +565,102 @@ fn an_outage_is_never_a_404() {
         "{e}"
     );
 }
+
+/// The names in a zip the code repo wrote.
+fn zip_names(data: Vec<u8>) -> Vec<String> {
+    let mut z = ::zip::ZipArchive::new(std::io::Cursor::new(data)).unwrap();
+    let mut names: Vec<String> = (0..z.len())
+        .map(|i| z.by_index(i).unwrap().name().unwrap().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn zips_take_the_module_directory_and_the_root_licence() {
+    let host = Arc::new(FakeHost::default());
+    let c1 = host.commit(
+        &[],
+        T1,
+        &[
+            ("go.mod", GO_MOD),
+            ("LICENSE", "root\n"),
+            ("a.go", "package a\n"),
+            ("sub/go.mod", "module git.example.com/r/sub\n"),
+            ("sub/s.go", "package sub\n"),
+            ("sub/nested/go.mod", "module git.example.com/r/sub/nested\n"),
+            ("sub/nested/n.go", "package nested\n"),
+            ("own/go.mod", "module git.example.com/r/own\n"),
+            ("own/LICENSE", "own\n"),
+            ("crlf/go.mod", "module git.example.com/r/crlf\n"),
+            ("crlf/.gitattributes", "*.txt eol=crlf\n*.bat eol=crlf\n"),
+            ("crlf/a.txt", "one\n"),
+        ],
+    );
+    for tag in ["v1.0.0", "sub/v1.0.0", "own/v1.0.0", "crlf/v1.0.0"] {
+        host.tag(tag, &c1);
+    }
+    let mut out = Vec::new();
+    let root = code_repo(&host, M, M, "").zip("v1.0.0", &mut out).unwrap();
+    assert_eq!(
+        root.files, 3,
+        "go.mod, LICENSE, a.go: the other directories are modules"
+    );
+    let mut out = Vec::new();
+    let sub = code_repo(&host, "git.example.com/r/sub", M, "");
+    let z = sub.zip("v1.0.0", &mut out).unwrap();
+    assert!(z.h1.starts_with("h1:"));
+    let p = "git.example.com/r/sub@v1.0.0/";
+    assert_eq!(
+        zip_names(out),
+        [
+            format!("{p}LICENSE"),
+            format!("{p}go.mod"),
+            format!("{p}s.go")
+        ],
+        "the root LICENSE added, the nested module left out"
+    );
+    let mut out = Vec::new();
+    code_repo(&host, "git.example.com/r/own", M, "")
+        .zip("v1.0.0", &mut out)
+        .unwrap();
+    let data = {
+        let mut z = ::zip::ZipArchive::new(std::io::Cursor::new(out)).unwrap();
+        let mut f = z.by_name("git.example.com/r/own@v1.0.0/LICENSE").unwrap();
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut f, &mut s).unwrap();
+        s
+    };
+    assert_eq!(data, "own\n", "its own LICENSE, not the root's");
+
+    // Attributes git archive would apply: refused, never a different h1.
+    let e = code_repo(&host, "git.example.com/r/crlf", M, "")
+        .zip("v1.0.0", std::io::sink())
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("crlf/.gitattributes sets eol=crlf"),
+        "{e}"
+    );
+    assert_eq!(e.status(), 404);
+
+    // Versions the go command would not zip.
+    assert_eq!(sub.zip("v1.0", std::io::sink()).unwrap_err().status(), 400);
+    assert_eq!(
+        sub.zip("v9.0.0", std::io::sink()).unwrap_err().status(),
+        404
+    );
+    let bad = format!("v1.0.1-0.{}-{}", ts(T2), &c1[..12]);
+    assert!(
+        sub.zip(&bad, std::io::sink())
+            .unwrap_err()
+            .to_string()
+            .contains("invalid pseudo-version")
+    );
+
+    // A mirror that fails while reading: a 5xx, not a missing module.
+    *host.reads_fail.lock().unwrap() = Some(HostError::Unavailable("disk".into()));
+    assert_eq!(
+        sub.zip("v1.0.0", std::io::sink()).unwrap_err().status(),
+        502
+    );
+}

@@ -65,6 +65,7 @@ pub fn build(root: &RepoRoot) -> Vec<Case> {
     cases.extend(legacy(root.create("legacy")));
     cases.extend(foreign(root.create("foreign")));
     cases.extend(retracted(root.create("retract")));
+    cases.extend(zip_rules(root.create("zips")));
     cases
 }
 
@@ -383,4 +384,73 @@ fn retracted(r: TestRepo) -> Vec<Case> {
     r.tag("v1.2.0", &c3);
     r.commit("four", t(4), &[("b.go", Change::text("package a\n"))]);
     vec![case("retract", "", &["latest", "main", "v1.1.0", "v1.2.0"])]
+}
+
+/// What goes into a zip: a module with its own LICENSE (the root's is not added), Go 1.24's
+/// vendor rules, a tree the zip rules refuse (names equal under case folding), Git
+/// attributes that `git archive` applies (`attrs`, refused by modfleet) and ones that change
+/// nothing under the go command's settings (`plain`, CRLF in the blobs included).
+fn zip_rules(r: TestRepo) -> Vec<Case> {
+    let own = module("zips", "/own");
+    let new = module("zips", "/new");
+    let clash = module("zips", "/clash");
+    let attrs = module("zips", "/attrs");
+    let plain = module("zips", "/plain");
+    let c1 = r.commit(
+        "one",
+        t(1),
+        &[
+            ("LICENSE", Change::text("root licence\n")),
+            ("own/go.mod", go_mod(&own)),
+            ("own/LICENSE", Change::text("own licence\n")),
+            ("own/o.go", Change::text("package own\n")),
+            (
+                "new/go.mod",
+                Change::text(&format!("module {new}\n\ngo 1.24\n")),
+            ),
+            ("new/n.go", Change::text("package new\n")),
+            (
+                "new/vendor/modules.txt",
+                Change::text("# example.com/dep v1.0.0\n"),
+            ),
+            (
+                "new/vendor/example.com/dep/dep.go",
+                Change::text("package dep\n"),
+            ),
+            ("new/x/vendor/y/y.go", Change::text("package y\n")),
+            ("clash/go.mod", go_mod(&clash)),
+            ("clash/a.go", Change::text("package clash\n")),
+            ("clash/A.go", Change::text("package clash\n")),
+            ("attrs/go.mod", go_mod(&attrs)),
+            (
+                "attrs/.gitattributes",
+                Change::text("*.txt eol=crlf\n*.go ident\n"),
+            ),
+            ("attrs/a.txt", Change::text("one\ntwo\n")),
+            ("attrs/a.go", Change::text("package attrs // $Id$\n")),
+            ("plain/go.mod", go_mod(&plain)),
+            (
+                "plain/.gitattributes",
+                Change::text("* text=auto eol=lf\n*.bat text eol=crlf\n*.png binary\n"),
+            ),
+            ("plain/p.go", Change::text("package plain\r\n")),
+            ("plain/p.txt", Change::text("crlf\r\nkept\n")),
+        ],
+    );
+    for tag in [
+        "own/v1.0.0",
+        "new/v1.0.0",
+        "clash/v1.0.0",
+        "attrs/v1.0.0",
+        "plain/v1.0.0",
+    ] {
+        r.tag(tag, &c1);
+    }
+    vec![
+        case("zips", "/own", &["v1.0.0"]),
+        case("zips", "/new", &["v1.0.0", "main"]),
+        case("zips", "/clash", &["v1.0.0"]),
+        case("zips", "/attrs", &["v1.0.0"]),
+        case("zips", "/plain", &["v1.0.0"]),
+    ]
 }
