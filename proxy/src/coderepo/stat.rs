@@ -312,6 +312,9 @@ impl Convert<'_> {
         if let Some(&ok) = self.incompatible_ok.borrow().get(key) {
             return Ok(ok);
         }
+        if self.incompatible_ok.borrow().len() > super::versions::MAX_MAJORS {
+            return Err(self.repo.too_many_majors(Some(self.shown())));
+        }
         let ok = self
             .repo
             .read_go_mod(&self.info.hash, file)

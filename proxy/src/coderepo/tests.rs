@@ -664,3 +664,46 @@ fn zips_take_the_module_directory_and_the_root_licence() {
         502
     );
 }
+
+#[test]
+fn gopkg_in_paths_as_the_go_command_maps_them() {
+    let host = Arc::new(FakeHost::default());
+    let c1 = host.commit(&[], T1, &[("yaml.go", "package yaml\n")]);
+    let c2 = host.commit(&[&c1], T2, &[("yaml.go", "package yaml // 2\n")]);
+    host.tag("v1.0.0", &c1);
+    host.tag("v2.0.0", &c2);
+    host.branch("main", &c2);
+    host.head("main");
+    let v2 = code_repo(&host, "gopkg.in/yaml.v2", "gopkg.in/yaml.v2", "");
+    assert_eq!(v2.versions("").unwrap(), ["v2.0.0"]);
+    assert_eq!(v2.stat("v2.0.0").unwrap().version, "v2.0.0");
+    assert_eq!(v2.go_mod("v2.0.0").unwrap(), b"module gopkg.in/yaml.v2\n");
+    let v1 = code_repo(&host, "gopkg.in/yaml.v1", "gopkg.in/yaml.v1", "");
+    assert_eq!(v1.versions("").unwrap(), ["v1.0.0"]);
+    let unstable = code_repo(
+        &host,
+        "gopkg.in/yaml.v2-unstable",
+        "gopkg.in/yaml.v2-unstable",
+        "",
+    );
+    assert!(
+        unstable.versions("").unwrap().is_empty(),
+        "-unstable has no tags"
+    );
+}
+
+#[test]
+fn hostile_numbers_of_major_versions_are_bounded() {
+    let host = Arc::new(FakeHost::default());
+    let c1 = host.commit(&[], T1, &[("a.go", "package a\n")]);
+    for major in 2..1100 {
+        host.remote_only(|s| s.tags.insert(format!("v{major}.0.0"), c1.clone()));
+    }
+    host.refresh().unwrap();
+    let e = code_repo(&host, M, M, "").versions("").unwrap_err();
+    assert!(
+        e.to_string().contains("more than 1000 major versions"),
+        "{e}"
+    );
+    assert_eq!(e.status(), 404);
+}

@@ -85,7 +85,12 @@ impl CodeRepo {
             return Ok(versions);
         }
         let mut i = 0;
+        let mut majors = 0;
         while i < incompatible.len() {
+            majors += 1;
+            if majors > MAX_MAJORS {
+                return Err(self.too_many_majors(None));
+            }
             let major = semver::major(&incompatible[i].name).unwrap_or("");
             let n = incompatible[i..]
                 .iter()
@@ -126,6 +131,23 @@ impl CodeRepo {
         match self.go_mod(highest) {
             Ok(data) => lax_retractions(&data),
             Err(_) => Vec::new(),
+        }
+    }
+}
+
+/// The most major versions whose go.mod is read to decide `+incompatible` (one `git` read
+/// each): no real module has that many, a hostile repository could have millions of tags.
+pub(super) const MAX_MAJORS: usize = 1000;
+
+impl CodeRepo {
+    pub(super) fn too_many_majors(&self, version: Option<&str>) -> CodeRepoError {
+        CodeRepoError::TooLarge {
+            module: self.module.clone(),
+            version: version.map(str::to_string),
+            reason: format!(
+                "the repository has tags of more than {MAX_MAJORS} major versions, modfleet's \
+                 limit for deciding which are +incompatible"
+            ),
         }
     }
 }
