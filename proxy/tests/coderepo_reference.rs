@@ -2,7 +2,8 @@
 //!
 //! A corpus of real repositories (`coderepo_reference/corpus.rs`: root and subdirectory
 //! modules, major subdirectories and branches, `+incompatible`, foreign go.mods, retractions,
-//! pre-releases, untagged histories) is served by git's own smart-HTTP server. For every
+//! pre-releases, untagged histories, zip rules, Git attributes, SHA-256 object names) is
+//! served by git's own smart-HTTP server. For every
 //! module, `CodeRepo` answers from a mirror of that server, and the go command goes direct to
 //! the same server (`GOPROXY=direct`, module paths with the `.git` qualifier rewritten to the
 //! server by `url.<base>.insteadOf`, a fresh module cache per command so nothing is reused).

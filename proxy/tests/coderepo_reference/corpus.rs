@@ -66,6 +66,7 @@ pub fn build(root: &RepoRoot) -> Vec<Case> {
     cases.extend(foreign(root.create("foreign")));
     cases.extend(retracted(root.create("retract")));
     cases.extend(zip_rules(root.create("zips")));
+    cases.extend(sha256(root.create_sha256("sha256")));
     cases
 }
 
@@ -453,4 +454,21 @@ fn zip_rules(r: TestRepo) -> Vec<Case> {
         case("zips", "/attrs", &["v1.0.0"]),
         case("zips", "/plain", &["v1.0.0"]),
     ]
+}
+
+/// A repository with SHA-256 object names: 64-hex hashes, 12-hex pseudo-version suffixes.
+fn sha256(r: TestRepo) -> Vec<Case> {
+    let m = module("sha256", "");
+    let c1 = r.commit("one", t(1), &[("go.mod", go_mod(&m))]);
+    r.tag("v1.0.0", &c1);
+    let c2 = r.commit("two", t(2), &[("a.go", Change::text("package a\n"))]);
+    assert_eq!(c2.len(), 64);
+    vec![Case {
+        repo: "sha256",
+        module: m,
+        queries: ["v1.0.0", "main", "latest", &c2, short(&c2)]
+            .iter()
+            .map(|q| q.to_string())
+            .collect(),
+    }]
 }
