@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use modfleet_proxy::codehost::git::{Credentials, GitOptions, GitRepo};
 use modfleet_proxy::coderepo::{CodeRepo, Repository};
@@ -306,10 +306,15 @@ fn every_answer_is_the_go_commands() {
 
     let mut diffs = Vec::new();
     let mut compared = 0;
+    let (mut go_time, mut our_time) = (Duration::ZERO, Duration::ZERO);
     for case in &cases {
         let code = ours.code_repo(case);
+        let started = Instant::now();
         let theirs = go.versions(&case.module);
+        go_time += started.elapsed();
+        let started = Instant::now();
         let mine = code.versions("").map_err(|e| e.to_string());
+        our_time += started.elapsed();
         if mine.is_err() || mine != theirs {
             diffs.push(format!(
                 "{}: versions:\n    ours: {mine:?}\n    go:   {theirs:?}",
@@ -317,12 +322,20 @@ fn every_answer_is_the_go_commands() {
             ));
         }
         for query in &case.queries {
+            let started = Instant::now();
             let download = go.download(&case.module, query);
+            go_time += started.elapsed();
+            let started = Instant::now();
             diffs.extend(compare(&code, &case.module, query, &download));
+            our_time += started.elapsed();
             compared += 1;
         }
     }
-    eprintln!("{compared} queries compared");
+    // For information (a benchmark belongs in bench/): the go command starts cold each time.
+    eprintln!(
+        "{compared} queries compared; the go command took {go_time:?}, modfleet {our_time:?} \
+         (its first fetch of each mirror included)"
+    );
     // Where modfleet refuses on purpose what the go command serves: only the corpus's case of
     // content-changing Git attributes (`git archive` would convert; modfleet reads blobs).
     let known: Vec<String> = diffs
