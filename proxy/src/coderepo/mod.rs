@@ -9,6 +9,13 @@
 //! them); `tests/coderepo_reference.rs` holds every answer to the go command's own, going
 //! direct to the same Git server.
 //!
+//! The protocol's answers: `@v/list` is [`CodeRepo::versions`]`("")` one per line; `.info`
+//! of a version or query is [`CodeRepo::stat`] written by [`RevInfo::info_json`] (what the go
+//! command writes into its own cache); `@latest` is [`CodeRepo::latest`] (the go command's
+//! `latest` query; `stat("latest")` is the default branch's head, go's `Repo.Latest`); `.mod`
+//! is [`CodeRepo::go_mod`]; `.zip` is [`CodeRepo::zip`]. Errors carry their status
+//! ([`CodeRepoError::status`]).
+//!
 //! Everything here is synchronous and may wait for a fetch: async callers use
 //! `spawn_blocking`.
 
