@@ -8,6 +8,8 @@
 pub mod app;
 pub mod cache;
 pub mod coalesce;
+pub mod codehost;
+pub mod coderepo;
 pub mod config;
 pub mod fetch;
 pub mod file_body;

@@ -3,6 +3,8 @@
 //! - [`collector`]: starts a real OpenTelemetry Collector (`otelcol-modfleet`, built from Go
 //!   modules by `hack/tools.sh build`) on free localhost ports, and reads back the spans it
 //!   received from the file its file exporter writes.
+//! - [`gitserver`]: real Git servers (`git http-backend` with Basic auth, OpenSSH's `sshd`)
+//!   serving repositories the tests make.
 //! - [`go`]: the go toolchain as the reference: the tests' Go programs, built once; the
 //!   machine's Go module proxy, read from `go env GOPROXY`.
 //! - [`upstream`]: the one fake upstream: a GOPROXY directory and scripted answers, failures
@@ -12,6 +14,7 @@
 //!   checks' tests.
 
 pub mod collector;
+pub mod gitserver;
 pub mod go;
 pub mod upstream;
 pub mod workspace;

@@ -91,8 +91,10 @@ pub(crate) fn quote(s: &str) -> String {
 }
 
 pub mod artifact;
+pub mod gover;
 pub mod modfile;
 pub mod module;
+pub mod pseudo;
 mod request;
 pub mod semver;
 pub mod sumdb;
@@ -101,8 +103,9 @@ pub mod zip;
 
 pub use module::{
     ModulePath, Version, canonical_version, escape_path, escape_version, is_canonical_semver,
-    is_pseudo_version, unescape_path, unescape_version,
+    unescape_path, unescape_version,
 };
+pub use pseudo::is_pseudo_version;
 pub use request::{Request, Route, VersionQuery, filter_list};
 pub use semver::is_valid as is_valid_semver;
 pub use sumdb::path::{SumdbPath, TileLevel};

@@ -8,6 +8,12 @@
 //! before it is used. The lexer follows modfile's: `//` comments to the end of the line,
 //! interpreted ("...") and raw (`...`) strings, and `verb ( ... )` blocks.
 
+mod lax;
+mod module_path;
+
+pub use lax::{Retraction, lax_go_version, lax_retractions};
+pub use module_path::{legacy_go_mod, module_path_lax};
+
 /// Why a go.mod was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("go.mod: {0}")]

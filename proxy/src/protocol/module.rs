@@ -1,7 +1,7 @@
 //! Module paths and versions, as golang.org/x/mod/module checks and escapes them:
 //! `CheckPath`, `CheckFilePath`'s element rules, `SplitPathVersion`, `CheckPathMajor`,
-//! `EscapePath`/`UnescapePath`, `EscapeVersion`/`UnescapeVersion`, `CanonicalVersion` and
-//! `IsPseudoVersion`.
+//! `EscapePath`/`UnescapePath`, `EscapeVersion`/`UnescapeVersion` and `CanonicalVersion`
+//! (pseudo-versions are in `pseudo.rs`).
 
 use std::fmt;
 
@@ -209,7 +209,7 @@ pub fn check_file_path(path: &str) -> Result<(), String> {
 /// Go's `module.SplitPathVersion`: `Some((prefix, path_major))` with
 /// `prefix + path_major == path`; `None` when the suffix is malformed
 /// (`/v0`, `/v1`, `/v01`, `/v2.0`, a gopkg.in path without `.vN`).
-fn split_path_version(path: &str) -> Option<(&str, &str)> {
+pub(crate) fn split_path_version(path: &str) -> Option<(&str, &str)> {
     if path.starts_with("gopkg.in/") {
         return split_gopkg_in(path);
     }
@@ -372,56 +372,6 @@ pub fn is_canonical_semver(v: &str) -> bool {
     }
 }
 
-/// Skips a non-empty run of ASCII digits.
-fn skip_digits(s: &str) -> Option<&str> {
-    let end = s
-        .bytes()
-        .position(|b| !b.is_ascii_digit())
-        .unwrap_or(s.len());
-    (end > 0).then(|| &s[end..])
-}
-
-/// Go's `module.IsPseudoVersion`: at least two dashes, valid semver, and
-/// `^v[0-9]+\.(0\.0-|\d+\.\d+-([^+]*\.)?0\.)\d{14}-[A-Za-z0-9]+(\+[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$`.
-pub fn is_pseudo_version(v: &str) -> bool {
-    if v.bytes().filter(|&b| b == b'-').count() < 2 || parse_semver(v).is_none() {
-        return false;
-    }
-    // Build metadata was checked by parse_semver; the regexp's body cannot
-    // contain '+', so it ends at the first '+'.
-    let body = v.split('+').next().unwrap_or(v);
-    // The revision cannot contain '-', so it follows the last '-'.
-    let Some(dash) = body.rfind('-') else {
-        return false;
-    };
-    let (head, rev) = (&body[..dash], &body[dash + 1..]);
-    if rev.is_empty() || !rev.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return false;
-    }
-    if head.len() < 14 {
-        return false;
-    }
-    let (prefix, timestamp) = head.split_at(head.len() - 14);
-    if !timestamp.bytes().all(|b| b.is_ascii_digit()) {
-        return false;
-    }
-    // prefix must be v\d+\.(0\.0-|\d+\.\d+-([^+]*\.)?0\.)
-    let Some(rest) = prefix.strip_prefix('v').and_then(skip_digits) else {
-        return false;
-    };
-    let Some(rest) = rest.strip_prefix('.') else {
-        return false;
-    };
-    if rest == "0.0-" {
-        return true;
-    }
-    let rest = skip_digits(rest)
-        .and_then(|r| r.strip_prefix('.'))
-        .and_then(skip_digits)
-        .and_then(|r| r.strip_prefix('-'));
-    matches!(rest, Some(r) if r == "0." || r.ends_with(".0."))
-}
-
 /// A canonical semantic version valid for its module (module.Check):
 /// canonical semver, pseudo-versions in their three forms, +incompatible only
 /// where allowed, major version matching the path's /vN or gopkg.in .vN
@@ -502,8 +452,26 @@ impl fmt::Display for Version {
     }
 }
 
+/// Go's `module.CheckPathMajor(v, pathMajor)`: whether version `v` may be a version of a module
+/// whose path ends in `path_major` (`""`, `/v2`, `.v1`, `.v1-unstable`); the reason
+/// (`should be v2, not v3`) when not.
+pub(crate) fn check_path_major_of(v: &str, path_major: &str) -> Result<(), String> {
+    let major = super::semver::major(v).unwrap_or("");
+    check_path_major(v, major, super::semver::build(v), path_major)
+}
+
+/// Go's `module.MatchPathMajor`.
+pub(crate) fn match_path_major(v: &str, path_major: &str) -> bool {
+    check_path_major_of(v, path_major).is_ok()
+}
+
 /// Go's `module.CheckPathMajor`; the reason on mismatch.
-fn check_path_major(v: &str, major: &str, build: &str, path_major: &str) -> Result<(), String> {
+pub(crate) fn check_path_major(
+    v: &str,
+    major: &str,
+    build: &str,
+    path_major: &str,
+) -> Result<(), String> {
     let mut path_major = path_major;
     if path_major.starts_with(".v") {
         path_major = path_major.strip_suffix("-unstable").unwrap_or(path_major);
@@ -801,35 +769,8 @@ mod tests {
     }
 
     #[test]
-    fn pseudo_version_table() {
-        for (ver, pseudo) in [
-            ("v0.0.0-20191109021931-daa7c04131f5", true),
-            ("v1.0.0-20191109021931-daa7c04131f5", true),
-            ("v2.0.0-20191109021931-daa7c04131f5", true),
-            ("v3.0.0-20191109021931-daa7c04131f5+incompatible", true),
-            ("v1.1.0-20191109021931-daa7c04131f5", false),
-            ("v0.0.0-20191109021931-daa7c04131f5+incompatible", true),
-            ("v1.2.3-pre.0.20191109021931-daa7c04131f5", true),
-            ("v1.2.3-pre.x.0.20191109021931-daa7c04131f5", true),
-            ("v1.2.4-0.20191109021931-daa7c04131f5", true),
-            ("v1.2.4-0.20191109021931-daa7c04131f5+incompatible", true),
-            ("v2.0.0-0.20191109021931-daa7c04131f5", true),
-            ("v0.0.0-2019110902193-daa7c04131f5", false), // 13 digits
-            ("v0.0.0-201911090219310-daa7c04131f5", false), // 15 digits
-            ("v0.0.0-20191109021931-", false),
-            ("v0.0.0-20191109021931-daa7_04131f5", false),
-            ("v1.2.4-1.20191109021931-daa7c04131f5", false),
-            ("v1.2.4-pre.20191109021931-daa7c04131f5", false),
-            ("v1.2.3", false),
-            ("v1.2.3-pre", false),
-            ("v1.2.3-a-b", false),
-            ("v0.0.0-20191109021931-daa7c04131f5-x", false),
-            ("v00.0.0-20191109021931-daa7c04131f5", false),
-            ("v0.0-20191109021931-daa7c04131f5", false),
-            ("", false),
-        ] {
-            assert_eq!(is_pseudo_version(ver), pseudo, "{ver:?}");
-        }
+    fn pseudo_versions_are_versions() {
+        use crate::protocol::pseudo::is_pseudo_version;
         assert!(is_pseudo_version(
             v("example.com/m", "v0.0.0-20191109021931-daa7c04131f5").as_str()
         ));

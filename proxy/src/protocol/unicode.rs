@@ -1,6 +1,6 @@
 //! Go's Unicode rules where module paths and file names depend on them: `unicode.SimpleFold`
-//! (with `strings.EqualFold` and golang.org/x/mod/zip's `strToFold` built on it) and
-//! `unicode.IsLetter`.
+//! (with `strings.EqualFold` and golang.org/x/mod/zip's `strToFold` built on it),
+//! `unicode.IsLetter` and `unicode.IsPrint`.
 //!
 //! Rust's `to_lowercase()` and `is_alphabetic()` are different functions (full case mapping,
 //! the Alphabetic property, and a newer Unicode version), so using them would accept zips the go
@@ -81,9 +81,23 @@ pub fn is_letter(c: char) -> bool {
     if c.is_ascii() {
         return c.is_ascii_alphabetic();
     }
+    in_ranges(&tables::LETTERS, c)
+}
+
+/// Go's `unicode.IsPrint`: letters, marks, numbers, punctuation, symbols and the ASCII space
+/// (no other spaces, no control or format characters such as U+FEFF).
+pub fn is_print(c: char) -> bool {
+    if c.is_ascii() {
+        return c == ' ' || c.is_ascii_graphic();
+    }
+    in_ranges(&tables::PRINTABLE, c)
+}
+
+/// Whether `c` is in one of the sorted inclusive `ranges`.
+fn in_ranges(ranges: &[(u32, u32)], c: char) -> bool {
     let r = u32::from(c);
-    let i = tables::LETTERS.partition_point(|&(lo, _)| lo <= r);
-    i > 0 && r <= tables::LETTERS[i - 1].1
+    let i = ranges.partition_point(|&(lo, _)| lo <= r);
+    i > 0 && r <= ranges[i - 1].1
 }
 
 #[cfg(test)]
@@ -177,5 +191,18 @@ mod tests {
         // Todhri (Unicode 16) is newer than Go's tables.
         assert_eq!(UNICODE_VERSION, "15.0.0");
         assert!(!is_letter('\u{105C0}'));
+    }
+
+    #[test]
+    fn printable_is_go_printable() {
+        for c in [' ', 'a', '~', 'é', '日', '€', '\u{FFFD}', '\u{301}', 'Ⅻ'] {
+            assert!(is_print(c), "{c:?}");
+        }
+        for c in [
+            '\t', '\n', '\u{7f}', '\u{85}', '\u{A0}', '\u{FEFF}', '\u{200B}', '\u{2028}',
+            '\u{3000}', '\u{E000}',
+        ] {
+            assert!(!is_print(c), "{c:?}");
+        }
     }
 }

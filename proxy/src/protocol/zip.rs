@@ -20,6 +20,7 @@
 
 mod archive;
 mod collisions;
+pub mod create;
 
 use std::path::Path;
 
@@ -237,7 +238,7 @@ fn check_names(archive: &Archive, prefix: &str) -> Result<Names, ZipError> {
         };
         let name =
             std::str::from_utf8(name).map_err(|_| fail(Rule::FilePath("invalid UTF-8".into())))?;
-        if !is_clean(name) {
+        if !is_clean(name.as_bytes()) {
             return Err(fail(Rule::NotClean));
         }
         check_file_path(name).map_err(|why| fail(Rule::FilePath(why)))?;
@@ -281,25 +282,25 @@ fn check_names(archive: &Archive, prefix: &str) -> Result<Names, ZipError> {
     Ok(names)
 }
 
-/// Whether Go's `path.Clean(name) == name`.
-fn is_clean(name: &str) -> bool {
+/// Whether Go's `path.Clean(name) == name` (bytes: Go's path functions do not decode UTF-8).
+fn is_clean(name: &[u8]) -> bool {
     match name {
-        "" => return false, // Clean("") is "."
-        "." | "/" => return true,
+        b"" => return false, // Clean("") is "."
+        b"." | b"/" => return true,
         _ => {}
     }
-    let rooted = name.starts_with('/');
+    let rooted = name.starts_with(b"/");
     let body = if rooted { &name[1..] } else { name };
-    if body.ends_with('/') {
+    if body.ends_with(b"/") {
         return false;
     }
     // Leading ".." elements survive in a relative path, but not after a rooted "/".
     let mut real_elems = false;
-    for elem in body.split('/') {
+    for elem in body.split(|&b| b == b'/') {
         match elem {
-            "" | "." => return false,
-            ".." if rooted || real_elems => return false,
-            ".." => {}
+            b"" | b"." => return false,
+            b".." if rooted || real_elems => return false,
+            b".." => {}
             _ => real_elems = true,
         }
     }

@@ -284,7 +284,7 @@ fn is_clean_is_go_path_clean_fixed_point() {
         ("a//b", false),
         ("a/", false),
     ] {
-        assert_eq!(is_clean(name), clean, "{name:?}");
+        assert_eq!(is_clean(name.as_bytes()), clean, "{name:?}");
     }
 }
 

@@ -1,5 +1,8 @@
-// The go toolchain's own module zip checker, for proxy/tests/zip_reference.rs, and the
-// generator of the Unicode tables modfleet's zip check embeds (unicodetables/).
+// The go toolchain's own code as the proxy tests' reference: the module zip checker (for
+// tests/zip_reference.rs), the generator of the Unicode tables modfleet's zip check embeds
+// (unicodetables/), x/mod's pseudo-versions and semver (pseudoref/, for
+// tests/pseudo_reference.rs), and module zips created from Git repositories (createzip/, for
+// tests/zip_create_reference.rs).
 module modfleet.dev/proxy/tests/checkzip
 
 go 1.26.0

@@ -1,7 +1,9 @@
 // Command unicodetables prints the Rust source of the Unicode tables that modfleet's module
-// zip check (proxy/src/protocol/unicode.rs) needs to decide exactly as golang.org/x/mod does:
-// unicode.SimpleFold (for strings.EqualFold and x/mod/zip's strToFold) and unicode.IsLetter
-// (for module.CheckFilePath), taken from this Go toolchain's unicode package.
+// zip check and zip creation (proxy/src/protocol/unicode.rs) need to decide exactly as
+// golang.org/x/mod does: unicode.SimpleFold (for strings.EqualFold and x/mod/zip's strToFold),
+// unicode.IsLetter (for module.CheckFilePath) and unicode.IsPrint (x/mod/modfile's lexer,
+// which decides whether a go.mod parses and so which vendor rules a zip follows), taken from
+// this Go toolchain's unicode package.
 //
 //	go run ./unicodetables > ../../../src/protocol/unicode/tables.rs
 //
@@ -24,17 +26,8 @@ func main() {
 			folds = append(folds, pair{r, f})
 		}
 	}
-	var letters []pair
-	for r := rune(0x80); r <= unicode.MaxRune; r++ {
-		if !unicode.IsLetter(r) {
-			continue
-		}
-		if n := len(letters); n > 0 && letters[n-1].b == r-1 {
-			letters[n-1].b = r
-		} else {
-			letters = append(letters, pair{r, r})
-		}
-	}
+	letters := ranges(unicode.IsLetter)
+	printable := ranges(unicode.IsPrint)
 
 	w := bufio.NewWriter(os.Stdout)
 	defer w.Flush()
@@ -50,6 +43,24 @@ pub const UNICODE_VERSION: &str = %q;
 		"SIMPLE_FOLD", folds)
 	table(w, "Non-ASCII runes for which `unicode.IsLetter` is true, as inclusive ranges, sorted.",
 		"LETTERS", letters)
+	table(w, "Non-ASCII runes for which `unicode.IsPrint` is true, as inclusive ranges, sorted.",
+		"PRINTABLE", printable)
+}
+
+// ranges lists the non-ASCII runes for which is is true as inclusive ranges.
+func ranges(is func(rune) bool) []pair {
+	var out []pair
+	for r := rune(0x80); r <= unicode.MaxRune; r++ {
+		if !is(r) {
+			continue
+		}
+		if n := len(out); n > 0 && out[n-1].b == r-1 {
+			out[n-1].b = r
+		} else {
+			out = append(out, pair{r, r})
+		}
+	}
+	return out
 }
 
 func table(w *bufio.Writer, doc, name string, pairs []pair) {
