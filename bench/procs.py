@@ -242,6 +242,7 @@ class Contender:
     is_proxy: bool = True  # False for nginx (serves the corpus itself)
     unavailable: str = ""  # why it could not be built, if so
     kind: str = ""  # which starter (default: the name); a modfleet variant has kind "modfleet"
+    args: tuple = ()  # extra command-line arguments (a modfleet setting under test)
 
     def start(self, upstreams, corpus_root):
         """Starts a fresh instance with an empty cache; returns a Proc."""
@@ -261,7 +262,7 @@ def _start_modfleet(c, upstreams, _root):
             "--cache-dir", str(workdir / "cache"), "--log-format", "json",
             # The origins serve no checksum database (and the other contenders check none):
             # every contender serves the same unverified bytes, as goproxy's GOSUMDB=off does.
-            "--verify-sumdb", "off"]
+            "--verify-sumdb", "off", *c.args]
     for u in upstreams:
         args += ["--upstream", u]
     popen, log = _spawn("modfleet", args, workdir, env=_clean_env())

@@ -13,7 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-COLORS = {"modfleet": "#1f77b4", "athens": "#d62728", "goproxy": "#2ca02c", "nginx": "#7f7f7f",
+COLORS = {"modfleet": "#1f77b4", "modfleet-prefetch-zips": "#9ecae1", "athens": "#d62728", "goproxy": "#2ca02c", "nginx": "#7f7f7f",
           "origin direct": "#7f7f7f"}
 
 HOW_LATENCY = (
@@ -304,14 +304,16 @@ def goals_section(r):
     # Beyond every peer: an empty modfleet faster than the go command at the origin itself.
     cd = cold.get("nginx", {})
     hi = str(max(r["config"]["latencies_ms"])) if r.get("config", {}).get("latencies_ms") else None
-    xm, xd = cm.get(hi, {}), cd.get(hi, {})
-    okd = bool(hi and xm.get("ok") and xd.get("ok"))
-    rows.append((f"cold graph at {hi} ms ≤ 0.7× the go command direct",
-                 (f"{xm['seconds']:.1f} s vs {xd['seconds']:.1f} s ({xm['seconds'] / xd['seconds']:.2f}×)"
-                  + (f", upstream {xm['upstream_bytes'] / 1e6:.0f} vs {xd['upstream_bytes'] / 1e6:.0f} MB"
-                     if xm.get("upstream_bytes") is not None and xd.get("upstream_bytes") is not None else ""))
-                 if okd else "—",
-                 verdict(None if not okd else xm["seconds"] <= 0.7 * xd["seconds"])))
+    for name, how in (("modfleet", "default prefetch: .mod files"),
+                      ("modfleet-prefetch-zips", "`--prefetch-zips on`: .mod, .info and zips")):
+        xm, xd = cold.get(name, {}).get(hi, {}), cd.get(hi, {})
+        okd = bool(hi and xm.get("ok") and xd.get("ok"))
+        rows.append((f"cold graph at {hi} ms ≤ 0.7× the go command direct ({how})",
+                     (f"{xm['seconds']:.1f} s vs {xd['seconds']:.1f} s ({xm['seconds'] / xd['seconds']:.2f}×)"
+                      + (f", upstream {xm['upstream_bytes'] / 1e6:.0f} vs {xd['upstream_bytes'] / 1e6:.0f} MB"
+                         if xm.get("upstream_bytes") is not None and xd.get("upstream_bytes") is not None else ""))
+                     if okd else "—",
+                     verdict(None if not okd else xm["seconds"] <= 0.7 * xd["seconds"])))
     fo = r.get("failover") or {}
     fm, fs = (fo.get("results") or {}).get("modfleet", {}), fo.get("secondary")
     okf = bool(fm and not fm.get("error") and fs)

@@ -11,6 +11,7 @@ ${XDG_CACHE_HOME:-$HOME/.cache}/modfleet/.
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -178,9 +179,25 @@ def scenario_warm(contenders, corpus, cfg):
     return out
 
 
+# The cold scenario also runs modfleet with `.info` and zips prefetched (off by default).
+PREFETCH_ZIPS = "modfleet-prefetch-zips"
+
+
+def with_prefetch_zips(contenders):
+    """The contenders, with modfleet `--prefetch-zips on` right after modfleet."""
+    out = []
+    for c in contenders:
+        out.append(c)
+        if c.name == "modfleet":
+            out.append(dataclasses.replace(c, name=PREFETCH_ZIPS, kind="modfleet",
+                                           args=("--prefetch-zips", "on")))
+    return out
+
+
 def scenario_cold(contenders, corpus, cfg):
     """Wall time of `go mod download all` with empty client and proxy caches, per latency."""
     out = {}
+    contenders = with_prefetch_zips(contenders)
     for lat in cfg["latencies_ms"]:
         origin = procs.Origin(str(corpus.root), [lat / 1000.0])
         try:
