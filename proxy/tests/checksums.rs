@@ -7,7 +7,7 @@
 mod common;
 
 use common::sumdb::{Rec, RefDb};
-use common::{Corpus, Proxy, Upstream, config_file};
+use common::{Corpus, Proxy, Upstream, config_file, wait_committed};
 use modfleet_proxy::protocol::sumdb::dirhash::hash_go_mod;
 use modfleet_proxy::protocol::zip::check_zip;
 use modfleet_proxy::protocol::{ModulePath, Version};
@@ -189,6 +189,9 @@ async fn verify_blames_the_file_the_database_disowns() {
     assert_eq!(p.get(&zip_path).await.status(), 200);
     let cache = dir.path().join("cache");
     let mod_file = cache.join("download").join(rel(GOOD, "mod"));
+    // Both are committed just after the answer; tamper with the committed .mod.
+    wait_committed(&cache.join("download").join(rel(GOOD, "zip"))).await;
+    wait_committed(&mod_file).await;
     std::fs::write(
         &mod_file,
         format!("module {GOOD}\n\nrequire example.com/backdoor v1.0.0\n"),

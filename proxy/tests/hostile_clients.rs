@@ -8,7 +8,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::{
-    Corpus, Proxy, Upstream, escape, metric_value, noise, raise_open_file_limit, wait_for,
+    Corpus, Proxy, Upstream, escape, metric_value, noise, raise_open_file_limit, wait_committed,
+    wait_for,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -269,6 +270,10 @@ async fn clients_that_never_read_do_not_starve_cached_requests() {
     let zip = real_client_gets(&proxy, &zip_path(), Duration::from_secs(60)).await;
     assert_eq!(zip, corpus.read(&zip_path()[1..]));
     real_client_gets(&proxy, &mod_path(), Duration::from_secs(30)).await;
+    // Committed just after the answers: every request below is a hit.
+    for path in [zip_path(), mod_path()] {
+        wait_committed(&cache.path().join("download").join(&path[1..])).await;
+    }
     let hits = |text: &str| {
         metric_value(
             text,

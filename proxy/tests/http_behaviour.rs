@@ -38,7 +38,7 @@ async fn serves_every_route_with_the_right_headers() {
         vec![("/example.com/hello/@v/list", Reply::Body(list.into()))],
         Some(c.root().to_path_buf()),
     );
-    let (p, _cache) = proxy_over(&[&up.url], &[]).await;
+    let (p, cache) = proxy_over(&[&up.url], &[]).await;
 
     let r = p.get("/example.com/hello/@v/list").await;
     assert_eq!(r.status(), 200);
@@ -85,6 +85,13 @@ async fn serves_every_route_with_the_right_headers() {
         "strong etag: {etag}"
     );
     assert_eq!(r.bytes().await.unwrap(), zip);
+    // Committed just after the answer: the requests below are hits.
+    wait_committed(
+        &cache
+            .path()
+            .join("download/example.com/hello/@v/v1.0.0.zip"),
+    )
+    .await;
 
     let r = p.get("/example.com/hello/@latest").await;
     assert_eq!(r.status(), 200);

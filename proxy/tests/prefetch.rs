@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Corpus, Proxy, Reply, Upstream, wait_for};
+use common::{Corpus, Proxy, Reply, Upstream, wait_committed, wait_for};
 
 const APP: &str = "example.com/app";
 const WAIT: Duration = Duration::from_secs(30);
@@ -111,7 +111,11 @@ async fn requires_are_prefetched_once_in_the_background_never_private_ones() {
         assert_eq!(up.hits(&mod_path(m)), 0, "{m} was prefetched");
     }
 
-    // Cached: the client's request is a hit, the upstream is not asked again.
+    // Cached (committed just after the prefetch ended): the client's request is a hit, the
+    // upstream is not asked again.
+    for d in deps {
+        wait_committed(&cache.path().join("download").join(&mod_path(d)[1..])).await;
+    }
     for d in deps {
         let r = p.get(&mod_path(d)).await;
         assert_eq!(r.status(), 200);
@@ -180,6 +184,9 @@ async fn zips_are_prefetched_with_the_flag_and_start_no_next_level() {
         },
     )
     .await;
+    for f in [&zip, &info] {
+        wait_committed(&cache.path().join("download").join(&f[1..])).await;
+    }
     assert_eq!(up.hits(&zip), 1);
     assert_eq!(up.hits(&info), 1);
     assert_eq!(

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Proxy, Reply, Upstream, config_file, metric_value};
+use common::{Proxy, Reply, Upstream, config_file, metric_value, wait_committed};
 use modfleet_testkit::collector::{Collector, Span, SpanKind, StatusCode};
 
 const MODULE: &str = "example.com/traced";
@@ -221,6 +221,8 @@ async fn spans_go_over_http_protobuf_and_a_hit_is_traced_as_a_hit() {
             .await
             .unwrap();
         assert_eq!(r.status(), 200);
+        // Committed just after the answer: the second request is then a hit, not a join.
+        wait_committed(&dir.path().join("cache/download").join(&INFO_PATH[1..])).await;
     }
     let spans = collector
         .wait_for_spans_async(
