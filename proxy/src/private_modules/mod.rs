@@ -1,0 +1,226 @@
+//! Private modules: paths matching a `privateModules` pattern are answered from their Git
+//! repositories through [`CodeRepo`], never from an upstream proxy. One [`Repository`] (a
+//! bare mirror under `<cache-dir>/vcs/`, never served) per repository URL, kept in a bounded
+//! map. Every call here runs the git work on the blocking pool.
+
+mod locate;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::StatusCode;
+
+use crate::cache::CacheWriter;
+use crate::codehost::git::{GitOptions, GitRepo};
+use crate::coderepo::{CodeRepo, CodeRepoError, DEFAULT_MIN_REFRESH_INTERVAL, Repository};
+use crate::config::{Config, PrivateModule};
+use crate::protocol::zip::create::CreatedZip;
+use crate::upstream::PoolError;
+pub use locate::{Location, NotLocated, locate};
+
+/// Most repositories kept open at once; past it, one no request is using is dropped (its
+/// mirror stays on disk and is reopened when asked for again).
+const MAX_REPOSITORIES: usize = 1024;
+
+/// The private module patterns and their repositories.
+pub struct PrivateModules {
+    entries: Vec<PrivateModule>,
+    options: GitOptions,
+    repos: Mutex<HashMap<String, Arc<Repository>>>,
+}
+
+impl PrivateModules {
+    /// `None` when no `privateModules` are configured.
+    pub fn new(config: &Config) -> Option<Arc<PrivateModules>> {
+        if config.private.is_empty() {
+            return None;
+        }
+        Some(Arc::new(PrivateModules {
+            entries: config.private.clone(),
+            options: GitOptions::new(config.cache_dir.join("vcs")),
+            repos: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    /// Whether `module` is private (served from Git).
+    pub fn serves(&self, module: &str) -> bool {
+        self.entry(module).is_some()
+    }
+
+    fn entry(&self, module: &str) -> Option<&PrivateModule> {
+        self.entries.iter().find(|e| e.pattern.matches(module))
+    }
+
+    /// The module's [`CodeRepo`]: its repository located and opened (no network yet).
+    fn code_repo(&self, module: &str) -> Result<CodeRepo, CodeRepoError> {
+        let not_found = |reason: String| CodeRepoError::NotFound {
+            module: module.to_string(),
+            version: None,
+            reason,
+        };
+        let entry = self
+            .entry(module)
+            .ok_or_else(|| not_found("it matches no privateModules pattern".into()))?;
+        let location = locate(entry, module).map_err(|e| not_found(e.0))?;
+        let repo = self.repository(entry, &location.url).map_err(|e| {
+            CodeRepoError::from_host(
+                e,
+                module,
+                None,
+                &crate::codehost::display_url(&location.url),
+            )
+        })?;
+        CodeRepo::new(repo, &location.root, "", module)
+    }
+
+    /// The shared [`Repository`] of `url`, opened on first use.
+    fn repository(
+        &self,
+        entry: &PrivateModule,
+        url: &str,
+    ) -> Result<Arc<Repository>, crate::codehost::HostError> {
+        let mut repos = self.repos.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(repo) = repos.get(url) {
+            return Ok(repo.clone());
+        }
+        if repos.len() >= MAX_REPOSITORIES {
+            let unused = repos
+                .iter()
+                .find(|(_, r)| Arc::strong_count(r) == 1)
+                .map(|(k, _)| k.clone());
+            match unused {
+                Some(k) => {
+                    repos.remove(&k);
+                }
+                None => {
+                    return Err(crate::codehost::HostError::Unavailable(format!(
+                        "more than {MAX_REPOSITORIES} repositories are in use at once"
+                    )));
+                }
+            }
+        }
+        let mut options = self.options.clone();
+        options.allow_insecure_http = entry.insecure;
+        let host = GitRepo::open(url, entry.credentials.clone(), &options)?;
+        let repo = Arc::new(Repository::new(
+            Arc::new(host),
+            url,
+            DEFAULT_MIN_REFRESH_INTERVAL,
+        ));
+        repos.insert(url.to_string(), repo.clone());
+        Ok(repo)
+    }
+
+    /// Runs `f` on the module's [`CodeRepo`] on the blocking pool.
+    async fn with<T: Send + 'static>(
+        self: &Arc<Self>,
+        module: &str,
+        f: impl FnOnce(&CodeRepo) -> Result<T, CodeRepoError> + Send + 'static,
+    ) -> Result<T, PoolError> {
+        let (this, module) = (self.clone(), module.to_string());
+        tokio::task::spawn_blocking(move || f(&this.code_repo(&module)?))
+            .await
+            .map_err(|e| PoolError::Local(format!("Git task failed: {e}")))?
+            .map_err(pool_error)
+    }
+
+    /// `@v/list`: one version per line.
+    pub async fn list(self: &Arc<Self>, module: &str) -> Result<Bytes, PoolError> {
+        self.with(module, |code| {
+            let versions = code.versions("")?;
+            Ok(Bytes::from(
+                versions
+                    .iter()
+                    .map(|v| format!("{v}\n"))
+                    .collect::<String>(),
+            ))
+        })
+        .await
+    }
+
+    /// `.info` of a version or a query (branch, hash, pseudo-version).
+    pub async fn info(self: &Arc<Self>, module: &str, rev: &str) -> Result<Bytes, PoolError> {
+        let rev = rev.to_string();
+        self.with(module, move |code| info_bytes(code, code.stat(&rev)?))
+            .await
+    }
+
+    /// `@latest`.
+    pub async fn latest(self: &Arc<Self>, module: &str) -> Result<Bytes, PoolError> {
+        self.with(module, |code| info_bytes(code, code.latest()?))
+            .await
+    }
+
+    /// `.mod`.
+    pub async fn go_mod(self: &Arc<Self>, module: &str, version: &str) -> Result<Bytes, PoolError> {
+        let version = version.to_string();
+        self.with(module, move |code| code.go_mod(&version).map(Bytes::from))
+            .await
+    }
+
+    /// `.zip`, written into `writer` (handed back with the zip's `h1:`).
+    pub async fn zip(
+        self: &Arc<Self>,
+        module: &str,
+        version: &str,
+        writer: CacheWriter,
+    ) -> Result<(CacheWriter, CreatedZip), PoolError> {
+        let version = version.to_string();
+        self.with(module, move |code| {
+            let mut out = WriterAdapter(writer);
+            let created = code.zip(&version, &mut out)?;
+            Ok((out.0, created))
+        })
+        .await
+    }
+
+    /// Fetches the module's repository now (`POST /admin/refresh`).
+    pub async fn refresh(self: &Arc<Self>, module: &str) -> Result<(), PoolError> {
+        self.with(module, |code| {
+            code.repository().refresh_now().map_err(|e| {
+                CodeRepoError::from_host(e, code.module_path(), None, code.repository().url())
+            })
+        })
+        .await
+    }
+}
+
+fn info_bytes(code: &CodeRepo, info: crate::coderepo::RevInfo) -> Result<Bytes, CodeRepoError> {
+    info.info_json()
+        .map(Bytes::from)
+        .ok_or_else(|| CodeRepoError::NotFound {
+            module: code.module_path().to_string(),
+            version: Some(info.version.clone()),
+            reason: "its commit time cannot be written as RFC 3339".into(),
+        })
+}
+
+/// A [`CodeRepoError`] as the fetcher's error, keeping its status: 404 so the go command
+/// falls back or stops, 400 for a malformed version, 502 for a Git outage or refused
+/// credentials (the message names module and repository, never a secret).
+pub fn pool_error(e: CodeRepoError) -> PoolError {
+    let message = e.to_string();
+    match e.status() {
+        StatusCode::NOT_FOUND => PoolError::NotFound { message },
+        status if status.is_client_error() => PoolError::Refused { status, message },
+        _ => PoolError::Unavailable {
+            timeout: false,
+            message,
+        },
+    }
+}
+
+/// `std::io::Write` over a [`CacheWriter`].
+struct WriterAdapter(CacheWriter);
+
+impl std::io::Write for WriterAdapter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
