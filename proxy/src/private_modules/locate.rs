@@ -1,7 +1,8 @@
 //! Where a private module's repository is: the entry's explicit repository, or the go
 //! command's rule for `.git`-qualified paths (`cmd/go/internal/vcs/vcs.go`, the last of
 //! `vcsPaths`: the shortest path prefix whose last element ends in `.git` is the repository
-//! root, and `https://` + that prefix without `.git` is the repository). Pure: no I/O.
+//! root, and `https://` + that prefix without `.git` is the repository), its static rule for
+//! github.com, else go-get discovery ([`super::discovery`]). Pure: no I/O.
 
 use crate::config::PrivateModule;
 
@@ -12,6 +13,8 @@ pub struct Location {
     pub url: String,
     /// The module path prefix at the repository's root (`codeRoot`).
     pub root: String,
+    /// The directory below the one the path implies (a go-import tag's fourth field).
+    pub subdir: String,
 }
 
 /// Why no repository was found for a module (an answer of 404: the module is not there).
@@ -19,8 +22,9 @@ pub struct Location {
 #[error("{0}")]
 pub struct NotLocated(pub String);
 
-/// The repository of `module`, which matches `entry`'s pattern.
-pub fn locate(entry: &PrivateModule, module: &str) -> Result<Location, NotLocated> {
+/// The repository of `module`, which matches `entry`'s pattern; `Ok(None)`: ask go-get
+/// discovery.
+pub fn locate(entry: &PrivateModule, module: &str) -> Result<Option<Location>, NotLocated> {
     if let Some(repo) = &entry.repository {
         if !has_path_prefix(module, &repo.root) {
             return Err(NotLocated(format!(
@@ -29,23 +33,21 @@ pub fn locate(entry: &PrivateModule, module: &str) -> Result<Location, NotLocate
                 repo.root
             )));
         }
-        return Ok(Location {
+        return Ok(Some(Location {
             url: repo.url.clone(),
             root: repo.root.clone(),
-        });
+            subdir: String::new(),
+        }));
     }
     if let Some(root) = git_qualified_root(module) {
         let repo = &root[..root.len() - ".git".len()];
-        return Ok(Location {
+        return Ok(Some(Location {
             url: format!("https://{repo}"),
             root: root.to_string(),
-        });
+            subdir: String::new(),
+        }));
     }
-    Err(NotLocated(format!(
-        "module {module}: its repository is not configured and go-get discovery is not \
-         implemented: set `repository` (url and root) in its privateModules entry, or use a \
-         .git-qualified module path"
-    )))
+    Ok(super::discovery::static_rule(module))
 }
 
 /// The root of a `.git`-qualified path: `host/a/b.git` of `host/a/b.git/sub`. The host must
@@ -108,7 +110,9 @@ mod tests {
             "ssh://git@h/team/lib.git",
             "git.corp.example/team/lib",
         )));
-        let l = locate(&e, "git.corp.example/team/lib/sub/v2").unwrap();
+        let l = locate(&e, "git.corp.example/team/lib/sub/v2")
+            .unwrap()
+            .unwrap();
         assert_eq!(l.url, "ssh://git@h/team/lib.git");
         assert_eq!(l.root, "git.corp.example/team/lib");
         let err = locate(&e, "git.corp.example/team/library").unwrap_err();
@@ -118,24 +122,23 @@ mod tests {
     #[test]
     fn git_qualified_paths_name_their_repository_as_the_go_command_does() {
         let e = entry(None);
-        let l = locate(&e, "git.corp.example/a/b.git/sub/v2").unwrap();
+        let l = locate(&e, "git.corp.example/a/b.git/sub/v2")
+            .unwrap()
+            .unwrap();
         assert_eq!(l.root, "git.corp.example/a/b.git");
         assert_eq!(l.url, "https://git.corp.example/a/b");
-        let l = locate(&e, "git.corp.example/a.git").unwrap();
+        let l = locate(&e, "git.corp.example/a.git").unwrap().unwrap();
         assert_eq!(l.url, "https://git.corp.example/a");
         // The shortest prefix wins.
-        let l = locate(&e, "git.corp.example/a.git/b.git").unwrap();
+        let l = locate(&e, "git.corp.example/a.git/b.git").unwrap().unwrap();
         assert_eq!(l.root, "git.corp.example/a.git");
         for m in [
             "git.corp.example/a/b",
             "git.corp.example/.git",
             "localhost/a.git",
         ] {
-            let err = locate(&e, m).unwrap_err();
-            assert!(
-                err.0.contains("go-get discovery is not implemented"),
-                "{m}: {err}"
-            );
+            // Neither: go-get discovery decides.
+            assert_eq!(locate(&e, m).unwrap(), None, "{m}");
         }
     }
 }

@@ -3,10 +3,12 @@
 //! bare mirror under `<cache-dir>/vcs/`, never served) per repository URL, kept in a bounded
 //! map. Every call here runs the git work on the blocking pool.
 
+pub mod discovery;
 mod locate;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::StatusCode;
@@ -22,12 +24,27 @@ pub use locate::{Location, NotLocated, locate};
 /// Most repositories kept open at once; past it, one no request is using is dropped (its
 /// mirror stays on disk and is reopened when asked for again).
 const MAX_REPOSITORIES: usize = 1024;
+/// Most go-get discovery answers remembered; past it the oldest is dropped.
+const MAX_DISCOVERED: usize = 4096;
+/// How long a discovered repository is used before the page is asked again.
+const DISCOVERED_TTL: Duration = Duration::from_secs(600);
+/// How long "no go-import tag for this path" is remembered (the go command asks for every
+/// prefix of a path; each would otherwise cost a request to the Git host).
+const NOT_DISCOVERED_TTL: Duration = Duration::from_secs(60);
+
+/// go-get discovery's answers (a location, or why there is none) by module path, with when.
+type Discovered = HashMap<String, (Instant, Result<Location, String>)>;
 
 /// The private module patterns and their repositories.
 pub struct PrivateModules {
     entries: Vec<PrivateModule>,
     options: GitOptions,
     repos: Mutex<HashMap<String, Arc<Repository>>>,
+    /// go-get discovery's answers by module path, with when they were had.
+    discovered: Mutex<Discovered>,
+    /// Discovery's HTTP clients: https only, and with http allowed (`insecure`).
+    https_client: reqwest::Client,
+    insecure_client: reqwest::Client,
 }
 
 impl PrivateModules {
@@ -40,6 +57,9 @@ impl PrivateModules {
             entries: config.private.clone(),
             options: GitOptions::new(config.cache_dir.join("vcs")),
             repos: Mutex::new(HashMap::new()),
+            discovered: Mutex::new(HashMap::new()),
+            https_client: discovery::client(false),
+            insecure_client: discovery::client(true),
         }))
     }
 
@@ -52,8 +72,9 @@ impl PrivateModules {
         self.entries.iter().find(|e| e.pattern.matches(module))
     }
 
-    /// The module's [`CodeRepo`]: its repository located and opened (no network yet).
-    fn code_repo(&self, module: &str) -> Result<CodeRepo, CodeRepoError> {
+    /// Where the module's repository is: configured, `.git`-qualified, github.com, or found
+    /// by go-get discovery (remembered for a while).
+    async fn location(&self, module: &str) -> Result<Location, CodeRepoError> {
         let not_found = |reason: String| CodeRepoError::NotFound {
             module: module.to_string(),
             version: None,
@@ -62,7 +83,61 @@ impl PrivateModules {
         let entry = self
             .entry(module)
             .ok_or_else(|| not_found("it matches no privateModules pattern".into()))?;
-        let location = locate(entry, module).map_err(|e| not_found(e.0))?;
+        if let Some(location) = locate(entry, module).map_err(|e| not_found(e.0))? {
+            return Ok(location);
+        }
+        if let Some((at, answer)) = self.lock_discovered().get(module) {
+            let ttl = if answer.is_ok() {
+                DISCOVERED_TTL
+            } else {
+                NOT_DISCOVERED_TTL
+            };
+            if at.elapsed() < ttl {
+                return answer.clone().map_err(not_found);
+            }
+        }
+        let client = if entry.insecure {
+            &self.insecure_client
+        } else {
+            &self.https_client
+        };
+        let page = |scheme: &str, path: &str| format!("{scheme}://{path}?go-get=1");
+        let answer = match discovery::discover(client, module, entry.insecure, &page).await {
+            Ok(location) => Ok(location),
+            Err(discovery::DiscoveryError::NotFound(why)) => Err(why),
+            Err(discovery::DiscoveryError::Unavailable(why)) => {
+                return Err(CodeRepoError::Unavailable {
+                    module: module.to_string(),
+                    version: None,
+                    repository: format!("https://{module}?go-get=1"),
+                    reason: format!("go-get discovery failed: {why}"),
+                });
+            }
+        };
+        let mut discovered = self.lock_discovered();
+        if discovered.len() >= MAX_DISCOVERED
+            && let Some(oldest) = discovered
+                .iter()
+                .min_by_key(|(_, (at, _))| *at)
+                .map(|(k, _)| k.clone())
+        {
+            discovered.remove(&oldest);
+        }
+        discovered.insert(module.to_string(), (Instant::now(), answer.clone()));
+        answer.map_err(|why| not_found(format!("go-get discovery: {why}")))
+    }
+
+    fn lock_discovered(&self) -> std::sync::MutexGuard<'_, Discovered> {
+        self.discovered.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The module's [`CodeRepo`] on its repository, opened (no network yet).
+    fn code_repo(&self, module: &str, location: &Location) -> Result<CodeRepo, CodeRepoError> {
+        let entry = self.entry(module).ok_or_else(|| CodeRepoError::NotFound {
+            module: module.to_string(),
+            version: None,
+            reason: "it matches no privateModules pattern".into(),
+        })?;
         let repo = self.repository(entry, &location.url).map_err(|e| {
             CodeRepoError::from_host(
                 e,
@@ -71,7 +146,7 @@ impl PrivateModules {
                 &crate::codehost::display_url(&location.url),
             )
         })?;
-        CodeRepo::new(repo, &location.root, "", module)
+        CodeRepo::new(repo, &location.root, &location.subdir, module)
     }
 
     /// The shared [`Repository`] of `url`, opened on first use.
@@ -118,8 +193,9 @@ impl PrivateModules {
         module: &str,
         f: impl FnOnce(&CodeRepo) -> Result<T, CodeRepoError> + Send + 'static,
     ) -> Result<T, PoolError> {
+        let location = self.location(module).await.map_err(pool_error)?;
         let (this, module) = (self.clone(), module.to_string());
-        tokio::task::spawn_blocking(move || f(&this.code_repo(&module)?))
+        tokio::task::spawn_blocking(move || f(&this.code_repo(&module, &location)?))
             .await
             .map_err(|e| PoolError::Local(format!("Git task failed: {e}")))?
             .map_err(pool_error)
