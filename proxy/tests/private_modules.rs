@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::Command;
 
 use common::{GoEnv, Proxy, Upstream, config_file};
-use modfleet_testkit::gitserver::{BasicAuth, Change, GitHttpServer, RepoRoot, TestRepo};
+use modfleet_testkit::gitserver::{BasicAuth, Change, GitHttpServer, RepoRoot, Sshd, TestRepo};
 use serde_json::Value;
 
 /// The module path prefix: `HOST/NAME.git` names repository NAME (the `.git` qualifier).
@@ -425,4 +425,67 @@ async fn admin_refresh_shows_a_pushed_tag_before_the_list_ttl() {
     let r = refresh("Not%20A%20Path").await.unwrap();
     assert_eq!(r.status(), 400);
     assert_private_paths_stayed(&s);
+}
+
+/// SSH with a key and known_hosts: the same answers as the go command direct over HTTP to
+/// the same repository; a key the server does not accept is a clear 502 naming module and
+/// repository.
+#[tokio::test(flavor = "multi_thread")]
+async fn ssh_repositories_are_served_with_a_key_and_pinned_host_key() {
+    let root = RepoRoot::new();
+    let lib = make_lib(&root);
+    let server = GitHttpServer::start(root.path(), None);
+    let sshd = Sshd::start();
+    let upstream = Upstream::start(vec![], None);
+    let dir = tempfile::tempdir().unwrap();
+    let entry = |name: &str, key: &Path| {
+        format!(
+            "  - pattern: {HOST}/{name}.git\n    repository: {{url: \"{}\", root: {HOST}/{name}.git}}\n    credentials: {{sshPrivateKeyFile: {}, sshKnownHostsFile: {}}}\n",
+            sshd.url(&lib.bare),
+            key.display(),
+            sshd.known_hosts().display(),
+        )
+    };
+    let yaml = format!(
+        "upstreams:\n  - url: {up}\nsumdbs:\n  - name: sum.golang.org\n    url: {up}\nprivateModules:\n{}{}  - pattern: git.modfleet.test\n",
+        entry("lib", &sshd.client_key()),
+        entry("stranger", &sshd.stranger_key()),
+        up = upstream.url,
+    );
+    let cfg = config_file(dir.path(), &yaml);
+    let proxy = Proxy::start(
+        &dir.path().join("cache"),
+        &["--config", cfg.to_str().unwrap()],
+    );
+    let go = Go::new();
+    let arg = format!("{HOST}/lib.git@v1.1.0");
+    let ours = download(
+        go.via(&proxy.url, &["mod", "download", "-json", &arg]),
+        &arg,
+    );
+    std::fs::remove_dir_all(go.home.path().join("modcache")).ok();
+    let theirs = download(
+        go.direct(&server, &["lib"], &["mod", "download", "-json", &arg]),
+        &arg,
+    );
+    assert!(theirs["Error"].is_null(), "{theirs}");
+    assert_eq!(ours, theirs, "over SSH: {}", sshd.log());
+
+    let module = format!("{HOST}/stranger.git");
+    let r = proxy.get(&format!("/{module}/@v/list")).await;
+    let status = r.status();
+    let body = r.text().await.unwrap();
+    assert_eq!(status, 502, "{body}");
+    assert!(
+        body.contains(&module) && body.contains("127.0.0.1"),
+        "{body}"
+    );
+    assert!(body.contains("credentials"), "{body}");
+    drop(lib);
+    let leaked = upstream
+        .all_hits()
+        .into_keys()
+        .filter(|p| p.contains("git.modfleet.test"))
+        .count();
+    assert_eq!(leaked, 0);
 }

@@ -155,8 +155,12 @@ impl PrivateModules {
         entry: &PrivateModule,
         url: &str,
     ) -> Result<Arc<Repository>, crate::codehost::HostError> {
+        // One mirror per repository and way in: entries with other credentials for the same
+        // URL never read a mirror fetched with these (each keeps its own refusals).
+        let access = access_key(entry);
+        let key = format!("{access}\n{url}");
         let mut repos = self.repos.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(repo) = repos.get(url) {
+        if let Some(repo) = repos.get(&key) {
             return Ok(repo.clone());
         }
         if repos.len() >= MAX_REPOSITORIES {
@@ -176,6 +180,7 @@ impl PrivateModules {
             }
         }
         let mut options = self.options.clone();
+        options.dir = options.dir.join(&access);
         options.allow_insecure_http = entry.insecure;
         let host = GitRepo::open(url, entry.credentials.clone(), &options)?;
         let repo = Arc::new(Repository::new(
@@ -183,7 +188,7 @@ impl PrivateModules {
             url,
             DEFAULT_MIN_REFRESH_INTERVAL,
         ));
-        repos.insert(url.to_string(), repo.clone());
+        repos.insert(key, repo.clone());
         Ok(repo)
     }
 
@@ -260,6 +265,14 @@ impl PrivateModules {
         })
         .await
     }
+}
+
+/// A short name for an entry's way into its repositories (credentials files and `insecure`;
+/// names of files, never their contents), the directory its mirrors live in.
+fn access_key(entry: &PrivateModule) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{:?}/{}", entry.credentials, entry.insecure));
+    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn info_bytes(code: &CodeRepo, info: crate::coderepo::RevInfo) -> Result<Bytes, CodeRepoError> {
