@@ -14,7 +14,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{GoEnv, Proxy, Upstream, config_file};
+use common::{GoEnv, Proxy, Upstream, config_file, wait_for};
 use modfleet_testkit::gitserver::{BasicAuth, Change, GitHttpServer, RepoRoot, Sshd, TestRepo};
 use serde_json::Value;
 
@@ -488,4 +488,67 @@ async fn ssh_repositories_are_served_with_a_key_and_pinned_host_key() {
         .filter(|p| p.contains("git.modfleet.test"))
         .count();
     assert_eq!(leaked, 0);
+}
+
+/// Lists follow `listTtl` and stale-while-revalidate as any list does: past the TTL the cached
+/// list is served at once (with `Age`) while Git is asked again, and the new tag follows;
+/// concurrent requests for a zip all get the same bytes.
+#[tokio::test(flavor = "multi_thread")]
+async fn lists_expire_and_revalidate_and_concurrent_zips_agree() {
+    let root = RepoRoot::new();
+    let lib = make_lib(&root);
+    let server = GitHttpServer::start(root.path(), None);
+    let upstream = Upstream::start(vec![], None);
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "upstreams:\n  - url: {up}\nlistTtl: 1s\nstaleWhileRevalidate: 1h\nprivateModules:\n  - pattern: {HOST}/lib.git\n    insecure: true\n    repository: {{url: {url}, root: {HOST}/lib.git}}\n",
+        up = upstream.url,
+        url = server.url("lib"),
+    );
+    let cfg = config_file(dir.path(), &yaml);
+    let proxy = Proxy::start(
+        &dir.path().join("cache"),
+        &["--config", cfg.to_str().unwrap()],
+    );
+    let list_path = format!("/{HOST}/lib.git/@v/list");
+    let r = proxy.get(&list_path).await;
+    assert_eq!(r.text().await.unwrap(), "v1.0.0\nv1.1.0\n");
+    lib.tag("v1.3.0", &lib.rev_parse("main"));
+    // The list's age must pass listTtl (1s): time passing is what is tested here.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let r = proxy.get(&list_path).await;
+    assert!(
+        r.headers().contains_key("age"),
+        "a stale answer carries Age"
+    );
+    assert_eq!(r.text().await.unwrap(), "v1.0.0\nv1.1.0\n");
+    wait_for(
+        "the new tag in the revalidated list",
+        std::time::Duration::from_secs(30),
+        || async {
+            proxy
+                .get(&list_path)
+                .await
+                .text()
+                .await
+                .unwrap()
+                .contains("v1.3.0")
+        },
+    )
+    .await;
+
+    let zip_path = format!("/{HOST}/lib.git/@v/v1.3.0.zip");
+    let gets = (0..8).map(|_| async { proxy.get(&zip_path).await.bytes().await.unwrap() });
+    let zips = futures::future::join_all(gets).await;
+    assert!(zips[0].starts_with(b"PK"), "a zip");
+    assert!(
+        zips.iter().all(|z| z == &zips[0]),
+        "every answer the same bytes"
+    );
+    let leaked = upstream
+        .all_hits()
+        .into_keys()
+        .filter(|p| p.contains("git.modfleet.test"))
+        .count();
+    assert_eq!(leaked, 0, "nothing of a private module went upstream");
 }
