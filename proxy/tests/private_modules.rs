@@ -2,7 +2,9 @@
 //! backend), the real modfleet-proxy binary configured with `privateModules`, and the real go
 //! command as the client with `GOPROXY` pointing at modfleet alone. The go command going
 //! direct to the same Git server (`GOPROXY=direct`, `GOPRIVATE`, `url.insteadOf`) is the
-//! reference: the same versions, the same `h1:` of every zip and go.mod.
+//! reference: the same versions, the same `h1:` of every zip and go.mod (tags lightweight and
+//! annotated, a subdirectory module, a /v2 subdirectory, `+incompatible`, a branch and a short
+//! hash resolved to versions, `latest`).
 //!
 //! Also: private paths never reach the upstream proxy nor the checksum database (the
 //! upstream, which is also the configured checksum database, counts its hits), refused
@@ -199,6 +201,14 @@ fn setup() -> Setup {
         )],
     );
     other.tag("v1.0.0", &other.rev_parse("HEAD"));
+    // No go.mod, a v2 tag: v2.0.0+incompatible of the root path.
+    let legacy = root.create("legacy");
+    let l1 = legacy.commit(
+        "legacy",
+        T0,
+        &[("legacy.go", Change::text("package legacy\n"))],
+    );
+    legacy.tag("v2.0.0", &l1);
     let server = GitHttpServer::start(root.path(), None);
     let locked = GitHttpServer::start(
         root.path(),
@@ -220,9 +230,10 @@ fn setup() -> Setup {
     // The last entry covers the whole host: the go command also asks for the path's
     // prefixes (`git.modfleet.test/private/@v/v1.1.0.info`), and those must not leave either.
     let yaml = format!(
-        "upstreams:\n  - url: {up}\nsumdbs:\n  - name: sum.golang.org\n    url: {up}\nlistTtl: 1h\nprefetch: on\nprivateModules:\n{}{}{}    credentials: {{username: alice, passwordFile: {}}}\n  - pattern: git.modfleet.test\n",
+        "upstreams:\n  - url: {up}\nsumdbs:\n  - name: sum.golang.org\n    url: {up}\nlistTtl: 1h\nprefetch: on\nprivateModules:\n{}{}{}{}    credentials: {{username: alice, passwordFile: {}}}\n  - pattern: git.modfleet.test\n",
         entry("lib", server.url("lib")),
         entry("other", server.url("other")),
+        entry("legacy", server.url("legacy")),
         entry("locked", locked.url("lib")),
         password.display(),
     );
@@ -261,7 +272,11 @@ async fn the_go_command_gets_private_modules_through_modfleet_as_it_gets_them_di
     let s = setup();
     let go = Go::new();
     let lib = format!("{HOST}/lib.git");
+    let short = s.lib.rev_parse("v1.0.0")[..12].to_string();
     let queries = [
+        (lib.clone(), short.as_str()),
+        (format!("{HOST}/legacy.git"), "v2.0.0+incompatible"),
+        (format!("{HOST}/legacy.git"), "latest"),
         (lib.clone(), "v1.0.0"),
         (lib.clone(), "v1.1.0"),
         (lib.clone(), "latest"),
@@ -278,7 +293,11 @@ async fn the_go_command_gets_private_modules_through_modfleet_as_it_gets_them_di
         // A fresh module cache for the reference, so nothing comes from ours.
         std::fs::remove_dir_all(go.home.path().join("modcache")).ok();
         let theirs = download(
-            go.direct(&s.server, &["lib"], &["mod", "download", "-json", &arg]),
+            go.direct(
+                &s.server,
+                &["lib", "legacy"],
+                &["mod", "download", "-json", &arg],
+            ),
             &arg,
         );
         std::fs::remove_dir_all(go.home.path().join("modcache")).ok();
@@ -302,12 +321,17 @@ async fn the_go_command_gets_private_modules_through_modfleet_as_it_gets_them_di
         "{dev}"
     );
 
-    for module in [lib.clone(), format!("{lib}/sub"), format!("{lib}/v2")] {
+    for module in [
+        lib.clone(),
+        format!("{lib}/sub"),
+        format!("{lib}/v2"),
+        format!("{HOST}/legacy.git"),
+    ] {
         let args = ["list", "-m", "-versions", module.as_str()];
         let (ok, ours, err) = run(go.via(&s.proxy.url, &args));
         assert!(ok, "{err}");
         std::fs::remove_dir_all(go.home.path().join("modcache")).ok();
-        let (ok, theirs, err) = run(go.direct(&s.server, &["lib"], &args));
+        let (ok, theirs, err) = run(go.direct(&s.server, &["lib", "legacy"], &args));
         assert!(ok, "{err}");
         assert_eq!(ours, theirs, "go list -m -versions {module}");
     }
@@ -373,6 +397,14 @@ async fn refused_credentials_and_outages_are_clear_5xx_answers() {
     assert!(!all.contains(WRONG_PASSWORD), "never the password: {all}");
     let r = s.proxy.get(&format!("/{module}/@v/list")).await;
     assert_eq!(r.status(), 502);
+    // A checksum lookup of a private path is answered here, never passed on.
+    let r = s
+        .proxy
+        .get(&format!(
+            "/sumdb/sum.golang.org/lookup/{HOST}/lib.git@v1.0.0"
+        ))
+        .await;
+    assert_eq!(r.status(), 404);
     assert!(
         !s.proxy.logs().contains(WRONG_PASSWORD),
         "the password is in no log line"
