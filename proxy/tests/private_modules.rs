@@ -470,18 +470,19 @@ async fn ssh_repositories_are_served_with_a_key_and_pinned_host_key() {
     let sshd = Sshd::start();
     let upstream = Upstream::start(vec![], None);
     let dir = tempfile::tempdir().unwrap();
-    let entry = |name: &str, key: &Path| {
+    let entry = |name: &str, key: &Path, known_hosts: &Path| {
         format!(
             "  - pattern: {HOST}/{name}.git\n    repository: {{url: \"{}\", root: {HOST}/{name}.git}}\n    credentials: {{sshPrivateKeyFile: {}, sshKnownHostsFile: {}}}\n",
             sshd.url(&lib.bare),
             key.display(),
-            sshd.known_hosts().display(),
+            known_hosts.display(),
         )
     };
     let yaml = format!(
-        "upstreams:\n  - url: {up}\nsumdbs:\n  - name: sum.golang.org\n    url: {up}\nprivateModules:\n{}{}  - pattern: git.modfleet.test\n",
-        entry("lib", &sshd.client_key()),
-        entry("stranger", &sshd.stranger_key()),
+        "upstreams:\n  - url: {up}\nsumdbs:\n  - name: sum.golang.org\n    url: {up}\nprivateModules:\n{}{}{}  - pattern: git.modfleet.test\n",
+        entry("lib", &sshd.client_key(), &sshd.known_hosts()),
+        entry("stranger", &sshd.stranger_key(), &sshd.known_hosts()),
+        entry("mitm", &sshd.client_key(), &sshd.wrong_known_hosts()),
         up = upstream.url,
     );
     let cfg = config_file(dir.path(), &yaml);
@@ -513,6 +514,12 @@ async fn ssh_repositories_are_served_with_a_key_and_pinned_host_key() {
         "{body}"
     );
     assert!(body.contains("credentials"), "{body}");
+    // A host key other than the pinned one: refused, never a 404.
+    let r = proxy.get(&format!("/{HOST}/mitm.git/@v/list")).await;
+    let status = r.status();
+    let body = r.text().await.unwrap();
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains(&format!("{HOST}/mitm.git")), "{body}");
     drop(lib);
     let leaked = upstream
         .all_hits()
