@@ -138,6 +138,23 @@ impl PrivateModules {
             version: None,
             reason: "it matches no privateModules pattern".into(),
         })?;
+        if entry.repository.is_none()
+            && entry.credentials != crate::codehost::git::Credentials::None
+            && url_host(&location.url) != module.split('/').next()
+        {
+            // A go-get page names the repository: a hostile or mistaken one must not get the
+            // entry's secret sent to a host of its choosing.
+            return Err(CodeRepoError::NotFound {
+                module: module.to_string(),
+                version: None,
+                reason: format!(
+                    "go-get discovery names the repository {}, on another host than the module's: \
+                     credentials are only sent to the module's own host; set `repository` in its \
+                     privateModules entry to use them there",
+                    crate::codehost::display_url(&location.url)
+                ),
+            });
+        }
         let repo = self.repository(entry, &location.url).map_err(|e| {
             CodeRepoError::from_host(
                 e,
@@ -267,6 +284,14 @@ impl PrivateModules {
     }
 }
 
+/// The host of a repository URL (no userinfo, no port).
+fn url_host(url: &str) -> Option<&str> {
+    let rest = url.split_once("://")?.1;
+    let authority = rest.split('/').next()?;
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    Some(host.split(':').next().unwrap_or(host))
+}
+
 /// A short name for an entry's way into its repositories (credentials files and `insecure`;
 /// names of files, never their contents), the directory its mirrors live in.
 fn access_key(entry: &PrivateModule) -> String {
@@ -311,5 +336,67 @@ impl std::io::Write for WriterAdapter {
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repository_hosts_are_read_without_userinfo_or_port() {
+        assert_eq!(
+            url_host("https://git.corp.example/a/b"),
+            Some("git.corp.example")
+        );
+        assert_eq!(
+            url_host("ssh://git@git.corp.example:2222/a"),
+            Some("git.corp.example")
+        );
+        assert_eq!(
+            url_host("https://evil.example@git.corp.example/a"),
+            Some("git.corp.example")
+        );
+        assert_eq!(url_host("no-scheme"), None);
+    }
+
+    #[test]
+    fn credentials_go_only_to_the_module_host_unless_configured() {
+        use crate::codehost::git::{Credentials, HttpsUser};
+        let dir = tempfile::tempdir().unwrap();
+        let private = PrivateModules {
+            entries: vec![PrivateModule {
+                pattern: crate::config::ModulePattern::parse("git.corp.example").unwrap(),
+                repository: None,
+                insecure: false,
+                credentials: Credentials::Https {
+                    username: HttpsUser::Name("u".into()),
+                    password_file: dir.path().join("password"),
+                },
+            }],
+            options: GitOptions::new(dir.path().join("vcs")),
+            repos: Mutex::new(HashMap::new()),
+            discovered: Mutex::new(HashMap::new()),
+            https_client: discovery::client(false),
+            insecure_client: discovery::client(true),
+        };
+        let at = |url: &str| Location {
+            url: url.into(),
+            root: "git.corp.example/team/lib".into(),
+            subdir: String::new(),
+        };
+        let module = "git.corp.example/team/lib";
+        let Err(e) = private.code_repo(module, &at("https://evil.example/lib.git")) else {
+            panic!("credentials for another host");
+        };
+        assert_eq!(e.status(), 404);
+        assert!(
+            e.to_string().contains("only sent to the module's own host"),
+            "{e}"
+        );
+        let code = private
+            .code_repo(module, &at("https://git.corp.example/team/lib.git"))
+            .unwrap();
+        assert_eq!(code.module_path(), module);
     }
 }
