@@ -152,8 +152,8 @@ pub struct ServeArgs {
         value_name = "on|off",
         help = with_default(
             "When a .mod comes from an upstream, fetch the .mod files its require lines name in \
-             the background (at most 64 per .mod, 4 at once, 256 queued; never for --exclude or \
-             --no-sum modules), so they are cached when the go command asks",
+             the background (at most 64 per .mod, 4 at once, 256 queued; never for --exclude, \
+             --no-sum or privateModules modules), so they are cached when the go command asks",
             defaults::PREFETCH
         )
     )]
