@@ -39,15 +39,15 @@ pub fn locate(entry: &PrivateModule, module: &str) -> Result<Option<Location>, N
             subdir: String::new(),
         }));
     }
-    if let Some(root) = git_qualified_root(module) {
-        let repo = &root[..root.len() - ".git".len()];
-        return Ok(Some(Location {
-            url: format!("https://{repo}"),
-            root: root.to_string(),
-            subdir: String::new(),
-        }));
+    // vcsPaths' order: the well-known hosts' rules before the generic `.git` one.
+    if let Some(location) = super::discovery::static_rule(module) {
+        return Ok(Some(location));
     }
-    Ok(super::discovery::static_rule(module))
+    Ok(git_qualified_root(module).map(|root| Location {
+        url: format!("https://{}", &root[..root.len() - ".git".len()]),
+        root: root.to_string(),
+        subdir: String::new(),
+    }))
 }
 
 /// The root of a `.git`-qualified path: `host/a/b.git` of `host/a/b.git/sub`. The host must
@@ -137,6 +137,10 @@ mod tests {
             "git.corp.example/.git",
             "localhost/a.git",
         ] {
+            // github.com's rule comes first, as in vcsPaths.
+            let l = locate(&e, "github.com/corp/lib.git/sub").unwrap().unwrap();
+            assert_eq!(l.url, "https://github.com/corp/lib.git");
+            assert_eq!(l.root, "github.com/corp/lib.git");
             // Neither: go-get discovery decides.
             assert_eq!(locate(&e, m).unwrap(), None, "{m}");
         }
