@@ -217,6 +217,18 @@ pub struct ServeArgs {
     )]
     pub no_sum: Vec<String>,
 
+    /// A private module path served from its Git repository, `PATH=REPOSITORY_URL`
+    /// (https:// or ssh://), anonymously: the short form of a `privateModules` entry whose
+    /// pattern and root are PATH. Repeatable; replaces the file's `privateModules`. Credentials,
+    /// http:// and go-get discovery need the file.
+    #[arg(
+        long = "private-module",
+        env = "MODFLEET_PRIVATE_MODULE",
+        value_name = "PATH=URL",
+        value_delimiter = ','
+    )]
+    pub private_modules: Vec<String>,
+
     #[arg(
         long,
         env = "MODFLEET_HEDGE_DELAY",

@@ -301,7 +301,12 @@ impl Config {
         };
         validate::resilience(&resilience)?;
         let exclude = patterns::merge(&args.exclude, file.exclude)?;
-        let private = private::private_modules(file.private_modules)?;
+        let private_entries = if args.private_modules.is_empty() {
+            file.private_modules
+        } else {
+            Some(private::from_flags(&args.private_modules)?)
+        };
+        let private = private::private_modules(private_entries)?;
         let mut no_sum = patterns::merge(&args.no_sum, file.no_sum)?;
         no_sum.extend(private.iter().map(|p| p.pattern.clone()));
 

@@ -37,6 +37,34 @@ pub(super) fn private_modules(
         .collect()
 }
 
+/// `--private-module PATH=URL` values as the entries they stand for.
+pub(super) fn from_flags(values: &[String]) -> Result<Vec<PrivateModuleConfig>, ConfigError> {
+    values
+        .iter()
+        .enumerate()
+        .map(|(index, value)| {
+            let Some((path, url)) = value.split_once('=') else {
+                return Err(ConfigError::Private {
+                    index,
+                    reason: "--private-module wants PATH=REPOSITORY_URL, such as \
+                             git.corp.example.com/team/lib=https://git.corp.example.com/team/lib.git"
+                        .into(),
+                });
+            };
+            let path = path.trim().trim_end_matches('/');
+            Ok(PrivateModuleConfig {
+                pattern: path.to_string(),
+                repository: Some(modfleet_contract::config::RepositoryConfig {
+                    url: url.trim().to_string(),
+                    root: path.to_string(),
+                }),
+                insecure: false,
+                credentials: None,
+            })
+        })
+        .collect()
+}
+
 fn private_module(index: usize, e: PrivateModuleConfig) -> Result<PrivateModule, ConfigError> {
     let bad = |reason: String| ConfigError::Private { index, reason };
     if e.pattern.contains(',') {
@@ -208,6 +236,24 @@ mod tests {
             p[0].repository.as_ref().unwrap().root,
             "git.corp.example/team/lib"
         );
+    }
+
+    #[test]
+    fn the_flag_form_is_an_anonymous_entry() {
+        let flags = ["git.corp.example/lib=https://git.corp.example/lib.git".to_string()];
+        let p = private_modules(Some(from_flags(&flags).unwrap())).unwrap();
+        assert!(p[0].pattern.matches("git.corp.example/lib/v2"));
+        assert!(!p[0].pattern.matches("git.corp.example/other"));
+        assert_eq!(
+            p[0].repository.as_ref().unwrap().root,
+            "git.corp.example/lib"
+        );
+        assert_eq!(p[0].credentials, Credentials::None);
+        let e = from_flags(&["git.corp.example/lib".to_string()]).unwrap_err();
+        assert!(e.to_string().contains("PATH=REPOSITORY_URL"), "{e}");
+        let wild = from_flags(&["git.corp.example/*=https://h/r".to_string()]).unwrap();
+        let e = private_modules(Some(wild)).unwrap_err().to_string();
+        assert!(e.contains("privateModules[0]: repository root"), "{e}");
     }
 
     #[test]
