@@ -77,6 +77,57 @@ pub struct FileConfig {
     /// With `prefetch`, the required modules' `.info` files and zips are prefetched too.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub prefetch_zips: Option<OnOff>,
+    /// Modules served straight from their Git repositories. Their paths are never sent to an
+    /// upstream proxy nor looked up in a checksum database.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub private_modules: Option<Vec<PrivateModuleConfig>>,
+}
+
+/// Modules matching one pattern, served from Git.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PrivateModuleConfig {
+    /// A GOPRIVATE glob (`git.corp.example.com/*`): the module paths, and paths under them,
+    /// that this entry serves.
+    pub pattern: String,
+    /// Where a module's repository is. Unset: found as the go command finds it (its static
+    /// rules for well-known hosts, else the `?go-get=1` meta tags).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<RepositoryConfig>,
+    /// Allow plain http for discovery and Git (the go command's GOINSECURE).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure: bool,
+    /// How to authenticate to the Git server; unset: anonymous.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<GitCredentialsConfig>,
+}
+
+/// One repository holding the modules under `root`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RepositoryConfig {
+    /// The repository: `https://`, `ssh://` (or `http://` with `insecure`).
+    pub url: String,
+    /// The module path prefix at the repository's root (`git.corp.example.com/team/lib`).
+    pub root: String,
+}
+
+/// Credentials for a Git server, from files (mounted Secrets), read each time they are used so
+/// a rotated Secret needs no restart. HTTPS: a user name and a password or token; SSH: a
+/// private key and the server's known host keys.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GitCredentialsConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username_file: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_private_key_file: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_known_hosts_file: Option<PathBuf>,
 }
 
 /// One upstream GOPROXY.
@@ -278,6 +329,19 @@ mod tests {
             verify_sumdb: Some(OnOff::Off),
             prefetch: Some(OnOff::On),
             prefetch_zips: Some(OnOff::Off),
+            private_modules: Some(vec![PrivateModuleConfig {
+                pattern: "git.corp.example.com/*".into(),
+                repository: Some(RepositoryConfig {
+                    url: "ssh://git@git.corp.example.com/team/lib.git".into(),
+                    root: "git.corp.example.com/team/lib".into(),
+                }),
+                insecure: false,
+                credentials: Some(GitCredentialsConfig {
+                    ssh_private_key_file: Some("/etc/modfleet/private/0/ssh-privatekey".into()),
+                    ssh_known_hosts_file: Some("/etc/modfleet/private/0/known_hosts".into()),
+                    ..GitCredentialsConfig::default()
+                }),
+            }]),
             list_ttl: Some(defaults::LIST_TTL),
             log_format: Some(LogFormat::Json),
             hedge_delay: Some(HedgeDelay::Fixed(Duration::from_millis(250))),

@@ -2,7 +2,7 @@
 //! listeners and runs until SIGTERM or Ctrl-C.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
 use anyhow::Context;
 use modfleet_telemetry::shutdown_signal;
@@ -14,6 +14,7 @@ use crate::fetch::{Checksums, Fetcher, FetcherSource, PrefetchPolicy};
 use crate::listener::{self, Listener, fd_limit};
 use crate::liveness::ServingCheck;
 use crate::metrics::Metrics;
+use crate::private_modules::PrivateModules;
 use crate::protocol::sumdb::Checker;
 use crate::server::{AdminState, AppState, admin_router, proxy_router};
 use crate::upstream::UpstreamPool;
@@ -83,12 +84,11 @@ pub async fn serve(
         )
         .context("cannot build the HTTP client for upstreams")?,
     );
-    let admin = Arc::new(AdminState {
-        metrics: metrics.clone(),
-        pool: pool.clone(),
-        ready: AtomicBool::new(false),
-        serving: ServingCheck::new(config.cache_dir.clone()),
-    });
+    let admin = Arc::new(AdminState::new(
+        metrics.clone(),
+        pool.clone(),
+        ServingCheck::new(config.cache_dir.clone()),
+    ));
     let admin_listener = TcpListener::bind(config.admin_listen)
         .await
         .with_context(|| {
@@ -129,6 +129,10 @@ pub async fn serve(
         config.list_ttl,
         &config.resilience,
     );
+    if let Some(private) = PrivateModules::new(&config) {
+        fetcher.serve_private(private);
+    }
+    admin.fetcher.set(fetcher.clone()).ok();
     if config.verify_sumdb {
         fetcher.verify_checksums(checksums(&config, &fetcher, &metrics)?);
     }

@@ -17,6 +17,7 @@ pub mod listener;
 pub mod liveness;
 pub mod malloc;
 pub mod metrics;
+pub mod private_modules;
 pub mod protocol;
 pub mod server;
 pub mod telemetry;

@@ -5,15 +5,16 @@
 //! (with `If-None-Match` → 304), Cache-Control (immutable for canonical artifacts, `--list-ttl`
 //! for lists), and one-line `text/plain` errors.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body as AxumBody;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, StatusCode, Uri};
 use modfleet_contract::status::ProxyStatus;
@@ -24,11 +25,16 @@ use crate::fetch::{Body, CacheResult, Fetcher, Served};
 use crate::file_body::FileBody;
 use crate::liveness::{self, ServingCheck};
 use crate::metrics::{Metrics, RequestLabels, RouteLabel, TraceExemplar};
-use crate::protocol::{ProtocolError, Request, Route, SumdbPath, VersionQuery};
+use crate::protocol::{ModulePath, ProtocolError, Request, Route, SumdbPath, VersionQuery};
 use crate::upstream::UpstreamPool;
 
 const IMMUTABLE: &str = "public, max-age=604800, immutable";
 const TEXT: &str = "text/plain; charset=utf-8";
+/// The longest `POST /admin/refresh` waits for its fetch (a cold clone may take longer: it
+/// goes on in the background and the caller may retry).
+const REFRESH_DEADLINE: Duration = Duration::from_secs(120);
+/// `POST /admin/refresh` requests running at once; more are answered 429.
+const MAX_REFRESHES: usize = 4;
 
 /// State of the GOPROXY endpoint.
 pub struct AppState {
@@ -45,6 +51,23 @@ pub struct AdminState {
     pub ready: AtomicBool,
     /// What `/healthz` checks once ready.
     pub serving: ServingCheck,
+    /// Set once the fetcher exists: `/admin/refresh` refreshes through it.
+    pub fetcher: OnceLock<Arc<Fetcher>>,
+    /// Bounds the refreshes running at once.
+    pub refreshes: Arc<tokio::sync::Semaphore>,
+}
+
+impl AdminState {
+    pub fn new(metrics: Arc<Metrics>, pool: Arc<UpstreamPool>, serving: ServingCheck) -> Self {
+        AdminState {
+            metrics,
+            pool,
+            ready: AtomicBool::new(false),
+            serving,
+            fetcher: OnceLock::new(),
+            refreshes: Arc::new(tokio::sync::Semaphore::new(MAX_REFRESHES)),
+        }
+    }
 }
 
 /// The GOPROXY endpoint. Every path goes through [`Request::parse`].
@@ -59,6 +82,7 @@ pub fn admin_router(state: Arc<AdminState>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/status", get(status))
+        .route("/admin/refresh", post(refresh))
         .with_state(state)
 }
 
@@ -98,6 +122,66 @@ async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
 async fn status(State(state): State<Arc<AdminState>>) -> Response {
     let ready = state.ready.load(Ordering::Acquire);
     axum::Json(ProxyStatus::new(ready, state.pool.status())).into_response()
+}
+
+/// `POST /admin/refresh?module=PATH`: fetches a private module's repository now and renews
+/// its cached list and `@latest` (a Git server's push webhook calls it). 404 for a module
+/// that is not private.
+async fn refresh(
+    State(state): State<Arc<AdminState>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(raw) = query.get("module") else {
+        return text_error(
+            StatusCode::BAD_REQUEST,
+            "missing ?module=PATH: name the private module to refresh",
+        );
+    };
+    let module = match ModulePath::parse(raw) {
+        Ok(m) => m,
+        Err(e) => return text_error(StatusCode::BAD_REQUEST, &e.message),
+    };
+    let Some(fetcher) = state.fetcher.get().cloned() else {
+        return text_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "starting: indexing the cache; retry shortly",
+        );
+    };
+    let Ok(_permit) = state.refreshes.clone().try_acquire_owned() else {
+        return text_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!("{MAX_REFRESHES} refreshes are running already; retry shortly"),
+        );
+    };
+    // Its own task: a caller that hangs up does not cut a fetch short.
+    let task =
+        tokio::spawn(async move { fetcher.refresh_private(&module).await.map(|r| (module, r)) });
+    match tokio::time::timeout(REFRESH_DEADLINE, task).await {
+        Err(_) => text_error(
+            StatusCode::GATEWAY_TIMEOUT,
+            &format!(
+                "the refresh takes longer than {}s; it goes on in the background",
+                REFRESH_DEADLINE.as_secs()
+            ),
+        ),
+        Ok(Err(e)) => text_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("refresh task failed: {e}"),
+        ),
+        Ok(Ok(None)) => text_error(
+            StatusCode::NOT_FOUND,
+            &format!(
+                "module {raw} matches no privateModules pattern: only private modules are refreshed from Git"
+            ),
+        ),
+        Ok(Ok(Some((module, Ok(()))))) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, TEXT)],
+            format!("refreshed {module}\n"),
+        )
+            .into_response(),
+        Ok(Ok(Some((_, Err(e))))) => text_error(e.status(), &e.to_string()),
+    }
 }
 
 async fn metrics(State(state): State<Arc<AdminState>>) -> Response {

@@ -152,8 +152,8 @@ pub struct ServeArgs {
         value_name = "on|off",
         help = with_default(
             "When a .mod comes from an upstream, fetch the .mod files its require lines name in \
-             the background (at most 64 per .mod, 4 at once, 256 queued; never for --exclude or \
-             --no-sum modules), so they are cached when the go command asks",
+             the background (at most 64 per .mod, 4 at once, 256 queued; never for --exclude, \
+             --no-sum or privateModules modules), so they are cached when the go command asks",
             defaults::PREFETCH
         )
     )]
@@ -216,6 +216,18 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub no_sum: Vec<String>,
+
+    /// A private module path served from its Git repository, `PATH=REPOSITORY_URL`
+    /// (https:// or ssh://), anonymously: the short form of a `privateModules` entry whose
+    /// pattern and root are PATH. Repeatable; replaces the file's `privateModules`. Credentials,
+    /// http:// and go-get discovery need the file.
+    #[arg(
+        long = "private-module",
+        env = "MODFLEET_PRIVATE_MODULE",
+        value_name = "PATH=URL",
+        value_delimiter = ','
+    )]
+    pub private_modules: Vec<String>,
 
     #[arg(
         long,

@@ -8,6 +8,7 @@
 
 mod cli;
 mod patterns;
+mod private;
 mod validate;
 
 use std::net::SocketAddr;
@@ -25,6 +26,7 @@ pub use modfleet_contract::defaults;
 pub use modfleet_contract::values::{ByteSize, HedgeDelay, HumanDuration, OnOff};
 pub use modfleet_telemetry::LogFormat;
 pub use patterns::ModulePattern;
+pub use private::{PrivateModule, PrivateRepository};
 
 /// The settings the server runs with.
 #[derive(Debug, Clone)]
@@ -44,7 +46,11 @@ pub struct Config {
     pub list_ttl: Duration,
     pub log_format: LogFormat,
     pub exclude: Vec<ModulePattern>,
+    /// Also holds every private pattern: private modules are never looked up in a checksum
+    /// database nor prefetched.
     pub no_sum: Vec<ModulePattern>,
+    /// `privateModules`: served from Git, never asked of an upstream.
+    pub private: Vec<PrivateModule>,
     pub resilience: Resilience,
     pub connections: ConnectionLimits,
 }
@@ -131,6 +137,8 @@ pub enum ConfigError {
     Resilience(String),
     #[error("invalid module pattern {pattern:?}: {reason}")]
     Exclude { pattern: String, reason: String },
+    #[error("invalid privateModules[{index}]: {reason}")]
+    Private { index: usize, reason: String },
     #[error("invalid connection limit: {0}")]
     Connections(String),
 }
@@ -293,7 +301,14 @@ impl Config {
         };
         validate::resilience(&resilience)?;
         let exclude = patterns::merge(&args.exclude, file.exclude)?;
-        let no_sum = patterns::merge(&args.no_sum, file.no_sum)?;
+        let private_entries = if args.private_modules.is_empty() {
+            file.private_modules
+        } else {
+            Some(private::from_flags(&args.private_modules)?)
+        };
+        let private = private::private_modules(private_entries)?;
+        let mut no_sum = patterns::merge(&args.no_sum, file.no_sum)?;
+        no_sum.extend(private.iter().map(|p| p.pattern.clone()));
 
         Ok(Config {
             listen: args.listen.or(file.listen).unwrap_or(defaults::LISTEN),
@@ -331,6 +346,7 @@ impl Config {
                 .unwrap_or(defaults::LOG_FORMAT),
             exclude,
             no_sum,
+            private,
             resilience,
             connections,
         })
@@ -339,6 +355,11 @@ impl Config {
     /// True when the module path matches an `exclude` pattern.
     pub fn is_excluded(&self, module: &str) -> bool {
         self.exclude.iter().any(|p| p.matches(module))
+    }
+
+    /// The `privateModules` entry serving the module, the first that matches.
+    pub fn private_module(&self, module: &str) -> Option<&PrivateModule> {
+        self.private.iter().find(|p| p.pattern.matches(module))
     }
 
     /// True when checksum-database lookups for the module must not leave the proxy.

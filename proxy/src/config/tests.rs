@@ -266,6 +266,21 @@ fn the_readme_example_file_is_valid() {
     assert_eq!(c.resilience.retry, RetryConfig::default());
 }
 
+/// A private pattern is implicitly noSum (so also never prefetched from upstreams).
+#[test]
+fn private_patterns_are_no_sum() {
+    let file: FileConfig = serde_yaml_ng::from_str(
+        "privateModules:\n  - pattern: git.corp.example/*\nnoSum: [other.example/*]\n",
+    )
+    .unwrap();
+    let c = Config::merge(&args(&["https://up.example"]), file, no_env).unwrap();
+    assert!(c.is_no_sum("git.corp.example/a/b"));
+    assert!(c.is_no_sum("other.example/x"));
+    assert!(c.private_module("git.corp.example/a/b").is_some());
+    assert!(c.private_module("other.example/x").is_none());
+    assert!(!c.is_excluded("git.corp.example/a/b"));
+}
+
 #[test]
 fn prefetch_is_on_by_default_and_the_flag_wins_over_the_file() {
     let up = || args(&["https://up.example"]);

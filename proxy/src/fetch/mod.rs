@@ -19,6 +19,7 @@
 mod checksums;
 mod negative;
 mod prefetch;
+mod private;
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -33,6 +34,7 @@ use crate::cache::{self, Cache, CacheKey, CachedFile, ServedFile, StreamError, W
 use crate::coalesce::{Coalescer, Publish, Role};
 use crate::config::Resilience;
 use crate::metrics::Metrics;
+use crate::private_modules::PrivateModules;
 use crate::protocol::artifact;
 use crate::protocol::{ModulePath, Request, SumdbPath, Version, VersionQuery};
 use crate::upstream::{AttemptError, Endpoint, PoolError, Target, UpstreamPool, UpstreamResponse};
@@ -166,6 +168,8 @@ pub struct Fetcher {
     checksums: OnceLock<Checksums>,
     /// Set once at start when `--prefetch` is on.
     prefetcher: OnceLock<Arc<Prefetcher>>,
+    /// Set once at start when `privateModules` are configured: their requests go to Git.
+    private: OnceLock<Arc<PrivateModules>>,
 }
 
 impl Fetcher {
@@ -186,6 +190,7 @@ impl Fetcher {
             inflight: Coalescer::default(),
             checksums: OnceLock::new(),
             prefetcher: OnceLock::new(),
+            private: OnceLock::new(),
         })
     }
 
@@ -231,8 +236,13 @@ impl Fetcher {
             _ if req.is_immutable() => self.artifact(req, &key, Origin::Client).await,
             _ => self.refreshable(req, &key).await,
         };
+        let private = req.module().is_some_and(|m| self.private_for(m).is_some());
         result.map_err(|error| {
-            if let PoolError::NotFound { message } = &error {
+            // A private module's 404 is not remembered: /admin/refresh must show a new tag
+            // at once, and the repository's own refresh interval bounds the cost.
+            if let PoolError::NotFound { message } = &error
+                && !private
+            {
                 self.negative.insert(key.to_string(), message.clone());
                 self.metrics
                     .negative_cache_entries
@@ -334,8 +344,17 @@ impl Fetcher {
     async fn query(self: &Arc<Self>, req: &Request, key: &CacheKey) -> Result<Served, PoolError> {
         let this = self.clone();
         let path = upstream_path(req);
+        let private = self.private_request(req);
         let (fetched, _) = self.coalesced(&format!("query:{key}"), move |_| {
             async move {
+                if let Some((git, module, rev)) = private {
+                    let bytes = git.info(&module, &rev).await?;
+                    artifact::resolved_info(&bytes).map_err(private::refused)?;
+                    return Ok(Fetched::Bytes {
+                        bytes,
+                        cached: false,
+                    });
+                }
                 let bytes = this
                     .pool
                     .fetch(Target::Modules, &path, |response| async move {
@@ -383,6 +402,12 @@ impl Fetcher {
             return Ok(Fetched::from_hit(body));
         }
         let _inflight = InflightGuard::start(&self.metrics);
+        if let Some(git) = self.private_for_req(&req) {
+            let bytes = private::small(&git, &req).await?;
+            check_immutable(&req, &bytes).map_err(private::refused_attempt)?;
+            let cached = self.put_publishing(&key, &bytes, publish).await;
+            return Ok(Fetched::Bytes { bytes, cached });
+        }
         let path = upstream_path(&req);
         let (req, this) = (&req, &self);
         let bytes = self
@@ -419,6 +444,12 @@ impl Fetcher {
         key: CacheKey,
         publish: Publish<Shared>,
     ) -> Shared {
+        if let Some(git) = self.private_for_req(&req) {
+            let bytes = private::small(&git, &req).await?;
+            let bytes = check_refreshable(&req, bytes).map_err(private::refused_attempt)?;
+            let cached = self.put_publishing(&key, &bytes, publish).await;
+            return Ok(Fetched::Bytes { bytes, cached });
+        }
         let path = upstream_path(&req);
         let req = &req;
         let bytes = self
@@ -449,6 +480,13 @@ impl Fetcher {
     ) -> Shared {
         if let Some(body) = self.hit(&key).await {
             return Ok(Fetched::from_hit(body));
+        }
+        if let Some(git) = self.private_for(&module) {
+            let _inflight = InflightGuard::start(&self.metrics);
+            return self
+                .private_zip(&git, &module, &version, &key, origin, &publish)
+                .await
+                .map(Fetched::File);
         }
         let go_mod: GoMod = {
             let (this, module, version) = (self.clone(), module.clone(), version.clone());
