@@ -2,6 +2,7 @@
 //! -> object`, no I/O, so the whole desired state is unit-testable.
 
 pub mod configmap;
+pub mod credentials;
 pub mod deployment;
 pub mod labels;
 pub mod networkpolicy;
@@ -50,6 +51,9 @@ pub struct Context {
     /// Namespace of the operator's pods (`--operator-namespace`): the fleet NetworkPolicy
     /// admits them to the admin port from there only (`None`: from any namespace).
     pub operator_namespace: Option<String>,
+    /// What the members get of the Secrets `privateModules` references (read and checked by
+    /// the reconcile: [`credentials::check`]).
+    pub credentials: credentials::Credentials,
 }
 
 /// Child names (the table "What it creates" in docs/operator.md).
@@ -193,6 +197,7 @@ pub(crate) mod testutil {
             proxy_image: "modfleet/modfleet-proxy:test".to_owned(),
             smallest_cache_bytes: None,
             operator_namespace: None,
+            credentials: credentials::Credentials::default(),
         }
     }
 
