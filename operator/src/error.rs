@@ -42,6 +42,10 @@ pub enum Error {
     },
     #[error("GoModuleProxy has no {0} (the API server always sets it; is this a real object?)")]
     Missing(&'static str),
+    /// A Secret of `privateModules` is missing or lacks a key: nothing is rendered from it
+    /// until it is fixed (the members keep running as they are).
+    #[error(transparent)]
+    Credentials(#[from] crate::resources::credentials::CredentialsError),
 }
 
 impl Error {
@@ -64,6 +68,16 @@ impl Error {
             Error::Status { .. } => "StatusUpdateFailed",
             Error::Finalizer { .. } => "FinalizerFailed",
             Error::Missing(_) => "InvalidObject",
+            Error::Credentials(_) => "CredentialsMissing",
+        }
+    }
+
+    /// The reason of the `Degraded` condition this failure sets: the person who can fix a
+    /// Secret is told so; every failure of the API server is a failed reconcile.
+    pub fn condition_reason(&self) -> &'static str {
+        match self {
+            Error::Credentials(_) => "CredentialsMissing",
+            _ => "ReconcileFailed",
         }
     }
 }

@@ -41,7 +41,7 @@ pub fn build(
     let name = gmp.name_any();
     let (dep_name, claim, replicas, strategy) = match member {
         Some(i) => (
-            names::member(&name, i),
+            names::deployment(&name, member),
             names::member_cache(&name, i),
             1,
             DeploymentStrategy {
@@ -50,7 +50,7 @@ pub fn build(
             },
         ),
         None => (
-            name.clone(),
+            names::deployment(&name, member),
             names::shared_cache(&name),
             gmp.replicas(),
             DeploymentStrategy {

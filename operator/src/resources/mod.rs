@@ -70,6 +70,10 @@ pub mod names {
     pub fn member(gmp: &str, i: usize) -> String {
         format!("{gmp}-{i}")
     }
+    /// The Deployment of `member` (PerMember), or the one shared Deployment (`None`).
+    pub fn deployment(gmp: &str, member: Option<usize>) -> String {
+        member.map_or_else(|| gmp.to_owned(), |i| self::member(gmp, i))
+    }
     pub fn member_cache(gmp: &str, i: usize) -> String {
         format!("{gmp}-cache-{i}")
     }
@@ -103,6 +107,14 @@ fn members(gmp: &GoModuleProxy) -> Vec<Option<usize>> {
             .collect(),
         CacheMode::Shared => vec![None],
     }
+}
+
+/// The names of the member Deployments the fleet has, in member order.
+pub fn member_deployments(gmp: &GoModuleProxy) -> Vec<String> {
+    members(gmp)
+        .into_iter()
+        .map(|m| names::deployment(&gmp.name_any(), m))
+        .collect()
 }
 
 /// The cache claims, in member order. They are applied before anything else: the proxy
