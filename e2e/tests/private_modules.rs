@@ -313,3 +313,50 @@ fn private_modules_render_mounts_roll_on_secret_change_and_report_missing_secret
     );
     assert_no_credentials(ns, &env.op);
 }
+
+/// The API server itself (not only kube-cel in the unit tests) refuses bad entries with the
+/// CRD's messages.
+#[test]
+fn the_api_server_refuses_bad_private_modules() {
+    let cluster = Cluster::from_env();
+    install_crd(&cluster);
+    let ns = cluster.namespace("op-private-invalid");
+    let fleet = |entry: &str| {
+        format!(
+            "apiVersion: modfleet.dev/v1alpha1\nkind: GoModuleProxy\nmetadata:\n  name: bad\nspec:\n  upstreams: [{{url: https://goproxy.example.com}}]\n  privateModules:\n    - {entry}\n"
+        )
+    };
+    let cases = [
+        (
+            "{pattern: git.internal/*, repository: {url: http://git.internal/lib.git, root: git.internal/lib}}",
+            "an http:// repository url needs insecure: true",
+        ),
+        (
+            "{pattern: git.internal/*, repository: {url: ftp://git.internal/lib.git, root: git.internal/lib}}",
+            "must be an absolute https:// or ssh:// URL",
+        ),
+        (
+            "{pattern: git.internal/*, repository: {url: https://git.internal/lib.git, root: https://git.internal/lib}}",
+            "repository root is a module path prefix",
+        ),
+        (
+            "{pattern: \"a.example.com/*,b.example.com/*\"}",
+            "without commas or spaces",
+        ),
+        (
+            "{pattern: git.internal/*, credentialsSecretRef: {name: Git_Creds}}",
+            "must be the name of a Secret",
+        ),
+    ];
+    for (entry, want) in cases {
+        let yaml = fleet(entry);
+        let out = cluster.try_kubectl_stdin(&["--namespace", ns.name(), "apply", "-f", "-"], &yaml);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "accepted:\n{yaml}");
+        assert!(err.contains(want), "want {want:?} for\n{yaml}\ngot: {err}");
+    }
+    // insecure makes http:// acceptable.
+    ns.apply(&fleet(
+        "{pattern: git.internal/*, insecure: true, repository: {url: http://git.internal/lib.git, root: git.internal/lib}}",
+    ));
+}

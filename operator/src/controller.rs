@@ -16,7 +16,7 @@ use kube::api::{DynamicObject, PartialObjectMeta, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{self, finalizer};
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
@@ -358,12 +358,11 @@ async fn read_secrets(gmp: &GoModuleProxy, ctx: &Ctx) -> Result<SecretData, Erro
 
 /// The fleets in `secret`'s namespace whose private modules reference it.
 fn fleets_referencing(
-    fleets: &Store<GoModuleProxy>,
+    fleets: &[Arc<GoModuleProxy>],
     secret: &PartialObjectMeta<Secret>,
 ) -> Vec<ObjectRef<GoModuleProxy>> {
     let (ns, name) = (secret.namespace(), secret.name_any());
     fleets
-        .state()
         .iter()
         .filter(|g| g.namespace() == ns && credentials::referenced_secrets(g).contains(&name))
         .map(|g| ObjectRef::from_obj(g.as_ref()))
@@ -571,7 +570,7 @@ pub async fn run(ctx: Arc<Ctx>, namespace: Option<String>, shutdown: Cancellatio
     };
     let fleets_store = controller.store();
     let controller = controller.watches(secrets, watcher::Config::default(), move |secret| {
-        fleets_referencing(&fleets_store, &secret)
+        fleets_referencing(&fleets_store.state(), &secret)
     });
     let stop = shutdown.clone();
     controller
@@ -599,6 +598,39 @@ mod tests {
         assert_eq!(requeue_after(true, Some(s(30))), s(30));
         assert_eq!(requeue_after(false, Some(s(30))), s(15));
         assert_eq!(requeue_after(true, Some(s(1))), s(1));
+    }
+
+    #[test]
+    fn a_secret_maps_to_the_fleets_of_its_namespace_that_name_it() {
+        use crate::resources::credentials::tests::private_fleet;
+        let in_ns = |ns: &str, name: &str| {
+            let mut g = private_fleet();
+            g.metadata.namespace = Some(ns.into());
+            g.metadata.name = Some(name.into());
+            Arc::new(g)
+        };
+        let mut plain = crate::resources::testutil::minimal();
+        plain.metadata.name = Some("plain".into());
+        let fleets = [in_ns("team-a", "a"), in_ns("team-b", "b"), Arc::new(plain)];
+        let secret = |ns: &str, name: &str| {
+            let mut s = PartialObjectMeta::<Secret>::default();
+            s.metadata.namespace = Some(ns.into());
+            s.metadata.name = Some(name.into());
+            s
+        };
+        let names = |refs: Vec<ObjectRef<GoModuleProxy>>| -> Vec<String> {
+            refs.into_iter().map(|r| r.name).collect()
+        };
+        assert_eq!(
+            names(fleets_referencing(&fleets, &secret("team-a", "git-ssh"))),
+            ["a"]
+        );
+        assert_eq!(
+            names(fleets_referencing(&fleets, &secret("team-b", "git-basic"))),
+            ["b"]
+        );
+        assert!(fleets_referencing(&fleets, &secret("team-a", "other")).is_empty());
+        assert!(fleets_referencing(&fleets, &secret("team-c", "git-ssh")).is_empty());
     }
 
     #[test]
