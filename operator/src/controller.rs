@@ -236,7 +236,7 @@ async fn converge(gmp: &GoModuleProxy, ctx: &Ctx) -> Result<Action, Error> {
     let mut observed = Observed::default();
     let result = apply_children(gmp, ctx, &mut observed).await;
     observed.error = result.as_ref().err().map(|e| Failure {
-        reason: e.condition_reason(),
+        kind: e.failure_kind(),
         message: e.to_string(),
     });
     if let Some(poller) = &ctx.health {

@@ -2,6 +2,8 @@
 //! at the crate root): every API call of a reconcile returns it, and [`Error::reason`] is
 //! what metrics and Events count failures by.
 
+use crate::status::FailureKind;
+
 /// Errors a reconcile can end with. Each names the object and what we tried to do, so the
 /// message in the `Degraded` condition and in Events is enough to act on.
 #[derive(Debug, thiserror::Error)]
@@ -72,12 +74,12 @@ impl Error {
         }
     }
 
-    /// The reason of the `Degraded` condition this failure sets: the person who can fix a
+    /// What kind of failure the `Degraded` condition reports: the person who can fix a
     /// Secret is told so; every failure of the API server is a failed reconcile.
-    pub fn condition_reason(&self) -> &'static str {
+    pub fn failure_kind(&self) -> FailureKind {
         match self {
-            Error::Credentials(_) => "CredentialsMissing",
-            _ => "ReconcileFailed",
+            Error::Credentials(_) => FailureKind::Credentials,
+            _ => FailureKind::Reconcile,
         }
     }
 }

@@ -109,10 +109,18 @@ pub struct Observed {
 /// A failed reconcile as the `Degraded` condition reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Failure {
-    /// The condition's reason: `ReconcileFailed`, or `CredentialsMissing` for a Secret of
-    /// `privateModules` that is missing or lacks a key.
-    pub reason: &'static str,
+    pub kind: FailureKind,
     pub message: String,
+}
+
+/// What failed, which decides the `Degraded` reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureKind {
+    /// A call to the API server failed (`ReconcileFailed`).
+    Reconcile,
+    /// A Secret of `privateModules` is missing or lacks a key (`CredentialsMissing`): the
+    /// fleet's owner, not the cluster, has to act.
+    Credentials,
 }
 
 /// The counts every condition is decided from.
@@ -227,7 +235,12 @@ fn progressing(f: &Fleet) -> Verdict {
 /// `Degraded`: the reconcile failed, a cache volume was lost, or a member failed.
 fn degraded(f: &Fleet, error: Option<&Failure>) -> Verdict {
     if let Some(e) = error {
-        Degraded.true_because(e.reason, e.message.clone())
+        match e.kind {
+            FailureKind::Reconcile => Degraded.true_because("ReconcileFailed", e.message.clone()),
+            FailureKind::Credentials => {
+                Degraded.true_because("CredentialsMissing", e.message.clone())
+            }
+        }
     } else if !f.lost.is_empty() {
         Degraded.true_because(
             "CacheVolumeLost",
@@ -426,7 +439,7 @@ mod tests {
     fn reconcile_error_is_degraded() {
         let obs = Observed {
             error: Some(Failure {
-                reason: "ReconcileFailed",
+                kind: FailureKind::Reconcile,
                 message: "applying Deployment gomod-0: forbidden".into(),
             }),
             ..Observed::default()
@@ -453,7 +466,7 @@ mod tests {
             members: (0..3).map(|i| member(i, true, true)).collect(),
             caches: bound(3),
             error: Some(Failure {
-                reason: e.condition_reason(),
+                kind: e.failure_kind(),
                 message: e.to_string(),
             }),
             health: None,
