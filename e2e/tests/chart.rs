@@ -65,6 +65,7 @@ fn fleet_perms() -> BTreeSet<Perm> {
             ("policy", &["poddisruptionbudgets"], CHILD_VERBS),
             ("networking.k8s.io", &["networkpolicies"], CHILD_VERBS),
             ("", &["pods"], &["list"]),
+            ("", &["secrets"], &["get", "list", "watch"]),
             ("events.k8s.io", &["events"], &["create", "patch"]),
         ],
         None,
@@ -575,6 +576,9 @@ fn operator_with_chart_identity_reconciles(namespaced: bool) {
         ("create", "deployments.apps"),
         ("delete", "persistentvolumeclaims"),
         ("create", "events.events.k8s.io"),
+        // The Secrets of privateModules, read and watched, never written.
+        ("get", "secrets"),
+        ("watch", "secrets"),
     ] {
         assert!(
             cluster.can_i(&user, verb, res, f),
@@ -582,7 +586,8 @@ fn operator_with_chart_identity_reconciles(namespaced: bool) {
         );
     }
     for (verb, res) in [
-        ("get", "secrets"),
+        ("create", "secrets"),
+        ("patch", "secrets"),
         ("create", "pods"),
         ("delete", "gomoduleproxies.modfleet.dev"),
         ("update", "deployments.apps"),

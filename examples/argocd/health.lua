@@ -41,6 +41,7 @@ local failure_reasons = {
   ReconcileFailed = true,
   MemberFailed = true,
   CacheVolumeLost = true,
+  CredentialsMissing = true,
 }
 
 local function is_failure(reason)

@@ -9,12 +9,14 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::core::v1::{ObjectReference, PersistentVolumeClaim};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{DynamicObject, Patch, PatchParams};
+use kube::api::{DynamicObject, PartialObjectMeta, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{self, finalizer};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
@@ -29,9 +31,10 @@ use crate::crd::{GoModuleProxy, GoModuleProxyStatus};
 use crate::error::Error;
 use crate::fleet_health::Poller;
 use crate::metrics::Metrics;
+use crate::resources::credentials::{self, SecretData};
 use crate::resources::{self, TEMPLATE_HASH_ANNOTATION, labels, pvc};
 use crate::rollout::{MemberStep, Rollout};
-use crate::status::{self, CacheState, MemberState, Observed};
+use crate::status::{self, CacheState, Failure, MemberState, Observed};
 
 /// Finalizer that lets us keep or delete cache PVCs before the CR goes away.
 pub const FINALIZER: &str = "modfleet.dev/cache-retention";
@@ -232,7 +235,10 @@ fn error_policy(gmp: Arc<GoModuleProxy>, _err: &Error, ctx: Arc<Ctx>) -> Action 
 async fn converge(gmp: &GoModuleProxy, ctx: &Ctx) -> Result<Action, Error> {
     let mut observed = Observed::default();
     let result = apply_children(gmp, ctx, &mut observed).await;
-    observed.error = result.as_ref().err().map(ToString::to_string);
+    observed.error = result.as_ref().err().map(|e| Failure {
+        kind: e.failure_kind(),
+        message: e.to_string(),
+    });
     if let Some(poller) = &ctx.health {
         observed.health = Some(poller.poll(&ctx.client, gmp).await);
     }
@@ -277,8 +283,27 @@ async fn apply_children(
         smallest_cache_bytes = smallest_cache_bytes.into_iter().chain(bytes).min();
         observed.caches.push(CacheState::from_pvc(&claim));
     }
+    // The Secrets of privateModules, checked before anything is rendered from them. When
+    // one is missing or lacks a key, nothing changes under the members: they are reported as
+    // they run, and the Secret's creation (watched) reconciles again.
+    let secrets = read_secrets(gmp, ctx).await?;
+    let credentials = match credentials::check(gmp, &secrets) {
+        Ok(credentials) => credentials,
+        Err(e) => {
+            for name in resources::member_deployments(gmp) {
+                if let Some(current) = children.get::<Deployment>(&name).await? {
+                    let hash = template_hash(&current).unwrap_or_default().to_owned();
+                    observed
+                        .members
+                        .push(MemberState::from_deployment(&current, &hash));
+                }
+            }
+            return Err(e.into());
+        }
+    };
     let builder = resources::Context {
         smallest_cache_bytes,
+        credentials,
         ..ctx.builder.clone()
     };
     let desired = resources::desired(gmp, &builder);
@@ -310,6 +335,38 @@ async fn apply_children(
         }
     }
     Ok(())
+}
+
+/// The data of the Secrets `gmp`'s private modules reference (`None`: no such Secret).
+/// Held only for [`credentials::check`]; never logged.
+async fn read_secrets(gmp: &GoModuleProxy, ctx: &Ctx) -> Result<SecretData, Error> {
+    let ns = gmp.namespace().ok_or(Error::Missing("namespace"))?;
+    let mut data = SecretData::new();
+    for name in credentials::referenced_secrets(gmp) {
+        let secret: Option<Secret> = apply::get(&ctx.client, &ns, &name).await?;
+        let keys = secret.map(|s| {
+            s.data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.0))
+                .collect()
+        });
+        data.insert(name, keys);
+    }
+    Ok(data)
+}
+
+/// The fleets in `secret`'s namespace whose private modules reference it.
+fn fleets_referencing(
+    fleets: &[Arc<GoModuleProxy>],
+    secret: &PartialObjectMeta<Secret>,
+) -> Vec<ObjectRef<GoModuleProxy>> {
+    let (ns, name) = (secret.namespace(), secret.name_any());
+    fleets
+        .iter()
+        .filter(|g| g.namespace() == ns && credentials::referenced_secrets(g).contains(&name))
+        .map(|g| ObjectRef::from_obj(g.as_ref()))
+        .collect()
 }
 
 /// Applies one member Deployment, unless the rollout holds its template update back, and
@@ -485,7 +542,7 @@ async fn cleanup(gmp: &GoModuleProxy, ctx: &Ctx) -> Result<Action, Error> {
 
 /// Runs the controller for one namespace (`None`: all) until `shutdown` is cancelled. It
 /// wakes on every change of the GoModuleProxies and of their children of each kind in
-/// [`children::KINDS`].
+/// [`children::KINDS`], and of the Secrets their private modules reference.
 pub async fn run(ctx: Arc<Ctx>, namespace: Option<String>, shutdown: CancellationToken) {
     let client = ctx.client.clone();
     let fleets: Api<GoModuleProxy> = match &namespace {
@@ -503,6 +560,17 @@ pub async fn run(ctx: Arc<Ctx>, namespace: Option<String>, shutdown: Cancellatio
             None => Api::all_with(client.clone(), &resource),
         };
         controller.owns_with(api, resource, owned.clone())
+    });
+    // Secrets by metadata only (`PartialObjectMeta` asks the API server for metadata, so no
+    // Secret's data streams to the operator; a change of the data changes the
+    // resourceVersion): a change reconciles the fleets that reference the Secret.
+    let secrets: Api<PartialObjectMeta<Secret>> = match &namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    };
+    let fleets_store = controller.store();
+    let controller = controller.watches(secrets, watcher::Config::default(), move |secret| {
+        fleets_referencing(&fleets_store.state(), &secret)
     });
     let stop = shutdown.clone();
     controller
@@ -530,6 +598,39 @@ mod tests {
         assert_eq!(requeue_after(true, Some(s(30))), s(30));
         assert_eq!(requeue_after(false, Some(s(30))), s(15));
         assert_eq!(requeue_after(true, Some(s(1))), s(1));
+    }
+
+    #[test]
+    fn a_secret_maps_to_the_fleets_of_its_namespace_that_name_it() {
+        use crate::resources::credentials::tests::private_fleet;
+        let in_ns = |ns: &str, name: &str| {
+            let mut g = private_fleet();
+            g.metadata.namespace = Some(ns.into());
+            g.metadata.name = Some(name.into());
+            Arc::new(g)
+        };
+        let mut plain = crate::resources::testutil::minimal();
+        plain.metadata.name = Some("plain".into());
+        let fleets = [in_ns("team-a", "a"), in_ns("team-b", "b"), Arc::new(plain)];
+        let secret = |ns: &str, name: &str| {
+            let mut s = PartialObjectMeta::<Secret>::default();
+            s.metadata.namespace = Some(ns.into());
+            s.metadata.name = Some(name.into());
+            s
+        };
+        let names = |refs: Vec<ObjectRef<GoModuleProxy>>| -> Vec<String> {
+            refs.into_iter().map(|r| r.name).collect()
+        };
+        assert_eq!(
+            names(fleets_referencing(&fleets, &secret("team-a", "git-ssh"))),
+            ["a"]
+        );
+        assert_eq!(
+            names(fleets_referencing(&fleets, &secret("team-b", "git-basic"))),
+            ["b"]
+        );
+        assert!(fleets_referencing(&fleets, &secret("team-a", "other")).is_empty());
+        assert!(fleets_referencing(&fleets, &secret("team-c", "git-ssh")).is_empty());
     }
 
     #[test]

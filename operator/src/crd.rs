@@ -112,6 +112,12 @@ pub struct GoModuleProxySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefetch: Option<PrefetchSpec>,
 
+    /// Modules served straight from their Git repositories (GOPRIVATE patterns). Their paths
+    /// are never sent to an upstream nor looked up in the checksum database.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub private_modules: Vec<PrivateModule>,
+
     /// Module cache storage.
     #[serde(default)]
     pub cache: CacheSpec,
@@ -207,6 +213,69 @@ pub struct Upstream {
         "upstream timeout must be a duration like 30s, 1m30s or 500ms"
     ))]
     pub timeout: Option<String>,
+}
+
+/// Modules matching one pattern, served from Git (the proxy's `privateModules` entry).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(
+    "!has(self.repository) || !isURL(self.repository.url) || url(self.repository.url).getScheme() != 'http' || (has(self.insecure) && self.insecure)"
+).message("privateModules: an http:// repository url needs insecure: true (use https:// or ssh://)"))]
+pub struct PrivateModule {
+    /// A GOPRIVATE glob, e.g. `git.corp.example.com/*`: the module paths, and paths under
+    /// them, this entry serves. One pattern (no commas).
+    #[schemars(length(min = 1, max = 256))]
+    #[x_kube(validation = Rule::new("!self.contains(',') && !self.contains(' ')").message(
+        "privateModules pattern is one GOPRIVATE glob without commas or spaces, e.g. git.corp.example.com/*; list several patterns as several entries"
+    ))]
+    pub pattern: String,
+
+    /// One repository holding the modules under `root`. Unset: found as the go command finds
+    /// it (its rules for well-known hosts, else the `?go-get=1` meta tags).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<PrivateRepository>,
+
+    /// Allow plain http for discovery and Git (the go command's GOINSECURE).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure: bool,
+
+    /// A Secret in the fleet's namespace with the Git credentials: `username` and `password`
+    /// (a `kubernetes.io/basic-auth` Secret; the password may be a token) or `ssh-privatekey`
+    /// and `known_hosts` (a `kubernetes.io/ssh-auth` Secret plus the server's host keys).
+    /// Mounted read-only into the members; a change rolls them. Unset: anonymous.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret_ref: Option<SecretRef>,
+}
+
+/// A repository and the module path prefix at its root.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct PrivateRepository {
+    /// The repository: `https://` or `ssh://` (`http://` with `insecure: true`).
+    #[schemars(length(max = 2048))]
+    #[x_kube(validation = Rule::new(
+        "isURL(self) && url(self).getScheme() in ['https', 'ssh', 'http'] && url(self).getHostname() != ''"
+    ).message("privateModules repository url must be an absolute https:// or ssh:// URL (http:// with insecure: true), e.g. https://git.corp.example.com/team/lib.git or ssh://git@git.corp.example.com/team/lib.git"))]
+    pub url: String,
+
+    /// The module path prefix at the repository's root, e.g. `git.corp.example.com/team/lib`.
+    #[schemars(length(min = 1, max = 512))]
+    #[x_kube(validation = Rule::new("!self.contains('://') && !self.startsWith('/') && !self.endsWith('/')").message(
+        "privateModules repository root is a module path prefix such as git.corp.example.com/team/lib (no scheme, no leading or trailing slash)"
+    ))]
+    pub root: String,
+}
+
+/// A Secret in the fleet's own namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretRef {
+    /// The Secret's name.
+    #[schemars(length(min = 1, max = 253))]
+    #[x_kube(validation = Rule::new(
+        "self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')"
+    ).message("credentialsSecretRef.name must be the name of a Secret (a DNS subdomain: lowercase letters, digits, '-' and '.')"))]
+    pub name: String,
 }
 
 /// Checksum database settings.
@@ -746,6 +815,71 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.contains("samplingRatio"), "{err}");
+    }
+
+    #[test]
+    fn cel_checks_private_modules() {
+        let ok = |v: Value| {
+            cel(&with(&["spec", "privateModules"], v.clone()), None)
+                .unwrap_or_else(|e| panic!("{v}: {e}"))
+        };
+        let bad = |v: Value, want: &str| {
+            let Err(err) = cel(&with(&["spec", "privateModules"], v.clone()), None) else {
+                panic!("{v} passed");
+            };
+            assert!(err.contains(want), "{v}: {err}");
+        };
+        ok(json!([{"pattern": "git.corp.example.com/*"}]));
+        ok(json!([{
+            "pattern": "git.corp.example.com/team/lib",
+            "repository": {"url": "ssh://git@git.corp.example.com/team/lib.git", "root": "git.corp.example.com/team/lib"},
+            "credentialsSecretRef": {"name": "git-ssh"}
+        }]));
+        ok(json!([{
+            "pattern": "git.corp.example.com/*",
+            "repository": {"url": "https://git.corp.example.com/team/lib.git", "root": "git.corp.example.com/team/lib"},
+            "credentialsSecretRef": {"name": "git.basic-auth"}
+        }]));
+        ok(json!([{
+            "pattern": "git.internal/*",
+            "insecure": true,
+            "repository": {"url": "http://git.internal/lib.git", "root": "git.internal/lib"}
+        }]));
+        bad(
+            json!([{"pattern": "git.internal/*", "repository": {"url": "http://git.internal/lib.git", "root": "git.internal/lib"}}]),
+            "needs insecure: true",
+        );
+        for url in [
+            "ftp://git.internal/lib.git",
+            "git@git.internal:lib.git",
+            "lib.git",
+            "",
+        ] {
+            bad(
+                json!([{"pattern": "git.internal/*", "repository": {"url": url, "root": "git.internal/lib"}}]),
+                "absolute https:// or ssh:// URL",
+            );
+        }
+        for root in [
+            "https://git.internal/lib",
+            "/git.internal/lib",
+            "git.internal/lib/",
+        ] {
+            bad(
+                json!([{"pattern": "git.internal/*", "repository": {"url": "https://git.internal/lib.git", "root": root}}]),
+                "module path prefix",
+            );
+        }
+        bad(
+            json!([{"pattern": "a.example.com/*,b.example.com/*"}]),
+            "without commas",
+        );
+        for name in ["Git_Creds", "-x", "a/b"] {
+            bad(
+                json!([{"pattern": "a.example.com/*", "credentialsSecretRef": {"name": name}}]),
+                "the name of a Secret",
+            );
+        }
     }
 
     #[test]

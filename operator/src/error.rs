@@ -2,6 +2,8 @@
 //! at the crate root): every API call of a reconcile returns it, and [`Error::reason`] is
 //! what metrics and Events count failures by.
 
+use crate::status::FailureKind;
+
 /// Errors a reconcile can end with. Each names the object and what we tried to do, so the
 /// message in the `Degraded` condition and in Events is enough to act on.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +44,10 @@ pub enum Error {
     },
     #[error("GoModuleProxy has no {0} (the API server always sets it; is this a real object?)")]
     Missing(&'static str),
+    /// A Secret of `privateModules` is missing or lacks a key: nothing is rendered from it
+    /// until it is fixed (the members keep running as they are).
+    #[error(transparent)]
+    Credentials(#[from] crate::resources::credentials::CredentialsError),
 }
 
 impl Error {
@@ -64,6 +70,16 @@ impl Error {
             Error::Status { .. } => "StatusUpdateFailed",
             Error::Finalizer { .. } => "FinalizerFailed",
             Error::Missing(_) => "InvalidObject",
+            Error::Credentials(_) => "CredentialsMissing",
+        }
+    }
+
+    /// What kind of failure the `Degraded` condition reports: the person who can fix a
+    /// Secret is told so; every failure of the API server is a failed reconcile.
+    pub fn failure_kind(&self) -> FailureKind {
+        match self {
+            Error::Credentials(_) => FailureKind::Credentials,
+            _ => FailureKind::Reconcile,
         }
     }
 }

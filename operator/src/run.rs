@@ -87,6 +87,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             proxy_image: config.proxy_image.clone(),
             smallest_cache_bytes: None,
             operator_namespace: config.operator_namespace.clone(),
+            // Read per fleet at each reconcile.
+            credentials: resources::credentials::Credentials::default(),
         },
         metrics.clone(),
         health,

@@ -99,11 +99,28 @@ pub struct Observed {
     /// Member Deployments that exist, in member order.
     pub members: Vec<MemberState>,
     pub caches: Vec<CacheState>,
-    /// The reconcile failed with this message (the status still reports the children).
-    pub error: Option<String>,
+    /// The reconcile failed so (the status still reports the children).
+    pub error: Option<Failure>,
     /// What the members said about their upstreams; `None` when the operator does not poll
     /// them (`--health-poll-interval 0s`): no `UpstreamsHealthy` condition then.
     pub health: Option<FleetHealth>,
+}
+
+/// A failed reconcile as the `Degraded` condition reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub kind: FailureKind,
+    pub message: String,
+}
+
+/// What failed, which decides the `Degraded` reason.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureKind {
+    /// A call to the API server failed (`ReconcileFailed`).
+    Reconcile,
+    /// A Secret of `privateModules` is missing or lacks a key (`CredentialsMissing`): the
+    /// fleet's owner, not the cluster, has to act.
+    Credentials,
 }
 
 /// The counts every condition is decided from.
@@ -216,9 +233,14 @@ fn progressing(f: &Fleet) -> Verdict {
 }
 
 /// `Degraded`: the reconcile failed, a cache volume was lost, or a member failed.
-fn degraded(f: &Fleet, error: Option<&str>) -> Verdict {
+fn degraded(f: &Fleet, error: Option<&Failure>) -> Verdict {
     if let Some(e) = error {
-        Degraded.true_because("ReconcileFailed", e)
+        match e.kind {
+            FailureKind::Reconcile => Degraded.true_because("ReconcileFailed", e.message.clone()),
+            FailureKind::Credentials => {
+                Degraded.true_because("CredentialsMissing", e.message.clone())
+            }
+        }
     } else if !f.lost.is_empty() {
         Degraded.true_because(
             "CacheVolumeLost",
@@ -249,7 +271,7 @@ pub fn compute(gmp: &GoModuleProxy, observed: &Observed, now: Time) -> GoModuleP
     let conditions = [
         ready(&fleet),
         progressing(&fleet),
-        degraded(&fleet, observed.error.as_deref()),
+        degraded(&fleet, observed.error.as_ref()),
     ]
     .into_iter()
     .chain(upstreams_healthy)
@@ -416,13 +438,52 @@ mod tests {
     #[test]
     fn reconcile_error_is_degraded() {
         let obs = Observed {
-            error: Some("applying Deployment gomod-0: forbidden".into()),
+            error: Some(Failure {
+                kind: FailureKind::Reconcile,
+                message: "applying Deployment gomod-0: forbidden".into(),
+            }),
             ..Observed::default()
         };
         let s = compute(&minimal(), &obs, t(1));
         let d = get(&s, Degraded);
         assert_eq!(d.reason, "ReconcileFailed");
         assert!(d.message.contains("forbidden"));
+    }
+
+    /// A missing Secret is Degraded with its own reason, while members that run keep
+    /// counting as Ready (nothing was changed under them).
+    #[test]
+    fn missing_credentials_are_degraded_by_name() {
+        use crate::error::Error;
+        use crate::resources::credentials::{CredentialsError, Problem};
+        let e = Error::from(CredentialsError {
+            problems: vec![Problem::NotFound {
+                index: 0,
+                secret: "git-creds".into(),
+            }],
+        });
+        let obs = Observed {
+            members: (0..3).map(|i| member(i, true, true)).collect(),
+            caches: bound(3),
+            error: Some(Failure {
+                kind: e.failure_kind(),
+                message: e.to_string(),
+            }),
+            health: None,
+        };
+        let s = compute(&minimal(), &obs, t(1));
+        let d = get(&s, Degraded);
+        assert_eq!(
+            (d.status.as_str(), d.reason.as_str()),
+            ("True", "CredentialsMissing")
+        );
+        assert!(
+            d.message.contains("Secret git-creds not found"),
+            "{}",
+            d.message
+        );
+        assert_eq!(get(&s, Ready).status, "True");
+        assert_eq!(s.ready_members, 3);
     }
 
     #[test]

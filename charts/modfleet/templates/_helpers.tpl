@@ -98,6 +98,12 @@ by one Role per watched namespace.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list"]
+# The Secrets that privateModules[].credentialsSecretRef names: read at each reconcile (get:
+# controller.rs read_secrets) to check their keys and hash their data, and watched by metadata
+# (list, watch) so a changed Secret rolls the fleets that use it. Never written.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "list", "watch"]
 # Events about the GoModuleProxies (kube's events::Recorder: create, then patch for a series).
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]

@@ -6,12 +6,16 @@ use std::net::{Ipv4Addr, SocketAddr};
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::ResourceExt;
-use modfleet_contract::config::{FileConfig, SumdbConfig, UpstreamConfig};
+use modfleet_contract::config::{
+    FileConfig, GitCredentialsConfig, PrivateModuleConfig, RepositoryConfig, SumdbConfig,
+    UpstreamConfig,
+};
 use modfleet_contract::defaults;
 use modfleet_contract::values::{ByteSize, HumanDuration, OnOff};
 use modfleet_telemetry::LogFormat;
 use sha2::{Digest, Sha256};
 
+use super::credentials::{self, Credentials, Key};
 use super::labels::Component;
 use super::{ADMIN_PORT, CACHE_DIR, CONFIG_KEY, Context, HTTP_PORT, meta, names, quantity_bytes};
 use crate::crd::{self, GoModuleProxy};
@@ -48,7 +52,47 @@ pub fn proxy_config(gmp: &GoModuleProxy, ctx: &Context) -> FileConfig {
         // their pod templates) stay as they were.
         prefetch: spec.prefetch.as_ref().map(|p| OnOff::from(p.enabled)),
         prefetch_zips: spec.prefetch.as_ref().map(|p| OnOff::from(p.zips)),
+        // Like prefetch: absent unless the fleet has private modules.
+        private_modules: (!spec.private_modules.is_empty()).then(|| {
+            spec.private_modules
+                .iter()
+                .enumerate()
+                .map(|(i, m)| private_module(i, m, &ctx.credentials))
+                .collect()
+        }),
         ..FileConfig::default()
+    }
+}
+
+/// Entry `index`, with the files of the keys its Secret has (never their contents).
+fn private_module(
+    index: usize,
+    m: &crd::PrivateModule,
+    credentials: &Credentials,
+) -> PrivateModuleConfig {
+    let files = credentials.mounts.get(&index).map(|mount| {
+        let file = |key: Key| {
+            mount
+                .keys
+                .contains(&key)
+                .then(|| credentials::file(index, key))
+        };
+        GitCredentialsConfig {
+            username: None,
+            username_file: file(Key::Username),
+            password_file: file(Key::Password),
+            ssh_private_key_file: file(Key::SshPrivateKey),
+            ssh_known_hosts_file: file(Key::KnownHosts),
+        }
+    });
+    PrivateModuleConfig {
+        pattern: m.pattern.clone(),
+        repository: m.repository.as_ref().map(|r| RepositoryConfig {
+            url: r.url.clone(),
+            root: r.root.clone(),
+        }),
+        insecure: m.insecure,
+        credentials: files,
     }
 }
 
@@ -136,6 +180,60 @@ mod tests {
                 "noSum": ["corp.example.com/*", "git.internal/*"]
             })
         );
+    }
+
+    #[test]
+    fn private_modules_name_the_mounted_files() {
+        use crate::resources::credentials::tests::{good_secrets, private_fleet};
+        let g = private_fleet();
+        let c = Context {
+            credentials: credentials::check(&g, &good_secrets()).unwrap(),
+            ..ctx()
+        };
+        let yaml = &build(&g, &c).data.unwrap()["config.yaml"];
+        let v: serde_json::Value = serde_yaml_ng::from_str(yaml).unwrap();
+        assert_eq!(
+            v["privateModules"],
+            json!([
+                {
+                    "pattern": "git.corp.example.com/team/lib",
+                    "repository": {
+                        "url": "ssh://git@git.corp.example.com/team/lib.git",
+                        "root": "git.corp.example.com/team/lib"
+                    },
+                    "credentials": {
+                        "sshPrivateKeyFile": "/etc/modfleet/private/0/ssh-privatekey",
+                        "sshKnownHostsFile": "/etc/modfleet/private/0/known_hosts"
+                    }
+                },
+                {"pattern": "git.internal/*", "insecure": true},
+                {
+                    "pattern": "git.corp.example.com/*",
+                    "credentials": {
+                        "usernameFile": "/etc/modfleet/private/2/username",
+                        "passwordFile": "/etc/modfleet/private/2/password"
+                    }
+                }
+            ])
+        );
+        assert!(
+            !yaml.contains("s3cret") && !yaml.contains("BEGIN"),
+            "{yaml}"
+        );
+        // Only the keys matter to the config: a rotated Secret leaves it (and its hash) alone.
+        let mut rotated = good_secrets();
+        rotated.insert(
+            "git-basic".into(),
+            credentials::tests::secret(&[("username", "ci"), ("password", "n3w")]),
+        );
+        let c2 = Context {
+            credentials: credentials::check(&g, &rotated).unwrap(),
+            ..ctx()
+        };
+        assert_eq!(hash(&build(&g, &c)), hash(&build(&g, &c2)));
+        // The proxy's own schema reads it back.
+        let back: FileConfig = serde_yaml_ng::from_str(yaml).unwrap();
+        assert_eq!(back.private_modules.unwrap().len(), 3);
     }
 
     #[test]

@@ -9,8 +9,9 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-    HTTPGetAction, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec,
-    Probe, SeccompProfile, SecurityContext, Volume, VolumeMount,
+    HTTPGetAction, KeyToPath, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, SeccompProfile, SecretVolumeSource, SecurityContext, Volume,
+    VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -18,6 +19,7 @@ use kube::ResourceExt;
 use kube::api::ObjectMeta;
 use sha2::{Digest, Sha256};
 
+use super::credentials::{self, CREDENTIALS_HASH_ANNOTATION};
 use super::labels::{self, Component};
 use super::{
     ADMIN_PORT, CACHE_DIR, CONFIG_DIR, CONFIG_HASH_ANNOTATION, CONFIG_KEY, Context, HTTP_PORT,
@@ -39,7 +41,7 @@ pub fn build(
     let name = gmp.name_any();
     let (dep_name, claim, replicas, strategy) = match member {
         Some(i) => (
-            names::member(&name, i),
+            names::deployment(&name, member),
             names::member_cache(&name, i),
             1,
             DeploymentStrategy {
@@ -48,7 +50,7 @@ pub fn build(
             },
         ),
         None => (
-            name.clone(),
+            names::deployment(&name, member),
             names::shared_cache(&name),
             gmp.replicas(),
             DeploymentStrategy {
@@ -62,6 +64,11 @@ pub fn build(
     };
     let mut pod_annotations = gmp.spec.pod_annotations.clone();
     pod_annotations.insert(CONFIG_HASH_ANNOTATION.into(), config_hash.to_owned());
+    // Credentials are files read at use, but a rotated Secret reaches a running pod only
+    // eventually (the kubelet's sync period): rolling makes the change take effect now.
+    if let Some(h) = &ctx.credentials.hash {
+        pod_annotations.insert(CREDENTIALS_HASH_ANNOTATION.into(), h.clone());
+    }
     let pod_labels = merge_labels(
         &gmp.spec.pod_labels,
         labels::labels(&name, Component::Proxy, member),
@@ -164,24 +171,34 @@ fn pod_spec(gmp: &GoModuleProxy, ctx: &Context, claim: &str) -> PodSpec {
             }),
             ..SecurityContext::default()
         }),
-        volume_mounts: Some(vec![
-            VolumeMount {
-                name: "config".into(),
-                mount_path: CONFIG_DIR.into(),
+        volume_mounts: Some(
+            [
+                VolumeMount {
+                    name: "config".into(),
+                    mount_path: CONFIG_DIR.into(),
+                    read_only: Some(true),
+                    ..VolumeMount::default()
+                },
+                VolumeMount {
+                    name: "cache".into(),
+                    mount_path: CACHE_DIR.into(),
+                    ..VolumeMount::default()
+                },
+                VolumeMount {
+                    name: "tmp".into(),
+                    mount_path: "/tmp".into(),
+                    ..VolumeMount::default()
+                },
+            ]
+            .into_iter()
+            .chain(ctx.credentials.mounts.keys().map(|&i| VolumeMount {
+                name: credentials_volume(i),
+                mount_path: credentials::dir(i),
                 read_only: Some(true),
                 ..VolumeMount::default()
-            },
-            VolumeMount {
-                name: "cache".into(),
-                mount_path: CACHE_DIR.into(),
-                ..VolumeMount::default()
-            },
-            VolumeMount {
-                name: "tmp".into(),
-                mount_path: "/tmp".into(),
-                ..VolumeMount::default()
-            },
-        ]),
+            }))
+            .collect(),
+        ),
         ..Container::default()
     };
     PodSpec {
@@ -201,34 +218,63 @@ fn pod_spec(gmp: &GoModuleProxy, ctx: &Context, claim: &str) -> PodSpec {
             }),
             ..PodSecurityContext::default()
         }),
-        volumes: Some(vec![
-            Volume {
-                name: "config".into(),
-                config_map: Some(ConfigMapVolumeSource {
-                    name: names::config(&gmp.name_any()),
-                    ..ConfigMapVolumeSource::default()
-                }),
-                ..Volume::default()
-            },
-            Volume {
-                name: "cache".into(),
-                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                    claim_name: claim.to_owned(),
-                    read_only: None,
-                }),
-                ..Volume::default()
-            },
-            Volume {
-                name: "tmp".into(),
-                empty_dir: Some(EmptyDirVolumeSource {
-                    size_limit: Some(k8s_openapi::apimachinery::pkg::api::resource::Quantity(
-                        "256Mi".into(),
-                    )),
-                    ..EmptyDirVolumeSource::default()
-                }),
-                ..Volume::default()
-            },
-        ]),
+        volumes: Some(
+            [
+                Volume {
+                    name: "config".into(),
+                    config_map: Some(ConfigMapVolumeSource {
+                        name: names::config(&gmp.name_any()),
+                        ..ConfigMapVolumeSource::default()
+                    }),
+                    ..Volume::default()
+                },
+                Volume {
+                    name: "cache".into(),
+                    persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                        claim_name: claim.to_owned(),
+                        read_only: None,
+                    }),
+                    ..Volume::default()
+                },
+                Volume {
+                    name: "tmp".into(),
+                    empty_dir: Some(EmptyDirVolumeSource {
+                        size_limit: Some(k8s_openapi::apimachinery::pkg::api::resource::Quantity(
+                            "256Mi".into(),
+                        )),
+                        ..EmptyDirVolumeSource::default()
+                    }),
+                    ..Volume::default()
+                },
+            ]
+            .into_iter()
+            .chain(ctx.credentials.mounts.iter().map(|(&i, mount)| {
+                Volume {
+                    name: credentials_volume(i),
+                    secret: Some(SecretVolumeSource {
+                        secret_name: Some(mount.secret.clone()),
+                        // Only the keys the Secret has: a missing item would keep the pod from
+                        // starting, and keys we do not use stay out of the pod.
+                        items: Some(
+                            mount
+                                .keys
+                                .iter()
+                                .map(|k| KeyToPath {
+                                    key: k.secret_key().into(),
+                                    path: k.secret_key().into(),
+                                    mode: None,
+                                })
+                                .collect(),
+                        ),
+                        // Owner-only; fsGroup adds group read for the proxy's group.
+                        default_mode: Some(0o400),
+                        optional: None,
+                    }),
+                    ..Volume::default()
+                }
+            }))
+            .collect(),
+        ),
         image_pull_secrets: (!spec.image_pull_secrets.is_empty())
             .then(|| spec.image_pull_secrets.clone()),
         node_selector: (!spec.node_selector.is_empty()).then(|| spec.node_selector.clone()),
@@ -239,6 +285,11 @@ fn pod_spec(gmp: &GoModuleProxy, ctx: &Context, claim: &str) -> PodSpec {
         priority_class_name: spec.priority_class_name.clone().filter(|p| !p.is_empty()),
         ..PodSpec::default()
     }
+}
+
+/// The volume of `privateModules[index]`'s Secret.
+fn credentials_volume(index: usize) -> String {
+    format!("private-{index}")
 }
 
 fn otel_env(gmp: &GoModuleProxy) -> Vec<EnvVar> {
@@ -573,6 +624,116 @@ mod tests {
         assert_eq!(c.image.as_deref(), Some("registry.internal/proxy:v2"));
         assert_eq!(c.image_pull_policy.as_deref(), Some("Always"));
         assert!(c.resources.is_some());
+    }
+
+    #[test]
+    fn private_module_secrets_are_mounted_read_only_with_their_keys() {
+        use crate::resources::credentials::tests::{good_secrets, private_fleet, secret};
+        let g = private_fleet();
+        let with = |secrets| Context {
+            credentials: credentials::check(&g, &secrets).unwrap(),
+            ..ctx()
+        };
+        let c = with(good_secrets());
+        let d = build(&g, &c, Some(0), "abc");
+        let t = &d.spec.as_ref().unwrap().template;
+        let pod = t.spec.as_ref().unwrap();
+        let secret_volumes: Vec<(String, String, Vec<String>, Option<i32>)> = pod
+            .volumes
+            .iter()
+            .flatten()
+            .filter_map(|v| {
+                let s = v.secret.as_ref()?;
+                let keys = s.items.iter().flatten().map(|i| i.key.clone()).collect();
+                Some((
+                    v.name.clone(),
+                    s.secret_name.clone().unwrap(),
+                    keys,
+                    s.default_mode,
+                ))
+            })
+            .collect();
+        assert_eq!(
+            secret_volumes,
+            [
+                (
+                    "private-0".into(),
+                    "git-ssh".into(),
+                    vec!["ssh-privatekey".into(), "known_hosts".into()],
+                    Some(0o400)
+                ),
+                (
+                    "private-2".into(),
+                    "git-basic".into(),
+                    vec!["username".into(), "password".into()],
+                    Some(0o400)
+                ),
+            ]
+        );
+        let mounts: Vec<(&str, &str, Option<bool>)> = container(&d)
+            .volume_mounts
+            .iter()
+            .flatten()
+            .filter(|m| m.name.starts_with("private-"))
+            .map(|m| (m.name.as_str(), m.mount_path.as_str(), m.read_only))
+            .collect();
+        assert_eq!(
+            mounts,
+            [
+                ("private-0", "/etc/modfleet/private/0", Some(true)),
+                ("private-2", "/etc/modfleet/private/2", Some(true)),
+            ]
+        );
+        assert_eq!(restricted_violations(pod), Vec::<String>::new());
+        let annotation = |d: &Deployment| {
+            d.spec
+                .as_ref()
+                .unwrap()
+                .template
+                .metadata
+                .as_ref()
+                .unwrap()
+                .annotations
+                .as_ref()
+                .unwrap()[CREDENTIALS_HASH_ANNOTATION]
+                .clone()
+        };
+        assert_eq!(&annotation(&d), c.credentials.hash.as_ref().unwrap());
+
+        // A rotated password: a new annotation, so a new template (the members roll).
+        let mut rotated = good_secrets();
+        rotated.insert(
+            "git-basic".into(),
+            secret(&[("username", "ci"), ("password", "n3w")]),
+        );
+        let d2 = build(&g, &with(rotated), Some(0), "abc");
+        assert_ne!(annotation(&d), annotation(&d2));
+        let th = |d: &Deployment| {
+            d.metadata.annotations.as_ref().unwrap()[TEMPLATE_HASH_ANNOTATION].clone()
+        };
+        assert_ne!(th(&d), th(&d2));
+        let json = serde_json::to_string(&d2).unwrap();
+        assert!(
+            !json.contains("n3w") && !json.contains("BEGIN"),
+            "no credential in the Deployment"
+        );
+    }
+
+    #[test]
+    fn fleets_without_private_modules_keep_their_template() {
+        let d = build(&minimal(), &ctx(), Some(0), "abc");
+        let t = &d.spec.as_ref().unwrap().template;
+        assert!(
+            !t.metadata
+                .as_ref()
+                .unwrap()
+                .annotations
+                .as_ref()
+                .unwrap()
+                .contains_key(CREDENTIALS_HASH_ANNOTATION)
+        );
+        let pod = t.spec.as_ref().unwrap();
+        assert!(pod.volumes.iter().flatten().all(|v| v.secret.is_none()));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! -> object`, no I/O, so the whole desired state is unit-testable.
 
 pub mod configmap;
+pub mod credentials;
 pub mod deployment;
 pub mod labels;
 pub mod networkpolicy;
@@ -50,6 +51,9 @@ pub struct Context {
     /// Namespace of the operator's pods (`--operator-namespace`): the fleet NetworkPolicy
     /// admits them to the admin port from there only (`None`: from any namespace).
     pub operator_namespace: Option<String>,
+    /// What the members get of the Secrets `privateModules` references (read and checked by
+    /// the reconcile: [`credentials::check`]).
+    pub credentials: credentials::Credentials,
 }
 
 /// Child names (the table "What it creates" in docs/operator.md).
@@ -65,6 +69,10 @@ pub mod names {
     }
     pub fn member(gmp: &str, i: usize) -> String {
         format!("{gmp}-{i}")
+    }
+    /// The Deployment of `member` (PerMember), or the one shared Deployment (`None`).
+    pub fn deployment(gmp: &str, member: Option<usize>) -> String {
+        member.map_or_else(|| gmp.to_owned(), |i| self::member(gmp, i))
     }
     pub fn member_cache(gmp: &str, i: usize) -> String {
         format!("{gmp}-cache-{i}")
@@ -99,6 +107,14 @@ fn members(gmp: &GoModuleProxy) -> Vec<Option<usize>> {
             .collect(),
         CacheMode::Shared => vec![None],
     }
+}
+
+/// The names of the member Deployments the fleet has, in member order.
+pub fn member_deployments(gmp: &GoModuleProxy) -> Vec<String> {
+    members(gmp)
+        .into_iter()
+        .map(|m| names::deployment(&gmp.name_any(), m))
+        .collect()
 }
 
 /// The cache claims, in member order. They are applied before anything else: the proxy
@@ -193,6 +209,7 @@ pub(crate) mod testutil {
             proxy_image: "modfleet/modfleet-proxy:test".to_owned(),
             smallest_cache_bytes: None,
             operator_namespace: None,
+            credentials: credentials::Credentials::default(),
         }
     }
 

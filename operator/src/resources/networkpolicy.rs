@@ -1,7 +1,8 @@
 //! NetworkPolicy `NAME`: ingress to the proxy port from `allowFrom` (empty: every namespace)
 //! and to the admin port from `metricsFrom` and from the operator (which reads `/status`);
 //! fleet peers reach each other on both ports. Egress only to DNS, to `egressTo` (empty:
-//! anywhere) on `egressPorts`, and to peers.
+//! anywhere) on `egressPorts`, and to peers; with `privateModules`, also to any address on
+//! the Git ports (443, 22, and 80 for `insecure` entries).
 
 use k8s_openapi::api::networking::v1::{
     IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
@@ -110,7 +111,7 @@ pub fn build(gmp: &GoModuleProxy, ctx: &Context) -> Option<NetworkPolicy> {
         },
         NetworkPolicyEgressRule {
             to: Some(if np.egress_to.is_empty() {
-                anywhere
+                anywhere.clone()
             } else {
                 np.egress_to.clone()
             }),
@@ -121,6 +122,10 @@ pub fn build(gmp: &GoModuleProxy, ctx: &Context) -> Option<NetworkPolicy> {
             ports: Some(vec![tcp(HTTP_PORT), tcp(ADMIN_PORT)]),
         },
     ];
+    let egress: Vec<_> = egress
+        .into_iter()
+        .chain(git_egress(gmp, anywhere))
+        .collect();
     Some(NetworkPolicy {
         metadata: meta(gmp, name, Component::Network, None),
         spec: Some(NetworkPolicySpec {
@@ -129,6 +134,26 @@ pub fn build(gmp: &GoModuleProxy, ctx: &Context) -> Option<NetworkPolicy> {
             ingress: Some(ingress),
             egress: Some(egress),
         }),
+    })
+}
+
+/// Private modules come from Git servers wherever they are: HTTPS and SSH (and plain HTTP
+/// when an entry is `insecure`) to any address, whatever `egressTo` allows the upstreams.
+fn git_egress(
+    gmp: &GoModuleProxy,
+    anywhere: Vec<NetworkPolicyPeer>,
+) -> Option<NetworkPolicyEgressRule> {
+    let private = &gmp.spec.private_modules;
+    if private.is_empty() {
+        return None;
+    }
+    let mut ports = vec![tcp(443), tcp(22)];
+    if private.iter().any(|m| m.insecure) {
+        ports.push(tcp(80));
+    }
+    Some(NetworkPolicyEgressRule {
+        to: Some(anywhere),
+        ports: Some(ports),
     })
 }
 
@@ -269,6 +294,46 @@ mod tests {
         assert_eq!(pods["app.kubernetes.io/part-of"], "modfleet");
         assert_eq!(pods["app.kubernetes.io/component"], "operator");
         assert_eq!(pods.len(), 2);
+    }
+
+    #[test]
+    fn private_modules_open_git_ports_anywhere() {
+        let cidrs = |r: &NetworkPolicyEgressRule| -> Vec<String> {
+            r.to.iter()
+                .flatten()
+                .map(|p| p.ip_block.as_ref().unwrap().cidr.clone())
+                .collect()
+        };
+        let g = gmp(json!({
+            "upstreams": [{"url": "https://goproxy.example.com"}],
+            "networkPolicy": {"egressTo": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]},
+            "privateModules": [{"pattern": "git.corp.example.com/*"}]
+        }));
+        let egress = build(&g, &ctx()).unwrap().spec.unwrap().egress.unwrap();
+        assert_eq!(egress.len(), 4);
+        assert_eq!(cidrs(&egress[1]), ["10.0.0.0/8"], "upstreams as before");
+        assert_eq!(cidrs(&egress[3]), ["0.0.0.0/0", "::/0"]);
+        assert_eq!(
+            ports(&egress[3].ports),
+            [(443, "TCP".into()), (22, "TCP".into())]
+        );
+        let mut g = g;
+        g.spec.private_modules.push(
+            serde_json::from_value(json!({"pattern": "git.internal/*", "insecure": true})).unwrap(),
+        );
+        let egress = build(&g, &ctx()).unwrap().spec.unwrap().egress.unwrap();
+        assert_eq!(
+            ports(&egress[3].ports),
+            [(443, "TCP".into()), (22, "TCP".into()), (80, "TCP".into())]
+        );
+        // Without private modules: no Git rule.
+        let egress = build(&minimal(), &ctx())
+            .unwrap()
+            .spec
+            .unwrap()
+            .egress
+            .unwrap();
+        assert_eq!(egress.len(), 3);
     }
 
     #[test]
