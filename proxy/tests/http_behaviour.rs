@@ -384,7 +384,13 @@ async fn truncated_and_corrupt_answers_are_never_cached_and_the_next_upstream_is
         .await,
         1.0
     );
-    assert!(common::tmp_files(cache.path()).is_empty());
+    // The good zip's commit (just after its answer) renames the last temporary file.
+    wait_for(
+        "no temporary files left",
+        Duration::from_secs(20),
+        || async { common::tmp_files(cache.path()).is_empty() },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -651,7 +657,17 @@ async fn the_cache_stays_under_its_bound() {
             c.read(&path[1..])
         );
     }
-    assert!(p.metric("modfleet_proxy_cache_evictions_total").await >= 3.0);
+    // Evictions follow the commits, which follow the answers.
+    wait_for("three evictions", Duration::from_secs(20), || async {
+        p.metric("modfleet_proxy_cache_evictions_total").await >= 3.0
+    })
+    .await;
+    wait_committed(
+        &cache
+            .path()
+            .join("download/example.com/hello/@v/v1.5.0.zip"),
+    )
+    .await;
     assert!(p.metric("modfleet_proxy_cache_bytes").await <= 350_000.0);
     let on_disk: u64 = walk_sizes(&cache.path().join("download"));
     assert!(on_disk <= 350_000, "{on_disk} bytes on disk");
