@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use modfleet_operator::crd::{GoModuleProxy, GoModuleProxySpec};
-use modfleet_operator::resources::{Context, configmap};
+use modfleet_operator::resources::{Context, configmap, credentials};
 use modfleet_proxy::config::{Cli, Config, Environment, LogFormat};
 use serde_json::json;
 
@@ -26,15 +26,22 @@ const RENDERED_KEYS: &[&str] = &[
     "noSum",
     "prefetch",
     "prefetchZips",
+    "privateModules",
 ];
 
 fn rendered(spec: serde_json::Value) -> String {
+    rendered_with(spec, &credentials::SecretData::new())
+}
+
+/// The config the operator renders for `spec`, with these Secrets in the namespace.
+fn rendered_with(spec: serde_json::Value, secrets: &credentials::SecretData) -> String {
     let spec: GoModuleProxySpec = serde_json::from_value(spec).unwrap();
     let mut gmp = GoModuleProxy::new("gomod", spec);
     gmp.metadata.namespace = Some("ns".into());
     gmp.metadata.uid = Some("uid".into());
     let ctx = Context {
         proxy_image: "img".into(),
+        credentials: credentials::check(&gmp, secrets).unwrap(),
         ..Context::default()
     };
     let cm = configmap::build(&gmp, &ctx);
@@ -42,7 +49,10 @@ fn rendered(spec: serde_json::Value) -> String {
 }
 
 fn load(spec: serde_json::Value) -> Config {
-    let yaml = &rendered(spec);
+    load_yaml(&rendered(spec))
+}
+
+fn load_yaml(yaml: &str) -> Config {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.yaml");
     std::fs::write(&path, yaml).unwrap();
@@ -93,6 +103,74 @@ fn full_spec_renders_a_config_the_proxy_loads() {
     assert!(c.verify_sumdb);
 }
 
+/// Private modules from Git: the proxy loads the entries with the credential files the
+/// operator mounts (an SSH entry with an explicit repository, an anonymous insecure one, an
+/// HTTPS one found by discovery), and serves those paths from Git, never checked against a
+/// checksum database.
+#[test]
+fn private_modules_reach_the_proxy_with_their_credential_files() {
+    let yaml = rendered_with(private_spec(), &private_secrets());
+    let c = load_yaml(&yaml);
+    let ssh = c
+        .private_module("git.corp.example.com/team/lib/sub")
+        .unwrap();
+    let repo = ssh.repository.as_ref().unwrap();
+    assert_eq!(repo.url, "ssh://git@git.corp.example.com/team/lib.git");
+    assert_eq!(repo.root, "git.corp.example.com/team/lib");
+    assert!(c.private_module("git.internal/x").unwrap().insecure);
+    let https = c.private_module("git.corp.example.com/other").unwrap();
+    assert!(https.repository.is_none(), "found by discovery");
+    assert!(c.is_no_sum("git.corp.example.com/other"));
+    assert!(c.private_module("example.com/public").is_none());
+    assert!(
+        yaml.contains("/etc/modfleet/private/0/ssh-privatekey")
+            && yaml.contains("/etc/modfleet/private/2/password"),
+        "{yaml}"
+    );
+    assert!(
+        !yaml.contains("s3cret"),
+        "no secret value in the config: {yaml}"
+    );
+}
+
+fn private_spec() -> serde_json::Value {
+    json!({
+        "upstreams": [{"url": "https://goproxy.example.com"}],
+        "privateModules": [
+            {
+                "pattern": "git.corp.example.com/team/lib",
+                "repository": {"url": "ssh://git@git.corp.example.com/team/lib.git",
+                               "root": "git.corp.example.com/team/lib"},
+                "credentialsSecretRef": {"name": "git-ssh"}
+            },
+            {"pattern": "git.internal/*", "insecure": true},
+            {"pattern": "git.corp.example.com/*", "credentialsSecretRef": {"name": "git-basic"}}
+        ]
+    })
+}
+
+/// The Secrets `private_spec` names.
+fn private_secrets() -> credentials::SecretData {
+    let secret = |pairs: &[(&str, &str)]| {
+        Some(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.as_bytes().to_vec()))
+                .collect(),
+        )
+    };
+    credentials::SecretData::from([
+        (
+            "git-ssh".to_owned(),
+            secret(&[("ssh-privatekey", "KEY"), ("known_hosts", "HOSTS")]),
+        ),
+        (
+            "git-basic".to_owned(),
+            secret(&[("username", "ci"), ("password", "s3cret")]),
+        ),
+    ])
+}
+
 /// A company checksum database: the proxy starts with the key the fleet names.
 #[test]
 fn custom_sumdb_key_reaches_the_proxy() {
@@ -117,7 +195,8 @@ fn every_rendered_key_is_checked() {
         "excludePatterns": ["corp.example.com/*"],
         "noSumPatterns": ["git.internal/*"],
         "prefetch": {"enabled": true, "zips": true},
-        "cache": {"size": "20Gi"}
+        "cache": {"size": "20Gi"},
+        "privateModules": [{"pattern": "git.internal/*", "insecure": true}]
     }));
     let doc: serde_json::Value = serde_yaml_ng::from_str(&yaml).unwrap();
     let keys: BTreeSet<&str> = doc
