@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::{
     Corpus, Proxy, Tmpfs, Upstream, files_under, noise, sha256, tmp_files, verify_cache as verify,
-    wait_for,
+    wait_committed, wait_for,
 };
 
 #[tokio::test(flavor = "multi_thread")]
@@ -110,6 +110,12 @@ async fn verify_reports_and_purges_bad_files() {
     let p = Proxy::start(cache.path(), &["--upstream", &up.url]);
     assert_eq!(p.get("/example.com/v/@v/v1.0.0.zip").await.status(), 200);
     assert_eq!(p.get("/example.com/v/@v/v1.0.0.info").await.status(), 200);
+    for f in ["zip", "info", "mod"] {
+        let path = cache
+            .path()
+            .join(format!("download/example.com/v/@v/v1.0.0.{f}"));
+        wait_committed(&path).await;
+    }
     let (ok, report) = verify(cache.path(), false);
     assert!(ok, "{report}");
 
@@ -186,10 +192,11 @@ async fn a_full_disk_degrades_to_serving_uncached() {
         2.0
     );
     let download = disk.0.path().join("download");
+    // Small files still fit and are cached (committed just after the answer); the proxy is
+    // alive.
+    wait_committed(&download.join("example.com/huge/@v/v1.0.0.mod")).await;
     assert!(tmp_files(&download).is_empty(), "no temporary files left");
     assert!(!download.join(rel).exists());
-    // Small files still fit and are cached; the proxy is alive.
-    assert!(download.join("example.com/huge/@v/v1.0.0.mod").is_file());
     let (ok, report) = verify(disk.0.path(), false);
     assert!(ok, "{report}");
     drop(p);

@@ -201,6 +201,7 @@ async fn verify_purge_blames_both_files_of_a_disagreeing_pair() {
     let r = p.get(&zip_path).await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.bytes().await.unwrap(), c.read(&zip_path[1..]));
+    wait_committed(&mod_file).await;
     assert_eq!(
         std::fs::read_to_string(&mod_file).unwrap(),
         format!("module {MODULE}\n")

@@ -459,7 +459,9 @@ async fn zips_the_go_command_rejects_are_never_cached_and_the_next_upstream_is_t
             .await;
         assert_eq!(invalid, 1.0, "{}", u.url);
     }
-    let cached = std::fs::read(cache.path().join("download").join(&zip_path[1..])).unwrap();
+    let cached = cache.path().join("download").join(&zip_path[1..]);
+    wait_committed(&cached).await;
+    let cached = std::fs::read(cached).unwrap();
     assert_eq!(cached, zip, "the good upstream's zip is what is cached");
     // Served from the cache from now on: no upstream is asked again.
     let r = p.get(zip_path).await;
