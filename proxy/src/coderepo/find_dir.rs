@@ -171,10 +171,10 @@ impl CodeRepo {
         self.path_major.is_empty() && mpath.starts_with("gopkg.in/")
     }
 
-    /// `GoMod`: the go.mod at `version` (a canonical version), or `module PATH\n` when the
-    /// module has none there (`LegacyGoMod`). A pseudo-version is checked against its commit
-    /// first, as `.info` would check it.
-    pub fn go_mod(&self, version: &str) -> Result<Vec<u8>, CodeRepoError> {
+    /// Where the module is at `version`, which must be canonical (what `.mod` and `.zip`
+    /// requests name); a pseudo-version is checked against its commit first, as `.info` would
+    /// check it.
+    pub(super) fn find_canonical(&self, version: &str) -> Result<Found, CodeRepoError> {
         if canonical_version(version).as_deref() != Some(version) {
             return Err(CodeRepoError::InvalidVersion {
                 module: self.module.clone(),
@@ -190,6 +190,14 @@ impl CodeRepo {
         let found = self
             .find_dir(version)
             .map_err(|e| self.not_here(version, e))?;
+        Ok(found)
+    }
+
+    /// `GoMod`: the go.mod at `version` (a canonical version), or `module PATH\n` when the
+    /// module has none there (`LegacyGoMod`). A pseudo-version is checked against its commit
+    /// first, as `.info` would check it.
+    pub fn go_mod(&self, version: &str) -> Result<Vec<u8>, CodeRepoError> {
+        let found = self.find_canonical(version)?;
         if let Some(go_mod) = found.go_mod {
             return Ok(go_mod);
         }

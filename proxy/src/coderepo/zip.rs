@@ -10,7 +10,7 @@ use crate::protocol::zip::create::{
     CreateError, CreatedZip, SourceFile, SourceKind, ZipWriter, check_files, root_license,
 };
 use crate::protocol::zip::{MAX_GO_MOD, MAX_LICENSE, MAX_ZIP_FILE};
-use crate::protocol::{ModulePath, Version, canonical_version, is_pseudo_version};
+use crate::protocol::{ModulePath, Version};
 
 impl CodeRepo {
     /// Writes the zip of `version` (a canonical version) to `out` and returns its `h1:`. A
@@ -18,21 +18,7 @@ impl CodeRepo {
     /// command's rules refuse the zip; a failure while writing leaves `out` partial (the
     /// caller writes to a temporary file).
     pub fn zip(&self, version: &str, out: impl Write) -> Result<CreatedZip, CodeRepoError> {
-        if canonical_version(version).as_deref() != Some(version) {
-            return Err(CodeRepoError::InvalidVersion {
-                module: self.module.clone(),
-                version: version.to_string(),
-                reason: format!("version {version} is not canonical"),
-                pseudo: false,
-                malformed: true,
-            });
-        }
-        if is_pseudo_version(version) {
-            self.stat(version)?;
-        }
-        let found = self
-            .find_dir(version)
-            .map_err(|e| self.not_here(version, e))?;
+        let found = self.find_canonical(version)?;
         let (hash, dir) = (found.hash.as_str(), found.dir.as_str());
         let host_err = |e: HostError| self.fail(e, Some(version));
 
