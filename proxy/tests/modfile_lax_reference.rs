@@ -6,9 +6,8 @@
 
 mod common;
 
-use std::io::Write as _;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use modfleet_proxy::protocol::modfile::{lax_retractions, module_path_lax};
 use serde::{Deserialize, Serialize};
@@ -38,29 +37,11 @@ mod base64_bytes {
 fn go_answers(cases: &[Vec<u8>]) -> Vec<Answer> {
     common::require_tool("go", "building the x/mod modfile reference");
     let bin = modfleet_testkit::go::program(Path::new(SUPPORT), "./modfileref");
-    let mut input = Vec::new();
-    for data in cases {
-        serde_json::to_writer(&mut input, &Case { data: data.clone() }).unwrap();
-        input.push(b'\n');
-    }
-    let mut child = Command::new(bin)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("run modfileref");
-    let mut stdin = child.stdin.take().unwrap();
-    let writer = std::thread::spawn(move || stdin.write_all(&input).unwrap());
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap();
-    assert!(out.status.success(), "modfileref failed");
-    let answers: Vec<Answer> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
+    let cases: Vec<Case> = cases
+        .iter()
+        .map(|data| Case { data: data.clone() })
         .collect();
-    assert_eq!(answers.len(), cases.len(), "one answer per case");
-    answers
+    modfleet_testkit::go::ask_json_lines(Command::new(bin), &cases)
 }
 
 /// Every combination of a module line, retract directives and another directive.

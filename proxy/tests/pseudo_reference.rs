@@ -11,9 +11,8 @@
 mod common;
 
 use std::cmp::Ordering;
-use std::io::Write as _;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use modfleet_proxy::protocol::pseudo::{self, PseudoCommit};
@@ -58,29 +57,7 @@ struct Answer {
 fn go_answers(cases: &[Case]) -> Vec<Answer> {
     common::require_tool("go", "building the x/mod pseudo-version reference");
     let bin = modfleet_testkit::go::program(Path::new(SUPPORT), "./pseudoref");
-    let mut input = Vec::new();
-    for c in cases {
-        serde_json::to_writer(&mut input, c).unwrap();
-        input.push(b'\n');
-    }
-    let mut child = Command::new(bin)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("run pseudoref");
-    let mut stdin = child.stdin.take().unwrap();
-    let writer = std::thread::spawn(move || stdin.write_all(&input).unwrap());
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap();
-    assert!(out.status.success(), "pseudoref failed");
-    let answers: Vec<Answer> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(answers.len(), cases.len(), "one answer per case");
-    answers
+    modfleet_testkit::go::ask_json_lines(Command::new(bin), cases)
 }
 
 /// Go's `time.Unix(sec, nsec)` for `0 <= nsec < 1e9`.

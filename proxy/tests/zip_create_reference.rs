@@ -28,9 +28,8 @@ mod repo;
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use cases::{Case, Listing, build, go_mods};
 use repo::{Repo, git_env};
@@ -127,32 +126,9 @@ struct Answer {
 fn ask_go(home: &Path, asks: &[Ask]) -> Vec<Answer> {
     common::require_tool("go", "building the x/mod zip creation reference");
     let bin = modfleet_testkit::go::program(Path::new(SUPPORT), "./createzip");
-    let mut input = Vec::new();
-    for a in asks {
-        serde_json::to_writer(&mut input, a).unwrap();
-        input.push(b'\n');
-    }
     let mut cmd = Command::new(bin);
     git_env(&mut cmd, home);
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("run createzip");
-    let mut stdin = child.stdin.take().unwrap();
-    let writer = std::thread::spawn(move || stdin.write_all(&input).unwrap());
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap();
-    assert!(out.status.success(), "createzip failed");
-    let answers: Vec<Answer> = out
-        .stdout
-        .split(|&b| b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(|l| serde_json::from_slice(l).unwrap())
-        .collect();
-    assert_eq!(answers.len(), asks.len(), "one answer per question");
-    answers
+    modfleet_testkit::go::ask_json_lines(cmd, asks)
 }
 
 /// modfleet's verdict: the zip's h1 and entries, or the error.

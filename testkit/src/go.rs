@@ -96,6 +96,47 @@ fn sources(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Runs a reference program that reads one JSON question per line on stdin and writes one JSON
+/// answer per line, and returns the answers in order (panicking, with `cmd`'s name, when it
+/// fails or does not answer every question).
+pub fn ask_json_lines<Q, A>(mut cmd: Command, questions: &[Q]) -> Vec<A>
+where
+    Q: serde::Serialize,
+    A: serde::de::DeserializeOwned,
+{
+    use std::io::Write;
+    let name = cmd.get_program().to_string_lossy().into_owned();
+    let mut input = Vec::new();
+    for q in questions {
+        serde_json::to_writer(&mut input, q).unwrap();
+        input.push(b'\n');
+    }
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("run {name}: {e}"));
+    let mut stdin = child.stdin.take().unwrap();
+    // Written from a thread: the program answers while it reads, and both pipes are bounded.
+    let writer = std::thread::spawn(move || stdin.write_all(&input).unwrap());
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    assert!(out.status.success(), "{name} failed");
+    let answers: Vec<A> = out
+        .stdout
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .map(|l| serde_json::from_slice(l).unwrap())
+        .collect();
+    assert_eq!(
+        answers.len(),
+        questions.len(),
+        "{name}: one answer per question"
+    );
+    answers
+}
+
 /// 64-bit FNV-1a: a stable cache key without a hashing crate.
 fn fnv1a(seed: u64, bytes: &[u8]) -> u64 {
     bytes.iter().fold(seed, |h, b| {
