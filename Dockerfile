@@ -14,8 +14,9 @@
 # The binaries are glibc builds (glibc's allocator keeps the proxy's throughput; musl's costs
 # 4-10% even with mimalloc) on an image that holds only what they need: their shared libraries
 # (libc, libm, libgcc_s and the dynamic loader, from Debian's packages of the image's
-# architecture), CA certificates, a passwd entry for 65532 and the cache directory. No shell,
-# no package manager. Why, with the figures: docs/install.md ("Images") and
+# architecture), CA certificates, a passwd entry for 65532 and the cache directory; the proxy
+# image adds git, ssh and sh for private modules (the stage `git-rootfs`). No package manager,
+# and no shell in the operator image. Why, with the figures: docs/install.md ("Images") and
 # docs/benchmarks.md ("Container images").
 #
 # Several architectures: `docker buildx build --platform linux/amd64,linux/arm64 ...`; each
@@ -94,6 +95,63 @@ RUN set -eu; \
     chown 65532:65532 /rootfs/var/cache/modfleet; \
     chmod 1777 /rootfs/tmp
 
+# ---- what the proxy runs to fetch private modules from Git (README, "Private modules"): git
+# (the command and its HTTPS helper), ssh and sh (git runs credential helpers and ssh through
+# it), each with the shared libraries it loads and nothing else of its packages (no perl, no
+# other programs). The packages of the target architecture are downloaded with their whole
+# dependency closure (an empty dpkg status, so nothing counts as installed) and unpacked; the
+# libraries are found by walking each program's DT_NEEDED entries with readelf, which reads
+# any architecture's ELF files, so nothing of the target architecture runs here either ----
+FROM --platform=$BUILDPLATFORM debian:bookworm-slim AS git-rootfs
+ARG TARGETARCH
+RUN set -eu; \
+    case "$TARGETARCH" in \
+      amd64) triplet=x86_64-linux-gnu ;; \
+      arm64) triplet=aarch64-linux-gnu ;; \
+      *) echo "no git for TARGETARCH=$TARGETARCH (amd64 and arm64 are supported)" >&2; exit 1 ;; \
+    esac; \
+    [ "$TARGETARCH" = "$(dpkg --print-architecture)" ] || dpkg --add-architecture "$TARGETARCH"; \
+    apt-get update; \
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends binutils; \
+    mkdir -p /debs/partial /status; : >/status/status; chown -R _apt /debs; \
+    apt-get install -y --download-only --no-install-recommends \
+      -o Dir::State::status=/status/status -o Dir::Cache::archives=/debs \
+      "git:$TARGETARCH" "openssh-client:$TARGETARCH" "dash:$TARGETARCH"; \
+    for deb in /debs/*.deb; do dpkg-deb --extract "$deb" /pkgs; done; \
+    mkdir -p /gitfs/usr/bin /gitfs/usr/lib/git-core /gitfs/bin "/gitfs/lib/$triplet"; \
+    cp -a /pkgs/usr/bin/git /pkgs/usr/bin/ssh /gitfs/usr/bin/; \
+    cp -a /pkgs/bin/dash /gitfs/usr/bin/dash; \
+    ln -s ../usr/bin/dash /gitfs/bin/sh; \
+    cp -L /pkgs/usr/lib/git-core/git-remote-http /gitfs/usr/lib/git-core/; \
+    ln -s git-remote-http /gitfs/usr/lib/git-core/git-remote-https; \
+    ln -s ../../bin/git /gitfs/usr/lib/git-core/git; \
+    need() { readelf -d "$1" | sed -n 's/.*(NEEDED).*\[\(.*\)\]$/\1/p'; }; \
+    todo="$(for f in /gitfs/usr/bin/git /gitfs/usr/bin/ssh /gitfs/usr/bin/dash /gitfs/usr/lib/git-core/git-remote-http; do need "$f"; done)"; \
+    done_=" "; \
+    while [ -n "$todo" ]; do \
+      next=""; \
+      for lib in $todo; do \
+        case "$done_" in *" $lib "*) continue ;; esac; \
+        case "$lib" in libc.so.6|libm.so.6|libgcc_s.so.1|ld-linux-*) continue ;; esac; \
+        done_="$done_$lib "; \
+        src=""; \
+        for d in "/pkgs/lib/$triplet" "/pkgs/usr/lib/$triplet"; do \
+          [ -e "$d/$lib" ] && { src="$d/$lib"; break; }; \
+        done; \
+        [ -n "$src" ] || { echo "no $lib for $TARGETARCH in the packages of git, ssh and sh" >&2; exit 1; }; \
+        cp -L "$src" "/gitfs/lib/$triplet/$lib"; \
+        next="$next $(need "/gitfs/lib/$triplet/$lib")"; \
+      done; \
+      todo="$(echo $next)"; \
+    done; \
+    echo "git, ssh and sh need, besides the runtime's libc, libm and libgcc_s: $done_"; \
+    for pkg in $(ls /debs | sed -n 's/_.*\.deb$//p'); do \
+      [ -e "/pkgs/usr/share/doc/$pkg/copyright" ] || continue; \
+      mkdir -p "/gitfs/usr/share/doc/$pkg"; \
+      cp "/pkgs/usr/share/doc/$pkg/copyright" "/gitfs/usr/share/doc/$pkg/copyright"; \
+    done; \
+    rm -rf /debs /pkgs /status /var/lib/apt/lists/*
+
 # ---- runtime base: nothing but those files ----
 FROM scratch AS runtime
 COPY --from=rootfs /rootfs/ /
@@ -105,6 +163,8 @@ LABEL org.opencontainers.image.title="modfleet-proxy" \
       org.opencontainers.image.description="Go module proxy (GOPROXY) with a verified, crash-safe disk cache" \
       org.opencontainers.image.source="https://github.com/modfleet/modfleet" \
       org.opencontainers.image.licenses="Apache-2.0"
+COPY --from=git-rootfs /gitfs/ /
+ENV PATH=/usr/local/bin:/usr/bin:/bin
 COPY --from=binaries /out/modfleet-proxy /usr/local/bin/modfleet-proxy
 # Standalone: docker run -v modfleet-cache:/var/cache/modfleet IMAGE --cache-dir /var/cache/modfleet
 # (in a fleet, the operator's config file sets cacheDir to the member's volume).

@@ -388,15 +388,21 @@ check_binaries() { # <arch>
   log "binaries: $arch: $want, glibc (interpreter $interp), stripped"
 }
 
-# Each binary of the image <tag> runs from the image's own files: with podman for this
+# Each program of the image <tag> runs from the image's own files: with podman for this
 # machine's architecture (read-only root, no network, as the image's user), else under
 # qemu-user with the image's root as its library prefix. A library or glibc version the
-# image lacks fails here, with the loader's message.
+# image lacks fails here, with the loader's message. Programs that cannot be run usefully
+# without a network (git's HTTPS helper) are loaded only: the dynamic loader resolves every
+# library and stops (LD_TRACE_LOADED_OBJECTS), failing on one it cannot find.
 check_image() { # <target> <arch> <tag>
-  local target="$1" arch="$2" tag="$3" bin bins out qemu="" mnt="" ctr=""
+  local target="$1" arch="$2" tag="$3" run line out qemu="" mnt="" ctr=""
+  local -a runs
   case "$target" in
-    proxy) bins=(modfleet-proxy) ;;
-    operator) bins=(modfleet-operator crdgen) ;;
+    # "program args...", or "load program" for the loader-only check.
+    proxy) runs=("/usr/local/bin/modfleet-proxy --version" "/usr/bin/git --version"
+      "/usr/bin/ssh -V" "/bin/sh -c exit" "load /usr/lib/git-core/git-remote-https") ;;
+    # crdgen takes an output path, not --version: without one it prints the CRD.
+    operator) runs=("/usr/local/bin/modfleet-operator --version" "/usr/local/bin/crdgen") ;;
   esac
   if [[ "$arch" != "$(host_arch)" ]]; then
     case "$arch" in
@@ -407,21 +413,27 @@ check_image() { # <target> <arch> <tag>
     ctr="$(buildah_ from --pull-never "containers-storage:$tag")"
     mnt="$(buildah_ mount "$ctr")"
   fi
-  for bin in "${bins[@]}"; do
-    # crdgen takes an output path, not --version: without one it prints the CRD.
-    local args=(--version)
-    [[ "$bin" != crdgen ]] || args=()
+  for run in "${runs[@]}"; do
+    local -a argv env=()
+    read -r -a argv <<<"$run"
+    if [[ "${argv[0]}" == load ]]; then
+      argv=("${argv[@]:1}")
+      env=(LD_TRACE_LOADED_OBJECTS=1)
+    fi
     if [[ -z "$qemu" ]]; then
       out="$(podman_ run --rm --pull=never --network=none --read-only --cap-drop=all \
-        --entrypoint "/usr/local/bin/$bin" "$tag" "${args[@]}" 2>&1)" ||
-        die "$tag: /usr/local/bin/$bin ${args[*]} does not run in the image: $out"
+        "${env[@]/#/--env=}" --entrypoint "${argv[0]}" "$tag" "${argv[@]:1}" 2>&1)" ||
+        die "$tag: ${argv[*]} does not run in the image: $out"
     else
-      out="$("$qemu" -L "$mnt" "$mnt/usr/local/bin/$bin" "${args[@]}" 2>&1)" || {
+      out="$(env "${env[@]}" "$qemu" -L "$mnt" "$mnt${argv[0]}" "${argv[@]:1}" 2>&1)" || {
         buildah_ rm "$ctr" >/dev/null 2>&1 || true
-        die "$tag: /usr/local/bin/$bin ${args[*]} does not run on the image's files under $qemu: $out"
+        die "$tag: ${argv[*]} does not run on the image's files under $qemu: $out"
       }
     fi
-    log "image: $tag: $bin runs${qemu:+ (under $qemu, with the loader and libraries of the image)}: ${out%%$'\n'*}"
+    [[ "$out" != *"not found"* ]] || die "$tag: ${argv[0]} lacks a library: $out"
+    line="${out%%$'\n'*}"
+    [[ -z "${env[*]}" ]] || line="loads $(grep -c '=>' <<<"$out") libraries"
+    log "image: $tag: ${argv[0]} runs${qemu:+ (under $qemu, with the loader and libraries of the image)}: ${line:-ok}"
   done
   [[ -z "$ctr" ]] || buildah_ rm "$ctr" >/dev/null
 }

@@ -337,8 +337,8 @@ mod tests {
                 }),
                 insecure: false,
                 credentials: Some(GitCredentialsConfig {
-                    ssh_private_key_file: Some("/etc/modfleet/private/0/ssh-privatekey".into()),
-                    ssh_known_hosts_file: Some("/etc/modfleet/private/0/known_hosts".into()),
+                    ssh_private_key_file: Some("/etc/modfleet-private/0/ssh-privatekey".into()),
+                    ssh_known_hosts_file: Some("/etc/modfleet-private/0/known_hosts".into()),
                     ..GitCredentialsConfig::default()
                 }),
             }]),

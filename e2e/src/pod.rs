@@ -1,15 +1,18 @@
 //! A pod of a Deployment run the way a kubelet runs it, with the real podman: what kwok cannot
-//! show. [`KubeletPod::run`] takes the Deployment and its ConfigMaps exactly as the operator
-//! rendered them on the API server and starts the pod's container:
+//! show. [`KubeletPod::of_deployment`] takes the Deployment and the ConfigMaps, Secrets and
+//! claims it names exactly as the operator rendered them on the API server, and
+//! [`KubeletPod::run`] starts the pod's container:
 //!
 //! - a network namespace of its own (a kubelet's pod sandbox), which the container joins;
 //! - the image by its normalized name (`modfleet/x:1` is `docker.io/modfleet/x:1`, as every
 //!   CRI reads it), never pulled (`IfNotPresent` with the image present);
 //! - `command` as the entrypoint, `args`, `env` (values; nothing else is allowed);
-//! - volumes: a ConfigMap's keys as files (read-only), a PersistentVolumeClaim as the directory
+//! - volumes: a ConfigMap's keys as files (read-only), a Secret's keys (or its `items`) as
+//!   files with their modes (read-only), a PersistentVolumeClaim as the directory
 //!   of its bound PersistentVolume (a per-test directory: kwok's nodes have no disks), an
 //!   emptyDir as a fresh world-writable directory; `fsGroup` applied to them as a kubelet does
-//!   (group-owned, group-writable, setgid directories);
+//!   (group-owned, setgid directories; group-writable, or group-readable for ConfigMaps and
+//!   Secrets); mounts nested in a read-only mount fail as they do under runc;
 //! - the securityContext (container over pod): user and group, `fsGroup` and supplemental
 //!   groups, read-only root file system (no extra tmpfs), `allowPrivilegeEscalation: false` as
 //!   no_new_privs, dropped/added capabilities, `RuntimeDefault` seccomp, `runAsNonRoot` checked
@@ -29,6 +32,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use base64::Engine;
+
+use crate::Namespace;
 use crate::images::{Container, podman_ok};
 use crate::netns::NetNs;
 
@@ -154,8 +160,9 @@ fn probe(v: &Value, ports: &BTreeMap<String, u16>) -> Option<Probe> {
     })
 }
 
-/// Applies `fsGroup` to a volume directory as the kubelet's SetVolumeOwnership does.
-fn apply_fs_group(dir: &Path, gid: u32) {
+/// Applies `fsGroup` to a volume directory as the kubelet's SetVolumeOwnership does: group
+/// read and write, or read only for read-only volumes (ConfigMaps, Secrets).
+fn apply_fs_group(dir: &Path, gid: u32, writable: bool) {
     let out = Command::new("chgrp")
         .args(["-R", &gid.to_string()])
         .arg(dir)
@@ -163,7 +170,7 @@ fn apply_fs_group(dir: &Path, gid: u32) {
         .expect("chgrp");
     assert!(out.status.success(), "chgrp: {out:?}");
     let out = Command::new("chmod")
-        .args(["-R", "g+rwX"])
+        .args(["-R", if writable { "g+rwX" } else { "g+rX" }])
         .arg(dir)
         .output()
         .expect("chmod");
@@ -176,14 +183,67 @@ fn apply_fs_group(dir: &Path, gid: u32) {
     assert!(out.status.success(), "chmod g+s: {out:?}");
 }
 
+/// The ConfigMap or Secret `name` among `sources`.
+fn source<'a>(sources: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    sources
+        .iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("the pod mounts {kind} {name}, not given"))
+}
+
+/// Writes a ConfigMap's or Secret's files (path relative to the volume, bytes, mode).
+fn write_files(dir: &Path, files: impl IntoIterator<Item = (String, Vec<u8>, u32)>) {
+    std::fs::create_dir_all(dir).unwrap();
+    for (path, bytes, mode) in files {
+        assert!(
+            !path.starts_with('/') && !path.split('/').any(|c| c == ".." || c.is_empty()),
+            "a kubelet refuses the volume path {path:?}"
+        );
+        let f = dir.join(&path);
+        std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+        std::fs::write(&f, bytes).unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+}
+
 impl KubeletPod {
-    /// Runs the first (only) pod of `deployment`. `config_maps` are the ConfigMaps its volumes
-    /// may name; `claims` maps each PersistentVolumeClaim name to the bound PersistentVolume's
-    /// name (a directory of that name stands in for the volume, kept across pods of one test
-    /// when the same `volumes_root` is given).
+    /// Runs the first pod of Deployment `name` in `ns` with the ConfigMaps and Secrets its
+    /// volumes name and its claims' bound volumes, all as they are on the API server now.
+    pub fn of_deployment(ns: &Namespace, name: &str, volumes_root: &Path) -> KubeletPod {
+        let dep = ns.get_json(&["deployment", name]);
+        let mut sources = Vec::new();
+        let mut claims = BTreeMap::new();
+        for v in dep["spec"]["template"]["spec"]["volumes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            if let Some(cm) = v["configMap"]["name"].as_str() {
+                sources.push(ns.get_json(&["configmap", cm]));
+            } else if let Some(secret) = v["secret"]["secretName"].as_str() {
+                sources.push(ns.get_json(&["secret", secret]));
+            } else if let Some(claim) = v["persistentVolumeClaim"]["claimName"].as_str() {
+                let pvc = ns.get_json(&["pvc", claim]);
+                assert_eq!(
+                    pvc["status"]["phase"], "Bound",
+                    "a kubelet would wait for the claim: {pvc}"
+                );
+                claims.insert(
+                    claim.to_owned(),
+                    pvc["spec"]["volumeName"].as_str().unwrap().to_owned(),
+                );
+            }
+        }
+        KubeletPod::run(&dep, &sources, &claims, volumes_root)
+    }
+
+    /// Runs the first (only) pod of `deployment`. `sources` are the ConfigMaps and Secrets
+    /// its volumes may name; `claims` maps each PersistentVolumeClaim name to the bound
+    /// PersistentVolume's name (a directory of that name stands in for the volume, kept across
+    /// pods of one test when the same `volumes_root` is given).
     pub fn run(
         deployment: &Value,
-        config_maps: &[Value],
+        sources: &[Value],
         claims: &BTreeMap<String, String>,
         volumes_root: &Path,
     ) -> KubeletPod {
@@ -404,21 +464,57 @@ impl KubeletPod {
         for v in spec["volumes"].as_array().into_iter().flatten() {
             let name = v["name"].as_str().expect("volume name").to_owned();
             let host = dir.join("volumes").join(&name);
+            let mut writable = true;
             if !v["configMap"].is_null() {
                 let cm_src = &v["configMap"];
                 only_known("configMap volume", cm_src, &["name", "defaultMode"]);
-                let cm_name = cm_src["name"].as_str().unwrap();
-                let cm = config_maps
-                    .iter()
-                    .find(|cm| cm["metadata"]["name"] == cm_name)
-                    .unwrap_or_else(|| panic!("the pod mounts ConfigMap {cm_name}, not given"));
-                std::fs::create_dir_all(&host).unwrap();
+                let cm = source(sources, "ConfigMap", cm_src["name"].as_str().unwrap());
                 let mode = cm_src["defaultMode"].as_u64().unwrap_or(0o644) as u32;
-                for (key, value) in cm["data"].as_object().into_iter().flatten() {
-                    let f = host.join(key);
-                    std::fs::write(&f, value.as_str().unwrap()).unwrap();
-                    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(mode)).unwrap();
-                }
+                let files = cm["data"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, v)| (k.clone(), v.as_str().unwrap().as_bytes().to_vec(), mode));
+                write_files(&host, files);
+                writable = false;
+            } else if !v["secret"].is_null() {
+                let src = &v["secret"];
+                only_known(
+                    "secret volume",
+                    src,
+                    &["secretName", "items", "defaultMode", "optional"],
+                );
+                let secret = source(sources, "Secret", src["secretName"].as_str().unwrap());
+                let mode = src["defaultMode"].as_u64().unwrap_or(0o644) as u32;
+                let data: BTreeMap<String, Vec<u8>> = secret["data"]
+                    .as_object()
+                    .into_iter()
+                    .flatten()
+                    .map(|(k, v)| {
+                        let bytes = base64::engine::general_purpose::STANDARD
+                            .decode(v.as_str().unwrap())
+                            .expect("Secret data is base64");
+                        (k.clone(), bytes)
+                    })
+                    .collect();
+                let files: Vec<(String, Vec<u8>, u32)> = match src["items"].as_array() {
+                    // A missing key keeps a kubelet from starting the pod.
+                    Some(items) => items
+                        .iter()
+                        .map(|item| {
+                            only_known("secret item", item, &["key", "path", "mode"]);
+                            let key = item["key"].as_str().unwrap();
+                            let bytes = data.get(key).unwrap_or_else(|| {
+                                panic!("Secret has no key {key}: a kubelet would not start the pod")
+                            });
+                            let m = item["mode"].as_u64().map_or(mode, |m| m as u32);
+                            (item["path"].as_str().unwrap().to_owned(), bytes.clone(), m)
+                        })
+                        .collect(),
+                    None => data.into_iter().map(|(k, b)| (k, b, mode)).collect(),
+                };
+                write_files(&host, files);
+                writable = false;
             } else if !v["persistentVolumeClaim"].is_null() {
                 let claim = v["persistentVolumeClaim"]["claimName"].as_str().unwrap();
                 let pv = claims.get(claim).unwrap_or_else(|| {
@@ -428,7 +524,7 @@ impl KubeletPod {
                 std::fs::create_dir_all(&pv_dir).unwrap();
                 volumes.insert(name.clone(), pv_dir.clone());
                 if let Some(g) = fs_group {
-                    apply_fs_group(&pv_dir, g);
+                    apply_fs_group(&pv_dir, g, true);
                 }
                 continue;
             } else if !v["emptyDir"].is_null() {
@@ -440,15 +536,16 @@ impl KubeletPod {
                 unsupported(&format!("volume {name}"), v);
             }
             if let Some(g) = fs_group {
-                apply_fs_group(&host, g);
+                apply_fs_group(&host, g, writable);
             }
             volumes.insert(name, host);
         }
-        let config_volumes: Vec<String> = spec["volumes"]
+        // ConfigMap and Secret volumes are always mounted read-only by the kubelet.
+        let read_only_volumes: Vec<String> = spec["volumes"]
             .as_array()
             .into_iter()
             .flatten()
-            .filter(|v| !v["configMap"].is_null())
+            .filter(|v| !v["configMap"].is_null() || !v["secret"].is_null())
             .filter_map(|v| v["name"].as_str().map(str::to_owned))
             .collect();
         for m in c["volumeMounts"].as_array().into_iter().flatten() {
@@ -457,8 +554,8 @@ impl KubeletPod {
             let host = volumes
                 .get(name)
                 .unwrap_or_else(|| panic!("volumeMount {name} names no volume"));
-            // ConfigMap volumes are always mounted read-only by the kubelet.
-            let ro = m["readOnly"] == Value::Bool(true) || config_volumes.iter().any(|c| c == name);
+            let ro =
+                m["readOnly"] == Value::Bool(true) || read_only_volumes.iter().any(|c| c == name);
             args.push(format!(
                 "--volume={}:{}{}",
                 host.display(),

@@ -7,9 +7,11 @@
 //!   cache volume alone;
 //! - the operator image reconciles `examples/small-cache.yaml` to Ready on the local cluster;
 //! - a fleet member's pod spec, as the operator rendered it on the API server, run the way a
-//!   kubelet would (e2e/src/pod.rs): ready on its probes, and a real download through it.
+//!   kubelet would (e2e/src/pod.rs): ready on its probes, and a real download through it;
+//! - a member with `privateModules` and credential Secrets, run the same way, fetches private
+//!   modules from real Git servers (smart HTTP with Basic auth, sshd with a key) with the git,
+//!   ssh and sh of the proxy image, as the image's user with its read-only root.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -21,6 +23,7 @@ use modfleet_e2e::operator::install_crd;
 use modfleet_e2e::pod::{KubeletPod, normalize_image};
 use modfleet_e2e::proxy::http_get;
 use modfleet_e2e::{Cluster, DEFAULT_TIMEOUT, Namespace, condition};
+use modfleet_testkit::gitserver::{BasicAuth, Change, GitHttpServer, RepoRoot, Sshd};
 use modfleet_testkit::workspace::closed_port;
 use modfleet_testkit::workspace::{free_port, workspace_root};
 use serde_json::Value;
@@ -322,26 +325,6 @@ fn operator_image_reconciles_an_example_to_ready() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// What a kubelet has to run a member: the PVC → PV bindings of the claims in `dep`'s pod.
-fn bound_claims(ns: &Namespace, dep: &Value) -> BTreeMap<String, String> {
-    let mut claims = BTreeMap::new();
-    for v in dep["spec"]["template"]["spec"]["volumes"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
-        if let Some(claim) = v["persistentVolumeClaim"]["claimName"].as_str() {
-            let pvc = ns.get_json(&["pvc", claim]);
-            assert_eq!(pvc["status"]["phase"], "Bound", "{pvc}");
-            claims.insert(
-                claim.to_owned(),
-                pvc["spec"]["volumeName"].as_str().unwrap().to_owned(),
-            );
-        }
-    }
-    claims
-}
-
 #[test]
 fn a_members_pod_spec_runs_as_a_kubelet_would() {
     let cluster = Cluster::from_env();
@@ -361,19 +344,8 @@ fn a_members_pod_spec_runs_as_a_kubelet_would() {
     let op = operator_container(&ns, &dir);
     ns.apply(&small_cache(&cluster, Some(&format!("http://127.0.0.1:{up}"))).to_string());
     wait_fleet_ready(&ns, &op);
-    let dep = ns.get_json(&["deployment", "gomod-0"]);
-    let cm_name = dep["spec"]["template"]["spec"]["volumes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find_map(|v| v["configMap"]["name"].as_str())
-        .expect("a ConfigMap volume")
-        .to_owned();
-    let cm = ns.get_json(&["configmap", &cm_name]);
-    let claims = bound_claims(&ns, &dep);
-
     // Now run it for real.
-    let pod = KubeletPod::run(&dep, &[cm], &claims, &dir.join("pv"));
+    let pod = KubeletPod::of_deployment(&ns, "gomod-0", &dir.join("pv"));
     let _to_upstream = Forwarder::out_of(&pod.ns, up, upstream_addr);
     let ready_after = pod.wait_ready();
     let liveness = pod.liveness.clone().expect("a liveness probe");
@@ -418,5 +390,174 @@ fn a_members_pod_spec_runs_as_a_kubelet_would() {
         "owners of the cache files"
     );
     // SIGTERM within the pod's grace period: a clean exit.
+    assert_eq!(pod.container.stop(30), 0, "{}", pod.container.logs());
+}
+
+/// The private modules' path prefix: `HOST/NAME.git` (the `.git` qualifier) names repository
+/// NAME; the fleet's `repository` entries say where each is.
+const PRIVATE_HOST: &str = "git.modfleet.test/private";
+const GIT_PASSWORD: &str = "pod-Pa55word-9f2c";
+
+/// A private module repository `name` with one tagged version whose package says `greeting`.
+fn private_repo(root: &RepoRoot, name: &str, greeting: &str) {
+    let r = root.create(name);
+    let c = r.commit(
+        "v1.0.0",
+        1_700_000_000,
+        &[
+            (
+                "go.mod",
+                Change::text(&format!("module {PRIVATE_HOST}/{name}.git\n\ngo 1.21\n")),
+            ),
+            (
+                &format!("{name}.go"),
+                Change::text(&format!(
+                    "package {name}\n\nconst Greeting = \"{greeting}\"\n"
+                )),
+            ),
+        ],
+    );
+    r.tag("v1.0.0", &c);
+}
+
+#[test]
+fn a_member_fetches_private_modules_from_git_in_its_pod() {
+    let cluster = Cluster::from_env();
+    install_crd(&cluster);
+    let ns = cluster.namespace("images-private");
+    let dir = temp_dir(&format!("private-{}", ns.name()));
+
+    // Two real Git servers on the host, each reached from inside the pod at the same
+    // 127.0.0.1 port (forwarded), so URLs and known_hosts are the same on both sides.
+    let root = RepoRoot::new();
+    private_repo(&root, "lib", "hello over https");
+    private_repo(&root, "tool", "hello over ssh");
+    let http = GitHttpServer::start(
+        root.path(),
+        Some(BasicAuth {
+            user: "ci".into(),
+            password: GIT_PASSWORD.into(),
+        }),
+    );
+    let sshd = Sshd::start();
+    let ssh_key = std::fs::read_to_string(sshd.client_key()).unwrap();
+    let known_hosts = std::fs::read_to_string(sshd.known_hosts()).unwrap();
+
+    let op = operator_container(&ns, &dir);
+    let secret = |name: &str, kind: &str, data: Value| {
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret", "type": kind,
+            "metadata": {"name": name}, "stringData": data,
+        })
+        .to_string()
+    };
+    ns.apply(&secret(
+        "git-basic",
+        "kubernetes.io/basic-auth",
+        serde_json::json!({"username": "ci", "password": GIT_PASSWORD}),
+    ));
+    ns.apply(&secret(
+        "git-ssh",
+        "kubernetes.io/ssh-auth",
+        serde_json::json!({"ssh-privatekey": ssh_key, "known_hosts": known_hosts}),
+    ));
+    // No public upstream is needed: nothing listens there.
+    let mut fleet = small_cache(
+        &cluster,
+        Some(&format!("http://127.0.0.1:{}", closed_port())),
+    );
+    fleet["spec"]["privateModules"] = serde_json::json!([
+        {
+            "pattern": format!("{PRIVATE_HOST}/lib.git"),
+            "repository": {"url": http.url("lib"), "root": format!("{PRIVATE_HOST}/lib.git")},
+            "insecure": true,
+            "credentialsSecretRef": {"name": "git-basic"},
+        },
+        {
+            "pattern": format!("{PRIVATE_HOST}/tool.git"),
+            "repository": {
+                "url": sshd.url(&root.path().join("tool.git")),
+                "root": format!("{PRIVATE_HOST}/tool.git"),
+            },
+            "credentialsSecretRef": {"name": "git-ssh"},
+        },
+    ]);
+    ns.apply(&fleet.to_string());
+    wait_fleet_ready(&ns, &op);
+
+    // The member as the operator rendered it, run for real: Secrets mounted beside the
+    // ConfigMap's read-only mount, as runc mounts them.
+    let pod = KubeletPod::of_deployment(&ns, "gomod-0", &dir.join("pv"));
+    let _to_http = Forwarder::out_of(&pod.ns, http.addr().port(), http.addr());
+    let _to_ssh = Forwarder::out_of(&pod.ns, sshd.port(), ([127, 0, 0, 1], sshd.port()).into());
+    pod.wait_ready();
+    for (file, mode) in [
+        ("private-0/password", 0o440),
+        ("private-1/ssh-privatekey", 0o440),
+    ] {
+        let (volume, name) = file.split_once('/').unwrap();
+        let meta = std::fs::metadata(pod.volumes[volume].join(name)).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(
+            (meta.mode() & 0o777, meta.gid()),
+            (mode, NONROOT),
+            "{file}: owner-only plus the fsGroup's read"
+        );
+    }
+
+    // The go command, with the member as its only GOPROXY, builds a program importing both.
+    let module = dir.join("module");
+    std::fs::create_dir_all(&module).unwrap();
+    std::fs::write(
+        module.join("go.mod"),
+        format!(
+            "module example.test/private\n\ngo 1.21\n\nrequire (\n\t{PRIVATE_HOST}/lib.git v1.0.0\n\t{PRIVATE_HOST}/tool.git v1.0.0\n)\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        module.join("main.go"),
+        format!(
+            "package main\n\nimport (\n\t\"fmt\"\n\n\t\"{PRIVATE_HOST}/lib.git\"\n\t\"{PRIVATE_HOST}/tool.git\"\n)\n\nfunc main() {{ fmt.Println(lib.Greeting + \", \" + tool.Greeting) }}\n"
+        ),
+    )
+    .unwrap();
+    let into_pod = Forwarder::into(&pod.ns, pod.ports["http"]);
+    let go = GoEnv::new("images-private");
+    let out = go
+        .command(&module, &into_pod.url(), &["run", "."])
+        // Private: no checksum database lookup (the member never asks one for these either).
+        .env("GONOSUMDB", PRIVATE_HOST)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "go run through the member failed:\n{}\nmember log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        pod.container.logs()
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "hello over https, hello over ssh"
+    );
+
+    // Through the Git servers, with the credentials: HTTP requests that passed Basic auth,
+    // and a mirror of each repository on the member's cache volume.
+    assert!(
+        http.requests().iter().any(|r| r.status == 200),
+        "{:?}",
+        http.requests()
+    );
+    let mirrors = std::fs::read_dir(pod.volumes["cache"].join("vcs"))
+        .expect("the member keeps its Git mirrors on the cache volume")
+        .filter(|e| {
+            !e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with('.')
+        })
+        .count();
+    assert!(mirrors >= 2, "{mirrors} mirrors for two repositories");
     assert_eq!(pod.container.stop(30), 0, "{}", pod.container.logs());
 }

@@ -87,8 +87,8 @@ spec:
 const RENDERED: &str = "privateModules:
 - pattern: git.corp.example.com/*
   credentials:
-    usernameFile: /etc/modfleet/private/0/username
-    passwordFile: /etc/modfleet/private/0/password
+    usernameFile: /etc/modfleet-private/0/username
+    passwordFile: /etc/modfleet-private/0/password
 - pattern: git.internal/*
   insecure: true
 - pattern: git.corp.example.com/team/lib
@@ -96,8 +96,8 @@ const RENDERED: &str = "privateModules:
     url: ssh://git@git.corp.example.com/team/lib.git
     root: git.corp.example.com/team/lib
   credentials:
-    sshPrivateKeyFile: /etc/modfleet/private/2/ssh-privatekey
-    sshKnownHostsFile: /etc/modfleet/private/2/known_hosts
+    sshPrivateKeyFile: /etc/modfleet-private/2/ssh-privatekey
+    sshKnownHostsFile: /etc/modfleet-private/2/known_hosts
 ";
 
 /// The pod template's credentials hash of each member, in member order.
@@ -157,7 +157,7 @@ fn private_modules_render_mounts_roll_on_secret_change_and_report_missing_secret
     let (_, private) = yaml.split_once("privateModules:\n").expect(yaml);
     assert_eq!(format!("privateModules:\n{private}"), RENDERED);
 
-    // Each Secret mounted read-only at /etc/modfleet/private/<index>, only its keys, 0400.
+    // Each Secret mounted read-only at /etc/modfleet-private/<index>, only its keys, 0400.
     let d = ns.get_json(&["deployment", "private-0"]);
     let pod = &d["spec"]["template"]["spec"];
     let volume = |name: &str| -> Value {
@@ -200,8 +200,8 @@ fn private_modules_render_mounts_roll_on_secret_change_and_report_missing_secret
     assert_eq!(
         mounts,
         [
-            ("private-0".into(), "/etc/modfleet/private/0".into(), true),
-            ("private-2".into(), "/etc/modfleet/private/2".into(), true),
+            ("private-0".into(), "/etc/modfleet-private/0".into(), true),
+            ("private-2".into(), "/etc/modfleet-private/2".into(), true),
         ]
     );
 

@@ -123,8 +123,8 @@ fn private_modules_reach_the_proxy_with_their_credential_files() {
     assert!(c.is_no_sum("git.corp.example.com/other"));
     assert!(c.private_module("example.com/public").is_none());
     assert!(
-        yaml.contains("/etc/modfleet/private/0/ssh-privatekey")
-            && yaml.contains("/etc/modfleet/private/2/password"),
+        yaml.contains("/etc/modfleet-private/0/ssh-privatekey")
+            && yaml.contains("/etc/modfleet-private/2/password"),
         "{yaml}"
     );
     assert!(

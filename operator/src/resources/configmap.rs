@@ -202,16 +202,16 @@ mod tests {
                         "root": "git.corp.example.com/team/lib"
                     },
                     "credentials": {
-                        "sshPrivateKeyFile": "/etc/modfleet/private/0/ssh-privatekey",
-                        "sshKnownHostsFile": "/etc/modfleet/private/0/known_hosts"
+                        "sshPrivateKeyFile": "/etc/modfleet-private/0/ssh-privatekey",
+                        "sshKnownHostsFile": "/etc/modfleet-private/0/known_hosts"
                     }
                 },
                 {"pattern": "git.internal/*", "insecure": true},
                 {
                     "pattern": "git.corp.example.com/*",
                     "credentials": {
-                        "usernameFile": "/etc/modfleet/private/2/username",
-                        "passwordFile": "/etc/modfleet/private/2/password"
+                        "usernameFile": "/etc/modfleet-private/2/username",
+                        "passwordFile": "/etc/modfleet-private/2/password"
                     }
                 }
             ])

@@ -1,5 +1,5 @@
 //! The Git credentials of `spec.privateModules`: which keys of each referenced Secret the
-//! members get as files under `/etc/modfleet/private/<index>/`, and a hash of those keys'
+//! members get as files under `/etc/modfleet-private/<index>/`, and a hash of those keys'
 //! contents for the pod template (a changed Secret rolls the members). Pure: the reconcile
 //! reads the Secrets and hands their data to [`check`]; the builders read the [`Credentials`]
 //! it returns. No credential byte leaves this module but into the hash.
@@ -11,8 +11,10 @@ use sha2::{Digest, Sha256};
 
 use crate::crd::GoModuleProxy;
 
-/// Where the Secret of `privateModules[i]` is mounted: `PRIVATE_DIR/i/`.
-pub const PRIVATE_DIR: &str = "/etc/modfleet/private";
+/// Where the Secret of `privateModules[i]` is mounted: `PRIVATE_DIR/i/`. Beside the config
+/// directory, not in it: a container runtime cannot create a mount point inside the ConfigMap's
+/// read-only mount (runc: "mkdir .../etc/modfleet/private: read-only file system").
+pub const PRIVATE_DIR: &str = "/etc/modfleet-private";
 /// Pod template annotation with the hash of the mounted credentials.
 pub const CREDENTIALS_HASH_ANNOTATION: &str = "modfleet.dev/credentials-hash";
 
@@ -314,7 +316,7 @@ pub(crate) mod tests {
         assert_eq!(c.hash.as_ref().unwrap().len(), 16);
         assert_eq!(
             file(2, Key::Password),
-            PathBuf::from("/etc/modfleet/private/2/password")
+            PathBuf::from("/etc/modfleet-private/2/password")
         );
     }
 

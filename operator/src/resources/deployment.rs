@@ -680,8 +680,8 @@ mod tests {
         assert_eq!(
             mounts,
             [
-                ("private-0", "/etc/modfleet/private/0", Some(true)),
-                ("private-2", "/etc/modfleet/private/2", Some(true)),
+                ("private-0", "/etc/modfleet-private/0", Some(true)),
+                ("private-2", "/etc/modfleet-private/2", Some(true)),
             ]
         );
         assert_eq!(restricted_violations(pod), Vec::<String>::new());

@@ -82,11 +82,15 @@ pub(crate) fn transport(url: &str, allow_http: bool) -> Result<Transport, HostEr
 
 /// A credential helper (git runs `!...` through the shell) that answers `get` with the
 /// username and the password read from files at that moment; `store` and `erase` are
-/// ignored. Only variable names are on its command line.
-const CREDENTIAL_HELPER: &str = "!f() { cat >/dev/null; test \"$1\" = get || exit 0; \
-    if test -n \"${MODFLEET_GIT_USERNAME_FILE-}\"; then u=$(cat -- \"$MODFLEET_GIT_USERNAME_FILE\") || exit 1; \
+/// ignored. Only variable names are on its command line. Shell builtins only (`read`, `test`,
+/// `printf`): the proxy image holds `sh` for git but no other programs. `read` takes the
+/// file's first line, so a mounted Secret's trailing newline (or its absence) does not matter.
+const CREDENTIAL_HELPER: &str = "!f() { while IFS= read -r l; do :; done; \
+    test \"$1\" = get || exit 0; \
+    if test -n \"${MODFLEET_GIT_USERNAME_FILE-}\"; then \
+    u=; IFS= read -r u <\"$MODFLEET_GIT_USERNAME_FILE\" || test -n \"$u\" || exit 1; \
     else u=$MODFLEET_GIT_USERNAME; fi; \
-    p=$(cat -- \"$MODFLEET_GIT_PASSWORD_FILE\") || exit 1; \
+    p=; IFS= read -r p <\"$MODFLEET_GIT_PASSWORD_FILE\" || test -n \"$p\" || exit 1; \
     printf 'username=%s\\npassword=%s\\n' \"$u\" \"$p\"; }; f";
 
 /// What a run of git needs for these credentials: environment and `-c` settings.
@@ -286,6 +290,9 @@ mod tests {
         let (user, pass) = (dir.path().join("user"), dir.path().join("pass"));
         std::fs::write(&user, "alice\n").unwrap();
         std::fs::write(&pass, "t0k'en $x\n").unwrap();
+        // What git writes to the helper's stdin, which it must drain.
+        let request = dir.path().join("request");
+        std::fs::write(&request, "protocol=https\nhost=h\n\n".repeat(10_000)).unwrap();
         let script = CREDENTIAL_HELPER.strip_prefix('!').unwrap();
         let run = |op: &str| {
             let out = Command::new("/bin/sh")
@@ -295,7 +302,9 @@ mod tests {
                 .arg(op)
                 .env("MODFLEET_GIT_USERNAME_FILE", &user)
                 .env("MODFLEET_GIT_PASSWORD_FILE", &pass)
-                .stdin(std::process::Stdio::null())
+                // Builtins only: the proxy image has no `cat`.
+                .env("PATH", "/nonexistent")
+                .stdin(std::fs::File::open(&request).unwrap())
                 .output()
                 .unwrap();
             assert!(out.status.success());
@@ -305,6 +314,16 @@ mod tests {
         assert_eq!(run("erase"), "");
         std::fs::write(&pass, "rotated").unwrap();
         assert_eq!(run("get"), "username=alice\npassword=rotated\n");
+        std::fs::write(&pass, "").unwrap();
+        let out = Command::new("/bin/sh")
+            .arg("-c")
+            .arg(format!("{script} \"$@\""))
+            .args(["sh", "get"])
+            .env("MODFLEET_GIT_USERNAME_FILE", &user)
+            .env("MODFLEET_GIT_PASSWORD_FILE", &pass)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "an empty password file is an error");
     }
 
     #[test]
