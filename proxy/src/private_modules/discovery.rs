@@ -35,30 +35,6 @@ pub enum DiscoveryError {
     Unavailable(String),
 }
 
-/// The go command's static rule for github.com (`vcsPaths`): `github.com/OWNER/REPO` is
-/// `https://github.com/OWNER/REPO`. Other well-known hosts are left to discovery.
-pub fn static_rule(module: &str) -> Option<Location> {
-    let mut elems = module.split('/');
-    if elems.next()? != "github.com" {
-        return None;
-    }
-    let (owner, repo) = (elems.next()?, elems.next()?);
-    let ok = |e: &str| {
-        !e.is_empty()
-            && e.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
-    };
-    if !ok(owner) || !ok(repo) {
-        return None;
-    }
-    let root = format!("github.com/{owner}/{repo}");
-    Some(Location {
-        url: format!("https://{root}"),
-        root,
-        subdir: String::new(),
-    })
-}
-
 /// `parseMetaGoImports`: the go-import tags of an HTML page, up to `<body>` or `</head>`.
 pub fn parse_meta_go_imports(html: &str) -> Vec<MetaImport> {
     let mut out = Vec::new();
@@ -374,15 +350,6 @@ mod tests {
         assert!(location(&im("a.example", "git", "http://a/r"), true).is_ok());
         assert!(location(&im("a.example", "git", "file:///etc"), true).is_err());
         assert!(location(&im("a.example", "git", "/local/path"), true).is_err());
-    }
-
-    #[test]
-    fn github_paths_follow_the_static_rule() {
-        let l = static_rule("github.com/corp/lib/sub/v2").unwrap();
-        assert_eq!(l.url, "https://github.com/corp/lib");
-        assert_eq!(l.root, "github.com/corp/lib");
-        assert!(static_rule("github.com/corp").is_none());
-        assert!(static_rule("gitlab.com/corp/lib").is_none());
     }
 
     /// The I/O half against a real local HTTP server: the path's page, then its prefix's.
