@@ -202,6 +202,7 @@ async fn handle(
     headers: HeaderMap,
 ) -> Response {
     let started = Instant::now();
+    crate::malloc::note_activity();
     let parsed = Request::parse(uri.path());
     // Only GET and HEAD are GOPROXY requests (others are answered 405 under route "other").
     let route = parsed
