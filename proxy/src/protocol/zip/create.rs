@@ -31,6 +31,7 @@
 //! than a zip name can be, or paths totalling more than [`MAX_PATH_BYTES`] are refused; every
 //! check costs the length of a path (Go's nested-module and collision checks cost its square).
 
+pub mod git_archive;
 mod writer;
 
 use std::collections::{HashMap, HashSet};
@@ -60,6 +61,9 @@ pub enum SourceKind {
     Symlink,
     /// A gitlink: `git archive` writes it as an empty directory, so it is no file.
     Submodule,
+    /// Neither a regular file nor a symbolic link (a device or a pipe in a zip's
+    /// attributes): x/mod omits it as not regular.
+    Irregular,
 }
 
 impl SourceKind {
@@ -99,6 +103,8 @@ pub enum Omission {
     Symlink,
     #[error("a submodule is not part of the module")]
     Submodule,
+    #[error("not a regular file")]
+    NotRegular,
 }
 
 /// A file that fails the zip: its path and the rule it breaks.
@@ -386,6 +392,10 @@ pub fn check_files(
         }
         if f.kind == SourceKind::Symlink {
             verdicts.omit(i, p, Omission::Symlink);
+            continue;
+        }
+        if f.kind == SourceKind::Irregular {
+            verdicts.omit(i, p, Omission::NotRegular);
             continue;
         }
         match room.checked_sub(f.size) {
