@@ -12,7 +12,9 @@ use modfleet_proxy::codehost::{CodeHost, HostError};
 use modfleet_proxy::protocol::zip::Limits as ZipLimits;
 use modfleet_proxy::protocol::zip::create::SourceKind;
 use modfleet_proxy::protocol::zip::create::git_archive::ArchivedFiles;
-use modfleet_testkit::gitserver::{BasicAuth, Change, GitHttpServer, RepoRoot, Sshd, TestRepo};
+use modfleet_testkit::gitserver::{
+    BasicAuth, Change, GitHttpServer, RepoRoot, Sshd, TestRepo, git,
+};
 
 const USER: &str = "gopher";
 const PASSWORD: &str = "s3cret-t0ken";
@@ -662,6 +664,53 @@ fn hostile_names_are_refused_before_git_sees_them() {
     strict.allow_insecure_http = false;
     assert!(GitRepo::open(&http.url("corpus"), Credentials::None, &strict).is_err());
     assert!(!canary.exists());
+}
+
+/// A tree with a path git will not write (`.git`), pushed as raw objects: `git archive`
+/// refuses it, so the go command has no zip of it, and neither has modfleet: a 404 (a
+/// property of the version), not a 5xx.
+#[test]
+fn trees_git_will_not_export_have_no_zip() {
+    let c = corpus();
+    let bare = &c.repo.bare;
+    let scratch = tempfile::tempdir().unwrap();
+    let blob_file = scratch.path().join("blob");
+    std::fs::write(&blob_file, "x\n").unwrap();
+    let blob = git(bare, &["hash-object", "-w", blob_file.to_str().unwrap()]);
+    let oid: Vec<u8> = (0..40)
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&blob.trim()[i..i + 2], 16).unwrap())
+        .collect();
+    let mut raw = Vec::new();
+    for name in [".git", "ok.go"] {
+        raw.extend_from_slice(format!("100644 {name}\0").as_bytes());
+        raw.extend_from_slice(&oid);
+    }
+    let tree_file = scratch.path().join("tree");
+    std::fs::write(&tree_file, raw).unwrap();
+    let tree = git(
+        bare,
+        &[
+            "hash-object",
+            "-t",
+            "tree",
+            "-w",
+            "--literally",
+            tree_file.to_str().unwrap(),
+        ],
+    );
+    let commit = git(bare, &["commit-tree", "-m", "crafted", tree.trim()]);
+    git(bare, &["tag", "crafted", commit.trim()]);
+
+    let http = http_server(&c.root);
+    let env = Env::new();
+    let host = GitRepo::open(&http.url("corpus"), env.https(PASSWORD), &env.options()).unwrap();
+    let info = host.stat("crafted").unwrap();
+    let err = host.read_zip(&info.hash, "", 1 << 20).unwrap_err();
+    assert!(
+        matches!(&err, HostError::NotFound(m) if m.contains("invalid path '.git'")),
+        "{err:?}"
+    );
 }
 
 #[test]
