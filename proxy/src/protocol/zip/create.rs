@@ -21,11 +21,11 @@
 //! holds all of this to x/mod's `CreateFromVCS` (which is `git archive` + `Create` + the same
 //! root-LICENSE rule) on real Git repositories.
 //!
-//! The listing and the bytes must be what `git archive` gives to get the go command's zip in
-//! every repository: `git archive` applies the tree's `.gitattributes` `eol`/`text`/`ident`
-//! conversions (which `git cat-file` does not), and it fails on trees with paths git refuses
-//! (`.git`, `..`), so the go command has no zip there at all. The root `LICENSE` is read with
-//! `git cat-file blob`, unconverted, as the go command reads it.
+//! The listing and the bytes are what `git archive` gives ([`git_archive`] reads it as the go
+//! command does): its `.gitattributes` conversions (`eol`/`text`, `ident`,
+//! `working-tree-encoding`) are part of the go command's zip, and it fails on trees with paths
+//! git refuses (`.git`, `..`), so the go command has no zip there at all. The root `LICENSE`
+//! is read with `git cat-file blob`, unconverted, as the go command reads it.
 //!
 //! Beyond Go, work is bounded: a listing of more than [`MAX_FILES`] entries, a path longer
 //! than a zip name can be, or paths totalling more than [`MAX_PATH_BYTES`] are refused; every
