@@ -7,9 +7,14 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use modfleet_proxy::codehost::git::{Credentials, GitOptions, GitRepo, HttpsUser, Limits};
-use modfleet_proxy::codehost::{CodeHost, HostError, TreeFile, TreeKind};
-use modfleet_testkit::gitserver::{BasicAuth, Change, GitHttpServer, RepoRoot, Sshd, TestRepo};
+use modfleet_proxy::codehost::git::{Credentials, GitOptions, GitRepo, HttpsUser};
+use modfleet_proxy::codehost::{CodeHost, HostError};
+use modfleet_proxy::protocol::zip::Limits as ZipLimits;
+use modfleet_proxy::protocol::zip::create::SourceKind;
+use modfleet_proxy::protocol::zip::create::git_archive::ArchivedFiles;
+use modfleet_testkit::gitserver::{
+    BasicAuth, Change, GitHttpServer, RepoRoot, Sshd, TestRepo, git,
+};
 
 const USER: &str = "gopher";
 const PASSWORD: &str = "s3cret-t0ken";
@@ -223,15 +228,27 @@ fn check_reads(host: &GitRepo, c: &Corpus) {
         200_000
     );
 
-    // Trees: kinds and sizes, subdirectories relative to themselves.
-    let tree = host.tree(&c.c1, "").unwrap();
-    let by_path: BTreeMap<&str, &TreeFile> = tree.iter().map(|f| (f.path.as_str(), f)).collect();
+    // The go command's ReadZip: the tree as `git archive` exports it (submodules as
+    // directories, so no file), read as the go command reads it; bounded in size.
+    let listing = |subdir: &str| -> Vec<(String, SourceKind, u64, Vec<u8>)> {
+        let z = host.read_zip(&c.c1, subdir, 1 << 20).unwrap();
+        let mut a = ArchivedFiles::read(&z.file, z.size, subdir, &ZipLimits::default()).unwrap();
+        let files = a.files().to_vec();
+        files
+            .into_iter()
+            .map(|f| {
+                let data = a.content(&f.path).unwrap();
+                (String::from_utf8(f.path).unwrap(), f.kind, f.size, data)
+            })
+            .collect()
+    };
+    let root = listing("");
+    let by_path: BTreeMap<&str, _> = root.iter().map(|f| (f.0.as_str(), f)).collect();
     assert_eq!(
-        by_path.keys().copied().collect::<Vec<_>>(),
+        root.iter().map(|f| f.0.as_str()).collect::<Vec<_>>(),
         [
             "a.go",
             "big.bin",
-            "deps/dep",
             "go.mod",
             "link",
             "run.sh",
@@ -240,75 +257,48 @@ fn check_reads(host: &GitRepo, c: &Corpus) {
             "sub/go.mod"
         ]
     );
-    assert_eq!(by_path["a.go"].kind, TreeKind::File);
-    assert_eq!(by_path["a.go"].size, 10);
-    assert_eq!(by_path["run.sh"].kind, TreeKind::Executable);
-    assert_eq!(by_path["link"].kind, TreeKind::Symlink);
-    assert_eq!(by_path["link"].size, 4);
-    assert_eq!(by_path["deps/dep"].kind, TreeKind::Submodule);
-    assert_eq!(by_path["big.bin"].size, 200_000);
-    assert!(tree.iter().all(|f| !f.lossy));
-    let sub: Vec<&str> = host
-        .tree(&c.c1, "sub")
-        .unwrap()
-        .iter()
-        .map(|f| f.path.clone().leak() as &str)
-        .collect();
-    assert_eq!(sub, ["b.go", "deep/c.go", "go.mod"]);
-    assert!(matches!(
-        host.tree(&c.c1, "nope"),
-        Err(HostError::NotFound(_))
-    ));
-    assert!(matches!(
-        host.tree(&c.c1, "a.go"),
-        Err(HostError::NotFound(_))
-    ));
-
-    // Blobs, streamed in the order asked, bounded in total.
-    let mut got = Vec::new();
-    host.read_blobs(
-        &c.c1,
-        "sub",
-        &["go.mod".into(), "deep/c.go".into()],
-        1 << 20,
-        &mut |p, data| {
-            got.push((p.to_string(), data.to_vec()));
-            Ok(())
-        },
-    )
-    .unwrap();
+    assert_eq!(by_path["a.go"].1, SourceKind::File);
+    assert_eq!(by_path["a.go"].3, b"package a\n");
+    assert_eq!(by_path["run.sh"].1, SourceKind::Executable);
+    assert_eq!(by_path["link"].1, SourceKind::Symlink);
     assert_eq!(
-        got,
+        (by_path["link"].2, &by_path["link"].3[..]),
+        (4, &b"a.go"[..])
+    );
+    assert_eq!(by_path["big.bin"].2, 200_000);
+    assert_eq!(by_path["big.bin"].3, vec![7u8; 200_000]);
+    let sub: Vec<(String, Vec<u8>)> = listing("sub").into_iter().map(|f| (f.0, f.3)).collect();
+    assert_eq!(
+        sub,
         [
+            ("b.go".to_string(), b"package b\n".to_vec()),
+            ("deep/c.go".to_string(), b"package c\n".to_vec()),
             (
                 "go.mod".to_string(),
                 b"module example.test/corpus/sub\n".to_vec()
             ),
-            ("deep/c.go".to_string(), b"package c\n".to_vec()),
         ]
     );
-    let mut n = 0;
-    let err = host
-        .read_blobs(
-            &c.c1,
-            "",
-            &["a.go".into(), "big.bin".into()],
-            100_000,
-            &mut |_, _| {
-                n += 1;
-                Ok(())
-            },
-        )
-        .unwrap_err();
+    // A file named like the directory: in the archive, but no file under it.
+    assert!(listing("a.go").is_empty());
+    assert!(matches!(
+        host.read_zip(&c.c1, "nope", 1 << 20),
+        Err(HostError::NotFound(_))
+    ));
+    // Past the limit stored (big.bin alone is 200 000 bytes) but within it as the go
+    // command compresses it: the go command's archive decides, and it fits.
+    let z = host.read_zip(&c.c1, "", 100_000).unwrap();
+    assert!(z.size < 100_000, "{}", z.size);
+    let a = ArchivedFiles::read(&z.file, z.size, "", &ZipLimits::default()).unwrap();
+    assert_eq!(a.files().len(), 8);
+    // Past it either way.
+    let err = host.read_zip(&c.c1, "", 100).unwrap_err();
     assert!(matches!(err, HostError::TooLarge(_)), "{err:?}");
+    // What the go command's ensureGitAttributes leaves, and nothing else.
     assert_eq!(
-        n, 1,
-        "a.go is handed over before the total passes the limit"
+        std::fs::read(host.mirror_dir().join("info/attributes")).unwrap(),
+        b"\n* -export-subst -export-ignore\n"
     );
-    let err = host
-        .read_blobs(&c.c1, "", &["missing".into()], 1 << 20, &mut |_, _| Ok(()))
-        .unwrap_err();
-    assert!(matches!(err, HostError::NotFound(_)), "{err:?}");
 
     // RecentTag and DescendsFrom, as the go command uses them for pseudo-versions.
     // The highest semver (a prerelease of a higher version included), as `allowed` lets.
@@ -656,7 +646,8 @@ fn hostile_names_are_refused_before_git_sees_them() {
         Err(HostError::NotFound(_))
     ));
     let out = format!("--output={}", canary.display());
-    assert!(host.tree(&c.c1, &out).is_err());
+    assert!(host.read_zip(&c.c1, &out, 1 << 20).is_err());
+    assert!(host.read_zip(&out, "", 1 << 20).is_err());
     assert!(matches!(
         host.recent_tag("HEAD", "", &|_| true),
         Err(HostError::NotFound(_))
@@ -682,19 +673,51 @@ fn hostile_names_are_refused_before_git_sees_them() {
     assert!(!canary.exists());
 }
 
+/// A tree with a path git will not write (`.git`), pushed as raw objects: `git archive`
+/// refuses it, so the go command has no zip of it, and neither has modfleet: a 404 (a
+/// property of the version), not a 5xx.
 #[test]
-fn trees_past_the_entry_limit_are_too_large() {
+fn trees_git_will_not_export_have_no_zip() {
     let c = corpus();
+    let bare = &c.repo.bare;
+    let scratch = tempfile::tempdir().unwrap();
+    let blob_file = scratch.path().join("blob");
+    std::fs::write(&blob_file, "x\n").unwrap();
+    let blob = git(bare, &["hash-object", "-w", blob_file.to_str().unwrap()]);
+    let oid: Vec<u8> = (0..40)
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&blob.trim()[i..i + 2], 16).unwrap())
+        .collect();
+    let mut raw = Vec::new();
+    for name in [".git", "ok.go"] {
+        raw.extend_from_slice(format!("100644 {name}\0").as_bytes());
+        raw.extend_from_slice(&oid);
+    }
+    let tree_file = scratch.path().join("tree");
+    std::fs::write(&tree_file, raw).unwrap();
+    let tree = git(
+        bare,
+        &[
+            "hash-object",
+            "-t",
+            "tree",
+            "-w",
+            "--literally",
+            tree_file.to_str().unwrap(),
+        ],
+    );
+    let commit = git(bare, &["commit-tree", "-m", "crafted", tree.trim()]);
+    git(bare, &["tag", "crafted", commit.trim()]);
+
     let http = http_server(&c.root);
     let env = Env::new();
-    let mut options = env.options();
-    options.limits = Limits {
-        tree_entries: 3,
-        ..Limits::default()
-    };
-    let host = GitRepo::open(&http.url("corpus"), env.https(PASSWORD), &options).unwrap();
-    assert_eq!(host.tree(&c.c1, "sub").unwrap().len(), 3);
-    assert!(matches!(host.tree(&c.c1, ""), Err(HostError::TooLarge(_))));
+    let host = GitRepo::open(&http.url("corpus"), env.https(PASSWORD), &env.options()).unwrap();
+    let info = host.stat("crafted").unwrap();
+    let err = host.read_zip(&info.hash, "", 1 << 20).unwrap_err();
+    assert!(
+        matches!(&err, HostError::NotFound(m) if m.contains("invalid path '.git'")),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -736,5 +759,7 @@ fn a_sha256_repository_is_mirrored_in_its_own_format() {
         host.read_file(&c1, "go.mod", 100).unwrap().unwrap(),
         b"module example.test/s\n"
     );
-    assert_eq!(host.tree(&c1, "").unwrap().len(), 1);
+    let z = host.read_zip(&c1, "", 1 << 20).unwrap();
+    let a = ArchivedFiles::read(&z.file, z.size, "", &ZipLimits::default()).unwrap();
+    assert_eq!(a.files().len(), 1);
 }

@@ -10,8 +10,9 @@
 //! The bar: the same version list (`go list -m -versions -retracted`), and for every query
 //! (tags, branches, `HEAD`, full and short hashes, pseudo-versions good and bad, `latest`)
 //! the same outcome: the same `.info` bytes the go command writes into its cache, the same
-//! Origin it reports, the same `.mod` bytes, the same zip `h1:`; or both refusing, for the
-//! same reason.
+//! Origin it reports, the same `.mod` bytes, the same zip `h1:` and files (names and bytes:
+//! `.gitattributes` conversions that `git archive` applies included); or both refusing, for
+//! the same reason.
 
 #[path = "coderepo_reference/corpus.rs"]
 mod corpus;
@@ -27,7 +28,7 @@ use modfleet_proxy::coderepo::{CodeRepo, Repository};
 use modfleet_testkit::gitserver::{GitHttpServer, RepoRoot};
 use serde_json::Value;
 
-use corpus::{Case, HOST};
+use corpus::{Case, HOST, Pinned};
 
 /// The go command, direct to the test's Git server.
 struct Go {
@@ -44,6 +45,8 @@ struct Download {
     info: Option<Vec<u8>>,
     /// The `.mod` file.
     go_mod: Option<Vec<u8>>,
+    /// The zip it built.
+    zip: Option<Vec<u8>>,
 }
 
 impl Go {
@@ -125,6 +128,7 @@ impl Go {
         Download {
             info: read("Info"),
             go_mod: read("GoMod"),
+            zip: read("Zip"),
             json,
         }
     }
@@ -170,8 +174,47 @@ impl Ours {
     }
 }
 
+/// A module zip's files: name (without `module@version/`) → content.
+fn zip_files(data: &[u8]) -> BTreeMap<String, Vec<u8>> {
+    let mut z = zip::ZipArchive::new(std::io::Cursor::new(data)).unwrap();
+    (0..z.len())
+        .map(|i| {
+            let mut f = z.by_index(i).unwrap();
+            // `module@version/` ends at the first '/' after the '@' (paths have no '@').
+            let full = f.name().unwrap().to_string();
+            let at = full.find('@').unwrap();
+            let name = full[at + full[at..].find('/').unwrap() + 1..].to_string();
+            let mut content = Vec::new();
+            std::io::Read::read_to_end(&mut f, &mut content).unwrap();
+            (name, content)
+        })
+        .collect()
+}
+
+/// Checks a zip's pinned files; returns the differences.
+fn check_pinned(case: &Case, files: &BTreeMap<String, Vec<u8>>) -> Vec<String> {
+    let mut diffs = Vec::new();
+    for (path, want) in &case.pinned {
+        let got = files.get(*path);
+        let ok = match (got, want) {
+            (Some(g), Pinned::Exactly(w)) => g == w,
+            (Some(g), Pinned::StartsWith(w)) => g.starts_with(w.as_bytes()),
+            (None, _) => false,
+        };
+        if !ok {
+            diffs.push(format!(
+                "{}: {path} in the zip is {:?}, not what the corpus pins",
+                case.module,
+                got.map(|g| String::from_utf8_lossy(g).into_owned())
+            ));
+        }
+    }
+    diffs
+}
+
 /// Compares one query's outcome; returns the differences.
-fn compare(code: &CodeRepo, module: &str, query: &str, go: &Download) -> Vec<String> {
+fn compare(case: &Case, code: &CodeRepo, query: &str, go: &Download) -> Vec<String> {
+    let module = case.module.as_str();
     let mut diffs = Vec::new();
     let mut differ = |what: &str, ours: String, theirs: String| {
         if ours != theirs {
@@ -257,15 +300,28 @@ fn compare(code: &CodeRepo, module: &str, query: &str, go: &Download) -> Vec<Str
         ),
         Err(e) => differ(".mod", format!("error {e}"), "a go.mod".into()),
     }
-    match code.zip(&info.version, std::io::sink()) {
-        Ok(zip) => differ(
-            "zip h1",
-            zip.h1,
-            go.json["Sum"].as_str().unwrap_or("no zip").to_string(),
-        ),
-        // Known and deliberate: attributes git archive applies are refused, not ignored.
-        Err(e) if e.to_string().contains("which git archive applies") => {
-            diffs.push(format!("KNOWN {module}@{query}: {e}"));
+    let mut zip = Vec::new();
+    match code.zip(&info.version, &mut zip) {
+        Ok(created) => {
+            differ(
+                "zip h1",
+                created.h1,
+                go.json["Sum"].as_str().unwrap_or("no zip").to_string(),
+            );
+            // The same files with the same bytes (what the h1 sums up, shown by file).
+            let ours = zip_files(&zip);
+            let theirs = go.zip.as_deref().map(zip_files).unwrap_or_default();
+            let shown = |files: &BTreeMap<String, Vec<u8>>| {
+                files
+                    .iter()
+                    .map(|(n, c)| format!("{n}={:?}", String::from_utf8_lossy(c)))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            };
+            if ours != theirs {
+                differ("zip files", shown(&ours), shown(&theirs));
+            }
+            diffs.extend(check_pinned(case, &ours));
         }
         // Both refuse the zip (x/mod's rules; the wording is protocol::zip's): a 4xx.
         Err(e) if go.json.get("Sum").is_none() && go.json.get("Error").is_some() => {
@@ -326,7 +382,7 @@ fn every_answer_is_the_go_commands() {
             let download = go.download(&case.module, query);
             go_time += started.elapsed();
             let started = Instant::now();
-            diffs.extend(compare(&code, &case.module, query, &download));
+            diffs.extend(compare(case, &code, query, &download));
             our_time += started.elapsed();
             compared += 1;
         }
@@ -336,19 +392,8 @@ fn every_answer_is_the_go_commands() {
         "{compared} queries compared; the go command took {go_time:?}, modfleet {our_time:?} \
          (its first fetch of each mirror included)"
     );
-    // Where modfleet refuses on purpose what the go command serves: only the corpus's case of
-    // content-changing Git attributes (`git archive` would convert; modfleet reads blobs).
-    let known: Vec<String> = diffs
-        .iter()
-        .filter(|d| d.starts_with("KNOWN "))
-        .cloned()
-        .collect();
-    diffs.retain(|d| !d.starts_with("KNOWN "));
-    assert_eq!(known.len(), 1, "{known:?}");
-    assert!(
-        known[0].starts_with(&format!("KNOWN {HOST}/zips.git/attrs@v1.0.0: ")),
-        "{known:?}"
-    );
+    let pinned: usize = cases.iter().map(|c| c.pinned.len()).sum();
+    assert!(pinned >= 15, "the corpus pins the attributes' effects");
     assert!(
         diffs.is_empty(),
         "{} differences from the go command:\n{}",

@@ -88,6 +88,39 @@ fn make_lib(root: &RepoRoot) -> TestRepo {
     r
 }
 
+/// `attrs`: a module whose `.gitattributes` (committed after the files, so the blobs are as
+/// written) make `git archive` convert it: CRLF line ends everywhere, go.mod included (the
+/// zip's go.mod then differs from the `.mod`, which the go command reads as the blob),
+/// `$Id$` expanded, an `export-ignore` the go command turns off.
+fn make_attrs(root: &RepoRoot) {
+    let r = root.create("attrs");
+    let m = format!("{HOST}/attrs.git");
+    r.commit(
+        "files",
+        T0,
+        &[
+            ("go.mod", Change::text(&format!("module {m}\n\ngo 1.21\n"))),
+            (
+                "attrs.go",
+                Change::text("package attrs // $Id$\n\nconst Name = \"attrs\"\n"),
+            ),
+            (
+                "ignored.go",
+                Change::text("package attrs\n\nconst Kept = true\n"),
+            ),
+        ],
+    );
+    let c2 = r.commit(
+        "attributes",
+        T0 + 10,
+        &[(
+            ".gitattributes",
+            Change::text("* text eol=crlf\n*.go ident\nignored.go export-ignore\n"),
+        )],
+    );
+    r.tag("v1.0.0", &c2);
+}
+
 /// The go command with its own module cache and GOPATH, no user configuration.
 struct Go {
     home: tempfile::TempDir,
@@ -209,6 +242,7 @@ fn setup() -> Setup {
         &[("legacy.go", Change::text("package legacy\n"))],
     );
     legacy.tag("v2.0.0", &l1);
+    make_attrs(&root);
     let server = GitHttpServer::start(root.path(), None);
     let locked = GitHttpServer::start(
         root.path(),
@@ -230,10 +264,11 @@ fn setup() -> Setup {
     // The last entry covers the whole host: the go command also asks for the path's
     // prefixes (`git.modfleet.test/private/@v/v1.1.0.info`), and those must not leave either.
     let yaml = format!(
-        "upstreams:\n  - url: {up}\nsumdbs:\n  - name: sum.golang.org\n    url: {up}\nlistTtl: 1h\nprefetch: on\nprivateModules:\n{}{}{}{}    credentials: {{username: alice, passwordFile: {}}}\n  - pattern: git.modfleet.test\n",
+        "upstreams:\n  - url: {up}\nsumdbs:\n  - name: sum.golang.org\n    url: {up}\nlistTtl: 1h\nprefetch: on\nprivateModules:\n{}{}{}{}{}    credentials: {{username: alice, passwordFile: {}}}\n  - pattern: git.modfleet.test\n",
         entry("lib", server.url("lib")),
         entry("other", server.url("other")),
         entry("legacy", server.url("legacy")),
+        entry("attrs", server.url("attrs")),
         entry("locked", locked.url("lib")),
         password.display(),
     );
@@ -283,6 +318,7 @@ async fn the_go_command_gets_private_modules_through_modfleet_as_it_gets_them_di
         (lib.clone(), "dev"),
         (format!("{lib}/sub"), "v0.1.0"),
         (format!("{lib}/v2"), "v2.0.0"),
+        (format!("{HOST}/attrs.git"), "v1.0.0"),
     ];
     for (module, query) in &queries {
         let arg = format!("{module}@{query}");
@@ -295,7 +331,7 @@ async fn the_go_command_gets_private_modules_through_modfleet_as_it_gets_them_di
         let theirs = download(
             go.direct(
                 &s.server,
-                &["lib", "legacy"],
+                &["lib", "legacy", "attrs"],
                 &["mod", "download", "-json", &arg],
             ),
             &arg,
@@ -348,7 +384,7 @@ async fn the_go_command_gets_private_modules_through_modfleet_as_it_gets_them_di
     std::fs::write(
         prog.join("main.go"),
         format!(
-            "package main\n\nimport (\n\t\"fmt\"\n\n\tlib \"{lib}\"\n\t\"{lib}/sub\"\n\tv2 \"{lib}/v2\"\n)\n\nfunc main() {{ fmt.Println(lib.Greeting(), sub.Name, v2.Major) }}\n"
+            "package main\n\nimport (\n\t\"fmt\"\n\n\tlib \"{lib}\"\n\t\"{lib}/sub\"\n\tv2 \"{lib}/v2\"\n\t\"{HOST}/attrs.git\"\n)\n\nfunc main() {{ fmt.Println(lib.Greeting(), sub.Name, v2.Major, attrs.Name, attrs.Kept) }}\n"
         ),
     )
     .unwrap();
@@ -359,6 +395,7 @@ async fn the_go_command_gets_private_modules_through_modfleet_as_it_gets_them_di
             &format!("{lib}@v1.1.0"),
             &format!("{lib}/sub@v0.1.0"),
             &format!("{lib}/v2@v2.0.0"),
+            &format!("{HOST}/attrs.git@v1.0.0"),
         ],
     );
     get.current_dir(&prog);
@@ -368,7 +405,7 @@ async fn the_go_command_gets_private_modules_through_modfleet_as_it_gets_them_di
     build.current_dir(&prog);
     let (ok, out, err) = run(build);
     assert!(ok, "go run through modfleet: {err}");
-    assert_eq!(out, "hello from lib v1.1 sub 2\n");
+    assert_eq!(out, "hello from lib v1.1 sub 2 attrs true\n");
 
     assert_private_paths_stayed(&s);
 }

@@ -17,7 +17,7 @@ mod parse;
 mod run;
 
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ChildStdout;
 use std::sync::{Arc, Mutex};
@@ -28,8 +28,7 @@ use parse::{BatchHeader, Refs, Scope};
 use run::{GitCommand, RunError};
 
 use super::{
-    BlobSink, CodeHost, HostError, RevInfo, Tag, TreeFile, check_hash, check_path, check_rev,
-    display_url,
+    CodeHost, HostError, RevInfo, SpooledZip, Tag, check_hash, check_path, check_rev, display_url,
 };
 use crate::protocol::semver;
 
@@ -71,18 +70,12 @@ impl GitOptions {
 pub struct Limits {
     /// Bytes of a ref listing (`ls-remote`, `show-ref`, `for-each-ref`).
     pub refs_bytes: u64,
-    /// Entries of one `tree` answer.
-    pub tree_entries: usize,
-    /// Bytes of one `tree` listing.
-    pub tree_bytes: u64,
 }
 
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
             refs_bytes: 64 << 20,
-            tree_entries: 500_000,
-            tree_bytes: 256 << 20,
         }
     }
 }
@@ -328,6 +321,79 @@ impl GitRepo {
         })
     }
 
+    /// `git archive` as the go command's `ReadZip` runs it (`stored`: with `-0`), spooled to
+    /// an unnamed file in the mirrors' directory; `TooLarge` past `max_bytes`.
+    fn archive(
+        &self,
+        hash: &str,
+        subdir: &str,
+        stored: bool,
+        max_bytes: u64,
+    ) -> Result<SpooledZip, HostError> {
+        let spool = |e: std::io::Error| {
+            HostError::Unavailable(format!(
+                "cannot spool git archive of {} to {}: {e} (the cache directory must be \
+                 writable and have room for a module)",
+                self.shown,
+                self.options.dir.display()
+            ))
+        };
+        let mut file = tempfile::tempfile_in(&self.options.dir).map_err(spool)?;
+        // The go command's command line (codehost/git.go, ReadZip), but for the literal
+        // pathspec (GIT_LITERAL_PATHSPECS: a directory is never read as a glob).
+        let mut args = vec![
+            "-c",
+            "core.autocrlf=input",
+            "-c",
+            "core.eol=lf",
+            "archive",
+            "--format=zip",
+            "--prefix=prefix/",
+        ];
+        if stored {
+            args.push("-0");
+        }
+        args.extend(["--end-of-options", hash]);
+        if !subdir.is_empty() {
+            args.push(subdir);
+        }
+        let what = format!("git archive of {} at {hash}", self.shown);
+        let archived = self.run(Scope::Local, "archive", to_os(&args), &[], None, |out| {
+            let mut buf = vec![0; 64 << 10];
+            let mut size = 0u64;
+            loop {
+                let n = match out.read(&mut buf) {
+                    Ok(0) => return Ok(size),
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        return Err(HostError::Unavailable(format!("{what}: reading: {e}")));
+                    }
+                };
+                size += n as u64;
+                if size > max_bytes {
+                    return Err(HostError::TooLarge(format!(
+                        "{what}: more than {max_bytes} bytes of archive (the go command's \
+                         limit on a module)"
+                    )));
+                }
+                file.write_all(&buf[..n]).map_err(spool)?;
+            }
+        });
+        let size = match archived {
+            Ok((size, _)) => size,
+            // A tree with a path git will not write (`.git`, `..`): the go command gets no
+            // zip either, and no retry changes that.
+            Err(HostError::Corrupt(m)) if m.contains("invalid path '") => {
+                return Err(HostError::NotFound(format!(
+                    "{m} (git refuses to export a path of this tree, so there is no zip of it)"
+                )));
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(SpooledZip { file, size })
+    }
+
     /// Streams `git cat-file --batch` for `names` (`HASH:PATH` lines), calling `each` with
     /// the header and a reader of exactly the object's bytes when present.
     fn cat_file<F>(&self, names: &[String], mut each: F) -> Result<(), HostError>
@@ -491,125 +557,21 @@ impl CodeHost for GitRepo {
         Ok(found)
     }
 
-    fn tree(&self, hash: &str, subdir: &str) -> Result<Vec<TreeFile>, HostError> {
+    fn read_zip(&self, hash: &str, subdir: &str, max_bytes: u64) -> Result<SpooledZip, HostError> {
         check_hash(hash)?;
         check_path(subdir, true)?;
         self.refs()?;
-        let treeish = format!("{hash}:{subdir}");
-        let limits = self.options.limits;
-        let what = format!("git ls-tree of {} at {treeish}", self.shown);
-        let (files, _) = self.run(
-            Scope::Local,
-            "ls-tree",
-            to_os(&[
-                "ls-tree",
-                "-r",
-                "-z",
-                "--long",
-                "--end-of-options",
-                &treeish,
-            ]),
-            &[],
-            None,
-            |out| {
-                let mut r = BufReader::new(out).take(limits.tree_bytes + 1);
-                let mut files = Vec::new();
-                let mut record = Vec::new();
-                loop {
-                    record.clear();
-                    let n = (&mut r)
-                        .take(64 * 1024)
-                        .read_until(0, &mut record)
-                        .map_err(|e| HostError::Unavailable(format!("{what}: reading: {e}")))?;
-                    if n == 0 {
-                        break;
-                    }
-                    if record.pop() != Some(0) {
-                        return Err(if r.limit() == 0 {
-                            HostError::TooLarge(format!(
-                                "{what}: more than {} bytes of listing",
-                                limits.tree_bytes
-                            ))
-                        } else {
-                            HostError::Corrupt(format!("{what}: listing cut short"))
-                        });
-                    }
-                    if files.len() == limits.tree_entries {
-                        return Err(HostError::TooLarge(format!(
-                            "{what}: more than {} files",
-                            limits.tree_entries
-                        )));
-                    }
-                    let e = parse::tree_entry(&record)?;
-                    let (path, lossy) = match String::from_utf8(e.path) {
-                        Ok(p) => (p, false),
-                        Err(e) => (String::from_utf8_lossy(e.as_bytes()).into_owned(), true),
-                    };
-                    files.push(TreeFile {
-                        path,
-                        kind: e.kind,
-                        size: e.size,
-                        lossy,
-                    });
-                }
-                Ok(files)
-            },
-        )?;
-        Ok(files)
-    }
-
-    fn read_blobs(
-        &self,
-        hash: &str,
-        subdir: &str,
-        paths: &[String],
-        max_total: u64,
-        each: &mut BlobSink<'_>,
-    ) -> Result<(), HostError> {
-        check_hash(hash)?;
-        check_path(subdir, true)?;
-        for p in paths {
-            check_path(p, false)?;
+        self.ensure_archive_attributes()?;
+        // Stored first: the same files and bytes (compression changes no content) for a
+        // fraction of the CPU. git stores an entry whose deflate would not be smaller, so
+        // the go command's compressed archive is never larger than the stored one: within
+        // the limit stored, within it for the go command too. Past it, the archive is made
+        // again exactly as the go command makes it, and its size decides, as for the go
+        // command ("downloaded zip file too large").
+        match self.archive(hash, subdir, true, max_bytes) {
+            Err(HostError::TooLarge(_)) => self.archive(hash, subdir, false, max_bytes),
+            r => r,
         }
-        self.refs()?;
-        let names: Vec<String> = paths
-            .iter()
-            .map(|p| match subdir {
-                "" => format!("{hash}:{p}"),
-                d => format!("{hash}:{d}/{p}"),
-            })
-            .collect();
-        let mut total = 0u64;
-        self.cat_file(&names, |i, header, body| {
-            let path = &paths[i];
-            let size = match header {
-                BatchHeader::Object { kind, size } if kind == "blob" => size,
-                _ => {
-                    return Err(HostError::NotFound(format!(
-                        "{}: {path} is not a file at {hash}",
-                        self.shown
-                    )));
-                }
-            };
-            total = total.saturating_add(size);
-            if total > max_total {
-                return Err(HostError::TooLarge(format!(
-                    "{}: the files at {hash} add up to more than {max_total} bytes",
-                    self.shown
-                )));
-            }
-            let mut data = Vec::with_capacity(size as usize);
-            body.read_to_end(&mut data).map_err(|e| {
-                HostError::Unavailable(format!("{}: reading {path}: {e}", self.shown))
-            })?;
-            if data.len() as u64 != size {
-                return Err(HostError::Corrupt(format!(
-                    "{}: {path} at {hash} was cut short",
-                    self.shown
-                )));
-            }
-            each(path, &data)
-        })
     }
 
     fn recent_tag(

@@ -36,20 +36,14 @@ pub trait CodeHost: Send + Sync {
         path: &str,
         max_bytes: u64,
     ) -> Result<Option<Vec<u8>>, HostError>;
-    /// Every entry under `subdir` ("" = root) at a commit, recursively, with kind and size;
-    /// `NotFound` when `subdir` is not a directory there.
-    fn tree(&self, hash: &str, subdir: &str) -> Result<Vec<TreeFile>, HostError>;
-    /// The contents of files listed by [`tree`](CodeHost::tree) for the same `subdir` (paths
-    /// relative to it), handed to `each` one at a time in the order asked; `TooLarge` once the
-    /// total passes `max_total`.
-    fn read_blobs(
-        &self,
-        hash: &str,
-        subdir: &str,
-        paths: &[String],
-        max_total: u64,
-        each: &mut BlobSink<'_>,
-    ) -> Result<(), HostError>;
+    /// The go command's `ReadZip`: the files under `subdir` ("" = root) at a commit as
+    /// `git archive --format=zip --prefix=prefix/` exports them, run as the go command runs
+    /// it (`core.autocrlf=input`, `core.eol=lf`, `export-ignore` and `export-subst` off, so
+    /// the tree's `eol`/`text`, `ident` and `working-tree-encoding` attributes apply), spooled
+    /// to an unnamed file. `NotFound` when nothing is at `subdir`; `TooLarge` past
+    /// `max_bytes` of archive. The archive is as hostile as the repository: read it with
+    /// `protocol::zip::create::git_archive`.
+    fn read_zip(&self, hash: &str, subdir: &str, max_bytes: u64) -> Result<SpooledZip, HostError>;
     /// The highest semver tag with `prefix` reachable from `hash` for which `allowed(tag)`
     /// (go's `RecentTag`); the comparison is on the tag without its prefix.
     fn recent_tag(
@@ -63,9 +57,13 @@ pub trait CodeHost: Send + Sync {
     fn descends_from(&self, hash: &str, tag: &str) -> Result<bool, HostError>;
 }
 
-/// What [`CodeHost::read_blobs`] hands each file to: its path and contents; an error stops
-/// the reading and is returned.
-pub type BlobSink<'a> = dyn FnMut(&str, &[u8]) -> Result<(), HostError> + 'a;
+/// What [`CodeHost::read_zip`] gives: the archive in a file of its own (deleted when
+/// dropped) and its size.
+#[derive(Debug)]
+pub struct SpooledZip {
+    pub file: std::fs::File,
+    pub size: u64,
+}
 
 /// A tag and the object it names (annotated tags peeled).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -92,33 +90,6 @@ pub struct RevInfo {
     /// hash, the least ref name naming that commit; `None` when that is the remote's `HEAD`,
     /// when no ref names it, and for `HEAD` asked for by name.
     pub reference: Option<String>,
-}
-
-/// What a tree entry is, from its Git mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TreeKind {
-    /// 100644 (and old non-executable modes).
-    File,
-    /// 100755.
-    Executable,
-    /// 120000: the blob is the link target.
-    Symlink,
-    /// 160000: a gitlink; the commit is in another repository.
-    Submodule,
-}
-
-/// One entry of [`CodeHost::tree`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TreeFile {
-    /// Relative to the subdir asked, `/`-separated.
-    pub path: String,
-    pub kind: TreeKind,
-    /// Bytes of the blob (0 for a submodule).
-    pub size: u64,
-    /// The name in Git was not UTF-8: `path` has U+FFFD for the bad bytes. x/mod rejects such
-    /// a file unless it is left out for another reason (a nested module), so it is listed,
-    /// not dropped; its contents cannot be read by this path.
-    pub lossy: bool,
 }
 
 /// Why a code host could not answer. Messages name the repository (without userinfo) and say

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
-use crate::codehost::{BlobSink, CodeHost, HostError, RevInfo, Tag, TreeFile, TreeKind};
+use crate::codehost::{CodeHost, HostError, RevInfo, SpooledZip, Tag};
 use crate::protocol::semver;
 
 #[derive(Clone, Default)]
@@ -226,7 +226,9 @@ impl CodeHost for FakeHost {
         }
     }
 
-    fn tree(&self, hash: &str, subdir: &str) -> Result<Vec<TreeFile>, HostError> {
+    /// A zip as `git archive --prefix=prefix/` writes one (no conversions: the fake has
+    /// no attributes), built with the `zip` crate.
+    fn read_zip(&self, hash: &str, subdir: &str, max_bytes: u64) -> Result<SpooledZip, HostError> {
         let s = self.read()?;
         let c = s.commits.get(hash).ok_or_else(|| not_found(hash))?;
         let prefix = if subdir.is_empty() {
@@ -234,53 +236,35 @@ impl CodeHost for FakeHost {
         } else {
             format!("{subdir}/")
         };
-        let files: Vec<TreeFile> = c
-            .files
-            .iter()
-            .filter_map(|(p, d)| {
-                let path = p.strip_prefix(&prefix)?.to_string();
-                Some(TreeFile {
-                    path,
-                    kind: TreeKind::File,
-                    size: d.len() as u64,
-                    lossy: false,
-                })
-            })
-            .collect();
-        if files.is_empty() && !subdir.is_empty() {
+        let file = tempfile::tempfile().map_err(|e| HostError::Unavailable(e.to_string()))?;
+        let mut w = ::zip::ZipWriter::new(file);
+        let mut any = false;
+        for (path, data) in &c.files {
+            if !path.starts_with(&prefix) {
+                continue;
+            }
+            any = true;
+            w.start_file(
+                format!("prefix/{path}"),
+                ::zip::write::SimpleFileOptions::default(),
+            )
+            .and_then(|()| std::io::Write::write_all(&mut w, data).map_err(Into::into))
+            .map_err(|e| HostError::Unavailable(e.to_string()))?;
+        }
+        if !any {
             return Err(HostError::NotFound(format!("{subdir} at {hash}")));
         }
-        Ok(files)
-    }
-
-    fn read_blobs(
-        &self,
-        hash: &str,
-        subdir: &str,
-        paths: &[String],
-        max_total: u64,
-        each: &mut BlobSink<'_>,
-    ) -> Result<(), HostError> {
-        let s = self.read()?;
-        let c = s.commits.get(hash).ok_or_else(|| not_found(hash))?;
-        let mut total = 0;
-        for p in paths {
-            let full = if subdir.is_empty() {
-                p.clone()
-            } else {
-                format!("{subdir}/{p}")
-            };
-            let data = c
-                .files
-                .get(&full)
-                .ok_or_else(|| HostError::NotFound(full.clone()))?;
-            total += data.len() as u64;
-            if total > max_total {
-                return Err(HostError::TooLarge("blobs".into()));
-            }
-            each(p, data)?;
+        let file = w
+            .finish()
+            .map_err(|e| HostError::Unavailable(e.to_string()))?;
+        let size = file
+            .metadata()
+            .map_err(|e| HostError::Unavailable(e.to_string()))?
+            .len();
+        if size > max_bytes {
+            return Err(HostError::TooLarge(format!("archive of {hash}")));
         }
-        Ok(())
+        Ok(SpooledZip { file, size })
     }
 
     fn recent_tag(

@@ -19,7 +19,6 @@
 //! Everything here is synchronous and may wait for a fetch: async callers use
 //! `spawn_blocking`.
 
-mod attributes;
 mod error;
 mod find_dir;
 mod info;

@@ -87,7 +87,7 @@ impl Fetcher {
     }
 
     /// A private module's zip: its `.mod` first (from Git, like any `.mod`), then the zip
-    /// built into a cache writer, checked, compared, served and committed.
+    /// built into a cache writer, checked, served and committed.
     pub(super) async fn private_zip(
         self: &Arc<Self>,
         git: &Arc<PrivateModules>,
@@ -98,7 +98,8 @@ impl Fetcher {
         publish: &Publish<Shared>,
     ) -> Result<ServedFile, PoolError> {
         let local = |e: String| PoolError::Local(e);
-        let go_mod = self.go_mod(module, version, origin).await?;
+        // Its verdict (a version the rules refuse) is the zip's too; it is cached alongside.
+        self.go_mod(module, version, origin).await?;
         let (cache, owned_key) = (self.cache.clone(), key.clone());
         let writer = tokio::task::spawn_blocking(move || cache.writer_or_loose(&owned_key))
             .await
@@ -124,12 +125,9 @@ impl Fetcher {
                 created.h1, checked.h1
             )));
         }
-        if let Some(inside) = &checked.go_mod
-            && !version.as_str().ends_with("+incompatible")
-            && inside.as_slice() != go_mod.as_ref()
-        {
-            return Err(refuse("its go.mod differs from the module's .mod".into()));
-        }
+        // The zip's go.mod is not compared with the `.mod`: the go command's own may differ
+        // (the zip is `git archive`'s, with `.gitattributes` conversions such as `eol=crlf`;
+        // the `.mod` is the blob), and modfleet serves both as the go command makes them.
         if let Some(served) = writer.served_before_commit() {
             publish.send(Ok(Fetched::File(served)));
         }

@@ -21,6 +21,16 @@ pub struct Case {
     /// The module path.
     pub module: String,
     pub queries: Vec<String>,
+    /// Files whose content in the zip is pinned (beyond agreeing with the go command's): that
+    /// the corpus exercises what it claims, e.g. a conversion `git archive` applies.
+    pub pinned: Vec<(&'static str, Pinned)>,
+}
+
+/// What a pinned file of a zip holds.
+pub enum Pinned {
+    Exactly(Vec<u8>),
+    /// Starts with this (an `$Id$` expansion names a blob hash).
+    StartsWith(&'static str),
 }
 
 fn module(repo: &str, suffix: &str) -> String {
@@ -36,6 +46,7 @@ fn case(repo: &'static str, suffix: &str, queries: &[&str]) -> Case {
         repo,
         module: module(repo, suffix),
         queries: queries.iter().map(|q| q.to_string()).collect(),
+        pinned: Vec::new(),
     }
 }
 
@@ -66,6 +77,7 @@ pub fn build(root: &RepoRoot) -> Vec<Case> {
     cases.extend(foreign(root.create("foreign")));
     cases.extend(retracted(root.create("retract")));
     cases.extend(zip_rules(root.create("zips")));
+    cases.extend(attributes(root.create("attrs")));
     cases.extend(sha256(root.create_sha256("sha256")));
     cases
 }
@@ -135,6 +147,7 @@ fn root_repo(r: TestRepo) -> Vec<Case> {
         .iter()
         .map(|q| q.to_string())
         .collect(),
+        pinned: Vec::new(),
     }]
 }
 
@@ -170,6 +183,7 @@ fn untagged(r: TestRepo) -> Vec<Case> {
             .iter()
             .map(|q| q.to_string())
             .collect(),
+        pinned: Vec::new(),
     }]
 }
 
@@ -229,6 +243,7 @@ fn monorepo(r: TestRepo) -> Vec<Case> {
                 .iter()
                 .map(|q| q.to_string())
                 .collect(),
+            pinned: Vec::new(),
         },
         case("mono", "/sub/nested", &["main", "latest"]),
     ]
@@ -389,8 +404,8 @@ fn retracted(r: TestRepo) -> Vec<Case> {
 
 /// What goes into a zip: a module with its own LICENSE (the root's is not added), Go 1.24's
 /// vendor rules, a tree the zip rules refuse (names equal under case folding), Git
-/// attributes that `git archive` applies (`attrs`, refused by modfleet) and ones that change
-/// nothing under the go command's settings (`plain`, CRLF in the blobs included).
+/// attributes that `git archive` applies (`attrs`) and ones that change nothing under the go
+/// command's settings (`plain`, CRLF in the blobs included).
 fn zip_rules(r: TestRepo) -> Vec<Case> {
     let own = module("zips", "/own");
     let new = module("zips", "/new");
@@ -456,6 +471,134 @@ fn zip_rules(r: TestRepo) -> Vec<Case> {
     ]
 }
 
+/// `.gitattributes` as `git archive` applies them under the go command's settings (its zip is
+/// that archive): `export-ignore` and `export-subst` off (a file and two directories kept,
+/// `$Format:...$` kept), `eol=crlf` on text files (directly and through a macro, from the
+/// root's file and the module's own, `go.mod` included: the zip's go.mod then differs from
+/// the `.mod`, which is the blob), `ident`, `-text`/`binary` winning over `eol=crlf`, and
+/// `working-tree-encoding`. The blobs are committed first and the attributes after, so the
+/// blobs are exactly the bytes written here (CRLF included); the root LICENSE that a module
+/// in a subdirectory gets is read unconverted, as the go command reads it.
+fn attributes(r: TestRepo) -> Vec<Case> {
+    let names = ["ignore", "subst", "crlf", "ident", "binary", "encoding"];
+    let modules: Vec<String> = names
+        .iter()
+        .map(|n| module("attrs", &format!("/{n}")))
+        .collect();
+    let go_mod_of = |i: usize| go_mod(&modules[i]);
+    let binary: Vec<u8> = vec![
+        0, 1, b'\n', 2, b'\r', b'\n', 0xff, b'\n', b'$', b'I', b'd', b'$',
+    ];
+    let c1 = r.commit(
+        "files",
+        t(1),
+        &[
+            ("LICENSE", Change::text("root licence\n")),
+            ("ignore/go.mod", go_mod_of(0)),
+            ("ignore/a.go", Change::text("package ignore\n")),
+            (
+                "ignore/ignored.go",
+                Change::text("package ignore // ignored\n"),
+            ),
+            ("ignore/docs/readme.md", Change::text("docs\n")),
+            ("ignore/tools/t.go", Change::text("package tools\n")),
+            ("subst/go.mod", go_mod_of(1)),
+            (
+                "subst/version.go",
+                Change::text("package subst\n\nconst Commit = \"$Format:%H$\"\n"),
+            ),
+            (
+                "crlf/go.mod",
+                Change::text(&format!("module {}\n\ngo 1.24\n", modules[2])),
+            ),
+            ("crlf/notes.txt", Change::text("one\ntwo\n")),
+            ("crlf/mixed.txt", Change::text("crlf\r\nlf\n")),
+            ("crlf/run.bat", Change::text("echo hi\n")),
+            ("crlf/auto.md", Change::text("a\nb\n")),
+            (
+                "crlf/vendor/modules.txt",
+                Change::text("# example.com/dep v1.0.0\n"),
+            ),
+            ("ident/go.mod", go_mod_of(3)),
+            ("ident/a.c", Change::text("/* $Id$ */\n")),
+            ("ident/b.go", Change::text("package ident // $Id$\n")),
+            ("binary/go.mod", go_mod_of(4)),
+            ("binary/data.bin", Change::File(binary.clone())),
+            ("binary/blob.dat", Change::File(binary.clone())),
+            ("encoding/go.mod", go_mod_of(5)),
+            ("encoding/hello.utf16", Change::text("héllo\n")),
+        ],
+    );
+    let c2 = r.commit(
+        "attributes",
+        t(2),
+        &[
+            (
+                ".gitattributes",
+                Change::text(
+                    "*.txt text eol=crlf\n[attr]windows text eol=crlf\n*.bat windows\n\
+                     *.md text\n*.c ident\n*.bin -text eol=crlf\n*.dat binary eol=crlf\n\
+                     *.utf16 working-tree-encoding=UTF-16LE-BOM\nLICENSE text eol=crlf\n",
+                ),
+            ),
+            (
+                "ignore/.gitattributes",
+                Change::text(
+                    "ignored.go export-ignore\ndocs export-ignore\ntools/** export-ignore\n",
+                ),
+            ),
+            ("subst/.gitattributes", Change::text("*.go export-subst\n")),
+            (
+                "crlf/.gitattributes",
+                Change::text("go.mod text eol=crlf\n"),
+            ),
+            ("ident/.gitattributes", Change::text("*.go ident\n")),
+        ],
+    );
+    assert_ne!(c1, c2);
+    for n in names {
+        r.tag(&format!("{n}/v1.0.0"), &c2);
+    }
+    let exactly = |s: &str| Pinned::Exactly(s.as_bytes().to_vec());
+    let mut cases: Vec<Case> = names
+        .iter()
+        .map(|n| case("attrs", &format!("/{n}"), &["v1.0.0"]))
+        .collect();
+    cases[0].pinned = vec![
+        ("ignored.go", exactly("package ignore // ignored\n")),
+        ("docs/readme.md", exactly("docs\n")),
+        ("tools/t.go", exactly("package tools\n")),
+        ("LICENSE", exactly("root licence\n")),
+    ];
+    cases[1].pinned = vec![(
+        "version.go",
+        exactly("package subst\n\nconst Commit = \"$Format:%H$\"\n"),
+    )];
+    cases[2].queries.push("main".into());
+    cases[2].pinned = vec![
+        (
+            "go.mod",
+            Pinned::Exactly(format!("module {}\r\n\r\ngo 1.24\r\n", modules[2]).into_bytes()),
+        ),
+        ("notes.txt", exactly("one\r\ntwo\r\n")),
+        ("mixed.txt", exactly("crlf\r\nlf\r\n")),
+        ("run.bat", exactly("echo hi\r\n")),
+        ("auto.md", exactly("a\nb\n")),
+    ];
+    cases[3].pinned = vec![
+        ("a.c", Pinned::StartsWith("/* $Id: ")),
+        ("b.go", Pinned::StartsWith("package ident // $Id: ")),
+    ];
+    cases[4].pinned = vec![
+        ("data.bin", Pinned::Exactly(binary.clone())),
+        ("blob.dat", Pinned::Exactly(binary)),
+    ];
+    let mut utf16 = vec![0xff, 0xfe];
+    utf16.extend("héllo\n".encode_utf16().flat_map(|u| u.to_le_bytes()));
+    cases[5].pinned = vec![("hello.utf16", Pinned::Exactly(utf16))];
+    cases
+}
+
 /// A repository with SHA-256 object names: 64-hex hashes, 12-hex pseudo-version suffixes.
 fn sha256(r: TestRepo) -> Vec<Case> {
     let m = module("sha256", "");
@@ -470,5 +613,6 @@ fn sha256(r: TestRepo) -> Vec<Case> {
             .iter()
             .map(|q| q.to_string())
             .collect(),
+        pinned: Vec::new(),
     }]
 }

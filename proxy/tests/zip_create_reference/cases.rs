@@ -5,20 +5,11 @@ use std::path::Path;
 
 use super::repo::Repo;
 
-/// Whether the `ls-tree` listing gives the go command's zip too.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Listing {
-    Same,
-    /// `.gitattributes` conversions: `git archive` rewrites content that `cat-file` does not.
-    Differs,
-}
-
 pub struct Case {
     pub name: String,
     pub repo: String,
     pub rev: String,
     pub subdir: &'static str,
-    pub listing: Listing,
 }
 
 fn go_mod(version: &str) -> String {
@@ -28,13 +19,12 @@ fn go_mod(version: &str) -> String {
 /// The repositories and the cases over them.
 pub fn build(root: &Path, home: &Path) -> Vec<Case> {
     let mut cases = Vec::new();
-    let mut add = |name: &str, repo: &Repo, rev: &str, subdir, listing| {
+    let mut add = |name: &str, repo: &Repo, rev: &str, subdir| {
         cases.push(Case {
             name: name.to_string(),
             repo: repo.dir.to_string_lossy().into_owned(),
             rev: rev.to_string(),
             subdir,
-            listing,
         });
     };
 
@@ -103,7 +93,7 @@ pub fn build(root: &Path, home: &Path) -> Vec<Case> {
         let mut r = Repo::new(root, home, &format!("kitchen-{i}"));
         kitchen(&mut r, &text);
         let rev = r.commit();
-        add(name, &r, &rev, "", Listing::Same);
+        add(name, &r, &rev, "");
     }
 
     // Modules in subdirectories and the root LICENSE.
@@ -134,13 +124,7 @@ pub fn build(root: &Path, home: &Path) -> Vec<Case> {
         "v2",
         "mod/inner",
     ] {
-        add(
-            &format!("module in {subdir}/"),
-            &r,
-            &rev,
-            subdir,
-            Listing::Same,
-        );
+        add(&format!("module in {subdir}/"), &r, &rev, subdir);
     }
     let mut r = Repo::new(root, home, "root-license-kinds");
     r.symlink("LICENSE", "COPYING")
@@ -148,23 +132,17 @@ pub fn build(root: &Path, home: &Path) -> Vec<Case> {
         .file("mod/m.go", "package m\n")
         .file("big/LICENSE.md", "x\n");
     let rev = r.commit();
-    add("root LICENSE is a symlink", &r, &rev, "mod", Listing::Same);
+    add("root LICENSE is a symlink", &r, &rev, "mod");
     let mut r = Repo::new(root, home, "root-license-dir");
     r.file("LICENSE/text", "in a directory\n")
         .file("mod/m.go", "package m\n");
     let rev = r.commit();
-    add(
-        "root LICENSE is a directory",
-        &r,
-        &rev,
-        "mod",
-        Listing::Same,
-    );
+    add("root LICENSE is a directory", &r, &rev, "mod");
     let mut r = Repo::new(root, home, "root-license-big");
     r.file("LICENSE", vec![b'x'; (16 << 20) + 1])
         .file("mod/m.go", "package m\n");
     let rev = r.commit();
-    add("root LICENSE over 16 MiB", &r, &rev, "mod", Listing::Same);
+    add("root LICENSE over 16 MiB", &r, &rev, "mod");
 
     // Size limits of go.mod and LICENSE.
     let mut r = Repo::new(root, home, "big-go-mod");
@@ -172,23 +150,17 @@ pub fn build(root: &Path, home: &Path) -> Vec<Case> {
     big.resize((16 << 20) + 1, b'\n');
     r.file("go.mod", big).file("a.go", "package a\n");
     let rev = r.commit();
-    add("go.mod over 16 MiB", &r, &rev, "", Listing::Same);
+    add("go.mod over 16 MiB", &r, &rev, "");
     let mut r = Repo::new(root, home, "big-license");
     r.file("LICENSE", vec![b'x'; (16 << 20) + 1])
         .file("sub/LICENSE", vec![b'x'; (16 << 20) + 1]);
     let rev = r.commit();
-    add("LICENSE over 16 MiB", &r, &rev, "", Listing::Same);
+    add("LICENSE over 16 MiB", &r, &rev, "");
     let mut r = Repo::new(root, home, "at-limit");
     r.file("go.mod", vec![b'\n'; 16 << 20])
         .file("LICENSE", vec![b'x'; 16 << 20]);
     let rev = r.commit();
-    add(
-        "go.mod and LICENSE of exactly 16 MiB",
-        &r,
-        &rev,
-        "",
-        Listing::Same,
-    );
+    add("go.mod and LICENSE of exactly 16 MiB", &r, &rev, "");
 
     // Names equal under case folding.
     for (i, names) in [
@@ -208,36 +180,18 @@ pub fn build(root: &Path, home: &Path) -> Vec<Case> {
             r.file(n, *n);
         }
         let rev = r.commit();
-        add(
-            &format!("case collision {names:?}"),
-            &r,
-            &rev,
-            "",
-            Listing::Same,
-        );
+        add(&format!("case collision {names:?}"), &r, &rev, "");
     }
     let mut r = Repo::new(root, home, "fold-symlink");
     r.symlink("Link", "a").file("link", "file");
     let rev = r.commit();
-    add(
-        "case collision with an omitted symlink",
-        &r,
-        &rev,
-        "",
-        Listing::Same,
-    );
+    add("case collision with an omitted symlink", &r, &rev, "");
     let mut r = Repo::new(root, home, "fold-omitted");
     r.file("vendor/x/A.go", "a")
         .file("vendor/x/a.go", "a")
         .file("ok.go", "ok");
     let rev = r.commit();
-    add(
-        "case collision inside a vendored package",
-        &r,
-        &rev,
-        "",
-        Listing::Same,
-    );
+    add("case collision inside a vendored package", &r, &rev, "");
 
     // File names module.CheckFilePath refuses.
     let mut r = Repo::new(root, home, "bad-names");
@@ -259,7 +213,7 @@ pub fn build(root: &Path, home: &Path) -> Vec<Case> {
     }
     r.symlink("colon:link", "ok.go");
     let rev = r.commit();
-    add("invalid file names", &r, &rev, "", Listing::Same);
+    add("invalid file names", &r, &rev, "");
     let mut r = Repo::new(root, home, "bad-names-omitted");
     r.file(b"vendor/x/a\\b", "x")
         .file(b"vendor/x/\xff", "x")
@@ -267,15 +221,9 @@ pub fn build(root: &Path, home: &Path) -> Vec<Case> {
         .file(b"nested/con", "x")
         .file("ok.go", "x");
     let rev = r.commit();
-    add(
-        "invalid names only where files are omitted",
-        &r,
-        &rev,
-        "",
-        Listing::Same,
-    );
+    add("invalid names only where files are omitted", &r, &rev, "");
 
-    // .gitattributes conversions `git archive` applies and `git cat-file` does not.
+    // .gitattributes conversions `git archive` applies (export-ignore is off).
     let mut r = Repo::new(root, home, "attributes");
     r.file(
         ".gitattributes",
@@ -288,13 +236,7 @@ pub fn build(root: &Path, home: &Path) -> Vec<Case> {
         "kept: the go command turns export-ignore off\n",
     );
     let rev = r.commit();
-    add(
-        ".gitattributes eol and ident",
-        &r,
-        &rev,
-        "",
-        Listing::Differs,
-    );
+    add(".gitattributes eol and ident", &r, &rev, "");
 
     // Trees git itself would not write: duplicates, a file and a directory of one name.
     let r = Repo::new(root, home, "crafted");
@@ -309,14 +251,14 @@ pub fn build(root: &Path, home: &Path) -> Vec<Case> {
         ("crafted tree: entries out of order", unsorted),
     ] {
         let rev = r.commit_tree(&tree);
-        add(name, &r, &rev, "", Listing::Same);
+        add(name, &r, &rev, "");
     }
 
     // Nothing in the zip; many files.
     let mut r = Repo::new(root, home, "empty");
     r.file("only/go.mod", "module n\n").submodule("gitlink");
     let rev = r.commit();
-    add("no files at all", &r, &rev, "", Listing::Same);
+    add("no files at all", &r, &rev, "");
     let mut r = Repo::new(root, home, "many");
     for i in 0..2000 {
         r.file(
@@ -325,7 +267,7 @@ pub fn build(root: &Path, home: &Path) -> Vec<Case> {
         );
     }
     let rev = r.commit();
-    add("2000 files", &r, &rev, "", Listing::Same);
+    add("2000 files", &r, &rev, "");
     cases
 }
 

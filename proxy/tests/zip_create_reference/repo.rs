@@ -1,5 +1,6 @@
 //! Git repositories for tests/zip_create_reference.rs: written file by file and committed
-//! with git, or written as raw tree objects git itself would refuse to make.
+//! with git, or written as raw tree objects git itself would refuse to make; and their files
+//! as modfleet's code host reads them from `git archive`.
 
 use std::ffi::OsStr;
 use std::io::Write as _;
@@ -7,7 +8,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use modfleet_proxy::protocol::zip::create::{SourceFile, SourceKind};
+use modfleet_proxy::protocol::zip::Limits;
+use modfleet_proxy::protocol::zip::create::SourceFile;
+use modfleet_proxy::protocol::zip::create::git_archive::ArchivedFiles;
 
 /// Environment for every git run, ours and Go's: no user or system configuration.
 pub fn git_env(cmd: &mut Command, home: &Path) {
@@ -165,40 +168,41 @@ impl Repo {
         out.status.success().then_some(out.stdout)
     }
 
-    /// The module's files from `git ls-tree` and `git cat-file`, without `git archive`.
-    pub fn tree_listing(&self, rev: &str, subdir: &str) -> (Vec<SourceFile>, Vec<Vec<u8>>) {
-        let treeish = if subdir.is_empty() {
-            rev.to_string()
-        } else {
-            format!("{rev}:{subdir}")
-        };
-        let out = self.git(&["ls-tree", "-r", "-z", "-l", &treeish]);
-        let mut files = Vec::new();
-        let mut contents = Vec::new();
-        for line in out.split(|&b| b == 0).filter(|l| !l.is_empty()) {
-            let tab = line.iter().position(|&b| b == b'\t').unwrap();
-            let meta = std::str::from_utf8(&line[..tab]).unwrap();
-            let fields: Vec<&str> = meta.split_whitespace().collect();
-            let kind = match fields[0] {
-                "100644" => SourceKind::File,
-                "100755" => SourceKind::Executable,
-                "120000" => SourceKind::Symlink,
-                "160000" => SourceKind::Submodule,
-                mode => panic!("mode {mode}"),
-            };
-            let content = if kind == SourceKind::Submodule {
-                Vec::new()
-            } else {
-                self.git(&["cat-file", "blob", fields[2]])
-            };
-            files.push(SourceFile {
-                path: line[tab + 1..].to_vec(),
-                kind,
-                size: content.len() as u64,
-            });
-            contents.push(content);
+    /// The module's files as modfleet's code host gets them: `git archive` as the go
+    /// command's `ReadZip` runs it, read by `git_archive::ArchivedFiles`.
+    pub fn archive_listing(
+        &self,
+        rev: &str,
+        subdir: &str,
+    ) -> Result<(Vec<SourceFile>, Vec<Vec<u8>>), String> {
+        let mut args = vec![
+            "-c",
+            "core.autocrlf=input",
+            "-c",
+            "core.eol=lf",
+            "archive",
+            "--format=zip",
+            "--prefix=prefix/",
+            "--end-of-options",
+            rev,
+        ];
+        if !subdir.is_empty() {
+            args.push(subdir);
         }
-        (files, contents)
+        let out = self.git_output(&args, None);
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        let zip = out.stdout;
+        let mut archived =
+            ArchivedFiles::read(&zip[..], zip.len() as u64, subdir, &Limits::default())
+                .map_err(|e| e.to_string())?;
+        let files = archived.files().to_vec();
+        let contents = files
+            .iter()
+            .map(|f| archived.content(&f.path).map_err(|e| e.to_string()))
+            .collect::<Result<_, _>>()?;
+        Ok((files, contents))
     }
 }
 

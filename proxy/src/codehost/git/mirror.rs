@@ -13,6 +13,12 @@ use crate::codehost::HostError;
 /// was fetched at least once, its change that the refs must be read again.
 const GENERATION_FILE: &str = "modfleet-generation";
 
+/// What the go command's `ensureGitAttributes` makes end its repository's `info/attributes`
+/// before `git archive`: `export-subst` and `export-ignore` off for every path, so a zip does
+/// not depend on git's version or the repository's size (golang.org/issue/27153).
+/// `info/attributes` outranks the tree's `.gitattributes`; the mirror's holds nothing else.
+const ARCHIVE_ATTRIBUTES: &str = "\n* -export-subst -export-ignore\n";
+
 /// The mirror's directory name: a hash of the URL, never the URL itself as a path.
 pub(super) fn mirror_name(url: &str) -> String {
     let digest = Sha256::digest(url.as_bytes());
@@ -200,6 +206,29 @@ impl GitRepo {
                 }
             }
         }
+    }
+
+    /// Makes the mirror's `info/attributes` [`ARCHIVE_ATTRIBUTES`] (replaced atomically, so a
+    /// concurrent `git archive` sees the old file or the new one).
+    pub(super) fn ensure_archive_attributes(&self) -> Result<(), HostError> {
+        let info = self.mirror.join("info");
+        let path = info.join("attributes");
+        if std::fs::read(&path).is_ok_and(|d| d == ARCHIVE_ATTRIBUTES.as_bytes()) {
+            return Ok(());
+        }
+        let write = || -> std::io::Result<()> {
+            std::fs::create_dir_all(&info)?;
+            let mut tmp = tempfile::NamedTempFile::new_in(&info)?;
+            std::io::Write::write_all(&mut tmp, ARCHIVE_ATTRIBUTES.as_bytes())?;
+            tmp.persist(&path).map_err(|e| e.error)?;
+            Ok(())
+        };
+        write().map_err(|e| {
+            HostError::Unavailable(format!(
+                "cannot write {}: {e} (the Git mirror directory must be writable)",
+                path.display()
+            ))
+        })
     }
 
     pub(super) fn generation(&self) -> Option<String> {

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::codehost::{HostError, TreeKind, is_lower_hex, sanitize, scrub_userinfo};
+use crate::codehost::{HostError, is_lower_hex, sanitize, scrub_userinfo};
 
 /// The mirror's refs that the go command looks at.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -90,57 +90,6 @@ pub(crate) fn remote_summary(out: &[u8]) -> Result<RemoteSummary, HostError> {
     Ok(RemoteSummary {
         has_head: lines.iter().any(|(_, n)| n == "HEAD"),
         sha256: lines.first().is_some_and(|(h, _)| h.len() == 64),
-    })
-}
-
-/// One record of `git ls-tree -r -z --long`: `MODE SP TYPE SP OID SP+SIZE TAB PATH`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct TreeEntry {
-    pub(crate) kind: TreeKind,
-    pub(crate) size: u64,
-    pub(crate) path: Vec<u8>,
-}
-
-pub(crate) fn tree_entry(record: &[u8]) -> Result<TreeEntry, HostError> {
-    let bad = || {
-        HostError::Corrupt(format!(
-            "unexpected tree entry from git ls-tree: {:?}",
-            sanitize(&String::from_utf8_lossy(record), 200)
-        ))
-    };
-    let tab = record.iter().position(|&b| b == b'\t').ok_or_else(bad)?;
-    let (meta, path) = (&record[..tab], &record[tab + 1..]);
-    let meta = std::str::from_utf8(meta).map_err(|_| bad())?;
-    let mut fields = meta.split(' ').filter(|f| !f.is_empty());
-    let (Some(mode), Some(kind), Some(_oid), Some(size), None) = (
-        fields.next(),
-        fields.next(),
-        fields.next(),
-        fields.next(),
-        fields.next(),
-    ) else {
-        return Err(bad());
-    };
-    if path.is_empty() {
-        return Err(bad());
-    }
-    let mode = u32::from_str_radix(mode, 8).map_err(|_| bad())?;
-    let kind = match (mode, kind) {
-        (0o160000, "commit") => TreeKind::Submodule,
-        (0o120000, "blob") => TreeKind::Symlink,
-        (m, "blob") if m & 0o170000 == 0o100000 && m & 0o111 != 0 => TreeKind::Executable,
-        (m, "blob") if m & 0o170000 == 0o100000 => TreeKind::File,
-        _ => return Err(bad()),
-    };
-    let size = match (kind, size) {
-        (TreeKind::Submodule, "-") => 0,
-        (TreeKind::Submodule, _) => return Err(bad()),
-        (_, s) => s.parse().map_err(|_| bad())?,
-    };
-    Ok(TreeEntry {
-        kind,
-        size,
-        path: path.to_vec(),
     })
 }
 
@@ -270,6 +219,8 @@ pub(crate) fn classify(what: &str, scope: Scope, stderr: &[u8]) -> HostError {
         "bad object",
         "not a valid commit name",
         "ambiguous argument",
+        // git archive of a directory that is not in the tree.
+        "did not match any files",
     ]) {
         return HostError::NotFound(format!("{what}: {detail}"));
     }
@@ -367,44 +318,6 @@ mod tests {
                 sha256: true
             }
         );
-    }
-
-    #[test]
-    fn tree_entries_by_mode() {
-        let e = |s: &str| tree_entry(s.as_bytes());
-        let f = e(&format!("100644 blob {A}     12\tgo.mod")).unwrap();
-        assert_eq!(
-            (f.kind, f.size, f.path.as_slice()),
-            (TreeKind::File, 12, &b"go.mod"[..])
-        );
-        assert_eq!(
-            e(&format!("100755 blob {A} 3\tx.sh")).unwrap().kind,
-            TreeKind::Executable
-        );
-        assert_eq!(
-            e(&format!("100664 blob {A} 3\told")).unwrap().kind,
-            TreeKind::File
-        );
-        assert_eq!(
-            e(&format!("120000 blob {A} 6\tlink")).unwrap().kind,
-            TreeKind::Symlink
-        );
-        let s = e(&format!("160000 commit {A}       -\tsub")).unwrap();
-        assert_eq!((s.kind, s.size), (TreeKind::Submodule, 0));
-        assert_eq!(
-            e(&format!("100644 blob {A} 1\ta b\tc")).unwrap().path,
-            b"a b\tc"
-        );
-        for bad in [
-            format!("040000 tree {A} -\tdir"),
-            format!("100644 blob {A} -\tf"),
-            format!("100644 blob {A} 1\t"),
-            format!("100644 blob {A} 1 extra\tf"),
-            format!("xyz blob {A} 1\tf"),
-            "garbage".to_string(),
-        ] {
-            assert!(matches!(e(&bad), Err(HostError::Corrupt(_))), "{bad:?}");
-        }
     }
 
     #[test]

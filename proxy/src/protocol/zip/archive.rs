@@ -164,6 +164,10 @@ pub struct Entry {
     /// The name's place in [`Archive::names`].
     name_start: u32,
     name_len: u16,
+    /// "Version made by": its high byte names the system whose file attributes follow.
+    creator_version: u16,
+    /// "External file attributes": a Unix mode in the high 16 bits, or MS-DOS flags.
+    external_attrs: u32,
     flags: u16,
     pub method: u16,
     pub crc: u32,
@@ -195,6 +199,52 @@ impl Archive {
     /// Where the entry's name starts in [`Archive::names`].
     pub fn name_offset(&self, entry: &Entry) -> usize {
         entry.name_start as usize
+    }
+}
+
+/// What an entry is, as Go's `FileHeader.Mode` makes it out from the creator system and the
+/// external attributes (the go command's `codeRepo.Zip` hands that mode to x/mod/zip).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryType {
+    /// `Mode().IsRegular()`: with its Unix execute bits, when the creator was Unix.
+    Regular {
+        executable: bool,
+    },
+    Symlink,
+    Directory,
+    /// A device, pipe or socket.
+    Other,
+}
+
+/// Go's `creatorUnix`, `creatorMacOSX`; `creatorFAT`, `creatorNTFS`, `creatorVFAT`.
+const CREATORS_UNIX: [u16; 2] = [3, 19];
+const CREATORS_MSDOS: [u16; 3] = [0, 11, 14];
+
+impl Archive {
+    /// Go's `FileHeader.Mode`, reduced to what x/mod/zip asks of it: a Unix mode's file type
+    /// (an unknown type is a regular file, as in Go's `unixModeToFileMode`), MS-DOS's
+    /// directory flag, and a name ending in `/` is a directory whatever the attributes.
+    pub fn entry_type(&self, entry: &Entry) -> EntryType {
+        let creator = entry.creator_version >> 8;
+        let mut t = if CREATORS_UNIX.contains(&creator) {
+            let mode = entry.external_attrs >> 16;
+            match mode & 0xf000 {
+                0xa000 => EntryType::Symlink,
+                0x4000 => EntryType::Directory,
+                0x1000 | 0x2000 | 0x6000 | 0xc000 => EntryType::Other,
+                _ => EntryType::Regular {
+                    executable: mode & 0o111 != 0,
+                },
+            }
+        } else if CREATORS_MSDOS.contains(&creator) && entry.external_attrs & 0x10 != 0 {
+            EntryType::Directory
+        } else {
+            EntryType::Regular { executable: false }
+        };
+        if self.name(entry).ends_with(b"/") {
+            t = EntryType::Directory;
+        }
+        t
     }
 }
 
@@ -421,6 +471,8 @@ fn read_central<R: ReadAt + ?Sized>(
     let mut entry = Entry {
         name_start: 0,
         name_len,
+        creator_version: u16_at(&h, 4),
+        external_attrs: u32_at(&h, 38),
         flags: u16_at(&h, 8),
         method: u16_at(&h, 10),
         crc: u32_at(&h, 16),

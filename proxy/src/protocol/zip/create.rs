@@ -21,16 +21,17 @@
 //! holds all of this to x/mod's `CreateFromVCS` (which is `git archive` + `Create` + the same
 //! root-LICENSE rule) on real Git repositories.
 //!
-//! The listing and the bytes must be what `git archive` gives to get the go command's zip in
-//! every repository: `git archive` applies the tree's `.gitattributes` `eol`/`text`/`ident`
-//! conversions (which `git cat-file` does not), and it fails on trees with paths git refuses
-//! (`.git`, `..`), so the go command has no zip there at all. The root `LICENSE` is read with
-//! `git cat-file blob`, unconverted, as the go command reads it.
+//! The listing and the bytes are what `git archive` gives ([`git_archive`] reads it as the go
+//! command does): its `.gitattributes` conversions (`eol`/`text`, `ident`,
+//! `working-tree-encoding`) are part of the go command's zip, and it fails on trees with paths
+//! git refuses (`.git`, `..`), so the go command has no zip there at all. The root `LICENSE`
+//! is read with `git cat-file blob`, unconverted, as the go command reads it.
 //!
 //! Beyond Go, work is bounded: a listing of more than [`MAX_FILES`] entries, a path longer
 //! than a zip name can be, or paths totalling more than [`MAX_PATH_BYTES`] are refused; every
 //! check costs the length of a path (Go's nested-module and collision checks cost its square).
 
+pub mod git_archive;
 mod writer;
 
 use std::collections::{HashMap, HashSet};
@@ -60,6 +61,9 @@ pub enum SourceKind {
     Symlink,
     /// A gitlink: `git archive` writes it as an empty directory, so it is no file.
     Submodule,
+    /// Neither a regular file nor a symbolic link (a device or a pipe in a zip's
+    /// attributes): x/mod omits it as not regular.
+    Irregular,
 }
 
 impl SourceKind {
@@ -99,6 +103,8 @@ pub enum Omission {
     Symlink,
     #[error("a submodule is not part of the module")]
     Submodule,
+    #[error("not a regular file")]
+    NotRegular,
 }
 
 /// A file that fails the zip: its path and the rule it breaks.
@@ -386,6 +392,10 @@ pub fn check_files(
         }
         if f.kind == SourceKind::Symlink {
             verdicts.omit(i, p, Omission::Symlink);
+            continue;
+        }
+        if f.kind == SourceKind::Irregular {
+            verdicts.omit(i, p, Omission::NotRegular);
             continue;
         }
         match room.checked_sub(f.size) {
