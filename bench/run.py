@@ -579,12 +579,12 @@ def main(argv=None):
             results[s] = {"harness_error": traceback.format_exc()}
             if args.smoke:
                 raise
-    results["duration_s"] = time.monotonic() - started
+    results["duration_s"] = seconds = time.monotonic() - started
     out_dir = args.out or (Path(tempfile.mkdtemp(prefix="bench-smoke-")) if args.smoke else ROOT / "docs")
     if args.update:
         results = merged(out_dir / "benchmarks" / "results.json", results, scenarios)
     written = report.write(results, out_dir, log=log)
-    log(f"wrote {', '.join(str(p) for p in written)} in {results['duration_s']:.0f}s")
+    log(f"wrote {', '.join(str(p) for p in written)} in {seconds:.0f}s")
     if args.smoke:
         bad = smoke_failures(results, contenders)
         if bad:
@@ -596,7 +596,7 @@ def main(argv=None):
             return 1
         if args.out is None:
             shutil.rmtree(out_dir, ignore_errors=True)  # a passing smoke run leaves nothing behind
-        print(f"bench smoke: ok ({results['duration_s']:.0f}s)")
+        print(f"bench smoke: ok ({seconds:.0f}s)")
     return 0
 
 
