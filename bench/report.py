@@ -328,7 +328,8 @@ def private_section(r, charts):
     lines += [
         "",
         "What each download cost, per latency (CPU: user + system seconds, children included: the proxy's own "
-        "`git` or `go` processes, the Git server's `git http-backend` and `git upload-pack`; the client's go "
+        "`git` or `go` processes; the Git server: its Python CGI host with the `git http-backend` and `git upload-pack` "
+        "it runs; the client's go "
         "command and, direct, the git it runs):",
         "",
         "| contender | latency ms | proxy CPU s | client go CPU s | Git server CPU s | Git server requests | Git server MB |",
