@@ -15,11 +15,14 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import private_client
 
 ECHO_MODULE = "/usr/lib/nginx/modules/ngx_http_echo_module.so"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"  # /usr/sbin may be missing from PATH
@@ -65,6 +68,19 @@ def vm_hwm_kib(pid):
     return 0
 
 
+def cpu_seconds(pid):
+    """User + system CPU seconds of a process and of its children it has waited for (a
+    proxy's `git` or `go` subprocesses, the Git host's `git http-backend` runs); None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()  # from field 3 (state): comm may hold spaces
+    utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
+    return (utime + stime + cutime + cstime) / os.sysconf("SC_CLK_TCK")
+
+
 def children(pid):
     """Direct children of a process (for nginx's workers)."""
     try:
@@ -92,6 +108,10 @@ class Proc:
 
     def alive(self):
         return self.popen.poll() is None
+
+    def cpu_seconds(self):
+        """CPU seconds so far of the process and its waited-for children (see cpu_seconds)."""
+        return cpu_seconds(self.popen.pid)
 
     def stop(self):
         if self.popen.poll() is None:
@@ -123,19 +143,35 @@ def _spawn(name, args, workdir, env=None, cwd=None):
 # ---------------------------------------------------------------------------- nginx
 
 
+@dataclass(frozen=True)
+class Backend:
+    """An HTTP server nginx passes every request to, instead of serving a directory (the Git
+    origin: nginx in front of `githost.py`, so its latency is injected the same way)."""
+
+    url: str  # http://127.0.0.1:PORT
+
+
 def _nginx_conf(workdir, servers, workers):
-    """nginx.conf text; servers: list of (port, root, delay_seconds, access_log_path)."""
+    """nginx.conf text; servers: list of (port, root, delay_seconds, access_log_path), root a
+    directory to serve or a Backend to pass requests to."""
     blocks = []
     for port, root, delay, access_log in servers:
+        if isinstance(root, Backend):
+            # Bodies buffered whole (the backend gets a Content-Length), answers streamed.
+            serve = f"proxy_pass {root.url};"
+            head = "    client_max_body_size 64m;\n    proxy_buffering off;\n    proxy_read_timeout 300s;\n"
+        else:
+            serve = "try_files $uri =404;"
+            head = f"    root {root};\n"
         if delay > 0:
             location = (
                 f"    location / {{ echo_sleep {delay:.3f}; echo_exec @file; }}\n"
-                "    location @file { try_files $uri =404; }\n"
+                f"    location @file {{ {serve} }}\n"
             )
         else:
-            location = "    location / { try_files $uri =404; }\n"
+            location = f"    location / {{ {serve} }}\n"
         blocks.append(
-            f"  server {{\n    listen 127.0.0.1:{port} reuseport backlog=4096;\n    root {root};\n"
+            f"  server {{\n    listen 127.0.0.1:{port} reuseport backlog=4096;\n{head}"
             f"    access_log {access_log} bench;\n{location}  }}\n"
         )
     tmp = workdir / "tmp"
@@ -228,6 +264,54 @@ class Origin:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+GITHOST = Path(__file__).resolve().parent / "githost.py"
+
+
+class GitOrigin:
+    """git's own smart-HTTP server (`githost.py`: `git http-backend` as CGI) over the bare
+    repositories in repo_root, behind an nginx Origin that injects `delay` seconds before every
+    request, as for the module origins. Repository NAME is at `repo_url(NAME)`."""
+
+    def __init__(self, repo_root, delay):
+        workdir = Path(tempfile.mkdtemp(prefix="bench-githost-"))
+        port = free_port()
+        popen, log_path = _spawn("githost", [sys.executable, str(GITHOST), "--root", str(repo_root),
+                                             "--port", str(port)], workdir)
+        self.host = Proc("githost", popen, workdir, f"http://127.0.0.1:{port}", log_path)
+        self.front = None
+        try:
+            _wait_or_stop(self.host, self.host.url + "/")
+            self.front = Origin(Backend(self.host.url), [delay])
+        except Exception:
+            self.stop()
+            raise
+
+    @property
+    def url(self):
+        return self.front.url
+
+    def repo_url(self, name):
+        return f"{self.front.url}/{name}.git"
+
+    def reset_counts(self):
+        self.front.reset_counts()
+
+    def requests(self):
+        return self.front.requests()
+
+    def bytes_sent(self):
+        return self.front.bytes_sent()
+
+    def cpu_seconds(self):
+        """The Git server's CPU so far (the host and the `git` processes it ran)."""
+        return self.host.cpu_seconds()
+
+    def stop(self):
+        if self.front:
+            self.front.stop()
+        self.host.stop()
+
+
 # ---------------------------------------------------------------------------- contenders
 
 
@@ -248,6 +332,34 @@ class Contender:
         """Starts a fresh instance with an empty cache; returns a Proc."""
         return STARTERS[self.kind or self.name](self, upstreams, corpus_root)
 
+    def start_private(self, upstreams, private):
+        """Starts a fresh instance with an empty cache that serves the private modules of
+        `private` (a PrivateRepos) from its Git server; returns a Proc."""
+        starter = PRIVATE_STARTERS.get(self.kind or self.name)
+        if starter is None:
+            raise RuntimeError(f"{self.name} is not set up to serve private modules in this bench")
+        return starter(self, upstreams, private)
+
+
+@dataclass
+class PrivateRepos:
+    """The private modules' repositories: the Git server, their names, and the git config
+    that sends `https://HOST/NAME` to it (for the go command going direct, and Athens's go)."""
+
+    git: GitOrigin
+    names: list
+    gitconfig: Path
+
+    def modfleet_yaml(self):
+        """modfleet's `privateModules`: each module path with its repository (plain http:
+        `insecure`), then the whole host, as proxy/tests/private_modules.rs configures it (the
+        go command also asks for a path's prefixes, which must not reach an upstream)."""
+        entries = "".join(
+            f"  - pattern: {private_client.module_path(n)}\n    insecure: true\n"
+            f"    repository: {{url: {self.git.repo_url(n)}, root: {private_client.module_path(n)}}}\n"
+            for n in self.names)
+        return f"privateModules:\n{entries}  - pattern: {private_client.HOST.split('/')[0]}\n"
+
 
 def _clean_env():
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MODFLEET_", "ATHENS_", "GO"))}
@@ -255,7 +367,7 @@ def _clean_env():
     return env
 
 
-def _start_modfleet(c, upstreams, _root):
+def _start_modfleet(c, upstreams, _root, private=None):
     workdir = Path(tempfile.mkdtemp(prefix="bench-modfleet-"))
     port, admin = free_port(), free_port()
     args = [str(c.binary), "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin}",
@@ -263,6 +375,10 @@ def _start_modfleet(c, upstreams, _root):
             # The origins serve no checksum database (and the other contenders check none):
             # every contender serves the same unverified bytes, as goproxy's GOSUMDB=off does.
             "--verify-sumdb", "off", *c.args]
+    if private:
+        config = workdir / "config.yaml"
+        config.write_text(private.modfleet_yaml())
+        args += ["--config", str(config)]
     for u in upstreams:
         args += ["--upstream", u]
     popen, log = _spawn("modfleet", args, workdir, env=_clean_env())
@@ -287,16 +403,22 @@ def _start_goproxy(c, upstreams, _root):
     return proc
 
 
-def _start_athens(c, upstreams, _root):
+def _start_athens(c, upstreams, _root, private=None):
     workdir = Path(tempfile.mkdtemp(prefix="bench-athens-"))
     port = free_port()
     env = _clean_env()
     # Athens fetches with `go mod download`; its GOPROXY (download through the origin) comes
-    # from ATHENS_GO_BINARY_ENV_VARS. Disk storage in the temporary directory.
+    # from ATHENS_GO_BINARY_ENV_VARS (';'-separated; Athens passes on PATH and HOME besides).
+    # Private modules: its go goes direct to the Git server, set up as the bench's own direct
+    # go command is (GOPRIVATE, GONOSUMDB, GOINSECURE, the git config with url.insteadOf).
+    go_env = {"GOPROXY": ",".join(upstreams), "GOSUMDB": "off"}
+    if private:
+        go_env.update(private_client.direct_vars(private.gitconfig), GOTOOLCHAIN="local",
+                      GIT_CONFIG_NOSYSTEM="1", GIT_TERMINAL_PROMPT="0")
     env.update(
         ATHENS_PORT=f"127.0.0.1:{port}", ATHENS_STORAGE_TYPE="disk",
         ATHENS_DISK_STORAGE_ROOT=str(workdir / "cache"), ATHENS_GOGET_WORKERS="32",
-        ATHENS_GO_BINARY_ENV_VARS=f"GOPROXY={','.join(upstreams)};GOSUMDB=off",
+        ATHENS_GO_BINARY_ENV_VARS=";".join(f"{k}={v}" for k, v in go_env.items()),
         ATHENS_LOG_LEVEL="error", HOME=str(workdir), GOPATH=str(workdir / "gopath"),
     )
     (workdir / "cache").mkdir()
@@ -328,4 +450,8 @@ STARTERS = {
     "goproxy": _start_goproxy,
     "athens": _start_athens,
     "nginx": _start_nginx_contender,
+}
+PRIVATE_STARTERS = {
+    "modfleet": lambda c, upstreams, private: _start_modfleet(c, upstreams, None, private),
+    "athens": lambda c, upstreams, private: _start_athens(c, upstreams, None, private),
 }

@@ -14,7 +14,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 COLORS = {"modfleet": "#1f77b4", "modfleet-prefetch-zips": "#9ecae1", "athens": "#d62728", "goproxy": "#2ca02c", "nginx": "#7f7f7f",
-          "origin direct": "#7f7f7f"}
+          "origin direct": "#7f7f7f", "direct": "#7f7f7f"}
 
 HOW_LATENCY = (
     "Origin latency is injected **inside the origin**, not by `tc netem`: this machine's kernel has "
@@ -272,6 +272,85 @@ def slow_section(r):
     return lines
 
 
+def private_section(r, charts):
+    """Section 7: the cold fetch of a generated private module graph from its Git server."""
+    pv = r.get("private") or {}
+    title = "## 7. Cold fetch of a private module graph from Git"
+    if not pv or "results" not in pv:
+        return [title, "", "Not run." if not pv else f"Harness error: `{pv.get('harness_error', '')[-300:]}`"]
+    c, run, lats, res = pv["corpus"], pv["run"], pv["latencies_ms"], pv["results"]
+    md5 = ", ".join(f"{k} `{v}`" for k, v in run.get("binaries_md5", {}).items())
+    spec = c["spec"]
+    blobs = (f"; one module in {spec['blob_every']} carries {spec['blob_bytes'][0] / 1e6:.1f}-"
+             f"{spec['blob_bytes'][1] / 1e6:.1f} MB of incompressible test data" if spec["blob_every"] else "")
+    lines = [
+        title,
+        "",
+        f"Run {run['date']}, modfleet from commit {run['commit']} (binary MD5 {md5 or '—'}), {run['go']}; "
+        f"1-minute load average {pv['load_range'][0]:.1f}-{pv['load_range'][1]:.1f} during the downloads "
+        f"(per download in the raw figures). Order within each latency: {', '.join(pv['order'])}.",
+        "",
+        f"A generated graph (`bench/private_corpus.py`, deterministic from a seed) of {c['modules']} private "
+        f"modules, each its own Git repository with {c['versions_per_module']} tagged versions, in layers: each "
+        f"version requires 1-4 modules of deeper layers, and the main module requires the top {c['tops']} "
+        f"(go 1.21+ go.mod files, so the go command reads the go.mod of the {c['mods_in_graph']} selected "
+        f"versions only). {c['go_files']:,} Go files in the latest trees, {c['repo_bytes'] / 1e6:.1f} MB of "
+        f"repositories; the {c['selected']} selected versions' zips are {c['zip_bytes'] / 1e6:.1f} MB "
+        f"(largest {c['largest_zip'] / 1e6:.1f} MB){blobs}. Module paths are "
+        "`git.modfleet.test/private/NAME.git`. The Git server is git's own smart-HTTP backend "
+        "(`git http-backend` as CGI behind `bench/githost.py`), behind nginx injecting the latency per "
+        "HTTP request as for the other origins.",
+        "",
+        "`go mod download -json all` of the main module (its go.mod and go.sum) with an empty module cache, "
+        "through a contender started with an empty cache: **modfleet** with `privateModules` naming each "
+        "repository (the client with `GONOSUMDB`); **Athens** v0.18.0, whose `go mod download` goes direct to "
+        "the Git server (`GOPROXY=direct`, `GOPRIVATE`, `GONOSUMDB`, `GOINSECURE` and the git config through "
+        "`ATHENS_GO_BINARY_ENV_VARS`); **direct**: the go command itself going to the Git server "
+        "(`GOPROXY=direct`, `GOPRIVATE`, `GOINSECURE`, `url.<base>.insteadOf`). The go command checks every "
+        "module against go.sum, and the modules and `h1:` sums it prints must equal those of the go command "
+        "direct when the corpus was made; the proxies' upstream is an empty origin that must see no private path.",
+        "",
+        "| contender | " + " | ".join(f"{lat} ms: s" for lat in lats) + " | "
+        + " | ".join(f"{lat} ms vs direct" for lat in lats) + " | " + " | ".join(f"{lat} ms vs Athens" for lat in lats) + " |",
+        "| --- |" + " ---: |" * (3 * len(lats)),
+    ]
+
+    def secs(name, lat):
+        x = res.get(name, {}).get(str(lat), {})
+        return x["seconds"] if x.get("ok") else None
+
+    for name, per in res.items():
+        cells = [_fmt(secs(name, lat)) if per.get(str(lat), {}).get("ok") else ("**error**" if per.get(str(lat)) else "—")
+                 for lat in lats]
+        lines.append(f"| {name} | " + " | ".join(cells) + " | "
+                     + " | ".join(_ratio(secs(name, lat), secs("direct", lat)) for lat in lats) + " | "
+                     + " | ".join(_ratio(secs(name, lat), secs("athens", lat)) for lat in lats) + " |")
+    lines += [
+        "",
+        "What each download cost, per latency (CPU: user + system seconds, children included: the proxy's own "
+        "`git` or `go` processes; the Git server: its Python CGI host with the `git http-backend` and `git upload-pack` "
+        "it runs; the client's go "
+        "command and, direct, the git it runs):",
+        "",
+        "| contender | latency ms | proxy CPU s | client go CPU s | Git server CPU s | Git server requests | Git server MB |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, per in res.items():
+        for lat in lats:
+            x = per.get(str(lat), {})
+            if not x.get("ok"):
+                continue
+            lines.append(f"| {name} | {lat} | {_fmt(x.get('proxy_cpu_s'))} | {_fmt(x.get('client_cpu_s'))} | "
+                         f"{_fmt(x.get('git_cpu_s'))} | {x.get('git_requests', '—')} | "
+                         f"{x['git_bytes'] / 1e6:.1f} |")
+    errs = [(n, lat, x.get("error")) for n, per in res.items() for lat, x in per.items() if not x.get("ok")]
+    if errs:
+        lines += [""] + [f"- **{n} @{lat} ms errored**: {e}" for n, lat, e in errs]
+    if charts.get("private"):
+        lines += ["", f"![private graph]({charts['private']})"]
+    return lines
+
+
 def goals_section(r):
     """The issue's goals, each met / not met / not measurable in this run."""
     warm = r.get("warm") or {}
@@ -435,6 +514,20 @@ def charts(r, out_dir):
     fig.savefig(d / "herd.png", dpi=110)
     plt.close(fig)
     rel["herd"] = "benchmarks/herd.png"
+
+    pv = (r.get("private") or {}).get("results") or {}
+    if pv:
+        pl = r["private"]["latencies_ms"]
+        fig, ax = plt.subplots(figsize=(7, 4))
+        _bar_groups(ax, pl, list(pv), {(n, lat): (x.get(str(lat)) or {}).get("seconds")
+                                       if (x.get(str(lat)) or {}).get("ok") else None
+                                       for n, x in pv.items() for lat in pl},
+                    "wall time, s", "Cold private graph from Git (lower is better)", label_fmt="{:,.1f}")
+        ax.set_xlabel("Git server latency per request, ms")
+        fig.tight_layout()
+        fig.savefig(d / "private.png", dpi=110)
+        plt.close(fig)
+        rel["private"] = "benchmarks/private.png"
     return rel
 
 
@@ -463,6 +556,7 @@ def write(r, out_dir, log=print):
         herd_section(r, rel),
         failover_section(r),
         slow_section(r),
+        private_section(r, rel),
     ]
     if notes.exists() and not r["smoke"]:
         parts.append(["## Analysis", "", f"Written by hand from the run above ([benchmarks/notes.md](benchmarks/notes.md)).", "",

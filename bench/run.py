@@ -12,6 +12,7 @@ ${XDG_CACHE_HOME:-$HOME/.cache}/modfleet/.
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import os
 import platform
@@ -31,6 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import client  # noqa: E402
 import corpus as corpus_mod  # noqa: E402
 import load  # noqa: E402
+import private_client  # noqa: E402
+import private_corpus  # noqa: E402
 import procs  # noqa: E402
 import report  # noqa: E402
 import tools  # noqa: E402
@@ -39,13 +42,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 FULL = dict(connections=[16, 64, 256], seconds=15, latencies_ms=[0, 20, 80], herd_clients=200,
             herd_latencies_ms=[0, 20, 80], failover_artifacts=120, failover_delay_s=2.0,
-            slow_clients=1000, slow_probes=1000)
+            slow_clients=1000, slow_probes=1000, private_latencies_ms=[0, 80])
 SMOKE = dict(connections=[16], seconds=2, latencies_ms=[20], herd_clients=50,
              herd_latencies_ms=[20], failover_artifacts=12, failover_delay_s=2.0,
-             slow_clients=50, slow_probes=50)
+             slow_clients=50, slow_probes=50, private_latencies_ms=[20])
 # The slow clients come from these loopback addresses, as from that many build pods.
 SLOW_ADDRESSES = [f"127.0.1.{i}" for i in range(1, 21)]
-SCENARIO_NAMES = "warm,cold,herd,failover,slow"
+SCENARIO_NAMES = "warm,cold,herd,failover,slow,private"
 
 
 def log(msg):
@@ -65,6 +68,10 @@ def parse_args(argv=None):
     p.add_argument("--variant", action="append", default=[], metavar="LABEL=BINARY",
                    help="also run this modfleet-proxy binary as contender LABEL (an experiment, e.g. a patch "
                         "not yet on main); repeatable")
+    p.add_argument("--update", action="store_true",
+                   help="keep the other scenarios' figures: the results of the scenarios run now replace "
+                        "theirs in OUT/benchmarks/results.json (an earlier full run) and the report is "
+                        "rewritten from that")
     p.add_argument("--debug-build", action="store_true",
                    help="benchmark modfleet's debug build (the smoke run does; never for figures)")
     return p.parse_args(argv)
@@ -126,7 +133,18 @@ def describe_machine(contenders):
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "contenders": {c.name: c.version for c in contenders},
         "commit": cmd(["git", "-C", str(ROOT), "describe", "--always", "--dirty"]),
+        # The commit says what was checked out, not what was built: the binary's own checksum.
+        "binaries_md5": binaries_md5(contenders),
     }
+
+
+def binaries_md5(contenders):
+    """MD5 of each modfleet binary measured (a build elsewhere can replace a binary)."""
+    out = {}
+    for c in contenders:
+        if (c.kind or c.name) == "modfleet" and c.binary and Path(c.binary).exists():
+            out[c.name] = hashlib.md5(Path(c.binary).read_bytes()).hexdigest()
+    return out
 
 
 # ---------------------------------------------------------------------------- scenarios
@@ -363,21 +381,106 @@ def scenario_slow(contenders, corpus, cfg):
             "addresses": len(SLOW_ADDRESSES), "results": out}
 
 
+# The go command going direct to the Git server, the private scenario's reference.
+DIRECT = "direct"
+
+
+def private_order(contenders):
+    """Who runs in the private scenario, in order: modfleet (and its variants) and Athens as
+    listed, and the go command going direct where nginx stands in the list (nginx is the cold
+    scenario's "origin direct"), first when nginx is not listed. goproxy is left out."""
+    order = [c for c in contenders if (c.kind or c.name) in procs.PRIVATE_STARTERS or c.name == "nginx"]
+    order = [DIRECT if c.name == "nginx" else c for c in order]
+    return order if DIRECT in order else [DIRECT] + order
+
+
+def scenario_private(contenders, _corpus, cfg):
+    """Cold `go mod download all` of a generated private module graph: each proxy started
+    empty with the Git server as the modules' source, and the go command going direct to it."""
+    pc = private_corpus.ensure(cfg is SMOKE, log=log)
+    log(f"  private corpus {pc.name}: {pc.stats}")
+    out = {}
+    order = private_order(contenders)
+    work = Path(tempfile.mkdtemp(prefix="bench-private-"))
+    empty = work / "empty"
+    empty.mkdir()
+    # The proxies' upstream serves nothing and is never to be asked for a private path.
+    upstream = procs.Origin(str(empty), [0])
+    loads = []
+    try:
+        for lat in cfg["private_latencies_ms"]:
+            git = procs.GitOrigin(pc.repos, lat / 1000.0)
+            try:
+                private = procs.PrivateRepos(git, pc.names, private_client.write_gitconfig(
+                    work / f"gitconfig-{lat}", git, pc.names))
+                for c in order:
+                    name = DIRECT if c == DIRECT else c.name
+                    proc = None
+                    entry = out.setdefault(name, {})
+                    try:
+                        if c == DIRECT:
+                            env = private_client.direct_vars(private.gitconfig)
+                        else:
+                            log(f"  starting {c.name} (fresh, empty cache, private modules from Git)")
+                            proc = c.start_private([upstream.url], private)
+                            env = private_client.via_proxy_vars(proc.url)
+                        git.reset_counts()
+                        upstream.reset_counts()
+                        git_cpu = git.cpu_seconds()
+                        load_before = os.getloadavg()[0]
+                        r = private_client.cold_download(pc.project, pc.reference, env)
+                        d = asdict(r)
+                        d.update(load=[load_before, os.getloadavg()[0]],
+                                 git_requests=len(git.requests()), git_bytes=git.bytes_sent(),
+                                 git_cpu_s=git.cpu_seconds() - git_cpu,
+                                 proxy_cpu_s=proc.cpu_seconds() if proc else None)
+                        loads += d["load"]
+                        leaked = [p for _, p, _ in upstream.requests() if private_client.HOST.split("/")[0] in p]
+                        if leaked:
+                            d.update(ok=False, error=f"private paths reached the upstream: {leaked[:3]}")
+                        entry[str(lat)] = d
+                        cpu = f"proxy CPU {d['proxy_cpu_s']:.1f}s " if proc else ""
+                        log(f"  private {name} @{lat}ms: {r.seconds:.1f}s ok={d['ok']} modules={r.modules} "
+                            f"{cpu}go CPU {r.client_cpu_s or 0:.1f}s, Git server: {d['git_requests']} requests, "
+                            f"{d['git_bytes'] / 1e6:.1f} MB, CPU {d['git_cpu_s']:.1f}s, "
+                            f"load {d['load'][0]:.1f}-{d['load'][1]:.1f} {d['error']}")
+                    except Exception as e:
+                        entry[str(lat)] = {"ok": False, "seconds": None, "error": f"{e}"}
+                        log(f"  private {name} @{lat}ms: ERROR {e}")
+                    finally:
+                        if proc:
+                            proc.stop()
+            finally:
+                git.stop()
+    finally:
+        upstream.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    return {"corpus": {"name": pc.name, **pc.stats, "spec": pc.spec}, "latencies_ms": cfg["private_latencies_ms"],
+            "order": [DIRECT if c == DIRECT else c.name for c in order],
+            "run": {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                    "commit": subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
+                                             capture_output=True, text=True).stdout.strip(),
+                    "binaries_md5": binaries_md5(contenders), "go": tools.go_version(),
+                    "contenders": {c.name: c.version for c in contenders if c in order}},
+            "load_range": [min(loads, default=0), max(loads, default=0)],
+            "results": out}
+
+
 SCENARIOS = {"warm": scenario_warm, "cold": scenario_cold, "herd": scenario_herd,
-             "failover": scenario_failover, "slow": scenario_slow}
+             "failover": scenario_failover, "slow": scenario_slow, "private": scenario_private}
 
 
 # ---------------------------------------------------------------------------- main
 
 
 def check_prerequisites():
-    missing = [t for t in ("go", "cargo", "wrk") if not _which(t)]
+    missing = [t for t in ("go", "cargo", "wrk", "git") if not _which(t)]
     if not os.path.exists(procs.NGINX):
         missing.append("nginx")
     if not os.path.exists(procs.ECHO_MODULE):
         missing.append(f"nginx echo module ({procs.ECHO_MODULE}; Debian: libnginx-mod-http-echo)")
     if missing:
-        raise SystemExit(f"bench: missing {', '.join(missing)} (Debian: nginx-light libnginx-mod-http-echo wrk)")
+        raise SystemExit(f"bench: missing {', '.join(missing)} (Debian: nginx-light libnginx-mod-http-echo wrk git)")
 
 
 def _which(tool):
@@ -403,11 +506,26 @@ def smoke_failures(results, contenders):
     for name, r in results.get("failover", {}).get("results", {}).items():
         if r.get("error") or r.get("errors"):
             bad.append(f"failover {name}: {r.get('error') or r.get('first_errors')}")
+    for name, per in results.get("private", {}).get("results", {}).items():
+        bad += [f"private {name} @{lat}ms: {r.get('error')}" for lat, r in per.items() if not r.get("ok")]
     for name, r in results.get("slow", {}).get("results", {}).items():
         if r.get("error") or r["probe"]["errors"] or r["answered"] != r["clients"]:
             bad.append(f"slow {name}: {r.get('error') or r['probe']['first_errors']} "
                        f"({r.get('answered')}/{r.get('clients')} slow clients answered)")
     return bad
+
+
+def merged(path, results, scenarios):
+    """The earlier run's results at path with the scenarios run now replaced (--update)."""
+    try:
+        base = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"bench: --update needs an earlier run's results at {path}: {e}")
+    if base.get("smoke") != results["smoke"]:
+        raise SystemExit(f"bench: --update: {path} is a {'smoke' if base.get('smoke') else 'full'} run, this is not")
+    for s in scenarios:
+        base[s] = results[s]
+    return base
 
 
 def raise_open_file_limit():
@@ -461,10 +579,12 @@ def main(argv=None):
             results[s] = {"harness_error": traceback.format_exc()}
             if args.smoke:
                 raise
-    results["duration_s"] = time.monotonic() - started
+    results["duration_s"] = seconds = time.monotonic() - started
     out_dir = args.out or (Path(tempfile.mkdtemp(prefix="bench-smoke-")) if args.smoke else ROOT / "docs")
+    if args.update:
+        results = merged(out_dir / "benchmarks" / "results.json", results, scenarios)
     written = report.write(results, out_dir, log=log)
-    log(f"wrote {', '.join(str(p) for p in written)} in {results['duration_s']:.0f}s")
+    log(f"wrote {', '.join(str(p) for p in written)} in {seconds:.0f}s")
     if args.smoke:
         bad = smoke_failures(results, contenders)
         if bad:
@@ -476,7 +596,7 @@ def main(argv=None):
             return 1
         if args.out is None:
             shutil.rmtree(out_dir, ignore_errors=True)  # a passing smoke run leaves nothing behind
-        print(f"bench smoke: ok ({results['duration_s']:.0f}s)")
+        print(f"bench smoke: ok ({seconds:.0f}s)")
     return 0
 
 
