@@ -8,7 +8,10 @@
 //! removed, never what it points to); a `.mod` that is not the module's go.mod is bad; a file
 //! whose `h1:` hash the checksum database disowns is bad. When a zip's go.mod and the module's
 //! `.mod` disagree, the one the database confirms stands; without the database nothing can tell
-//! which one is wrong, so both are bad (the proxy fetches both again on demand).
+//! which one is wrong, so both are bad (the proxy fetches both again on demand). Private
+//! modules are exempt from that comparison: built from Git as the go command builds them, a
+//! zip's go.mod is `git archive`'s (with `.gitattributes` conversions) and the `.mod` the
+//! blob's, which may differ by design.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -18,7 +21,7 @@ use std::sync::Arc;
 use crate::cache::Cache;
 use crate::cache::fs::Root;
 use crate::cache::scan::{self, Entry};
-use crate::config::{Config, ConfigError, Environment, OnOff, VerifyArgs};
+use crate::config::{Config, ConfigError, Environment, ModulePattern, OnOff, VerifyArgs};
 use crate::fetch::{Checksums, Fetcher};
 use crate::metrics::Metrics;
 use crate::protocol::artifact;
@@ -56,11 +59,15 @@ pub fn run(args: &VerifyArgs) -> ExitCode {
             Ok(found) => found,
             Err(e) => return fail(format!("cannot read {}: {e}", root_path.display())),
         };
+    let private = match Config::private_patterns(&args.serve) {
+        Ok(p) => p,
+        Err(e) => return fail(e.to_string()),
+    };
     let database = match Database::open(args, &cache_dir) {
         Ok(db) => db,
         Err(e) => return fail(e),
     };
-    let verdicts = check_all(&root, &entries, database.as_ref());
+    let verdicts = check_all(&root, &entries, database.as_ref(), &private);
     report(args.purge, &root, &root_path, &verdicts)
 }
 
@@ -204,10 +211,12 @@ impl Database {
 }
 
 /// Verdicts on every entry but temporary files, by path relative to the `download/` root.
+/// `private`: the `privateModules` patterns, whose zips are not compared with their `.mod`.
 pub fn check_all(
     root: &Root,
     entries: &[Entry],
     database: Option<&Database>,
+    private: &[ModulePattern],
 ) -> BTreeMap<PathBuf, Verdict> {
     let mut verdicts = BTreeMap::new();
     // Files the checksum database confirmed.
@@ -230,7 +239,10 @@ pub fn check_all(
                 mod_rel,
                 hashed,
             } => {
-                if let Some(g) = go_mod {
+                let is_private = hashed
+                    .as_ref()
+                    .is_some_and(|h| private.iter().any(|p| p.matches(h.module.as_str())));
+                if let Some(g) = go_mod.filter(|_| !is_private) {
                     zip_go_mods.push((rel.clone(), mod_rel, g));
                 }
                 (Verdict::Good, hashed)

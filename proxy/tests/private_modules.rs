@@ -212,6 +212,9 @@ fn download(c: Command, arg: &str) -> Value {
 }
 
 struct Setup {
+    /// The proxy's config file and cache directory (for `modfleet-proxy verify`).
+    cfg: std::path::PathBuf,
+    cache: std::path::PathBuf,
     _root: RepoRoot,
     lib: TestRepo,
     server: GitHttpServer,
@@ -278,6 +281,8 @@ fn setup() -> Setup {
         &["--config", cfg.to_str().unwrap()],
     );
     Setup {
+        cfg,
+        cache: dir.path().join("cache"),
         _root: root,
         lib,
         server,
@@ -408,6 +413,45 @@ async fn the_go_command_gets_private_modules_through_modfleet_as_it_gets_them_di
     assert_eq!(out, "hello from lib v1.1 sub 2 attrs true\n");
 
     assert_private_paths_stayed(&s);
+
+    // `verify` passes the cache as served: the attrs zip's go.mod (CRLF, as `git archive`
+    // converts it) differs from its `.mod` (the blob) by design, as in the go command's own.
+    let attrs = s
+        .cache
+        .join("download/git.modfleet.test/private/attrs.git/@v");
+    let (zip_file, mod_file) = (attrs.join("v1.0.0.zip"), attrs.join("v1.0.0.mod"));
+    common::wait_committed(&zip_file).await;
+    common::wait_committed(&mod_file).await;
+    let inside = {
+        use std::io::Read;
+        let mut archive = zip::ZipArchive::new(std::fs::File::open(&zip_file).unwrap()).unwrap();
+        let mut entry = archive
+            .by_name(&format!("{HOST}/attrs.git@v1.0.0/go.mod"))
+            .unwrap();
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).unwrap();
+        bytes
+    };
+    assert_ne!(
+        inside,
+        std::fs::read(&mod_file).unwrap(),
+        "the test needs them to differ"
+    );
+    let verify = Command::new(common::PROXY_BIN)
+        .arg("verify")
+        .arg("--config")
+        .arg(&s.cfg)
+        .arg("--cache-dir")
+        .arg(&s.cache)
+        .args(["--verify-sumdb", "off"])
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&verify.stdout);
+    assert!(
+        verify.status.success() && report.contains(" 0 bad"),
+        "{report}{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

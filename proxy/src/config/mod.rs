@@ -212,6 +212,24 @@ impl Config {
             .unwrap_or_else(|| PathBuf::from(defaults::CACHE_DIR)))
     }
 
+    /// The `privateModules` patterns alone, from the flags or the file (for `verify`, which
+    /// needs them without a whole serving config).
+    pub fn private_patterns(args: &ServeArgs) -> Result<Vec<ModulePattern>, ConfigError> {
+        let entries = if args.private_modules.is_empty() {
+            let file = match &args.config {
+                Some(path) => read_file(path)?,
+                None => FileConfig::default(),
+            };
+            file.private_modules
+        } else {
+            Some(private::from_flags(&args.private_modules)?)
+        };
+        Ok(private::private_modules(entries)?
+            .into_iter()
+            .map(|p| p.pattern)
+            .collect())
+    }
+
     pub fn merge(
         args: &ServeArgs,
         file: FileConfig,
