@@ -357,6 +357,14 @@ fn every_read_over_smart_http_with_basic_auth() {
         reqs.iter().any(|r| r.status == 200 && r.method == "POST"),
         "{reqs:?}"
     );
+    // The first fetch is one `git fetch`, no ls-remote before it: the challenge, the refs
+    // advertisement, ls-refs and the pack (what a second ls-remote would add: 2 more).
+    let served: Vec<&str> = reqs
+        .iter()
+        .filter(|r| r.status == 200)
+        .map(|r| r.method.as_str())
+        .collect();
+    assert_eq!(served, ["GET", "POST", "POST"], "{reqs:?}");
 }
 
 #[test]

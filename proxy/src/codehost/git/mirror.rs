@@ -6,7 +6,7 @@ use std::time::Instant;
 use sha2::{Digest, Sha256};
 
 use super::GitRepo;
-use super::parse::{self, HEAD_REF, Scope};
+use super::parse::{HEAD_REF, Scope};
 use crate::codehost::HostError;
 
 /// Written after each successful fetch (a new value each time): its presence says the mirror
@@ -18,6 +18,13 @@ const GENERATION_FILE: &str = "modfleet-generation";
 /// not depend on git's version or the repository's size (golang.org/issue/27153).
 /// `info/attributes` outranks the tree's `.gitattributes`; the mirror's holds nothing else.
 const ARCHIVE_ATTRIBUTES: &str = "\n* -export-subst -export-ignore\n";
+
+/// Whether a fetch failed because the server's repository uses SHA-256 and the mirror SHA-1
+/// (git: "mismatched algorithms: client sha1; server sha256").
+fn is_sha256_server(e: &HostError) -> bool {
+    let m = e.to_string().to_ascii_lowercase();
+    m.contains("mismatched algorithms") && m.contains("server sha256")
+}
 
 /// The mirror's directory name: a hash of the URL, never the URL itself as a path.
 pub(super) fn mirror_name(url: &str) -> String {
@@ -55,31 +62,27 @@ impl GitRepo {
     fn fetch_locked(&self) -> Result<(), HostError> {
         let started = Instant::now();
         let fetched_before = self.mirror.join(GENERATION_FILE).exists();
-        let mut has_head = true;
-        if !fetched_before {
-            // One ls-remote before the first fetch: whether the repository exists (a clean
-            // NotFound/Unauthorized), has a HEAD, and which hash it uses.
-            let (out, _) = self.output(
-                Scope::Remote,
-                "ls-remote",
-                &["ls-remote", "-q", "--end-of-options", &self.url],
-                &[],
-                self.options.limits.refs_bytes,
-            )?;
-            let summary = parse::remote_summary(&out)?;
-            has_head = summary.has_head;
-            if !self.mirror.join("objects").is_dir() {
-                self.init_mirror(summary.sha256)?;
-            }
+        if !self.mirror.join("objects").is_dir() {
+            // No ls-remote first (two more round trips per repository): most repositories use
+            // SHA-1, so the mirror starts as one, and is remade for SHA-256 when the server
+            // says so. A missing repository or refused credentials fail the fetch as cleanly.
+            self.init_mirror(false)?;
         }
-        match self.fetch_refs(has_head) {
-            // The remote lost its HEAD since we looked (or we did not look): fetch without.
-            Err(HostError::Unavailable(m))
-                if has_head && m.to_ascii_lowercase().contains("couldn't find remote ref") =>
-            {
-                self.fetch_refs(false)?
+        let fetched = match self.fetch_refs_and_head() {
+            Err(e) if !fetched_before && is_sha256_server(&e) => {
+                self.remove_unfetched_mirror()?;
+                self.init_mirror(true)?;
+                self.fetch_refs_and_head()
             }
-            r => r?,
+            r => r,
+        };
+        if let Err(e) = fetched {
+            // A repository that could not be had leaves nothing behind (a client asking for
+            // many missing ones must not fill the disk with empty mirrors).
+            if !fetched_before {
+                self.remove_unfetched_mirror()?;
+            }
+            return Err(e);
         }
         self.bump_generation()?;
         tracing::info!(
@@ -99,6 +102,32 @@ impl GitRepo {
             tracing::warn!(repo = %self.shown, error = %e, "git gc --auto failed");
         }
         Ok(())
+    }
+
+    /// Removes a mirror that was never fetched (no reader uses it: reads wait for a
+    /// generation). Called under the lock.
+    fn remove_unfetched_mirror(&self) -> Result<(), HostError> {
+        match std::fs::remove_dir_all(&self.mirror) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(HostError::Unavailable(format!(
+                "cannot remove the unfetched Git mirror {}: {e}",
+                self.mirror.display()
+            ))),
+        }
+    }
+
+    /// [`GitRepo::fetch_refs`] with the remote's HEAD, or without when the remote has none
+    /// (an unborn or deleted HEAD, an empty repository).
+    fn fetch_refs_and_head(&self) -> Result<(), HostError> {
+        match self.fetch_refs(true) {
+            Err(HostError::Unavailable(m))
+                if m.to_ascii_lowercase().contains("couldn't find remote ref") =>
+            {
+                self.fetch_refs(false)
+            }
+            r => r,
+        }
     }
 
     /// One `git fetch` of heads and tags (pruning what the remote deleted) and, with

@@ -77,22 +77,6 @@ impl Refs {
     }
 }
 
-/// What `git ls-remote` says about a remote before the first fetch: whether it has a HEAD,
-/// and its object format (hash length).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct RemoteSummary {
-    pub(crate) has_head: bool,
-    pub(crate) sha256: bool,
-}
-
-pub(crate) fn remote_summary(out: &[u8]) -> Result<RemoteSummary, HostError> {
-    let lines = ref_lines(out)?;
-    Ok(RemoteSummary {
-        has_head: lines.iter().any(|(_, n)| n == "HEAD"),
-        sha256: lines.first().is_some_and(|(h, _)| h.len() == 64),
-    })
-}
-
 /// The header `git cat-file --batch` prints before each object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum BatchHeader {
@@ -297,27 +281,6 @@ mod tests {
             );
         }
         assert!(ref_lines(b"").unwrap().is_empty());
-    }
-
-    #[test]
-    fn ls_remote_summary() {
-        let out = format!("{A}\tHEAD\n{A}\trefs/heads/main\n");
-        assert_eq!(
-            remote_summary(out.as_bytes()).unwrap(),
-            RemoteSummary {
-                has_head: true,
-                sha256: false
-            }
-        );
-        let long = "a".repeat(64);
-        let out = format!("{long}\trefs/heads/main\n");
-        assert_eq!(
-            remote_summary(out.as_bytes()).unwrap(),
-            RemoteSummary {
-                has_head: false,
-                sha256: true
-            }
-        );
     }
 
     #[test]
