@@ -16,9 +16,9 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{GoEnv, Proxy, Upstream, config_file, wait_for};
+use common::private_go::{Go, download, run};
+use common::{Proxy, Upstream, config_file, wait_for};
 use modfleet_testkit::gitserver::{BasicAuth, Change, GitHttpServer, RepoRoot, Sshd, TestRepo};
-use serde_json::Value;
 
 /// The module path prefix: `HOST/NAME.git` names repository NAME (the `.git` qualifier).
 const HOST: &str = "git.modfleet.test/private";
@@ -121,94 +121,23 @@ fn make_attrs(root: &RepoRoot) {
     r.tag("v1.0.0", &c2);
 }
 
-/// The go command with its own module cache and GOPATH, no user configuration.
-struct Go {
-    home: tempfile::TempDir,
-}
-
-impl Go {
-    fn new() -> Go {
-        GoEnv::new(); // fails with how to install Go when it is missing
-        let home = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(home.path().join("work")).unwrap();
-        Go { home }
-    }
-
-    fn command(&self, dir: &Path, args: &[&str]) -> Command {
-        let h = self.home.path();
-        let mut c = Command::new("go");
-        c.args(args)
-            .current_dir(dir)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", h)
-            .env("GOPATH", h.join("gopath"))
-            .env("GOCACHE", h.join("gocache"))
-            .env("GOMODCACHE", h.join("modcache"))
-            .env("GOENV", "off")
-            .env("GOWORK", "off")
-            .env("GO111MODULE", "on")
-            .env("GOTOOLCHAIN", "local")
-            .env("GOTELEMETRY", "off")
-            .env("GOFLAGS", "-modcacherw -mod=mod")
-            .env("GIT_CONFIG_NOSYSTEM", "1")
-            .env("GIT_TERMINAL_PROMPT", "0");
-        c
-    }
-
-    /// Through modfleet alone: GOPROXY is modfleet, the checksum database is not asked for
-    /// private paths (as a client's GONOSUMDB says), no GOPRIVATE (modfleet serves them).
-    fn via(&self, proxy: &str, args: &[&str]) -> Command {
-        let mut c = self.command(&self.home.path().join("work"), args);
-        c.env("GOPROXY", proxy).env("GONOSUMDB", HOST);
-        c
-    }
-
-    /// Direct to the Git server, as coderepo_reference runs it: `https://HOST/NAME` (what
-    /// the go command derives from `HOST/NAME.git`) rewritten to the server.
-    fn direct(&self, server: &GitHttpServer, names: &[&str], args: &[&str]) -> Command {
-        let gitconfig = self.home.path().join("gitconfig");
-        let config: String = names
-            .iter()
-            .map(|n| {
-                format!(
-                    "[url \"{}\"]\n\tinsteadOf = https://{HOST}/{n}\n",
-                    server.url(n)
-                )
-            })
-            .collect();
-        std::fs::write(&gitconfig, config).unwrap();
-        let mut c = self.command(&self.home.path().join("work"), args);
-        c.env("GOPROXY", "direct")
-            .env("GOPRIVATE", HOST)
-            .env("GONOSUMDB", HOST)
-            .env("GOINSECURE", HOST)
-            .env("GIT_CONFIG_GLOBAL", &gitconfig);
-        c
-    }
-}
-
-/// Runs; returns (success, stdout, stderr).
-fn run(mut c: Command) -> (bool, String, String) {
-    let out = c.output().expect("run the go command");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-/// `go mod download -json ARG`: Version, Sum, GoModSum (or the Error).
-fn download(c: Command, arg: &str) -> Value {
-    let (_, out, err) = run(c);
-    let json: Value = serde_json::from_str(&out)
-        .unwrap_or_else(|e| panic!("go mod download -json {arg}: {e}\n{out}\n{err}"));
-    serde_json::json!({
-        "Version": json["Version"],
-        "Sum": json["Sum"],
-        "GoModSum": json["GoModSum"],
-        "Error": json["Error"],
-    })
+/// Direct to the Git server, as coderepo_reference runs it: `https://HOST/NAME` (what the go
+/// command derives from `HOST/NAME.git`) rewritten to the server.
+fn direct(go: &Go, server: &GitHttpServer, names: &[&str], args: &[&str]) -> Command {
+    let gitconfig = go.home.path().join("gitconfig");
+    let config: String = names
+        .iter()
+        .map(|n| {
+            format!(
+                "[url \"{}\"]\n\tinsteadOf = https://{HOST}/{n}\n",
+                server.url(n)
+            )
+        })
+        .collect();
+    std::fs::write(&gitconfig, config).unwrap();
+    let mut c = go.direct(args);
+    c.env("GIT_CONFIG_GLOBAL", &gitconfig);
+    c
 }
 
 struct Setup {
@@ -310,7 +239,7 @@ fn assert_private_paths_stayed(s: &Setup) {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_go_command_gets_private_modules_through_modfleet_as_it_gets_them_direct() {
     let s = setup();
-    let go = Go::new();
+    let go = Go::new(HOST);
     let lib = format!("{HOST}/lib.git");
     let short = s.lib.rev_parse("v1.0.0")[..12].to_string();
     let queries = [
@@ -332,16 +261,17 @@ async fn the_go_command_gets_private_modules_through_modfleet_as_it_gets_them_di
             &arg,
         );
         // A fresh module cache for the reference, so nothing comes from ours.
-        std::fs::remove_dir_all(go.home.path().join("modcache")).ok();
+        go.forget_modules();
         let theirs = download(
-            go.direct(
+            direct(
+                &go,
                 &s.server,
                 &["lib", "legacy", "attrs"],
                 &["mod", "download", "-json", &arg],
             ),
             &arg,
         );
-        std::fs::remove_dir_all(go.home.path().join("modcache")).ok();
+        go.forget_modules();
         assert!(theirs["Error"].is_null(), "{arg} direct: {theirs}");
         assert_eq!(ours, theirs, "{arg}: modfleet vs the go command direct");
         assert!(
@@ -371,8 +301,8 @@ async fn the_go_command_gets_private_modules_through_modfleet_as_it_gets_them_di
         let args = ["list", "-m", "-versions", module.as_str()];
         let (ok, ours, err) = run(go.via(&s.proxy.url, &args));
         assert!(ok, "{err}");
-        std::fs::remove_dir_all(go.home.path().join("modcache")).ok();
-        let (ok, theirs, err) = run(go.direct(&s.server, &["lib", "legacy"], &args));
+        go.forget_modules();
+        let (ok, theirs, err) = run(direct(&go, &s.server, &["lib", "legacy"], &args));
         assert!(ok, "{err}");
         assert_eq!(ours, theirs, "go list -m -versions {module}");
     }
@@ -383,16 +313,9 @@ async fn the_go_command_gets_private_modules_through_modfleet_as_it_gets_them_di
     );
 
     // A program importing private modules builds (and runs) through modfleet alone.
-    let prog = go.home.path().join("prog");
-    std::fs::create_dir_all(&prog).unwrap();
-    std::fs::write(prog.join("go.mod"), "module example.test/prog\n\ngo 1.21\n").unwrap();
-    std::fs::write(
-        prog.join("main.go"),
-        format!(
-            "package main\n\nimport (\n\t\"fmt\"\n\n\tlib \"{lib}\"\n\t\"{lib}/sub\"\n\tv2 \"{lib}/v2\"\n\t\"{HOST}/attrs.git\"\n)\n\nfunc main() {{ fmt.Println(lib.Greeting(), sub.Name, v2.Major, attrs.Name, attrs.Kept) }}\n"
-        ),
-    )
-    .unwrap();
+    let prog = go.program(&format!(
+        "package main\n\nimport (\n\t\"fmt\"\n\n\tlib \"{lib}\"\n\t\"{lib}/sub\"\n\tv2 \"{lib}/v2\"\n\t\"{HOST}/attrs.git\"\n)\n\nfunc main() {{ fmt.Println(lib.Greeting(), sub.Name, v2.Major, attrs.Name, attrs.Kept) }}\n"
+    ));
     let mut get = go.via(
         &s.proxy.url,
         &[
@@ -457,7 +380,7 @@ async fn the_go_command_gets_private_modules_through_modfleet_as_it_gets_them_di
 #[tokio::test(flavor = "multi_thread")]
 async fn refused_credentials_and_outages_are_clear_5xx_answers() {
     let s = setup();
-    let go = Go::new();
+    let go = Go::new(HOST);
     let module = format!("{HOST}/locked.git");
     let (ok, _, err) = run(go.via(
         &s.proxy.url,
@@ -571,15 +494,15 @@ async fn ssh_repositories_are_served_with_a_key_and_pinned_host_key() {
         &dir.path().join("cache"),
         &["--config", cfg.to_str().unwrap()],
     );
-    let go = Go::new();
+    let go = Go::new(HOST);
     let arg = format!("{HOST}/lib.git@v1.1.0");
     let ours = download(
         go.via(&proxy.url, &["mod", "download", "-json", &arg]),
         &arg,
     );
-    std::fs::remove_dir_all(go.home.path().join("modcache")).ok();
+    go.forget_modules();
     let theirs = download(
-        go.direct(&server, &["lib"], &["mod", "download", "-json", &arg]),
+        direct(&go, &server, &["lib"], &["mod", "download", "-json", &arg]),
         &arg,
     );
     assert!(theirs["Error"].is_null(), "{theirs}");

@@ -7,6 +7,8 @@
 //!   serving repositories the tests make.
 //! - [`go`]: the go toolchain as the reference: the tests' Go programs, built once; the
 //!   machine's Go module proxy, read from `go env GOPROXY`.
+//! - [`netns`]: a network namespace of a test's own (ports 80 and 443 free), and running code
+//!   inside it.
 //! - [`upstream`]: the one fake upstream: a GOPROXY directory and scripted answers, failures
 //!   on demand, on any address or inside a network namespace.
 //! - [`workspace`]: the workspace root, its binaries (built on first use), free ports.
@@ -16,6 +18,7 @@
 pub mod collector;
 pub mod gitserver;
 pub mod go;
+pub mod netns;
 pub mod upstream;
 pub mod workspace;
 pub mod zipfile;

@@ -145,17 +145,7 @@ impl Builder {
 /// Binds `addr` from a thread that has entered the network namespace `name`: the socket stays
 /// in that namespace whatever thread then uses it.
 fn bind_in_netns(name: &str, addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
-    let path = PathBuf::from("/var/run/netns").join(name);
-    std::thread::spawn(move || {
-        let ns = std::fs::File::open(&path)?;
-        rustix::thread::move_into_link_name_space(
-            std::os::fd::AsFd::as_fd(&ns),
-            Some(rustix::thread::LinkNameSpaceType::Network),
-        )?;
-        std::net::TcpListener::bind(addr)
-    })
-    .join()
-    .expect("netns bind thread")
+    crate::netns::enter(name, || std::net::TcpListener::bind(addr))?
 }
 
 /// A running fake upstream; stopped when dropped.

@@ -160,7 +160,8 @@ pub fn match_go_import(imports: &[MetaImport], module: &str) -> Result<MetaImpor
     })
 }
 
-/// The location a matched tag gives, checked: `git` only, an allowed URL scheme.
+/// The location a matched tag gives, checked: `git` only, an allowed URL scheme, a
+/// subdirectory as the go command takes it ([`subdirectory`]).
 pub fn location(im: &MetaImport, insecure: bool) -> Result<Location, DiscoveryError> {
     if im.vcs != "git" {
         return Err(DiscoveryError::NotFound(format!(
@@ -184,8 +185,38 @@ pub fn location(im: &MetaImport, insecure: bool) -> Result<Location, DiscoveryEr
     Ok(Location {
         url: im.repo_root.clone(),
         root: im.prefix.clone(),
-        subdir: im.subdir.clone(),
+        subdir: subdirectory(im)?,
     })
+}
+
+/// The tag's fourth field as the go command uses it: `validateRepoSubDir` refuses a leading
+/// `/` or `-`, and `newCodeRepo` joins it to the module's directory with `filepath.Join`,
+/// which cleans it (`go/` and `./go` are `go`; `.` is the repository root). A subdirectory
+/// that climbs out (`..`) is refused: nothing of the repository is there.
+fn subdirectory(im: &MetaImport) -> Result<String, DiscoveryError> {
+    let refuse = |why: &str| {
+        DiscoveryError::NotFound(format!(
+            "{}: invalid subdirectory {:?} in its go-import tag: {why}",
+            im.prefix,
+            crate::codehost::sanitize(&im.subdir, 200)
+        ))
+    };
+    match im.subdir.as_bytes().first() {
+        None => return Ok(String::new()),
+        Some(b'/') => return Err(refuse("leading slash")),
+        Some(b'-') => return Err(refuse("leading hyphen")),
+        Some(_) => {}
+    }
+    let mut elems: Vec<&str> = Vec::new();
+    for elem in im.subdir.split('/') {
+        match elem {
+            "" | "." => {}
+            ".." if elems.pop().is_some() => {}
+            ".." => return Err(refuse("it leads out of the repository")),
+            _ => elems.push(elem),
+        }
+    }
+    Ok(elems.join("/"))
 }
 
 fn has_path_prefix(s: &str, prefix: &str) -> bool {
@@ -193,8 +224,10 @@ fn has_path_prefix(s: &str, prefix: &str) -> bool {
 }
 
 /// `repoRootForImportDynamic` for `module`: its page, then the matched prefix's page when the
-/// prefix is shorter. `page_url` turns a path into the URL asked (`https://PATH?go-get=1`;
-/// tests point it at a local server).
+/// prefix is shorter, whose tag for `module` (the module's, not the prefix's: a second tag
+/// there that holds the module too makes two, and a refusal) must be the same.
+/// `page_url` turns a path into the URL asked (`https://PATH?go-get=1`; tests point it at a
+/// local server).
 pub async fn discover(
     client: &reqwest::Client,
     module: &str,
@@ -205,10 +238,9 @@ pub async fn discover(
     let im = match_go_import(&imports, module)?;
     if im.prefix != module {
         let again = fetch_imports(client, &im.prefix, insecure, page_url).await?;
-        let root = match_go_import(&again, &im.prefix)?;
-        if root != im {
+        if match_go_import(&again, module).ok().as_ref() != Some(&im) {
             return Err(DiscoveryError::NotFound(format!(
-                "{module}: the go-import tags of {} and of its prefix page disagree",
+                "{module}: the go-import tags of its page and of {}'s page disagree",
                 im.prefix
             )));
         }
@@ -352,6 +384,42 @@ mod tests {
         assert!(location(&im("a.example", "git", "/local/path"), true).is_err());
     }
 
+    /// The fourth field as the go command takes it (vcs.go `validateRepoSubDir`, then
+    /// `filepath.Join` in `newCodeRepo`); Go 1.26 accepts `go/` and `./go` as `go`.
+    #[test]
+    fn subdirectories_are_checked_and_cleaned_as_the_go_command_does() {
+        let subdir = |s: &str| {
+            let tag = MetaImport {
+                prefix: "a.example/m".into(),
+                vcs: "git".into(),
+                repo_root: "https://a.example/r.git".into(),
+                subdir: s.into(),
+            };
+            location(&tag, false).map(|l| l.subdir)
+        };
+        for (given, used) in [
+            ("", ""),
+            ("go", "go"),
+            ("go/", "go"),
+            ("./go", "go"),
+            ("sdk//go/.", "sdk/go"),
+            ("x/../go", "go"),
+            (".", ""),
+        ] {
+            assert_eq!(subdir(given), Ok(used.to_string()), "{given:?}");
+        }
+        for (given, why) in [
+            ("/go", "leading slash"),
+            ("-go", "leading hyphen"),
+            ("..", "out of the repository"),
+            ("go/../../x", "out of the repository"),
+        ] {
+            let e = subdir(given).unwrap_err();
+            assert!(matches!(e, DiscoveryError::NotFound(_)), "{given:?}: {e}");
+            assert!(e.to_string().contains(why), "{given:?}: {e}");
+        }
+    }
+
     /// The I/O half against a real local HTTP server: the path's page, then its prefix's.
     #[tokio::test]
     async fn discovery_asks_the_page_and_checks_the_prefix_page() {
@@ -380,6 +448,19 @@ mod tests {
                 get(move || async move { page("corp.example/other") }),
             )
             .route(
+                "/corp.example/extra/sub",
+                get(move || async move { page("corp.example/extra") }),
+            )
+            .route(
+                "/corp.example/extra",
+                get(move || async move {
+                    page("corp.example/extra").replace(
+                        "</head>",
+                        "<meta name=\"go-import\" content=\"corp.example/extra/sub git https://git.example/r.git\"></head>",
+                    )
+                }),
+            )
+            .route(
                 "/corp.example/big",
                 get(|| async { "x".repeat(3 * MAX_PAGE_BYTES) }),
             );
@@ -397,6 +478,20 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(e, DiscoveryError::NotFound(_)), "{e}");
+        // The prefix page's tags are matched against the module path, as the go command
+        // matches them: a second tag holding the module there is a disagreement, although
+        // the prefix's own tag is the same.
+        let e = discover(&c, "corp.example/extra/sub", true, &base)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("disagree"), "{e}");
+        assert_eq!(
+            discover(&c, "corp.example/extra", true, &base)
+                .await
+                .unwrap()
+                .root,
+            "corp.example/extra"
+        );
         let e = discover(&c, "corp.example/big", true, &base)
             .await
             .unwrap_err();

@@ -522,4 +522,6 @@ pub fn status_upstream<'a>(status: &'a serde_json::Value, url: &str) -> &'a serd
 }
 #[allow(dead_code)]
 pub mod netns;
+#[allow(dead_code)]
+pub mod private_go;
 pub mod sumdb;
