@@ -99,8 +99,8 @@ RUN set -eu; \
 # (the command and its HTTPS helper), ssh and sh (git runs credential helpers and ssh through
 # it), each with the shared libraries it loads and nothing else of its packages (no perl, no
 # other programs). The packages of the target architecture are downloaded with their whole
-# dependency closure (an empty dpkg status, so nothing counts as installed) and unpacked; the
-# libraries are found by walking each program's DT_NEEDED entries with readelf, which reads
+# dependency closure (apt-cache's, not an install: git's perl need not be installable) and
+# unpacked; the libraries are found by walking each program's DT_NEEDED entries with readelf, which reads
 # any architecture's ELF files, so nothing of the target architecture runs here either ----
 FROM --platform=$BUILDPLATFORM debian:bookworm-slim AS git-rootfs
 ARG TARGETARCH
@@ -113,10 +113,10 @@ RUN set -eu; \
     [ "$TARGETARCH" = "$(dpkg --print-architecture)" ] || dpkg --add-architecture "$TARGETARCH"; \
     apt-get update; \
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends binutils; \
-    mkdir -p /debs/partial /status; : >/status/status; chown -R _apt /debs; \
-    apt-get install -y --download-only --no-install-recommends \
-      -o Dir::State::status=/status/status -o Dir::Cache::archives=/debs \
-      "git:$TARGETARCH" "openssh-client:$TARGETARCH" "dash:$TARGETARCH"; \
+    pkgs="$(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts \
+      --no-breaks --no-replaces --no-enhances \
+      "git:$TARGETARCH" "openssh-client:$TARGETARCH" "dash:$TARGETARCH" | grep '^[a-z0-9]' | sort -u)"; \
+    mkdir /debs; chown _apt /debs; cd /debs; apt-get download $pkgs; cd /; \
     for deb in /debs/*.deb; do dpkg-deb --extract "$deb" /pkgs; done; \
     mkdir -p /gitfs/usr/bin /gitfs/usr/lib/git-core /gitfs/bin "/gitfs/lib/$triplet"; \
     cp -a /pkgs/usr/bin/git /pkgs/usr/bin/ssh /gitfs/usr/bin/; \
@@ -150,7 +150,7 @@ RUN set -eu; \
       mkdir -p "/gitfs/usr/share/doc/$pkg"; \
       cp "/pkgs/usr/share/doc/$pkg/copyright" "/gitfs/usr/share/doc/$pkg/copyright"; \
     done; \
-    rm -rf /debs /pkgs /status /var/lib/apt/lists/*
+    rm -rf /debs /pkgs /var/lib/apt/lists/*
 
 # ---- runtime base: nothing but those files ----
 FROM scratch AS runtime

@@ -12,83 +12,40 @@ use std::io::{Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-const PREFIX: &str = "modfleet-e2e-";
+use modfleet_testkit::netns::Netns;
 
-/// A network namespace with only `lo`, up; deleted on drop.
-pub struct NetNs {
-    name: String,
-}
-
-fn ip(args: &[&str]) {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run ip (apt-get install -y iproute2): {e}"));
-    assert!(
-        out.status.success(),
-        "`ip {}` failed (the pod tests need root): {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+/// A network namespace with only `lo`, up; deleted on drop (testkit's, plus what the pod
+/// runner needs of it: its path for podman and a kubelet's probe).
+pub struct NetNs(Netns);
 
 impl NetNs {
-    /// Makes `modfleet-e2e-<pid>-<n>`, first removing namespaces left by test processes that
-    /// are gone.
+    /// Makes a namespace, first removing those left by test processes that are gone.
     pub fn create() -> NetNs {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        remove_stale();
-        let name = format!(
-            "{PREFIX}{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        );
-        ip(&["netns", "add", &name]);
-        let ns = NetNs { name };
-        ip(&["-n", &ns.name, "link", "set", "lo", "up"]);
-        ns
+        NetNs(Netns::new())
     }
 
     pub fn name(&self) -> &str {
-        &self.name
+        self.0.name()
     }
 
     /// `/run/netns/NAME`, for `podman run --network ns:PATH`.
     pub fn path(&self) -> PathBuf {
-        PathBuf::from("/run/netns").join(&self.name)
+        PathBuf::from("/run/netns").join(self.name())
     }
 
     /// Runs `f` on a thread that has entered this namespace; sockets it opens stay in it.
-    pub fn run<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let path = self.path();
-        std::thread::spawn(move || {
-            let file =
-                File::open(&path).unwrap_or_else(|e| panic!("opening {}: {e}", path.display()));
-            // SAFETY: setns on a valid namespace fd; it changes only this thread's namespace.
-            let rc = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
-            assert_eq!(
-                rc,
-                0,
-                "setns into {}: {} (needs root)",
-                path.display(),
-                std::io::Error::last_os_error()
-            );
-            f()
-        })
-        .join()
-        .unwrap_or_else(|e| std::panic::resume_unwind(e))
+    pub fn run<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        self.0.enter(f)
     }
 
     /// An HTTP/1.0 GET of `path` on 127.0.0.1:`port` inside the namespace, as a kubelet's
     /// httpGet probe: the status code, or `None` when nothing answers within `timeout`.
     pub fn http_status(&self, port: u16, path: &str, timeout: Duration) -> Option<u16> {
-        let path = path.to_owned();
         self.run(move || {
             let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
             let mut s = TcpStream::connect_timeout(&addr, timeout).ok()?;
@@ -103,34 +60,6 @@ impl NetNs {
             let line = String::from_utf8_lossy(&head[..n]).into_owned();
             line.split_whitespace().nth(1)?.parse().ok()
         })
-    }
-}
-
-impl Drop for NetNs {
-    fn drop(&mut self) {
-        let _ = Command::new("ip")
-            .args(["netns", "delete", &self.name])
-            .output();
-    }
-}
-
-/// Deletes `modfleet-e2e-<pid>-*` namespaces whose process no longer exists.
-fn remove_stale() {
-    let Ok(entries) = std::fs::read_dir("/run/netns") else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name
-            .strip_prefix(PREFIX)
-            .and_then(|r| r.split('-').next())
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            let _ = Command::new("ip").args(["netns", "delete", &name]).output();
-        }
     }
 }
 
