@@ -7,8 +7,10 @@
 //!   serving repositories the tests make.
 //! - [`go`]: the go toolchain as the reference: the tests' Go programs, built once; the
 //!   machine's Go module proxy, read from `go env GOPROXY`.
+//! - [`tls`]: a test CA and a server certificate (made by `openssl`) for HTTPS on loopback.
 //! - [`upstream`]: the one fake upstream: a GOPROXY directory and scripted answers, failures
-//!   on demand, on any address or inside a network namespace.
+//!   on demand, on any address or inside a network namespace, over HTTP or HTTPS, with HTTP
+//!   Basic or Bearer authentication when asked.
 //! - [`workspace`]: the workspace root, its binaries (built on first use), free ports.
 //! - [`zipfile`]: writes zip archives byte by byte, malformed ones included, for the module-zip
 //!   checks' tests.
@@ -16,6 +18,7 @@
 pub mod collector;
 pub mod gitserver;
 pub mod go;
+pub mod tls;
 pub mod upstream;
 pub mod workspace;
 pub mod zipfile;
