@@ -193,6 +193,14 @@ impl ImagePullPolicy {
 /// One upstream GOPROXY.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new(
+        "!has(self.credentialsSecretRef) || !isURL(self.url) || url(self.url).getScheme() != 'http' || (has(self.insecure) && self.insecure)"
+    ).message("upstreams: credentialsSecretRef on an http:// url needs insecure: true (the credentials would cross the network in clear text; use https://)"),
+    validation = Rule::new("!self.url.matches('^[a-zA-Z][-a-zA-Z0-9+.]*://[^/?#]*@')").message(
+        "upstreams: the url must not hold a user name or password (they would show in logs and status): put them in a Secret named by credentialsSecretRef"
+    )
+)]
 pub struct Upstream {
     /// Base URL of the upstream GOPROXY (http or https).
     #[schemars(length(max = 2048))]
@@ -213,6 +221,19 @@ pub struct Upstream {
         "upstream timeout must be a duration like 30s, 1m30s or 500ms"
     ))]
     pub timeout: Option<String>,
+
+    /// A Secret in the fleet's namespace with the upstream's credentials: `username` and
+    /// `password` (a `kubernetes.io/basic-auth` Secret; HTTP Basic), or `token` (an
+    /// `Authorization: Bearer` token), or `netrc` (a netrc file; the entry for the upstream's
+    /// host is used, as the go command picks it). Sent only to the upstream's own origin.
+    /// Mounted read-only into the members; a change rolls them. Unset: anonymous.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret_ref: Option<SecretRef>,
+
+    /// Allow `credentialsSecretRef` on an `http://` url: the credentials cross the network in
+    /// clear text.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure: bool,
 }
 
 /// Modules matching one pattern, served from Git (the proxy's `privateModules` entry).
@@ -880,6 +901,41 @@ mod tests {
                 "the name of a Secret",
             );
         }
+    }
+
+    #[test]
+    fn cel_checks_upstream_credentials() {
+        let upstream = |v: Value| with(&["spec", "upstreams"], json!([v]));
+        for ok in [
+            json!({"url": "https://goproxy.corp.example", "credentialsSecretRef": {"name": "upstream-basic"}}),
+            json!({"url": "http://athens.internal:3000", "insecure": true, "credentialsSecretRef": {"name": "athens"}}),
+            json!({"url": "http://athens.internal:3000"}),
+            json!({"url": "https://goproxy.corp.example/go@v1"}),
+        ] {
+            cel(&upstream(ok.clone()), None).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        let err = cel(
+            &upstream(json!({"url": "http://athens.internal:3000", "credentialsSecretRef": {"name": "athens"}})),
+            None,
+        )
+        .unwrap_err();
+        assert!(err.contains("needs insecure: true"), "{err}");
+        for url in [
+            "https://ci:s3cret@goproxy.corp.example",
+            "https://ci@goproxy.corp.example/go",
+        ] {
+            let err = cel(&upstream(json!({"url": url})), None).unwrap_err();
+            assert!(
+                err.contains("must not hold a user name or password"),
+                "{url}: {err}"
+            );
+        }
+        let err = cel(
+            &upstream(json!({"url": "https://goproxy.corp.example", "credentialsSecretRef": {"name": "Bad_Name"}})),
+            None,
+        )
+        .unwrap_err();
+        assert!(err.contains("the name of a Secret"), "{err}");
     }
 
     #[test]

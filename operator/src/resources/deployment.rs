@@ -19,7 +19,7 @@ use kube::ResourceExt;
 use kube::api::ObjectMeta;
 use sha2::{Digest, Sha256};
 
-use super::credentials::{self, CREDENTIALS_HASH_ANNOTATION};
+use super::credentials::CREDENTIALS_HASH_ANNOTATION;
 use super::labels::{self, Component};
 use super::{
     ADMIN_PORT, CACHE_DIR, CONFIG_DIR, CONFIG_HASH_ANNOTATION, CONFIG_KEY, Context, HTTP_PORT,
@@ -191,9 +191,9 @@ fn pod_spec(gmp: &GoModuleProxy, ctx: &Context, claim: &str) -> PodSpec {
                 },
             ]
             .into_iter()
-            .chain(ctx.credentials.mounts.keys().map(|&i| VolumeMount {
-                name: credentials_volume(i),
-                mount_path: credentials::dir(i),
+            .chain(ctx.credentials.mounts.keys().map(|owner| VolumeMount {
+                name: owner.volume(),
+                mount_path: owner.dir(),
                 read_only: Some(true),
                 ..VolumeMount::default()
             }))
@@ -248,9 +248,9 @@ fn pod_spec(gmp: &GoModuleProxy, ctx: &Context, claim: &str) -> PodSpec {
                 },
             ]
             .into_iter()
-            .chain(ctx.credentials.mounts.iter().map(|(&i, mount)| {
+            .chain(ctx.credentials.mounts.iter().map(|(owner, mount)| {
                 Volume {
-                    name: credentials_volume(i),
+                    name: owner.volume(),
                     secret: Some(SecretVolumeSource {
                         secret_name: Some(mount.secret.clone()),
                         // Only the keys the Secret has: a missing item would keep the pod from
@@ -285,11 +285,6 @@ fn pod_spec(gmp: &GoModuleProxy, ctx: &Context, claim: &str) -> PodSpec {
         priority_class_name: spec.priority_class_name.clone().filter(|p| !p.is_empty()),
         ..PodSpec::default()
     }
-}
-
-/// The volume of `privateModules[index]`'s Secret.
-fn credentials_volume(index: usize) -> String {
-    format!("private-{index}")
 }
 
 fn otel_env(gmp: &GoModuleProxy) -> Vec<EnvVar> {
@@ -631,7 +626,7 @@ mod tests {
         use crate::resources::credentials::tests::{good_secrets, private_fleet, secret};
         let g = private_fleet();
         let with = |secrets| Context {
-            credentials: credentials::check(&g, &secrets).unwrap(),
+            credentials: crate::resources::credentials::check(&g, &secrets).unwrap(),
             ..ctx()
         };
         let c = with(good_secrets());
@@ -716,6 +711,101 @@ mod tests {
         assert!(
             !json.contains("n3w") && !json.contains("BEGIN"),
             "no credential in the Deployment"
+        );
+    }
+
+    /// Upstream Secrets beside the private modules': own volumes, sibling directories of
+    /// the ConfigMap's mount, after the private modules' (whose order stays as it was).
+    #[test]
+    fn upstream_secrets_are_mounted_beside_private_ones() {
+        use crate::resources::credentials::tests::{
+            good_secrets, private_fleet, secret, upstream_secrets,
+        };
+        let mut g = private_fleet();
+        g.spec.upstreams = crate::resources::credentials::tests::upstream_fleet()
+            .spec
+            .upstreams;
+        let mut secrets = good_secrets();
+        secrets.extend(upstream_secrets());
+        let with = |secrets| Context {
+            credentials: crate::resources::credentials::check(&g, &secrets).unwrap(),
+            ..ctx()
+        };
+        let c = with(secrets.clone());
+        let d = build(&g, &c, Some(0), "abc");
+        let pod = d.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+        let volumes: Vec<(String, String, Vec<String>)> = pod
+            .volumes
+            .iter()
+            .flatten()
+            .filter_map(|v| {
+                let s = v.secret.as_ref()?;
+                let keys = s.items.iter().flatten().map(|i| i.key.clone()).collect();
+                Some((v.name.clone(), s.secret_name.clone().unwrap(), keys))
+            })
+            .collect();
+        let v = |name: &str, secret: &str, keys: &[&str]| {
+            (
+                name.to_string(),
+                secret.to_string(),
+                keys.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
+            )
+        };
+        assert_eq!(
+            volumes,
+            [
+                v("private-0", "git-ssh", &["ssh-privatekey", "known_hosts"]),
+                v("private-2", "git-basic", &["username", "password"]),
+                v("upstream-0", "up-basic", &["username", "password"]),
+                v("upstream-2", "up-token", &["token"]),
+                v("upstream-3", "up-netrc", &["netrc"]),
+            ]
+        );
+        let mounts: Vec<(&str, &str, Option<bool>)> = container(&d)
+            .volume_mounts
+            .iter()
+            .flatten()
+            .filter(|m| m.name.starts_with("upstream-"))
+            .map(|m| (m.name.as_str(), m.mount_path.as_str(), m.read_only))
+            .collect();
+        assert_eq!(
+            mounts,
+            [
+                ("upstream-0", "/etc/modfleet-upstream/0", Some(true)),
+                ("upstream-2", "/etc/modfleet-upstream/2", Some(true)),
+                ("upstream-3", "/etc/modfleet-upstream/3", Some(true)),
+            ]
+        );
+        for m in container(&d).volume_mounts.iter().flatten() {
+            assert!(
+                m.name == "config" || !m.mount_path.starts_with("/etc/modfleet/"),
+                "{} is mounted inside the ConfigMap's read-only mount",
+                m.mount_path
+            );
+        }
+        assert_eq!(restricted_violations(pod), Vec::<String>::new());
+        // A rotated upstream token rolls the members; nothing of it is in the Deployment.
+        let mut rotated = secrets;
+        rotated.insert("up-token".into(), secret(&[("token", "up-t0ken-2")]));
+        let d2 = build(&g, &with(rotated), Some(0), "abc");
+        let hash = |d: &Deployment| {
+            d.spec
+                .as_ref()
+                .unwrap()
+                .template
+                .metadata
+                .as_ref()
+                .unwrap()
+                .annotations
+                .as_ref()
+                .unwrap()[CREDENTIALS_HASH_ANNOTATION]
+                .clone()
+        };
+        assert_ne!(hash(&d), hash(&d2));
+        let json = serde_json::to_string(&d2).unwrap();
+        assert!(
+            !json.contains("up-t0ken") && !json.contains("up-s3cret"),
+            "{json}"
         );
     }
 
