@@ -567,3 +567,98 @@ async fn a_netrc_file_gives_each_upstream_its_own_entry() {
     }
     assert_hidden(&visible(&proxy).await, &["pw-one", "pw-two", "pw-host"]);
 }
+
+/// Traces: the attempt refused for its credentials is a span saying so, and no span (nor the
+/// log) holds the credentials, neither those sent nor the refused ones an upstream echoes.
+#[tokio::test(flavor = "multi_thread")]
+async fn traces_show_refusals_and_never_credentials() {
+    use modfleet_testkit::{Collector, Signal};
+    let collector = Collector::start();
+    let ca = TestCa::new();
+    let corpus = Corpus::new();
+    add(&corpus, "example.test/traced", "v1.0.0", "");
+    let refusing = Upstream::builder()
+        .dir(corpus.root())
+        .auth(Auth::basic("ci", "another-one"))
+        .tls(&ca)
+        .start();
+    let accepting = Upstream::builder()
+        .dir(corpus.root())
+        .auth(Auth::bearer(TOKEN))
+        .tls(&ca)
+        .start();
+    let dir = tempfile::tempdir().unwrap();
+    let password = secret_file(dir.path(), "password", PASSWORD);
+    let token = secret_file(dir.path(), "token", TOKEN);
+    let cfg = config_file(
+        dir.path(),
+        &format!(
+            "upstreams:
+  - url: {}
+    credentials: {{username: ci, passwordFile: {}}}
+  - url: {}
+    credentials: {{bearerTokenFile: {}}}
+healthCheck: {{interval: 1h}}
+retry: {{attempts: 1}}
+",
+            refusing.url,
+            password.display(),
+            accepting.url,
+            token.display()
+        ),
+    );
+    let ca_pem = ca.ca_pem();
+    let grpc = collector.grpc_endpoint();
+    let proxy = Proxy::start_with_env(
+        &[],
+        "127.0.0.1",
+        &dir.path().join("cache"),
+        &["--config", cfg.to_str().unwrap()],
+        &[
+            ("SSL_CERT_FILE", ca_pem.to_str().unwrap()),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", grpc.as_str()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ],
+    );
+    let r = proxy.get("/example.test/traced/@v/v1.0.0.info").await;
+    assert_eq!(r.status(), 200);
+    let spans = collector
+        .wait_for_spans_async(
+            |spans| {
+                spans
+                    .iter()
+                    .filter(|s| s.name == "upstream attempt")
+                    .count()
+                    >= 2
+            },
+            Duration::from_secs(30),
+        )
+        .await;
+    let refused = spans
+        .iter()
+        .find(|s| s.attr_str("modfleet.outcome") == Some("unauthorized"))
+        .unwrap_or_else(|| panic!("no refused attempt in {spans:#?}"));
+    assert_eq!(
+        refused.attr_str("modfleet.upstream"),
+        Some(refusing.url.as_str())
+    );
+    let error = refused.attr_str("modfleet.error").unwrap_or_default();
+    assert!(error.contains("refused our credentials"), "{error}");
+    // The refusing upstream echoed the credentials it got in its 401 body.
+    assert_eq!(
+        refusing.authorizations("/example.test/traced/@v/v1.0.0.info"),
+        [Some(basic_header("ci", PASSWORD))]
+    );
+    let exported = collector
+        .json_lines(Signal::Traces)
+        .iter()
+        .map(|l| l.to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    let sent = basic_header("ci", PASSWORD);
+    assert_hidden(
+        &format!("{exported}\n{}", visible(&proxy).await),
+        &[PASSWORD, TOKEN, &sent["Basic ".len()..]],
+    );
+}
