@@ -145,18 +145,47 @@ pub struct UpstreamConfig {
     /// position in the list, i.e. plain priority order.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub priority: Option<u32>,
+    /// How to authenticate to this upstream; unset: anonymous.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<UpstreamCredentialsConfig>,
+    /// Allow `credentials` on a plain `http://` upstream (they would cross the network in
+    /// clear text). Without credentials plain http needs no permission.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure: bool,
 }
 
 impl UpstreamConfig {
-    /// An upstream with the default weight, timeout and priority.
+    /// An anonymous upstream with the default weight, timeout and priority.
     pub fn new(url: impl Into<String>) -> UpstreamConfig {
         UpstreamConfig {
             url: url.into(),
             weight: defaults::UPSTREAM_WEIGHT,
             timeout: defaults::UPSTREAM_TIMEOUT,
             priority: None,
+            credentials: None,
+            insecure: false,
         }
     }
+}
+
+/// The `Authorization` an upstream gets, from files (mounted Secrets) re-read when they
+/// change, so a rotated Secret needs no restart. One of: HTTP Basic (`username` or
+/// `usernameFile`, with `passwordFile`), a Bearer token (`bearerTokenFile`), or a netrc file
+/// (`netrcFile`: the entry for the upstream's host, as the go command's `GOAUTH=netrc` picks
+/// it). Sent only to the upstream's own origin, never across a redirect to another one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpstreamCredentialsConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username_file: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bearer_token_file: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netrc_file: Option<PathBuf>,
 }
 
 fn upstream_weight() -> u32 {
@@ -320,6 +349,22 @@ mod tests {
                     ..UpstreamConfig::new("https://a.example")
                 },
                 UpstreamConfig::new("https://b.example"),
+                UpstreamConfig {
+                    credentials: Some(UpstreamCredentialsConfig {
+                        username: Some("ci".into()),
+                        password_file: Some("/etc/modfleet-upstream/2/password".into()),
+                        ..UpstreamCredentialsConfig::default()
+                    }),
+                    ..UpstreamConfig::new("https://c.example")
+                },
+                UpstreamConfig {
+                    credentials: Some(UpstreamCredentialsConfig {
+                        netrc_file: Some("/etc/modfleet-upstream/3/netrc".into()),
+                        ..UpstreamCredentialsConfig::default()
+                    }),
+                    insecure: true,
+                    ..UpstreamConfig::new("http://athens.internal:3000")
+                },
             ]),
             sumdbs: Some(vec![SumdbConfig {
                 name: "sum.golang.org".into(),
@@ -352,6 +397,12 @@ mod tests {
         };
         let yaml = serde_yaml_ng::to_string(&file).unwrap();
         assert!(yaml.contains("timeout: 1m30s"), "{yaml}");
+        assert!(
+            yaml.contains(
+                "  credentials:\n    netrcFile: /etc/modfleet-upstream/3/netrc\n  insecure: true"
+            ),
+            "{yaml}"
+        );
         assert!(yaml.contains("listTtl: 60s"), "{yaml}");
         assert!(
             !yaml.contains("adminListen"),

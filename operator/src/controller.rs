@@ -282,9 +282,9 @@ async fn apply_children(
         smallest_cache_bytes = smallest_cache_bytes.into_iter().chain(bytes).min();
         observed.caches.push(CacheState::from_pvc(&claim));
     }
-    // The Secrets of privateModules, checked before anything is rendered from them. When
-    // one is missing or lacks a key, nothing changes under the members: they are reported as
-    // they run, and the Secret's creation (watched) reconciles again.
+    // The Secrets of upstreams and privateModules, checked before anything is rendered from
+    // them. When one is missing or lacks a key, nothing changes under the members: they are
+    // reported as they run, and the Secret's creation (watched) reconciles again.
     let secrets = read_secrets(gmp, ctx).await?;
     let credentials = match credentials::check(gmp, &secrets) {
         Ok(credentials) => credentials,
@@ -336,7 +336,8 @@ async fn apply_children(
     Ok(())
 }
 
-/// The data of the Secrets `gmp`'s private modules reference (`None`: no such Secret).
+/// The data of the Secrets `gmp`'s upstreams and private modules reference (`None`: no such
+/// Secret).
 /// Held only for [`credentials::check`]; never logged.
 async fn read_secrets(gmp: &GoModuleProxy, ctx: &Ctx) -> Result<SecretData, Error> {
     let ns = gmp.namespace().ok_or(Error::Missing("namespace"))?;
@@ -355,7 +356,7 @@ async fn read_secrets(gmp: &GoModuleProxy, ctx: &Ctx) -> Result<SecretData, Erro
     Ok(data)
 }
 
-/// The fleets in `secret`'s namespace whose private modules reference it.
+/// The fleets in `secret`'s namespace whose upstreams or private modules reference it.
 fn fleets_referencing(
     fleets: &[Arc<GoModuleProxy>],
     secret: &PartialObjectMeta<Secret>,
@@ -541,7 +542,7 @@ async fn cleanup(gmp: &GoModuleProxy, ctx: &Ctx) -> Result<Action, Error> {
 
 /// Runs the controller for one namespace (`None`: all) until `shutdown` is cancelled. It
 /// wakes on every change of the GoModuleProxies and of their children of each kind in
-/// [`children::KINDS`], and of the Secrets their private modules reference.
+/// [`children::KINDS`], and of the Secrets their upstreams and private modules reference.
 pub async fn run(ctx: Arc<Ctx>, namespace: Option<String>, shutdown: CancellationToken) {
     let client = ctx.client.clone();
     let fleets: Api<GoModuleProxy> = match &namespace {
@@ -629,6 +630,15 @@ mod tests {
             ["b"]
         );
         assert!(fleets_referencing(&fleets, &secret("team-a", "other")).is_empty());
+        // An upstream's Secret is watched the same way.
+        let mut upstreams = crate::resources::credentials::tests::upstream_fleet();
+        upstreams.metadata.namespace = Some("team-a".into());
+        upstreams.metadata.name = Some("u".into());
+        let fleets = [fleets[0].clone(), Arc::new(upstreams)];
+        assert_eq!(
+            names(fleets_referencing(&fleets, &secret("team-a", "up-token"))),
+            ["u"]
+        );
         assert!(fleets_referencing(&fleets, &secret("team-c", "git-ssh")).is_empty());
     }
 

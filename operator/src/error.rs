@@ -44,7 +44,7 @@ pub enum Error {
     },
     #[error("GoModuleProxy has no {0} (the API server always sets it; is this a real object?)")]
     Missing(&'static str),
-    /// A Secret of `privateModules` is missing or lacks a key: nothing is rendered from it
+    /// A Secret of `upstreams` or `privateModules` is missing or lacks a key: nothing is rendered from it
     /// until it is fixed (the members keep running as they are).
     #[error(transparent)]
     Credentials(#[from] crate::resources::credentials::CredentialsError),

@@ -118,7 +118,7 @@ pub struct Failure {
 pub enum FailureKind {
     /// A call to the API server failed (`ReconcileFailed`).
     Reconcile,
-    /// A Secret of `privateModules` is missing or lacks a key (`CredentialsMissing`): the
+    /// A Secret of `upstreams` or `privateModules` is missing or lacks a key (`CredentialsMissing`): the
     /// fleet's owner, not the cluster, has to act.
     Credentials,
 }
@@ -455,10 +455,10 @@ mod tests {
     #[test]
     fn missing_credentials_are_degraded_by_name() {
         use crate::error::Error;
-        use crate::resources::credentials::{CredentialsError, Problem};
+        use crate::resources::credentials::{CredentialsError, Owner, Problem};
         let e = Error::from(CredentialsError {
             problems: vec![Problem::NotFound {
-                index: 0,
+                owner: Owner::PrivateModule(0),
                 secret: "git-creds".into(),
             }],
         });

@@ -133,6 +133,91 @@ fn private_modules_reach_the_proxy_with_their_credential_files() {
     );
 }
 
+/// Upstream credentials: the proxy takes each upstream's files as the kind the operator
+/// mounted (the files themselves exist only in a member, so the merge is checked here and the
+/// start, which reads them, says which file is missing).
+#[test]
+fn upstream_credentials_reach_the_proxy_as_their_files() {
+    use modfleet_proxy::credentials::{CredentialSource, Username};
+    let secret = |pairs: &[(&str, &str)]| {
+        Some(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.as_bytes().to_vec()))
+                .collect(),
+        )
+    };
+    let secrets = credentials::SecretData::from([
+        (
+            "basic".to_owned(),
+            secret(&[("username", "ci"), ("password", "s3cret")]),
+        ),
+        ("token".to_owned(), secret(&[("token", "t0ken")])),
+        (
+            "netrc".to_owned(),
+            secret(&[(
+                "netrc",
+                "machine athens.internal:3000 login a password n3trc",
+            )]),
+        ),
+    ]);
+    let yaml = rendered_with(
+        json!({
+            "upstreams": [
+                {"url": "https://artifactory.corp.example/api/go/go", "credentialsSecretRef": {"name": "basic"}},
+                {"url": "https://nexus.corp.example/repository/go", "credentialsSecretRef": {"name": "token"}},
+                {"url": "http://athens.internal:3000", "insecure": true, "credentialsSecretRef": {"name": "netrc"}},
+                {"url": "https://goproxy.example.com"}
+            ]
+        }),
+        &secrets,
+    );
+    for value in ["s3cret", "t0ken", "n3trc"] {
+        assert!(!yaml.contains(value), "a secret in the config: {yaml}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, &yaml).unwrap();
+    let cli = Cli::try_parse_from(["modfleet-proxy", "--config", path.to_str().unwrap()]).unwrap();
+    let file = serde_yaml_ng::from_str(&yaml).unwrap();
+    let c = Config::merge(&cli.serve, file, Environment::default)
+        .unwrap_or_else(|e| panic!("the proxy rejects the rendered config: {e}\n{yaml}"));
+    let source = |i: usize| {
+        c.upstreams[i]
+            .credentials
+            .as_ref()
+            .map(|c| c.source().clone())
+    };
+    assert_eq!(
+        source(0),
+        Some(CredentialSource::Basic {
+            username: Username::File("/etc/modfleet-upstream/0/username".into()),
+            password_file: "/etc/modfleet-upstream/0/password".into(),
+        })
+    );
+    assert_eq!(
+        source(1),
+        Some(CredentialSource::Bearer {
+            token_file: "/etc/modfleet-upstream/1/token".into()
+        })
+    );
+    assert_eq!(
+        source(2),
+        Some(CredentialSource::Netrc {
+            file: "/etc/modfleet-upstream/2/netrc".into()
+        })
+    );
+    assert_eq!(source(3), None);
+    let err = Config::load(&cli.serve, Environment::default)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("https://artifactory.corp.example/api/go/go")
+            && err.contains("/etc/modfleet-upstream/0/username"),
+        "{err}"
+    );
+}
+
 fn private_spec() -> serde_json::Value {
     json!({
         "upstreams": [{"url": "https://goproxy.example.com"}],

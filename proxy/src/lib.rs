@@ -11,6 +11,7 @@ pub mod coalesce;
 pub mod codehost;
 pub mod coderepo;
 pub mod config;
+pub mod credentials;
 pub mod fetch;
 pub mod file_body;
 pub mod listener;

@@ -9,8 +9,10 @@
 //!   machine's Go module proxy, read from `go env GOPROXY`.
 //! - [`netns`]: a network namespace of a test's own (ports 80 and 443 free), and running code
 //!   inside it.
+//! - [`tls`]: a test CA and a server certificate (made by `openssl`) for HTTPS on loopback.
 //! - [`upstream`]: the one fake upstream: a GOPROXY directory and scripted answers, failures
-//!   on demand, on any address or inside a network namespace.
+//!   on demand, on any address or inside a network namespace, over HTTP or HTTPS, with HTTP
+//!   Basic or Bearer authentication when asked.
 //! - [`workspace`]: the workspace root, its binaries (built on first use), free ports.
 //! - [`zipfile`]: writes zip archives byte by byte, malformed ones included, for the module-zip
 //!   checks' tests.
@@ -19,6 +21,7 @@ pub mod collector;
 pub mod gitserver;
 pub mod go;
 pub mod netns;
+pub mod tls;
 pub mod upstream;
 pub mod workspace;
 pub mod zipfile;

@@ -1,8 +1,11 @@
 //! The one fake upstream of modfleet's tests: an HTTP/1.1 server on loopback (or any address,
 //! or inside a network namespace) that serves a directory in the GOPROXY layout and scripted
-//! answers per path, counts requests, records `traceparent` headers, and misbehaves on demand
-//! (slow, cut short, endless, hanging, redirecting, throttling) — the failure modes a real
-//! upstream will not produce when asked.
+//! answers per path, counts requests, records `traceparent` and `Authorization` headers, and
+//! misbehaves on demand (slow, cut short, endless, hanging, redirecting, throttling) — the
+//! failure modes a real upstream will not produce when asked. It can require HTTP Basic or
+//! Bearer credentials (401 with `WWW-Authenticate`, as real servers answer), changed while it
+//! runs, and serve HTTPS with a [`TestCa`] certificate (plain HTTP still answered on the same
+//! port, for redirects that change only the scheme).
 //!
 //! It writes raw HTTP on purpose: the misbehaviours are exactly what a well-behaved server
 //! library refuses to do. It runs on a runtime and thread of its own, so synchronous and
@@ -14,7 +17,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use base64::Engine;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::tls::TestCa;
 
 /// What the upstream answers for a path.
 #[derive(Clone)]
@@ -42,6 +48,57 @@ pub enum Reply {
     Redirect(String),
 }
 
+/// The credentials the upstream takes: any request (but to an open path) without one of the
+/// accepted `Authorization` values gets 401 with a `WWW-Authenticate` challenge, and a body
+/// that echoes what it got (as careless servers do: what a proxy passes on must not hold it).
+#[derive(Debug, Clone)]
+pub struct Auth {
+    accepted: Vec<String>,
+    challenge: String,
+    open: Vec<String>,
+}
+
+impl Auth {
+    /// HTTP Basic with this user and password.
+    pub fn basic(user: &str, password: &str) -> Auth {
+        Auth {
+            accepted: vec![basic_header(user, password)],
+            challenge: "Basic realm=\"modfleet test upstream\"".into(),
+            open: Vec::new(),
+        }
+    }
+
+    /// `Authorization: Bearer TOKEN`.
+    pub fn bearer(token: &str) -> Auth {
+        Auth {
+            accepted: vec![format!("Bearer {token}")],
+            challenge: "Bearer realm=\"modfleet test upstream\"".into(),
+            open: Vec::new(),
+        }
+    }
+
+    /// Takes `other`'s credentials too (a rotation's overlap).
+    pub fn or(mut self, other: Auth) -> Auth {
+        self.accepted.extend(other.accepted);
+        self
+    }
+
+    /// Answers `path` without credentials (storage a redirect points to).
+    pub fn open(mut self, path: &str) -> Auth {
+        self.open.push(path.to_string());
+        self
+    }
+}
+
+/// The `Authorization` value of HTTP Basic for `user` and `password`.
+pub fn basic_header(user: &str, password: &str) -> String {
+    let pair = format!("{user}:{password}");
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(pair)
+    )
+}
+
 /// A delay injected before every answer (a slow upstream, as `tc netem` would make one).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Fault {
@@ -61,6 +118,9 @@ struct State {
     hits: Mutex<HashMap<String, u64>>,
     traceparents: Mutex<HashMap<String, Vec<String>>>,
     written: Mutex<HashMap<String, u64>>,
+    auth: Mutex<Option<Auth>>,
+    /// Each request's `Authorization` (None: it had none), by path.
+    authorizations: Mutex<HashMap<String, Vec<Option<String>>>>,
 }
 
 /// How to start an [`Upstream`].
@@ -69,6 +129,7 @@ pub struct Builder {
     state: State,
     bind: Option<SocketAddr>,
     netns: Option<String>,
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Builder {
@@ -88,6 +149,19 @@ impl Builder {
     /// Sends bodies from the directory at about `bytes_per_sec` (to kill a proxy mid-download).
     pub fn rate(mut self, bytes_per_sec: u64) -> Builder {
         self.state.rate = Some(bytes_per_sec);
+        self
+    }
+
+    /// Requires these credentials (see [`Auth`]; [`Upstream::set_auth`] changes them).
+    pub fn auth(self, auth: Auth) -> Builder {
+        *self.state.auth.lock().unwrap() = Some(auth);
+        self
+    }
+
+    /// Serves HTTPS with `ca`'s server certificate; a connection that does not start a TLS
+    /// handshake is answered in plain HTTP.
+    pub fn tls(mut self, ca: &TestCa) -> Builder {
+        self.tls = Some(ca.server_config());
         self
     }
 
@@ -124,17 +198,29 @@ impl Builder {
             .build()
             .expect("fake upstream runtime");
         let serving = state.clone();
+        let tls = self.tls.map(tokio_rustls::TlsAcceptor::from);
+        let scheme = if tls.is_some() { "https" } else { "http" };
         runtime.spawn(async move {
             let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
             loop {
                 let Ok((sock, _)) = listener.accept().await else {
                     continue;
                 };
-                tokio::spawn(answer(sock, serving.clone()));
+                let (tls, state) = (tls.clone(), serving.clone());
+                tokio::spawn(async move {
+                    match tls {
+                        Some(acceptor) if starts_tls(&sock).await => {
+                            if let Ok(sock) = acceptor.accept(sock).await {
+                                answer(sock, state).await;
+                            }
+                        }
+                        _ => answer(sock, state).await,
+                    }
+                });
             }
         });
         Upstream {
-            url: format!("http://{addr}"),
+            url: format!("{scheme}://{addr}"),
             addr,
             state,
             runtime: Some(runtime),
@@ -148,9 +234,15 @@ fn bind_in_netns(name: &str, addr: SocketAddr) -> std::io::Result<std::net::TcpL
     crate::netns::enter(name, || std::net::TcpListener::bind(addr))?
 }
 
+/// Whether a connection opens with a TLS handshake record.
+async fn starts_tls(sock: &tokio::net::TcpStream) -> bool {
+    let mut first = [0u8; 1];
+    matches!(sock.peek(&mut first).await, Ok(1) if first[0] == 0x16)
+}
+
 /// A running fake upstream; stopped when dropped.
 pub struct Upstream {
-    /// `http://ADDR`.
+    /// `http://ADDR`, or `https://ADDR` when it serves TLS.
     pub url: String,
     addr: SocketAddr,
     state: Arc<State>,
@@ -190,6 +282,33 @@ impl Upstream {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// `http://ADDR`, also for an upstream serving TLS (it answers plain HTTP too).
+    pub fn plain_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Changes the credentials required from now on (None: none).
+    pub fn set_auth(&self, auth: Option<Auth>) {
+        *self.state.auth.lock().unwrap() = auth;
+    }
+
+    /// The `Authorization` header of each request for `path`, in arrival order (None: the
+    /// request had none).
+    pub fn authorizations(&self, path: &str) -> Vec<Option<String>> {
+        self.state
+            .authorizations
+            .lock()
+            .unwrap()
+            .get(path)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Every path's `Authorization` headers.
+    pub fn all_authorizations(&self) -> HashMap<String, Vec<Option<String>>> {
+        self.state.authorizations.lock().unwrap().clone()
     }
 
     /// Delays every answer from now on (a slow upstream); `Fault::default()` ends it.
@@ -242,8 +361,17 @@ impl Upstream {
     }
 }
 
+/// The value of the header `name` in a request head.
+fn header(head: &str, name: &str) -> Option<String> {
+    head.lines().skip(1).find_map(|l| {
+        let (n, value) = l.split_once(':')?;
+        n.eq_ignore_ascii_case(name)
+            .then(|| value.trim().to_string())
+    })
+}
+
 /// Answers one connection (one request; the connection is closed after it).
-async fn answer(mut sock: tokio::net::TcpStream, state: Arc<State>) {
+async fn answer<S: AsyncRead + AsyncWrite + Unpin>(mut sock: S, state: Arc<State>) {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 4096];
     while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
@@ -257,11 +385,7 @@ async fn answer(mut sock: tokio::net::TcpStream, state: Arc<State>) {
     }
     let head = String::from_utf8_lossy(&buf).into_owned();
     let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
-    if let Some(tp) = head.lines().find_map(|l| {
-        let (name, value) = l.split_once(':')?;
-        name.eq_ignore_ascii_case("traceparent")
-            .then(|| value.trim().to_string())
-    }) {
+    if let Some(tp) = header(&head, "traceparent") {
         state
             .traceparents
             .lock()
@@ -276,6 +400,34 @@ async fn answer(mut sock: tokio::net::TcpStream, state: Arc<State>) {
         *n += 1;
         *n
     };
+    let authorization = header(&head, "authorization");
+    state
+        .authorizations
+        .lock()
+        .unwrap()
+        .entry(path.clone())
+        .or_default()
+        .push(authorization.clone());
+    let auth = state.auth.lock().unwrap().clone();
+    if let Some(auth) = auth
+        && !auth.open.contains(&path)
+        && !authorization
+            .as_ref()
+            .is_some_and(|a| auth.accepted.contains(a))
+    {
+        let body = format!(
+            "unauthorized: {}\n",
+            authorization.as_deref().unwrap_or("no credentials")
+        );
+        let text = format!(
+            "HTTP/1.1 401 Unauthorized\r\nwww-authenticate: {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            auth.challenge,
+            body.len()
+        );
+        let _ = sock.write_all(text.as_bytes()).await;
+        let _ = sock.shutdown().await;
+        return;
+    }
     let fault = *state.fault.lock().unwrap();
     if !fault.delay.is_zero() {
         let jitter = fault.jitter.as_secs_f64() * (2.0 * fastrand_f64() - 1.0);
@@ -338,8 +490,8 @@ fn fastrand_f64() -> f64 {
     (h.finish() >> 11) as f64 / (1u64 << 53) as f64
 }
 
-async fn write_reply(
-    sock: &mut tokio::net::TcpStream,
+async fn write_reply<S: AsyncWrite + Unpin>(
+    sock: &mut S,
     reply: Reply,
     seen: u64,
     path: &str,
@@ -454,6 +606,70 @@ mod tests {
         assert_eq!(up.hits("/m/@v/list"), 1);
         let star = Upstream::start(vec![("*", Reply::Body(b"any".to_vec()))], None);
         assert_eq!(get(&star, "/whatever"), (200, b"any".to_vec()));
+    }
+
+    fn get_with(up: &Upstream, path: &str, authorization: Option<&str>) -> (u16, String) {
+        let mut conn = std::net::TcpStream::connect(up.addr()).unwrap();
+        let extra = authorization.map_or(String::new(), |a| format!("authorization: {a}\r\n"));
+        write!(conn, "GET {path} HTTP/1.1\r\nhost: x\r\n{extra}\r\n").unwrap();
+        let mut out = String::new();
+        conn.read_to_string(&mut out).unwrap();
+        let status = out.split_whitespace().nth(1).unwrap().parse().unwrap();
+        (status, out)
+    }
+
+    #[test]
+    fn auth_is_required_recorded_and_changed_while_running() {
+        let up = Upstream::builder()
+            .route("*", Reply::Body(b"ok".to_vec()))
+            .auth(Auth::basic("ci", "pw").open("/storage"))
+            .start();
+        let (status, text) = get_with(&up, "/a", None);
+        assert_eq!(status, 401);
+        assert!(
+            text.contains("www-authenticate: Basic realm=") && text.contains("no credentials"),
+            "{text}"
+        );
+        let good = basic_header("ci", "pw");
+        assert_eq!(good, "Basic Y2k6cHc=");
+        assert_eq!(get_with(&up, "/a", Some(&good)).0, 200);
+        let (status, text) = get_with(&up, "/a", Some("Bearer nope"));
+        assert_eq!(status, 401);
+        assert!(text.contains("unauthorized: Bearer nope"), "{text}");
+        assert_eq!(get_with(&up, "/storage", None).0, 200);
+        assert_eq!(
+            up.authorizations("/a"),
+            [None, Some(good.clone()), Some("Bearer nope".into())]
+        );
+        up.set_auth(Some(Auth::bearer("t1").or(Auth::bearer("t2"))));
+        assert_eq!(get_with(&up, "/b", Some("Bearer t2")).0, 200);
+        assert_eq!(get_with(&up, "/b", Some(&good)).0, 401);
+        up.set_auth(None);
+        assert_eq!(get_with(&up, "/b", None).0, 200);
+    }
+
+    #[test]
+    fn https_with_the_test_ca_and_plain_http_on_the_same_port() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let ca = TestCa::new();
+        let up = Upstream::builder()
+            .route("*", Reply::Body(b"secure".to_vec()))
+            .tls(&ca)
+            .start();
+        assert!(up.url.starts_with("https://127.0.0.1:"), "{}", up.url);
+        let pem = std::fs::read(ca.ca_pem()).unwrap();
+        let client = reqwest::blocking::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(&pem).unwrap()])
+            .build()
+            .unwrap();
+        let body = client.get(format!("{}/x", up.url)).send().unwrap();
+        assert_eq!(body.text().unwrap(), "secure");
+        // Another CA's clients refuse it.
+        let untrusted = reqwest::blocking::Client::new()
+            .get(format!("{}/x", up.url))
+            .send();
+        assert!(untrusted.is_err());
+        assert_eq!(get(&up, "/plain"), (200, b"secure".to_vec()));
     }
 
     #[test]

@@ -8,14 +8,14 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use kube::ResourceExt;
 use modfleet_contract::config::{
     FileConfig, GitCredentialsConfig, PrivateModuleConfig, RepositoryConfig, SumdbConfig,
-    UpstreamConfig,
+    UpstreamConfig, UpstreamCredentialsConfig,
 };
 use modfleet_contract::defaults;
 use modfleet_contract::values::{ByteSize, HumanDuration, OnOff};
 use modfleet_telemetry::LogFormat;
 use sha2::{Digest, Sha256};
 
-use super::credentials::{self, Credentials, Key};
+use super::credentials::{Credentials, Key, Owner};
 use super::labels::Component;
 use super::{ADMIN_PORT, CACHE_DIR, CONFIG_KEY, Context, HTTP_PORT, meta, names, quantity_bytes};
 use crate::crd::{self, GoModuleProxy};
@@ -42,7 +42,13 @@ pub fn proxy_config(gmp: &GoModuleProxy, ctx: &Context) -> FileConfig {
         cache_max_bytes: quantity_bytes(&spec.cache.size)
             .map(|b| ctx.smallest_cache_bytes.map_or(b, |s| s.min(b)))
             .map(|b| ByteSize((b as f64 * CACHE_FILL_RATIO) as u64)),
-        upstreams: Some(spec.upstreams.iter().map(upstream).collect()),
+        upstreams: Some(
+            spec.upstreams
+                .iter()
+                .enumerate()
+                .map(|(i, u)| upstream(i, u, &ctx.credentials))
+                .collect(),
+        ),
         sumdbs: (!sumdbs.is_empty()).then_some(sumdbs),
         list_ttl: Some(defaults::LIST_TTL),
         log_format: Some(LogFormat::Json),
@@ -70,13 +76,9 @@ fn private_module(
     m: &crd::PrivateModule,
     credentials: &Credentials,
 ) -> PrivateModuleConfig {
-    let files = credentials.mounts.get(&index).map(|mount| {
-        let file = |key: Key| {
-            mount
-                .keys
-                .contains(&key)
-                .then(|| credentials::file(index, key))
-        };
+    let owner = Owner::PrivateModule(index);
+    let files = credentials.mounts.contains_key(&owner).then(|| {
+        let file = |key: Key| credentials.file(owner, key);
         GitCredentialsConfig {
             username: None,
             username_file: file(Key::Username),
@@ -101,9 +103,21 @@ fn any_address(port: i32) -> SocketAddr {
     SocketAddr::from((Ipv4Addr::UNSPECIFIED, port))
 }
 
-/// The spec's timeout is rendered as written. The CRD admits only `([0-9]+(ms|s|m|h))+`; the
+/// Upstream `index`, with the files of the keys its Secret has (never their contents). The
+/// spec's timeout is rendered as written. The CRD admits only `([0-9]+(ms|s|m|h))+`; the
 /// one such text the proxy cannot read overflows (longer than 500 years) and gets the default.
-fn upstream(u: &crd::Upstream) -> UpstreamConfig {
+fn upstream(index: usize, u: &crd::Upstream, credentials: &Credentials) -> UpstreamConfig {
+    let owner = Owner::Upstream(index);
+    let files = credentials.mounts.contains_key(&owner).then(|| {
+        let file = |key: Key| credentials.file(owner, key);
+        UpstreamCredentialsConfig {
+            username: None,
+            username_file: file(Key::Username),
+            password_file: file(Key::Password),
+            bearer_token_file: file(Key::Token),
+            netrc_file: file(Key::Netrc),
+        }
+    });
     UpstreamConfig {
         weight: u32::try_from(u.weight.unwrap_or(1).max(1)).unwrap_or(1),
         timeout: u
@@ -111,6 +125,8 @@ fn upstream(u: &crd::Upstream) -> UpstreamConfig {
             .as_deref()
             .and_then(|t| t.parse::<HumanDuration>().ok())
             .unwrap_or(defaults::UPSTREAM_TIMEOUT),
+        credentials: files,
+        insecure: u.insecure,
         ..UpstreamConfig::new(&u.url)
     }
 }
@@ -183,11 +199,48 @@ mod tests {
     }
 
     #[test]
+    fn upstreams_name_the_mounted_files() {
+        use crate::resources::credentials::tests::{upstream_fleet, upstream_secrets};
+        let g = upstream_fleet();
+        let c = Context {
+            credentials: crate::resources::credentials::check(&g, &upstream_secrets()).unwrap(),
+            ..ctx()
+        };
+        let yaml = &build(&g, &c).data.unwrap()["config.yaml"];
+        let v: serde_json::Value = serde_yaml_ng::from_str(yaml).unwrap();
+        assert_eq!(
+            v["upstreams"],
+            json!([
+                {
+                    "url": "https://artifactory.corp.example/api/go/go", "weight": 1, "timeout": "30s",
+                    "credentials": {
+                        "usernameFile": "/etc/modfleet-upstream/0/username",
+                        "passwordFile": "/etc/modfleet-upstream/0/password"
+                    }
+                },
+                {"url": "https://goproxy.example.com", "weight": 1, "timeout": "30s"},
+                {
+                    "url": "https://nexus.corp.example/repository/go", "weight": 1, "timeout": "30s",
+                    "credentials": {"bearerTokenFile": "/etc/modfleet-upstream/2/token"}
+                },
+                {
+                    "url": "http://athens.internal:3000", "weight": 1, "timeout": "30s",
+                    "credentials": {"netrcFile": "/etc/modfleet-upstream/3/netrc"},
+                    "insecure": true
+                }
+            ])
+        );
+        for secret in ["up-s3cret", "up-t0ken", "up-n3trc"] {
+            assert!(!yaml.contains(secret), "{yaml}");
+        }
+    }
+
+    #[test]
     fn private_modules_name_the_mounted_files() {
         use crate::resources::credentials::tests::{good_secrets, private_fleet};
         let g = private_fleet();
         let c = Context {
-            credentials: credentials::check(&g, &good_secrets()).unwrap(),
+            credentials: crate::resources::credentials::check(&g, &good_secrets()).unwrap(),
             ..ctx()
         };
         let yaml = &build(&g, &c).data.unwrap()["config.yaml"];
@@ -224,10 +277,13 @@ mod tests {
         let mut rotated = good_secrets();
         rotated.insert(
             "git-basic".into(),
-            credentials::tests::secret(&[("username", "ci"), ("password", "n3w")]),
+            crate::resources::credentials::tests::secret(&[
+                ("username", "ci"),
+                ("password", "n3w"),
+            ]),
         );
         let c2 = Context {
-            credentials: credentials::check(&g, &rotated).unwrap(),
+            credentials: crate::resources::credentials::check(&g, &rotated).unwrap(),
             ..ctx()
         };
         assert_eq!(hash(&build(&g, &c)), hash(&build(&g, &c2)));

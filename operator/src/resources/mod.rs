@@ -51,7 +51,7 @@ pub struct Context {
     /// Namespace of the operator's pods (`--operator-namespace`): the fleet NetworkPolicy
     /// admits them to the admin port from there only (`None`: from any namespace).
     pub operator_namespace: Option<String>,
-    /// What the members get of the Secrets `privateModules` references (read and checked by
+    /// What the members get of the Secrets `upstreams` and `privateModules` reference (read and checked by
     /// the reconcile: [`credentials::check`]).
     pub credentials: credentials::Credentials,
 }

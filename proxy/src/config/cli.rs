@@ -108,7 +108,8 @@ pub struct ServeArgs {
 
     /// Upstream proxy URL, repeatable, in priority order (the go command's comma semantics:
     /// 404/410 moves on to the next). Default: the http(s) entries of $GOPROXY, then of
-    /// `go env GOPROXY`. The environment variable takes a comma-separated list.
+    /// `go env GOPROXY`. The environment variable takes a comma-separated list. Credentials
+    /// for an upstream are files named in the --config file (`upstreams[].credentials`).
     #[arg(
         long = "upstream",
         env = "MODFLEET_UPSTREAM",

@@ -14,10 +14,12 @@ mod validate;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::Url;
 
+pub use crate::credentials::UpstreamCredentials;
 pub use cli::{Cli, ServeArgs, Subcommands, VerifyArgs};
 pub use modfleet_contract::config::{
     BreakerConfig, FileConfig, HealthCheckConfig, RetryConfig, SumdbConfig, UpstreamConfig,
@@ -58,11 +60,13 @@ pub struct Config {
 /// A validated upstream.
 #[derive(Debug, Clone)]
 pub struct Upstream {
-    /// Base URL without a trailing slash.
+    /// Base URL without a trailing slash (and without userinfo: credentials are files).
     pub url: Url,
     pub weight: u32,
     pub timeout: Duration,
     pub priority: u32,
+    /// What its requests carry in `Authorization`; read from files at each use.
+    pub credentials: Option<Arc<UpstreamCredentials>>,
 }
 
 /// A validated checksum database.
@@ -131,6 +135,11 @@ pub enum ConfigError {
     Upstream { url: String, reason: String },
     #[error("invalid upstream {url}: {reason}")]
     UpstreamSetting { url: String, reason: String },
+    #[error("upstream {url}: {source}")]
+    UpstreamCredentials {
+        url: String,
+        source: crate::credentials::CredentialsError,
+    },
     #[error("invalid checksum database {name:?}: {reason}")]
     Sumdb { name: String, reason: String },
     #[error("invalid resilience setting: {0}")]
@@ -195,7 +204,25 @@ impl Config {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
-        Config::merge(args, file, env)
+        let config = Config::merge(args, file, env)?;
+        config.check_credentials()?;
+        Ok(config)
+    }
+
+    /// Reads every upstream's credentials once: a missing file or a netrc without the
+    /// upstream's host stops the start, as a typo in the config does. (Later, a file that
+    /// breaks fails that upstream's requests and is logged.)
+    pub fn check_credentials(&self) -> Result<(), ConfigError> {
+        for u in &self.upstreams {
+            if let Some(c) = &u.credentials {
+                c.authorization()
+                    .map_err(|source| ConfigError::UpstreamCredentials {
+                        url: u.url.as_str().to_string(),
+                        source,
+                    })?;
+            }
+        }
+        Ok(())
     }
 
     /// Only the cache directory (flag, variable, file, default), for `verify` when the rest

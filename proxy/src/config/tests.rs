@@ -301,3 +301,143 @@ fn prefetch_is_on_by_default_and_the_flag_wins_over_the_file() {
     let file: FileConfig = serde_yaml_ng::from_str("prefetchZips: on\n").unwrap();
     assert!(Config::merge(&up(), file, no_env).unwrap().prefetch_zips);
 }
+
+fn upstream_file(yaml: &str) -> Result<Config, ConfigError> {
+    let file: FileConfig = serde_yaml_ng::from_str(yaml).unwrap_or_else(|e| panic!("{e}"));
+    Config::merge(&args(&[]), file, no_env)
+}
+
+#[test]
+fn upstream_credentials_take_one_kind_from_files() {
+    use crate::credentials::{CredentialSource, Username};
+    let c = upstream_file(
+        "upstreams:
+  - url: https://basic.example
+    credentials: {username: ci, passwordFile: /s/password}
+  - url: https://bearer.example
+    credentials: {bearerTokenFile: /s/token}
+  - url: http://athens.internal:3000
+    insecure: true
+    credentials: {netrcFile: /s/netrc}
+  - url: https://anonymous.example
+",
+    )
+    .unwrap();
+    let source = |i: usize| {
+        c.upstreams[i]
+            .credentials
+            .as_ref()
+            .map(|c| c.source().clone())
+    };
+    assert_eq!(
+        source(0),
+        Some(CredentialSource::Basic {
+            username: Username::Name("ci".into()),
+            password_file: "/s/password".into()
+        })
+    );
+    assert_eq!(
+        source(1),
+        Some(CredentialSource::Bearer {
+            token_file: "/s/token".into()
+        })
+    );
+    assert_eq!(
+        source(2),
+        Some(CredentialSource::Netrc {
+            file: "/s/netrc".into()
+        })
+    );
+    assert_eq!(source(3), None);
+}
+
+#[test]
+fn upstream_credential_errors_name_the_upstream_and_the_fix() {
+    let error = |yaml: &str| upstream_file(yaml).unwrap_err().to_string();
+    let e = error(
+        "upstreams:\n  - url: http://plain.example\n    credentials: {bearerTokenFile: /t}\n",
+    );
+    assert!(
+        e.contains("http://plain.example") && e.contains("insecure: true"),
+        "{e}"
+    );
+    let e = error(
+        "upstreams:\n  - url: https://u.example\n    credentials: {bearerTokenFile: /t, netrcFile: /n}\n",
+    );
+    assert!(
+        e.contains("https://u.example") && e.contains("not several"),
+        "{e}"
+    );
+    let e = error("upstreams:\n  - url: https://u.example\n    credentials: {username: ci}\n");
+    assert!(e.contains("passwordFile"), "{e}");
+    let e = error("upstreams:\n  - url: https://u.example\n    credentials: {passwordFile: /p}\n");
+    assert!(e.contains("username (or usernameFile)"), "{e}");
+    let e = error(
+        "upstreams:\n  - url: https://u.example\n    credentials: {username: 'a:b', passwordFile: /p}\n",
+    );
+    assert!(e.contains("without ':'"), "{e}");
+    let e = error("upstreams:\n  - url: https://u.example\n    credentials: {}\n");
+    assert!(e.contains("bearerTokenFile"), "{e}");
+    let e = serde_yaml_ng::from_str::<FileConfig>(
+        "upstreams:\n  - url: https://u.example\n    credentials: {tokenFile: /t}\n",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("unknown field `tokenFile`"), "{e}");
+}
+
+/// Userinfo in an upstream URL would be shown wherever the URL is (logs, metrics, /status):
+/// refused, and the error does not repeat it.
+#[test]
+fn passwords_in_upstream_urls_are_refused_unshown() {
+    let err = Config::merge(
+        &args(&["https://ci:hunter2@goproxy.corp.example"]),
+        FileConfig::default(),
+        no_env,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("https://goproxy.corp.example") && err.contains("credentials"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2") && !err.contains("ci:"), "{err}");
+    let err = Config::merge(
+        &args(&["ftp://ci:hunter2@x.example"]),
+        FileConfig::default(),
+        no_env,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(!err.contains("hunter2"), "{err}");
+}
+
+/// A credentials file that cannot be read stops the start, naming the upstream and the file.
+#[test]
+fn load_reads_the_credentials_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("password");
+    let config = dir.path().join("modfleet.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "upstreams:\n  - url: https://u.example\n    credentials: {{username: ci, passwordFile: {}}}\n",
+            missing.display()
+        ),
+    )
+    .unwrap();
+    let a = ServeArgs {
+        config: Some(config),
+        ..ServeArgs::default()
+    };
+    let e = Config::load(&a, no_env).unwrap_err().to_string();
+    assert!(
+        e.contains("upstream https://u.example/")
+            && e.contains(&missing.display().to_string())
+            && e.contains("passwordFile"),
+        "{e}"
+    );
+    std::fs::write(&missing, "s3cret\n").unwrap();
+    let c = Config::load(&a, no_env).unwrap();
+    assert!(c.upstreams[0].credentials.is_some());
+}

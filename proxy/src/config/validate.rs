@@ -4,8 +4,12 @@ use super::{
     ConfigError, ConnectionLimits, FileConfig, Resilience, ServeArgs, Sumdb, SumdbConfig, Upstream,
     UpstreamConfig, defaults, duration,
 };
+use crate::credentials::{CredentialSource, UpstreamCredentials, Username};
 use crate::protocol::sumdb::{self, note::Verifier};
+use modfleet_contract::config::UpstreamCredentialsConfig;
 use reqwest::Url;
+use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Most connections `--max-connections` may name (far above any fd limit in practice).
 const MAX_MAX_CONNECTIONS: usize = 1 << 20;
@@ -32,27 +36,111 @@ pub(super) fn parse_http_url(raw: &str) -> Result<Url, String> {
 }
 
 pub(super) fn upstream(index: usize, u: UpstreamConfig) -> Result<Upstream, ConfigError> {
+    // Shown without userinfo everywhere: a password put there must not reach a log.
+    let shown = crate::codehost::display_url(&u.url);
     let url = parse_http_url(&u.url).map_err(|reason| ConfigError::Upstream {
-        url: u.url.clone(),
+        url: shown.clone(),
         reason,
     })?;
+    let bad = |reason: String| ConfigError::UpstreamSetting {
+        url: shown.clone(),
+        reason,
+    };
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad(
+            "put the user name and password in the upstream's `credentials` (files), not in \
+             the URL: the URL is shown in logs, metrics and /status"
+                .into(),
+        ));
+    }
     if u.weight == 0 {
-        return Err(ConfigError::UpstreamSetting {
-            url: u.url,
-            reason: "weight must be at least 1".into(),
-        });
+        return Err(bad("weight must be at least 1".into()));
     }
     if u.timeout.get().is_zero() {
-        return Err(ConfigError::UpstreamSetting {
-            url: u.url,
-            reason: "timeout must be longer than 0s".into(),
-        });
+        return Err(bad("timeout must be longer than 0s".into()));
     }
+    let credentials = match u.credentials {
+        None => None,
+        Some(c) => {
+            if url.scheme() == "http" && !u.insecure {
+                return Err(bad(
+                    "credentials on a plain http:// upstream would cross the network in clear \
+                     text: use https://, or set `insecure: true` on the upstream to send them \
+                     anyway"
+                        .into(),
+                ));
+            }
+            let source = credentials(c).map_err(bad)?;
+            Some(Arc::new(UpstreamCredentials::new(source, &url)))
+        }
+    };
     Ok(Upstream {
         url,
         weight: u.weight,
         timeout: u.timeout.get(),
         priority: u.priority.unwrap_or(index as u32),
+        credentials,
+    })
+}
+
+/// One of: `username` or `usernameFile` with `passwordFile`; `bearerTokenFile`; `netrcFile`.
+fn credentials(c: UpstreamCredentialsConfig) -> Result<CredentialSource, String> {
+    const ONE_OF: &str = "username (or usernameFile) with passwordFile for HTTP Basic, \
+                          bearerTokenFile for a Bearer token, or netrcFile";
+    let basic = c.username.is_some() || c.username_file.is_some() || c.password_file.is_some();
+    let kinds = [basic, c.bearer_token_file.is_some(), c.netrc_file.is_some()];
+    match kinds.iter().filter(|&&k| k).count() {
+        0 => return Err(format!("credentials: give {ONE_OF}")),
+        1 => {}
+        _ => return Err(format!("credentials: give one of {ONE_OF}, not several")),
+    }
+    let file = |setting: &str, path: PathBuf| {
+        if path.as_os_str().is_empty() {
+            Err(format!("credentials: {setting} is empty: name a file"))
+        } else {
+            Ok(path)
+        }
+    };
+    if let Some(path) = c.bearer_token_file {
+        return Ok(CredentialSource::Bearer {
+            token_file: file("bearerTokenFile", path)?,
+        });
+    }
+    if let Some(path) = c.netrc_file {
+        return Ok(CredentialSource::Netrc {
+            file: file("netrcFile", path)?,
+        });
+    }
+    let username = match (c.username, c.username_file) {
+        (Some(_), Some(_)) => {
+            return Err("credentials: give username or usernameFile, not both".into());
+        }
+        (Some(name), None) => {
+            let name = name.trim().to_string();
+            if name.is_empty() || name.contains(':') || name.chars().any(char::is_control) {
+                return Err(
+                    "credentials: username must be a user name without ':' or control \
+                     characters (HTTP Basic cannot send them)"
+                        .into(),
+                );
+            }
+            Username::Name(name)
+        }
+        (None, Some(path)) => Username::File(file("usernameFile", path)?),
+        (None, None) => {
+            return Err(
+                "credentials: HTTP Basic needs username (or usernameFile) with \
+                        passwordFile"
+                    .into(),
+            );
+        }
+    };
+    let Some(password_file) = c.password_file else {
+        return Err("credentials: HTTP Basic needs passwordFile with the username".into());
+    };
+    Ok(CredentialSource::Basic {
+        username,
+        password_file: file("passwordFile", password_file)?,
     })
 }
 

@@ -31,11 +31,13 @@ mod pool;
 mod probe;
 mod response;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::StatusCode;
 use reqwest::Url;
 
+use crate::credentials::UpstreamCredentials;
 use health::Outcome;
 
 pub use pool::UpstreamPool;
@@ -49,15 +51,23 @@ pub struct Endpoint {
     base: Url,
     /// Wait for headers, and for each further chunk of the body.
     pub timeout: Duration,
+    /// What requests to this endpoint carry in `Authorization` (an upstream's own; never a
+    /// checksum database's direct URL).
+    credentials: Option<Arc<UpstreamCredentials>>,
 }
 
 impl Endpoint {
-    fn new(base: &Url, timeout: Duration) -> Endpoint {
+    fn new(
+        base: &Url,
+        timeout: Duration,
+        credentials: Option<Arc<UpstreamCredentials>>,
+    ) -> Endpoint {
         let name = base.as_str().trim_end_matches('/').to_string();
         Endpoint {
             name,
             base: base.clone(),
             timeout,
+            credentials,
         }
     }
 
@@ -78,6 +88,14 @@ pub enum AttemptError {
         /// From a 429's Retry-After.
         retry_after: Option<Duration>,
     },
+    /// 401: our credentials were refused (or the upstream wants some and has none). Never
+    /// passed on as a 401: that would ask the client for credentials meant for the upstream.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Our credentials for the upstream cannot be read (a file missing, empty, malformed):
+    /// the upstream was not asked.
+    #[error("{0}")]
+    Credentials(String),
     #[error("{0}")]
     Timeout(String),
     #[error("{0}")]
@@ -101,6 +119,8 @@ impl AttemptError {
         match self {
             AttemptError::NotFound { .. } => "not_found",
             AttemptError::Status { .. } | AttemptError::Transport(_) => "error",
+            AttemptError::Unauthorized(_) => "unauthorized",
+            AttemptError::Credentials(_) => "credentials_error",
             AttemptError::Timeout(_) => "timeout",
             AttemptError::Invalid(_) => "invalid",
             AttemptError::Local(_) => "local_error",
@@ -124,10 +144,17 @@ impl AttemptError {
                 // 400, 403, ...: the upstream is up; this request is its problem.
                 Outcome::Success
             }),
-            AttemptError::Timeout(_) | AttemptError::Transport(_) | AttemptError::Invalid(_) => {
-                Some(Outcome::Failure)
-            }
-            AttemptError::Local(_) | AttemptError::Unverifiable { .. } => None,
+            // Refused credentials make the upstream as useless to us as an outage: the next
+            // upstream is asked, and enough in a row open the breaker (the probes, which carry
+            // the credentials too, close it once they are accepted again).
+            AttemptError::Unauthorized(_)
+            | AttemptError::Timeout(_)
+            | AttemptError::Transport(_)
+            | AttemptError::Invalid(_) => Some(Outcome::Failure),
+            // Unreadable credentials say nothing of the upstream's health.
+            AttemptError::Credentials(_)
+            | AttemptError::Local(_)
+            | AttemptError::Unverifiable { .. } => None,
         }
     }
 }
@@ -172,6 +199,18 @@ pub enum Target<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Refused credentials count against the upstream like an outage; credentials we cannot
+    /// read say nothing of it.
+    #[test]
+    fn credential_failures_and_health() {
+        let refused = AttemptError::Unauthorized("refused our credentials".into());
+        assert_eq!(refused.health_outcome(), Some(Outcome::Failure));
+        assert_eq!(refused.outcome(), "unauthorized");
+        let unreadable = AttemptError::Credentials("cannot read /x".into());
+        assert_eq!(unreadable.health_outcome(), None);
+        assert_eq!(unreadable.outcome(), "credentials_error");
+    }
 
     #[test]
     fn pool_errors_map_to_status_codes() {

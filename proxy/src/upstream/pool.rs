@@ -98,7 +98,7 @@ impl UpstreamPool {
             members: upstreams
                 .iter()
                 .map(|u| Member {
-                    endpoint: Endpoint::new(&u.url, u.timeout),
+                    endpoint: Endpoint::new(&u.url, u.timeout, u.credentials.clone()),
                     priority: u.priority,
                     weight: u.weight,
                     health: Health::new(breaker),
@@ -107,7 +107,11 @@ impl UpstreamPool {
                 .collect(),
             sumdbs: sumdbs
                 .iter()
-                .map(|s| (s.name.clone(), Endpoint::new(&s.url, default_timeout)))
+                .map(|s| {
+                    // A database's direct URL never gets an upstream's credentials, even on
+                    // the same host: only the upstream's own /sumdb/ endpoint does.
+                    (s.name.clone(), Endpoint::new(&s.url, default_timeout, None))
+                })
                 .collect(),
             settings,
             metrics,
@@ -550,8 +554,10 @@ fn auto_hedge_delay(own_p95: Option<Duration>, bound: Option<Duration>) -> Durat
 }
 
 /// Redirects are followed (mirrors send zips to storage) only to http(s), at most
-/// [`MAX_REDIRECTS`] times. reqwest drops `Authorization` and cookies when a redirect leaves
-/// the upstream's host, so credentials never reach another host.
+/// [`MAX_REDIRECTS`] times. reqwest (0.13, `redirect::remove_sensitive_headers`) drops
+/// `Authorization` and cookies when a redirect changes the scheme, the host or the port, so
+/// an upstream's credentials never reach another origin (tests/upstream_credentials.rs holds
+/// it to that).
 fn redirect_policy() -> reqwest::redirect::Policy {
     reqwest::redirect::Policy::custom(|attempt| {
         if attempt.previous().len() > MAX_REDIRECTS {

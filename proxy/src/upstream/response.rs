@@ -216,9 +216,16 @@ pub(super) async fn send(
     progress: &Arc<Progress>,
 ) -> Result<UpstreamResponse, AttemptError> {
     let url = endpoint.url(path);
-    let mut trace_headers = http::HeaderMap::new();
-    modfleet_telemetry::inject_current(&mut trace_headers);
-    let sent = client.get(&url).headers(trace_headers).send();
+    let mut headers = http::HeaderMap::new();
+    modfleet_telemetry::inject_current(&mut headers);
+    // The request goes to the upstream's own base URL: its origin, so its credentials.
+    if let Some(c) = &endpoint.credentials {
+        let value = c
+            .authorization()
+            .map_err(|e| AttemptError::Credentials(e.to_string()))?;
+        headers.insert(http::header::AUTHORIZATION, value);
+    }
+    let sent = client.get(&url).headers(headers).send();
     let response = match tokio::time::timeout(endpoint.timeout, sent).await {
         Err(_) => {
             return Err(AttemptError::Timeout(format!(
@@ -256,7 +263,21 @@ pub(super) async fn send(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
-    let message = first_line(&error_body(response, endpoint.timeout).await);
+    let mut message = first_line(&error_body(response, endpoint.timeout).await);
+    if let Some(c) = &endpoint.credentials {
+        // A server may echo what it refused.
+        message = c.redact(&message);
+    }
+    if status == StatusCode::UNAUTHORIZED {
+        return Err(AttemptError::Unauthorized(unauthorized(endpoint, status)));
+    }
+    if status == StatusCode::FORBIDDEN
+        && let Some(c) = &endpoint.credentials
+    {
+        // Passed on as the go command would (a 403 is about this request: a module the
+        // upstream refuses, an identity without access to it), saying whose identity it was.
+        message = format!("{message} (asked with the credentials of {})", c.describe());
+    }
     if status == StatusCode::NOT_FOUND || status == StatusCode::GONE {
         Err(AttemptError::NotFound { status, message })
     } else {
@@ -265,6 +286,22 @@ pub(super) async fn send(
             message,
             retry_after,
         })
+    }
+}
+
+/// What a 401 means for us, and the fix: the credentials to check, or that there are none.
+/// The upstream's body is left out: it answers credentials it did not take.
+pub(super) fn unauthorized(endpoint: &Endpoint, status: StatusCode) -> String {
+    match &endpoint.credentials {
+        Some(c) => format!(
+            "refused our credentials ({status}): check {} (a rotated or wrong password or \
+             token?)",
+            c.describe()
+        ),
+        None => format!(
+            "asks for credentials ({status}) and has none: give the upstream `credentials` \
+             in the config (a fleet: credentialsSecretRef)"
+        ),
     }
 }
 

@@ -1,0 +1,350 @@
+//! Tests of the CRD: its shape, and its CEL rules run as the API server would (kube-cel).
+
+use super::*;
+use kube::CustomResourceExt;
+use serde_json::{Value, json};
+
+fn schema() -> Value {
+    let crd = GoModuleProxy::crd();
+    serde_json::to_value(
+        crd.spec.versions[0]
+            .schema
+            .as_ref()
+            .unwrap()
+            .open_api_v3_schema
+            .as_ref()
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+fn valid() -> Value {
+    json!({
+        "apiVersion": "modfleet.dev/v1alpha1",
+        "kind": "GoModuleProxy",
+        "metadata": {"name": "gomod", "namespace": "default"},
+        "spec": {
+            "replicas": 3,
+            "upstreams": [{"url": "https://goproxy.example.com", "weight": 1, "timeout": "30s"}],
+            "cache": {"size": "20Gi", "mode": "PerMember", "retainPolicy": "Retain"},
+            "networkPolicy": {"enabled": true, "allowFrom": [], "metricsFrom": [], "egressTo": [], "egressPorts": [443]},
+            "service": {"type": "ClusterIP", "port": 80, "annotations": {}},
+            "telemetry": {"otlpEndpoint": "", "samplingRatio": 0.1}
+        }
+    })
+}
+
+/// Runs the CRD's CEL rules client-side (kube-cel), as the API server would.
+fn cel(obj: &Value, old: Option<&Value>) -> Result<(), String> {
+    kube::core::cel::Validator::new()
+        .validate(&schema(), obj, old)
+        .map_err(|e| format!("{e:?}"))
+}
+
+fn with(path: &[&str], value: Value) -> Value {
+    let mut v = valid();
+    let mut cur = &mut v;
+    for p in &path[..path.len() - 1] {
+        cur = if let Ok(i) = p.parse::<usize>() {
+            &mut cur[i]
+        } else {
+            &mut cur[*p]
+        };
+    }
+    cur[path[path.len() - 1]] = value;
+    v
+}
+
+#[test]
+fn crd_names_subresources_and_columns() {
+    let crd = GoModuleProxy::crd();
+    assert_eq!(crd.spec.group, GROUP);
+    assert_eq!(crd.spec.names.kind, "GoModuleProxy");
+    assert_eq!(crd.spec.names.short_names, Some(vec!["gmp".to_owned()]));
+    assert_eq!(crd.spec.scope, "Namespaced");
+    let v = &crd.spec.versions[0];
+    assert_eq!(v.name, "v1alpha1");
+    let sub = v.subresources.as_ref().unwrap();
+    assert!(sub.status.is_some());
+    let scale = sub.scale.as_ref().unwrap();
+    assert_eq!(scale.spec_replicas_path, ".spec.replicas");
+    assert_eq!(scale.status_replicas_path, ".status.members");
+    // An HPA needs the pods' selector.
+    assert_eq!(
+        scale.label_selector_path.as_deref(),
+        Some(".status.selector")
+    );
+    let status = &schema()["properties"]["status"]["properties"];
+    assert_eq!(status["selector"]["type"], "string");
+    let cols: Vec<_> = v
+        .additional_printer_columns
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(cols, ["Members", "Ready", "Endpoint", "Age"]);
+}
+
+#[test]
+fn schema_shape_has_rules_and_defaults() {
+    let s = schema();
+    let spec = &s["properties"]["spec"];
+    assert_eq!(spec["required"], json!(["upstreams"]));
+    let ups = &spec["properties"]["upstreams"];
+    assert!(ups["x-kubernetes-validations"][0]["rule"].is_string());
+    let url = &ups["items"]["properties"]["url"];
+    assert!(
+        url["x-kubernetes-validations"][0]["rule"]
+            .as_str()
+            .unwrap()
+            .contains("isURL")
+    );
+    let cache = &spec["properties"]["cache"];
+    assert_eq!(cache["properties"]["mode"]["default"], "PerMember");
+    assert_eq!(
+        cache["properties"]["mode"]["x-kubernetes-validations"][0]["rule"],
+        "self == oldSelf"
+    );
+    assert_eq!(
+        cache["properties"]["mode"]["enum"],
+        json!(["PerMember", "Shared"])
+    );
+    assert_eq!(
+        spec["properties"]["replicas"]["minimum"].as_f64(),
+        Some(0.0)
+    );
+    assert!(s["x-kubernetes-validations"].as_array().unwrap().len() >= 2);
+}
+
+#[test]
+fn valid_object_passes_cel() {
+    cel(&valid(), None).unwrap();
+    let mut ok = valid();
+    ok["spec"]["upstreams"][0]["url"] = json!("http://athens.internal:3000/");
+    cel(&ok, None).unwrap();
+}
+
+#[test]
+fn cel_rejects_bad_urls() {
+    for bad in [
+        "ftp://x.example.com",
+        "goproxy.example.com",
+        "not a url",
+        "",
+    ] {
+        let v = with(&["spec", "upstreams", "0", "url"], json!(bad));
+        let err = cel(&v, None).expect_err(bad);
+        assert!(err.contains("http:// or https://"), "{bad}: {err}");
+    }
+}
+
+#[test]
+fn cel_needs_a_key_for_an_unknown_sumdb_and_a_key_for_the_name() {
+    let key = "sum.example.com+12345678+AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
+    for ok in [
+        json!({}),
+        json!({"name": ""}),
+        json!({"name": "sum.golang.org"}),
+        json!({"name": "sum.golang.org", "url": "https://sum.example.com"}),
+        json!({"name": "sum.example.com", "key": key}),
+    ] {
+        cel(&with(&["spec", "sumdb"], ok.clone()), None).unwrap_or_else(|e| panic!("{ok}: {e}"));
+    }
+    for bad in [
+        json!({"name": "sum.example.com"}),
+        json!({"name": "sum.golang.org", "key": key}),
+        json!({"name": "", "key": key}),
+        json!({"key": key}),
+    ] {
+        let Err(err) = cel(&with(&["spec", "sumdb"], bad.clone()), None) else {
+            panic!("{bad} passed");
+        };
+        assert!(err.contains("sumdb.key is required"), "{bad}: {err}");
+        assert!(err.contains("'sum.golang.org'"), "{bad}: {err}");
+    }
+}
+
+#[test]
+fn cel_rejects_empty_upstreams_weight_zero_bad_timeout() {
+    let err = cel(&with(&["spec", "upstreams"], json!([])), None).unwrap_err();
+    assert!(err.contains("at least one upstream"), "{err}");
+    let err = cel(&with(&["spec", "upstreams", "0", "weight"], json!(0)), None).unwrap_err();
+    assert!(err.contains("weight must be at least 1"), "{err}");
+    let err = cel(
+        &with(&["spec", "upstreams", "0", "timeout"], json!("soon")),
+        None,
+    )
+    .unwrap_err();
+    assert!(err.contains("duration like 30s"), "{err}");
+    cel(
+        &with(&["spec", "upstreams", "0", "timeout"], json!("1m30s")),
+        None,
+    )
+    .unwrap();
+}
+
+#[test]
+fn cel_checks_cache_size_is_a_quantity() {
+    for bad in ["lots", "20 Gi", "0", "-1Gi"] {
+        let err = cel(&with(&["spec", "cache", "size"], json!(bad)), None).expect_err(bad);
+        assert!(err.contains("positive quantity"), "{bad}: {err}");
+    }
+    for good in ["20Gi", "500Mi", "1G", "1073741824"] {
+        cel(&with(&["spec", "cache", "size"], json!(good)), None).expect(good);
+    }
+}
+
+#[test]
+fn cel_makes_mode_immutable_and_shared_needs_a_class() {
+    let old = valid();
+    let mut new = valid();
+    new["spec"]["cache"]["mode"] = json!("Shared");
+    new["spec"]["cache"]["storageClassName"] = json!("modfleet-rwx");
+    let err = cel(&new, Some(&old)).unwrap_err();
+    assert!(err.contains("cache.mode is immutable"), "{err}");
+    // On create the same object is fine.
+    cel(&new, None).unwrap();
+    // Shared without a class is refused.
+    new["spec"]["cache"]
+        .as_object_mut()
+        .unwrap()
+        .remove("storageClassName");
+    let err = cel(&new, None).unwrap_err();
+    assert!(err.contains("supports ReadWriteMany"), "{err}");
+}
+
+#[test]
+fn cel_checks_name_ports_and_ratio() {
+    let err = cel(&with(&["metadata", "name"], json!("9lives")), None).unwrap_err();
+    assert!(err.contains("DNS-1035"), "{err}");
+    let long = "a".repeat(51);
+    let err = cel(&with(&["metadata", "name"], json!(long)), None).unwrap_err();
+    assert!(err.contains("at most 50"), "{err}");
+    let err = cel(&with(&["spec", "service", "port"], json!(70000)), None).unwrap_err();
+    assert!(err.contains("service.port"), "{err}");
+    let err = cel(
+        &with(&["spec", "networkPolicy", "egressPorts"], json!([0])),
+        None,
+    )
+    .unwrap_err();
+    assert!(err.contains("egressPorts"), "{err}");
+    let err = cel(
+        &with(&["spec", "telemetry", "samplingRatio"], json!(1.5)),
+        None,
+    )
+    .unwrap_err();
+    assert!(err.contains("samplingRatio"), "{err}");
+}
+
+#[test]
+fn cel_checks_private_modules() {
+    let ok = |v: Value| {
+        cel(&with(&["spec", "privateModules"], v.clone()), None)
+            .unwrap_or_else(|e| panic!("{v}: {e}"))
+    };
+    let bad = |v: Value, want: &str| {
+        let Err(err) = cel(&with(&["spec", "privateModules"], v.clone()), None) else {
+            panic!("{v} passed");
+        };
+        assert!(err.contains(want), "{v}: {err}");
+    };
+    ok(json!([{"pattern": "git.corp.example.com/*"}]));
+    ok(json!([{
+        "pattern": "git.corp.example.com/team/lib",
+        "repository": {"url": "ssh://git@git.corp.example.com/team/lib.git", "root": "git.corp.example.com/team/lib"},
+        "credentialsSecretRef": {"name": "git-ssh"}
+    }]));
+    ok(json!([{
+        "pattern": "git.corp.example.com/*",
+        "repository": {"url": "https://git.corp.example.com/team/lib.git", "root": "git.corp.example.com/team/lib"},
+        "credentialsSecretRef": {"name": "git.basic-auth"}
+    }]));
+    ok(json!([{
+        "pattern": "git.internal/*",
+        "insecure": true,
+        "repository": {"url": "http://git.internal/lib.git", "root": "git.internal/lib"}
+    }]));
+    bad(
+        json!([{"pattern": "git.internal/*", "repository": {"url": "http://git.internal/lib.git", "root": "git.internal/lib"}}]),
+        "needs insecure: true",
+    );
+    for url in [
+        "ftp://git.internal/lib.git",
+        "git@git.internal:lib.git",
+        "lib.git",
+        "",
+    ] {
+        bad(
+            json!([{"pattern": "git.internal/*", "repository": {"url": url, "root": "git.internal/lib"}}]),
+            "absolute https:// or ssh:// URL",
+        );
+    }
+    for root in [
+        "https://git.internal/lib",
+        "/git.internal/lib",
+        "git.internal/lib/",
+    ] {
+        bad(
+            json!([{"pattern": "git.internal/*", "repository": {"url": "https://git.internal/lib.git", "root": root}}]),
+            "module path prefix",
+        );
+    }
+    bad(
+        json!([{"pattern": "a.example.com/*,b.example.com/*"}]),
+        "without commas",
+    );
+    for name in ["Git_Creds", "-x", "a/b"] {
+        bad(
+            json!([{"pattern": "a.example.com/*", "credentialsSecretRef": {"name": name}}]),
+            "the name of a Secret",
+        );
+    }
+}
+
+#[test]
+fn cel_checks_upstream_credentials() {
+    let upstream = |v: Value| with(&["spec", "upstreams"], json!([v]));
+    for ok in [
+        json!({"url": "https://goproxy.corp.example", "credentialsSecretRef": {"name": "upstream-basic"}}),
+        json!({"url": "http://athens.internal:3000", "insecure": true, "credentialsSecretRef": {"name": "athens"}}),
+        json!({"url": "http://athens.internal:3000"}),
+        json!({"url": "https://goproxy.corp.example/go@v1"}),
+    ] {
+        cel(&upstream(ok.clone()), None).unwrap_or_else(|e| panic!("{ok}: {e}"));
+    }
+    let err = cel(
+        &upstream(json!({"url": "http://athens.internal:3000", "credentialsSecretRef": {"name": "athens"}})),
+        None,
+    )
+    .unwrap_err();
+    assert!(err.contains("needs insecure: true"), "{err}");
+    for url in [
+        "https://ci:s3cret@goproxy.corp.example",
+        "https://ci@goproxy.corp.example/go",
+    ] {
+        let err = cel(&upstream(json!({"url": url})), None).unwrap_err();
+        assert!(
+            err.contains("must not hold a user name or password"),
+            "{url}: {err}"
+        );
+    }
+    let err = cel(
+        &upstream(json!({"url": "https://goproxy.corp.example", "credentialsSecretRef": {"name": "Bad_Name"}})),
+        None,
+    )
+    .unwrap_err();
+    assert!(err.contains("the name of a Secret"), "{err}");
+}
+
+#[test]
+fn defaults_deserialize_from_a_minimal_spec() {
+    let spec: GoModuleProxySpec =
+        serde_json::from_value(json!({"upstreams": [{"url": "https://goproxy.example.com"}]}))
+            .unwrap();
+    assert_eq!(spec.replicas, 1);
+    assert_eq!(spec.cache, CacheSpec::default());
+    assert!(spec.network_policy.enabled);
+    assert_eq!(spec.network_policy.egress_ports, vec![443]);
+    assert_eq!(spec.service.port, 80);
+}
