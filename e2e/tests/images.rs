@@ -10,7 +10,8 @@
 //!   kubelet would (e2e/src/pod.rs): ready on its probes, and a real download through it;
 //! - a member with `privateModules` and credential Secrets, run the same way, fetches private
 //!   modules from real Git servers (smart HTTP with Basic auth, sshd with a key) with the git,
-//!   ssh and sh of the proxy image, as the image's user with its read-only root.
+//!   ssh and sh of the proxy image, as the image's user with its read-only root, and asks its
+//!   upstream with the token of another Secret.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -24,6 +25,7 @@ use modfleet_e2e::pod::{KubeletPod, normalize_image};
 use modfleet_e2e::proxy::http_get;
 use modfleet_e2e::{Cluster, DEFAULT_TIMEOUT, Namespace, condition};
 use modfleet_testkit::gitserver::{BasicAuth, Change, GitHttpServer, RepoRoot, Sshd};
+use modfleet_testkit::upstream::{Auth, Reply, Upstream};
 use modfleet_testkit::workspace::closed_port;
 use modfleet_testkit::workspace::{free_port, workspace_root};
 use serde_json::Value;
@@ -397,6 +399,7 @@ fn a_members_pod_spec_runs_as_a_kubelet_would() {
 /// NAME; the fleet's `repository` entries say where each is.
 const PRIVATE_HOST: &str = "git.modfleet.test/private";
 const GIT_PASSWORD: &str = "pod-Pa55word-9f2c";
+const UPSTREAM_TOKEN: &str = "pod-upstream-t0ken-51ad";
 
 /// A private module repository `name` with one tagged version whose package says `greeting`.
 fn private_repo(root: &RepoRoot, name: &str, greeting: &str) {
@@ -461,11 +464,22 @@ fn a_member_fetches_private_modules_from_git_in_its_pod() {
         "kubernetes.io/ssh-auth",
         serde_json::json!({"ssh-privatekey": ssh_key, "known_hosts": known_hosts}),
     ));
-    // No public upstream is needed: nothing listens there.
-    let mut fleet = small_cache(
-        &cluster,
-        Some(&format!("http://127.0.0.1:{}", closed_port())),
-    );
+    // An upstream that wants a Bearer token, from a Secret of its own.
+    let upstream = Upstream::builder()
+        .route("*", Reply::Body(b"v1.0.0\n".to_vec()))
+        .auth(Auth::bearer(UPSTREAM_TOKEN))
+        .start();
+    ns.apply(&secret(
+        "upstream-token",
+        "Opaque",
+        serde_json::json!({"token": UPSTREAM_TOKEN}),
+    ));
+    let mut fleet = small_cache(&cluster, None);
+    fleet["spec"]["upstreams"] = serde_json::json!([{
+        "url": format!("http://127.0.0.1:{}", upstream.addr().port()),
+        "insecure": true,
+        "credentialsSecretRef": {"name": "upstream-token"},
+    }]);
     fleet["spec"]["privateModules"] = serde_json::json!([
         {
             "pattern": format!("{PRIVATE_HOST}/lib.git"),
@@ -489,6 +503,7 @@ fn a_member_fetches_private_modules_from_git_in_its_pod() {
     // ConfigMap's read-only mount, as runc mounts them.
     let pod = KubeletPod::of_deployment(&ns, "gomod-0", &dir.join("pv"));
     let _to_http = Forwarder::out_of(&pod.ns, http.addr().port(), http.addr());
+    let _to_upstream = Forwarder::out_of(&pod.ns, upstream.addr().port(), upstream.addr());
     let _to_ssh = Forwarder::out_of(&pod.ns, sshd.port(), ([127, 0, 0, 1], sshd.port()).into());
     pod.wait_ready();
     for (file, mode) in [
@@ -547,6 +562,18 @@ fn a_member_fetches_private_modules_from_git_in_its_pod() {
         http.requests().iter().any(|r| r.status == 200),
         "{:?}",
         http.requests()
+    );
+    // A public path goes to the upstream, with the token read from its Secret's mount.
+    let list = "/example.com/public/@v/list";
+    assert_eq!(
+        http_get(into_pod.addr, list).as_deref(),
+        Some("v1.0.0\n"),
+        "{}",
+        pod.container.logs()
+    );
+    assert_eq!(
+        upstream.authorizations(list),
+        [Some(format!("Bearer {UPSTREAM_TOKEN}"))]
     );
     let mirrors = std::fs::read_dir(pod.volumes["cache"].join("vcs"))
         .expect("the member keeps its Git mirrors on the cache volume")
