@@ -11,6 +11,7 @@ use std::str::FromStr;
 use modfleet_telemetry::LogFormat;
 use serde::{Deserialize, Serialize};
 
+pub use crate::access::{AccessConfig, AccessRule, Principal, TlsConfig};
 use crate::defaults;
 use crate::values::{ByteSize, HedgeDelay, HumanDuration, OnOff};
 
@@ -81,6 +82,12 @@ pub struct FileConfig {
     /// upstream proxy nor looked up in a checksum database.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub private_modules: Option<Vec<PrivateModuleConfig>>,
+    /// Serve the client port over HTTPS; unset: plain HTTP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
+    /// Who may fetch what, and who may use `/status` and `/admin/*`; unset: everyone.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access: Option<AccessConfig>,
 }
 
 /// Modules matching one pattern, served from Git.

@@ -142,6 +142,12 @@ pub enum ConfigError {
     },
     #[error("invalid checksum database {name:?}: {reason}")]
     Sumdb { name: String, reason: String },
+    /// `tls` and `access` are in the contract ahead of their implementation (Step 13): a
+    /// build that cannot enforce them must not start as if it did.
+    #[error(
+        "config key `{0}` is not supported by this build of modfleet-proxy: remove it or upgrade"
+    )]
+    Unsupported(&'static str),
     #[error("invalid resilience setting: {0}")]
     Resilience(String),
     #[error("invalid module pattern {pattern:?}: {reason}")]
@@ -345,6 +351,12 @@ impl Config {
             retry: file.retry.unwrap_or_default(),
         };
         validate::resilience(&resilience)?;
+        if file.tls.is_some() {
+            return Err(ConfigError::Unsupported("tls"));
+        }
+        if file.access.is_some() {
+            return Err(ConfigError::Unsupported("access"));
+        }
         let exclude = patterns::merge(&args.exclude, file.exclude)?;
         let private_entries = if args.private_modules.is_empty() {
             file.private_modules
