@@ -88,7 +88,20 @@ pub async fn serve(
         metrics.clone(),
         pool.clone(),
         ServingCheck::new(config.cache_dir.clone()),
+        config.access.clone(),
     ));
+    if let Some(access) = &config.access {
+        tracing::info!(
+            rules = access.rules.len(),
+            identities = access.tokens.current().identities(),
+            tokens_files = ?access.tokens.files(),
+            "access control on: clients need a rule that allows them"
+        );
+        tokio::spawn(crate::access::tokens::watch(
+            Arc::downgrade(&access.tokens),
+            metrics.clone(),
+        ));
+    }
     let admin_listener = TcpListener::bind(config.admin_listen)
         .await
         .with_context(|| {

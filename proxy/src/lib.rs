@@ -5,6 +5,7 @@
 //! [`cache`] or, on a miss, through one [`coalesce`]d fetch from the [`upstream`] pool, verifying
 //! what it stores. [`config`] merges flags, environment and the YAML file; [`app`] wires it up.
 
+pub mod access;
 pub mod app;
 pub mod cache;
 pub mod coalesce;
@@ -14,6 +15,7 @@ pub mod config;
 pub mod credentials;
 pub mod fetch;
 pub mod file_body;
+pub mod hash_token_cmd;
 pub mod listener;
 pub mod liveness;
 pub mod malloc;

@@ -2,7 +2,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use modfleet_proxy::config::{Cli, Config, Environment, Subcommands};
-use modfleet_proxy::{app, malloc, telemetry, verify_cmd};
+use modfleet_proxy::{app, hash_token_cmd, malloc, telemetry, verify_cmd};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -10,6 +10,7 @@ fn main() -> ExitCode {
     let _ = rustls::crypto::ring::default_provider().install_default();
     match cli.command {
         Some(Subcommands::Verify(args)) => verify_cmd::run(&args),
+        Some(Subcommands::HashToken(args)) => hash_token_cmd::run(&args),
         None => {
             let config = match Config::load(&cli.serve, Environment::detect) {
                 Ok(c) => c,

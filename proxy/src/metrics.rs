@@ -74,6 +74,12 @@ pub struct ListenerReasonLabels {
     pub reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IdentityLabel {
+    /// An identity of the tokens files (the first 100 seen), `anonymous` or `(other)`.
+    pub identity: String,
+}
+
 /// Every metric the proxy exports.
 #[derive(Debug)]
 pub struct Metrics {
@@ -107,6 +113,9 @@ pub struct Metrics {
     pub connections_closed: Family<ListenerReasonLabels, Counter>,
     pub accept_errors: Family<ListenerLabel, Counter>,
     pub open_files_limit: Gauge,
+    pub client_requests: Family<IdentityLabel, Counter>,
+    pub access_refusals: Family<ListenerReasonLabels, Counter>,
+    pub access_token_reloads: Family<OutcomeLabel, Counter>,
 }
 
 fn latency_histogram() -> LatencyHistogram {
@@ -305,8 +314,33 @@ impl Metrics {
             "The process's open-file limit (soft RLIMIT_NOFILE, raised to the hard limit at start)",
             open_files_limit.clone(),
         );
+        let client_requests = Family::<IdentityLabel, Counter>::default();
+        registry.register(
+            "client_requests",
+            "GOPROXY requests let through by access control, by identity (the first 100 \
+             identities seen, anonymous, then (other)); only with `access` configured",
+            client_requests.clone(),
+        );
+        let access_refusals = Family::<ListenerReasonLabels, Counter>::default();
+        registry.register(
+            "access_refusals",
+            "Requests refused by access control, by listener and reason: missing_credentials, \
+             malformed_credentials, unknown_token, user_mismatch (401); not_allowed, not_admin \
+             (403)",
+            access_refusals.clone(),
+        );
+        let access_token_reloads = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "access_token_reloads",
+            "Tokens files read again after a change: reloaded, or failed (the last good \
+             tokens stay in use)",
+            access_token_reloads.clone(),
+        );
         Metrics {
             registry,
+            client_requests,
+            access_refusals,
+            access_token_reloads,
             connections_open,
             connections_limit,
             connections_accepted,

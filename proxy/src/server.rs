@@ -1,4 +1,6 @@
-//! HTTP: the GOPROXY endpoint and the admin endpoint (`/healthz`, `/readyz`, `/metrics`).
+//! HTTP: the GOPROXY endpoint and the admin endpoint (`/healthz`, `/readyz`, `/metrics`,
+//! `/status`, `/admin/refresh`). With `access` configured, [`crate::access`] decides every
+//! request before it is answered or fetched.
 //!
 //! The GOPROXY side turns a [`Request`] and the [`Fetcher`]'s answer into a response with the
 //! headers the go command and HTTP caches expect: Content-Type, Content-Length, a strong ETag
@@ -20,11 +22,14 @@ use http::{Method, StatusCode, Uri};
 use modfleet_contract::status::ProxyStatus;
 use tracing::Instrument;
 
+use crate::access::{Access, CHALLENGES, Refusal, Target};
 use crate::config::Config;
 use crate::fetch::{Body, CacheResult, Fetcher, Served};
 use crate::file_body::FileBody;
 use crate::liveness::{self, ServingCheck};
-use crate::metrics::{Metrics, RequestLabels, RouteLabel, TraceExemplar};
+use crate::metrics::{
+    IdentityLabel, ListenerReasonLabels, Metrics, RequestLabels, RouteLabel, TraceExemplar,
+};
 use crate::protocol::{ModulePath, ProtocolError, Request, Route, SumdbPath, VersionQuery};
 use crate::upstream::UpstreamPool;
 
@@ -55,13 +60,21 @@ pub struct AdminState {
     pub fetcher: OnceLock<Arc<Fetcher>>,
     /// Bounds the refreshes running at once.
     pub refreshes: Arc<tokio::sync::Semaphore>,
+    /// With `access`, `/status` and `/admin/*` need an admin identity.
+    pub access: Option<Arc<Access>>,
 }
 
 impl AdminState {
-    pub fn new(metrics: Arc<Metrics>, pool: Arc<UpstreamPool>, serving: ServingCheck) -> Self {
+    pub fn new(
+        metrics: Arc<Metrics>,
+        pool: Arc<UpstreamPool>,
+        serving: ServingCheck,
+        access: Option<Arc<Access>>,
+    ) -> Self {
         AdminState {
             metrics,
             pool,
+            access,
             ready: AtomicBool::new(false),
             serving,
             fetcher: OnceLock::new(),
@@ -83,7 +96,110 @@ pub fn admin_router(state: Arc<AdminState>) -> Router {
         .route("/metrics", get(metrics))
         .route("/status", get(status))
         .route("/admin/refresh", post(refresh))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            admin_guard,
+        ))
         .with_state(state)
+}
+
+/// Paths of the admin port open to all even with `access`: the kubelet's probes and
+/// Prometheus carry no token.
+const OPEN_ADMIN_PATHS: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
+
+/// With `access`, everything on the admin port but [`OPEN_ADMIN_PATHS`] needs an identity
+/// of `access.admin`.
+async fn admin_guard(
+    State(state): State<Arc<AdminState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(access) = state.access.as_deref() else {
+        return next.run(req).await;
+    };
+    if OPEN_ADMIN_PATHS.contains(&req.uri().path()) {
+        return next.run(req).await;
+    }
+    let decided = access
+        .authenticate(req.headers())
+        .and_then(|caller| access.authorize_admin(&caller).map(|()| caller));
+    match decided {
+        Ok(caller) => {
+            tracing::debug!(
+                identity = caller.name(),
+                path = req.uri().path(),
+                "admin request"
+            );
+            next.run(req).await
+        }
+        Err(r) => {
+            tracing::info!(
+                path = req.uri().path(),
+                reason = r.reason,
+                "admin request refused: {}",
+                r.message
+            );
+            refusal(&state.metrics, "admin", r)
+        }
+    }
+}
+
+/// A refused request's answer: 401 with the challenges, or 403; counted by reason.
+fn refusal(metrics: &Metrics, listener: &'static str, r: Refusal) -> Response {
+    metrics
+        .access_refusals
+        .get_or_create(&ListenerReasonLabels {
+            listener,
+            reason: r.reason,
+        })
+        .inc();
+    if !r.unauthorized {
+        return text_error(StatusCode::FORBIDDEN, &r.message);
+    }
+    let mut resp = text_error(StatusCode::UNAUTHORIZED, &r.message);
+    for challenge in CHALLENGES {
+        resp.headers_mut().append(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(challenge),
+        );
+    }
+    resp
+}
+
+/// Access control of a GOPROXY request, before anything is fetched: the caller's name (when
+/// it has one), and the refusal to answer instead.
+fn admit(
+    metrics: &Metrics,
+    access: &Access,
+    method: &Method,
+    parsed: &Result<Request, ProtocolError>,
+    headers: &HeaderMap,
+) -> (Option<String>, Result<(), Response>) {
+    let caller = match access.authenticate(headers) {
+        Ok(caller) => caller,
+        Err(r) => {
+            tracing::Span::current().record("modfleet.access", r.reason);
+            return (None, Err(refusal(metrics, "goproxy", r)));
+        }
+    };
+    let target = match parsed {
+        Ok(req) if method == Method::GET || method == Method::HEAD => req
+            .module()
+            .map_or(Target::Other, |m| Target::Module(m.as_str())),
+        _ => Target::Other,
+    };
+    let name = Some(caller.name().to_string());
+    if let Err(r) = access.authorize(&caller, target) {
+        tracing::Span::current().record("modfleet.access", r.reason);
+        return (name, Err(refusal(metrics, "goproxy", r)));
+    }
+    metrics
+        .client_requests
+        .get_or_create(&IdentityLabel {
+            identity: access.label(&caller),
+        })
+        .inc();
+    (name, Ok(()))
 }
 
 /// Liveness: ok while starting (indexing a large cache must not get the member restarted),
@@ -230,11 +346,25 @@ async fn handle(
         modfleet.module = tracing::field::Empty,
         modfleet.version = tracing::field::Empty,
         modfleet.cache = tracing::field::Empty,
+        enduser.id = tracing::field::Empty,
+        modfleet.access = tracing::field::Empty,
     );
     modfleet_telemetry::adopt_remote_parent(&span, &headers);
-    let (response, cache) = answer(&state, &method, parsed, &headers)
-        .instrument(span.clone())
-        .await;
+    let (identity, admitted) = match state.config.access.as_deref() {
+        None => (None, Ok(())),
+        Some(access) => span.in_scope(|| admit(&state.metrics, access, &method, &parsed, &headers)),
+    };
+    if let Some(identity) = &identity {
+        span.record("enduser.id", identity.as_str());
+    }
+    let (response, cache) = match admitted {
+        Ok(()) => {
+            answer(&state, &method, parsed, &headers)
+                .instrument(span.clone())
+                .await
+        }
+        Err(refused) => (refused, CacheResult::None),
+    };
     let status = response.status();
     span.record("http.response.status_code", i64::from(status.as_u16()));
     span.record("modfleet.cache", cache.as_str());
@@ -266,6 +396,7 @@ async fn handle(
         tracing::debug!(
             status = status.as_u16(),
             cache = cache.as_str(),
+            identity = identity.as_deref(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "request"
         )

@@ -47,7 +47,34 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Subcommands {
     /// Check every cached artifact and report (or, with --purge, remove) the bad ones.
-    Verify(VerifyArgs),
+    Verify(Box<VerifyArgs>),
+    /// Make a client token and its tokens-file line (access.tokensFiles).
+    #[command(long_about = "Make a client token and the line of a tokens file \
+        (access.tokensFiles) that holds its hash.\n\n\
+        By default a new random token (256 bits) is generated and printed once, with the \
+        line to add to a tokens file; store the token now: the file holds only its SHA-256 \
+        hash, from which it cannot be recovered. With --stdin the token is read from standard \
+        input instead (its first line; at least 32 characters, visible ASCII without spaces) \
+        and only the line is printed.\n\n\
+        Clients present the token as `Authorization: Bearer TOKEN`, or as HTTP Basic with the \
+        identity as user and the token as password (a .netrc entry: machine HOST login \
+        IDENTITY password TOKEN).")]
+    HashToken(HashTokenArgs),
+}
+
+/// `hash-token`: what the line says about its token.
+#[derive(Debug, Args)]
+pub struct HashTokenArgs {
+    /// The identity the token authenticates (letters, digits, '.', '_', '@', '-'); without
+    /// it, only the hash is printed.
+    #[arg(long, value_name = "NAME")]
+    pub identity: Option<String>,
+    /// Groups of the identity, comma-separated (rules and admin name them as group:NAME).
+    #[arg(long, value_name = "GROUP,...", value_delimiter = ',')]
+    pub groups: Vec<String>,
+    /// Hash the token given on standard input instead of generating one.
+    #[arg(long)]
+    pub stdin: bool,
 }
 
 /// `verify` takes the server's own settings (the same flags, variables and --config file), so

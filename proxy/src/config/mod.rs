@@ -19,8 +19,10 @@ use std::time::Duration;
 
 use reqwest::Url;
 
+use crate::access::Access;
+
 pub use crate::credentials::UpstreamCredentials;
-pub use cli::{Cli, ServeArgs, Subcommands, VerifyArgs};
+pub use cli::{Cli, HashTokenArgs, ServeArgs, Subcommands, VerifyArgs};
 pub use modfleet_contract::config::{
     BreakerConfig, FileConfig, HealthCheckConfig, RetryConfig, SumdbConfig, UpstreamConfig,
 };
@@ -55,6 +57,8 @@ pub struct Config {
     pub private: Vec<PrivateModule>,
     pub resilience: Resilience,
     pub connections: ConnectionLimits,
+    /// `access`: who may fetch what, and use the admin port (None: everyone, everything).
+    pub access: Option<Arc<Access>>,
 }
 
 /// A validated upstream.
@@ -142,12 +146,16 @@ pub enum ConfigError {
     },
     #[error("invalid checksum database {name:?}: {reason}")]
     Sumdb { name: String, reason: String },
-    /// `tls` and `access` are in the contract ahead of their implementation (Step 13): a
-    /// build that cannot enforce them must not start as if it did.
+    /// `tls` is in the contract ahead of its implementation (Step 13): a build that cannot
+    /// enforce it must not start as if it did.
     #[error(
         "config key `{0}` is not supported by this build of modfleet-proxy: remove it or upgrade"
     )]
     Unsupported(&'static str),
+    #[error("invalid access.{0}")]
+    Access(String),
+    #[error("{0}")]
+    AccessTokens(#[from] crate::access::TokensError),
     #[error("invalid resilience setting: {0}")]
     Resilience(String),
     #[error("invalid module pattern {pattern:?}: {reason}")]
@@ -212,6 +220,9 @@ impl Config {
         };
         let config = Config::merge(args, file, env)?;
         config.check_credentials()?;
+        if let Some(access) = &config.access {
+            access.tokens.load()?;
+        }
         Ok(config)
     }
 
@@ -354,9 +365,7 @@ impl Config {
         if file.tls.is_some() {
             return Err(ConfigError::Unsupported("tls"));
         }
-        if file.access.is_some() {
-            return Err(ConfigError::Unsupported("access"));
-        }
+        let access = file.access.map(validate::access).transpose()?.map(Arc::new);
         let exclude = patterns::merge(&args.exclude, file.exclude)?;
         let private_entries = if args.private_modules.is_empty() {
             file.private_modules
@@ -406,6 +415,7 @@ impl Config {
             private,
             resilience,
             connections,
+            access,
         })
     }
 

@@ -1,8 +1,8 @@
 //! Checks of each setting, with errors that name the setting and say how to fix it.
 
 use super::{
-    ConfigError, ConnectionLimits, FileConfig, Resilience, ServeArgs, Sumdb, SumdbConfig, Upstream,
-    UpstreamConfig, defaults, duration,
+    ConfigError, ConnectionLimits, FileConfig, ModulePattern, Resilience, ServeArgs, Sumdb,
+    SumdbConfig, Upstream, UpstreamConfig, defaults, duration,
 };
 use crate::credentials::{CredentialSource, UpstreamCredentials, Username};
 use crate::protocol::sumdb::{self, note::Verifier};
@@ -265,4 +265,37 @@ pub(super) fn sumdb(s: SumdbConfig) -> Result<Sumdb, ConfigError> {
         None => sumdb::known_key(&name).map(str::to_string),
     };
     Ok(Sumdb { name, url, key })
+}
+
+/// `access`: its patterns parsed; the tokens files are read by `Config::load`.
+pub(super) fn access(
+    file: modfleet_contract::access::AccessConfig,
+) -> Result<crate::access::Access, ConfigError> {
+    let rules = file
+        .rules
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            if r.modules.is_empty() {
+                return Err(ConfigError::Access(format!(
+                    "rules[{i}]: `modules` is empty: list module path patterns (`*` for all)"
+                )));
+            }
+            let modules = r
+                .modules
+                .iter()
+                .map(|m| ModulePattern::parse(m))
+                .collect::<Result<_, _>>()
+                .map_err(|e| ConfigError::Access(format!("rules[{i}].modules: {e}")))?;
+            Ok(crate::access::Rule {
+                modules,
+                allow: r.allow,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(crate::access::Access::new(
+        rules,
+        file.admin,
+        crate::access::TokenStore::new(file.tokens_files),
+    ))
 }
