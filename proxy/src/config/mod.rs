@@ -22,7 +22,8 @@ use reqwest::Url;
 pub use crate::credentials::UpstreamCredentials;
 pub use cli::{Cli, ServeArgs, Subcommands, VerifyArgs};
 pub use modfleet_contract::config::{
-    BreakerConfig, FileConfig, HealthCheckConfig, RetryConfig, SumdbConfig, UpstreamConfig,
+    BreakerConfig, FileConfig, HealthCheckConfig, RetryConfig, SumdbConfig, TlsConfig,
+    UpstreamConfig,
 };
 pub use modfleet_contract::defaults;
 pub use modfleet_contract::values::{ByteSize, HedgeDelay, HumanDuration, OnOff};
@@ -55,6 +56,8 @@ pub struct Config {
     pub private: Vec<PrivateModule>,
     pub resilience: Resilience,
     pub connections: ConnectionLimits,
+    /// HTTPS on the GOPROXY port; `None`: plain HTTP.
+    pub tls: Option<TlsConfig>,
 }
 
 /// A validated upstream.
@@ -142,8 +145,8 @@ pub enum ConfigError {
     },
     #[error("invalid checksum database {name:?}: {reason}")]
     Sumdb { name: String, reason: String },
-    /// `tls` and `access` are in the contract ahead of their implementation (Step 13): a
-    /// build that cannot enforce them must not start as if it did.
+    /// `access` is in the contract ahead of its implementation (Step 13): a build that cannot
+    /// enforce it must not start as if it did.
     #[error(
         "config key `{0}` is not supported by this build of modfleet-proxy: remove it or upgrade"
     )]
@@ -156,6 +159,14 @@ pub enum ConfigError {
     Private { index: usize, reason: String },
     #[error("invalid connection limit: {0}")]
     Connections(String),
+    #[error(
+        "--tls-cert and --tls-key go together: pass both (MODFLEET_TLS_CERT and \
+         MODFLEET_TLS_KEY, or `tls: {{certFile, keyFile}}` in the config file), or neither \
+         for plain HTTP"
+    )]
+    TlsPair,
+    #[error("{0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// Where upstreams come from when none is configured: `$GOPROXY`, then `go env GOPROXY`.
@@ -212,6 +223,10 @@ impl Config {
         };
         let config = Config::merge(args, file, env)?;
         config.check_credentials()?;
+        if let Some(tls) = &config.tls {
+            // The same check the server repeats when it starts serving: a typo exits 2 here.
+            crate::tls::load(tls)?;
+        }
         Ok(config)
     }
 
@@ -351,9 +366,14 @@ impl Config {
             retry: file.retry.unwrap_or_default(),
         };
         validate::resilience(&resilience)?;
-        if file.tls.is_some() {
-            return Err(ConfigError::Unsupported("tls"));
-        }
+        let tls = match (&args.tls_cert, &args.tls_key) {
+            (Some(cert_file), Some(key_file)) => Some(TlsConfig {
+                cert_file: cert_file.clone(),
+                key_file: key_file.clone(),
+            }),
+            (None, None) => file.tls,
+            _ => return Err(ConfigError::TlsPair),
+        };
         if file.access.is_some() {
             return Err(ConfigError::Unsupported("access"));
         }
@@ -406,6 +426,7 @@ impl Config {
             private,
             resilience,
             connections,
+            tls,
         })
     }
 
