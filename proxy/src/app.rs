@@ -11,12 +11,14 @@ use tokio::net::TcpListener;
 use crate::cache::Cache;
 use crate::config::{Config, ConnectionLimits};
 use crate::fetch::{Checksums, Fetcher, FetcherSource, PrefetchPolicy};
+use crate::listener::handshake::Handshaker;
 use crate::listener::{self, Listener, fd_limit};
 use crate::liveness::ServingCheck;
 use crate::metrics::Metrics;
 use crate::private_modules::PrivateModules;
 use crate::protocol::sumdb::Checker;
 use crate::server::{AdminState, AppState, admin_router, proxy_router};
+use crate::tls::{ReloadingCert, server_config};
 use crate::upstream::UpstreamPool;
 
 /// The admin port's own cap, apart from the GOPROXY port's: kubelet probes, Prometheus scrapes
@@ -67,6 +69,18 @@ pub async fn serve(
         .open_files_limit
         .set(fds.soft.map_or(-1, |n| n.min(i64::MAX as u64) as i64));
     metrics.register_trace_export(trace_export);
+    let tls = match &config.tls {
+        Some(files) => {
+            let tls_metrics = metrics.register_tls();
+            let resolver = ReloadingCert::new(files.clone(), tls_metrics.clone())
+                .context("cannot serve HTTPS")?;
+            Some(Handshaker::new(
+                server_config(Arc::new(resolver)),
+                &tls_metrics,
+            ))
+        }
+        None => None,
+    };
     metrics.cache_max_bytes.set(
         config
             .cache_max_bytes
@@ -122,6 +136,8 @@ pub async fn serve(
             name: "admin",
             socket: admin_listener,
             limits: admin_limits,
+            // Plain HTTP for the kubelet's probes and Prometheus, whatever the GOPROXY port does.
+            tls: None,
         },
         admin_router(admin.clone()),
         metrics.clone(),
@@ -163,6 +179,7 @@ pub async fn serve(
     // The bound addresses (not the configured ones) so that port 0 is usable.
     tracing::info!(
         listen = %goproxy_listener.local_addr()?,
+        scheme = if tls.is_some() { "https" } else { "http" },
         admin = %admin_addr,
         cache_dir = %config.cache_dir.display(),
         upstreams = ?config.upstreams.iter().map(|u| u.url.as_str()).collect::<Vec<_>>(),
@@ -181,6 +198,7 @@ pub async fn serve(
             name: "goproxy",
             socket: goproxy_listener,
             limits,
+            tls,
         },
         proxy_router(state),
         metrics,

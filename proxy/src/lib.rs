@@ -24,5 +24,6 @@ pub mod private_modules;
 pub mod protocol;
 pub mod server;
 pub mod telemetry;
+pub mod tls;
 pub mod upstream;
 pub mod verify_cmd;

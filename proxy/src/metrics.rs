@@ -118,6 +118,14 @@ pub struct Metrics {
     pub access_token_reloads: Family<OutcomeLabel, Counter>,
 }
 
+/// The client port's TLS metrics (see [`Metrics::register_tls`]).
+#[derive(Debug, Clone, Default)]
+pub struct TlsMetrics {
+    pub handshake_failures: Family<ReasonLabel, Counter>,
+    pub certificate_reloads: Family<OutcomeLabel, Counter>,
+    pub certificate_expiry: Gauge,
+}
+
 fn latency_histogram() -> LatencyHistogram {
     // 1ms .. ~65s
     HistogramWithExemplars::new(prometheus_client::metrics::histogram::exponential_buckets(
@@ -375,6 +383,34 @@ impl Metrics {
     /// Serves the trace exporter's counters (they stay 0 while export is off).
     pub fn register_trace_export(&mut self, stats: &modfleet_telemetry::ExportStats) {
         stats.register(&mut self.registry);
+    }
+
+    /// Registers the client port's TLS metrics; called only when it serves HTTPS, so that no
+    /// expiry of 0 exists for an alert to fire on.
+    pub fn register_tls(&mut self) -> TlsMetrics {
+        let tls = TlsMetrics::default();
+        self.registry.register(
+            "tls_handshake_failures",
+            "TLS handshakes on the GOPROXY port that failed, by reason: plain_http (an http:// \
+             request to the HTTPS port, answered 400 and closed), alert (the client gave up, \
+             usually because it does not trust the certificate), closed (the client went away), \
+             error (not TLS, no common version or cipher, a malformed message). A handshake not \
+             done within --header-read-timeout counts in connections_closed{reason=header_timeout}",
+            tls.handshake_failures.clone(),
+        );
+        self.registry.register(
+            "tls_certificate_reloads",
+            "Certificate and key files read again after they changed, by outcome: loaded (now \
+             served), refused (invalid or not a pair: the previous certificate is still served, \
+             and the error is logged)",
+            tls.certificate_reloads.clone(),
+        );
+        self.registry.register(
+            "tls_certificate_expiry_timestamp_seconds",
+            "When the served certificate expires (its notAfter, seconds since the Unix epoch)",
+            tls.certificate_expiry.clone(),
+        );
+        tls
     }
 
     /// The registry in OpenMetrics text format.

@@ -60,42 +60,7 @@ impl TestCa {
             ]
             .concat(),
         );
-        openssl(
-            dir.path(),
-            &[
-                &["req"],
-                &ec[..],
-                &[
-                    "-keyout",
-                    "server.key",
-                    "-out",
-                    "server.csr",
-                    "-subj",
-                    "/CN=127.0.0.1",
-                ],
-            ]
-            .concat(),
-        );
-        openssl(
-            dir.path(),
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "server.csr",
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                "server.pem",
-                "-days",
-                "2",
-                "-extfile",
-                "server.ext",
-            ],
-        );
+        issue(dir.path(), "server");
         TestCa { dir }
     }
 
@@ -109,6 +74,18 @@ impl TestCa {
         (
             self.dir.path().join("server.pem"),
             self.dir.path().join("server.key"),
+        )
+    }
+
+    /// A further server certificate and key from the same CA, for the same names, in
+    /// `STEM.pem` and `STEM.key` (a renewal: another key and serial). `stem` must not be
+    /// `ca` or `server`.
+    pub fn reissue(&self, stem: &str) -> (PathBuf, PathBuf) {
+        assert!(!matches!(stem, "ca" | "server"), "{stem} is taken");
+        issue(self.dir.path(), stem);
+        (
+            self.dir.path().join(format!("{stem}.pem")),
+            self.dir.path().join(format!("{stem}.key")),
         )
     }
 
@@ -136,6 +113,53 @@ impl Default for TestCa {
     fn default() -> TestCa {
         TestCa::new()
     }
+}
+
+/// A P-256 key `STEM.key` and its certificate `STEM.pem`, signed by the CA in `dir`, valid
+/// for two days for the names of `server.ext`.
+fn issue(dir: &Path, stem: &str) {
+    let (key, csr, pem) = (
+        format!("{stem}.key"),
+        format!("{stem}.csr"),
+        format!("{stem}.pem"),
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &csr,
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &pem,
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ],
+    );
 }
 
 fn openssl(dir: &Path, args: &[&str]) {

@@ -21,7 +21,7 @@ use super::{ByteSize, HedgeDelay, OnOff, SumdbConfig, defaults};
     about = "A Go module proxy (GOPROXY protocol) with a verified, crash-safe disk cache.",
     long_about = "A Go module proxy (GOPROXY protocol) with a verified, crash-safe disk cache.\n\n\
         Serves list, .info, .mod, .zip and @latest for `go` commands pointed at it with \
-        GOPROXY=http://HOST:PORT, and proxies the checksum database so GOSUMDB verification \
+        GOPROXY=http://HOST:PORT (https:// with --tls-cert and --tls-key), and proxies the checksum database so GOSUMDB verification \
         works through it. Artifacts of canonical versions are fetched once, verified and kept; \
         lists and @latest are kept for --list-ttl.\n\n\
         Every flag can also be set with an environment variable MODFLEET_<FLAG> (for example \
@@ -106,12 +106,26 @@ pub struct ServeArgs {
     )]
     pub listen: Option<SocketAddr>,
 
+    /// Serve the GOPROXY port over HTTPS (HTTP/2 and HTTP/1.1) with this PEM certificate
+    /// chain, the server's certificate first; needs --tls-key. Both files are read again when
+    /// they change (a cert-manager renewal or a Secret update needs no restart); a new pair
+    /// that is invalid is refused and the previous one kept. The admin port stays plain HTTP.
+    /// Config file: `tls: {certFile, keyFile}` [default: plain HTTP]
+    #[arg(long, env = "MODFLEET_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The PEM private key of --tls-cert (unencrypted PKCS#8, PKCS#1 RSA or SEC1 EC); needs
+    /// --tls-cert
+    #[arg(long, env = "MODFLEET_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+
     #[arg(
         long,
         env = "MODFLEET_ADMIN_LISTEN",
         value_name = "ADDR",
         help = with_default(
-            "Address of the admin endpoint: /healthz, /readyz, /metrics",
+            "Address of the admin endpoint: /healthz, /readyz, /metrics (plain HTTP, also with \
+             --tls-cert)",
             defaults::ADMIN_LISTEN
         )
     )]

@@ -24,7 +24,8 @@ use crate::access::Access;
 pub use crate::credentials::UpstreamCredentials;
 pub use cli::{Cli, HashTokenArgs, ServeArgs, Subcommands, VerifyArgs};
 pub use modfleet_contract::config::{
-    BreakerConfig, FileConfig, HealthCheckConfig, RetryConfig, SumdbConfig, UpstreamConfig,
+    BreakerConfig, FileConfig, HealthCheckConfig, RetryConfig, SumdbConfig, TlsConfig,
+    UpstreamConfig,
 };
 pub use modfleet_contract::defaults;
 pub use modfleet_contract::values::{ByteSize, HedgeDelay, HumanDuration, OnOff};
@@ -57,6 +58,8 @@ pub struct Config {
     pub private: Vec<PrivateModule>,
     pub resilience: Resilience,
     pub connections: ConnectionLimits,
+    /// HTTPS on the GOPROXY port; `None`: plain HTTP.
+    pub tls: Option<TlsConfig>,
     /// `access`: who may fetch what, and use the admin port (None: everyone, everything).
     pub access: Option<Arc<Access>>,
 }
@@ -146,12 +149,6 @@ pub enum ConfigError {
     },
     #[error("invalid checksum database {name:?}: {reason}")]
     Sumdb { name: String, reason: String },
-    /// `tls` is in the contract ahead of its implementation (Step 13): a build that cannot
-    /// enforce it must not start as if it did.
-    #[error(
-        "config key `{0}` is not supported by this build of modfleet-proxy: remove it or upgrade"
-    )]
-    Unsupported(&'static str),
     #[error("invalid access.{0}")]
     Access(String),
     #[error("{0}")]
@@ -164,6 +161,14 @@ pub enum ConfigError {
     Private { index: usize, reason: String },
     #[error("invalid connection limit: {0}")]
     Connections(String),
+    #[error(
+        "--tls-cert and --tls-key go together: pass both (MODFLEET_TLS_CERT and \
+         MODFLEET_TLS_KEY, or `tls: {{certFile, keyFile}}` in the config file), or neither \
+         for plain HTTP"
+    )]
+    TlsPair,
+    #[error("{0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// Where upstreams come from when none is configured: `$GOPROXY`, then `go env GOPROXY`.
@@ -220,6 +225,10 @@ impl Config {
         };
         let config = Config::merge(args, file, env)?;
         config.check_credentials()?;
+        if let Some(tls) = &config.tls {
+            // The same check the server repeats when it starts serving: a typo exits 2 here.
+            crate::tls::load(tls)?;
+        }
         if let Some(access) = &config.access {
             access.tokens.load()?;
         }
@@ -362,9 +371,14 @@ impl Config {
             retry: file.retry.unwrap_or_default(),
         };
         validate::resilience(&resilience)?;
-        if file.tls.is_some() {
-            return Err(ConfigError::Unsupported("tls"));
-        }
+        let tls = match (&args.tls_cert, &args.tls_key) {
+            (Some(cert_file), Some(key_file)) => Some(TlsConfig {
+                cert_file: cert_file.clone(),
+                key_file: key_file.clone(),
+            }),
+            (None, None) => file.tls,
+            _ => return Err(ConfigError::TlsPair),
+        };
         let access = file.access.map(validate::access).transpose()?.map(Arc::new);
         let exclude = patterns::merge(&args.exclude, file.exclude)?;
         let private_entries = if args.private_modules.is_empty() {
@@ -415,6 +429,7 @@ impl Config {
             private,
             resilience,
             connections,
+            tls,
             access,
         })
     }

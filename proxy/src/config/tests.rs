@@ -441,3 +441,44 @@ fn load_reads_the_credentials_once() {
     let c = Config::load(&a, no_env).unwrap();
     assert!(c.upstreams[0].credentials.is_some());
 }
+
+#[test]
+fn tls_takes_both_files_from_the_flags_or_the_file_and_never_one() {
+    let file = || -> FileConfig {
+        serde_yaml_ng::from_str("tls: {certFile: /file/tls.crt, keyFile: /file/tls.key}\n").unwrap()
+    };
+    let c = Config::merge(&args(&["http://a.example"]), file(), no_env).unwrap();
+    let tls = c.tls.unwrap();
+    assert_eq!(tls.cert_file, PathBuf::from("/file/tls.crt"));
+    assert_eq!(tls.key_file, PathBuf::from("/file/tls.key"));
+
+    let mut a = args(&["http://a.example"]);
+    a.tls_cert = Some("/flag/tls.crt".into());
+    a.tls_key = Some("/flag/tls.key".into());
+    let tls = Config::merge(&a, file(), no_env).unwrap().tls.unwrap();
+    assert_eq!(tls.cert_file, PathBuf::from("/flag/tls.crt"));
+    assert_eq!(tls.key_file, PathBuf::from("/flag/tls.key"));
+
+    a.tls_key = None;
+    let e = Config::merge(&a, file(), no_env).unwrap_err().to_string();
+    assert!(e.contains("--tls-cert and --tls-key go together"), "{e}");
+    let mut a = args(&["http://a.example"]);
+    a.tls_key = Some("/flag/tls.key".into());
+    assert!(matches!(
+        Config::merge(&a, FileConfig::default(), no_env),
+        Err(ConfigError::TlsPair)
+    ));
+
+    let plain = Config::merge(&args(&["http://a.example"]), FileConfig::default(), no_env).unwrap();
+    assert!(plain.tls.is_none(), "plain HTTP by default");
+}
+
+#[test]
+fn a_tls_pair_that_cannot_be_served_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut a = args(&["http://a.example"]);
+    a.tls_cert = Some(dir.path().join("missing.crt"));
+    a.tls_key = Some(dir.path().join("missing.key"));
+    let e = Config::load(&a, no_env).unwrap_err().to_string();
+    assert!(e.contains("missing.crt") && e.contains("--tls-cert"), "{e}");
+}

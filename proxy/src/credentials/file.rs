@@ -56,8 +56,8 @@ pub enum FileError {
     Unreadable { path: PathBuf, reason: String },
     #[error("{} is not a regular file", path.display())]
     NotAFile { path: PathBuf },
-    #[error("{} is larger than {MAX_FILE_BYTES} bytes: is it the right file?", path.display())]
-    TooLarge { path: PathBuf },
+    #[error("{} is larger than {max} bytes: is it the right file?", path.display())]
+    TooLarge { path: PathBuf, max: u64 },
 }
 
 fn unreadable(path: &Path, e: &std::io::Error) -> FileError {
@@ -76,6 +76,11 @@ pub fn version(path: &Path) -> Result<Version, FileError> {
 
 /// Reads the whole file (at most [`MAX_FILE_BYTES`]) and the version it was read at.
 pub fn read(path: &Path) -> Result<(Version, Vec<u8>), FileError> {
+    read_at_most(path, MAX_FILE_BYTES)
+}
+
+/// Reads the whole file, refused when larger than `max` bytes, and the version it was read at.
+pub fn read_at_most(path: &Path, max: u64) -> Result<(Version, Vec<u8>), FileError> {
     let file = std::fs::File::open(path).map_err(|e| unreadable(path, &e))?;
     let meta = file.metadata().map_err(|e| unreadable(path, &e))?;
     if !meta.is_file() {
@@ -83,19 +88,19 @@ pub fn read(path: &Path) -> Result<(Version, Vec<u8>), FileError> {
             path: path.to_path_buf(),
         });
     }
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(FileError::TooLarge {
-            path: path.to_path_buf(),
-        });
+    let too_large = || FileError::TooLarge {
+        path: path.to_path_buf(),
+        max,
+    };
+    if meta.len() > max {
+        return Err(too_large());
     }
     let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.take(MAX_FILE_BYTES + 1)
+    file.take(max + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| unreadable(path, &e))?;
-    if bytes.len() as u64 > MAX_FILE_BYTES {
-        return Err(FileError::TooLarge {
-            path: path.to_path_buf(),
-        });
+    if bytes.len() as u64 > max {
+        return Err(too_large());
     }
     Ok((Version::of(&meta), bytes))
 }

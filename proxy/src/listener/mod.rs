@@ -2,7 +2,8 @@
 //! (hyper-util's auto builder), TCP_NODELAY, graceful shutdown, and the limits a hostile client
 //! meets — connection caps that keep room for real clients ([`slots`]), header-read, idle and
 //! send timeouts ([`watchdog`]) — each counted in metrics. The open-file limit they depend on
-//! is raised at start ([`fd_limit`]).
+//! is raised at start ([`fd_limit`]). A listener given TLS terminates it ([`handshake`]: the
+//! handshake counts inside the header-read timeout).
 //!
 //! Memory per connection is bounded: hyper's HTTP/1 buffer holds at most one body chunk
 //! ([`H1_MAX_BUF`]; without it hyper would queue ~400 KiB of a download for a client that does
@@ -11,6 +12,7 @@
 
 mod activity;
 pub mod fd_limit;
+pub mod handshake;
 mod slots;
 mod watchdog;
 
@@ -28,9 +30,11 @@ use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 
-use self::activity::{Tracked, Watched};
+use self::activity::{ConnState, Tracked, Watched};
+use self::handshake::Handshaker;
 use self::slots::{Refusal, Slot, Slots};
 use self::watchdog::{CloseReason, Timeouts, Watchdog};
 use crate::config::ConnectionLimits;
@@ -57,6 +61,8 @@ pub struct Listener {
     pub name: &'static str,
     pub socket: TcpListener,
     pub limits: ConnectionLimits,
+    /// HTTPS: the connections' TLS; `None`: plain HTTP.
+    pub tls: Option<Handshaker>,
 }
 
 /// The metrics of one listener, resolved once.
@@ -116,6 +122,7 @@ struct Shared {
     router: Router,
     timeouts: Timeouts,
     counters: Counters,
+    tls: Option<Handshaker>,
 }
 
 fn builder() -> Builder<TokioExecutor> {
@@ -150,6 +157,7 @@ pub async fn serve(
         router,
         timeouts: Timeouts::from(&limits),
         counters: Counters::new(&metrics, listener.name, slots.max()),
+        tls: listener.tls,
     });
     let graceful = GracefulShutdown::new();
     let last_warning = AtomicU64::new(0);
@@ -208,9 +216,43 @@ async fn connection(
     let _ = tcp.set_nodelay(true);
     limit_unsent(&tcp, NOTSENT_LOWAT);
     let state = slot.state.clone();
-    let io = TokioIo::new(Watched::new(tcp, state.clone()));
+    let mut watchdog = Watchdog::new(state.clone(), shared.timeouts);
+    match &shared.tls {
+        None => serve_connection(&shared, tcp, state, peer, watchdog, watcher).await,
+        Some(tls) => {
+            // Timed from the accept by the watchdog, as the first request's headers are.
+            let stream = tokio::select! {
+                stream = tls.accept(tcp) => stream,
+                reason = &mut watchdog => {
+                    tracing::debug!(%peer, reason = reason.as_str(), "closing the connection in its TLS handshake");
+                    shared.counters.closed(reason).inc();
+                    None
+                }
+            };
+            if let Some(stream) = stream {
+                serve_connection(&shared, stream, state, peer, watchdog, watcher).await;
+            }
+        }
+    }
+    shared.counters.open.dec();
+    drop(slot);
+}
+
+/// HTTP on one connection (a TCP socket, or the TLS stream over one) until it ends or its
+/// watchdog closes it.
+async fn serve_connection<I>(
+    shared: &Shared,
+    socket: I,
+    state: Arc<ConnState>,
+    peer: SocketAddr,
+    watchdog: Watchdog,
+    watcher: Watcher,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let io = TokioIo::new(Watched::new(socket, state.clone()));
     let router = shared.router.clone();
-    let requests = state.clone();
+    let requests = state;
     let service = hyper::service::service_fn(move |request: http::Request<Incoming>| {
         let guard = requests.request_started();
         let mut router = router.clone();
@@ -228,13 +270,11 @@ async fn connection(
                 tracing::debug!(%peer, "connection ended: {e}");
             }
         }
-        reason = Watchdog::new(state, shared.timeouts) => {
+        reason = watchdog => {
             tracing::debug!(%peer, reason = reason.as_str(), "closing the connection");
             shared.counters.closed(reason).inc();
         }
     }
-    shared.counters.open.dec();
-    drop(slot);
 }
 
 /// Sets `TCP_NOTSENT_LOWAT` (see [`NOTSENT_LOWAT`]); best effort, as `TCP_NODELAY`.

@@ -179,6 +179,15 @@ impl Proxy {
         Self::start_in(&[], "127.0.0.1", cache_dir, args)
     }
 
+    /// Starts the proxy serving HTTPS with `cert` and `key` (PEM files, e.g. testkit's
+    /// `TestCa::server_files`); `url` is then `https://`. Clients: [`https_client`], or the go
+    /// command with `SSL_CERT_FILE` set to the CA.
+    pub fn start_tls(cache_dir: &Path, cert: &Path, key: &Path, args: &[&str]) -> Proxy {
+        let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+        let args = [&["--tls-cert", cert, "--tls-key", key][..], args].concat();
+        Self::start(cache_dir, &args)
+    }
+
     /// Starts the proxy under a command prefix (e.g. `ip netns exec NS`), listening on `host`.
     pub fn start_in(prefix: &[&str], host: &str, cache_dir: &Path, args: &[&str]) -> Proxy {
         Self::start_with_env(prefix, host, cache_dir, args, &[])
@@ -261,7 +270,8 @@ impl Proxy {
             }
         };
         let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-        self.url = format!("http://{}", v["listen"].as_str().unwrap());
+        let scheme = v["scheme"].as_str().unwrap_or("http");
+        self.url = format!("{scheme}://{}", v["listen"].as_str().unwrap());
         self.admin = format!("http://{}", v["admin"].as_str().unwrap());
         self.child = Some(Killed(child));
     }
@@ -323,6 +333,28 @@ impl Proxy {
             .unwrap();
         metric_value(&text, sample)
     }
+}
+
+/// A client of a proxy started with [`Proxy::start_tls`]: trusts only the test CA `ca_pem`,
+/// offers `h2` and `http/1.1` by ALPN (`.http1_only()` for HTTP/1.1 alone) and keeps each
+/// response's `reqwest::tls::TlsInfo` (the server's certificate) in its extensions.
+pub fn https_client(ca_pem: &Path) -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let pem = std::fs::read(ca_pem).expect("the test CA's certificate");
+    let ca = reqwest::Certificate::from_pem(&pem).expect("a PEM certificate");
+    reqwest::Client::builder()
+        .tls_certs_only([ca])
+        .tls_info(true)
+}
+
+/// The DER of the certificate a response came with (needs [`https_client`]'s `tls_info`).
+pub fn peer_certificate(response: &reqwest::Response) -> Vec<u8> {
+    response
+        .extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .and_then(|i| i.peer_certificate())
+        .expect("an HTTPS response from a client with tls_info")
+        .to_vec()
 }
 
 /// Finds a sample in OpenMetrics text, matching the name and every label given.
