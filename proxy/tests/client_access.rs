@@ -593,3 +593,61 @@ fn hash_token_prints_a_new_token_once_and_its_line() {
         "{out}"
     );
 }
+
+/// The identity (or the refusal's reason) is on the request's server span, read back from a
+/// real OpenTelemetry Collector; no attribute holds a token or its hash.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_identity_is_on_the_request_span() {
+    use modfleet_testkit::collector::Collector;
+    let collector = Collector::start();
+    let corpus = corpus();
+    let origin = Upstream::serve(corpus.root());
+    let dir = tempfile::tempdir().unwrap();
+    let tokens_file = dir.path().join("tokens");
+    std::fs::write(&tokens_file, tokens()).unwrap();
+    let cfg = config_file(dir.path(), &config(&origin.url, &tokens_file, RULES));
+    let grpc = collector.grpc_endpoint();
+    let proxy = Proxy::start_with_env(
+        &[],
+        "127.0.0.1",
+        &dir.path().join("cache"),
+        &["--config", cfg.to_str().unwrap()],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", grpc.as_str()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ],
+    );
+    let url = format!("{}{}", proxy.url, info_path(PRIVATE));
+    assert_eq!(get(&url, Some(&bearer(CI_TOKEN))).await.0, 200);
+    assert_eq!(get(&url, Some(&bearer(DEV_TOKEN))).await.0, 403);
+    assert_eq!(get(&url, None).await.0, 401);
+    let name = "GET /{module}/@v/{version}.info";
+    let spans = collector
+        .wait_for_spans_async(
+            |spans| spans.iter().filter(|s| s.name == name).count() >= 3,
+            Duration::from_secs(30),
+        )
+        .await;
+    let server: Vec<_> = spans.iter().filter(|s| s.name == name).collect();
+    let find = |status: i64| {
+        *server
+            .iter()
+            .find(|s| s.attr_i64("http.response.status_code") == Some(status))
+            .unwrap_or_else(|| panic!("no {status} span in {server:#?}"))
+    };
+    assert_eq!(find(200).attr_str("enduser.id"), Some("ci"));
+    assert_eq!(find(200).attr_str("modfleet.access"), None);
+    assert_eq!(find(403).attr_str("enduser.id"), Some("dev"));
+    assert_eq!(find(403).attr_str("modfleet.access"), Some("not_allowed"));
+    assert_eq!(find(401).attr_str("enduser.id"), Some("anonymous"));
+    assert_eq!(
+        find(401).attr_str("modfleet.access"),
+        Some("missing_credentials")
+    );
+    let dump = format!("{spans:?}");
+    assert!(
+        !dump.contains("mf_") && !dump.contains("sha256:"),
+        "a token or its hash is in a span"
+    );
+}
