@@ -587,6 +587,11 @@ fn hash_token_prints_a_new_token_once_and_its_line() {
     assert!(!ok && out.is_empty());
     assert_eq!(code, Some(2));
     assert!(err.contains("at least 32"), "{err}");
+    let (_, _, out, _) = run(&["--help"], None);
+    assert!(
+        out.contains("hash-token") && out.contains("`access`"),
+        "{out}"
+    );
     let (_, _, out, _) = run(&["hash-token", "--help"], None);
     assert!(
         out.contains("--stdin") && out.contains("--identity") && out.contains("netrc"),

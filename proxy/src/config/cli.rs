@@ -26,7 +26,10 @@ use super::{ByteSize, HedgeDelay, OnOff, SumdbConfig, defaults};
         lists and @latest are kept for --list-ttl.\n\n\
         Every flag can also be set with an environment variable MODFLEET_<FLAG> (for example \
         MODFLEET_CACHE_DIR) or in the --config YAML file. Flags win over environment variables, \
-        which win over the file.",
+        which win over the file.\n\n\
+        Access control (client tokens, which identities may fetch which modules, who may use \
+        the admin port) is set in the --config file's `access`; `modfleet-proxy hash-token` \
+        makes the tokens and their tokens-file lines.",
     after_long_help = "Tracing: set OTEL_EXPORTER_OTLP_ENDPOINT (e.g. http://otel-collector:4317 \
         with OTEL_EXPORTER_OTLP_PROTOCOL=grpc, or http://otel-collector:4318 for the default \
         http/protobuf) to export a span per request, per upstream attempt and per cache write. \
@@ -124,8 +127,9 @@ pub struct ServeArgs {
         env = "MODFLEET_ADMIN_LISTEN",
         value_name = "ADDR",
         help = with_default(
-            "Address of the admin endpoint: /healthz, /readyz, /metrics (plain HTTP, also with \
-             --tls-cert)",
+            "Address of the admin endpoint: /healthz, /readyz, /metrics, and /status and \
+             /admin/* (for access.admin identities when the config file sets `access`; plain \
+             HTTP, also with --tls-cert)",
             defaults::ADMIN_LISTEN
         )
     )]
