@@ -7,7 +7,12 @@ use std::process::ExitCode;
 
 use modfleet_contract::access::{MIN_TOKEN_LEN, TokenHash, TokenLine, check_name, generate_token};
 
+use crate::access::presented::MAX_HEADER_BYTES;
 use crate::config::HashTokenArgs;
+
+/// Longest token `--stdin` takes: its Basic encoding with a long identity must fit in the
+/// `Authorization` header the proxy reads.
+const MAX_TOKEN_LEN: usize = MAX_HEADER_BYTES / 2;
 
 /// Longest standard input read with `--stdin`.
 const MAX_STDIN_BYTES: u64 = 4096;
@@ -28,6 +33,12 @@ pub enum HashTokenError {
          send it in an HTTP header and a .netrc; use visible ASCII"
     )]
     Characters,
+    #[error(
+        "the token on standard input is {0} characters long: use at most {MAX_TOKEN_LEN} \
+         (clients send it in an Authorization header, which this proxy reads up to \
+         {MAX_HEADER_BYTES} bytes)"
+    )]
+    TooLong(usize),
     #[error("cannot read standard input: {0}")]
     Stdin(String),
 }
@@ -53,6 +64,9 @@ pub fn render(args: &HashTokenArgs, given: Option<&str>) -> Result<String, HashT
             }
             if token.len() < MIN_TOKEN_LEN {
                 return Err(HashTokenError::TooShort(token.len()));
+            }
+            if token.len() > MAX_TOKEN_LEN {
+                return Err(HashTokenError::TooLong(token.len()));
             }
             token.to_string()
         }
@@ -163,6 +177,11 @@ mod tests {
         assert_eq!(
             render(&args(Some("ci"), &[]), Some(&short)),
             Err(HashTokenError::TooShort(MIN_TOKEN_LEN - 1))
+        );
+        let long = "x".repeat(MAX_TOKEN_LEN + 1);
+        assert_eq!(
+            render(&args(Some("ci"), &[]), Some(&long)),
+            Err(HashTokenError::TooLong(MAX_TOKEN_LEN + 1))
         );
         let spaced = format!("{} x", "x".repeat(MIN_TOKEN_LEN));
         assert_eq!(

@@ -104,9 +104,19 @@ pub struct TokensError {
 pub struct TokenStore {
     files: Vec<PathBuf>,
     current: RwLock<Arc<TokenSet>>,
-    /// The files' versions when `current` was read (None: never read), and whether one had
-    /// changed so recently that a further change may not show in its version yet.
-    read_at: Mutex<Option<(Vec<Version>, bool)>>,
+    read: Mutex<ReadState>,
+}
+
+/// What the files looked like at the last read.
+#[derive(Default)]
+struct ReadState {
+    /// Their versions (empty: never read, or one could not be `stat`ed).
+    versions: Vec<Version>,
+    /// One had changed so recently that a further change may not show in its version yet:
+    /// read again at the next check.
+    racy: bool,
+    /// Why the last read failed, so a broken file is reported once, not at every check.
+    failed: Option<TokensError>,
 }
 
 impl std::fmt::Debug for TokenStore {
@@ -135,7 +145,7 @@ impl TokenStore {
         TokenStore {
             files,
             current: RwLock::default(),
-            read_at: Mutex::new(None),
+            read: Mutex::default(),
         }
     }
 
@@ -153,74 +163,47 @@ impl TokenStore {
 
     /// Reads every file now (at start: an error stops the start).
     pub fn load(&self) -> Result<usize, TokensError> {
-        let mut read_at = self.read_at.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = self.read.lock().unwrap_or_else(|p| p.into_inner());
         let (versions, set) = self.read_all()?;
         let n = set.identities();
-        self.install(&mut read_at, versions, set);
+        *state = ReadState::at(versions, None);
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(set);
         Ok(n)
     }
 
     /// Reads the files again when one changed (or changed too recently to tell).
     pub fn refresh(&self) -> Refreshed {
-        let mut read_at = self.read_at.lock().unwrap_or_else(|p| p.into_inner());
-        let versions: Result<Vec<Version>, _> = self
+        let mut state = self.read.lock().unwrap_or_else(|p| p.into_inner());
+        let versions: Result<Vec<Version>, TokensError> = self
             .files
             .iter()
-            .map(|p| file::version(p).map_err(|e| (p, e)))
-            .collect();
-        let versions = match versions {
-            Ok(v) => v,
-            Err((path, e)) => {
-                // Reported once per change, not every second: remember the failure.
-                let failed = Refreshed::Failed(TokensError {
+            .map(|path| {
+                file::version(path).map_err(|e| TokensError {
                     path: path.clone(),
                     reason: e.to_string(),
-                });
-                return if read_at.as_ref().is_some_and(|(v, _)| v.is_empty()) {
-                    Refreshed::Unchanged
-                } else {
-                    *read_at = Some((Vec::new(), false));
-                    failed
-                };
-            }
+                })
+            })
+            .collect();
+        let versions = match versions {
+            Ok(v) if v == state.versions && !state.racy => return Refreshed::Unchanged,
+            Ok(v) => v,
+            Err(e) => return state.fail(Vec::new(), e),
         };
-        if read_at
-            .as_ref()
-            .is_some_and(|(v, racy)| *v == versions && !racy)
-        {
-            return Refreshed::Unchanged;
-        }
         match self.read_all() {
             Ok((versions, set)) => {
-                let before = self.current();
-                let unchanged_set =
-                    read_at.as_ref().is_some_and(|(v, _)| !v.is_empty()) && same(&before, &set);
+                let recovered = state.failed.is_some();
+                let same_set = same(&self.current(), &set);
                 let n = set.identities();
-                self.install(&mut read_at, versions, set);
-                if unchanged_set {
+                *state = ReadState::at(versions, None);
+                *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(set);
+                if same_set && !recovered {
                     Refreshed::Unchanged
                 } else {
                     Refreshed::Reloaded { identities: n }
                 }
             }
-            Err(e) => {
-                // Not again until the files change once more.
-                *read_at = Some((versions, false));
-                Refreshed::Failed(e)
-            }
+            Err(e) => state.fail(versions, e),
         }
-    }
-
-    fn install(
-        &self,
-        read_at: &mut Option<(Vec<Version>, bool)>,
-        versions: Vec<Version>,
-        set: TokenSet,
-    ) {
-        let now = SystemTime::now();
-        let racy = versions.iter().any(|v| v.racy(now));
-        *read_at = Some((versions, racy));
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(set);
     }
 
     fn read_all(&self) -> Result<(Vec<Version>, TokenSet), TokensError> {
@@ -242,6 +225,29 @@ impl TokenStore {
             reason,
         })?;
         Ok((versions, set))
+    }
+}
+
+impl ReadState {
+    fn at(versions: Vec<Version>, failed: Option<TokensError>) -> ReadState {
+        let now = SystemTime::now();
+        ReadState {
+            racy: versions.iter().any(|v| v.racy(now)),
+            versions,
+            failed,
+        }
+    }
+
+    /// A failed read: reported unless it is the failure reported last (a file still broken,
+    /// or read again while racy).
+    fn fail(&mut self, versions: Vec<Version>, e: TokensError) -> Refreshed {
+        let again = self.failed.as_ref() == Some(&e);
+        *self = ReadState::at(versions, Some(e.clone()));
+        if again {
+            Refreshed::Unchanged
+        } else {
+            Refreshed::Failed(e)
+        }
     }
 }
 
@@ -352,6 +358,27 @@ mod tests {
         assert!(matches!(store.refresh(), Refreshed::Failed(_)));
         assert_eq!(store.refresh(), Refreshed::Unchanged);
         assert!(store.current().identify("new").is_some());
+    }
+
+    #[test]
+    fn a_rewrite_in_place_of_the_same_size_is_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tokens");
+        std::fs::write(&path, line("ci", "token-a", &[])).unwrap();
+        let store = TokenStore::new(vec![path.clone()]);
+        store.load().unwrap();
+        // Same size, and likely the same mtime tick: only the racy re-read can see it.
+        std::fs::write(&path, line("ci", "token-b", &[])).unwrap();
+        assert_eq!(store.refresh(), Refreshed::Reloaded { identities: 1 });
+        assert!(store.current().identify("token-b").is_some());
+        assert!(store.current().identify("token-a").is_none());
+        // Half a line (a writer caught mid-way), then the whole: one failure, then the fix.
+        std::fs::write(&path, "ci sha256:0123").unwrap();
+        assert!(matches!(store.refresh(), Refreshed::Failed(_)));
+        assert_eq!(store.refresh(), Refreshed::Unchanged, "reported once");
+        std::fs::write(&path, line("ci", "token-c", &[])).unwrap();
+        assert_eq!(store.refresh(), Refreshed::Reloaded { identities: 1 });
+        assert!(store.current().identify("token-c").is_some());
     }
 
     #[test]

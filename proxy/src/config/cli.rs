@@ -57,7 +57,7 @@ pub enum Subcommands {
         By default a new random token (256 bits) is generated and printed once, with the \
         line to add to a tokens file; store the token now: the file holds only its SHA-256 \
         hash, from which it cannot be recovered. With --stdin the token is read from standard \
-        input instead (its first line; at least 32 characters, visible ASCII without spaces) \
+        input instead (its first line; 32 to 512 characters, visible ASCII without spaces) \
         and only the line is printed.\n\n\
         Clients present the token as `Authorization: Bearer TOKEN`, or as HTTP Basic with the \
         identity as user and the token as password (a .netrc entry: machine HOST login \
