@@ -482,3 +482,43 @@ fn a_tls_pair_that_cannot_be_served_stops_the_start() {
     let e = Config::load(&a, no_env).unwrap_err().to_string();
     assert!(e.contains("missing.crt") && e.contains("--tls-cert"), "{e}");
 }
+
+/// `access`: rules validated by `merge` (errors name the rule), tokens files read by `load`.
+#[test]
+fn access_rules_are_checked_and_tokens_read_at_load() {
+    let merge = |yaml: &str| {
+        let file: FileConfig = serde_yaml_ng::from_str(yaml).unwrap();
+        Config::merge(&args(&["https://up.example"]), file, no_env)
+    };
+    let e = merge(
+        "access: {rules: [{modules: ['*'], allow: [anonymous]}, {modules: ['/x'], allow: []}]}",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.starts_with("invalid access.rules[1].modules: "), "{e}");
+    let c =
+        merge("access: {rules: [{modules: ['corp.example/*', '*'], allow: [group:ci]}]}").unwrap();
+    let access = c.access.expect("access set");
+    assert_eq!(access.rules[0].modules.len(), 2);
+    assert!(merge("{}").unwrap().access.is_none());
+
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = dir.path().join("tokens");
+    std::fs::write(&tokens, "ci sha256:00\n").unwrap();
+    let cfg = dir.path().join("modfleet.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "upstreams: [{{url: 'https://up.example'}}]\naccess: {{tokensFiles: [{}]}}\n",
+            tokens.display()
+        ),
+    )
+    .unwrap();
+    let mut a = args(&[]);
+    a.config = Some(cfg);
+    let e = Config::load(&a, no_env).unwrap_err().to_string();
+    assert!(
+        e.starts_with(&format!("access.tokensFiles {}: line 1:", tokens.display())),
+        "{e}"
+    );
+}
