@@ -20,7 +20,7 @@ pub mod presented;
 pub mod tokens;
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 
 use http::HeaderMap;
 use modfleet_contract::access::Principal;
@@ -158,15 +158,22 @@ pub const MAX_IDENTITY_LABELS: usize = 100;
 /// The label of identities past [`MAX_IDENTITY_LABELS`]: not a valid identity name.
 pub const OTHER_IDENTITIES: &str = "(other)";
 
+/// Names given a label so far. Read-locked on every request; written once per new name.
 #[derive(Debug, Default)]
-struct IdentityLabels(Mutex<HashSet<String>>);
+struct IdentityLabels(RwLock<HashSet<String>>);
 
 impl IdentityLabels {
     fn of(&self, name: &str) -> String {
-        if name == ANONYMOUS {
+        if name == ANONYMOUS
+            || self
+                .0
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(name)
+        {
             return name.to_string();
         }
-        let mut seen = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut seen = self.0.write().unwrap_or_else(|p| p.into_inner());
         if seen.contains(name) {
             return name.to_string();
         }
