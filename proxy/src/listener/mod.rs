@@ -218,7 +218,10 @@ async fn connection(
     let state = slot.state.clone();
     let mut watchdog = Watchdog::new(state.clone(), shared.timeouts);
     match &shared.tls {
-        None => serve_connection(&shared, tcp, state, peer, watchdog, watcher).await,
+        None => {
+            let io = Watched::new(tcp, state.clone());
+            serve_connection(&shared, io, state, peer, watchdog, watcher).await;
+        }
         Some(tls) => {
             // Timed from the accept by the watchdog, as the first request's headers are.
             let stream = tokio::select! {
@@ -230,7 +233,8 @@ async fn connection(
                 }
             };
             if let Some(stream) = stream {
-                serve_connection(&shared, stream, state, peer, watchdog, watcher).await;
+                let io = Watched::flushing(stream, state.clone());
+                serve_connection(&shared, io, state, peer, watchdog, watcher).await;
             }
         }
     }
@@ -242,7 +246,7 @@ async fn connection(
 /// watchdog closes it.
 async fn serve_connection<I>(
     shared: &Shared,
-    socket: I,
+    socket: Watched<I>,
     state: Arc<ConnState>,
     peer: SocketAddr,
     watchdog: Watchdog,
@@ -250,7 +254,7 @@ async fn serve_connection<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let io = TokioIo::new(Watched::new(socket, state.clone()));
+    let io = TokioIo::new(socket);
     let router = shared.router.clone();
     let requests = state;
     let service = hyper::service::service_fn(move |request: http::Request<Incoming>| {
