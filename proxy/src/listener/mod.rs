@@ -186,13 +186,25 @@ pub async fn serve(
             Ok(slot) => {
                 shared.counters.accepted.inc();
                 shared.counters.open.inc();
-                tokio::spawn(connection(
-                    shared.clone(),
-                    tcp,
-                    peer,
-                    slot,
-                    graceful.watcher(),
-                ));
+                // Two kinds of task, so that a plain connection's future is not sized for a
+                // TLS handshake's state.
+                if shared.tls.is_some() {
+                    tokio::spawn(tls_connection(
+                        shared.clone(),
+                        tcp,
+                        peer,
+                        slot,
+                        graceful.watcher(),
+                    ));
+                } else {
+                    tokio::spawn(connection(
+                        shared.clone(),
+                        tcp,
+                        peer,
+                        slot,
+                        graceful.watcher(),
+                    ));
+                }
             }
             Err(why) => {
                 shared.counters.refused(why).inc();
@@ -216,27 +228,38 @@ async fn connection(
     let _ = tcp.set_nodelay(true);
     limit_unsent(&tcp, NOTSENT_LOWAT);
     let state = slot.state.clone();
+    let io = Watched::new(tcp, state.clone());
+    let watchdog = Watchdog::new(state.clone(), shared.timeouts);
+    serve_connection(&shared, io, state, peer, watchdog, watcher).await;
+    shared.counters.open.dec();
+    drop(slot);
+}
+
+/// [`connection`] over TLS: the handshake first, timed from the accept by the watchdog as the
+/// first request's headers are.
+async fn tls_connection(
+    shared: Arc<Shared>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    slot: Slot,
+    watcher: Watcher,
+) {
+    let _ = tcp.set_nodelay(true);
+    limit_unsent(&tcp, NOTSENT_LOWAT);
+    let state = slot.state.clone();
     let mut watchdog = Watchdog::new(state.clone(), shared.timeouts);
-    match &shared.tls {
-        None => {
-            let io = Watched::new(tcp, state.clone());
-            serve_connection(&shared, io, state, peer, watchdog, watcher).await;
+    let tls = shared.tls.as_ref().expect("a TLS listener");
+    let stream = tokio::select! {
+        stream = tls.accept(tcp) => stream,
+        reason = &mut watchdog => {
+            tracing::debug!(%peer, reason = reason.as_str(), "closing the connection in its TLS handshake");
+            shared.counters.closed(reason).inc();
+            None
         }
-        Some(tls) => {
-            // Timed from the accept by the watchdog, as the first request's headers are.
-            let stream = tokio::select! {
-                stream = tls.accept(tcp) => stream,
-                reason = &mut watchdog => {
-                    tracing::debug!(%peer, reason = reason.as_str(), "closing the connection in its TLS handshake");
-                    shared.counters.closed(reason).inc();
-                    None
-                }
-            };
-            if let Some(stream) = stream {
-                let io = Watched::flushing(stream, state.clone());
-                serve_connection(&shared, io, state, peer, watchdog, watcher).await;
-            }
-        }
+    };
+    if let Some(stream) = stream {
+        let io = Watched::flushing(stream, state.clone());
+        serve_connection(&shared, io, state, peer, watchdog, watcher).await;
     }
     shared.counters.open.dec();
     drop(slot);
