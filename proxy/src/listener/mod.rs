@@ -8,7 +8,8 @@
 //! Memory per connection is bounded: hyper's HTTP/1 buffer holds at most one body chunk
 //! ([`H1_MAX_BUF`]; without it hyper would queue ~400 KiB of a download for a client that does
 //! not read), HTTP/2 at most one chunk per stream and [`H2_MAX_STREAMS`] streams, and the
-//! kernel at most [`NOTSENT_LOWAT`] unsent bytes.
+//! kernel at most [`NOTSENT_LOWAT`] unsent bytes. Over TLS, rustls holds at most 64 KiB of
+//! unsent records (its default limit): a write past it waits, and the send timeout sees it.
 
 mod activity;
 pub mod fd_limit;
