@@ -7,10 +7,12 @@
 //! Memory per connection is bounded: hyper's HTTP/1 buffer holds at most one body chunk
 //! ([`H1_MAX_BUF`]; without it hyper would queue ~400 KiB of a download for a client that does
 //! not read), HTTP/2 at most one chunk per stream and [`H2_MAX_STREAMS`] streams, and the
-//! kernel at most [`NOTSENT_LOWAT`] unsent bytes.
+//! kernel at most [`NOTSENT_LOWAT`] unsent bytes (a bounded number of large downloads more:
+//! [`send_queue`]).
 
 mod activity;
 pub mod fd_limit;
+pub mod send_queue;
 mod slots;
 mod watchdog;
 
@@ -206,7 +208,8 @@ async fn connection(
     // No Nagle: a response's last small segment must not wait for the client's delayed ACK
     // (40ms per request on a streamed body).
     let _ = tcp.set_nodelay(true);
-    limit_unsent(&tcp, NOTSENT_LOWAT);
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&tcp);
+    send_queue::set_unsent(fd, NOTSENT_LOWAT);
     let state = slot.state.clone();
     let io = TokioIo::new(Watched::new(tcp, state.clone()));
     let router = shared.router.clone();
@@ -221,7 +224,10 @@ async fn connection(
             Ok::<_, Infallible>(response.map(|body| Tracked::new(body, guard)))
         }
     });
-    let served = watcher.watch(shared.builder.serve_connection(io, service));
+    let served = send_queue::serve_with(
+        fd,
+        watcher.watch(shared.builder.serve_connection(io, service)),
+    );
     tokio::select! {
         result = served => {
             if let Err(e) = result {
@@ -235,23 +241,6 @@ async fn connection(
     }
     shared.counters.open.dec();
     drop(slot);
-}
-
-/// Sets `TCP_NOTSENT_LOWAT` (see [`NOTSENT_LOWAT`]); best effort, as `TCP_NODELAY`.
-fn limit_unsent(tcp: &TcpStream, bytes: u32) {
-    use std::os::fd::AsRawFd;
-    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-    // SAFETY: the descriptor is the open socket `tcp` borrows; the option value points to a
-    // live c_int and its size is given. setsockopt reads it and keeps nothing.
-    unsafe {
-        libc::setsockopt(
-            tcp.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_NOTSENT_LOWAT,
-            (&value as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
-    }
 }
 
 /// A best-effort `503` (written only if the socket takes it at once), then the close.
