@@ -35,7 +35,7 @@ pub struct AccessSpec {
     /// Module path rules; the first whose `modules` matches a request's module path decides.
     /// A path no rule matches is refused (401 without credentials, 403 with): end with
     /// `{modules: ['*'], allow: [anonymous]}` to keep other modules open.
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = 32))]
     #[x_kube(validation = Rule::new("size(self) >= 1").message(
         "access.rules needs at least one rule (a path no rule matches is refused), e.g. rules: [{modules: ['*'], allow: [anonymous]}]"
     ))]
@@ -44,7 +44,7 @@ pub struct AccessSpec {
     /// Who may use the admin port's `/status` and `/admin/*` (`/healthz`, `/readyz` and
     /// `/metrics` stay open). The operator adds its own identity, `modfleet-operator`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = 32), inner(length(min = 1, max = 70)))]
     #[x_kube(validation = principals_rule("access.admin"))]
     pub admin: Vec<String>,
 }
@@ -80,7 +80,7 @@ fn default_tokens_key() -> String {
 #[serde(rename_all = "camelCase")]
 pub struct AccessRuleSpec {
     /// GOPRIVATE globs, e.g. `git.corp.example.com/*`, or `*` for every module.
-    #[schemars(length(max = 64), inner(length(min = 1, max = 256)))]
+    #[schemars(length(max = 32), inner(length(min = 1, max = 256)))]
     #[x_kube(validation = Rule::new(
         "size(self) >= 1 && self.all(m, !m.contains(',') && !m.contains(' '))"
     ).message(
@@ -90,7 +90,7 @@ pub struct AccessRuleSpec {
 
     /// Who may fetch them: `anonymous` (everyone), `authenticated` (any identity of the
     /// tokens files), `group:NAME` or an identity's `NAME`.
-    #[schemars(length(max = 64))]
+    #[schemars(length(max = 16), inner(length(min = 1, max = 70)))]
     #[x_kube(
         validation = Rule::new("size(self) >= 1").message(
             "access.rules[].allow needs at least one of anonymous, authenticated, group:NAME or NAME"
