@@ -79,7 +79,8 @@ fn default_tokens_key() -> String {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct AccessRuleSpec {
-    /// GOPRIVATE globs, e.g. `git.corp.example.com/*`, or `*` for every module.
+    /// GOPRIVATE globs, e.g. `git.corp.example.com` (the host and everything below it), or
+    /// `*` for every module.
     #[schemars(length(max = 32), inner(length(min = 1, max = 256)))]
     #[x_kube(validation = Rule::new(
         "size(self) >= 1 && self.all(m, !m.contains(',') && !m.contains(' '))"
@@ -89,14 +90,11 @@ pub struct AccessRuleSpec {
     pub modules: Vec<String>,
 
     /// Who may fetch them: `anonymous` (everyone), `authenticated` (any identity of the
-    /// tokens files), `group:NAME` or an identity's `NAME`.
+    /// tokens files), `group:NAME` or an identity's `NAME`. Empty: nobody (a rule that
+    /// refuses its modules, before broader rules).
+    #[serde(default)]
     #[schemars(length(max = 16), inner(length(min = 1, max = 70)))]
-    #[x_kube(
-        validation = Rule::new("size(self) >= 1").message(
-            "access.rules[].allow needs at least one of anonymous, authenticated, group:NAME or NAME"
-        ),
-        validation = principals_rule("access.rules[].allow")
-    )]
+    #[x_kube(validation = principals_rule("access.rules[].allow"))]
     pub allow: Vec<String>,
 }
 
