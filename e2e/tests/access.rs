@@ -13,6 +13,7 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
+use base64::Engine as _;
 use modfleet_e2e::fleet_secrets::{SecretsEnv, item_keys, mounts, pod_spec, secret_volume};
 use modfleet_e2e::operator::{Operator, install_crd};
 use modfleet_e2e::{Cluster, DEFAULT_TIMEOUT, Namespace};
@@ -91,17 +92,10 @@ fn secret_key(ns: &Namespace, name: &str, key: &str) -> String {
     let b64 = s["data"][key]
         .as_str()
         .unwrap_or_else(|| panic!("Secret {name} has no key {key}: {:?}", s["data"]));
-    let out = Command::new("base64")
-        .arg("-d")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .and_then(|mut c| {
-            c.stdin.take().unwrap().write_all(b64.as_bytes())?;
-            c.wait_with_output()
-        })
-        .expect("base64 (coreutils) must be installed");
-    String::from_utf8(out.stdout).unwrap()
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .expect("Secret data is base64");
+    String::from_utf8(bytes).expect("UTF-8")
 }
 
 /// `sha256:HEX` of `text`, as a tokens file holds a token's hash (coreutils' sha256sum).

@@ -558,18 +558,12 @@ fn tls_and_tokens_secrets_are_mounted_beside_the_config() {
     );
 
     let hash = |d: &Deployment| {
-        d.spec
-            .as_ref()
-            .unwrap()
-            .template
+        let template = &d.spec.as_ref().unwrap().template;
+        let annotations = template
             .metadata
             .as_ref()
-            .unwrap()
-            .annotations
-            .as_ref()
-            .unwrap()
-            .get(CREDENTIALS_HASH_ANNOTATION)
-            .cloned()
+            .and_then(|m| m.annotations.as_ref());
+        annotations.and_then(|a| a.get(CREDENTIALS_HASH_ANNOTATION).cloned())
     };
     assert!(hash(&d).is_some());
     // A renewed certificate: the same template (the proxy reloads it in place).
