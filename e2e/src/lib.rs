@@ -25,6 +25,8 @@
 pub mod argocd;
 /// The example manifests.
 pub mod examples;
+/// A fleet's Secrets on the cluster: mounts, rolls, `CredentialsMissing`.
+pub mod fleet_secrets;
 
 pub mod operator;
 

@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 
 use modfleet_testkit::workspace::workspace_binary;
 
+use crate::Namespace;
+
 /// Path of the `modfleet-proxy` binary (built on first use).
 pub fn proxy_binary() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
@@ -125,6 +127,37 @@ impl Drop for ProxyProcess {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// The pods of the fleet `instance` (each a member whose proxy a test may start): (name, IP),
+/// sorted, each IP checked to be a loopback address the local cluster gave it.
+pub fn member_pods(ns: &Namespace, instance: &str) -> Vec<(String, IpAddr)> {
+    let pods = ns.get_json(&[
+        "pods",
+        "-l",
+        &format!("app.kubernetes.io/instance={instance},app.kubernetes.io/name=modfleet-proxy"),
+    ]);
+    let mut out: Vec<(String, IpAddr)> = pods["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            let name = p["metadata"]["name"].as_str().unwrap().to_owned();
+            let ip: IpAddr = p["status"]["podIP"]
+                .as_str()
+                .unwrap_or_else(|| panic!("pod {name} has no IP"))
+                .parse()
+                .unwrap();
+            // Never start anything on, or let anything connect to, a non-loopback address.
+            assert!(
+                ip.is_loopback() && !ip.to_string().starts_with("127.0."),
+                "pod {name} has IP {ip}: this cluster predates loopback pod IPs; recreate it with `hack/cluster.sh down` and `hack/cluster.sh up`"
+            );
+            (name, ip)
+        })
+        .collect();
+    out.sort();
+    out
 }
 
 /// A one-line HTTP/1.0 GET; the body when the status is 200.

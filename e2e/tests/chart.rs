@@ -65,7 +65,11 @@ fn fleet_perms() -> BTreeSet<Perm> {
             ("policy", &["poddisruptionbudgets"], CHILD_VERBS),
             ("networking.k8s.io", &["networkpolicies"], CHILD_VERBS),
             ("", &["pods"], &["list"]),
-            ("", &["secrets"], &["get", "list", "watch"]),
+            (
+                "",
+                &["secrets"],
+                &["get", "list", "watch", "create", "delete"],
+            ),
             ("events.k8s.io", &["events"], &["create", "patch"]),
         ],
         None,
@@ -576,9 +580,12 @@ fn operator_with_chart_identity_reconciles(namespaced: bool) {
         ("create", "deployments.apps"),
         ("delete", "persistentvolumeclaims"),
         ("create", "events.events.k8s.io"),
-        // The Secrets of privateModules, read and watched, never written.
+        // The Secrets a fleet names, read and watched; its own token Secret created and
+        // deleted (never patched or updated).
         ("get", "secrets"),
         ("watch", "secrets"),
+        ("create", "secrets"),
+        ("delete", "secrets"),
     ] {
         assert!(
             cluster.can_i(&user, verb, res, f),
@@ -586,8 +593,8 @@ fn operator_with_chart_identity_reconciles(namespaced: bool) {
         );
     }
     for (verb, res) in [
-        ("create", "secrets"),
         ("patch", "secrets"),
+        ("update", "secrets"),
         ("create", "pods"),
         ("delete", "gomoduleproxies.modfleet.dev"),
         ("update", "deployments.apps"),
@@ -621,14 +628,20 @@ fn operator_with_chart_identity_reconciles(namespaced: bool) {
     let op = Operator::start_with(&kubeconfig, "modfleet-e2e-local-operator", &args);
 
     // Every fleet example: one member, three members with a PDB, private modules with
-    // retainPolicy Delete, metrics (its ServiceMonitor applied by us, as a user would).
+    // retainPolicy Delete, metrics (its ServiceMonitor applied by us, as a user would),
+    // access control (its TLS Secret made here, as cert-manager would; the operator creates
+    // its own token Secret with the chart's permissions).
     let examples: &[(&str, &str, i64, bool)] = &[
         // (file, GoModuleProxy name, members, caches retained on delete)
         ("small-cache.yaml", "gomod", 1, true),
         ("ha-fleet.yaml", "gomod-ha", 3, true),
         ("private-modules.yaml", "gomod-private", 2, false),
         ("metrics.yaml", "gomod-metrics", 2, true),
+        ("access-control.yaml", "gomod-access", 2, false),
     ];
+    fleet.apply(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: gomod-access-tls\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: \"-----BEGIN CERTIFICATE-----\"\n  tls.key: \"-----BEGIN PRIVATE KEY-----\"\n",
+    );
     for (file, _, _, _) in examples {
         let text = std::fs::read_to_string(repo_root().join("examples").join(file))
             .unwrap_or_else(|e| panic!("examples/{file}: {e}"));
@@ -664,10 +677,12 @@ fn operator_with_chart_identity_reconciles(namespaced: bool) {
         // Argo CD's view of the real object, through the shipped health check.
         let (health, message) = argocd::argocd_health(&ready);
         assert_eq!(health, "Healthy", "{name}: {message}");
-        assert_eq!(
-            ready["status"]["endpoint"],
+        let endpoint = if ready["spec"]["tls"].is_null() {
             format!("http://{name}.{}.svc:80", fleet.name())
-        );
+        } else {
+            format!("https://{name}.{}.svc:443", fleet.name())
+        };
+        assert_eq!(ready["status"]["endpoint"], endpoint);
         assert_eq!(condition(&ready, "Degraded").unwrap()["status"], "False");
         // It could list the fleet's pods to ask them about upstream health (nothing listens
         // on the kwok pods' IPs, so the answer itself is Unknown).
@@ -682,6 +697,9 @@ fn operator_with_chart_identity_reconciles(namespaced: bool) {
         for i in 0..*members {
             want.push(format!("deployment/{name}-{i}"));
             want.push(format!("pvc/{name}-cache-{i}"));
+        }
+        if !ready["spec"]["access"].is_null() {
+            want.push(format!("secret/{name}-operator-token"));
         }
         for obj in &want {
             let out = fleet.try_kubectl(&["get", obj]);
@@ -717,6 +735,24 @@ fn operator_with_chart_identity_reconciles(namespaced: bool) {
             .iter()
             .any(|e| e["reportingController"] == "modfleet-operator")),
         "no Events from the operator: {events}"
+    );
+
+    // Access control off: the operator deletes its own token Secret (delete secrets).
+    fleet.kubectl(&[
+        "patch",
+        "gmp",
+        "gomod-access",
+        "--type=json",
+        "-p",
+        r#"[{"op": "remove", "path": "/spec/access"}]"#,
+    ]);
+    fleet.eventually(
+        "the operator's token Secret deleted once spec.access is gone",
+        Duration::from_secs(120),
+        || {
+            let out = fleet.try_kubectl(&["get", "secret", "gomod-access-operator-token"]);
+            (!out.status.success()).then_some(())
+        },
     );
 
     // Deletion through the finalizer: Retain keeps the caches (released from their owner),

@@ -39,6 +39,7 @@ fn every_example_passes_server_side_dry_run() {
         "examples/ha-fleet.yaml",
         "examples/private-modules.yaml",
         "examples/metrics.yaml",
+        "examples/access-control.yaml",
         "examples/argocd/modfleet.yaml",
         "examples/argocd/apps/operator.yaml",
         "examples/argocd/apps/fleet.yaml",

@@ -8,52 +8,13 @@
 //! missing. The members are kwok pods (no container runs), so whether the proxy reads these
 //! keys is tested on the proxy's side, not here.
 
-use std::time::Duration;
-
-use modfleet_e2e::operator::{Operator, install_crd};
-use modfleet_e2e::{Cluster, DEFAULT_TIMEOUT, Namespace, condition};
-use serde_json::Value;
+use modfleet_e2e::fleet_secrets::{SecretsEnv, item_keys, mounts, pod_spec, secret_volume};
+use modfleet_e2e::operator::install_crd;
+use modfleet_e2e::{Cluster, DEFAULT_TIMEOUT};
 
 const PASSWORD: &str = "s3cret-token-e2e";
 const ROTATED: &str = "n3w-token-e2e";
 const SSH_KEY: &str = "-----BEGIN OPENSSH PRIVATE KEY-----e2e";
-const HASH: &str = "modfleet.dev/credentials-hash";
-
-/// Lifts the fleet's finalizer on drop (the operator stops before the namespace goes).
-struct Env {
-    op: Operator,
-    ns: Namespace,
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = self.ns.try_kubectl(&[
-            "patch",
-            "gmp/private",
-            "--type=merge",
-            "-p",
-            r#"{"metadata":{"finalizers":null}}"#,
-        ]);
-    }
-}
-
-fn env() -> Env {
-    let cluster = Cluster::from_env();
-    install_crd(&cluster);
-    let ns = cluster.namespace("op-private");
-    // The API server itself refuses pods that break the restricted standard.
-    ns.kubectl(&[
-        "label",
-        "namespace",
-        ns.name(),
-        "pod-security.kubernetes.io/enforce=restricted",
-        "pod-security.kubernetes.io/enforce-version=latest",
-    ]);
-    // No health polling: its requeue (every poll interval) would reconcile a changed Secret
-    // anyway; without it the next requeue is minutes away, so the Secret watch is what acts.
-    let op = Operator::start(&ns, "op", &["--health-poll-interval", "0s"]);
-    Env { op, ns }
-}
 
 fn basic_auth(password: &str) -> String {
     format!(
@@ -100,51 +61,9 @@ const RENDERED: &str = "privateModules:
     sshKnownHostsFile: /etc/modfleet-private/2/known_hosts
 ";
 
-/// The pod template's credentials hash of each member, in member order.
-fn hashes(ns: &Namespace) -> Vec<Value> {
-    (0..2)
-        .map(|i| {
-            let d = ns.get_json(&["deployment", &format!("private-{i}")]);
-            d["spec"]["template"]["metadata"]["annotations"][HASH].clone()
-        })
-        .collect()
-}
-
-fn degraded(ns: &Namespace) -> Value {
-    condition(&ns.get_json(&["gmp", "private"]), "Degraded")
-}
-
-/// Nothing the operator writes where people and tools read it carries a credential.
-fn assert_no_credentials(ns: &Namespace, op: &Operator) {
-    let mut places = vec![
-        (
-            "the GoModuleProxy",
-            ns.kubectl(&["get", "gmp", "private", "-o", "json"]),
-        ),
-        (
-            "the ConfigMap",
-            ns.kubectl(&["get", "configmap", "private-config", "-o", "json"]),
-        ),
-        (
-            "the Deployments",
-            ns.kubectl(&["get", "deployments", "-o", "json"]),
-        ),
-        ("the Events", ns.kubectl(&["get", "events", "-o", "json"])),
-    ];
-    places.push(("the operator's log", op.logs()));
-    for (what, text) in places {
-        for secret in [PASSWORD, ROTATED, SSH_KEY] {
-            assert!(
-                !text.contains(secret),
-                "{what} contains a credential: {text}"
-            );
-        }
-    }
-}
-
 #[test]
 fn private_modules_render_mounts_roll_on_secret_change_and_report_missing_secrets() {
-    let env = env();
+    let env = SecretsEnv::start("op-private", "private");
     let ns = &env.ns;
     ns.apply(&basic_auth(PASSWORD));
     ns.apply(SSH_AUTH);
@@ -158,47 +77,18 @@ fn private_modules_render_mounts_roll_on_secret_change_and_report_missing_secret
     assert_eq!(format!("privateModules:\n{private}"), RENDERED);
 
     // Each Secret mounted read-only at /etc/modfleet-private/<index>, only its keys, 0400.
-    let d = ns.get_json(&["deployment", "private-0"]);
-    let pod = &d["spec"]["template"]["spec"];
-    let volume = |name: &str| -> Value {
-        pod["volumes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|v| v["name"] == name)
-            .unwrap_or_else(|| panic!("no volume {name}: {pod}"))
-            .clone()
-    };
+    let pod = pod_spec(ns, "private-0");
     for (name, secret, keys) in [
         ("private-0", "git-basic", ["username", "password"]),
         ("private-2", "git-ssh", ["ssh-privatekey", "known_hosts"]),
     ] {
-        let v = volume(name);
-        assert_eq!(v["secret"]["secretName"], secret, "{v}");
-        assert_eq!(v["secret"]["defaultMode"], 0o400, "{v}");
-        let items: Vec<&str> = v["secret"]["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|i| i["key"].as_str().unwrap())
-            .collect();
-        assert_eq!(items, keys, "{v}");
+        let (secret_name, mode, items) = secret_volume(&pod, name);
+        assert_eq!(secret_name, secret, "{name}");
+        assert_eq!(mode, 0o400, "{name}");
+        assert_eq!(item_keys(&items), keys, "{name}");
     }
-    let mounts: Vec<(String, String, bool)> = pod["containers"][0]["volumeMounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|m| m["name"].as_str().unwrap().starts_with("private-"))
-        .map(|m| {
-            (
-                m["name"].as_str().unwrap().to_owned(),
-                m["mountPath"].as_str().unwrap().to_owned(),
-                m["readOnly"] == true,
-            )
-        })
-        .collect();
     assert_eq!(
-        mounts,
+        mounts(&pod, |n| n.starts_with("private-")),
         [
             ("private-0".into(), "/etc/modfleet-private/0".into(), true),
             ("private-2".into(), "/etc/modfleet-private/2".into(), true),
@@ -228,63 +118,16 @@ fn private_modules_render_mounts_roll_on_secret_change_and_report_missing_secret
     assert_eq!(ports, [443, 22, 80]);
 
     // A rotated password changes every member's template (one at a time): the fleet rolls.
-    let before = hashes(ns);
-    assert!(before.iter().all(Value::is_string), "{before:?}");
-    assert_eq!(before[0], before[1]);
-    let config_before = cm["data"]["config.yaml"].clone();
-    ns.apply(&basic_auth(ROTATED));
-    // Within 180s: less than the 5-minute requeue of a settled fleet, so only the Secret
-    // watch can make this happen (without it, this wait times out).
-    let after = ns.eventually(
-        "both members on a new credentials hash",
-        Duration::from_secs(180),
-        || {
-            let now = hashes(ns);
-            now.iter()
-                .all(|h| h.is_string() && *h != before[0])
-                .then_some(now)
-        },
-    );
-    assert_eq!(after[0], after[1]);
-    ns.wait("gmp/private", "condition=Ready", DEFAULT_TIMEOUT);
-    let cm = ns.get_json(&["configmap", "private-config"]);
-    assert_eq!(
-        cm["data"]["config.yaml"], config_before,
-        "the config names files, not contents"
-    );
-    let rolled = ns.kubectl(&["get", "events", "-o", "jsonpath={.items[*].message}"]);
-    for i in 0..2 {
-        assert!(
-            rolled.contains(&format!(
-                "Updating private-{i} to the current configuration"
-            )),
-            "no rollout event for private-{i}: {rolled}"
-        );
-    }
+    env.assert_rotation_rolls(2, || {
+        ns.apply(&basic_auth(ROTATED));
+    });
 
     // The Secret deleted: Degraded, naming the Secret; the members are left as they run.
-    let templates = |ns: &Namespace| -> Vec<Value> {
-        (0..2)
-            .map(|i| {
-                ns.get_json(&["deployment", &format!("private-{i}")])["metadata"]["annotations"]
-                    ["modfleet.dev/template-hash"]
-                    .clone()
-            })
-            .collect()
-    };
-    let running = templates(ns);
-    ns.kubectl(&["delete", "secret", "git-ssh"]);
-    let d = ns.eventually("Degraded=True CredentialsMissing", DEFAULT_TIMEOUT, || {
-        let d = degraded(ns);
-        (d["status"] == "True").then_some(d)
-    });
-    assert_eq!(d["reason"], "CredentialsMissing", "{d}");
-    let msg = d["message"].as_str().unwrap();
-    assert!(
-        msg.contains("privateModules[2].credentialsSecretRef: Secret git-ssh not found"),
-        "{msg}"
+    env.assert_missing_secret_degrades(
+        2,
+        "git-ssh",
+        "privateModules[2].credentialsSecretRef: Secret git-ssh not found",
     );
-    assert_eq!(templates(ns), running, "nothing changed under the members");
     let g = ns.get_json(&["gmp", "private"]);
     assert_eq!(g["status"]["readyMembers"], 2, "{g}");
 
@@ -292,26 +135,17 @@ fn private_modules_render_mounts_roll_on_secret_change_and_report_missing_secret
     ns.apply(
         "apiVersion: v1\nkind: Secret\nmetadata:\n  name: git-ssh\ntype: kubernetes.io/ssh-auth\nstringData:\n  ssh-privatekey: \"-----BEGIN OPENSSH PRIVATE KEY-----e2e\"\n",
     );
-    ns.eventually("the condition names known_hosts", DEFAULT_TIMEOUT, || {
-        let d = degraded(ns);
-        d["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("Secret git-ssh has no key known_hosts"))
-            .then_some(())
-    });
+    env.await_degraded_message("Secret git-ssh has no key known_hosts");
 
     // Whole again: the fleet converges without any change to the GoModuleProxy.
     ns.apply(SSH_AUTH);
-    ns.eventually("Degraded=False", DEFAULT_TIMEOUT, || {
-        (degraded(ns)["status"] == "False").then_some(())
-    });
-    ns.wait("gmp/private", "condition=Ready", DEFAULT_TIMEOUT);
+    env.await_whole();
     let reasons = ns.kubectl(&["get", "events", "-o", "jsonpath={.items[*].reason}"]);
     assert!(
         reasons.contains("CredentialsMissing"),
         "a Warning Event: {reasons}"
     );
-    assert_no_credentials(ns, &env.op);
+    env.assert_not_shown(&[PASSWORD, ROTATED, SSH_KEY]);
 }
 
 /// The API server itself (not only kube-cel in the unit tests) refuses bad entries with the

@@ -10,51 +10,13 @@
 //! the proxy sends these files' credentials is tested on the proxy's side
 //! (proxy/tests/upstream_credentials.rs).
 
-use std::time::Duration;
-
-use modfleet_e2e::operator::{Operator, install_crd};
-use modfleet_e2e::{Cluster, DEFAULT_TIMEOUT, Namespace, condition};
-use serde_json::Value;
+use modfleet_e2e::fleet_secrets::{SecretsEnv, item_keys, mounts, pod_spec, secret_volume};
+use modfleet_e2e::operator::install_crd;
+use modfleet_e2e::{Cluster, DEFAULT_TIMEOUT};
 
 const PASSWORD: &str = "up-s3cret-e2e";
 const TOKEN: &str = "up-t0ken-e2e";
 const ROTATED: &str = "up-r0tated-e2e";
-const HASH: &str = "modfleet.dev/credentials-hash";
-
-/// Lifts the fleet's finalizer on drop (the operator stops before the namespace goes).
-struct Env {
-    op: Operator,
-    ns: Namespace,
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = self.ns.try_kubectl(&[
-            "patch",
-            "gmp/upstream",
-            "--type=merge",
-            "-p",
-            r#"{"metadata":{"finalizers":null}}"#,
-        ]);
-    }
-}
-
-fn env() -> Env {
-    let cluster = Cluster::from_env();
-    install_crd(&cluster);
-    let ns = cluster.namespace("op-upstream-creds");
-    ns.kubectl(&[
-        "label",
-        "namespace",
-        ns.name(),
-        "pod-security.kubernetes.io/enforce=restricted",
-        "pod-security.kubernetes.io/enforce-version=latest",
-    ]);
-    // No health polling: its requeue would reconcile a changed Secret anyway; without it the
-    // Secret watch is what acts.
-    let op = Operator::start(&ns, "op", &["--health-poll-interval", "0s"]);
-    Env { op, ns }
-}
 
 const BASIC: &str = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: up-basic\ntype: kubernetes.io/basic-auth\nstringData:\n  username: ci\n  password: up-s3cret-e2e\n";
 
@@ -110,51 +72,9 @@ fn top_level_block(yaml: &str, key: &str) -> String {
         .collect()
 }
 
-/// The pod template's credentials hash of each member, in member order.
-fn hashes(ns: &Namespace) -> Vec<Value> {
-    (0..2)
-        .map(|i| {
-            let d = ns.get_json(&["deployment", &format!("upstream-{i}")]);
-            d["spec"]["template"]["metadata"]["annotations"][HASH].clone()
-        })
-        .collect()
-}
-
-fn degraded(ns: &Namespace) -> Value {
-    condition(&ns.get_json(&["gmp", "upstream"]), "Degraded")
-}
-
-/// Nothing the operator writes where people and tools read it carries a credential.
-fn assert_no_credentials(ns: &Namespace, op: &Operator) {
-    let places = [
-        (
-            "the GoModuleProxy",
-            ns.kubectl(&["get", "gmp", "upstream", "-o", "json"]),
-        ),
-        (
-            "the ConfigMap",
-            ns.kubectl(&["get", "configmap", "upstream-config", "-o", "json"]),
-        ),
-        (
-            "the Deployments",
-            ns.kubectl(&["get", "deployments", "-o", "json"]),
-        ),
-        ("the Events", ns.kubectl(&["get", "events", "-o", "json"])),
-        ("the operator's log", op.logs()),
-    ];
-    for (what, text) in places {
-        for secret in [PASSWORD, TOKEN, ROTATED] {
-            assert!(
-                !text.contains(secret),
-                "{what} contains a credential: {text}"
-            );
-        }
-    }
-}
-
 #[test]
 fn upstream_credentials_render_mount_roll_on_secret_change_and_report_missing_secrets() {
-    let env = env();
+    let env = SecretsEnv::start("op-upstream-creds", "upstream");
     let ns = &env.ns;
     ns.apply(BASIC);
     ns.apply(&token(TOKEN));
@@ -168,43 +88,18 @@ fn upstream_credentials_render_mount_roll_on_secret_change_and_report_missing_se
 
     // Each Secret mounted read-only at /etc/modfleet-upstream/<index>, only its kind's keys,
     // 0400, beside (not inside) the ConfigMap's /etc/modfleet.
-    let d = ns.get_json(&["deployment", "upstream-0"]);
-    let pod = &d["spec"]["template"]["spec"];
+    let pod = pod_spec(ns, "upstream-0");
     for (name, secret, keys) in [
         ("upstream-0", "up-basic", vec!["username", "password"]),
         ("upstream-2", "up-token", vec!["token"]),
     ] {
-        let v = pod["volumes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|v| v["name"] == name)
-            .unwrap_or_else(|| panic!("no volume {name}: {pod}"));
-        assert_eq!(v["secret"]["secretName"], secret, "{v}");
-        assert_eq!(v["secret"]["defaultMode"], 0o400, "{v}");
-        let items: Vec<&str> = v["secret"]["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|i| i["key"].as_str().unwrap())
-            .collect();
-        assert_eq!(items, keys, "{v}");
+        let (secret_name, mode, items) = secret_volume(&pod, name);
+        assert_eq!(secret_name, secret, "{name}");
+        assert_eq!(mode, 0o400, "{name}");
+        assert_eq!(item_keys(&items), keys, "{name}");
     }
-    let mounts: Vec<(String, String, bool)> = pod["containers"][0]["volumeMounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|m| m["name"].as_str().unwrap().starts_with("upstream-"))
-        .map(|m| {
-            (
-                m["name"].as_str().unwrap().to_owned(),
-                m["mountPath"].as_str().unwrap().to_owned(),
-                m["readOnly"] == true,
-            )
-        })
-        .collect();
     assert_eq!(
-        mounts,
+        mounts(&pod, |n| n.starts_with("upstream-")),
         [
             ("upstream-0".into(), "/etc/modfleet-upstream/0".into(), true),
             ("upstream-2".into(), "/etc/modfleet-upstream/2".into(), true),
@@ -212,84 +107,29 @@ fn upstream_credentials_render_mount_roll_on_secret_change_and_report_missing_se
     );
 
     // A rotated token changes every member's template (one at a time): the fleet rolls.
-    let before = hashes(ns);
-    assert!(before.iter().all(Value::is_string), "{before:?}");
-    assert_eq!(before[0], before[1]);
-    let config_before = cm["data"]["config.yaml"].clone();
-    ns.apply(&token(ROTATED));
-    // Within 180s: less than the 5-minute requeue of a settled fleet, so only the Secret
-    // watch can make this happen.
-    let after = ns.eventually(
-        "both members on a new credentials hash",
-        Duration::from_secs(180),
-        || {
-            let now = hashes(ns);
-            now.iter()
-                .all(|h| h.is_string() && *h != before[0])
-                .then_some(now)
-        },
-    );
-    assert_eq!(after[0], after[1]);
-    ns.wait("gmp/upstream", "condition=Ready", DEFAULT_TIMEOUT);
-    let cm = ns.get_json(&["configmap", "upstream-config"]);
-    assert_eq!(
-        cm["data"]["config.yaml"], config_before,
-        "the config names files, not contents"
-    );
-    let rolled = ns.kubectl(&["get", "events", "-o", "jsonpath={.items[*].message}"]);
-    for i in 0..2 {
-        assert!(
-            rolled.contains(&format!(
-                "Updating upstream-{i} to the current configuration"
-            )),
-            "no rollout event for upstream-{i}: {rolled}"
-        );
-    }
+    env.assert_rotation_rolls(2, || {
+        ns.apply(&token(ROTATED));
+    });
 
     // The Secret deleted: Degraded, naming the upstream and the Secret; the members are left
     // as they run.
-    let templates = |ns: &Namespace| -> Vec<Value> {
-        (0..2)
-            .map(|i| {
-                ns.get_json(&["deployment", &format!("upstream-{i}")])["metadata"]["annotations"]
-                    ["modfleet.dev/template-hash"]
-                    .clone()
-            })
-            .collect()
-    };
-    let running = templates(ns);
-    ns.kubectl(&["delete", "secret", "up-basic"]);
-    let d = ns.eventually("Degraded=True CredentialsMissing", DEFAULT_TIMEOUT, || {
-        let d = degraded(ns);
-        (d["status"] == "True").then_some(d)
-    });
-    assert_eq!(d["reason"], "CredentialsMissing", "{d}");
-    let msg = d["message"].as_str().unwrap();
-    assert!(
-        msg.contains("upstreams[0].credentialsSecretRef: Secret up-basic not found"),
-        "{msg}"
+    env.assert_missing_secret_degrades(
+        2,
+        "up-basic",
+        "upstreams[0].credentialsSecretRef: Secret up-basic not found",
     );
-    assert_eq!(templates(ns), running, "nothing changed under the members");
 
     // Back with two kinds at once: the condition says to keep one.
     ns.apply(
         "apiVersion: v1\nkind: Secret\nmetadata:\n  name: up-basic\nstringData:\n  username: ci\n  password: up-s3cret-e2e\n  token: up-t0ken-e2e\n",
     );
-    ns.eventually("the condition names the two kinds", DEFAULT_TIMEOUT, || {
-        degraded(ns)["message"]
-            .as_str()
-            .is_some_and(|m| m.contains("Secret up-basic holds keys of more than one kind"))
-            .then_some(())
-    });
+    env.await_degraded_message("Secret up-basic holds keys of more than one kind");
 
     // Whole again: the fleet converges without any change to the GoModuleProxy.
     ns.kubectl(&["delete", "secret", "up-basic"]);
     ns.apply(BASIC);
-    ns.eventually("Degraded=False", DEFAULT_TIMEOUT, || {
-        (degraded(ns)["status"] == "False").then_some(())
-    });
-    ns.wait("gmp/upstream", "condition=Ready", DEFAULT_TIMEOUT);
-    assert_no_credentials(ns, &env.op);
+    env.await_whole();
+    env.assert_not_shown(&[PASSWORD, TOKEN, ROTATED]);
 }
 
 /// The API server itself refuses credentials on plain http without `insecure`, and

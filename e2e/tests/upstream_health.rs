@@ -5,10 +5,10 @@
 //! address. The proxies' upstreams are the CR's: a live origin the test runs and a closed
 //! port that later comes alive.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use modfleet_e2e::operator::{Operator, install_crd};
-use modfleet_e2e::proxy::ProxyProcess;
+use modfleet_e2e::proxy::{ProxyProcess, member_pods};
 use modfleet_e2e::{Cluster, DEFAULT_TIMEOUT, Namespace, condition};
 use modfleet_testkit::upstream::{Reply, Upstream};
 use modfleet_testkit::workspace::closed_port;
@@ -51,36 +51,6 @@ fn upstreams(g: &Value) -> Vec<(String, i64, i64)> {
         .collect()
 }
 
-/// The fleet's Ready pods: (name, IP), checked to be loopback addresses.
-fn member_pods(ns: &Namespace) -> Vec<(String, IpAddr)> {
-    let pods = ns.get_json(&[
-        "pods",
-        "-l",
-        "app.kubernetes.io/instance=uh,app.kubernetes.io/name=modfleet-proxy",
-    ]);
-    let mut out: Vec<(String, IpAddr)> = pods["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|p| {
-            let name = p["metadata"]["name"].as_str().unwrap().to_owned();
-            let ip: IpAddr = p["status"]["podIP"]
-                .as_str()
-                .unwrap_or_else(|| panic!("pod {name} has no IP"))
-                .parse()
-                .unwrap();
-            // Never start anything on, or let anything connect to, a non-loopback address.
-            assert!(
-                ip.is_loopback() && !ip.to_string().starts_with("127.0."),
-                "pod {name} has IP {ip}: this cluster predates loopback pod IPs; recreate it with `hack/cluster.sh down` and `hack/cluster.sh up`"
-            );
-            (name, ip)
-        })
-        .collect();
-    out.sort();
-    out
-}
-
 #[test]
 fn upstreams_healthy_follows_what_the_members_report() {
     let cluster = Cluster::from_env();
@@ -109,7 +79,7 @@ fn upstreams_healthy_follows_what_the_members_report() {
         "apiVersion: modfleet.dev/v1alpha1\nkind: GoModuleProxy\nmetadata:\n  name: uh\nspec:\n  replicas: 2\n  upstreams:\n    - url: {live_url}/\n    - url: {dead_url}\n  cache: {{size: 1Gi}}\n"
     ));
     ns.wait("gmp/uh", "condition=Ready", DEFAULT_TIMEOUT);
-    let pods = member_pods(ns);
+    let pods = member_pods(ns, "uh");
     assert_eq!(pods.len(), 2, "{pods:?}");
     // Until the members' proxies run, nobody answers: not reporting, not unhealthy.
     ns.eventually(

@@ -146,6 +146,33 @@ where
     Ok(applied)
 }
 
+/// Creates `obj`; fails if it exists (for objects made once and never overwritten).
+pub async fn create<K>(client: &Client, ns: &str, obj: &K) -> Result<K, Error>
+where
+    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
+        + Serialize
+        + DeserializeOwned
+        + Clone
+        + Debug,
+{
+    let name = obj.meta().name.clone().unwrap_or_default();
+    let kind = kind::<K>();
+    let span = api_span("create", &kind, ns, &name);
+    let api: Api<K> = Api::namespaced(client.clone(), ns);
+    let params = kube::api::PostParams {
+        field_manager: Some(MANAGER.into()),
+        ..kube::api::PostParams::default()
+    };
+    match traced(&span, api.create(&params, obj)).await {
+        Ok(created) => {
+            span.record("modfleet.changed", true);
+            note_change(format!("create {kind}/{name}"));
+            Ok(created)
+        }
+        Err(source) => Err(Error::Create { kind, name, source }),
+    }
+}
+
 /// The object, or `None` when it does not exist.
 pub async fn get<K>(client: &Client, ns: &str, name: &str) -> Result<Option<K>, Error>
 where

@@ -11,7 +11,9 @@ use std::fmt::Debug;
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, PersistentVolumeClaim, Secret, Service, ServiceAccount,
+};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{
@@ -78,7 +80,7 @@ impl ChildKind {
 
 /// Every kind of child, the one list: orphans are removed in this order (members first, so
 /// their cache claims are no longer in use), and the controller watches each kind.
-pub const KINDS: [ChildKind; 7] = [
+pub const KINDS: [ChildKind; 8] = [
     ChildKind::of::<Deployment>(Role::Member),
     ChildKind::of::<PersistentVolumeClaim>(Role::Cache),
     ChildKind::of::<ConfigMap>(Role::Fleet),
@@ -86,6 +88,8 @@ pub const KINDS: [ChildKind; 7] = [
     ChildKind::of::<Service>(Role::Fleet),
     ChildKind::of::<PodDisruptionBudget>(Role::Fleet),
     ChildKind::of::<NetworkPolicy>(Role::Fleet),
+    // The operator's token Secret (with spec.access); the only Secret the operator writes.
+    ChildKind::of::<Secret>(Role::Fleet),
 ];
 
 /// A child that is gone from the fleet.
@@ -135,6 +139,39 @@ impl ChildSet {
         let applied = apply::apply(&self.client, &self.namespace, obj).await?;
         self.keep::<K>(obj.name_any());
         Ok(applied)
+    }
+
+    /// Creates `obj` (a child made once and never overwritten, like the operator's token
+    /// Secret) and keeps it.
+    pub async fn create<K>(&mut self, obj: &K) -> Result<K, Error>
+    where
+        K: k8s_openapi::Resource<Scope = NamespaceResourceScope>
+            + Resource<DynamicType = (), Scope = NamespaceResourceScope>
+            + Serialize
+            + DeserializeOwned
+            + Clone
+            + Debug,
+    {
+        let created = apply::create(&self.client, &self.namespace, obj).await?;
+        self.keep::<K>(obj.name_any());
+        Ok(created)
+    }
+
+    /// Deletes exactly the child `meta` of kind `K` (uid precondition), when it is ours.
+    pub async fn delete_child<K: k8s_openapi::Resource>(
+        &self,
+        meta: &ObjectMeta,
+    ) -> Result<(), Error> {
+        let kind = KINDS
+            .iter()
+            .find(|k| k.kind == K::KIND)
+            .expect("a kind of children::KINDS");
+        if !is_ours(meta, &self.instance, &self.uid) {
+            return Ok(());
+        }
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), &self.namespace, &kind.api_resource());
+        self.delete(&api, kind, meta).await
     }
 
     /// Keeps the child `name` of kind `K` as it is (a member the rollout holds back).

@@ -30,6 +30,8 @@ use crate::crd::{GoModuleProxy, GoModuleProxyStatus};
 use crate::error::Error;
 use crate::fleet_health::Poller;
 use crate::metrics::Metrics;
+use crate::operator_token;
+use crate::resources::access::{self, AdminToken};
 use crate::resources::credentials::{self, SecretData};
 use crate::resources::{self, TEMPLATE_HASH_ANNOTATION, labels, pvc};
 use crate::rollout::{MemberStep, Rollout};
@@ -233,13 +235,14 @@ fn error_policy(gmp: Arc<GoModuleProxy>, _err: &Error, ctx: Arc<Ctx>) -> Action 
 /// Brings the children in line with the spec and writes the status.
 async fn converge(gmp: &GoModuleProxy, ctx: &Ctx) -> Result<Action, Error> {
     let mut observed = Observed::default();
-    let result = apply_children(gmp, ctx, &mut observed).await;
+    let mut admin_token = None;
+    let result = apply_children(gmp, ctx, &mut observed, &mut admin_token).await;
     observed.error = result.as_ref().err().map(|e| Failure {
         kind: e.failure_kind(),
         message: e.to_string(),
     });
     if let Some(poller) = &ctx.health {
-        observed.health = Some(poller.poll(&ctx.client, gmp).await);
+        observed.health = Some(poller.poll(&ctx.client, gmp, admin_token.as_ref()).await);
     }
     let new_status = update_status(gmp, ctx, &observed).await?;
     result?;
@@ -267,10 +270,12 @@ pub fn requeue_after(settled: bool, health_poll: Option<Duration>) -> Duration {
 /// Applies the fleet, top to bottom: cache claims, then everything else built once for the
 /// volumes the members really have, members last and one template update at a time, then
 /// the removal of what is no longer wanted.
+/// `admin_token` gets the operator's token for the members' `/status` (with `spec.access`).
 async fn apply_children(
     gmp: &GoModuleProxy,
     ctx: &Ctx,
     observed: &mut Observed,
+    admin_token: &mut Option<AdminToken>,
 ) -> Result<(), Error> {
     let mut children = ChildSet::new(&ctx.client, gmp)?;
 
@@ -282,27 +287,28 @@ async fn apply_children(
         smallest_cache_bytes = smallest_cache_bytes.into_iter().chain(bytes).min();
         observed.caches.push(CacheState::from_pvc(&claim));
     }
-    // The Secrets of upstreams and privateModules, checked before anything is rendered from
-    // them. When one is missing or lacks a key, nothing changes under the members: they are
-    // reported as they run, and the Secret's creation (watched) reconciles again.
+    // The operator's own token Secret (with spec.access), made before the Secrets are read:
+    // the members mount its line.
+    *admin_token = match operator_token::ensure(gmp, &mut children).await {
+        Ok(token) => token,
+        Err(e) => return Err(report_running(gmp, &children, observed, e).await),
+    };
+    // The Secrets of upstreams, privateModules, tls and access, checked before anything is
+    // rendered from them. When one is missing or lacks a key, nothing changes under the
+    // members: they are reported as they run, and the Secret's creation (watched)
+    // reconciles again.
     let secrets = read_secrets(gmp, ctx).await?;
-    let credentials = match credentials::check(gmp, &secrets) {
-        Ok(credentials) => credentials,
-        Err(e) => {
-            for name in resources::member_deployments(gmp) {
-                if let Some(current) = children.get::<Deployment>(&name).await? {
-                    let hash = template_hash(&current).unwrap_or_default().to_owned();
-                    observed
-                        .members
-                        .push(MemberState::from_deployment(&current, &hash));
-                }
-            }
-            return Err(e.into());
-        }
+    let checked = credentials::check(gmp, &secrets)
+        .map_err(Error::from)
+        .and_then(|c| Ok((c, access::check(gmp, &secrets)?)));
+    let (credentials, access) = match checked {
+        Ok(checked) => checked,
+        Err(e) => return Err(report_running(gmp, &children, observed, e).await),
     };
     let builder = resources::Context {
         smallest_cache_bytes,
         credentials,
+        access,
         ..ctx.builder.clone()
     };
     let desired = resources::desired(gmp, &builder);
@@ -336,13 +342,45 @@ async fn apply_children(
     Ok(())
 }
 
-/// The data of the Secrets `gmp`'s upstreams and private modules reference (`None`: no such
-/// Secret).
-/// Held only for [`credentials::check`]; never logged.
+/// Reports the members as they run when the reconcile stops before rendering them (nothing
+/// was changed under them), and gives back `e`.
+async fn report_running(
+    gmp: &GoModuleProxy,
+    children: &ChildSet,
+    observed: &mut Observed,
+    e: Error,
+) -> Error {
+    for name in resources::member_deployments(gmp) {
+        match children.get::<Deployment>(&name).await {
+            Ok(Some(current)) => {
+                let hash = template_hash(&current).unwrap_or_default().to_owned();
+                observed
+                    .members
+                    .push(MemberState::from_deployment(&current, &hash));
+            }
+            Ok(None) => {}
+            Err(read) => return read,
+        }
+    }
+    e
+}
+
+/// Every Secret `gmp` names: its upstreams', private modules', `tls`'s and `access`'s (the
+/// operator's own token Secret included), each once.
+fn referenced_secrets(gmp: &GoModuleProxy) -> Vec<String> {
+    let mut names = credentials::referenced_secrets(gmp);
+    names.extend(access::referenced_secrets(gmp));
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// The data of the Secrets `gmp` references (`None`: no such Secret). Held only for
+/// [`credentials::check`] and [`access::check`]; never logged.
 async fn read_secrets(gmp: &GoModuleProxy, ctx: &Ctx) -> Result<SecretData, Error> {
     let ns = gmp.namespace().ok_or(Error::Missing("namespace"))?;
     let mut data = SecretData::new();
-    for name in credentials::referenced_secrets(gmp) {
+    for name in referenced_secrets(gmp) {
         let secret: Option<Secret> = apply::get(&ctx.client, &ns, &name).await?;
         let keys = secret.map(|s| {
             s.data
@@ -356,7 +394,7 @@ async fn read_secrets(gmp: &GoModuleProxy, ctx: &Ctx) -> Result<SecretData, Erro
     Ok(data)
 }
 
-/// The fleets in `secret`'s namespace whose upstreams or private modules reference it.
+/// The fleets in `secret`'s namespace that reference it.
 fn fleets_referencing(
     fleets: &[Arc<GoModuleProxy>],
     secret: &PartialObjectMeta<Secret>,
@@ -364,7 +402,7 @@ fn fleets_referencing(
     let (ns, name) = (secret.namespace(), secret.name_any());
     fleets
         .iter()
-        .filter(|g| g.namespace() == ns && credentials::referenced_secrets(g).contains(&name))
+        .filter(|g| g.namespace() == ns && referenced_secrets(g).contains(&name))
         .map(|g| ObjectRef::from_obj(g.as_ref()))
         .collect()
 }
@@ -542,7 +580,8 @@ async fn cleanup(gmp: &GoModuleProxy, ctx: &Ctx) -> Result<Action, Error> {
 
 /// Runs the controller for one namespace (`None`: all) until `shutdown` is cancelled. It
 /// wakes on every change of the GoModuleProxies and of their children of each kind in
-/// [`children::KINDS`], and of the Secrets their upstreams and private modules reference.
+/// [`children::KINDS`], and of the Secrets they reference (upstreams, private modules,
+/// `tls`, `access`).
 pub async fn run(ctx: Arc<Ctx>, namespace: Option<String>, shutdown: CancellationToken) {
     let client = ctx.client.clone();
     let fleets: Api<GoModuleProxy> = match &namespace {

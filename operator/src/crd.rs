@@ -16,6 +16,9 @@ use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+mod access;
+pub use access::{AccessRuleSpec, AccessSpec, DEFAULT_TOKENS_KEY, TlsSpec, TokenSecretRef};
+
 /// API group of the CRD.
 pub const GROUP: &str = "modfleet.dev";
 /// Longest CR name we accept: child names append up to `-cache-NNN` / `-peers` and Service
@@ -133,6 +136,16 @@ pub struct GoModuleProxySpec {
     /// Client-facing Service.
     #[serde(default)]
     pub service: ServiceSpec,
+
+    /// Serve the client port over HTTPS with a `kubernetes.io/tls` Secret (e.g. a cert-manager
+    /// Certificate's). Unset: plain HTTP. The admin port (probes, metrics) stays plain HTTP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSpec>,
+
+    /// Who may fetch which modules (tokens from Secrets, rules) and who may use the admin
+    /// port's `/status` and `/admin/*`. Unset: everyone may fetch everything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<AccessSpec>,
 
     /// Resources of the proxy container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -555,7 +568,8 @@ pub struct GoModuleProxyStatus {
     /// Members that are Ready with the current pod template.
     #[serde(default)]
     pub ready_members: i32,
-    /// GOPROXY URL inside the cluster: `http://NAME.NAMESPACE.svc:PORT`.
+    /// GOPROXY URL inside the cluster: `http://NAME.NAMESPACE.svc:PORT` (`https://` with
+    /// `spec.tls`).
     #[serde(default)]
     pub endpoint: String,
     /// Label selector of the fleet's proxy pods, e.g.

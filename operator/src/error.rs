@@ -48,6 +48,21 @@ pub enum Error {
     /// until it is fixed (the members keep running as they are).
     #[error(transparent)]
     Credentials(#[from] crate::resources::credentials::CredentialsError),
+    /// A Secret of `tls` or `access` is missing or lacks a key, or a tokens file cannot be
+    /// read: nothing is rendered from them until it is fixed (as for `Credentials`).
+    #[error(transparent)]
+    Access(#[from] crate::resources::access::AccessError),
+    /// A Secret named as the operator's token Secret exists and is not the fleet's.
+    #[error(
+        "Secret {name} exists but is not this fleet's (no owner reference to it); the operator keeps its token for the members' /status there: rename or delete that Secret"
+    )]
+    OperatorSecretTaken { name: String },
+    #[error("creating {kind} {name}: {source}")]
+    Create {
+        kind: String,
+        name: String,
+        source: kube::Error,
+    },
 }
 
 impl Error {
@@ -70,7 +85,9 @@ impl Error {
             Error::Status { .. } => "StatusUpdateFailed",
             Error::Finalizer { .. } => "FinalizerFailed",
             Error::Missing(_) => "InvalidObject",
-            Error::Credentials(_) => "CredentialsMissing",
+            Error::Credentials(_) | Error::Access(_) => "CredentialsMissing",
+            Error::OperatorSecretTaken { .. } => "OperatorSecretTaken",
+            Error::Create { .. } => "CreateFailed",
         }
     }
 
@@ -78,7 +95,9 @@ impl Error {
     /// Secret is told so; every failure of the API server is a failed reconcile.
     pub fn failure_kind(&self) -> FailureKind {
         match self {
-            Error::Credentials(_) => FailureKind::Credentials,
+            Error::Credentials(_) | Error::Access(_) | Error::OperatorSecretTaken { .. } => {
+                FailureKind::Credentials
+            }
             _ => FailureKind::Reconcile,
         }
     }

@@ -28,6 +28,7 @@ use crate::cidr::Cidr;
 use crate::conditions::ConditionType::UpstreamsHealthy;
 use crate::conditions::{Status, Verdict};
 use crate::crd::{GoModuleProxy, UpstreamHealth};
+use crate::resources::access::AdminToken;
 use crate::resources::{ADMIN_PORT, labels};
 
 /// Largest `/status` body read; a real one is a few hundred bytes per upstream.
@@ -271,8 +272,14 @@ impl Poller {
         }
     }
 
-    /// Lists the fleet's Ready pods and asks each for `/status`, all at once.
-    pub async fn poll(&self, client: &kube::Client, gmp: &GoModuleProxy) -> FleetHealth {
+    /// Lists the fleet's Ready pods and asks each for `/status`, all at once; with `token`
+    /// (the fleet has `spec.access`) as `Authorization: Bearer`.
+    pub async fn poll(
+        &self,
+        client: &kube::Client,
+        gmp: &GoModuleProxy,
+        token: Option<&AdminToken>,
+    ) -> FleetHealth {
         let ns = gmp.namespace().unwrap_or_default();
         let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
         let selector = labels::selector_string(&labels::fleet_selector(&gmp.name_any()));
@@ -295,7 +302,7 @@ impl Poller {
             .collect();
         members.sort();
         let reports = futures::future::join_all(members.into_iter().map(|(name, ip)| async move {
-            let report = self.ask(ip).await;
+            let report = self.ask(ip, token).await;
             if let MemberReport::Unreachable(why) = &report {
                 tracing::debug!(member = %name, %ip, why, "member not reporting upstream health");
             }
@@ -306,14 +313,14 @@ impl Poller {
         summarize(&urls, &reports)
     }
 
-    async fn ask(&self, ip: IpAddr) -> MemberReport {
+    async fn ask(&self, ip: IpAddr, token: Option<&AdminToken>) -> MemberReport {
         if !self.networks.is_empty() && !self.networks.iter().any(|n| n.contains(ip)) {
             return MemberReport::Unreachable(format!(
                 "pod IP {ip} is outside --health-poll-networks"
             ));
         }
         let uri = format!("http://{}/status", SocketAddr::new(ip, self.port));
-        let request = match http::Request::get(&uri).body(Empty::<Bytes>::new()) {
+        let request = match status_request(&uri, token) {
             Ok(r) => r,
             Err(e) => return MemberReport::Unreachable(format!("bad request URI {uri}: {e}")),
         };
@@ -342,6 +349,21 @@ impl Poller {
             Ok(Ok(body)) => parse(&body),
         }
     }
+}
+
+/// `GET uri`, with `Authorization: Bearer` when there is a token (marked sensitive, so no
+/// layer of the client prints it).
+fn status_request(
+    uri: &str,
+    token: Option<&AdminToken>,
+) -> Result<http::Request<Empty<Bytes>>, http::Error> {
+    let mut request = http::Request::get(uri);
+    if let Some(token) = token {
+        let mut value = http::HeaderValue::try_from(format!("Bearer {}", token.as_str()))?;
+        value.set_sensitive(true);
+        request = request.header(http::header::AUTHORIZATION, value);
+    }
+    request.body(Empty::<Bytes>::new())
 }
 
 /// The pod's IP when it is Ready and not being deleted.
@@ -574,11 +596,28 @@ mod tests {
             Duration::from_secs(2),
             vec!["127.0.0.0/8".parse().unwrap()],
         );
-        let r = p.ask("10.0.0.3".parse().unwrap()).await;
+        let r = p.ask("10.0.0.3".parse().unwrap(), None).await;
         assert_eq!(
             r,
             MemberReport::Unreachable("pod IP 10.0.0.3 is outside --health-poll-networks".into())
         );
+    }
+
+    /// Without `spec.access` the request carries no credentials; with it, the operator's token
+    /// as a header no layer prints.
+    #[test]
+    fn the_token_goes_only_where_access_is_on() {
+        let plain = status_request("http://127.0.0.1:9090/status", None).unwrap();
+        assert!(plain.headers().is_empty(), "{:?}", plain.headers());
+        let token = AdminToken::generate();
+        let authed = status_request("http://127.0.0.1:9090/status", Some(&token)).unwrap();
+        let value = &authed.headers()[http::header::AUTHORIZATION];
+        assert_eq!(
+            value.to_str().unwrap(),
+            format!("Bearer {}", token.as_str())
+        );
+        assert!(value.is_sensitive());
+        assert_eq!(format!("{token:?}"), "AdminToken(..)");
     }
 
     /// A real HTTP exchange with a local server that speaks like the proxy's admin port.
@@ -603,7 +642,8 @@ mod tests {
         });
         let mut p = Poller::new(Duration::from_secs(30), Duration::from_secs(2), vec![]);
         p.port = port;
-        let r = p.ask(ip).await;
+        let token = AdminToken::generate();
+        let r = p.ask(ip, Some(&token)).await;
         assert_eq!(
             r,
             MemberReport::Reachable(vec![UpstreamReport {
@@ -612,9 +652,14 @@ mod tests {
                 last_error: None
             }])
         );
-        assert!(server.await.unwrap().starts_with("GET /status HTTP/1.1"));
+        let request = server.await.unwrap();
+        assert!(request.starts_with("GET /status HTTP/1.1"), "{request}");
+        assert!(
+            request.contains(&format!("authorization: Bearer {}\r\n", token.as_str())),
+            "{request}"
+        );
         // Nothing listens any more: refused, said plainly.
-        match p.ask(ip).await {
+        match p.ask(ip, None).await {
             MemberReport::Unreachable(why) => {
                 assert!(why.contains("Connection refused"), "{why}")
             }

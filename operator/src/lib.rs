@@ -8,7 +8,7 @@
 //! leader election), [`metrics`] (served by [`admin`]), [`telemetry`], [`config`] (flags)
 //! and [`run`] (wiring them together). [`fleet_health`] asks the members about their
 //! upstreams (at pod IPs in the allowed [`cidr`] networks) and summarises what they say for
-//! the status.
+//! the status, with the fleet's [`operator_token`] when `spec.access` is set.
 
 pub mod admin;
 pub mod apply;
@@ -23,6 +23,7 @@ pub mod error;
 pub mod fleet_health;
 pub mod leader;
 pub mod metrics;
+pub mod operator_token;
 pub mod resources;
 pub mod rollout;
 pub mod run;

@@ -89,6 +89,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             operator_namespace: config.operator_namespace.clone(),
             // Read per fleet at each reconcile.
             credentials: resources::credentials::Credentials::default(),
+            access: resources::access::Access::default(),
         },
         metrics.clone(),
         health,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use modfleet_operator::crd::{GoModuleProxy, GoModuleProxySpec};
-use modfleet_operator::resources::{Context, configmap, credentials};
+use modfleet_operator::resources::{Context, access, configmap, credentials};
 use modfleet_proxy::config::{Cli, Config, Environment, LogFormat};
 use serde_json::json;
 
@@ -27,6 +27,8 @@ const RENDERED_KEYS: &[&str] = &[
     "prefetch",
     "prefetchZips",
     "privateModules",
+    "tls",
+    "access",
 ];
 
 fn rendered(spec: serde_json::Value) -> String {
@@ -42,6 +44,7 @@ fn rendered_with(spec: serde_json::Value, secrets: &credentials::SecretData) -> 
     let ctx = Context {
         proxy_image: "img".into(),
         credentials: credentials::check(&gmp, secrets).unwrap(),
+        access: access::check(&gmp, secrets).unwrap(),
         ..Context::default()
     };
     let cm = configmap::build(&gmp, &ctx);
@@ -270,19 +273,103 @@ fn custom_sumdb_key_reaches_the_proxy() {
     assert_eq!(c.sumdbs[0].key.as_deref(), Some(KEY));
 }
 
+/// A fleet with `spec.tls` and `spec.access`: the Secrets it names, the operator's own among
+/// them (as the reconcile makes it).
+fn access_spec_and_secrets() -> (serde_json::Value, credentials::SecretData) {
+    let spec = json!({
+        "upstreams": [{"url": "https://goproxy.example.com"}],
+        "tls": {"secretName": "proxy-tls"},
+        "access": {
+            "tokenSecretRefs": [{"name": "ci-tokens"}],
+            "rules": [
+                {"modules": ["git.corp.example.com/*"], "allow": ["group:ci"]},
+                {"modules": ["*"], "allow": ["anonymous"]}
+            ],
+            "admin": ["group:ops"]
+        }
+    });
+    let gmp = GoModuleProxy::new("gomod", serde_json::from_value(spec.clone()).unwrap());
+    let own = access::operator_token_secret(&gmp, &access::AdminToken::generate());
+    let data = |pairs: &[(&str, &str)]| {
+        Some(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.as_bytes().to_vec()))
+                .collect(),
+        )
+    };
+    let line = modfleet_contract::access::TokenLine::for_token(
+        "ci-bot",
+        "mf_a-ci-token-long-enough-for-the-proxy-0123",
+        &["ci".to_owned()],
+    );
+    let secrets = credentials::SecretData::from([
+        (
+            "proxy-tls".to_owned(),
+            data(&[("tls.crt", "CERT"), ("tls.key", "KEY")]),
+        ),
+        (
+            "ci-tokens".to_owned(),
+            data(&[("tokens", &format!("{line}\n"))]),
+        ),
+        (
+            "gomod-operator-token".to_owned(),
+            Some(
+                own.data
+                    .unwrap()
+                    .into_iter()
+                    .map(|(k, v)| (k, v.0))
+                    .collect(),
+            ),
+        ),
+    ]);
+    (spec, secrets)
+}
+
+/// HTTPS and access control: the proxy takes the `tls` and `access` the operator renders,
+/// with the files it mounts (they exist only in a member, so the merge is checked here, as
+/// for upstream credentials). Passes once the proxy enforces them (branches tls-serving and
+/// client-access); before that it refuses both keys.
+#[test]
+fn tls_and_access_reach_the_proxy_as_their_files() {
+    let (spec, secrets) = access_spec_and_secrets();
+    let yaml = rendered_with(spec, &secrets);
+    assert!(!yaml.contains("mf_"), "a token in the config: {yaml}");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, &yaml).unwrap();
+    let cli = Cli::try_parse_from(["modfleet-proxy", "--config", path.to_str().unwrap()]).unwrap();
+    let file: modfleet_contract::config::FileConfig = serde_yaml_ng::from_str(&yaml).unwrap();
+    let tls = file.tls.clone().expect("tls rendered");
+    assert_eq!(tls.cert_file.to_str(), Some("/etc/modfleet-tls/tls.crt"));
+    let access = file.access.clone().expect("access rendered");
+    assert_eq!(
+        access.tokens_files.last().and_then(|p| p.to_str()),
+        Some("/etc/modfleet-access/operator/tokens")
+    );
+    Config::merge(&cli.serve, file, Environment::default)
+        .unwrap_or_else(|e| panic!("the proxy rejects the rendered config: {e}\n{yaml}"));
+}
+
 /// The keys checked above are all the operator renders.
 #[test]
 fn every_rendered_key_is_checked() {
-    let yaml = rendered(json!({
-        "upstreams": [{"url": "https://goproxy.example.com", "weight": 3, "timeout": "1m30s"}],
-        "sumdb": {"name": "sum.example.com", "url": "https://sum.example.com",
-                  "key": "sum.example.com+b2e18263+Ac4zctda0e5eza+HJyk9SxEdh+s3Ux18htTTAD8OuAn8"},
-        "excludePatterns": ["corp.example.com/*"],
-        "noSumPatterns": ["git.internal/*"],
-        "prefetch": {"enabled": true, "zips": true},
-        "cache": {"size": "20Gi"},
-        "privateModules": [{"pattern": "git.internal/*", "insecure": true}]
-    }));
+    let (access_spec, secrets) = access_spec_and_secrets();
+    let yaml = rendered_with(
+        json!({
+            "upstreams": [{"url": "https://goproxy.example.com", "weight": 3, "timeout": "1m30s"}],
+            "sumdb": {"name": "sum.example.com", "url": "https://sum.example.com",
+                      "key": "sum.example.com+b2e18263+Ac4zctda0e5eza+HJyk9SxEdh+s3Ux18htTTAD8OuAn8"},
+            "excludePatterns": ["corp.example.com/*"],
+            "noSumPatterns": ["git.internal/*"],
+            "prefetch": {"enabled": true, "zips": true},
+            "cache": {"size": "20Gi"},
+            "privateModules": [{"pattern": "git.internal/*", "insecure": true}],
+            "tls": access_spec["tls"],
+            "access": access_spec["access"]
+        }),
+        &secrets,
+    );
     let doc: serde_json::Value = serde_yaml_ng::from_str(&yaml).unwrap();
     let keys: BTreeSet<&str> = doc
         .as_object()

@@ -72,12 +72,12 @@ pub async fn serve(
     let tls = match &config.tls {
         Some(files) => {
             let tls_metrics = metrics.register_tls();
-            let resolver = ReloadingCert::new(files.clone(), tls_metrics.clone())
-                .context("cannot serve HTTPS")?;
-            Some(Handshaker::new(
-                server_config(Arc::new(resolver)),
-                &tls_metrics,
-            ))
+            let resolver = Arc::new(
+                ReloadingCert::new(files.clone(), tls_metrics.clone())
+                    .context("cannot serve HTTPS")?,
+            );
+            tokio::spawn(look_at_certificates(resolver.clone()));
+            Some(Handshaker::new(server_config(resolver), &tls_metrics))
         }
         None => None,
     };
@@ -210,6 +210,16 @@ pub async fn serve(
     admin_task.await?;
     tracing::info!("shut down");
     Ok(())
+}
+
+/// Handshakes look at the certificate files (at most once a second); this looks too when
+/// none comes, so that a renewal shows in the expiry gauge of an idle member.
+async fn look_at_certificates(resolver: Arc<ReloadingCert>) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(30));
+    loop {
+        every.tick().await;
+        resolver.refresh();
+    }
 }
 
 /// The checksum database check (`--verify-sumdb`) over the first configured database, reading

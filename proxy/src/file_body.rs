@@ -31,10 +31,13 @@ use bytes::{Bytes, BytesMut};
 
 use crate::cache::HeldFile;
 use crate::cache::nowait::{self, Nowait};
+use crate::listener::send_queue::{self, DeepQueue};
 use http_body::{Frame, SizeHint};
 use tokio::task::JoinHandle;
 
-/// Largest chunk read and handed to the connection at once: what one stalled client holds.
+/// Largest chunk read and handed to the connection at once: what one stalled client holds
+/// (a body with a deep send queue reads [`send_queue::DEEP_CHUNK`]; at most
+/// [`send_queue::DEEP_MAX`] do at once).
 pub const CHUNK: usize = 32 << 10;
 
 /// A cached file's bytes `0..len`, read as the connection asks for them.
@@ -46,6 +49,8 @@ pub struct FileBody {
     nowait: bool,
     /// The blocking read of the next chunk, when the page cache did not have it.
     reading: Option<JoinHandle<io::Result<Bytes>>>,
+    /// A large body's deeper kernel send queue, while it is sent.
+    deep: Option<DeepQueue>,
 }
 
 impl FileBody {
@@ -57,11 +62,16 @@ impl FileBody {
             len,
             nowait: true,
             reading: None,
+            deep: send_queue::deepen(len),
         }
     }
 
     fn next_len(&self) -> usize {
-        (self.len - self.offset).min(CHUNK as u64) as usize
+        let chunk = match self.deep {
+            Some(_) => send_queue::DEEP_CHUNK,
+            None => CHUNK,
+        };
+        (self.len - self.offset).min(chunk as u64) as usize
     }
 
     /// Accounts for a chunk read at `offset`. A file shorter than announced is an error, so the
@@ -77,6 +87,12 @@ impl FileBody {
             ));
         }
         self.offset += chunk.len() as u64;
+        if self.offset >= self.len
+            && let Some(deep) = &mut self.deep
+        {
+            // hyper asks no further once `is_end_stream` says so.
+            deep.finish();
+        }
         Ok(Frame::data(chunk))
     }
 }

@@ -322,3 +322,53 @@ async fn clients_that_never_read_do_not_starve_cached_requests() {
     );
     drop(slow);
 }
+
+/// Large hits get a deeper kernel send queue, at most 16 at once (`listener::send_queue`):
+/// more large downloads than that at once all arrive whole, and each connection, back to the
+/// normal queue after its body, serves the next request it carries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_large_downloads_at_once_arrive_whole_and_keep_their_connections() {
+    let corpus = corpus(6 << 20);
+    let origin = Upstream::serve(corpus.root());
+    let cache = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(cache.path(), &["--upstream", &origin.url]);
+    let zip = real_client_gets(&proxy, &zip_path(), Duration::from_secs(60)).await;
+    assert_eq!(zip, corpus.read(&zip_path()[1..]));
+    let go_mod = corpus.read(&mod_path()[1..]);
+    wait_committed(&cache.path().join("download").join(&zip_path()[1..])).await;
+    let accepted = |text: &str| {
+        metric_value(
+            text,
+            r#"modfleet_proxy_connections_accepted_total{listener="goproxy"}"#,
+        )
+    };
+    let before = accepted(&metrics_text(&proxy).await);
+
+    const CLIENTS: usize = 40;
+    let client = reqwest::Client::builder().http1_only().build().unwrap();
+    let downloads = (0..CLIENTS).map(|_| {
+        let (client, url) = (client.clone(), proxy.url.clone());
+        let (zip, go_mod) = (&zip, &go_mod);
+        async move {
+            for (path, want) in [(zip_path(), zip), (mod_path(), go_mod), (zip_path(), zip)] {
+                let response = client.get(format!("{url}{path}")).send().await.unwrap();
+                assert_eq!(response.status(), 200, "{path}");
+                let got = response.bytes().await.unwrap();
+                assert!(got.as_ref() == want.as_slice(), "{path}: wrong bytes");
+            }
+        }
+    });
+    tokio::time::timeout(
+        Duration::from_secs(120),
+        futures::future::join_all(downloads),
+    )
+    .await
+    .expect("the downloads finish");
+    // Three requests per client: 120 connections if none were kept. A pooled client may open a
+    // few more than one each (a connection is back in its pool a moment after the body ends).
+    let opened = accepted(&metrics_text(&proxy).await) - before;
+    assert!(
+        opened < (CLIENTS + CLIENTS / 2) as f64,
+        "{opened} connections for {CLIENTS} clients: connections were not kept for the next request"
+    );
+}

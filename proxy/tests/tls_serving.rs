@@ -559,3 +559,75 @@ async fn stalled_handshakes_time_out_and_plain_http_is_refused() {
         .unwrap();
     assert_eq!(response.status(), 200);
 }
+
+/// A TLS client that asks for a large zip and stops reading is closed by the send timeout,
+/// as on plain HTTP: what rustls buffers for it is bounded, and the watchdog sees the writes
+/// (and the flushes of what rustls holds) that cannot go through.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tls_client_that_stops_reading_is_closed_by_the_send_timeout() {
+    let ca = TestCa::new();
+    let (cert, key) = ca.server_files();
+    let corpus = Corpus::new();
+    let blob = common::noise(7, 8 << 20);
+    corpus.add(
+        MODULE,
+        "v1.0.0",
+        Some(GO_MOD),
+        &[("hello.go", b"package hello\n"), ("blob.bin", &blob)],
+    );
+    let zip_path = "/example.test/hello/@v/v1.0.0.zip";
+    let origin = Upstream::serve(corpus.root());
+    let cache = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start_tls(
+        cache.path(),
+        &cert,
+        &key,
+        &["--upstream", &origin.url, "--send-timeout", "2s"],
+    );
+    let client = https_client(&ca.ca_pem()).build().unwrap();
+    let zip = client
+        .get(format!("{}{zip_path}", proxy.url))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(zip.as_ref(), corpus.read(&zip_path[1..]));
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(ca.ca_pem()).unwrap())
+        .unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    // A small receive buffer: the kernel takes little of the zip for the client.
+    socket.set_recv_buffer_size(4096).unwrap();
+    let addr = proxy.url.trim_start_matches("https://").parse().unwrap();
+    let tcp = socket.connect(addr).await.unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect("127.0.0.1".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    tls.write_all(format!("GET {zip_path} HTTP/1.1\r\nHost: proxy\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    tls.flush().await.unwrap();
+    // Never read again: closed by the send timeout.
+    wait_for("the stalled TLS download closed", Duration::from_secs(30), || async {
+        proxy
+            .metric(
+                r#"modfleet_proxy_connections_closed_total{listener="goproxy",reason="send_timeout"}"#,
+            )
+            .await
+            == 1.0
+    })
+    .await;
+    drop(tls);
+}

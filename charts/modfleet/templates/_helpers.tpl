@@ -98,12 +98,16 @@ by one Role per watched namespace.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list"]
-# The Secrets that privateModules[].credentialsSecretRef names: read at each reconcile (get:
-# controller.rs read_secrets) to check their keys and hash their data, and watched by metadata
-# (list, watch) so a changed Secret rolls the fleets that use it. Never written.
+# The Secrets a fleet names (upstreams[]/privateModules[].credentialsSecretRef, tls.secretName,
+# access.tokenSecretRefs): read at each reconcile (get: controller.rs read_secrets) to check
+# their keys and hash their data, and watched (list, watch) so a changed Secret rolls the
+# fleets that use it; never written. The one Secret the operator writes is its own token per
+# fleet with spec.access (operator_token.rs): created once (create; never patched, so no
+# patch or update), and deleted when it was tampered with or spec.access goes (delete: only
+# its own, by owner reference and uid precondition). `create` cannot be limited by name.
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["get", "list", "watch", "create", "delete"]
 # Events about the GoModuleProxies (kube's events::Recorder: create, then patch for a series).
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]

@@ -348,3 +348,76 @@ fn defaults_deserialize_from_a_minimal_spec() {
     assert_eq!(spec.network_policy.egress_ports, vec![443]);
     assert_eq!(spec.service.port, 80);
 }
+
+#[test]
+fn cel_checks_tls_and_access() {
+    let ok = |spec_key: &str, v: Value| {
+        let obj = with(&["spec", spec_key], v.clone());
+        cel(&obj, None).unwrap_or_else(|e| panic!("{v}: {e}"));
+    };
+    let bad = |spec_key: &str, v: Value, want: &str| {
+        let err = cel(&with(&["spec", spec_key], v.clone()), None)
+            .err()
+            .unwrap_or_else(|| panic!("accepted: {v}"));
+        assert!(err.contains(want), "{v}: want {want:?}, got {err}");
+    };
+    ok("tls", json!({"secretName": "proxy-tls"}));
+    bad(
+        "tls",
+        json!({"secretName": "Proxy_TLS"}),
+        "the name of a Secret",
+    );
+    ok(
+        "access",
+        json!({
+            "tokenSecretRefs": [{"name": "ci-tokens", "key": "tokens"}, {"name": "ops", "key": "lines.txt"}],
+            "rules": [
+                {"modules": ["git.corp.example.com/*"], "allow": ["group:ci", "ci-bot@corp"]},
+                {"modules": ["*"], "allow": ["anonymous"]}
+            ],
+            "admin": ["group:ops", "authenticated", "modfleet-operator"]
+        }),
+    );
+    let rules = |allow: Value| json!({"rules": [{"modules": ["*"], "allow": allow}]});
+    for principal in ["group:", "a b", "group:anonymous", "x/y", &"n".repeat(65)] {
+        bad(
+            "access",
+            rules(json!([principal])),
+            "anonymous, authenticated, group:NAME or NAME",
+        );
+    }
+    // An empty allow refuses its modules to everyone (a rule before broader ones).
+    ok("access", rules(json!([])));
+    bad(
+        "access",
+        json!({"rules": []}),
+        "access.rules needs at least one rule",
+    );
+    bad(
+        "access",
+        json!({"rules": [{"modules": [], "allow": ["anonymous"]}]}),
+        "at least one GOPRIVATE glob",
+    );
+    bad(
+        "access",
+        json!({"rules": [{"modules": ["a.example/*,b.example/*"], "allow": ["anonymous"]}]}),
+        "without commas or spaces",
+    );
+    bad(
+        "access",
+        json!({"rules": [{"modules": ["*"], "allow": ["anonymous"]}], "admin": ["group:anonymous"]}),
+        "access.admin entries",
+    );
+    bad(
+        "access",
+        json!({"tokenSecretRefs": [{"name": "ci", "key": "a/b"}], "rules": [{"modules": ["*"], "allow": ["anonymous"]}]}),
+        "must be a Secret key",
+    );
+    // The tokens key defaults to `tokens`.
+    let spec: GoModuleProxySpec = serde_json::from_value(json!({
+        "upstreams": [{"url": "https://goproxy.example.com"}],
+        "access": {"tokenSecretRefs": [{"name": "ci"}], "rules": [{"modules": ["*"], "allow": ["anonymous"]}]}
+    }))
+    .unwrap();
+    assert_eq!(spec.access.unwrap().token_secret_refs[0].key, "tokens");
+}

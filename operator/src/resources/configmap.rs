@@ -66,6 +66,9 @@ pub fn proxy_config(gmp: &GoModuleProxy, ctx: &Context) -> FileConfig {
                 .map(|(i, m)| private_module(i, m, &ctx.credentials))
                 .collect()
         }),
+        // Absent unless the fleet sets spec.tls / spec.access (resources/access.rs).
+        tls: ctx.access.tls.as_ref().map(|(_, tls)| tls.clone()),
+        access: ctx.access.config.clone(),
         ..FileConfig::default()
     }
 }
@@ -290,6 +293,37 @@ mod tests {
         // The proxy's own schema reads it back.
         let back: FileConfig = serde_yaml_ng::from_str(yaml).unwrap();
         assert_eq!(back.private_modules.unwrap().len(), 3);
+    }
+
+    /// `tls` and `access` name the mounted files; a tokens file's contents never reach the
+    /// config (a rotation rolls through the credentials hash, not the config hash).
+    #[test]
+    fn tls_and_access_name_the_mounted_files() {
+        use crate::resources::access::tests::{access_fleet, access_secrets};
+        let g = access_fleet();
+        let c = Context {
+            access: crate::resources::access::check(&g, &access_secrets()).unwrap(),
+            ..ctx()
+        };
+        let yaml = &build(&g, &c).data.unwrap()["config.yaml"];
+        let (_, tail) = yaml.split_once("\ntls:\n").expect(yaml);
+        assert_eq!(
+            format!("tls:\n{tail}"),
+            "tls:\n  certFile: /etc/modfleet-tls/tls.crt\n  keyFile: /etc/modfleet-tls/tls.key\n\
+             access:\n  tokensFiles:\n  - /etc/modfleet-access/0/tokens\n  - /etc/modfleet-access/1/tokens\n\
+             \x20 - /etc/modfleet-access/operator/tokens\n  rules:\n\
+             \x20 - modules:\n    - git.corp.example.com/*\n    allow:\n    - group:ci\n\
+             \x20 - modules:\n    - '*'\n    allow:\n    - anonymous\n\
+             \x20 admin:\n  - group:ops\n  - modfleet-operator\n"
+        );
+        assert!(
+            !yaml.contains("sha256:") && !yaml.contains("BEGIN"),
+            "{yaml}"
+        );
+        let back: FileConfig = serde_yaml_ng::from_str(yaml).unwrap();
+        assert_eq!(back.access, c.access.config);
+        // Without spec.tls and spec.access the keys are absent (existing fleets' bytes).
+        assert!(!build(&minimal(), &ctx()).data.unwrap()["config.yaml"].contains("access"));
     }
 
     #[test]

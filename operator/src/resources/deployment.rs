@@ -19,11 +19,12 @@ use kube::ResourceExt;
 use kube::api::ObjectMeta;
 use sha2::{Digest, Sha256};
 
+use super::access::{self, TLS_CERT_KEY, TLS_DIR, TLS_KEY_KEY, TLS_VOLUME, TOKENS_FILE};
 use super::credentials::CREDENTIALS_HASH_ANNOTATION;
 use super::labels::{self, Component};
 use super::{
     ADMIN_PORT, CACHE_DIR, CONFIG_DIR, CONFIG_HASH_ANNOTATION, CONFIG_KEY, Context, HTTP_PORT,
-    TEMPLATE_HASH_ANNOTATION, merge_labels, meta, names,
+    TEMPLATE_HASH_ANNOTATION, merge_labels, meta, names, service,
 };
 use crate::crd::GoModuleProxy;
 
@@ -64,10 +65,13 @@ pub fn build(
     };
     let mut pod_annotations = gmp.spec.pod_annotations.clone();
     pod_annotations.insert(CONFIG_HASH_ANNOTATION.into(), config_hash.to_owned());
-    // Credentials are files read at use, but a rotated Secret reaches a running pod only
-    // eventually (the kubelet's sync period): rolling makes the change take effect now.
-    if let Some(h) = &ctx.credentials.hash {
-        pod_annotations.insert(CREDENTIALS_HASH_ANNOTATION.into(), h.clone());
+    // Credentials and tokens are files read at use, but a rotated Secret reaches a running
+    // pod only eventually (the kubelet's sync period): rolling makes the change take effect
+    // now. The TLS Secret is not in it: a renewed certificate is read in place.
+    if let Some(h) =
+        access::credentials_hash(ctx.credentials.hash.as_deref(), ctx.access.hash.as_deref())
+    {
+        pod_annotations.insert(CREDENTIALS_HASH_ANNOTATION.into(), h);
     }
     let pod_labels = merge_labels(
         &gmp.spec.pod_labels,
@@ -139,7 +143,7 @@ fn pod_spec(gmp: &GoModuleProxy, ctx: &Context, claim: &str) -> PodSpec {
         ]),
         ports: Some(vec![
             ContainerPort {
-                name: Some("http".into()),
+                name: Some(service::client_port_name(gmp).into()),
                 container_port: HTTP_PORT,
                 protocol: Some("TCP".into()),
                 ..ContainerPort::default()
@@ -197,6 +201,7 @@ fn pod_spec(gmp: &GoModuleProxy, ctx: &Context, claim: &str) -> PodSpec {
                 read_only: Some(true),
                 ..VolumeMount::default()
             }))
+            .chain(access_mounts(&ctx.access))
             .collect(),
         ),
         ..Container::default()
@@ -248,31 +253,17 @@ fn pod_spec(gmp: &GoModuleProxy, ctx: &Context, claim: &str) -> PodSpec {
                 },
             ]
             .into_iter()
+            // Only the keys the Secret has: a missing item would keep the pod from starting,
+            // and keys we do not use stay out of the pod.
             .chain(ctx.credentials.mounts.iter().map(|(owner, mount)| {
-                Volume {
-                    name: owner.volume(),
-                    secret: Some(SecretVolumeSource {
-                        secret_name: Some(mount.secret.clone()),
-                        // Only the keys the Secret has: a missing item would keep the pod from
-                        // starting, and keys we do not use stay out of the pod.
-                        items: Some(
-                            mount
-                                .keys
-                                .iter()
-                                .map(|k| KeyToPath {
-                                    key: k.secret_key().into(),
-                                    path: k.secret_key().into(),
-                                    mode: None,
-                                })
-                                .collect(),
-                        ),
-                        // Owner-only; fsGroup adds group read for the proxy's group.
-                        default_mode: Some(0o400),
-                        optional: None,
-                    }),
-                    ..Volume::default()
-                }
+                let items: Vec<(&str, &str)> = mount
+                    .keys
+                    .iter()
+                    .map(|k| (k.secret_key(), k.secret_key()))
+                    .collect();
+                secret_volume(owner.volume(), &mount.secret, &items)
             }))
+            .chain(access_volumes(&ctx.access))
             .collect(),
         ),
         image_pull_secrets: (!spec.image_pull_secrets.is_empty())
@@ -285,6 +276,63 @@ fn pod_spec(gmp: &GoModuleProxy, ctx: &Context, claim: &str) -> PodSpec {
         priority_class_name: spec.priority_class_name.clone().filter(|p| !p.is_empty()),
         ..PodSpec::default()
     }
+}
+
+/// The volume of a Secret with only `items` (key, file name), read-only to the proxy.
+fn secret_volume(name: String, secret: &str, items: &[(&str, &str)]) -> Volume {
+    Volume {
+        name,
+        secret: Some(SecretVolumeSource {
+            secret_name: Some(secret.to_owned()),
+            items: Some(
+                items
+                    .iter()
+                    .map(|(key, path)| KeyToPath {
+                        key: (*key).into(),
+                        path: (*path).into(),
+                        mode: None,
+                    })
+                    .collect(),
+            ),
+            // Owner-only; fsGroup adds group read for the proxy's group.
+            default_mode: Some(0o400),
+            optional: None,
+        }),
+        ..Volume::default()
+    }
+}
+
+/// The TLS Secret (its certificate and key only: not cert-manager's `ca.crt`) and each
+/// tokens file (its one key, as `tokens`).
+fn access_volumes(access: &access::Access) -> Vec<Volume> {
+    let tls = access.tls.iter().map(|(secret, _)| {
+        let items = [(TLS_CERT_KEY, TLS_CERT_KEY), (TLS_KEY_KEY, TLS_KEY_KEY)];
+        secret_volume(TLS_VOLUME.into(), secret, &items)
+    });
+    let tokens = access
+        .tokens
+        .iter()
+        .map(|t| secret_volume(t.tokens.volume(), &t.secret, &[(&t.key, TOKENS_FILE)]));
+    tls.chain(tokens).collect()
+}
+
+/// Where [`access_volumes`] are mounted: beside `/etc/modfleet`, read-only.
+fn access_mounts(access: &access::Access) -> Vec<VolumeMount> {
+    let mount = |name: String, path: String| VolumeMount {
+        name,
+        mount_path: path,
+        read_only: Some(true),
+        ..VolumeMount::default()
+    };
+    let tls = access
+        .tls
+        .iter()
+        .map(|_| mount(TLS_VOLUME.into(), TLS_DIR.into()));
+    let tokens = access
+        .tokens
+        .iter()
+        .map(|t| mount(t.tokens.volume(), t.tokens.dir()));
+    tls.chain(tokens).collect()
 }
 
 fn otel_env(gmp: &GoModuleProxy) -> Vec<EnvVar> {

@@ -20,6 +20,8 @@ pub enum Component {
     Cache,
     Config,
     Network,
+    /// The operator's own token for the members' admin port (`NAME-operator-token`).
+    Access,
 }
 
 impl Component {
@@ -29,6 +31,7 @@ impl Component {
             Component::Cache => "cache",
             Component::Config => "config",
             Component::Network => "network",
+            Component::Access => "access",
         }
     }
 }

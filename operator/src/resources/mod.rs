@@ -1,6 +1,7 @@
 //! Pure builders of every child object of a `GoModuleProxy`: `fn(&GoModuleProxy, &Context)
 //! -> object`, no I/O, so the whole desired state is unit-testable.
 
+pub mod access;
 pub mod configmap;
 pub mod credentials;
 pub mod deployment;
@@ -54,6 +55,9 @@ pub struct Context {
     /// What the members get of the Secrets `upstreams` and `privateModules` reference (read and checked by
     /// the reconcile: [`credentials::check`]).
     pub credentials: credentials::Credentials,
+    /// What the members get of `spec.tls` and `spec.access` (read and checked by the
+    /// reconcile: [`access::check`]).
+    pub access: access::Access,
 }
 
 /// Child names (the table "What it creates" in docs/operator.md).
@@ -79,6 +83,10 @@ pub mod names {
     }
     pub fn shared_cache(gmp: &str) -> String {
         format!("{gmp}-cache")
+    }
+    /// The Secret with the operator's token for the members' `/status` (with `spec.access`).
+    pub fn operator_token(gmp: &str) -> String {
+        format!("{gmp}-operator-token")
     }
 }
 
@@ -210,6 +218,7 @@ pub(crate) mod testutil {
             smallest_cache_bytes: None,
             operator_namespace: None,
             credentials: credentials::Credentials::default(),
+            access: access::Access::default(),
         }
     }
 

@@ -1,4 +1,4 @@
-//! Services: `NAME` for clients (port → `http`) and headless `NAME-peers` so members can
+//! Services: `NAME` for clients (port → `http`, or `https` with `spec.tls`) and headless `NAME-peers` so members can
 //! find each other (it publishes not-ready addresses: peers need each other while starting).
 
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
@@ -22,9 +22,9 @@ pub fn build(gmp: &GoModuleProxy, _ctx: &Context) -> Service {
             type_: Some(gmp.spec.service.type_.as_str().to_owned()),
             selector: Some(labels::fleet_selector(&name)),
             ports: Some(vec![ServicePort {
-                name: Some("http".into()),
+                name: Some(client_port_name(gmp).into()),
                 port: gmp.spec.service.port,
-                target_port: Some(IntOrString::String("http".into())),
+                target_port: Some(IntOrString::String(client_port_name(gmp).into())),
                 protocol: Some("TCP".into()),
                 ..ServicePort::default()
             }]),
@@ -50,17 +50,32 @@ pub fn build_peers(gmp: &GoModuleProxy, _ctx: &Context) -> Service {
             cluster_ip: Some("None".into()),
             selector: Some(labels::fleet_selector(&name)),
             publish_not_ready_addresses: Some(true),
-            ports: Some(vec![port("http", HTTP_PORT), port("admin", ADMIN_PORT)]),
+            ports: Some(vec![
+                port(client_port_name(gmp), HTTP_PORT),
+                port("admin", ADMIN_PORT),
+            ]),
             ..ServiceSpec::default()
         }),
         status: None,
     }
 }
 
-/// `http://NAME.NAMESPACE.svc:PORT`, the fleet's GOPROXY URL inside the cluster.
+/// The name of the client port (container, Services): `https` with `spec.tls`, else
+/// `http`, so that what it speaks is what it says.
+pub fn client_port_name(gmp: &GoModuleProxy) -> &'static str {
+    if gmp.spec.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    }
+}
+
+/// `http://NAME.NAMESPACE.svc:PORT` (`https://` with `spec.tls`), the fleet's GOPROXY URL
+/// inside the cluster.
 pub fn endpoint(gmp: &GoModuleProxy) -> String {
     format!(
-        "http://{}.{}.svc:{}",
+        "{}://{}.{}.svc:{}",
+        client_port_name(gmp),
         gmp.name_any(),
         gmp.namespace().unwrap_or_default(),
         gmp.spec.service.port
@@ -100,6 +115,36 @@ mod tests {
         let s = build(&minimal(), &ctx()).spec.unwrap();
         assert_eq!(s.type_.as_deref(), Some("ClusterIP"));
         assert_eq!(s.ports.unwrap()[0].port, 80);
+    }
+
+    /// With `spec.tls` the endpoint says `https://` and the client port is named `https` on
+    /// the Services and the container alike.
+    #[test]
+    fn tls_fleets_are_https() {
+        let g = gmp(json!({
+            "upstreams": [{"url": "https://goproxy.example.com"}],
+            "service": {"port": 443},
+            "tls": {"secretName": "proxy-tls"}
+        }));
+        assert_eq!(endpoint(&g), "https://gomod.team-a.svc:443");
+        let p = &build(&g, &ctx()).spec.unwrap().ports.unwrap()[0];
+        assert_eq!(
+            (p.name.as_deref(), p.port, p.target_port.clone()),
+            (
+                Some("https"),
+                443,
+                Some(IntOrString::String("https".into()))
+            )
+        );
+        let peers: Vec<_> = build_peers(&g, &ctx())
+            .spec
+            .unwrap()
+            .ports
+            .unwrap()
+            .into_iter()
+            .map(|p| (p.name.unwrap(), p.port))
+            .collect();
+        assert_eq!(peers, [("https".into(), 8080), ("admin".into(), 9090)]);
     }
 
     #[test]

@@ -204,6 +204,9 @@ pub struct Watched<T> {
     io: T,
     state: Arc<ConnState>,
     read_any: bool,
+    /// Whether a flush moves bytes (TLS: what the writes left in rustls' buffer goes to the
+    /// socket); a TCP socket's flush does nothing and says nothing.
+    flush_sends: bool,
 }
 
 impl<T> Watched<T> {
@@ -212,6 +215,16 @@ impl<T> Watched<T> {
             io,
             state,
             read_any: false,
+            flush_sends: false,
+        }
+    }
+
+    /// Over a TLS stream: a flush that cannot finish (the last bytes of a response wait for a
+    /// client that stopped reading) starts the send timeout too, and one that finishes ends it.
+    pub fn flushing(io: T, state: Arc<ConnState>) -> Watched<T> {
+        Watched {
+            flush_sends: true,
+            ..Watched::new(io, state)
         }
     }
 }
@@ -263,7 +276,11 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_flush(cx)
+        let result = Pin::new(&mut self.io).poll_flush(cx);
+        if self.flush_sends {
+            self.state.on_write(&result, |()| true);
+        }
+        result
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -326,6 +343,46 @@ mod tests {
         );
         state.on_write(&Poll::Ready(Ok(10usize)), |n| *n > 0);
         assert_eq!(state.snapshot().write_blocked_since, 0);
+    }
+
+    /// A socket whose flushes answer as scripted.
+    struct Flushes(Vec<Poll<io::Result<()>>>);
+
+    impl AsyncWrite for Flushes {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            b: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Poll::Ready(Ok(b.len()))
+        }
+        fn poll_flush(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            self.0.remove(0)
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[test]
+    fn a_tls_flush_that_cannot_finish_is_timed_and_a_tcp_one_is_not() {
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let script = || Flushes(vec![Poll::Pending, Poll::Ready(Ok(()))]);
+        let state = ConnState::accepted(1);
+        let mut tls = Watched::flushing(script(), state.clone());
+        assert!(Pin::new(&mut tls).poll_flush(&mut cx).is_pending());
+        assert_ne!(state.snapshot().write_blocked_since, 0);
+        assert!(Pin::new(&mut tls).poll_flush(&mut cx).is_ready());
+        assert_eq!(state.snapshot().write_blocked_since, 0);
+
+        let state = ConnState::accepted(2);
+        let mut tcp = Watched::new(script(), state.clone());
+        assert!(Pin::new(&mut tcp).poll_flush(&mut cx).is_pending());
+        assert_eq!(
+            state.snapshot().write_blocked_since,
+            0,
+            "plain TCP: only writes count"
+        );
     }
 
     fn http_body_util_empty() -> axum::body::Body {

@@ -8,11 +8,14 @@
 //! Memory per connection is bounded: hyper's HTTP/1 buffer holds at most one body chunk
 //! ([`H1_MAX_BUF`]; without it hyper would queue ~400 KiB of a download for a client that does
 //! not read), HTTP/2 at most one chunk per stream and [`H2_MAX_STREAMS`] streams, and the
-//! kernel at most [`NOTSENT_LOWAT`] unsent bytes.
+//! kernel at most [`NOTSENT_LOWAT`] unsent bytes (a bounded number of large downloads more:
+//! [`send_queue`]). Over TLS, rustls holds at most 64 KiB of unsent records (its default
+//! limit): a write past it waits, and the send timeout sees it.
 
 mod activity;
 pub mod fd_limit;
 pub mod handshake;
+pub mod send_queue;
 mod slots;
 mod watchdog;
 
@@ -186,13 +189,25 @@ pub async fn serve(
             Ok(slot) => {
                 shared.counters.accepted.inc();
                 shared.counters.open.inc();
-                tokio::spawn(connection(
-                    shared.clone(),
-                    tcp,
-                    peer,
-                    slot,
-                    graceful.watcher(),
-                ));
+                // Two kinds of task, so that a plain connection's future is not sized for a
+                // TLS handshake's state.
+                if shared.tls.is_some() {
+                    tokio::spawn(tls_connection(
+                        shared.clone(),
+                        tcp,
+                        peer,
+                        slot,
+                        graceful.watcher(),
+                    ));
+                } else {
+                    tokio::spawn(connection(
+                        shared.clone(),
+                        tcp,
+                        peer,
+                        slot,
+                        graceful.watcher(),
+                    ));
+                }
             }
             Err(why) => {
                 shared.counters.refused(why).inc();
@@ -214,35 +229,54 @@ async fn connection(
     // No Nagle: a response's last small segment must not wait for the client's delayed ACK
     // (40ms per request on a streamed body).
     let _ = tcp.set_nodelay(true);
-    limit_unsent(&tcp, NOTSENT_LOWAT);
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&tcp);
+    send_queue::set_unsent(fd, NOTSENT_LOWAT);
+    let state = slot.state.clone();
+    let io = Watched::new(tcp, state.clone());
+    let watchdog = Watchdog::new(state.clone(), shared.timeouts);
+    serve_connection(&shared, io, fd, state, peer, watchdog, watcher).await;
+    shared.counters.open.dec();
+    drop(slot);
+}
+
+/// [`connection`] over TLS: the handshake first, timed from the accept by the watchdog as the
+/// first request's headers are.
+async fn tls_connection(
+    shared: Arc<Shared>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    slot: Slot,
+    watcher: Watcher,
+) {
+    let _ = tcp.set_nodelay(true);
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&tcp);
+    send_queue::set_unsent(fd, NOTSENT_LOWAT);
     let state = slot.state.clone();
     let mut watchdog = Watchdog::new(state.clone(), shared.timeouts);
-    match &shared.tls {
-        None => serve_connection(&shared, tcp, state, peer, watchdog, watcher).await,
-        Some(tls) => {
-            // Timed from the accept by the watchdog, as the first request's headers are.
-            let stream = tokio::select! {
-                stream = tls.accept(tcp) => stream,
-                reason = &mut watchdog => {
-                    tracing::debug!(%peer, reason = reason.as_str(), "closing the connection in its TLS handshake");
-                    shared.counters.closed(reason).inc();
-                    None
-                }
-            };
-            if let Some(stream) = stream {
-                serve_connection(&shared, stream, state, peer, watchdog, watcher).await;
-            }
+    let tls = shared.tls.as_ref().expect("a TLS listener");
+    let stream = tokio::select! {
+        stream = tls.accept(tcp) => stream,
+        reason = &mut watchdog => {
+            tracing::debug!(%peer, reason = reason.as_str(), "closing the connection in its TLS handshake");
+            shared.counters.closed(reason).inc();
+            None
         }
+    };
+    if let Some(stream) = stream {
+        let io = Watched::flushing(stream, state.clone());
+        serve_connection(&shared, io, fd, state, peer, watchdog, watcher).await;
     }
     shared.counters.open.dec();
     drop(slot);
 }
 
 /// HTTP on one connection (a TCP socket, or the TLS stream over one) until it ends or its
-/// watchdog closes it.
+/// watchdog closes it. `fd` is the TCP socket (a large download may deepen its send queue:
+/// [`send_queue`]).
 async fn serve_connection<I>(
     shared: &Shared,
-    socket: I,
+    socket: Watched<I>,
+    fd: std::os::fd::RawFd,
     state: Arc<ConnState>,
     peer: SocketAddr,
     watchdog: Watchdog,
@@ -250,7 +284,7 @@ async fn serve_connection<I>(
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let io = TokioIo::new(Watched::new(socket, state.clone()));
+    let io = TokioIo::new(socket);
     let router = shared.router.clone();
     let requests = state;
     let service = hyper::service::service_fn(move |request: http::Request<Incoming>| {
@@ -263,7 +297,10 @@ async fn serve_connection<I>(
             Ok::<_, Infallible>(response.map(|body| Tracked::new(body, guard)))
         }
     });
-    let served = watcher.watch(shared.builder.serve_connection(io, service));
+    let served = send_queue::serve_with(
+        fd,
+        watcher.watch(shared.builder.serve_connection(io, service)),
+    );
     tokio::select! {
         result = served => {
             if let Err(e) = result {
@@ -274,23 +311,6 @@ async fn serve_connection<I>(
             tracing::debug!(%peer, reason = reason.as_str(), "closing the connection");
             shared.counters.closed(reason).inc();
         }
-    }
-}
-
-/// Sets `TCP_NOTSENT_LOWAT` (see [`NOTSENT_LOWAT`]); best effort, as `TCP_NODELAY`.
-fn limit_unsent(tcp: &TcpStream, bytes: u32) {
-    use std::os::fd::AsRawFd;
-    let value = libc::c_int::try_from(bytes).unwrap_or(libc::c_int::MAX);
-    // SAFETY: the descriptor is the open socket `tcp` borrows; the option value points to a
-    // live c_int and its size is given. setsockopt reads it and keeps nothing.
-    unsafe {
-        libc::setsockopt(
-            tcp.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_NOTSENT_LOWAT,
-            (&value as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        );
     }
 }
 

@@ -34,9 +34,15 @@ pub const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 /// Why a certificate and key cannot be served. Names the files and the fix, never key bytes.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("TLS certificate (--tls-cert, tls.certFile): {0}")]
+    #[error(
+        "TLS certificate (--tls-cert, tls.certFile): {0}: give the path of the PEM \
+         certificate chain (a mounted Secret's tls.crt)"
+    )]
     CertFile(FileError),
-    #[error("TLS key (--tls-key, tls.keyFile): {0}")]
+    #[error(
+        "TLS key (--tls-key, tls.keyFile): {0}: give the path of the PEM private key (a \
+         mounted Secret's tls.key)"
+    )]
     KeyFile(FileError),
     #[error(
         "TLS certificate {}: no PEM certificate in it (`-----BEGIN CERTIFICATE-----`): \

@@ -8,6 +8,10 @@
 //! refused (logged, counted) and the last good pair keeps serving — but not while either file
 //! changed within [`file::RACY_WINDOW`]: a writer replacing the certificate and then the key
 //! is between the two, and is looked at again at the next check.
+//!
+//! The look runs in the handshake that finds it due, on its runtime thread: two `stat`s, and
+//! after a change two reads of at most [`super::MAX_PEM_BYTES`] (a few KiB in practice) once.
+//! A handshake that finds another one looking does not wait: it gets the current pair.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};

@@ -448,3 +448,139 @@ fn template_hash_tracks_the_template() {
         &a2.metadata.annotations.unwrap()[TEMPLATE_HASH_ANNOTATION]
     );
 }
+
+/// `spec.tls` and `spec.access`: the TLS Secret's certificate and key only, each tokens file
+/// as `tokens` in its own directory, the operator's too, all read-only, 0400, beside the
+/// ConfigMap's mount; the client port named for what it speaks; the tokens files (not the
+/// certificate) in the credentials hash.
+#[test]
+fn tls_and_tokens_secrets_are_mounted_beside_the_config() {
+    use crate::resources::access::tests::{access_fleet, access_secrets};
+    use crate::resources::credentials::tests::secret;
+    let g = access_fleet();
+    let with = |secrets| Context {
+        access: crate::resources::access::check(&g, &secrets).unwrap(),
+        ..ctx()
+    };
+    let d = build(&g, &with(access_secrets()), Some(0), "abc");
+    let pod = d.spec.as_ref().unwrap().template.spec.as_ref().unwrap();
+    /// (volume, Secret, items as (key, path), defaultMode)
+    type SecretVolume = (String, String, Vec<(String, String)>, Option<i32>);
+    let volumes: Vec<SecretVolume> = pod
+        .volumes
+        .iter()
+        .flatten()
+        .filter_map(|v| {
+            let s = v.secret.as_ref()?;
+            let items = s
+                .items
+                .iter()
+                .flatten()
+                .map(|i| (i.key.clone(), i.path.clone()))
+                .collect();
+            Some((
+                v.name.clone(),
+                s.secret_name.clone().unwrap(),
+                items,
+                s.default_mode,
+            ))
+        })
+        .collect();
+    let v = |name: &str, secret: &str, items: &[(&str, &str)]| {
+        (
+            name.to_string(),
+            secret.to_string(),
+            items
+                .iter()
+                .map(|(k, p)| (k.to_string(), p.to_string()))
+                .collect::<Vec<_>>(),
+            Some(0o400),
+        )
+    };
+    assert_eq!(
+        volumes,
+        [
+            v(
+                "tls",
+                "proxy-tls",
+                &[("tls.crt", "tls.crt"), ("tls.key", "tls.key")]
+            ),
+            v("access-0", "ci-tokens", &[("tokens", "tokens")]),
+            v("access-1", "ops-tokens", &[("lines", "tokens")]),
+            v(
+                "access-operator",
+                "gomod-operator-token",
+                &[("tokens", "tokens")]
+            ),
+        ]
+    );
+    let mounts: Vec<(&str, &str, Option<bool>)> = container(&d)
+        .volume_mounts
+        .iter()
+        .flatten()
+        .filter(|m| m.name == "tls" || m.name.starts_with("access-"))
+        .map(|m| (m.name.as_str(), m.mount_path.as_str(), m.read_only))
+        .collect();
+    assert_eq!(
+        mounts,
+        [
+            ("tls", "/etc/modfleet-tls", Some(true)),
+            ("access-0", "/etc/modfleet-access/0", Some(true)),
+            ("access-1", "/etc/modfleet-access/1", Some(true)),
+            (
+                "access-operator",
+                "/etc/modfleet-access/operator",
+                Some(true)
+            ),
+        ]
+    );
+    for m in container(&d).volume_mounts.iter().flatten() {
+        assert!(
+            m.name == "config" || !m.mount_path.starts_with("/etc/modfleet/"),
+            "{} is mounted inside the ConfigMap's read-only mount",
+            m.mount_path
+        );
+    }
+    assert_eq!(restricted_violations(pod), Vec::<String>::new());
+    let ports: Vec<(Option<&str>, i32)> = container(&d)
+        .ports
+        .iter()
+        .flatten()
+        .map(|p| (p.name.as_deref(), p.container_port))
+        .collect();
+    assert_eq!(ports, [(Some("https"), 8080), (Some("admin"), 9090)]);
+    // Probes stay on the plain-HTTP admin port.
+    let probe = container(&d).readiness_probe.as_ref().unwrap();
+    let get = probe.http_get.as_ref().unwrap();
+    assert_eq!(
+        (get.port.clone(), get.scheme.clone()),
+        (IntOrString::String("admin".into()), None)
+    );
+
+    let hash = |d: &Deployment| {
+        let template = &d.spec.as_ref().unwrap().template;
+        let annotations = template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.annotations.as_ref());
+        annotations.and_then(|a| a.get(CREDENTIALS_HASH_ANNOTATION).cloned())
+    };
+    assert!(hash(&d).is_some());
+    // A renewed certificate: the same template (the proxy reloads it in place).
+    let mut renewed = access_secrets();
+    renewed.insert(
+        "proxy-tls".into(),
+        secret(&[("tls.crt", "RENEWED"), ("tls.key", "NEW")]),
+    );
+    assert_eq!(hash(&d), hash(&build(&g, &with(renewed), Some(0), "abc")));
+    // A rotated tokens file: a new template (the members roll).
+    let mut rotated = access_secrets();
+    rotated.insert(
+        "ci-tokens".into(),
+        secret(&[(
+            "tokens",
+            "ci-bot sha256:0000000000000000000000000000000000000000000000000000000000000000\n",
+        )]),
+    );
+    assert_ne!(hash(&d), hash(&build(&g, &with(rotated), Some(0), "abc")));
+}
