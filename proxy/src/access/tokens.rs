@@ -16,6 +16,10 @@ use modfleet_contract::access::{TokenHash, TokenLine, parse_tokens_file};
 use crate::credentials::file::{self, Version};
 use crate::metrics::{Metrics, OutcomeLabel};
 
+/// Largest tokens file read: a Kubernetes Secret's limit (about 13,000 lines); a wrong path
+/// (a log, a device) is not read into memory.
+pub const MAX_TOKENS_FILE_BYTES: u64 = 1 << 20;
+
 /// How often the files are checked for a change (one `stat` each).
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -214,7 +218,8 @@ impl TokenStore {
                 path: path.clone(),
                 reason,
             };
-            let (version, bytes) = file::read(path).map_err(|e| bad(e.to_string()))?;
+            let (version, bytes) =
+                file::read_at_most(path, MAX_TOKENS_FILE_BYTES).map_err(|e| bad(e.to_string()))?;
             let text = std::str::from_utf8(&bytes)
                 .map_err(|_| bad("it is not UTF-8 text: is it the right file?".into()))?;
             lines.extend(parse_tokens_file(text).map_err(bad)?);
@@ -394,5 +399,9 @@ mod tests {
         let missing = dir.path().join("missing");
         let e = TokenStore::new(vec![missing.clone()]).load().unwrap_err();
         assert!(e.to_string().contains("No such file"), "{e}");
+        let big = dir.path().join("big");
+        std::fs::write(&big, vec![b'#'; MAX_TOKENS_FILE_BYTES as usize + 1]).unwrap();
+        let e = TokenStore::new(vec![big]).load().unwrap_err();
+        assert!(e.to_string().contains("is larger than 1048576 bytes"), "{e}");
     }
 }
