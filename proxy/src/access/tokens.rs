@@ -402,6 +402,9 @@ mod tests {
         let big = dir.path().join("big");
         std::fs::write(&big, vec![b'#'; MAX_TOKENS_FILE_BYTES as usize + 1]).unwrap();
         let e = TokenStore::new(vec![big]).load().unwrap_err();
-        assert!(e.to_string().contains("is larger than 1048576 bytes"), "{e}");
+        assert!(
+            e.to_string().contains("is larger than 1048576 bytes"),
+            "{e}"
+        );
     }
 }
