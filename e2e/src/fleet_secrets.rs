@@ -41,6 +41,11 @@ impl SecretsEnv {
     /// poll interval) would reconcile a changed Secret anyway; without it the next requeue is
     /// minutes away, so the Secret watch is what acts.
     pub fn start(prefix: &str, fleet: &str) -> SecretsEnv {
+        SecretsEnv::start_with(prefix, fleet, &["--health-poll-interval", "0s"])
+    }
+
+    /// [`SecretsEnv::start`] with other operator flags (e.g. health polling on).
+    pub fn start_with(prefix: &str, fleet: &str, operator_args: &[&str]) -> SecretsEnv {
         let cluster = Cluster::from_env();
         install_crd(&cluster);
         let ns = cluster.namespace(prefix);
@@ -51,7 +56,7 @@ impl SecretsEnv {
             "pod-security.kubernetes.io/enforce=restricted",
             "pod-security.kubernetes.io/enforce-version=latest",
         ]);
-        let op = Operator::start(&ns, "op", &["--health-poll-interval", "0s"]);
+        let op = Operator::start(&ns, "op", operator_args);
         SecretsEnv {
             op,
             ns,

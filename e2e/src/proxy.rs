@@ -42,6 +42,12 @@ impl ProxyProcess {
     /// # Panics
     /// When it cannot start or its admin port does not answer within 30s (with its log).
     pub fn start(ip: IpAddr, upstreams: &[String]) -> ProxyProcess {
+        ProxyProcess::start_with(ip, upstreams, "")
+    }
+
+    /// [`ProxyProcess::start`] with `extra` appended to the config (whole top-level keys,
+    /// e.g. the `tls` and `access` a fleet's ConfigMap holds, their files made local).
+    pub fn start_with(ip: IpAddr, upstreams: &[String], extra: &str) -> ProxyProcess {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let dir = std::env::temp_dir().join(format!(
             "modfleet-e2e-proxy-{ip}-{}-{}",
@@ -55,7 +61,7 @@ impl ProxyProcess {
             .map(|u| format!("  - url: {u}\n    timeout: 2s\n"))
             .collect();
         let config = format!(
-            "listen: {}\nadminListen: {}\ncacheDir: {}\nupstreams:\n{ups}healthCheck: {{interval: 200ms, timeout: 1s, path: /}}\nlogFormat: text\n",
+            "listen: {}\nadminListen: {}\ncacheDir: {}\nupstreams:\n{ups}healthCheck: {{interval: 200ms, timeout: 1s, path: /}}\nlogFormat: text\n{extra}",
             SocketAddr::new(ip, 8080),
             SocketAddr::new(ip, 9090),
             dir.join("cache").display()
