@@ -119,14 +119,30 @@ fn changed_by_apply(key: String, meta: &ObjectMeta, now: jiff::Timestamp) -> boo
     }
 }
 
-/// Server-side apply of `obj` (forcing ownership of the fields we set).
-pub async fn apply<K>(client: &Client, ns: &str, obj: &K) -> Result<K, Error>
-where
+/// A namespaced object as kube's typed `Api` reads and writes it: one name for the bound every
+/// function here (and `ClusterResources`) needs.
+pub trait Namespaced:
+    Resource<DynamicType = (), Scope = NamespaceResourceScope>
+    + Serialize
+    + DeserializeOwned
+    + Clone
+    + Debug
+{
+}
+
+impl<K> Namespaced for K where
     K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
         + Serialize
         + DeserializeOwned
         + Clone
-        + Debug,
+        + Debug
+{
+}
+
+/// Server-side apply of `obj` (forcing ownership of the fields we set).
+pub async fn apply<K>(client: &Client, ns: &str, obj: &K) -> Result<K, Error>
+where
+    K: Namespaced,
 {
     let name = obj.meta().name.clone().unwrap_or_default();
     let kind = kind::<K>();
@@ -149,11 +165,7 @@ where
 /// Creates `obj`; fails if it exists (for objects made once and never overwritten).
 pub async fn create<K>(client: &Client, ns: &str, obj: &K) -> Result<K, Error>
 where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + Serialize
-        + DeserializeOwned
-        + Clone
-        + Debug,
+    K: Namespaced,
 {
     let name = obj.meta().name.clone().unwrap_or_default();
     let kind = kind::<K>();
@@ -176,10 +188,7 @@ where
 /// The object, or `None` when it does not exist.
 pub async fn get<K>(client: &Client, ns: &str, name: &str) -> Result<Option<K>, Error>
 where
-    K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-        + DeserializeOwned
-        + Clone
-        + Debug,
+    K: Namespaced,
 {
     let api: Api<K> = Api::namespaced(client.clone(), ns);
     let span = api_span("get", &kind::<K>(), ns, name);

@@ -20,13 +20,11 @@ use kube::api::{
     ApiResource, DeleteParams, DynamicObject, ListParams, ObjectMeta, Patch, PatchParams,
     Preconditions,
 };
-use kube::{Api, Client, Resource, ResourceExt};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use kube::{Api, Client, ResourceExt};
 use serde_json::json;
 use tracing::Instrument;
 
-use crate::apply::{self, api_span, note_change, record_error, traced};
+use crate::apply::{self, Namespaced, api_span, note_change, record_error, traced};
 use crate::crd::{GoModuleProxy, RetainPolicy};
 use crate::error::Error;
 use crate::resources::labels;
@@ -129,12 +127,7 @@ impl ChildSet {
     /// Server-side applies `obj` (a child of a kind in [`KINDS`]) and keeps it.
     pub async fn apply<K>(&mut self, obj: &K) -> Result<K, Error>
     where
-        K: k8s_openapi::Resource<Scope = NamespaceResourceScope>
-            + Resource<DynamicType = (), Scope = NamespaceResourceScope>
-            + Serialize
-            + DeserializeOwned
-            + Clone
-            + Debug,
+        K: k8s_openapi::Resource<Scope = NamespaceResourceScope> + Namespaced,
     {
         let applied = apply::apply(&self.client, &self.namespace, obj).await?;
         self.keep::<K>(obj.name_any());
@@ -145,12 +138,7 @@ impl ChildSet {
     /// Secret) and keeps it.
     pub async fn create<K>(&mut self, obj: &K) -> Result<K, Error>
     where
-        K: k8s_openapi::Resource<Scope = NamespaceResourceScope>
-            + Resource<DynamicType = (), Scope = NamespaceResourceScope>
-            + Serialize
-            + DeserializeOwned
-            + Clone
-            + Debug,
+        K: k8s_openapi::Resource<Scope = NamespaceResourceScope> + Namespaced,
     {
         let created = apply::create(&self.client, &self.namespace, obj).await?;
         self.keep::<K>(obj.name_any());
@@ -187,10 +175,7 @@ impl ChildSet {
     /// The child `name` of kind `K`, or `None` when it does not exist.
     pub async fn get<K>(&self, name: &str) -> Result<Option<K>, Error>
     where
-        K: Resource<DynamicType = (), Scope = NamespaceResourceScope>
-            + DeserializeOwned
-            + Clone
-            + Debug,
+        K: Namespaced,
     {
         apply::get(&self.client, &self.namespace, name).await
     }

@@ -226,17 +226,23 @@ async fn connection(
     slot: Slot,
     watcher: Watcher,
 ) {
-    // No Nagle: a response's last small segment must not wait for the client's delayed ACK
-    // (40ms per request on a streamed body).
-    let _ = tcp.set_nodelay(true);
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&tcp);
-    send_queue::set_unsent(fd, NOTSENT_LOWAT);
+    let fd = tune(&tcp);
     let state = slot.state.clone();
     let io = Watched::new(tcp, state.clone());
     let watchdog = Watchdog::new(state.clone(), shared.timeouts);
     serve_connection(&shared, io, fd, state, peer, watchdog, watcher).await;
     shared.counters.open.dec();
     drop(slot);
+}
+
+/// Sets an accepted socket's options; returns its descriptor for [`send_queue`].
+fn tune(tcp: &TcpStream) -> std::os::fd::RawFd {
+    // No Nagle: a response's last small segment must not wait for the client's delayed ACK
+    // (40ms per request on a streamed body).
+    let _ = tcp.set_nodelay(true);
+    let fd = std::os::fd::AsRawFd::as_raw_fd(tcp);
+    send_queue::set_unsent(fd, NOTSENT_LOWAT);
+    fd
 }
 
 /// [`connection`] over TLS: the handshake first, timed from the accept by the watchdog as the
@@ -248,9 +254,7 @@ async fn tls_connection(
     slot: Slot,
     watcher: Watcher,
 ) {
-    let _ = tcp.set_nodelay(true);
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&tcp);
-    send_queue::set_unsent(fd, NOTSENT_LOWAT);
+    let fd = tune(&tcp);
     let state = slot.state.clone();
     let mut watchdog = Watchdog::new(state.clone(), shared.timeouts);
     let tls = shared.tls.as_ref().expect("a TLS listener");
