@@ -391,3 +391,19 @@ pub fn condition(obj: &Value, type_: &str) -> Value {
         .cloned()
         .unwrap_or(Value::Null)
 }
+
+/// (url, healthyMembers, members) of each entry of a fleet's `status.upstreams`.
+pub fn upstreams(g: &Value) -> Vec<(String, i64, i64)> {
+    g["status"]["upstreams"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|u| {
+            (
+                u["url"].as_str().unwrap_or_default().to_owned(),
+                u["healthyMembers"].as_i64().unwrap_or(-1),
+                u["members"].as_i64().unwrap_or(-1),
+            )
+        })
+        .collect()
+}

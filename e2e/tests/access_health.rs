@@ -15,10 +15,9 @@ use std::time::Duration;
 use base64::Engine as _;
 use modfleet_e2e::fleet_secrets::SecretsEnv;
 use modfleet_e2e::proxy::{ProxyProcess, member_pods};
-use modfleet_e2e::{DEFAULT_TIMEOUT, Namespace, condition};
+use modfleet_e2e::{DEFAULT_TIMEOUT, Namespace, condition, upstreams};
 use modfleet_testkit::tls::TestCa;
 use modfleet_testkit::upstream::{Reply, Upstream};
-use serde_json::Value;
 
 /// The status code of `GET path` on `addr`, with `Authorization: Bearer token` if given.
 fn status_code(addr: SocketAddr, path: &str, token: Option<&str>) -> Option<u16> {
@@ -41,22 +40,6 @@ fn secret_key(ns: &Namespace, name: &str, key: &str) -> String {
         .decode(b64)
         .expect("Secret data is base64");
     String::from_utf8(bytes).expect("UTF-8")
-}
-
-/// (url, healthyMembers, members) of each entry of `status.upstreams`.
-fn upstreams(g: &Value) -> Vec<(String, i64, i64)> {
-    g["status"]["upstreams"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|u| {
-            (
-                u["url"].as_str().unwrap_or_default().to_owned(),
-                u["healthyMembers"].as_i64().unwrap_or(-1),
-                u["members"].as_i64().unwrap_or(-1),
-            )
-        })
-        .collect()
 }
 
 /// Writes `text` to `path` as a kubelet updates a Secret volume: a new file renamed over.

@@ -9,10 +9,9 @@ use std::net::SocketAddr;
 
 use modfleet_e2e::operator::{Operator, install_crd};
 use modfleet_e2e::proxy::{ProxyProcess, member_pods};
-use modfleet_e2e::{Cluster, DEFAULT_TIMEOUT, Namespace, condition};
+use modfleet_e2e::{Cluster, DEFAULT_TIMEOUT, Namespace, condition, upstreams};
 use modfleet_testkit::upstream::{Reply, Upstream};
 use modfleet_testkit::workspace::closed_port;
-use serde_json::Value;
 
 /// The operator, stopped before the namespace goes; then the finalizers it would have
 /// removed are lifted so the namespace can be deleted.
@@ -33,22 +32,6 @@ impl Drop for Fleet {
             r#"{"metadata":{"finalizers":null}}"#,
         ]);
     }
-}
-
-/// (url, healthyMembers, members) of each entry of `status.upstreams`.
-fn upstreams(g: &Value) -> Vec<(String, i64, i64)> {
-    g["status"]["upstreams"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|u| {
-            (
-                u["url"].as_str().unwrap_or_default().to_owned(),
-                u["healthyMembers"].as_i64().unwrap_or(-1),
-                u["members"].as_i64().unwrap_or(-1),
-            )
-        })
-        .collect()
 }
 
 #[test]
