@@ -588,3 +588,133 @@ fn a_member_fetches_private_modules_from_git_in_its_pod() {
     assert!(mirrors >= 2, "{mirrors} mirrors for two repositories");
     assert_eq!(pod.container.stop(30), 0, "{}", pod.container.logs());
 }
+
+/// A member with `spec.tls` and `spec.access`, as the operator renders it, run for real: the
+/// TLS and tokens Secrets mounted beside the config, HTTPS on its client port, and the go
+/// command (trusting the test CA, credentials from a `.netrc`) let in with a token and refused
+/// (401, its reason shown) without one. The admin port's `/status` wants an admin.
+#[test]
+fn a_member_serves_https_to_authorized_clients_in_its_pod() {
+    use modfleet_contract::access::{TokenLine, generate_token};
+    use modfleet_testkit::tls::TestCa;
+
+    let cluster = Cluster::from_env();
+    install_crd(&cluster);
+    let ns = cluster.namespace("images-access");
+    let dir = temp_dir(&format!("access-{}", ns.name()));
+    let op = operator_container(&ns, &dir);
+
+    let ca = TestCa::new();
+    let (cert, key) = ca.server_files();
+    let token = generate_token();
+    let secret = |name: &str, kind: &str, data: Value| {
+        serde_json::json!({
+            "apiVersion": "v1", "kind": "Secret", "type": kind,
+            "metadata": {"name": name}, "stringData": data,
+        })
+        .to_string()
+    };
+    ns.apply(&secret(
+        "member-tls",
+        "kubernetes.io/tls",
+        serde_json::json!({
+            "tls.crt": std::fs::read_to_string(&cert).unwrap(),
+            "tls.key": std::fs::read_to_string(&key).unwrap(),
+        }),
+    ));
+    ns.apply(&secret(
+        "ci-tokens",
+        "Opaque",
+        serde_json::json!({"tokens": format!("{}\n", TokenLine::for_token("ci", &token, &[]))}),
+    ));
+    let at = "/example.com/public/@v/";
+    let upstream = Upstream::builder()
+        .route(&format!("{at}list"), Reply::Body(b"v1.0.0\n".to_vec()))
+        .route(
+            &format!("{at}v1.0.0.info"),
+            Reply::Body(br#"{"Version":"v1.0.0","Time":"2024-01-01T00:00:00Z"}"#.to_vec()),
+        )
+        .route(
+            &format!("{at}v1.0.0.mod"),
+            Reply::Body(b"module example.com/public\n".to_vec()),
+        )
+        .start();
+    let mut fleet = small_cache(
+        &cluster,
+        Some(&format!("http://127.0.0.1:{}", upstream.addr().port())),
+    );
+    // The fake upstream's module is in no checksum database.
+    fleet["spec"]["noSumPatterns"] = serde_json::json!(["example.com/public"]);
+    fleet["spec"]["tls"] = serde_json::json!({"secretName": "member-tls"});
+    fleet["spec"]["access"] = serde_json::json!({
+        "tokenSecretRefs": [{"name": "ci-tokens"}],
+        "rules": [{"modules": ["*"], "allow": ["authenticated"]}],
+    });
+    ns.apply(&fleet.to_string());
+    let gmp = wait_fleet_ready(&ns, &op);
+    assert!(
+        gmp["status"]["endpoint"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("https://")),
+        "{gmp}"
+    );
+
+    let pod = KubeletPod::of_deployment(&ns, "gomod-0", &dir.join("pv"));
+    let _to_upstream = Forwarder::out_of(&pod.ns, upstream.addr().port(), upstream.addr());
+    pod.wait_ready();
+    let into_pod = Forwarder::into(&pod.ns, pod.ports["https"]);
+    let goproxy = format!("https://{}", into_pod.addr);
+    let admin = Forwarder::into(&pod.ns, pod.ports["admin"]);
+    assert!(
+        http_get(admin.addr, "/readyz").is_some(),
+        "the admin port's probes stay open"
+    );
+    let status = http_get(admin.addr, "/status");
+    assert!(
+        status.is_none(),
+        "/status answered a client without credentials: {status:?}"
+    );
+
+    let module = dir.join("access-module");
+    std::fs::create_dir_all(&module).unwrap();
+    std::fs::write(
+        module.join("go.mod"),
+        "module example.test/access\n\ngo 1.21\n",
+    )
+    .unwrap();
+    let netrc = dir.join("netrc");
+    let go = GoEnv::new("images-access");
+    let list = |netrc_text: &str| {
+        std::fs::write(&netrc, netrc_text).unwrap();
+        go.command(
+            &module,
+            &goproxy,
+            &["list", "-m", "-versions", "example.com/public"],
+        )
+        .env("SSL_CERT_FILE", ca.ca_pem())
+        .env("NETRC", &netrc)
+        .env("GOAUTH", "netrc")
+        .env("GONOSUMDB", "example.com/public")
+        .output()
+        .unwrap()
+    };
+    let machine = format!("machine {} login ci password ", into_pod.addr);
+    let out = list(&format!("{machine}{token}\n"));
+    assert!(
+        out.status.success(),
+        "go list through the member over HTTPS with a token failed:\n{}\nmember log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        pod.container.logs()
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "example.com/public v1.0.0"
+    );
+    let refused = list("");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains("401"),
+        "without credentials the member must refuse (401): {stderr}"
+    );
+    assert_eq!(pod.container.stop(30), 0, "{}", pod.container.logs());
+}
