@@ -261,6 +261,20 @@ impl Namespace {
             .kubectl_stdin(&self.with_ns(&["apply", "-f", "-"]), yaml)
     }
 
+    /// Asserts that the API server refuses `kubectl apply` of `yaml` in this namespace with an
+    /// error that contains `want` (a CRD's schema or CEL message).
+    pub fn assert_refused(&self, yaml: &str, want: &str) {
+        let out = self
+            .cluster
+            .try_kubectl_stdin(&self.with_ns(&["apply", "-f", "-"]), yaml);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "accepted:\n{yaml}");
+        assert!(
+            err.contains(want),
+            "want {want:?} in the error for\n{yaml}\ngot: {err}"
+        );
+    }
+
     /// `kubectl get <args> -o json` in this namespace, parsed.
     pub fn get_json(&self, args: &[&str]) -> Value {
         self.cluster.get_json(&self.with_ns(args))

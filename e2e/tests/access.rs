@@ -371,11 +371,7 @@ fn the_api_server_refuses_bad_access() {
         ),
     ];
     for (extra, want) in cases {
-        let yaml = fleet(extra);
-        let out = cluster.try_kubectl_stdin(&["--namespace", ns.name(), "apply", "-f", "-"], &yaml);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "accepted:\n{yaml}");
-        assert!(err.contains(want), "want {want:?} for\n{yaml}\ngot: {err}");
+        ns.assert_refused(&fleet(extra), want);
     }
     ns.apply(&fleet(
         "  tls: {secretName: proxy-tls}\n  access:\n    tokenSecretRefs: [{name: ci}]\n    rules: [{modules: ['*'], allow: [anonymous]}]\n",

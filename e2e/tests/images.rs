@@ -397,6 +397,15 @@ fn a_members_pod_spec_runs_as_a_kubelet_would() {
 
 /// The private modules' path prefix: `HOST/NAME.git` (the `.git` qualifier) names repository
 /// NAME; the fleet's `repository` entries say where each is.
+/// A Secret of `kind` holding `data` (its stringData), as JSON for `kubectl apply`.
+fn secret(name: &str, kind: &str, data: Value) -> String {
+    serde_json::json!({
+        "apiVersion": "v1", "kind": "Secret", "type": kind,
+        "metadata": {"name": name}, "stringData": data,
+    })
+    .to_string()
+}
+
 const PRIVATE_HOST: &str = "git.modfleet.test/private";
 const GIT_PASSWORD: &str = "pod-Pa55word-9f2c";
 const UPSTREAM_TOKEN: &str = "pod-upstream-t0ken-51ad";
@@ -447,13 +456,6 @@ fn a_member_fetches_private_modules_from_git_in_its_pod() {
     let known_hosts = std::fs::read_to_string(sshd.known_hosts()).unwrap();
 
     let op = operator_container(&ns, &dir);
-    let secret = |name: &str, kind: &str, data: Value| {
-        serde_json::json!({
-            "apiVersion": "v1", "kind": "Secret", "type": kind,
-            "metadata": {"name": name}, "stringData": data,
-        })
-        .to_string()
-    };
     ns.apply(&secret(
         "git-basic",
         "kubernetes.io/basic-auth",
@@ -607,13 +609,6 @@ fn a_member_serves_https_to_authorized_clients_in_its_pod() {
     let ca = TestCa::new();
     let (cert, key) = ca.server_files();
     let token = generate_token();
-    let secret = |name: &str, kind: &str, data: Value| {
-        serde_json::json!({
-            "apiVersion": "v1", "kind": "Secret", "type": kind,
-            "metadata": {"name": name}, "stringData": data,
-        })
-        .to_string()
-    };
     ns.apply(&secret(
         "member-tls",
         "kubernetes.io/tls",

@@ -637,15 +637,7 @@ fn invalid_fleets_are_rejected_with_clear_messages() {
         ),
     ];
     for (yaml, want) in &cases {
-        let out = ns
-            .cluster()
-            .try_kubectl_stdin(&["--namespace", ns.name(), "apply", "-f", "-"], yaml);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "accepted:\n{yaml}");
-        assert!(
-            err.contains(want),
-            "want {want:?} in the error for\n{yaml}\ngot: {err}"
-        );
+        ns.assert_refused(yaml, want);
     }
     // Defaults are filled in by the API server for a minimal object.
     ns.apply(&gmp(

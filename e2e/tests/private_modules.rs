@@ -183,11 +183,7 @@ fn the_api_server_refuses_bad_private_modules() {
         ),
     ];
     for (entry, want) in cases {
-        let yaml = fleet(entry);
-        let out = cluster.try_kubectl_stdin(&["--namespace", ns.name(), "apply", "-f", "-"], &yaml);
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "accepted:\n{yaml}");
-        assert!(err.contains(want), "want {want:?} for\n{yaml}\ngot: {err}");
+        ns.assert_refused(&fleet(entry), want);
     }
     // insecure makes http:// acceptable.
     ns.apply(&fleet(
