@@ -332,7 +332,8 @@ fn add(path: PointerBuf, value: Value) -> PatchOperation {
 }
 
 /// `value` as Kubernetes reads an env value literally: it expands `$(VAR)` and turns `$$`
-/// into `$`, so every `$` is doubled.
+/// into `$` (its `third_party/forked/golang/expansion`; a lone `$` stays), so doubling
+/// every `$` gives back exactly `value`.
 fn kubernetes_literal(value: &str) -> String {
     value.replace('$', "$$")
 }
