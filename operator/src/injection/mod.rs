@@ -146,30 +146,38 @@ fn selecting<'a>(
     selecting
 }
 
-/// For the status of `fleet`: the namespaces (of `namespaces`, by name and labels) that it
-/// selects but an older fleet selects too, each with that fleet's `NAMESPACE/NAME`. Pods both
-/// fleets' `podSelector`s match go to the older one. Protected and opted-out namespaces are
+/// Where a fleet injects, for its status: of `namespaces` (names and labels), those whose
+/// Pods get it, and those it selects but an older fleet selects too.
+#[derive(Debug, Default, PartialEq)]
+pub struct NamespaceReport<'n> {
+    /// Namespaces whose Pods (the ones its `podSelector` matches) get this fleet.
+    pub selected: Vec<&'n str>,
+    /// Namespaces lost to an older fleet, with that fleet's `NAMESPACE/NAME`. Pods both
+    /// fleets' `podSelector`s match go to the older one.
+    pub lost: Vec<(&'n str, String)>,
+}
+
+/// The [`NamespaceReport`] of `fleet` among `fleets`. Protected and opted-out namespaces are
 /// nobody's.
-pub fn lost_namespaces<'n>(
+pub fn namespace_report<'n>(
     fleet: &GoModuleProxy,
     namespaces: &[(&'n str, &BTreeMap<String, String>)],
     fleets: &[GoModuleProxy],
     operator_namespace: &str,
-) -> Vec<(&'n str, String)> {
-    let mut lost = Vec::new();
+) -> NamespaceReport<'n> {
+    let mut report = NamespaceReport::default();
     for &(namespace, labels) in namespaces {
         if protected(namespace, operator_namespace) || opted_out(labels) {
             continue;
         }
         let ranked = selecting(labels, None, fleets);
-        let me = ranked.iter().position(|g| same(g, fleet));
-        if let (Some(me), Some(winner)) = (me, ranked.first())
-            && me > 0
-        {
-            lost.push((namespace, fleet_name(winner)));
+        match (ranked.iter().position(|g| same(g, fleet)), ranked.first()) {
+            (Some(0), _) => report.selected.push(namespace),
+            (Some(_), Some(winner)) => report.lost.push((namespace, fleet_name(winner))),
+            _ => {}
         }
     }
-    lost
+    report
 }
 
 fn protected(namespace: &str, operator_namespace: &str) -> bool {

@@ -252,10 +252,10 @@ fn fleets_being_deleted_or_with_a_bad_selector_select_nothing() {
     );
 }
 
-/// The losing fleet's status names the namespaces it lost and to whom; the winner lost none,
-/// and protected or opted-out namespaces are nobody's.
+/// A fleet's status names the namespaces it injects into, and the ones it lost and to whom;
+/// protected or opted-out namespaces are nobody's.
 #[test]
-fn lost_namespaces_name_the_winner() {
+fn the_namespace_report_names_where_a_fleet_injects_and_who_won() {
     let old = builds_fleet("old", 100);
     let everywhere = fleet(
         "other",
@@ -277,10 +277,25 @@ fn lost_namespaces_name_the_winner() {
         ("kube-system", &kube),
     ];
     assert_eq!(
-        lost_namespaces(&everywhere, &namespaces, &fleets, OPERATOR_NS),
-        [("ci", "build/old".to_owned())]
+        namespace_report(&everywhere, &namespaces, &fleets, OPERATOR_NS),
+        NamespaceReport {
+            selected: vec!["web"],
+            lost: vec![("ci", "build/old".to_owned())]
+        }
     );
-    assert!(lost_namespaces(&old, &namespaces, &fleets, OPERATOR_NS).is_empty());
+    assert_eq!(
+        namespace_report(&old, &namespaces, &fleets, OPERATOR_NS),
+        NamespaceReport {
+            selected: vec!["ci"],
+            lost: Vec::new()
+        }
+    );
+    // A fleet without injection is nowhere.
+    let plain = fleet("build", "plain", 1, json!({}));
+    assert_eq!(
+        namespace_report(&plain, &namespaces, &fleets, OPERATOR_NS),
+        NamespaceReport::default()
+    );
     // Pods both select go to the older fleet, the others to the younger one.
     let go = labels(&[("lang", "go")]);
     assert_eq!(
