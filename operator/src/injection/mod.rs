@@ -1,6 +1,7 @@
 //! Injection of the go command's settings into new Pods (`spec.injection`): which fleet a Pod
-//! gets ([`choose_fleet`]) and the RFC 6902 JSON Patch that sets it ([`patch`]). Pure: the
-//! mutating webhook reads the Pod, its namespace's labels and the fleets, and sends the patch.
+//! gets ([`choose_fleet`]), the RFC 6902 JSON Patch that sets it ([`settings`], [`patch`]),
+//! and where each fleet injects for its status ([`namespace_report`]). Pure: the mutating
+//! webhook reads the Pod, its namespace's labels and the fleets, and sends the patch.
 //!
 //! What a container gets, unless it sets the variable itself:
 //! - `GOPROXY`: the fleet's in-cluster URL (the status `endpoint`), then `,FALLBACK` when
