@@ -17,7 +17,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 mod access;
+mod injection;
 pub use access::{AccessRuleSpec, AccessSpec, DEFAULT_TOKENS_KEY, TlsSpec, TokenSecretRef};
+pub use injection::{InjectionFallback, InjectionSpec};
 
 /// API group of the CRD.
 pub const GROUP: &str = "modfleet.dev";
@@ -146,6 +148,12 @@ pub struct GoModuleProxySpec {
     /// port's `/status` and `/admin/*`. Unset: everyone may fetch everything.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access: Option<AccessSpec>,
+
+    /// Set `GOPROXY` (this fleet) and `GONOSUMDB` (`privateModules` and `noSumPatterns`) in
+    /// the containers of new Pods in the namespaces it selects, through the operator's
+    /// mutating webhook. Unset: no Pod is changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub injection: Option<InjectionSpec>,
 
     /// Resources of the proxy container.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -8,7 +8,8 @@
 //! leader election), [`metrics`] (served by [`admin`]), [`telemetry`], [`config`] (flags)
 //! and [`run`] (wiring them together). [`fleet_health`] asks the members about their
 //! upstreams (at pod IPs in the allowed [`cidr`] networks) and summarises what they say for
-//! the status, with the fleet's [`operator_token`] when `spec.access` is set.
+//! the status, with the fleet's [`operator_token`] when `spec.access` is set. [`injection`]
+//! decides which fleet a new Pod uses and builds the patch that sets `GOPROXY` in it.
 
 pub mod admin;
 pub mod apply;
@@ -21,6 +22,7 @@ pub mod crd;
 pub mod crdgen;
 pub mod error;
 pub mod fleet_health;
+pub mod injection;
 pub mod leader;
 pub mod metrics;
 pub mod operator_token;

@@ -421,3 +421,57 @@ fn cel_checks_tls_and_access() {
     .unwrap();
     assert_eq!(spec.access.unwrap().token_secret_refs[0].key, "tokens");
 }
+
+/// `spec.injection` is off unless written: a spec without it serializes without it, so
+/// existing fleets keep the same bytes (and hashes).
+#[test]
+fn injection_is_absent_unless_written() {
+    let spec: GoModuleProxySpec =
+        serde_json::from_value(json!({"upstreams": [{"url": "https://goproxy.example.com"}]}))
+            .unwrap();
+    assert_eq!(spec.injection, None);
+    assert!(
+        serde_json::to_value(&spec)
+            .unwrap()
+            .get("injection")
+            .is_none()
+    );
+}
+
+#[test]
+fn cel_checks_the_injection_fallback() {
+    let injection = |fallback: Value| {
+        with(
+            &["spec", "injection"],
+            json!({"namespaceSelector": {"matchLabels": {"team": "builds"}}, "fallback": fallback}),
+        )
+    };
+    cel(
+        &with(&["spec", "injection"], json!({"namespaceSelector": {}})),
+        None,
+    )
+    .unwrap();
+    for ok in [
+        "https://mirror.corp.example.com",
+        "http://athens.internal:3000/go",
+    ] {
+        cel(&injection(json!({"url": ok})), None).unwrap_or_else(|e| panic!("{ok}: {e}"));
+    }
+    for (bad, want) in [
+        ("direct", "http:// or https://"),
+        ("ftp://mirror.example.com", "http:// or https://"),
+        ("", "http:// or https://"),
+        ("https://a.example.com,direct", "one proxy URL"),
+        (
+            "https://a.example.com|https://b.example.com",
+            "one proxy URL",
+        ),
+        (
+            "https://user:pw@mirror.example.com",
+            "user name or password",
+        ),
+    ] {
+        let err = cel(&injection(json!({"url": bad})), None).expect_err(bad);
+        assert!(err.contains(want), "{bad}: {err}");
+    }
+}

@@ -1,0 +1,50 @@
+//! `spec.injection`: which new Pods get the go command's settings for this fleet (`GOPROXY`,
+//! `GONOSUMDB`), set by the operator's mutating webhook. What is set, and how a Pod's fleet is
+//! chosen, is the pure `crate::injection`.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::KubeSchema;
+use serde::{Deserialize, Serialize};
+
+/// Set `GOPROXY` (and `GONOSUMDB`) in the containers of new Pods. Unset: no Pod is changed.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct InjectionSpec {
+    /// The namespaces whose new Pods use this fleet (`{}`: every namespace). `kube-system`
+    /// and the operator's own namespace are never changed. When several fleets select a
+    /// Pod, the oldest fleet wins (then the lower namespace/name).
+    pub namespace_selector: LabelSelector,
+
+    /// Of those namespaces' Pods, only the ones with these labels. Unset: all of them. A Pod
+    /// or namespace labelled `modfleet.dev/inject: "false"` is never changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_selector: Option<LabelSelector>,
+
+    /// What the go command tries after the fleet. Unset: nothing (`GOPROXY` is the fleet
+    /// alone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<InjectionFallback>,
+}
+
+/// A second module proxy, after the fleet in `GOPROXY` with a comma: the go command asks it
+/// only when the fleet answers 404 or 410 ("no such module"). Any other failure of the fleet
+/// (refused connection, timeout, 5xx) fails the build instead: an outage of the fleet is never
+/// silently bypassed. A private module path the fleet does not have is asked of it too.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct InjectionFallback {
+    /// The proxy's URL (http or https), e.g. your organisation's public mirror.
+    #[schemars(length(max = 2048))]
+    #[x_kube(
+        validation = Rule::new(
+            "isURL(self) && url(self).getScheme() in ['http', 'https'] && url(self).getHostname() != ''"
+        ).message("injection.fallback.url must be an absolute http:// or https:// URL, e.g. https://goproxy.example.com"),
+        validation = Rule::new("!self.contains(',') && !self.contains('|') && !self.contains(' ')").message(
+            "injection.fallback.url is one proxy URL: no ',', '|' or spaces (the go command would read them as more GOPROXY entries)"
+        ),
+        validation = Rule::new("!self.matches('^[a-zA-Z][-a-zA-Z0-9+.]*://[^/?#]*@')").message(
+            "injection.fallback.url must not hold a user name or password (every build pod would see them)"
+        )
+    )]
+    pub url: String,
+}
