@@ -104,6 +104,82 @@ pub struct Config {
     /// only; unset: from any namespace.
     #[arg(long, env = "MODFLEET_OPERATOR_NAMESPACE")]
     pub operator_namespace: Option<String>,
+
+    #[command(flatten)]
+    pub webhook: WebhookConfig,
+}
+
+/// The injection webhook (`spec.injection`): the mutating admission webhook the API server
+/// calls for each new Pod, served over HTTPS on its own port by every replica.
+#[derive(clap::Args, Debug, Clone)]
+pub struct WebhookConfig {
+    /// Address of the injection webhook (HTTPS, path /mutate-pods), e.g. 0.0.0.0:9443.
+    /// Unset: no webhook, and no fleet's spec.injection changes any Pod.
+    #[arg(long, env = "MODFLEET_OPERATOR_WEBHOOK_LISTEN")]
+    pub webhook_listen: Option<SocketAddr>,
+
+    /// Who makes the webhook's serving certificate. `operator`: the operator keeps its own CA
+    /// and certificate in the Secret --webhook-secret-name (in --operator-namespace), renews
+    /// them well before they expire and keeps the caBundle of --webhook-configuration-name in
+    /// sync. `files`: read tls.crt and tls.key from --webhook-cert-dir (e.g. a cert-manager
+    /// Certificate's Secret, mounted), re-read when they change.
+    #[arg(long, env = "MODFLEET_OPERATOR_WEBHOOK_CERTS", value_enum, default_value_t = WebhookCerts::Operator)]
+    pub webhook_certs: WebhookCerts,
+
+    /// Directory holding tls.crt and tls.key, with --webhook-certs=files.
+    #[arg(long, env = "MODFLEET_OPERATOR_WEBHOOK_CERT_DIR")]
+    pub webhook_cert_dir: Option<std::path::PathBuf>,
+
+    /// Secret (in --operator-namespace) holding the operator-made CA and serving certificate,
+    /// with --webhook-certs=operator. Every replica serves what it holds.
+    #[arg(
+        long,
+        env = "MODFLEET_OPERATOR_WEBHOOK_SECRET_NAME",
+        default_value = "modfleet-webhook-tls"
+    )]
+    pub webhook_secret_name: String,
+
+    /// MutatingWebhookConfiguration whose webhooks' caBundle the operator keeps equal to its
+    /// CA, with --webhook-certs=operator.
+    #[arg(
+        long,
+        env = "MODFLEET_OPERATOR_WEBHOOK_CONFIGURATION_NAME",
+        default_value = "modfleet-injection"
+    )]
+    pub webhook_configuration_name: String,
+
+    /// Names the API server reaches the webhook by, comma-separated: DNS names (the webhook
+    /// Service's `NAME.NAMESPACE.svc`) and IP addresses. They become the serving certificate's
+    /// subject alternative names, with --webhook-certs=operator.
+    #[arg(long, env = "MODFLEET_OPERATOR_WEBHOOK_HOSTS", value_delimiter = ',')]
+    pub webhook_hosts: Vec<String>,
+
+    /// Lifetime of the serving certificate; renewed when two thirds of it have passed.
+    #[arg(long, env = "MODFLEET_OPERATOR_WEBHOOK_CERT_VALIDITY", default_value = "90d", value_parser = humantime::parse_duration)]
+    pub webhook_cert_validity: Duration,
+
+    /// Lifetime of the webhook's CA; renewed when two thirds of it have passed (the old CA
+    /// stays in the caBundle until the certificates it signed have expired).
+    #[arg(long, env = "MODFLEET_OPERATOR_WEBHOOK_CA_VALIDITY", default_value = "1825d", value_parser = humantime::parse_duration)]
+    pub webhook_ca_validity: Duration,
+
+    /// Namespaces whose GoModuleProxies may inject into Pods of any namespace their
+    /// spec.injection selects, comma-separated. A fleet elsewhere injects only into Pods of its
+    /// own namespace: whoever may create a GoModuleProxy must not decide where other teams'
+    /// builds fetch their code. Default: --operator-namespace.
+    #[arg(
+        long,
+        env = "MODFLEET_OPERATOR_INJECTION_FLEET_NAMESPACES",
+        value_delimiter = ','
+    )]
+    pub injection_fleet_namespaces: Vec<String>,
+}
+
+/// See [`WebhookConfig::webhook_certs`].
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookCerts {
+    Operator,
+    Files,
 }
 
 impl Config {

@@ -31,5 +31,6 @@ pub mod rollout;
 pub mod run;
 pub mod status;
 pub mod telemetry;
+pub mod webhook;
 
 pub use error::Error;

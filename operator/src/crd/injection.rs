@@ -24,6 +24,16 @@ pub struct InjectionSpec {
     /// alone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback: Option<InjectionFallback>,
+
+    /// For a fleet with `spec.access`: a Secret, in each namespace whose Pods get this fleet,
+    /// holding the build's credentials as key `.netrc` (a line `machine HOST login IDENTITY
+    /// password TOKEN`, HOST being the fleet's Service host, with `:PORT` when the port is
+    /// not the scheme's default). It is mounted read-only into every injected container and
+    /// named by `NETRC`. Optional in the Pod: where the Secret is missing, Pods still start and
+    /// the fleet answers their go commands 401.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub netrc_secret_name: Option<String>,
 }
 
 /// A second module proxy, after the fleet in `GOPROXY` with a comma: the go command asks it
