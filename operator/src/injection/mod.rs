@@ -105,15 +105,22 @@ pub fn choose_fleet<'a>(
     namespace_labels: &BTreeMap<String, String>,
     pod_labels: &BTreeMap<String, String>,
     fleets: &'a [GoModuleProxy],
-    operator_namespace: &str,
+    policy: &Policy,
 ) -> Choice<'a> {
-    if protected(namespace, operator_namespace) {
+    if policy.protected(namespace) {
         return Choice::ProtectedNamespace;
     }
     if opted_out(pod_labels) || opted_out(namespace_labels) {
         return Choice::OptedOut;
     }
-    let mut ranked = selecting(namespace_labels, Some(pod_labels), fleets).into_iter();
+    let mut ranked = selecting(
+        namespace,
+        namespace_labels,
+        Some(pod_labels),
+        fleets,
+        policy,
+    )
+    .into_iter();
     match ranked.next() {
         None => Choice::NoFleet,
         Some(fleet) => Choice::Fleet {
@@ -125,13 +132,16 @@ pub fn choose_fleet<'a>(
 
 /// The fleets whose selectors match, oldest first; `pod_labels: None` ignores `podSelector`.
 fn selecting<'a>(
+    namespace: &str,
     namespace_labels: &BTreeMap<String, String>,
     pod_labels: Option<&BTreeMap<String, String>>,
     fleets: &'a [GoModuleProxy],
+    policy: &Policy,
 ) -> Vec<&'a GoModuleProxy> {
     let mut selecting: Vec<&GoModuleProxy> = fleets
         .iter()
         .filter(|gmp| gmp.metadata.deletion_timestamp.is_none())
+        .filter(|gmp| policy.may_inject(gmp, namespace))
         .filter(|gmp| match selectors(gmp) {
             Ok(Some((namespaces, pods))) => {
                 namespaces.matches(namespace_labels)
@@ -164,14 +174,14 @@ pub fn namespace_report<'n>(
     fleet: &GoModuleProxy,
     namespaces: &[(&'n str, &BTreeMap<String, String>)],
     fleets: &[GoModuleProxy],
-    operator_namespace: &str,
+    policy: &Policy,
 ) -> NamespaceReport<'n> {
     let mut report = NamespaceReport::default();
     for &(namespace, labels) in namespaces {
-        if protected(namespace, operator_namespace) || opted_out(labels) {
+        if policy.protected(namespace) || opted_out(labels) {
             continue;
         }
-        let ranked = selecting(labels, None, fleets);
+        let ranked = selecting(namespace, labels, None, fleets, policy);
         match (ranked.iter().position(|g| same(g, fleet)), ranked.first()) {
             (Some(0), _) => report.selected.push(namespace),
             (Some(_), Some(winner)) => report.lost.push((namespace, fleet_name(winner))),
@@ -181,8 +191,29 @@ pub fn namespace_report<'n>(
     report
 }
 
-fn protected(namespace: &str, operator_namespace: &str) -> bool {
-    namespace == operator_namespace || PROTECTED_NAMESPACES.contains(&namespace)
+/// Where fleets may inject, fixed for the operator's run (its flags).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Policy {
+    /// The operator's own namespace: never injected into.
+    pub operator_namespace: Option<String>,
+    /// Namespaces whose fleets may inject into any namespace their selector picks. A fleet
+    /// elsewhere injects only into its own namespace: whoever may create a GoModuleProxy must
+    /// not decide where other teams' builds get their code (and which checksums they skip).
+    pub fleet_namespaces: Vec<String>,
+}
+
+impl Policy {
+    /// `kube-system` or the operator's namespace.
+    pub fn protected(&self, namespace: &str) -> bool {
+        self.operator_namespace.as_deref() == Some(namespace)
+            || PROTECTED_NAMESPACES.contains(&namespace)
+    }
+
+    /// Whether `fleet` may inject into Pods of `namespace`.
+    pub fn may_inject(&self, fleet: &GoModuleProxy, namespace: &str) -> bool {
+        let home = fleet.metadata.namespace.as_deref().unwrap_or_default();
+        home == namespace || self.fleet_namespaces.iter().any(|n| n == home)
+    }
 }
 
 fn opted_out(labels: &BTreeMap<String, String>) -> bool {
@@ -226,7 +257,14 @@ pub struct Settings {
     /// `NAMESPACE/NAME` of the fleet, for the annotation.
     pub fleet: String,
     pub variables: Vec<Variable>,
+    /// `injection.netrcSecretName`: mounted at [`NETRC_DIR`] into each container given `NETRC`.
+    pub netrc_secret: Option<String>,
 }
+
+/// Where the `netrcSecretName` Secret is mounted; `NETRC` names its `.netrc` in there.
+pub const NETRC_DIR: &str = "/var/run/modfleet/netrc";
+/// The Pod volume of the `netrcSecretName` Secret.
+pub const NETRC_VOLUME: &str = "modfleet-netrc";
 
 /// The variables of `gmp` (see the module's documentation).
 pub fn settings(gmp: &GoModuleProxy) -> Settings {
@@ -260,9 +298,23 @@ pub fn settings(gmp: &GoModuleProxy) -> Settings {
             unless: &["GOPRIVATE"],
         });
     }
+    let netrc_secret = gmp
+        .spec
+        .injection
+        .as_ref()
+        .and_then(|i| i.netrc_secret_name.clone())
+        .filter(|n| !n.is_empty());
+    if netrc_secret.is_some() {
+        variables.push(Variable {
+            name: "NETRC",
+            value: format!("{NETRC_DIR}/.netrc"),
+            unless: &[],
+        });
+    }
     Settings {
         fleet: fleet_name(gmp),
         variables,
+        netrc_secret,
     }
 }
 
@@ -274,6 +326,13 @@ pub fn patch(pod: &Pod, settings: &Settings) -> Patch {
     let mut ops = Vec::new();
     let mut set: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     if let Some(spec) = &pod.spec {
+        // A Pod with a volume of our name (its own, or ours from an earlier call) gets no
+        // `NETRC` from us: we cannot know what that volume holds.
+        let netrc_taken = spec
+            .volumes
+            .iter()
+            .flatten()
+            .any(|v| v.name == NETRC_VOLUME);
         let lists = [
             (
                 "initContainers",
@@ -283,7 +342,10 @@ pub fn patch(pod: &Pod, settings: &Settings) -> Patch {
         ];
         for (list, containers) in lists {
             for (index, container) in containers.iter().enumerate() {
-                let vars = missing(container, settings);
+                let mut vars = missing(container, settings);
+                if netrc_taken {
+                    vars.retain(|v| v.name != "NETRC");
+                }
                 if vars.is_empty() {
                     continue;
                 }
@@ -301,8 +363,15 @@ pub fn patch(pod: &Pod, settings: &Settings) -> Patch {
                         ops.push(add(end, entry));
                     }
                 }
+                if vars.iter().any(|v| v.name == "NETRC") {
+                    ops.push(netrc_mount(list, &index, container));
+                }
                 set.insert(&container.name, vars.iter().map(|v| v.name).collect());
             }
+        }
+        let netrc_given = set.values().flatten().any(|v| *v == "NETRC");
+        if let (true, Some(secret)) = (netrc_given, &settings.netrc_secret) {
+            ops.push(netrc_volume(spec, secret));
         }
     }
     if ops.is_empty() {
@@ -323,17 +392,58 @@ pub fn patch(pod: &Pod, settings: &Settings) -> Patch {
     Patch(ops)
 }
 
-/// The variables of `settings` the container does not set (none with `envFrom`).
+/// The variables of `settings` the container does not set (none with `envFrom`). `NETRC`
+/// only where the container has no mount of our volume or at our directory already.
 fn missing<'s>(container: &Container, settings: &'s Settings) -> Vec<&'s Variable> {
     if container.env_from.as_ref().is_some_and(|e| !e.is_empty()) {
         return Vec::new();
     }
     let own = |name: &str| container.env.iter().flatten().any(|e| e.name == name);
+    let mounted = container
+        .volume_mounts
+        .iter()
+        .flatten()
+        .any(|m| m.name == NETRC_VOLUME || m.mount_path == NETRC_DIR);
     settings
         .variables
         .iter()
         .filter(|v| !own(v.name) && !v.unless.iter().any(|u| own(u)))
+        .filter(|v| !(v.name == "NETRC" && mounted))
         .collect()
+}
+
+/// Mounts the netrc volume read-only into container `index` of `list`.
+fn netrc_mount(list: &str, index: &str, container: &Container) -> PatchOperation {
+    let mount = json!({"name": NETRC_VOLUME, "mountPath": NETRC_DIR, "readOnly": true});
+    let mounts = PointerBuf::from_tokens(["spec", list, index, "volumeMounts"]);
+    if container.volume_mounts.is_none() {
+        add(mounts, Value::Array(vec![mount]))
+    } else {
+        let mut end = mounts;
+        end.push_back("-");
+        add(end, mount)
+    }
+}
+
+/// The Pod volume of the netrc Secret: optional, so a namespace without the Secret still
+/// runs its Pods (their go commands then get the fleet's 401, which says what is missing).
+fn netrc_volume(spec: &k8s_openapi::api::core::v1::PodSpec, secret: &str) -> PatchOperation {
+    let volume = json!({
+        "name": NETRC_VOLUME,
+        "secret": {
+            "secretName": secret,
+            "optional": true,
+            "items": [{"key": ".netrc", "path": ".netrc"}],
+        },
+    });
+    let volumes = PointerBuf::from_tokens(["spec", "volumes"]);
+    if spec.volumes.is_none() {
+        add(volumes, Value::Array(vec![volume]))
+    } else {
+        let mut end = volumes;
+        end.push_back("-");
+        add(end, volume)
+    }
 }
 
 fn add(path: PointerBuf, value: Value) -> PatchOperation {

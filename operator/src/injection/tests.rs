@@ -6,6 +6,17 @@ use serde_json::json;
 
 const OPERATOR_NS: &str = "modfleet-system";
 
+/// Fleets in `build` (where most tests' fleets live) and the other namespaces tests put
+/// fleets in may inject anywhere.
+fn policy() -> Policy {
+    Policy {
+        operator_namespace: Some(OPERATOR_NS.to_owned()),
+        fleet_namespaces: ["build", "other", "a-ns", "b-ns"]
+            .map(String::from)
+            .to_vec(),
+    }
+}
+
 /// A fleet as the API server returns it, created `created` seconds after the epoch.
 fn fleet(namespace: &str, name: &str, created: i64, spec: Value) -> GoModuleProxy {
     let mut spec = spec;
@@ -63,18 +74,18 @@ fn winner(choice: &Choice<'_>) -> Option<(String, Vec<String>)> {
 #[test]
 fn a_selected_namespace_gets_the_fleet_and_others_do_not() {
     let fleets = [builds_fleet("gomod", 100)];
-    let choice = choose_fleet("ci", &builds(), &none(), &fleets, OPERATOR_NS);
+    let choice = choose_fleet("ci", &builds(), &none(), &fleets, &policy());
     assert_eq!(
         winner(&choice),
         Some(("build/gomod".to_owned(), Vec::new()))
     );
     let other = labels(&[("team", "web")]);
     assert_eq!(
-        choose_fleet("web", &other, &none(), &fleets, OPERATOR_NS),
+        choose_fleet("web", &other, &none(), &fleets, &policy()),
         Choice::NoFleet
     );
     assert_eq!(
-        choose_fleet("bare", &none(), &none(), &fleets, OPERATOR_NS),
+        choose_fleet("bare", &none(), &none(), &fleets, &policy()),
         Choice::NoFleet
     );
 }
@@ -85,7 +96,7 @@ fn fleets_without_injection_select_nothing() {
     assert_eq!(fleets[0].spec.injection, None);
     assert_eq!(selectors(&fleets[0]), Ok(None));
     assert_eq!(
-        choose_fleet("ci", &builds(), &none(), &fleets, OPERATOR_NS),
+        choose_fleet("ci", &builds(), &none(), &fleets, &policy()),
         Choice::NoFleet
     );
 }
@@ -99,20 +110,11 @@ fn kube_system_and_the_operator_namespace_are_never_touched() {
         1,
         json!({"injection": {"namespaceSelector": {}}}),
     )];
-    assert!(
-        winner(&choose_fleet(
-            "anything",
-            &none(),
-            &none(),
-            &all,
-            OPERATOR_NS
-        ))
-        .is_some()
-    );
+    assert!(winner(&choose_fleet("anything", &none(), &none(), &all, &policy())).is_some());
     for ns in ["kube-system", OPERATOR_NS] {
         let ns_labels = labels(&[("kubernetes.io/metadata.name", ns)]);
         assert_eq!(
-            choose_fleet(ns, &ns_labels, &none(), &all, OPERATOR_NS),
+            choose_fleet(ns, &ns_labels, &none(), &all, &policy()),
             Choice::ProtectedNamespace,
             "{ns}"
         );
@@ -124,9 +126,57 @@ fn kube_system_and_the_operator_namespace_are_never_touched() {
             &none(),
             &none(),
             &all,
-            "elsewhere"
+            &Policy {
+                operator_namespace: Some("elsewhere".to_owned()),
+                ..policy()
+            }
         ))
         .is_some()
+    );
+}
+
+/// A fleet outside `fleet_namespaces` injects into its own namespace only, whatever its
+/// selector says; the namespace report agrees.
+#[test]
+fn fleets_outside_the_trusted_namespaces_inject_only_at_home() {
+    let everywhere = json!({"injection": {"namespaceSelector": {}}});
+    let fleets = [fleet("team-a", "gomod", 1, everywhere.clone())];
+    let trusted_nowhere = Policy {
+        operator_namespace: Some(OPERATOR_NS.to_owned()),
+        fleet_namespaces: Vec::new(),
+    };
+    assert_eq!(
+        winner(&choose_fleet(
+            "team-a",
+            &none(),
+            &none(),
+            &fleets,
+            &trusted_nowhere
+        )),
+        Some(("team-a/gomod".to_owned(), Vec::new()))
+    );
+    assert_eq!(
+        choose_fleet("team-b", &none(), &none(), &fleets, &trusted_nowhere),
+        Choice::NoFleet
+    );
+    let (a, b) = (none(), none());
+    let namespaces = [("team-a", &a), ("team-b", &b)];
+    let report = namespace_report(&fleets[0], &namespaces, &fleets, &trusted_nowhere);
+    assert_eq!(report.selected, ["team-a"]);
+    assert!(report.lost.is_empty());
+    let trusted = Policy {
+        fleet_namespaces: vec!["team-a".to_owned()],
+        ..trusted_nowhere
+    };
+    assert!(winner(&choose_fleet("team-b", &none(), &none(), &fleets, &trusted)).is_some());
+    // An untrusted fleet never takes a namespace from a trusted one, however old it is.
+    let fleets = [
+        fleet("team-b", "old", 1, everywhere.clone()),
+        fleet("team-a", "young", 9, everywhere),
+    ];
+    assert_eq!(
+        winner(&choose_fleet("team-c", &none(), &none(), &fleets, &trusted)),
+        Some(("team-a/young".to_owned(), Vec::new()))
     );
 }
 
@@ -135,18 +185,18 @@ fn pods_and_namespaces_opt_out_with_the_label() {
     let fleets = [builds_fleet("gomod", 100)];
     let out = labels(&[(OPT_OUT_LABEL, "false")]);
     assert_eq!(
-        choose_fleet("ci", &builds(), &out, &fleets, OPERATOR_NS),
+        choose_fleet("ci", &builds(), &out, &fleets, &policy()),
         Choice::OptedOut
     );
     let mut ns_out = builds();
     ns_out.insert(OPT_OUT_LABEL.to_owned(), "false".to_owned());
     assert_eq!(
-        choose_fleet("ci", &ns_out, &none(), &fleets, OPERATOR_NS),
+        choose_fleet("ci", &ns_out, &none(), &fleets, &policy()),
         Choice::OptedOut
     );
     // Any other value is no opt-out.
     let other = labels(&[(OPT_OUT_LABEL, "true")]);
-    assert!(winner(&choose_fleet("ci", &builds(), &other, &fleets, OPERATOR_NS)).is_some());
+    assert!(winner(&choose_fleet("ci", &builds(), &other, &fleets, &policy())).is_some());
 }
 
 #[test]
@@ -161,13 +211,13 @@ fn pod_selector_narrows_the_pods() {
         }}),
     )];
     let go = labels(&[("lang", "go")]);
-    assert!(winner(&choose_fleet("ci", &builds(), &go, &fleets, OPERATOR_NS)).is_some());
+    assert!(winner(&choose_fleet("ci", &builds(), &go, &fleets, &policy())).is_some());
     assert_eq!(
-        choose_fleet("ci", &builds(), &none(), &fleets, OPERATOR_NS),
+        choose_fleet("ci", &builds(), &none(), &fleets, &policy()),
         Choice::NoFleet
     );
     let ci = labels(&[("team", "ci")]);
-    assert!(winner(&choose_fleet("ci", &ci, &go, &fleets, OPERATOR_NS)).is_some());
+    assert!(winner(&choose_fleet("ci", &ci, &go, &fleets, &policy())).is_some());
 }
 
 /// The oldest fleet wins whatever the order they are listed in; equal ages go by namespace
@@ -206,7 +256,7 @@ fn the_oldest_fleet_wins_a_conflict_deterministically() {
     ];
     for fleets in &orders {
         assert_eq!(
-            winner(&choose_fleet("ci", &builds(), &none(), fleets, OPERATOR_NS)),
+            winner(&choose_fleet("ci", &builds(), &none(), fleets, &policy())),
             Some((
                 "build/old".to_owned(),
                 vec![
@@ -237,17 +287,11 @@ fn fleets_being_deleted_or_with_a_bad_selector_select_nothing() {
     assert!(err.to_string().contains("In and NotIn"), "{err}");
     let fleets = [deleting, bad.clone(), builds_fleet("live", 3)];
     assert_eq!(
-        winner(&choose_fleet(
-            "ci",
-            &builds(),
-            &none(),
-            &fleets,
-            OPERATOR_NS
-        )),
+        winner(&choose_fleet("ci", &builds(), &none(), &fleets, &policy())),
         Some(("build/live".to_owned(), Vec::new()))
     );
     assert_eq!(
-        choose_fleet("ci", &builds(), &none(), &[bad], OPERATOR_NS),
+        choose_fleet("ci", &builds(), &none(), &[bad], &policy()),
         Choice::NoFleet
     );
 }
@@ -277,14 +321,14 @@ fn the_namespace_report_names_where_a_fleet_injects_and_who_won() {
         ("kube-system", &kube),
     ];
     assert_eq!(
-        namespace_report(&everywhere, &namespaces, &fleets, OPERATOR_NS),
+        namespace_report(&everywhere, &namespaces, &fleets, &policy()),
         NamespaceReport {
             selected: vec!["web"],
             lost: vec![("ci", "build/old".to_owned())]
         }
     );
     assert_eq!(
-        namespace_report(&old, &namespaces, &fleets, OPERATOR_NS),
+        namespace_report(&old, &namespaces, &fleets, &policy()),
         NamespaceReport {
             selected: vec!["ci"],
             lost: Vec::new()
@@ -293,17 +337,17 @@ fn the_namespace_report_names_where_a_fleet_injects_and_who_won() {
     // A fleet without injection is nowhere.
     let plain = fleet("build", "plain", 1, json!({}));
     assert_eq!(
-        namespace_report(&plain, &namespaces, &fleets, OPERATOR_NS),
+        namespace_report(&plain, &namespaces, &fleets, &policy()),
         NamespaceReport::default()
     );
     // Pods both select go to the older fleet, the others to the younger one.
     let go = labels(&[("lang", "go")]);
     assert_eq!(
-        winner(&choose_fleet("ci", &ci, &go, &fleets, OPERATOR_NS)),
+        winner(&choose_fleet("ci", &ci, &go, &fleets, &policy())),
         Some(("build/old".to_owned(), vec!["other/everywhere".to_owned()]))
     );
     assert_eq!(
-        winner(&choose_fleet("web", &web, &go, &fleets, OPERATOR_NS)),
+        winner(&choose_fleet("web", &web, &go, &fleets, &policy())),
         Some(("other/everywhere".to_owned(), Vec::new()))
     );
 }
@@ -603,6 +647,7 @@ fn dollars_are_escaped_for_kubernetes() {
             value: "x.example.com/$(SECRET)".to_owned(),
             unless: &[],
         }],
+        netrc_secret: None,
     };
     let (pod, _) = mutate(
         &json!({"metadata": {}, "spec": {"containers": [{"name": "c"}]}}),
@@ -612,4 +657,51 @@ fn dollars_are_escaped_for_kubernetes() {
         env(&pod, "containers", 0),
         ["GONOSUMDB=\"x.example.com/$$(SECRET)\""]
     );
+}
+
+/// `netrcSecretName`: `NETRC` in each injected container, the Secret mounted read-only there
+/// and added once as an optional volume; a container with its own `NETRC` or a Pod with a
+/// volume of our name is left without it, and a second call changes nothing.
+#[test]
+fn the_netrc_secret_is_mounted_and_named_by_netrc() {
+    let s = settings(&private_fleet(
+        json!({"namespaceSelector": {}, "netrcSecretName": "gomod-netrc"}),
+    ));
+    let raw = json!({"metadata": {}, "spec": {
+        "volumes": [{"name": "work", "emptyDir": {}}],
+        "initContainers": [{"name": "fetch", "volumeMounts": [{"name": "work", "mountPath": "/w"}]}],
+        "containers": [
+            {"name": "build"},
+            {"name": "own", "env": [{"name": "NETRC", "value": "/home/me/.netrc"}]},
+        ],
+    }});
+    let (pod, p) = mutate(&raw, &s);
+    let netrc = format!("NETRC=\"{NETRC_DIR}/.netrc\"");
+    assert!(env(&pod, "initContainers", 0).contains(&netrc));
+    assert!(env(&pod, "containers", 0).contains(&netrc));
+    assert_eq!(env(&pod, "containers", 1)[0], "NETRC=\"/home/me/.netrc\"");
+    let mount = json!({"name": NETRC_VOLUME, "mountPath": NETRC_DIR, "readOnly": true});
+    assert_eq!(pod["spec"]["initContainers"][0]["volumeMounts"][1], mount);
+    assert_eq!(pod["spec"]["containers"][0]["volumeMounts"], json!([mount]));
+    assert!(pod["spec"]["containers"][1]["volumeMounts"].is_null());
+    let volumes = pod["spec"]["volumes"].as_array().unwrap();
+    assert_eq!(volumes.len(), 2);
+    assert_eq!(
+        volumes[1]["secret"],
+        json!({"secretName": "gomod-netrc", "optional": true, "items": [{"key": ".netrc", "path": ".netrc"}]})
+    );
+    // The patched Pod is a valid Pod, and patching it again changes nothing.
+    let again: Pod = serde_json::from_value(pod.clone()).unwrap();
+    assert!(patch(&again, &s).is_empty(), "{:?}", patch(&again, &s));
+    assert!(!p.is_empty());
+    // A Pod with its own volume of that name: no NETRC from us, the rest as usual.
+    let theirs = json!({"metadata": {}, "spec": {
+        "volumes": [{"name": NETRC_VOLUME, "emptyDir": {}}],
+        "containers": [{"name": "build"}],
+    }});
+    let (pod, _) = mutate(&theirs, &s);
+    let vars = env(&pod, "containers", 0);
+    assert!(vars.iter().any(|v| v.starts_with("GOPROXY=")), "{vars:?}");
+    assert!(!vars.iter().any(|v| v.starts_with("NETRC=")), "{vars:?}");
+    assert_eq!(pod["spec"]["volumes"].as_array().unwrap().len(), 1);
 }
