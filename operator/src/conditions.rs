@@ -1,6 +1,7 @@
 //! The conditions of a `GoModuleProxy`'s status as types. Each condition is decided in one
 //! function ([`crate::status`] for `Ready`, `Progressing` and `Degraded`,
-//! [`crate::fleet_health::summarize`] for `UpstreamsHealthy`) as a [`Verdict`] built with
+//! [`crate::fleet_health::summarize`] for `UpstreamsHealthy`, [`crate::injection::status`] for
+//! `Injecting`) as a [`Verdict`] built with
 //! [`ConditionType::true_because`] and its siblings; [`Verdict::into_condition`] turns it into
 //! the API's `Condition`, keeping `lastTransitionTime` unless the status flipped, so watchers
 //! (`kubectl wait`, alerting) see real transitions only.
@@ -20,6 +21,9 @@ pub enum ConditionType {
     Degraded,
     /// What the members say about their upstreams (only while the operator polls them).
     UpstreamsHealthy,
+    /// With `spec.injection`: new Pods in every namespace the fleet selects get it (False:
+    /// the webhook is off, or namespaces went to an older fleet).
+    Injecting,
 }
 
 impl ConditionType {
@@ -30,6 +34,7 @@ impl ConditionType {
             ConditionType::Progressing => "Progressing",
             ConditionType::Degraded => "Degraded",
             ConditionType::UpstreamsHealthy => "UpstreamsHealthy",
+            ConditionType::Injecting => "Injecting",
         }
     }
 

@@ -26,9 +26,11 @@ use crate::apply::{self, MANAGER};
 use crate::children::{self, ChildSet, Removed, Role};
 use crate::conditions::ConditionType::Progressing;
 use crate::conditions::Status;
-use crate::crd::{GoModuleProxy, GoModuleProxyStatus};
+use crate::conditions::Verdict;
+use crate::crd::{GoModuleProxy, GoModuleProxyStatus, InjectionStatus};
 use crate::error::Error;
 use crate::fleet_health::Poller;
+use crate::injection::{self, status::Seen};
 use crate::metrics::Metrics;
 use crate::operator_token;
 use crate::resources::access::{self, AdminToken};
@@ -36,6 +38,7 @@ use crate::resources::credentials::{self, SecretData};
 use crate::resources::{self, TEMPLATE_HASH_ANNOTATION, labels, pvc};
 use crate::rollout::{MemberStep, Rollout};
 use crate::status::{self, CacheState, Failure, MemberState, Observed};
+use crate::webhook::admission::Injection;
 
 /// Finalizer that lets us keep or delete cache PVCs before the CR goes away.
 pub const FINALIZER: &str = "modfleet.dev/cache-retention";
@@ -48,6 +51,8 @@ pub struct Ctx {
     pub recorder: Recorder,
     /// Asks the members about their upstreams at every reconcile; `None`: never.
     pub health: Option<Poller>,
+    /// The injection webhook's view (for `status.injection`); `None`: no webhook.
+    pub injection: Option<Arc<Injection>>,
     /// Consecutive failures per object (namespace/name), for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -58,6 +63,7 @@ impl Ctx {
         builder: resources::Context,
         metrics: Arc<Metrics>,
         health: Option<Poller>,
+        injection: Option<Arc<Injection>>,
     ) -> Self {
         let reporter = Reporter {
             controller: MANAGER.into(),
@@ -69,6 +75,7 @@ impl Ctx {
             builder,
             metrics,
             health,
+            injection,
             failures: Mutex::new(HashMap::new()),
         }
     }
@@ -244,13 +251,38 @@ async fn converge(gmp: &GoModuleProxy, ctx: &Ctx) -> Result<Action, Error> {
     if let Some(poller) = &ctx.health {
         observed.health = Some(poller.poll(&ctx.client, gmp, admin_token.as_ref()).await);
     }
+    if gmp.spec.injection.is_some() {
+        observed.injection = Some(injection_status(gmp, ctx));
+    }
     let new_status = update_status(gmp, ctx, &observed).await?;
     result?;
     let settled = Progressing.status_in(Some(&new_status)) == Some(Status::False);
-    Ok(Action::requeue(requeue_after(
-        settled,
-        ctx.health.as_ref().map(|p| p.interval),
-    )))
+    let mut after = requeue_after(settled, ctx.health.as_ref().map(|p| p.interval));
+    if gmp.spec.injection.is_some() {
+        // Namespaces come and go and change labels without touching the fleet.
+        after = after.min(INJECTION_REFRESH);
+    }
+    Ok(Action::requeue(after))
+}
+
+/// How often a fleet with `spec.injection` refreshes `status.injection` at most.
+const INJECTION_REFRESH: Duration = Duration::from_secs(60);
+
+/// `status.injection` and `Injecting` from the webhook's caches.
+fn injection_status(gmp: &GoModuleProxy, ctx: &Ctx) -> (Option<InjectionStatus>, Verdict) {
+    let Some(webhook) = &ctx.injection else {
+        return injection::status::status(Seen::WebhookOff);
+    };
+    if !webhook.is_ready() {
+        return injection::status::status(Seen::NotReady);
+    }
+    let namespaces = webhook.namespaces();
+    let namespaces: Vec<_> = namespaces.iter().map(|(n, l)| (n.as_str(), l)).collect();
+    let report = injection::namespace_report(gmp, &namespaces, &webhook.fleets(), &webhook.policy);
+    injection::status::status(Seen::Report {
+        report,
+        pods_mutated: webhook.mutated(&injection::fleet_name(gmp)),
+    })
 }
 
 /// When to reconcile again without a change. Owned-object watches wake us on every change

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 mod access;
 mod injection;
 pub use access::{AccessRuleSpec, AccessSpec, DEFAULT_TOKENS_KEY, TlsSpec, TokenSecretRef};
-pub use injection::{InjectionFallback, InjectionSpec};
+pub use injection::{InjectionFallback, InjectionSpec, InjectionStatus, LostNamespace};
 
 /// API group of the CRD.
 pub const GROUP: &str = "modfleet.dev";
@@ -592,7 +592,12 @@ pub struct GoModuleProxyStatus {
     /// list that an omitted field does not replace.)
     #[serde(default)]
     pub upstreams: Vec<UpstreamHealth>,
-    /// `Ready`, `Progressing`, `Degraded` and `UpstreamsHealthy`.
+    /// With `spec.injection`: where new Pods get this fleet. (Written as `null` otherwise, so
+    /// the merge patch of the status removes a stale one.)
+    #[serde(default)]
+    pub injection: Option<InjectionStatus>,
+    /// `Ready`, `Progressing`, `Degraded`, `UpstreamsHealthy` and (with `spec.injection`)
+    /// `Injecting`.
     #[serde(default)]
     pub conditions: Vec<Condition>,
 }

@@ -15,6 +15,13 @@ pub struct ErrorLabels {
     pub reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AdmissionLabels {
+    /// `mutated`, `unchanged`, `no_fleet`, `opted_out`, `protected`, `not_ready`,
+    /// `namespace_unknown`, `not_a_pod_create` or `bad_request`.
+    pub result: &'static str,
+}
+
 /// The operator's metrics.
 pub struct Metrics {
     pub registry: Registry,
@@ -22,6 +29,9 @@ pub struct Metrics {
     pub failures: Family<ErrorLabels, Counter>,
     pub duration: Histogram,
     pub leader: Gauge,
+    /// Admissions answered by the injection webhook, by result.
+    pub admissions: Family<AdmissionLabels, Counter>,
+    pub admission_duration: Histogram,
     /// Set once the operator can serve (API server reachable, CRD installed): `/readyz`.
     pub ready: AtomicBool,
 }
@@ -49,8 +59,23 @@ impl Default for Metrics {
             "1 while this replica holds the leader Lease (or runs without leader election)",
             leader.clone(),
         );
+        let admissions = Family::<AdmissionLabels, Counter>::default();
+        let admission_duration =
+            Histogram::new([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0, 2.5]);
+        registry.register(
+            "admissions",
+            "Pod admissions answered by the injection webhook, by result",
+            admissions.clone(),
+        );
+        registry.register(
+            "admission_duration_seconds",
+            "Time the injection webhook took to answer an admission",
+            admission_duration.clone(),
+        );
         crate::telemetry::export_stats().register(&mut registry);
         Metrics {
+            admissions,
+            admission_duration,
             registry,
             reconciles,
             failures,
@@ -71,6 +96,13 @@ impl Metrics {
                 })
                 .inc();
         }
+    }
+
+    /// Counts one admission answered with `result`.
+    pub fn admission(&self, result: &'static str) {
+        self.admissions
+            .get_or_create(&AdmissionLabels { result })
+            .inc();
     }
 
     pub fn encode(&self) -> String {

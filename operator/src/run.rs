@@ -74,6 +74,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     };
     metrics.ready.store(true, Ordering::Relaxed);
 
+    // Every replica serves the webhook, leader or not: the API server calls any of them.
+    let injection =
+        crate::webhook::start(&client, &config, metrics.clone(), shutdown.clone()).await?;
+
     let health = (!config.health_poll_interval.is_zero()).then(|| {
         Poller::new(
             config.health_poll_interval,
@@ -93,6 +97,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         },
         metrics.clone(),
         health,
+        injection,
     ));
 
     let mut lost_lease = false;

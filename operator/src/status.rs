@@ -7,9 +7,9 @@ use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 
-use crate::conditions::ConditionType::{Degraded, Progressing, Ready, UpstreamsHealthy};
+use crate::conditions::ConditionType::{Degraded, Injecting, Progressing, Ready, UpstreamsHealthy};
 use crate::conditions::{Status, Verdict};
-use crate::crd::{GoModuleProxy, GoModuleProxyStatus};
+use crate::crd::{GoModuleProxy, GoModuleProxyStatus, InjectionStatus};
 use crate::fleet_health::FleetHealth;
 use crate::resources::TEMPLATE_HASH_ANNOTATION;
 use crate::resources::labels;
@@ -104,6 +104,9 @@ pub struct Observed {
     /// What the members said about their upstreams; `None` when the operator does not poll
     /// them (`--health-poll-interval 0s`): no `UpstreamsHealthy` condition then.
     pub health: Option<FleetHealth>,
+    /// With `spec.injection`: `status.injection` and the `Injecting` verdict
+    /// ([`crate::injection::status`]).
+    pub injection: Option<(Option<InjectionStatus>, Verdict)>,
 }
 
 /// A failed reconcile as the `Degraded` condition reports it.
@@ -275,6 +278,7 @@ pub fn compute(gmp: &GoModuleProxy, observed: &Observed, now: Time) -> GoModuleP
     ]
     .into_iter()
     .chain(upstreams_healthy)
+    .chain(observed.injection.as_ref().map(|(_, v)| v.clone()))
     .map(|v| v.into_condition(previous, gmp.metadata.generation, &now))
     .collect();
 
@@ -289,6 +293,7 @@ pub fn compute(gmp: &GoModuleProxy, observed: &Observed, now: Time) -> GoModuleP
             .as_ref()
             .map(|h| h.upstreams.clone())
             .unwrap_or_default(),
+        injection: observed.injection.as_ref().and_then(|(s, _)| s.clone()),
         conditions,
     }
 }
@@ -318,7 +323,19 @@ pub fn notices(old: Option<&GoModuleProxyStatus>, new: &GoModuleProxyStatus) -> 
         u.status != Status::Unknown.as_str()
             && UpstreamsHealthy.status_in(old) != Status::parse(&u.status)
     });
-    ready.into_iter().chain(upstreams).map(notice).collect()
+    // Injection turning false (the webhook off, namespaces lost to an older fleet) or
+    // recovering: an Event on the fleet.
+    let injecting = Injecting.find(new).filter(|i| {
+        i.status != Status::Unknown.as_str()
+            && Injecting.status_in(old) != Status::parse(&i.status)
+            && (i.status == Status::False.as_str() || Injecting.status_in(old).is_some())
+    });
+    ready
+        .into_iter()
+        .chain(upstreams)
+        .chain(injecting)
+        .map(notice)
+        .collect()
 }
 
 #[cfg(test)]
@@ -363,6 +380,7 @@ mod tests {
             caches: bound(3),
             error: None,
             health: None,
+            injection: None,
         };
         let s = compute(&g, &obs, t(100));
         assert_eq!(s.members, 3);
@@ -396,6 +414,7 @@ mod tests {
             caches,
             error: None,
             health: None,
+            injection: None,
         };
         let s = compute(&g, &obs, t(100));
         let r = get(&s, Ready);
@@ -421,6 +440,7 @@ mod tests {
             caches: bound(3),
             error: None,
             health: None,
+            injection: None,
         };
         let s = compute(&g, &obs, t(100));
         assert_eq!(s.ready_members, 1);
@@ -470,6 +490,7 @@ mod tests {
                 message: e.to_string(),
             }),
             health: None,
+            injection: None,
         };
         let s = compute(&minimal(), &obs, t(1));
         let d = get(&s, Degraded);
@@ -503,6 +524,7 @@ mod tests {
             caches: bound(3),
             error: None,
             health: None,
+            injection: None,
         };
         let s1 = compute(&g, &ready, t(100));
         g.status = Some(s1.clone());
@@ -554,6 +576,7 @@ mod tests {
                 "UpstreamDown",
                 "https://goproxy.example.com is healthy on 0/3 members",
             )),
+            injection: None,
         };
         let s1 = compute(&g, &obs, t(100));
         let u = get(&s1, UpstreamsHealthy);
@@ -604,6 +627,7 @@ mod tests {
             caches: bound(3),
             error: None,
             health: Some(health("Unknown", "NoReadyMembers", "No Ready member ...")),
+            injection: None,
         };
         let first = compute(&g, &obs, t(100));
         // Ready for the first time; Unknown upstream health is not news.
@@ -663,5 +687,54 @@ mod tests {
         assert_eq!(m.ready, 0);
         d.status.as_mut().unwrap().observed_generation = Some(1);
         assert!(!MemberState::from_deployment(&d, &hash).up_to_date);
+    }
+
+    /// `Injecting` and `status.injection` come from the observed verdict; losing namespaces
+    /// (or the webhook being off) is an Event, the recovery too.
+    #[test]
+    fn injection_is_reported_and_its_conflicts_are_events() {
+        use crate::injection::NamespaceReport;
+        use crate::injection::status::{Seen, status as injection};
+        let g = minimal();
+        let mut obs = Observed {
+            members: (0..3).map(|i| member(i, true, true)).collect(),
+            caches: bound(3),
+            injection: Some(injection(Seen::Report {
+                report: NamespaceReport {
+                    selected: vec!["ci"],
+                    lost: Vec::new(),
+                },
+                pods_mutated: 2,
+            })),
+            ..Observed::default()
+        };
+        let first = compute(&g, &obs, t(100));
+        assert_eq!(first.injection.as_ref().unwrap().pods_mutated, 2);
+        assert_eq!(Injecting.status_in(Some(&first)), Some(Status::True));
+        // A first True is no news; losing a namespace is.
+        let names = |n: Vec<Notice>| n.into_iter().map(|n| n.reason).collect::<Vec<_>>();
+        assert!(!names(notices(None, &first)).contains(&"Injecting".to_string()));
+        obs.injection = Some(injection(Seen::Report {
+            report: NamespaceReport {
+                selected: Vec::new(),
+                lost: vec![("ci", "build/old".into())],
+            },
+            pods_mutated: 2,
+        }));
+        let lost = compute(&g, &obs, t(200));
+        assert_eq!(Injecting.status_in(Some(&lost)), Some(Status::False));
+        let events = notices(Some(&first), &lost);
+        let event = events
+            .iter()
+            .find(|n| n.reason == "NamespacesLost")
+            .unwrap();
+        assert!(event.warning && event.message.contains("ci (to build/old)"));
+        // Without spec.injection the status says nothing of it.
+        obs.injection = None;
+        let none = compute(&g, &obs, t(300));
+        assert_eq!(
+            (none.injection.clone(), Injecting.status_in(Some(&none))),
+            (None, None)
+        );
     }
 }

@@ -4,6 +4,7 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::KubeSchema;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Set `GOPROXY` (and `GONOSUMDB`) in the containers of new Pods. Unset: no Pod is changed.
@@ -57,4 +58,32 @@ pub struct InjectionFallback {
         )
     )]
     pub url: String,
+}
+
+/// Where the fleet injects (`status.injection`), refreshed at each reconcile.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InjectionStatus {
+    /// Namespaces whose new Pods get this fleet (the first 100, sorted).
+    #[serde(default)]
+    pub namespaces: Vec<String>,
+    /// How many namespaces that is in all.
+    #[serde(default)]
+    pub namespace_count: i32,
+    /// Namespaces this fleet selects whose Pods get an older fleet instead (the first 100).
+    #[serde(default)]
+    pub lost_namespaces: Vec<LostNamespace>,
+    /// Pods this operator's webhook replicas patched for the fleet since they started (the
+    /// replica that writes the status counts its own).
+    #[serde(default)]
+    pub pods_mutated: i64,
+}
+
+/// A namespace lost to an older fleet.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LostNamespace {
+    pub namespace: String,
+    /// The fleet whose Pods it gets instead, `NAMESPACE/NAME`.
+    pub fleet: String,
 }

@@ -238,7 +238,7 @@ fn seniority(a: &GoModuleProxy, b: &GoModuleProxy) -> Ordering {
 }
 
 /// `NAMESPACE/NAME`.
-fn fleet_name(gmp: &GoModuleProxy) -> String {
+pub fn fleet_name(gmp: &GoModuleProxy) -> String {
     format!("{}/{}", gmp.namespace().unwrap_or_default(), gmp.name_any())
 }
 
@@ -456,6 +456,8 @@ fn add(path: PointerBuf, value: Value) -> PatchOperation {
 fn kubernetes_literal(value: &str) -> String {
     value.replace('$', "$$")
 }
+
+pub mod status;
 
 #[cfg(test)]
 mod tests;
