@@ -1,0 +1,380 @@
+//! e2e: the injection webhook called by the local cluster's real kube-apiserver. A real
+//! operator serves it on a loopback HTTPS port with the CA and certificate it made itself; a
+//! MutatingWebhookConfiguration per test (its `clientConfig.url` to that port, the chart's
+//! settings otherwise: `failurePolicy: Ignore`, `sideEffects: None`, a short timeout) is
+//! scoped by a namespace label to the test's own namespaces, so parallel tests never meet it.
+//! The operator fills its `caBundle`.
+//!
+//! Pods made directly, by a Deployment and by a Job in a selected namespace get the fleet's
+//! settings (and the go command, run with the container's environment, names the fleet); an
+//! unselected namespace, an opted-out Pod and a container with its own GOPROXY are left
+//! alone; a second fleet selecting the same namespace reports the conflict; with the operator
+//! stopped Pods are admitted unchanged. The certificates are renewed under a stream of Pod
+//! creations, none of which the API server fails to get patched.
+
+use std::collections::BTreeMap;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use modfleet_e2e::operator::{Operator, install_crd};
+use modfleet_e2e::{Cluster, DEFAULT_TIMEOUT, Namespace, condition};
+use modfleet_testkit::workspace::free_port;
+use serde_json::{Value, json};
+
+/// The webhook's path (`modfleet_operator::webhook::PATH`; the chart's test checks the chart
+/// names the same).
+const WEBHOOK_PATH: &str = "/mutate-pods";
+/// What a mutated Pod carries (`modfleet_operator::injection::ANNOTATION`).
+const ANNOTATION: &str = "modfleet.dev/injected";
+/// The label that scopes a test's MutatingWebhookConfiguration to its namespaces.
+const SCOPE_LABEL: &str = "modfleet.dev/e2e-injection";
+
+/// A MutatingWebhookConfiguration calling `port` on loopback for Pods created in namespaces
+/// labelled `SCOPE_LABEL=scope`; deleted on drop (it is cluster-scoped).
+struct WebhookConfiguration {
+    cluster: Cluster,
+    name: String,
+}
+
+impl WebhookConfiguration {
+    fn create(cluster: &Cluster, name: &str, port: u16, scope: &str) -> WebhookConfiguration {
+        let mwc = json!({
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "MutatingWebhookConfiguration",
+            "metadata": {"name": name, "labels": {"app.kubernetes.io/created-by": "modfleet-e2e"}},
+            "webhooks": [{
+                "name": "pods.injection.modfleet.dev",
+                "admissionReviewVersions": ["v1"],
+                "sideEffects": "None",
+                "failurePolicy": "Ignore",
+                "timeoutSeconds": 5,
+                "reinvocationPolicy": "IfNeeded",
+                "clientConfig": {"url": format!("https://127.0.0.1:{port}{WEBHOOK_PATH}")},
+                "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"],
+                           "resources": ["pods"], "scope": "Namespaced"}],
+                "namespaceSelector": {"matchLabels": {SCOPE_LABEL: scope}},
+            }],
+        });
+        cluster.kubectl_stdin(&["apply", "-f", "-"], &mwc.to_string());
+        WebhookConfiguration {
+            cluster: cluster.clone(),
+            name: name.to_owned(),
+        }
+    }
+
+    /// The caBundle of its webhook, decoded (empty until the operator fills it).
+    fn ca_bundle(&self) -> String {
+        let mwc = self
+            .cluster
+            .get_json(&["mutatingwebhookconfiguration", &self.name]);
+        let b64 = mwc["webhooks"][0]["clientConfig"]["caBundle"]
+            .as_str()
+            .unwrap_or_default();
+        let pem = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap_or_default();
+        String::from_utf8(pem).unwrap_or_default()
+    }
+}
+
+impl Drop for WebhookConfiguration {
+    fn drop(&mut self) {
+        let _ = self.cluster.try_kubectl(&[
+            "delete",
+            "mutatingwebhookconfiguration",
+            &self.name,
+            "--ignore-not-found",
+            "--wait=false",
+        ]);
+    }
+}
+
+/// A namespace the test's webhook configuration covers, with `labels` besides.
+fn scoped_namespace(cluster: &Cluster, prefix: &str, scope: &str, labels: &[&str]) -> Namespace {
+    let ns = cluster.namespace(prefix);
+    let scope_label = format!("{SCOPE_LABEL}={scope}");
+    let mut args = vec!["label", "namespace", ns.name(), scope_label.as_str()];
+    args.extend_from_slice(labels);
+    cluster.kubectl(&args);
+    ns
+}
+
+/// The operator with its webhook on `port`, managing the fleets of `fleets` (which may inject
+/// anywhere), its own namespace `home`.
+fn operator(fleets: &Namespace, home: &Namespace, port: u16, mwc: &str, extra: &[&str]) -> Operator {
+    let listen = format!("127.0.0.1:{port}");
+    let mut args = vec![
+        "--operator-namespace",
+        home.name(),
+        "--webhook-listen",
+        &listen,
+        "--webhook-hosts",
+        "127.0.0.1",
+        "--webhook-configuration-name",
+        mwc,
+        "--webhook-secret-name",
+        "webhook-tls",
+        "--injection-fleet-namespaces",
+        fleets.name(),
+    ];
+    args.extend_from_slice(extra);
+    Operator::start(fleets, "injection", &args)
+}
+
+fn pod(name: &str, labels: Value, containers: Value) -> String {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"containers": containers},
+    })
+    .to_string()
+}
+
+fn go_container(name: &str) -> Value {
+    json!({"name": name, "image": "golang:1.26", "command": ["go", "build", "./..."]})
+}
+
+/// The Pod as the API server would store it after admission (`--dry-run=server` runs the
+/// mutating webhooks and stores nothing).
+fn dry_run(ns: &Namespace, pod_json: &str) -> Value {
+    let out = ns.cluster().kubectl_stdin(
+        &[
+            "--namespace",
+            ns.name(),
+            "create",
+            "--dry-run=server",
+            "-o",
+            "json",
+            "-f",
+            "-",
+        ],
+        pod_json,
+    );
+    serde_json::from_str(&out).expect("kubectl prints the Pod as JSON")
+}
+
+/// `NAME -> value` of container `index`'s env in a Pod's JSON (Kubernetes' `$$` read back
+/// as `$`).
+fn env(pod: &Value, index: usize) -> BTreeMap<String, String> {
+    pod["spec"]["containers"][index]["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap_or_default().to_owned(),
+                e["value"].as_str().unwrap_or_default().replace("$$", "$"),
+            )
+        })
+        .collect()
+}
+
+/// `go env GOPROXY GONOSUMDB` in the container's environment (and nothing from this
+/// machine's Go settings but PATH).
+fn go_env(env: &BTreeMap<String, String>) -> Vec<String> {
+    let dir = tempfile_dir();
+    let out = Command::new("go")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", &dir)
+        .env("GOENV", "off")
+        .env("GOTOOLCHAIN", "local")
+        .env("GOTELEMETRY", "off")
+        .envs(env)
+        .args(["env", "GOPROXY", "GONOSUMDB"])
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run the go command (install Go, put it on PATH): {e}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "modfleet-e2e-goenv-{}-{}",
+        std::process::id(),
+        free_port()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Waits until the API server gets Pods in `ns` patched: the caBundle is in place, the
+/// API server has read it and the operator's caches are filled.
+fn await_injection(ns: &Namespace) {
+    let probe = pod("probe", json!({}), json!([go_container("go")]));
+    ns.eventually("the API server to call the webhook", DEFAULT_TIMEOUT, || {
+        env(&dry_run(ns, &probe), 0).contains_key("GOPROXY").then_some(())
+    });
+}
+
+/// The Pods of `ns` whose names start with `prefix`, once there is one.
+fn pods_named(ns: &Namespace, prefix: &str) -> Value {
+    ns.eventually(&format!("a Pod {prefix}*"), DEFAULT_TIMEOUT, || {
+        let pods = ns.get_json(&["pods"]);
+        pods["items"]
+            .as_array()?
+            .iter()
+            .find(|p| {
+                p["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with(prefix))
+            })
+            .cloned()
+    })
+}
+
+#[test]
+fn build_pods_get_the_fleet_and_nothing_else_is_touched() {
+    let cluster = Cluster::from_env();
+    install_crd(&cluster);
+    let scope = format!("inject-{}-{}", std::process::id(), free_port());
+    let fleets = cluster.namespace("inj-fleets");
+    let home = cluster.namespace("inj-operator");
+    let builds = scoped_namespace(&cluster, "inj-builds", &scope, &["team=builds"]);
+    let web = scoped_namespace(&cluster, "inj-web", &scope, &["team=web"]);
+    let port = free_port();
+    let mwc = WebhookConfiguration::create(&cluster, &format!("e2e-{scope}"), port, &scope);
+    let op = operator(&fleets, &home, port, &mwc.name, &[]);
+
+    fleets.apply(
+        "apiVersion: modfleet.dev/v1alpha1\nkind: GoModuleProxy\nmetadata:\n  name: gomod\nspec:\n  upstreams: [{url: 'https://goproxy.example.com'}]\n  privateModules: [{pattern: 'git.corp.example.com/*'}]\n  injection:\n    namespaceSelector: {matchLabels: {team: builds}}\n    fallback: {url: 'https://mirror.example.com'}\n",
+    );
+    let want_goproxy = format!(
+        "http://gomod.{}.svc:80,https://mirror.example.com",
+        fleets.name()
+    );
+    // The operator fills the caBundle with its own CA.
+    fleets.eventually("the operator to fill the caBundle", DEFAULT_TIMEOUT, || {
+        mwc.ca_bundle().contains("BEGIN CERTIFICATE").then_some(())
+    });
+    await_injection(&builds);
+
+    // A Pod made directly.
+    builds.apply(&pod("direct", json!({"app": "ci"}), json!([go_container("go")])));
+    let direct = builds.get_json(&["pod", "direct"]);
+    let vars = env(&direct, 0);
+    assert_eq!(vars["GOPROXY"], want_goproxy, "{direct}");
+    assert_eq!(vars["GONOSUMDB"], "git.corp.example.com/*");
+    assert_eq!(go_env(&vars), [want_goproxy.clone(), "git.corp.example.com/*".into()]);
+    let record: Value = serde_json::from_str(
+        direct["metadata"]["annotations"][ANNOTATION]
+            .as_str()
+            .expect("the annotation"),
+    )
+    .unwrap();
+    assert_eq!(record["fleet"], format!("{}/gomod", fleets.name()));
+    assert_eq!(record["containers"]["go"], json!(["GOPROXY", "GONOSUMDB"]));
+
+    // Through a Deployment (its ReplicaSet's Pods) and a Job.
+    builds.apply(&format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: runner\nspec:\n  replicas: 1\n  selector: {{matchLabels: {{app: runner}}}}\n  template:\n    metadata: {{labels: {{app: runner}}}}\n    spec:\n      containers: [{}]\n",
+        go_container("runner")
+    ));
+    builds.apply(&format!(
+        "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: build\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      initContainers: [{}]\n      containers: [{}]\n",
+        go_container("fetch"),
+        go_container("build")
+    ));
+    for prefix in ["runner-", "build-"] {
+        let made = pods_named(&builds, prefix);
+        let vars = env(&made, 0);
+        assert_eq!(vars.get("GOPROXY"), Some(&want_goproxy), "{made}");
+        assert_eq!(go_env(&vars)[0], want_goproxy);
+    }
+    let job_pod = pods_named(&builds, "build-");
+    assert_eq!(
+        job_pod["spec"]["initContainers"][0]["env"][0]["name"],
+        "GOPROXY",
+        "{job_pod}"
+    );
+
+    // Left alone: an unselected namespace, an opted-out Pod, a container's own GOPROXY
+    // (its neighbour still gets the fleet's).
+    web.apply(&pod("web", json!({}), json!([go_container("go")])));
+    assert!(env(&web.get_json(&["pod", "web"]), 0).is_empty());
+    builds.apply(&pod(
+        "opted-out",
+        json!({"modfleet.dev/inject": "false"}),
+        json!([go_container("go")]),
+    ));
+    let opted = builds.get_json(&["pod", "opted-out"]);
+    assert!(env(&opted, 0).is_empty(), "{opted}");
+    assert!(opted["metadata"]["annotations"][ANNOTATION].is_null());
+    let mut own = go_container("own");
+    own["env"] = json!([{"name": "GOPROXY", "value": "https://proxy.corp.example.com"}]);
+    builds.apply(&pod("own", json!({}), json!([own, go_container("plain")])));
+    let own = builds.get_json(&["pod", "own"]);
+    assert_eq!(
+        env(&own, 0),
+        BTreeMap::from([("GOPROXY".into(), "https://proxy.corp.example.com".into())])
+    );
+    assert_eq!(env(&own, 1)["GOPROXY"], want_goproxy);
+
+    // The fleet's status: where it injects, and how many Pods (direct, the Deployment's, the
+    // Job's, the neighbour: at least four).
+    let status = fleets.eventually("status.injection", DEFAULT_TIMEOUT, || {
+        let g = fleets.get_json(&["gmp", "gomod"]);
+        let injection = g["status"]["injection"].clone();
+        (injection["podsMutated"].as_i64()? >= 4).then_some(g)
+    });
+    assert_eq!(
+        status["status"]["injection"]["namespaces"],
+        json!([builds.name()]),
+        "{status}"
+    );
+    assert_eq!(condition(&status, "Injecting")["status"], "True");
+    let mutated = op
+        .metric("modfleet_operator_admissions_total{result=\"mutated\"}")
+        .unwrap_or_default();
+    assert!(mutated >= 4.0, "{mutated}");
+    assert!(
+        op.metric("modfleet_operator_admissions_total{result=\"no_fleet\"}")
+            .unwrap_or_default()
+            >= 1.0
+    );
+
+    // A younger fleet selecting the same namespace loses it, and says so.
+    fleets.apply(
+        "apiVersion: modfleet.dev/v1alpha1\nkind: GoModuleProxy\nmetadata:\n  name: young\nspec:\n  upstreams: [{url: 'https://goproxy.example.com'}]\n  injection:\n    namespaceSelector: {matchLabels: {team: builds}}\n",
+    );
+    let young = fleets.eventually("the younger fleet's conflict", DEFAULT_TIMEOUT, || {
+        let g = fleets.get_json(&["gmp", "young"]);
+        (condition(&g, "Injecting")["reason"] == "NamespacesLost").then_some(g)
+    });
+    assert_eq!(
+        young["status"]["injection"]["lostNamespaces"],
+        json!([{"namespace": builds.name(), "fleet": format!("{}/gomod", fleets.name())}]),
+        "{young}"
+    );
+    fleets.eventually("an Event about the conflict", DEFAULT_TIMEOUT, || {
+        let events = fleets.get_json(&["events", "--field-selector", "involvedObject.name=young"]);
+        events["items"]
+            .as_array()?
+            .iter()
+            .any(|e| e["reason"] == "NamespacesLost")
+            .then_some(())
+    });
+    builds.apply(&pod("after-conflict", json!({}), json!([go_container("go")])));
+    assert_eq!(
+        env(&builds.get_json(&["pod", "after-conflict"]), 0)["GOPROXY"],
+        want_goproxy
+    );
+
+    // The operator stopped: Pods are still admitted, unchanged (failurePolicy: Ignore).
+    assert!(op.stop(), "the operator exits on SIGTERM");
+    let started = Instant::now();
+    builds.apply(&pod("unserved", json!({}), json!([go_container("go")])));
+    assert!(env(&builds.get_json(&["pod", "unserved"]), 0).is_empty());
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the API server waited {:?} for a stopped webhook",
+        started.elapsed()
+    );
+}
