@@ -99,6 +99,21 @@ pub fn template(release: &str, namespace: &str, extra: &[&str]) -> String {
     helm(None, &args)
 }
 
+/// [`template`], parsed into one JSON value per object (empty documents dropped), without a
+/// cluster.
+pub fn template_objects(release: &str, namespace: &str, extra: &[&str]) -> Vec<Value> {
+    let yaml = template(release, namespace, extra);
+    let mut objs = Vec::new();
+    for doc in serde_yaml_ng::Deserializer::from_str(&yaml) {
+        let v: Value = serde::Deserialize::deserialize(doc)
+            .unwrap_or_else(|e| panic!("helm template rendered bad YAML: {e}\n{yaml}"));
+        if !v.is_null() {
+            objs.push(v);
+        }
+    }
+    objs
+}
+
 /// Parses a YAML document stream into JSON objects, with `kubectl create --dry-run=client`
 /// (no API server involved).
 pub fn yaml_to_objects(cluster: &Cluster, yaml: &str) -> Vec<Value> {
@@ -119,6 +134,13 @@ pub fn yaml_to_objects(cluster: &Cluster, yaml: &str) -> Vec<Value> {
     objs
 }
 
+/// Every release the tests install narrows its injection webhook to namespaces with a label
+/// no namespace has: the API server would otherwise call the webhook Service for each new
+/// Pod of the cluster, dialling its ClusterIP, a private range no test may target (on the
+/// local cluster nothing routes there). Its objects and RBAC are installed all the same.
+pub const NO_WEBHOOK_CALLS: &str =
+    r#"injection.namespaceSelector={"matchLabels":{"modfleet.dev/e2e-webhook":"never-called"}}"#;
+
 /// A Helm release, uninstalled when dropped (kept when `MODFLEET_E2E_KEEP=1`).
 pub struct Release {
     cluster: Cluster,
@@ -129,7 +151,8 @@ pub struct Release {
 }
 
 impl Release {
-    /// `helm install NAME charts/modfleet -n NAMESPACE --wait EXTRA...`.
+    /// `helm install NAME charts/modfleet -n NAMESPACE --wait EXTRA...`, with
+    /// [`NO_WEBHOOK_CALLS`].
     pub fn install(ns: &Namespace, name: &str, extra: &[&str]) -> Release {
         let chart = chart_dir();
         let mut args = vec![
@@ -141,6 +164,8 @@ impl Release {
             "--wait",
             "--timeout",
             "3m",
+            "--set-json",
+            NO_WEBHOOK_CALLS,
         ];
         args.extend_from_slice(extra);
         let output = helm(Some(ns.cluster()), &args);

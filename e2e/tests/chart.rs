@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use modfleet_e2e::argocd;
 use modfleet_e2e::helm::{
-    self, Release, chart_dir, service_account_kubeconfig, template, try_helm, yaml_to_objects,
+    self, Release, chart_dir, service_account_kubeconfig, template, template_objects, try_helm,
+    yaml_to_objects,
 };
 use modfleet_e2e::operator::Operator;
 use modfleet_e2e::{Cluster, DEFAULT_TIMEOUT, Namespace};
@@ -84,6 +85,39 @@ fn lease_perms(lease: &str) -> BTreeSet<Perm> {
         Some(lease),
     ));
     p
+}
+
+/// The injection webhook's ClusterRole: Namespace labels, and (with the operator's own
+/// certificates) the caBundle of its one MutatingWebhookConfiguration.
+fn injection_cluster_perms(mwc: &str, operator_certs: bool) -> BTreeSet<Perm> {
+    let mut p = perms(&[("", &["namespaces"], &["list", "watch"])], None);
+    if operator_certs {
+        p.extend(perms(
+            &[(
+                "admissionregistration.k8s.io",
+                &["mutatingwebhookconfigurations"],
+                &["get", "patch"],
+            )],
+            Some(mwc),
+        ));
+    }
+    p
+}
+
+/// The Role in the release namespace for the operator's webhook certificate Secret.
+fn injection_secret_perms(secret: &str) -> BTreeSet<Perm> {
+    let mut p = perms(&[("", &["secrets"], &["create"])], None);
+    p.extend(perms(
+        &[("", &["secrets"], &["get", "list", "watch", "update"])],
+        Some(secret),
+    ));
+    p
+}
+
+fn find<'a>(objs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    objs.iter()
+        .find(|o| kind_of(o) == kind && name_of(o) == name)
+        .unwrap_or_else(|| panic!("no {kind} {name}"))
 }
 
 /// The permissions a Role or ClusterRole grants, checking on the way that none uses a
@@ -221,11 +255,12 @@ fn rendered_chart_passes_server_side_dry_run() {
     let everything = chart_dir().join("ci").join("everything-values.yaml");
     let watch = format!("watchNamespaces={{{},{}}}", team_a.name(), team_b.name());
     let example_ns = format!("exampleFleet.namespace={}", team_a.name());
+    let fleet_ns = format!("injection.fleetNamespaces={{{}}}", team_a.name());
     let release = format!("dry{}", suffix(&ops));
     let variants: Vec<(&str, Vec<&str>)> = vec![
         ("defaults (cluster-wide)", vec![]),
         (
-            "namespaced, everything on",
+            "namespaced, everything on (cert-manager for the webhook)",
             vec![
                 "-f",
                 everything.to_str().unwrap(),
@@ -233,7 +268,17 @@ fn rendered_chart_passes_server_side_dry_run() {
                 &watch,
                 "--set",
                 &example_ns,
+                "--set",
+                &fleet_ns,
             ],
+        ),
+        (
+            "cluster-wide, injection with cert-manager",
+            vec!["--set", "injection.certManager.enabled=true"],
+        ),
+        (
+            "cluster-wide, injection off",
+            vec!["--set", "injection.enabled=false"],
         ),
         (
             "cluster-wide, no leader election, example fleet, fleet monitors",
@@ -246,7 +291,13 @@ fn rendered_chart_passes_server_side_dry_run() {
         ),
     ];
     for (what, extra) in variants {
-        let yaml = template(&release, ops.name(), &extra);
+        let rendered = template(&release, ops.name(), &extra);
+        // The local cluster has no cert-manager CRDs: its objects (checked by
+        // tests/chart_files.rs) are left out here, everything else goes to the API server.
+        let (cert_manager, yaml) = without_cert_manager(&rendered);
+        let cert_manager_on = extra.iter().any(|a| a.contains("certManager.enabled=true"))
+            || extra.iter().any(|a| a.ends_with("everything-values.yaml"));
+        assert_eq!(cert_manager, if cert_manager_on { 4 } else { 0 }, "{what}");
         let out = cluster.try_kubectl_stdin(&["apply", "--dry-run=server", "-f", "-"], &yaml);
         assert!(
             out.status.success(),
@@ -255,6 +306,12 @@ fn rendered_chart_passes_server_side_dry_run() {
         );
         let applied = String::from_utf8_lossy(&out.stdout);
         assert!(applied.contains("deployment.apps/"), "{what}: {applied}");
+        let injection_on = !extra.contains(&"injection.enabled=false");
+        assert_eq!(
+            applied.contains("mutatingwebhookconfiguration.admissionregistration.k8s.io/"),
+            injection_on,
+            "{what}: {applied}"
+        );
     }
     // The CRD from crds/ too (server-side: it is too big for the last-applied annotation).
     let crd = chart_dir().join("crds").join("gomoduleproxy.yaml");
@@ -269,22 +326,71 @@ fn rendered_chart_passes_server_side_dry_run() {
     ]);
 }
 
+/// `yaml` (helm's output) without its cert-manager.io objects, and how many there were.
+fn without_cert_manager(yaml: &str) -> (usize, String) {
+    let mut docs = vec![String::new()];
+    for line in yaml.lines() {
+        if line == "---" {
+            docs.push(String::new());
+        } else {
+            let doc = docs.last_mut().unwrap();
+            doc.push_str(line);
+            doc.push('\n');
+        }
+    }
+    let before = docs.len();
+    docs.retain(|d| {
+        !d.lines()
+            .any(|l| l.starts_with("apiVersion: cert-manager.io/"))
+    });
+    (before - docs.len(), docs.join("---\n"))
+}
+
 #[test]
 fn rendered_rbac_is_exactly_what_the_operator_uses() {
     let cluster = Cluster::from_env();
-    // Cluster-wide (default): one ClusterRole with the fleet permissions, the Lease Role.
+    // Cluster-wide (default): one ClusterRole with the fleet permissions, one for the
+    // injection webhook, the Lease Role and the webhook Secret's Role.
     let objs = yaml_to_objects(&cluster, &template("rel", "ops", &[]));
     let lease = "rel-modfleet";
-    let cluster_roles: Vec<_> = objs
-        .iter()
-        .filter(|o| kind_of(o) == "ClusterRole")
-        .collect();
-    assert_eq!(cluster_roles.len(), 1, "one ClusterRole");
-    assert_eq!(granted(cluster_roles[0]), fleet_perms());
-    let roles: Vec<_> = objs.iter().filter(|o| kind_of(o) == "Role").collect();
-    assert_eq!(roles.len(), 1, "only the leader election Role");
-    assert_eq!(ns_of(roles[0]), "ops");
-    assert_eq!(granted(roles[0]), lease_perms(lease));
+    let (mwc, secret) = ("rel-modfleet-injection", "rel-modfleet-webhook-tls");
+    let names = |objs: &[Value], kind: &str| -> BTreeSet<String> {
+        objs.iter()
+            .filter(|o| kind_of(o) == kind)
+            .map(|o| format!("{}/{}", ns_of(o), name_of(o)))
+            .collect()
+    };
+    assert_eq!(
+        names(&objs, "ClusterRole"),
+        ["/rel-modfleet", "/rel-modfleet-injection"]
+            .map(String::from)
+            .into()
+    );
+    assert_eq!(
+        granted(find(&objs, "ClusterRole", "rel-modfleet")),
+        fleet_perms()
+    );
+    assert_eq!(
+        granted(find(&objs, "ClusterRole", "rel-modfleet-injection")),
+        injection_cluster_perms(mwc, true)
+    );
+    assert_eq!(
+        names(&objs, "Role"),
+        [
+            "ops/rel-modfleet-leader-election",
+            "ops/rel-modfleet-injection"
+        ]
+        .map(String::from)
+        .into()
+    );
+    assert_eq!(
+        granted(find(&objs, "Role", "rel-modfleet-leader-election")),
+        lease_perms(lease)
+    );
+    assert_eq!(
+        granted(find(&objs, "Role", "rel-modfleet-injection")),
+        injection_secret_perms(secret)
+    );
     check_bindings(&objs, "ops", "rel-modfleet");
 
     // Namespaced-only: a Role per watched namespace, nothing cluster-wide.
@@ -292,17 +398,29 @@ fn rendered_rbac_is_exactly_what_the_operator_uses() {
         &cluster,
         &template("rel", "ops", &["--set", "watchNamespaces={team-a,team-b}"]),
     );
-    assert!(
-        !objs
-            .iter()
-            .any(|o| matches!(kind_of(o), "ClusterRole" | "ClusterRoleBinding")),
-        "namespaced mode must not grant anything cluster-wide"
+    // Nothing cluster-wide but the injection webhook's ClusterRole: Namespaces and the
+    // MutatingWebhookConfiguration are cluster-scoped by nature.
+    for kind in ["ClusterRole", "ClusterRoleBinding"] {
+        assert_eq!(
+            names(&objs, kind),
+            ["/rel-modfleet-injection".to_owned()].into(),
+            "namespaced mode grants cluster-wide only what the injection webhook needs"
+        );
+    }
+    assert_eq!(
+        granted(find(&objs, "ClusterRole", "rel-modfleet-injection")),
+        injection_cluster_perms(mwc, true)
     );
     let mut seen = BTreeSet::new();
     for role in objs.iter().filter(|o| kind_of(o) == "Role") {
         let perms = granted(role);
         if ns_of(role) == "ops" {
-            assert_eq!(perms, lease_perms(lease), "Role {}", name_of(role));
+            let want = if name_of(role) == "rel-modfleet-injection" {
+                injection_secret_perms(secret)
+            } else {
+                lease_perms(lease)
+            };
+            assert_eq!(perms, want, "Role {}", name_of(role));
         } else {
             assert_eq!(
                 perms,
@@ -321,12 +439,54 @@ fn rendered_rbac_is_exactly_what_the_operator_uses() {
     );
     check_bindings(&objs, "ops", "rel-modfleet");
 
-    // Without leader election there is no Lease Role; with rbac.create=false, no RBAC.
+    // Without leader election there is no Lease Role; without injection, no webhook RBAC
+    // (in either mode); with cert-manager, no Secret Role and no right on the
+    // MutatingWebhookConfiguration; with rbac.create=false, no RBAC.
     let objs = yaml_to_objects(
         &cluster,
-        &template("rel", "ops", &["--set", "leaderElection.enabled=false"]),
+        &template(
+            "rel",
+            "ops",
+            &[
+                "--set",
+                "leaderElection.enabled=false,injection.enabled=false",
+            ],
+        ),
     );
     assert!(!objs.iter().any(|o| kind_of(o) == "Role"));
+    assert_eq!(
+        names(&objs, "ClusterRole"),
+        ["/rel-modfleet".to_owned()].into()
+    );
+    let objs = yaml_to_objects(
+        &cluster,
+        &template(
+            "rel",
+            "ops",
+            &["--set", "injection.enabled=false,watchNamespaces={team-a}"],
+        ),
+    );
+    assert!(
+        !objs
+            .iter()
+            .any(|o| matches!(kind_of(o), "ClusterRole" | "ClusterRoleBinding")),
+        "namespaced mode without injection must not grant anything cluster-wide"
+    );
+    // (Parsed without kubectl: the local cluster has no cert-manager CRDs.)
+    let objs = template_objects(
+        "rel",
+        "ops",
+        &["--set", "injection.certManager.enabled=true"],
+    );
+    assert_eq!(
+        granted(find(&objs, "ClusterRole", "rel-modfleet-injection")),
+        injection_cluster_perms(mwc, false)
+    );
+    assert_eq!(
+        names(&objs, "Role"),
+        ["ops/rel-modfleet-leader-election".to_owned()].into()
+    );
+    check_bindings(&objs, "ops", "rel-modfleet");
     let objs = yaml_to_objects(
         &cluster,
         &template("rel", "ops", &["--set", "rbac.create=false"]),
@@ -482,6 +642,12 @@ fn default_images_match_the_dockerfile() {
     );
 }
 
+/// The value of `--NAME=VALUE` in `args`.
+fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    let prefix = format!("--{name}=");
+    args.iter().find_map(|a| a.strip_prefix(&prefix))
+}
+
 fn condition<'a>(gmp: &'a Value, type_: &str) -> Option<&'a Value> {
     gmp["status"]["conditions"]
         .as_array()?
@@ -616,6 +782,116 @@ fn operator_with_chart_identity_reconciles(namespaced: bool) {
         !namespaced,
         "creating Deployments outside the watched namespaces"
     );
+
+    // The injection webhook (on by default, with the operator's own certificates), in both
+    // modes: Namespace labels, and its own MutatingWebhookConfiguration and Secret by name.
+    let mwc = format!("{fullname}-injection");
+    let secret = format!("{fullname}-webhook-tls");
+    assert_eq!(flag(&args, "webhook-certs"), Some("operator"), "{args:?}");
+    assert_eq!(
+        flag(&args, "webhook-configuration-name"),
+        Some(mwc.as_str())
+    );
+    assert_eq!(flag(&args, "webhook-secret-name"), Some(secret.as_str()));
+    ops.kubectl(&["get", "service", &format!("{fullname}-webhook")]);
+    let installed = cluster.get_json(&["mutatingwebhookconfiguration", &mwc]);
+    assert_eq!(
+        installed["webhooks"][0]["clientConfig"]["service"]["namespace"],
+        ops.name()
+    );
+    let mwcs = "mutatingwebhookconfigurations.admissionregistration.k8s.io";
+    let mwc_res = format!("{mwcs}/{mwc}");
+    let secret_res = format!("secrets/{secret}");
+    let o = Some(ops.name());
+    for (verb, res, ns) in [
+        ("list", "namespaces", None),
+        ("watch", "namespaces", None),
+        ("get", mwc_res.as_str(), None),
+        ("patch", mwc_res.as_str(), None),
+        ("create", "secrets", o),
+        ("get", secret_res.as_str(), o),
+        ("list", secret_res.as_str(), o),
+        ("watch", secret_res.as_str(), o),
+        ("update", secret_res.as_str(), o),
+    ] {
+        assert!(
+            cluster.can_i(&user, verb, res, ns),
+            "{user} cannot {verb} {res} in {ns:?}"
+        );
+    }
+    let other_mwc = format!("{mwcs}/someone-elses");
+    for (verb, res, ns) in [
+        ("get", "namespaces", None),
+        ("patch", "namespaces", None),
+        ("update", "namespaces", None),
+        ("list", mwcs, None),
+        ("create", mwcs, None),
+        ("update", mwc_res.as_str(), None),
+        ("delete", mwc_res.as_str(), None),
+        ("patch", other_mwc.as_str(), None),
+        (
+            "patch",
+            "validatingwebhookconfigurations.admissionregistration.k8s.io",
+            None,
+        ),
+        ("patch", secret_res.as_str(), o),
+        ("update", "secrets/someone-elses", o),
+        ("update", secret_res.as_str(), f),
+    ] {
+        assert!(
+            !cluster.can_i(&user, verb, res, ns),
+            "{user} may {verb} {res} in {ns:?}"
+        );
+    }
+    assert_eq!(
+        cluster.can_i(&user, "get", "secrets/someone-elses", o),
+        !namespaced,
+        "reading other Secrets of the release namespace"
+    );
+    // Every rule the identity holds, as the API server lists them: no wildcard anywhere.
+    for ns in [ops.name(), fleet.name()] {
+        let list = cluster.kubectl(&["auth", "can-i", "--list", "--as", &user, "--namespace", ns]);
+        let resource_rows: Vec<&str> = list
+            .lines()
+            .skip(1)
+            .filter(|l| !l.starts_with(' '))
+            .collect();
+        for row in &resource_rows {
+            assert!(
+                !row.contains('*'),
+                "{user} in {ns}: wildcard in {row:?}\n{list}"
+            );
+        }
+        let row = |resource: &str| {
+            resource_rows
+                .iter()
+                .find(|r| r.split_whitespace().next() == Some(resource))
+                .unwrap_or_else(|| panic!("{user} in {ns}: no rule on {resource}:\n{list}"))
+                .to_owned()
+        };
+        assert!(row("namespaces").ends_with("[list watch]"), "{list}");
+        let m = row(mwcs);
+        assert!(
+            m.contains(&format!("[{mwc}]")) && m.ends_with("[get patch]"),
+            "{m}"
+        );
+    }
+
+    // The webhook listens on a free loopback port (the chart's 0.0.0.0:9443 would collide
+    // between tests), and the namespace the chart gives by the downward API
+    // (MODFLEET_OPERATOR_NAMESPACE: where the webhook's Secret lives) is given as the flag.
+    let env = spec["containers"][0]["env"].to_string();
+    assert!(
+        env.contains(r#""name":"MODFLEET_OPERATOR_NAMESPACE","valueFrom":{"fieldRef":{"fieldPath":"metadata.namespace"}}"#)
+            || env.contains(r#""name":"MODFLEET_OPERATOR_NAMESPACE","valueFrom":{"fieldRef":{"apiVersion":"v1","fieldPath":"metadata.namespace"}}"#),
+        "{env}"
+    );
+    let listen = args
+        .iter_mut()
+        .find(|a| a.starts_with("--webhook-listen="))
+        .expect("--webhook-listen");
+    *listen = "--webhook-listen=127.0.0.1:0".to_owned();
+    args.push(format!("--operator-namespace={}", ops.name()));
 
     // Run the operator with nothing but the ServiceAccount's token.
     let dir = std::env::temp_dir();
@@ -819,6 +1095,20 @@ fn helm_upgrade_to_namespaced_mode_and_uninstall_keep_the_crd() {
     let rel = Release::install(&ops, &release, &[]);
     cluster.kubectl(&["get", "clusterrole", &fullname]);
     cluster.kubectl(&["get", "clusterrolebinding", &fullname]);
+    // The operator fills the webhook's caBundle (here by hand: this test runs no operator).
+    // The chart leaves the field out, so an upgrade must keep it.
+    let mwc = format!("{fullname}-injection");
+    let ca_bundle = "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCg==";
+    cluster.kubectl(&[
+        "patch",
+        "mutatingwebhookconfiguration",
+        &mwc,
+        "--type=json",
+        "-p",
+        &format!(
+            r#"[{{"op": "add", "path": "/webhooks/0/clientConfig/caBundle", "value": "{ca_bundle}"}}]"#
+        ),
+    ]);
 
     let watch = format!("watchNamespaces={{{}}}", team.name());
     let chart = chart_dir();
@@ -855,6 +1145,53 @@ fn helm_upgrade_to_namespaced_mode_and_uninstall_keep_the_crd() {
     assert!(
         args.contains(&format!("--watch-namespaces={}", team.name())),
         "{args}"
+    );
+    let hook = &cluster.get_json(&["mutatingwebhookconfiguration", &mwc])["webhooks"][0];
+    assert_eq!(
+        hook["clientConfig"]["caBundle"], ca_bundle,
+        "helm upgrade dropped the operator's caBundle"
+    );
+    cluster.kubectl(&["get", "clusterrole", &mwc]);
+
+    // injection.enabled=false takes the webhook away: configuration, Service, port, RBAC.
+    helm::helm(
+        Some(&cluster),
+        &[
+            "upgrade",
+            &release,
+            chart.to_str().unwrap(),
+            "--namespace",
+            ops.name(),
+            "--reuse-values",
+            "--set",
+            "injection.enabled=false",
+            "--wait",
+            "--timeout",
+            "3m",
+        ],
+    );
+    for (ns, obj) in [
+        (None, format!("mutatingwebhookconfiguration/{mwc}")),
+        (None, format!("clusterrole/{mwc}")),
+        (None, format!("clusterrolebinding/{mwc}")),
+        (Some(ops.name()), format!("service/{fullname}-webhook")),
+        (Some(ops.name()), format!("role/{mwc}")),
+    ] {
+        let mut args = vec!["get", obj.as_str()];
+        if let Some(ns) = ns {
+            args.extend(["--namespace", ns]);
+        }
+        let out = cluster.try_kubectl(&args);
+        assert!(
+            !out.status.success(),
+            "{obj} survived injection.enabled=false"
+        );
+    }
+    let dep = ops.get_json(&["deployment", &fullname]);
+    let container = dep["spec"]["template"]["spec"]["containers"][0].to_string();
+    assert!(
+        !container.contains("--webhook") && !container.contains("\"webhook\""),
+        "{container}"
     );
 
     drop(rel); // helm uninstall --wait

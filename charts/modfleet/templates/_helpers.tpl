@@ -123,3 +123,34 @@ matchNames:
 any: true
 {{- end }}
 {{- end }}
+
+{{/* The injection webhook's Service (clientConfig.service of the MutatingWebhookConfiguration). */}}
+{{- define "modfleet.webhookServiceName" -}}
+{{- printf "%s-webhook" (include "modfleet.fullname" . | trunc 55 | trimSuffix "-") -}}
+{{- end -}}
+
+{{/* The MutatingWebhookConfiguration (the operator's --webhook-configuration-name). */}}
+{{- define "modfleet.webhookConfigurationName" -}}
+{{- printf "%s-injection" (include "modfleet.fullname" . | trunc 53 | trimSuffix "-") -}}
+{{- end -}}
+
+{{/* The Secret of the webhook's serving certificate: the operator's own (--webhook-secret-name), or cert-manager's. */}}
+{{- define "modfleet.webhookSecretName" -}}
+{{- printf "%s-webhook-tls" (include "modfleet.fullname" . | trunc 51 | trimSuffix "-") -}}
+{{- end -}}
+
+{{/* The cert-manager Certificate of the serving certificate (named by cert-manager.io/inject-ca-from). */}}
+{{- define "modfleet.webhookCertificateName" -}}
+{{- include "modfleet.webhookServiceName" . -}}
+{{- end -}}
+
+{{/* Where the cert-manager Secret is mounted in the operator container (--webhook-cert-dir). */}}
+{{- define "modfleet.webhookCertDir" -}}
+/etc/modfleet/webhook-tls
+{{- end -}}
+
+{{/* The DNS names the API server reaches the webhook Service by (--webhook-hosts, the Certificate's dnsNames). */}}
+{{- define "modfleet.webhookHosts" -}}
+{{- $svc := printf "%s.%s.svc" (include "modfleet.webhookServiceName" .) .Release.Namespace -}}
+{{- list $svc (printf "%s.cluster.local" $svc) | toJson -}}
+{{- end -}}
