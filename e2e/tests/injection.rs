@@ -102,7 +102,13 @@ fn scoped_namespace(cluster: &Cluster, prefix: &str, scope: &str, labels: &[&str
 
 /// The operator with its webhook on `port`, managing the fleets of `fleets` (which may inject
 /// anywhere), its own namespace `home`.
-fn operator(fleets: &Namespace, home: &Namespace, port: u16, mwc: &str, extra: &[&str]) -> Operator {
+fn operator(
+    fleets: &Namespace,
+    home: &Namespace,
+    port: u16,
+    mwc: &str,
+    extra: &[&str],
+) -> Operator {
     let listen = format!("127.0.0.1:{port}");
     let mut args = vec![
         "--operator-namespace",
@@ -188,7 +194,11 @@ fn go_env(env: &BTreeMap<String, String>) -> Vec<String> {
         .output()
         .unwrap_or_else(|e| panic!("cannot run the go command (install Go, put it on PATH): {e}"));
     let _ = std::fs::remove_dir_all(&dir);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .map(str::to_owned)
@@ -209,9 +219,15 @@ fn tempfile_dir() -> std::path::PathBuf {
 /// API server has read it and the operator's caches are filled.
 fn await_injection(ns: &Namespace) {
     let probe = pod("probe", json!({}), json!([go_container("go")]));
-    ns.eventually("the API server to call the webhook", DEFAULT_TIMEOUT, || {
-        env(&dry_run(ns, &probe), 0).contains_key("GOPROXY").then_some(())
-    });
+    ns.eventually(
+        "the API server to call the webhook",
+        DEFAULT_TIMEOUT,
+        || {
+            env(&dry_run(ns, &probe), 0)
+                .contains_key("GOPROXY")
+                .then_some(())
+        },
+    );
 }
 
 /// The Pods of `ns` whose names start with `prefix`, once there is one.
@@ -257,12 +273,19 @@ fn build_pods_get_the_fleet_and_nothing_else_is_touched() {
     await_injection(&builds);
 
     // A Pod made directly.
-    builds.apply(&pod("direct", json!({"app": "ci"}), json!([go_container("go")])));
+    builds.apply(&pod(
+        "direct",
+        json!({"app": "ci"}),
+        json!([go_container("go")]),
+    ));
     let direct = builds.get_json(&["pod", "direct"]);
     let vars = env(&direct, 0);
     assert_eq!(vars["GOPROXY"], want_goproxy, "{direct}");
     assert_eq!(vars["GONOSUMDB"], "git.corp.example.com/*");
-    assert_eq!(go_env(&vars), [want_goproxy.clone(), "git.corp.example.com/*".into()]);
+    assert_eq!(
+        go_env(&vars),
+        [want_goproxy.clone(), "git.corp.example.com/*".into()]
+    );
     let record: Value = serde_json::from_str(
         direct["metadata"]["annotations"][ANNOTATION]
             .as_str()
@@ -290,8 +313,7 @@ fn build_pods_get_the_fleet_and_nothing_else_is_touched() {
     }
     let job_pod = pods_named(&builds, "build-");
     assert_eq!(
-        job_pod["spec"]["initContainers"][0]["env"][0]["name"],
-        "GOPROXY",
+        job_pod["spec"]["initContainers"][0]["env"][0]["name"], "GOPROXY",
         "{job_pod}"
     );
 
@@ -361,7 +383,11 @@ fn build_pods_get_the_fleet_and_nothing_else_is_touched() {
             .any(|e| e["reason"] == "NamespacesLost")
             .then_some(())
     });
-    builds.apply(&pod("after-conflict", json!({}), json!([go_container("go")])));
+    builds.apply(&pod(
+        "after-conflict",
+        json!({}),
+        json!([go_container("go")]),
+    ));
     assert_eq!(
         env(&builds.get_json(&["pod", "after-conflict"]), 0)["GOPROXY"],
         want_goproxy

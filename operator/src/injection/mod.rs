@@ -377,7 +377,23 @@ pub fn patch(pod: &Pod, settings: &Settings) -> Patch {
     if ops.is_empty() {
         return Patch(ops);
     }
-    let record = json!({"fleet": settings.fleet, "containers": set}).to_string();
+    // A second call (`reinvocationPolicy: IfNeeded`, after another webhook added a
+    // container) keeps what the first one recorded for the same fleet.
+    let earlier: BTreeMap<String, Vec<String>> = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ANNOTATION))
+        .and_then(|r| serde_json::from_str::<Value>(r).ok())
+        .filter(|r| r["fleet"] == settings.fleet.as_str())
+        .and_then(|r| serde_json::from_value(r["containers"].clone()).ok())
+        .unwrap_or_default();
+    let mut containers: BTreeMap<&str, Vec<&str>> = earlier
+        .iter()
+        .map(|(c, vars)| (c.as_str(), vars.iter().map(String::as_str).collect()))
+        .collect();
+    containers.extend(set);
+    let record = json!({"fleet": settings.fleet, "containers": containers}).to_string();
     ops.push(if pod.metadata.annotations.is_none() {
         add(
             PointerBuf::from_tokens(["metadata", "annotations"]),

@@ -705,3 +705,30 @@ fn the_netrc_secret_is_mounted_and_named_by_netrc() {
     assert!(!vars.iter().any(|v| v.starts_with("NETRC=")), "{vars:?}");
     assert_eq!(pod["spec"]["volumes"].as_array().unwrap().len(), 1);
 }
+
+/// Called again after another webhook added a container (`reinvocationPolicy: IfNeeded`),
+/// the patch sets the new container and the annotation keeps the first call's record.
+#[test]
+fn a_second_call_keeps_the_first_record() {
+    let s = default_settings();
+    let (first, _) = mutate(
+        &json!({"metadata": {}, "spec": {"containers": [{"name": "build"}]}}),
+        &s,
+    );
+    let mut grown = first.clone();
+    grown["spec"]["containers"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "sidecar"}));
+    let (second, _) = mutate(&grown, &s);
+    assert_eq!(
+        record(&second)["containers"],
+        json!({"build": ["GOPROXY", "GONOSUMDB"], "sidecar": ["GOPROXY", "GONOSUMDB"]})
+    );
+    // Another fleet's record (a Pod copied from elsewhere) is replaced, not merged.
+    let mut foreign = grown.clone();
+    foreign["metadata"]["annotations"][ANNOTATION] =
+        json!("{\"fleet\":\"x/y\",\"containers\":{\"old\":[\"GOPROXY\"]}}");
+    let (third, _) = mutate(&foreign, &s);
+    assert_eq!(record(&third)["containers"].get("old"), None);
+}
