@@ -257,7 +257,14 @@ fn build_pods_get_the_fleet_and_nothing_else_is_touched() {
     let web = scoped_namespace(&cluster, "inj-web", &scope, &["team=web"]);
     let port = free_port();
     let mwc = WebhookConfiguration::create(&cluster, &format!("e2e-{scope}"), port, &scope);
-    let op = operator(&fleets, &home, port, &mwc.name, &[]);
+    // Health polls every 2 s: the fleet reconciles (and refreshes status.injection) as often.
+    let op = operator(
+        &fleets,
+        &home,
+        port,
+        &mwc.name,
+        &["--health-poll-interval", "2s"],
+    );
 
     fleets.apply(
         "apiVersion: modfleet.dev/v1alpha1\nkind: GoModuleProxy\nmetadata:\n  name: gomod\nspec:\n  upstreams: [{url: 'https://goproxy.example.com'}]\n  privateModules: [{pattern: 'git.corp.example.com/*'}]\n  injection:\n    namespaceSelector: {matchLabels: {team: builds}}\n    fallback: {url: 'https://mirror.example.com'}\n",
@@ -318,7 +325,7 @@ fn build_pods_get_the_fleet_and_nothing_else_is_touched() {
     );
 
     // Left alone: an unselected namespace, an opted-out Pod, a container's own GOPROXY
-    // (its neighbour still gets the fleet's).
+    // (its neighbour gets the fleet's).
     web.apply(&pod("web", json!({}), json!([go_container("go")])));
     assert!(env(&web.get_json(&["pod", "web"]), 0).is_empty());
     builds.apply(&pod(
@@ -333,10 +340,15 @@ fn build_pods_get_the_fleet_and_nothing_else_is_touched() {
     own["env"] = json!([{"name": "GOPROXY", "value": "https://proxy.corp.example.com"}]);
     builds.apply(&pod("own", json!({}), json!([own, go_container("plain")])));
     let own = builds.get_json(&["pod", "own"]);
+    // Its own GOPROXY first and unchanged; the variables it does not set are still given.
     assert_eq!(
         env(&own, 0),
-        BTreeMap::from([("GOPROXY".into(), "https://proxy.corp.example.com".into())])
+        BTreeMap::from([
+            ("GOPROXY".into(), "https://proxy.corp.example.com".into()),
+            ("GONOSUMDB".into(), "git.corp.example.com/*".into())
+        ])
     );
+    assert_eq!(own["spec"]["containers"][0]["env"][0]["name"], "GOPROXY");
     assert_eq!(env(&own, 1)["GOPROXY"], want_goproxy);
 
     // The fleet's status: where it injects, and how many Pods (direct, the Deployment's, the
@@ -403,4 +415,83 @@ fn build_pods_get_the_fleet_and_nothing_else_is_touched() {
         "the API server waited {:?} for a stopped webhook",
         started.elapsed()
     );
+}
+
+/// The serving certificate (10 s of 15 s) and the CA (of 40 s) renew while Pods are created
+/// without pause; the API server patches every one of them: it never failed to verify the
+/// webhook (with `failurePolicy: Ignore` a failed call would show as a Pod left unpatched).
+#[test]
+fn certificates_renew_while_the_api_server_keeps_calling() {
+    let cluster = Cluster::from_env();
+    install_crd(&cluster);
+    let scope = format!("rotate-{}-{}", std::process::id(), free_port());
+    let fleets = cluster.namespace("inj-rot-fleets");
+    let home = cluster.namespace("inj-rot-operator");
+    let builds = scoped_namespace(&cluster, "inj-rot-builds", &scope, &[]);
+    let port = free_port();
+    let mwc = WebhookConfiguration::create(&cluster, &format!("e2e-{scope}"), port, &scope);
+    let _op = operator(
+        &fleets,
+        &home,
+        port,
+        &mwc.name,
+        &[
+            "--webhook-cert-validity",
+            "15s",
+            "--webhook-ca-validity",
+            "40s",
+        ],
+    );
+    fleets.apply(
+        "apiVersion: modfleet.dev/v1alpha1\nkind: GoModuleProxy\nmetadata:\n  name: gomod\nspec:\n  upstreams: [{url: 'https://goproxy.example.com'}]\n  injection:\n    namespaceSelector: {}\n",
+    );
+    await_injection(&builds);
+
+    let secret = |key: &str| {
+        let s = home.get_json(&["secret", "webhook-tls"]);
+        s["data"][key].as_str().unwrap_or_default().to_owned()
+    };
+    let (first_cert, first_ca) = (secret("tls.crt"), secret("ca.crt"));
+    let mut certs = vec![first_cert];
+    let mut bundles = vec![first_ca];
+    let probe = pod("probe", json!({}), json!([go_container("go")]));
+    let started = Instant::now();
+    let mut created = 0;
+    // Past one CA renewal (at 2/3 of 40 s) and the certificates it signs.
+    while started.elapsed() < Duration::from_secs(45) {
+        let patched = dry_run(&builds, &probe);
+        created += 1;
+        assert!(
+            env(&patched, 0).contains_key("GOPROXY"),
+            "Pod {created} ({:?} in) was admitted unpatched: the API server could not call the \
+             webhook while its certificates renewed\n{}",
+            started.elapsed(),
+            _op.logs()
+        );
+        let (cert, ca) = (secret("tls.crt"), secret("ca.crt"));
+        if certs.last() != Some(&cert) {
+            certs.push(cert);
+        }
+        if bundles.last() != Some(&ca) {
+            bundles.push(ca);
+        }
+    }
+    assert!(
+        certs.len() >= 3,
+        "serving certificates seen: {}",
+        certs.len()
+    );
+    assert!(bundles.len() >= 2, "CA bundles seen: {}", bundles.len());
+    // After the CA's renewal the caBundle the API server uses holds both CAs at once.
+    let both = bundles.iter().any(|b| {
+        let pem = base64::engine::general_purpose::STANDARD
+            .decode(b)
+            .unwrap_or_default();
+        String::from_utf8_lossy(&pem)
+            .matches("BEGIN CERTIFICATE")
+            .count()
+            >= 2
+    });
+    assert!(both, "no bundle held the old and the new CA together");
+    assert!(mwc.ca_bundle().contains("BEGIN CERTIFICATE"));
 }

@@ -61,6 +61,7 @@ pub async fn start(
     let Some(addr) = config.webhook.webhook_listen else {
         return Ok(None);
     };
+    certs::validate(&config.webhook, config.operator_namespace.as_deref())?;
     let listener = server::bind(addr).await?;
     let namespaces = config.namespaces();
     let fleets = if namespaces.is_empty() {
@@ -93,6 +94,21 @@ pub async fn start(
         });
     }
     let cert = certs::ServingCert::default();
+    {
+        let (client, webhook, namespace) = (
+            client.clone(),
+            config.webhook.clone(),
+            config.operator_namespace.clone(),
+        );
+        let (cert, stop) = (cert.clone(), stop.clone());
+        tokio::spawn(async move {
+            // Validated above; an error here would be a bug, and the webhook then serves no
+            // certificate (the API server ignores it: failurePolicy Ignore).
+            if let Err(e) = certs::maintain(client, webhook, namespace, cert, stop).await {
+                tracing::error!(error = %e, "injection webhook: no serving certificate");
+            }
+        });
+    }
     let router = server::router(injection.clone(), metrics);
     tracing::info!(%addr, path = PATH, "serving the injection webhook (HTTPS)");
     tokio::spawn(server::serve(
