@@ -1012,6 +1012,23 @@ fn operator_with_chart_identity_reconciles(namespaced: bool) {
             .any(|e| e["reportingController"] == "modfleet-operator")),
         "no Events from the operator: {events}"
     );
+    // The injection webhook's certificates, made with the chart's permissions: its Secret
+    // in the release namespace (create, then get/update by name) and the caBundle of the
+    // chart's MutatingWebhookConfiguration (get/patch by name).
+    let secret = flag(&args, "webhook-secret-name").expect("--webhook-secret-name");
+    let mwc = flag(&args, "webhook-configuration-name").expect("--webhook-configuration-name");
+    ops.eventually(
+        "the webhook's Secret and caBundle made under the chart's ServiceAccount",
+        Duration::from_secs(60),
+        || {
+            let s = ops.try_kubectl(&["get", "secret", secret, "-o", "json"]);
+            let s: Value = serde_json::from_slice(&s.stdout).ok()?;
+            let m = cluster.get_json(&["mutatingwebhookconfiguration", mwc]);
+            let bundle = m["webhooks"][0]["clientConfig"]["caBundle"].as_str()?;
+            (s["data"]["tls.crt"].is_string() && s["data"]["ca.crt"].as_str() == Some(bundle))
+                .then_some(())
+        },
+    );
 
     // Access control off: the operator deletes its own token Secret (delete secrets).
     fleet.kubectl(&[

@@ -205,6 +205,30 @@ fn go_env(env: &BTreeMap<String, String>) -> Vec<String> {
         .collect()
 }
 
+/// `curl` POSTs `body` to `url` trusting `ca`; the status code and the body.
+fn curl_post(ca: &std::path::Path, url: &str, body: &[u8]) -> (u16, String) {
+    use std::io::Write as _;
+    let mut child = Command::new("curl")
+        .args(["-sS", "--max-time", "20", "--cacert"])
+        .arg(ca)
+        .args(["-H", "content-type: application/json", "--data-binary", "@-"])
+        .args(["-w", "\n%{http_code}", url])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run curl (apt-get install curl): {e}"));
+    // A refused body may close the connection before all of it is read.
+    let _ = child.stdin.take().unwrap().write_all(body);
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
+    let code = code.trim().parse().unwrap_or_else(|_| {
+        panic!("curl: {text} {}", String::from_utf8_lossy(&out.stderr))
+    });
+    (code, body.to_owned())
+}
+
 fn tempfile_dir() -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!(
         "modfleet-e2e-goenv-{}-{}",
@@ -403,6 +427,23 @@ fn build_pods_get_the_fleet_and_nothing_else_is_touched() {
     assert_eq!(
         env(&builds.get_json(&["pod", "after-conflict"]), 0)["GOPROXY"],
         want_goproxy
+    );
+
+    // What is not an AdmissionReview gets a 400 saying so, over the webhook's HTTPS (its
+    // CA from the caBundle), and a body larger than any the API server sends is refused.
+    let ca = std::env::temp_dir().join(format!("modfleet-e2e-{scope}-ca.pem"));
+    std::fs::write(&ca, mwc.ca_bundle()).unwrap();
+    let url = format!("https://127.0.0.1:{port}{WEBHOOK_PATH}");
+    let (code, body) = curl_post(&ca, &url, b"{\"kind\": \"not a review\"");
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("not an admission.k8s.io/v1 AdmissionReview"), "{body}");
+    let (code, _) = curl_post(&ca, &url, &vec![b' '; 9 << 20]);
+    assert_eq!(code, 413);
+    let _ = std::fs::remove_file(&ca);
+    assert!(
+        op.metric("modfleet_operator_admissions_total{result=\"bad_request\"}")
+            .unwrap_or_default()
+            >= 1.0
     );
 
     // The operator stopped: Pods are still admitted, unchanged (failurePolicy: Ignore).
