@@ -5,6 +5,9 @@
 //! a new CA enters ca.crt behind nothing (the serving certificate, signed by the old CA,
 //! stays, and so does the old CA in the bundle); every webhook's caBundle is set to ca.crt;
 //! only then is a serving certificate signed by the new CA written.
+//!
+//! Permissions: Secrets in the operator namespace: get, create, update, delete (delete only
+//! to replace a Secret of another type); the MutatingWebhookConfiguration: get, update.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -105,7 +108,7 @@ pub(super) async fn run(
                     secret = %ctx.s.secret_name,
                     configuration = %ctx.s.configuration_name,
                     retry_in = ?backoff,
-                    "cannot maintain the webhook's certificate (the operator needs get, create and update on this Secret and get and update on the MutatingWebhookConfiguration)"
+                    "cannot maintain the webhook's certificate (the operator needs get, create, update and delete on this Secret and get and update on the MutatingWebhookConfiguration)"
                 );
                 let d = backoff;
                 backoff = (backoff * 2).min(BACKOFF.1);
