@@ -1,13 +1,18 @@
 //! The injection webhook's operator-made certificates on the local cluster's real API server
 //! (`hack/cluster.sh up`): two replicas of `modfleet_operator::webhook::certs::maintain`
-//! race on one Secret and one MutatingWebhookConfiguration (its webhooks match nothing: an
-//! object label no object has, `failurePolicy: Ignore`, a URL where nothing listens).
+//! race on one Secret and one MutatingWebhookConfiguration. Each replica's certificate is
+//! presented by a minimal admission webhook on loopback (one webhook of the configuration
+//! per replica, called only for the test's labelled ConfigMaps, `failurePolicy: Fail`), and
+//! while the serving certificate and then the CA are renewed a probe creates such ConfigMaps
+//! continuously: the API server itself must verify both replicas' certificates every time.
 //! Short validities (serving 20 s, CA 60 s) make every renewal happen within the test; each
-//! stage is awaited on the API with a deadline. Chains are checked by `openssl verify`, an
-//! implementation other than the one that made them.
+//! stage is awaited on the API with a deadline. Chains are also checked by `openssl verify`,
+//! an implementation other than the one that made them.
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -24,6 +29,116 @@ const SECRET: &str = "webhook-tls";
 const HOSTS: &str = "127.0.0.1,localhost";
 /// Short, so the test sees edits quickly; the product default is 10 s.
 const POLL: Duration = Duration::from_secs(1);
+/// The label of the probe's ConfigMaps, the only objects the test's webhooks are called for.
+const PROBE_LABEL: &str = "modfleet.dev/e2e-webhook-certs-probe";
+
+/// A minimal admission webhook presenting `cert` (one replica's [`ServingCert`], as the
+/// operator's listener does): allows every request, counts the calls. Returns its URL.
+async fn webhook(cert: ServingCert, calls: Arc<AtomicUsize>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_cert_resolver(Arc::new(cert));
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                continue;
+            };
+            let (acceptor, calls) = (acceptor.clone(), calls.clone());
+            tokio::spawn(async move {
+                if let Ok(tls) = acceptor.accept(tcp).await {
+                    let _ = serve_reviews(tls, calls).await;
+                }
+            });
+        }
+    });
+    format!("https://{addr}/mutate")
+}
+
+/// HTTP/1.1 requests on one connection (the API server keeps it alive): each is an
+/// AdmissionReview, answered `allowed: true` with its uid.
+async fn serve_reviews(
+    mut conn: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    calls: Arc<AtomicUsize>,
+) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = Vec::new();
+    loop {
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let mut chunk = [0u8; 8192];
+            let n = conn.read(&mut chunk).await?;
+            if n == 0 || buf.len() > 1 << 20 {
+                return Ok(());
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+        let len: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        while buf.len() < head_end + len {
+            let mut chunk = [0u8; 8192];
+            let n = conn.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        let review: Value =
+            serde_json::from_slice(&buf[head_end..head_end + len]).unwrap_or(Value::Null);
+        buf.drain(..head_end + len);
+        calls.fetch_add(1, Ordering::Relaxed);
+        let body = serde_json::json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "response": {"uid": review["request"]["uid"], "allowed": true},
+        })
+        .to_string();
+        let resp = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        conn.write_all(resp.as_bytes()).await?;
+    }
+}
+
+/// Creates labelled ConfigMaps in `ns` one after another until `stop`, each admitted only
+/// if the API server could call both replicas' webhooks; returns the refusals.
+fn probe(
+    ns_name: String,
+    cluster: Cluster,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<(usize, Vec<String>)> {
+    std::thread::spawn(move || {
+        let (mut made, mut refused) = (0, Vec::new());
+        while !stop.load(Ordering::Relaxed) {
+            let yaml = format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: probe-{made}\n  \
+                 labels:\n    {PROBE_LABEL}: \"yes\"\n"
+            );
+            let out =
+                cluster.try_kubectl_stdin(&["create", "--namespace", &ns_name, "-f", "-"], &yaml);
+            if !out.status.success() {
+                refused.push(String::from_utf8_lossy(&out.stderr).trim().to_owned());
+            }
+            made += 1;
+            // Pacing, not synchronisation: about three admissions a second.
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        (made, refused)
+    })
+}
 
 /// The test's MutatingWebhookConfiguration, deleted on drop (it is cluster-scoped).
 struct Configuration {
@@ -32,28 +147,31 @@ struct Configuration {
 }
 
 impl Configuration {
-    fn create(ns: &Namespace) -> Configuration {
+    /// Two webhooks, one per replica's `urls`, called for ConfigMaps created in `ns` with the
+    /// label [`PROBE_LABEL`] only. `failurePolicy: Fail`, so a call the API server cannot
+    /// make (a certificate it cannot verify) refuses the ConfigMap: the probe sees it.
+    fn create(ns: &Namespace, urls: [&str; 2]) -> Configuration {
         let name = format!("{}-certs", ns.name());
-        let hook = |n: &str| {
+        let hook = |n: &str, url: &str| {
             format!(
                 r#"- name: {n}.webhook-certs.modfleet.dev
   clientConfig:
-    url: https://127.0.0.1:1/x
+    url: {url}
   namespaceSelector:
     matchLabels:
       kubernetes.io/metadata.name: {ns}
   objectSelector:
     matchLabels:
-      modfleet.dev/e2e-never-matches: {name}
+      {PROBE_LABEL}: "yes"
   rules:
     - operations: ["CREATE"]
       apiGroups: [""]
       apiVersions: ["v1"]
       resources: ["configmaps"]
-  failurePolicy: Ignore
+  failurePolicy: Fail
   sideEffects: None
   admissionReviewVersions: ["v1"]
-  timeoutSeconds: 1
+  timeoutSeconds: 5
 "#,
                 ns = ns.name()
             )
@@ -62,8 +180,8 @@ impl Configuration {
             "apiVersion: admissionregistration.k8s.io/v1\nkind: MutatingWebhookConfiguration\n\
              metadata:\n  name: {name}\n  labels:\n    app.kubernetes.io/created-by: modfleet-e2e\n\
              webhooks:\n{}{}",
-            hook("a"),
-            hook("b")
+            hook("a", urls[0]),
+            hook("b", urls[1])
         );
         ns.cluster().kubectl_stdin(&["create", "-f", "-"], &yaml);
         Configuration {
@@ -184,7 +302,6 @@ fn settled(
 fn operator_certificates_rotate_publish_and_heal() {
     let cluster = Cluster::from_env();
     let ns = cluster.namespace("webhook-certs");
-    let mwc = Configuration::create(&ns);
     let dir = tempfile::tempdir().unwrap();
     let _ = rustls::crypto::ring::default_provider().install_default();
     let _ = tracing_subscriber::fmt()
@@ -192,6 +309,13 @@ fn operator_certificates_rotate_publish_and_heal() {
         .with_test_writer()
         .try_init();
     let rt = tokio::runtime::Runtime::new().unwrap();
+    let replicas = [ServingCert::default(), ServingCert::default()];
+    let calls = [Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0))];
+    let urls = [
+        rt.block_on(webhook(replicas[0].clone(), calls[0].clone())),
+        rt.block_on(webhook(replicas[1].clone(), calls[1].clone())),
+    ];
+    let mwc = Configuration::create(&ns, [&urls[0], &urls[1]]);
     let client = rt
         .block_on(kube::Client::try_default())
         .expect("a kube client from KUBECONFIG");
@@ -226,7 +350,6 @@ fn operator_certificates_rotate_publish_and_heal() {
     assert_eq!(err, CertError::NoNamespace);
 
     let stop = CancellationToken::new();
-    let replicas = [ServingCert::default(), ServingCert::default()];
     let tasks: Vec<_> = replicas
         .iter()
         .map(|cert| {
@@ -249,6 +372,11 @@ fn operator_certificates_rotate_publish_and_heal() {
     // 1. Both replicas start at once; one CA, one serving certificate, published.
     let first = settle("a first chain", 30, &|h| pems(&h.ca).len() == 1);
     let ca1 = first.ca.clone();
+
+    // From here through both renewals, the API server calls both replicas for every probe
+    // ConfigMap (`failurePolicy: Fail`): not one may be refused.
+    let probe_stop = Arc::new(AtomicBool::new(false));
+    let prober = probe(ns.name().to_owned(), cluster.clone(), probe_stop.clone());
 
     // 2. After two thirds of 20 s: a new serving certificate from the same CA.
     let renewed = settle("a renewed serving certificate", 40, &|h| {
@@ -282,6 +410,23 @@ fn operator_certificates_rotate_publish_and_heal() {
     let pruned = settle("the old CA pruned from the bundle", 40, &|h| {
         pems(&h.ca) == [ca2.clone()]
     });
+
+    probe_stop.store(true, Ordering::Relaxed);
+    let (made, refused) = prober.join().unwrap();
+    assert!(
+        refused.is_empty(),
+        "{} of {made} admissions refused during the renewals: {refused:?}",
+        refused.len()
+    );
+    let called = [
+        calls[0].load(Ordering::Relaxed),
+        calls[1].load(Ordering::Relaxed),
+    ];
+    eprintln!("{made} probe ConfigMaps admitted; the webhooks were called {called:?} times");
+    assert!(
+        made >= 50 && called.iter().all(|&c| c >= made),
+        "{made} probes; the replicas were called {called:?} times"
+    );
 
     // 5. A caBundle reset by hand (as a `helm upgrade` rendering an empty one would) is
     //    mended.
