@@ -27,6 +27,16 @@ impl ServingCert {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
     }
+
+    /// When the presented certificate expires (Unix seconds), for a gauge read at scrape
+    /// time (e.g. `modfleet_operator_webhook_certificate_expiry_seconds`); `None` before
+    /// the first certificate.
+    pub fn not_after(&self) -> Option<i64> {
+        let key = self.get()?;
+        pki::ParsedCert::parse(key.cert.first()?)
+            .ok()
+            .map(|c| c.not_after)
+    }
 }
 
 impl ResolvesServerCert for ServingCert {
@@ -331,6 +341,29 @@ mod tests {
             check(&["--webhook-certs", "files", "--webhook-cert-dir", "/certs"]),
             Ok(())
         );
+    }
+
+    #[test]
+    fn serving_cert_reports_its_expiry() {
+        let cert = ServingCert::default();
+        assert_eq!(cert.not_after(), None);
+        let life = Lifetimes { cert: 30, ca: 90 };
+        let now = 1_800_000_000;
+        let ca = pki::new_ca(life, now).unwrap();
+        let stored = pki::Stored {
+            ca_crt: ca.cert_pem.into_bytes(),
+            ca_key: ca.key_pem.into_bytes(),
+            ..Default::default()
+        };
+        let hosts = [Host::Ip("127.0.0.1".parse().unwrap())];
+        let m = pki::assess(Some(&stored), &hosts, life, now).unwrap();
+        let pair = pki::issue(&m.ca, &hosts, life, now).unwrap();
+        let (crt, key) = (pair.cert_pem.as_bytes(), pair.key_pem.as_bytes());
+        use rustls::pki_types::pem::PemObject;
+        let chain = vec![rustls::pki_types::CertificateDer::from_pem_slice(crt).unwrap()];
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(key).unwrap();
+        cert.set(pki::certified_key(chain, key).unwrap());
+        assert_eq!(cert.not_after(), Some(now + 30));
     }
 
     #[test]

@@ -5,6 +5,9 @@
 //! a new CA enters ca.crt behind nothing (the serving certificate, signed by the old CA,
 //! stays, and so does the old CA in the bundle); every webhook's caBundle is set to ca.crt;
 //! only then is a serving certificate signed by the new CA written.
+//!
+//! Permissions: Secrets in the operator namespace: get, create, update, delete (delete only
+//! to replace a Secret of another type); the MutatingWebhookConfiguration: get, update.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -105,7 +108,7 @@ pub(super) async fn run(
                     secret = %ctx.s.secret_name,
                     configuration = %ctx.s.configuration_name,
                     retry_in = ?backoff,
-                    "cannot maintain the webhook's certificate (the operator needs get, create and update on this Secret and get and update on the MutatingWebhookConfiguration)"
+                    "cannot maintain the webhook's certificate (the operator needs get, create, update and delete on this Secret and get and update on the MutatingWebhookConfiguration)"
                 );
                 let d = backoff;
                 backoff = (backoff * 2).min(BACKOFF.1);
@@ -163,13 +166,10 @@ async fn pass(ctx: &mut Ctx, now: i64) -> Result<Next, StepError> {
     }
     let stored = secret.as_ref().map(stored);
     let assessed = pki::assess(stored.as_ref(), &ctx.s.hosts, ctx.s.life, now);
-    if let Ok(m) = &assessed {
-        if let Ok(serving) = &m.serving {
-            present(&ctx.cert, serving);
-        }
-        if !m.dropped.is_empty() {
-            info!(secret = %ctx.s.secret_name, dropped = ?m.dropped, "pruning the webhook's CA bundle");
-        }
+    if let Ok(m) = &assessed
+        && let Ok(serving) = &m.serving
+    {
+        present(&ctx.cert, serving);
     }
     let plan = pki::plan(&assessed, stored.as_ref(), ctx.s.life, now);
     let (Some(stored), Ok(m)) = (stored, assessed) else {
@@ -183,27 +183,34 @@ async fn pass(ctx: &mut Ctx, now: i64) -> Result<Next, StepError> {
         Plan::NewCa { reason } => new_ca(ctx, Some(&secret), &reason, now).await,
         Plan::RotateCa => {
             let pair = pki::new_ca(ctx.s.life, now)?;
-            info!(secret = %ctx.s.secret_name, old_ca_until = m.ca.cert.not_after, "renewing the webhook's CA (the old one stays in ca.crt)");
             let mut next = stored.clone();
             next.ca_crt = format!("{}{}", pair.cert_pem, m.bundle_pem).into_bytes();
             next.ca_key = pair.key_pem.into_bytes();
-            write(ctx, Some(&secret), next).await
+            if write(ctx, Some(&secret), next).await? {
+                info!(secret = %ctx.s.secret_name, old_ca_until = m.ca.cert.not_after, "renewed the webhook's CA (the old one stays in ca.crt)");
+            }
+            Ok(Next::Again)
         }
         Plan::RewriteBundle => {
             let mut next = stored.clone();
             next.ca_crt = m.bundle_pem.clone().into_bytes();
-            write(ctx, Some(&secret), next).await
+            if write(ctx, Some(&secret), next).await? {
+                info!(secret = %ctx.s.secret_name, dropped = ?m.dropped, "pruned the webhook's CA bundle");
+            }
+            Ok(Next::Again)
         }
         Plan::Issue { reason } => {
             if !publish_bundle(ctx, &m.bundle_pem).await? {
                 return Ok(Next::Again);
             }
             let pair = pki::issue(&m.ca, &ctx.s.hosts, ctx.s.life, now)?;
-            info!(secret = %ctx.s.secret_name, %reason, "issuing the webhook's serving certificate");
             let mut next = stored.clone();
             next.tls_crt = pair.cert_pem.into_bytes();
             next.tls_key = pair.key_pem.into_bytes();
-            write(ctx, Some(&secret), next).await
+            if write(ctx, Some(&secret), next).await? {
+                info!(secret = %ctx.s.secret_name, %reason, "issued the webhook's serving certificate");
+            }
+            Ok(Next::Again)
         }
         Plan::Wait { until } => {
             if !publish_bundle(ctx, &m.bundle_pem).await? {
@@ -238,11 +245,6 @@ async fn new_ca(
     reason: &str,
     now: i64,
 ) -> Result<Next, StepError> {
-    if secret.is_some() {
-        warn!(secret = %ctx.s.secret_name, %reason, "replacing the webhook's Secret with a new CA");
-    } else {
-        info!(secret = %ctx.s.secret_name, "creating the webhook's CA");
-    }
     let pair = pki::new_ca(ctx.s.life, now)?;
     let next = Stored {
         ca_crt: pair.cert_pem.into_bytes(),
@@ -251,12 +253,20 @@ async fn new_ca(
         tls_crt: Vec::new(),
         tls_key: Vec::new(),
     };
-    write(ctx, secret, next).await
+    if write(ctx, secret, next).await? {
+        if secret.is_some() {
+            warn!(secret = %ctx.s.secret_name, %reason, "replaced the webhook's Secret with a new CA");
+        } else {
+            info!(secret = %ctx.s.secret_name, "created the webhook's CA");
+        }
+    }
+    Ok(Next::Again)
 }
 
 /// Creates the Secret (none was read) or replaces the one read, conditional on its
-/// resourceVersion. A conflict is not an error: another replica wrote first.
-async fn write(ctx: &Ctx, read: Option<&Secret>, data: Stored) -> Result<Next, StepError> {
+/// resourceVersion. `false` on a conflict, which is not an error: another replica wrote
+/// first (the caller reads again).
+async fn write(ctx: &Ctx, read: Option<&Secret>, data: Stored) -> Result<bool, StepError> {
     let mut labels_ = read
         .and_then(|s| s.metadata.labels.clone())
         .unwrap_or_default();
@@ -286,8 +296,8 @@ async fn write(ctx: &Ctx, read: Option<&Secret>, data: Stored) -> Result<Next, S
         Some(_) => ctx.secrets.replace(&ctx.s.secret_name, &pp, &secret).await,
     };
     match res {
-        Ok(_) => Ok(Next::Again),
-        Err(kube::Error::Api(s)) if s.code == 409 => Ok(Next::Again),
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
         Err(e) => Err(e.into()),
     }
 }

@@ -29,6 +29,9 @@ pub const MAX_VALIDITY: Duration = Duration::from_secs(100 * 365 * 86_400);
 const MAX_BUNDLE: usize = 4;
 /// At most this many bytes per Secret key are parsed.
 pub const MAX_PEM_BYTES: usize = 64 * 1024;
+/// Seconds between a new CA (its notBefore) and the first certificate it signs, for the
+/// API server to load the caBundle that holds it.
+pub const CA_SETTLE: i64 = 5;
 /// A certificate whose notBefore lies further ahead than this is not from this clock.
 const MAX_FUTURE_SKEW: i64 = 300;
 
@@ -254,8 +257,13 @@ pub fn assess(
             Ok(c) if c.is_ca && now < c.not_after && candidates.len() < MAX_BUNDLE - 1 => {
                 candidates.push(c)
             }
+            Ok(c) if !c.is_ca => dropped.push(format!("ca.crt entry {i}: not a CA")),
+            Ok(c) if now >= c.not_after => dropped.push(format!(
+                "ca.crt entry {i}: expired at {} (Unix time)",
+                c.not_after
+            )),
             Ok(_) => dropped.push(format!(
-                "ca.crt entry {i}: expired, not a CA or one too many"
+                "ca.crt entry {i}: more than {MAX_BUNDLE} CAs in the bundle"
             )),
             Err(e) => dropped.push(format!("ca.crt entry {i}: {e}")),
         }
@@ -423,6 +431,12 @@ pub fn plan(
         Ok(s) => s,
     };
     if !serving.by_current_ca {
+        // The new CA went into every caBundle just after it was made; give the API server's
+        // informers time to load it before presenting a certificate only it verifies.
+        let settled_at = m.ca.cert.not_before + CA_SETTLE;
+        if now < settled_at && serving.cert.not_after > settled_at {
+            return Plan::Wait { until: settled_at };
+        }
         return Plan::Issue {
             reason: "signed by the previous CA".into(),
         };

@@ -83,8 +83,15 @@ fn the_ca_is_renewed_at_two_thirds_and_kept_until_its_certificates_expired() {
         .as_ref()
         .expect("the old serving cert is still presentable");
     assert!(!serving.by_current_ca);
+    // It is reissued once the new CA had time to reach the API server.
     assert_eq!(
         decide(&s, rotated_at),
+        Plan::Wait {
+            until: rotated_at + CA_SETTLE
+        }
+    );
+    assert_eq!(
+        decide(&s, rotated_at + CA_SETTLE),
         Plan::Issue {
             reason: "signed by the previous CA".into()
         }
@@ -92,20 +99,20 @@ fn the_ca_is_renewed_at_two_thirds_and_kept_until_its_certificates_expired() {
 
     // Once reissued, the old CA stays until the last certificate it signed (issued before
     // the rotation) has expired: rotation time + 30 s + 1 s of truncation.
-    with_serving(&mut s, rotated_at + 1);
-    let m = assess(Some(&s), &hosts(), LIFE, rotated_at + 1).unwrap();
+    with_serving(&mut s, rotated_at + 5);
+    let m = assess(Some(&s), &hosts(), LIFE, rotated_at + 5).unwrap();
     assert!(m.serving.as_ref().unwrap().by_current_ca);
     assert_eq!(m.previous.len(), 1);
     assert_eq!(
-        decide(&s, rotated_at + 1),
+        decide(&s, rotated_at + 5),
         Plan::Wait {
-            until: rotated_at + 21
+            until: rotated_at + 25
         }
     );
     // The old CA expires (T0 + 90) before its keep time: pruned then.
-    with_serving(&mut s, rotated_at + 21);
+    with_serving(&mut s, rotated_at + 25);
     assert_eq!(
-        decide(&s, rotated_at + 21),
+        decide(&s, rotated_at + 25),
         Plan::Wait {
             until: rotated_at + 30
         }
@@ -161,6 +168,17 @@ fn a_previous_ca_that_still_signs_the_serving_cert_is_not_pruned() {
     let m = assess(Some(&s), &hosts(), shorter, T0 + 80).unwrap();
     assert_eq!(m.previous.len(), 1);
     assert!(!m.serving.unwrap().by_current_ca);
+}
+
+/// A serving certificate that expires before the new CA has settled is reissued at once.
+#[test]
+fn no_settling_for_a_certificate_about_to_expire() {
+    let mut s = secret(T0, T0 + 59);
+    let new = new_ca(LIFE, T0 + 86).unwrap();
+    let old = String::from_utf8(s.ca_crt.clone()).unwrap();
+    s.ca_crt = format!("{}{old}", new.cert_pem).into_bytes();
+    s.ca_key = new.key_pem.into_bytes();
+    assert!(matches!(decide(&s, T0 + 86), Plan::Issue { .. }));
 }
 
 #[test]
