@@ -96,7 +96,7 @@ fn injection_cluster_perms(mwc: &str, operator_certs: bool) -> BTreeSet<Perm> {
             &[(
                 "admissionregistration.k8s.io",
                 &["mutatingwebhookconfigurations"],
-                &["get", "patch"],
+                &["get", "update"],
             )],
             Some(mwc),
         ));
@@ -108,7 +108,7 @@ fn injection_cluster_perms(mwc: &str, operator_certs: bool) -> BTreeSet<Perm> {
 fn injection_secret_perms(secret: &str) -> BTreeSet<Perm> {
     let mut p = perms(&[("", &["secrets"], &["create"])], None);
     p.extend(perms(
-        &[("", &["secrets"], &["get", "list", "watch", "update"])],
+        &[("", &["secrets"], &["get", "update", "delete"])],
         Some(secret),
     ));
     p
@@ -807,12 +807,11 @@ fn operator_with_chart_identity_reconciles(namespaced: bool) {
         ("list", "namespaces", None),
         ("watch", "namespaces", None),
         ("get", mwc_res.as_str(), None),
-        ("patch", mwc_res.as_str(), None),
+        ("update", mwc_res.as_str(), None),
         ("create", "secrets", o),
         ("get", secret_res.as_str(), o),
-        ("list", secret_res.as_str(), o),
-        ("watch", secret_res.as_str(), o),
         ("update", secret_res.as_str(), o),
+        ("delete", secret_res.as_str(), o),
     ] {
         assert!(
             cluster.can_i(&user, verb, res, ns),
@@ -826,9 +825,9 @@ fn operator_with_chart_identity_reconciles(namespaced: bool) {
         ("update", "namespaces", None),
         ("list", mwcs, None),
         ("create", mwcs, None),
-        ("update", mwc_res.as_str(), None),
+        ("patch", mwc_res.as_str(), None),
         ("delete", mwc_res.as_str(), None),
-        ("patch", other_mwc.as_str(), None),
+        ("update", other_mwc.as_str(), None),
         (
             "patch",
             "validatingwebhookconfigurations.admissionregistration.k8s.io",
@@ -872,7 +871,7 @@ fn operator_with_chart_identity_reconciles(namespaced: bool) {
         assert!(row("namespaces").ends_with("[list watch]"), "{list}");
         let m = row(mwcs);
         assert!(
-            m.contains(&format!("[{mwc}]")) && m.ends_with("[get patch]"),
+            m.contains(&format!("[{mwc}]")) && m.ends_with("[get update]"),
             "{m}"
         );
     }
@@ -1014,7 +1013,7 @@ fn operator_with_chart_identity_reconciles(namespaced: bool) {
     );
     // The injection webhook's certificates, made with the chart's permissions: its Secret
     // in the release namespace (create, then get/update by name) and the caBundle of the
-    // chart's MutatingWebhookConfiguration (get/patch by name).
+    // chart's MutatingWebhookConfiguration (get/update by name).
     let secret = flag(&args, "webhook-secret-name").expect("--webhook-secret-name");
     let mwc = flag(&args, "webhook-configuration-name").expect("--webhook-configuration-name");
     ops.eventually(

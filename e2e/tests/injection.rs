@@ -211,7 +211,12 @@ fn curl_post(ca: &std::path::Path, url: &str, body: &[u8]) -> (u16, String) {
     let mut child = Command::new("curl")
         .args(["-sS", "--max-time", "20", "--cacert"])
         .arg(ca)
-        .args(["-H", "content-type: application/json", "--data-binary", "@-"])
+        .args([
+            "-H",
+            "content-type: application/json",
+            "--data-binary",
+            "@-",
+        ])
         .args(["-w", "\n%{http_code}", url])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -223,9 +228,10 @@ fn curl_post(ca: &std::path::Path, url: &str, body: &[u8]) -> (u16, String) {
     let out = child.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
-    let code = code.trim().parse().unwrap_or_else(|_| {
-        panic!("curl: {text} {}", String::from_utf8_lossy(&out.stderr))
-    });
+    let code = code
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("curl: {text} {}", String::from_utf8_lossy(&out.stderr)));
     (code, body.to_owned())
 }
 
@@ -398,6 +404,17 @@ fn build_pods_get_the_fleet_and_nothing_else_is_touched() {
             >= 1.0
     );
 
+    // The presented certificate's expiry is exported (90 days by default).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let expiry = fleets.eventually("the certificate expiry gauge", DEFAULT_TIMEOUT, || {
+        op.metric("modfleet_operator_webhook_certificate_expiry_timestamp_seconds")
+            .filter(|e| *e > 0.0)
+    });
+    assert!(expiry > now + 80.0 * 86400.0, "{expiry} vs now {now}");
+
     // A younger fleet selecting the same namespace loses it, and says so.
     fleets.apply(
         "apiVersion: modfleet.dev/v1alpha1\nkind: GoModuleProxy\nmetadata:\n  name: young\nspec:\n  upstreams: [{url: 'https://goproxy.example.com'}]\n  injection:\n    namespaceSelector: {matchLabels: {team: builds}}\n",
@@ -436,7 +453,10 @@ fn build_pods_get_the_fleet_and_nothing_else_is_touched() {
     let url = format!("https://127.0.0.1:{port}{WEBHOOK_PATH}");
     let (code, body) = curl_post(&ca, &url, b"{\"kind\": \"not a review\"");
     assert_eq!(code, 400, "{body}");
-    assert!(body.contains("not an admission.k8s.io/v1 AdmissionReview"), "{body}");
+    assert!(
+        body.contains("not an admission.k8s.io/v1 AdmissionReview"),
+        "{body}"
+    );
     let (code, _) = curl_post(&ca, &url, &vec![b' '; 9 << 20]);
     assert_eq!(code, 413);
     let _ = std::fs::remove_file(&ca);

@@ -32,6 +32,8 @@ pub struct Metrics {
     /// Admissions answered by the injection webhook, by result.
     pub admissions: Family<AdmissionLabels, Counter>,
     pub admission_duration: Histogram,
+    /// When the webhook's serving certificate expires (Unix seconds; 0: none presented).
+    pub webhook_certificate_expiry: Gauge,
     /// Set once the operator can serve (API server reachable, CRD installed): `/readyz`.
     pub ready: AtomicBool,
 }
@@ -72,8 +74,15 @@ impl Default for Metrics {
             "Time the injection webhook took to answer an admission",
             admission_duration.clone(),
         );
+        let webhook_certificate_expiry = Gauge::default();
+        registry.register(
+            "webhook_certificate_expiry_timestamp_seconds",
+            "When the injection webhook's serving certificate expires (0: none presented yet)",
+            webhook_certificate_expiry.clone(),
+        );
         crate::telemetry::export_stats().register(&mut registry);
         Metrics {
+            webhook_certificate_expiry,
             admissions,
             admission_duration,
             registry,

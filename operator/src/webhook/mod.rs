@@ -109,6 +109,21 @@ pub async fn start(
             }
         });
     }
+    {
+        // The presented certificate's expiry, for alerts on a renewal that stopped.
+        let (cert, metrics, stop) = (cert.clone(), metrics.clone(), stop.clone());
+        tokio::spawn(async move {
+            loop {
+                metrics
+                    .webhook_certificate_expiry
+                    .set(cert.not_after().unwrap_or(0));
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(std::time::Duration::from_secs(10)) => {}
+                }
+            }
+        });
+    }
     let router = server::router(injection.clone(), metrics);
     tracing::info!(%addr, path = PATH, "serving the injection webhook (HTTPS)");
     tokio::spawn(server::serve(
