@@ -181,6 +181,26 @@ impl Release {
         &self.name
     }
 
+    /// `helm upgrade NAME charts/modfleet --reuse-values --set SET... --wait`.
+    pub fn upgrade(&self, sets: &[&str]) -> String {
+        let chart = chart_dir();
+        let mut args = vec![
+            "upgrade",
+            self.name.as_str(),
+            chart.to_str().expect("UTF-8 path"),
+            "--namespace",
+            self.namespace.as_str(),
+            "--reuse-values",
+            "--wait",
+            "--timeout",
+            "3m",
+        ];
+        for set in sets {
+            args.extend(["--set", set]);
+        }
+        helm(Some(&self.cluster), &args)
+    }
+
     /// The release's manifest as Helm stored it.
     pub fn manifest(&self) -> String {
         helm(

@@ -1127,25 +1127,7 @@ fn helm_upgrade_to_namespaced_mode_and_uninstall_keep_the_crd() {
     ]);
 
     let watch = format!("watchNamespaces={{{}}}", team.name());
-    let chart = chart_dir();
-    helm::helm(
-        Some(&cluster),
-        &[
-            "upgrade",
-            &release,
-            chart.to_str().unwrap(),
-            "--namespace",
-            ops.name(),
-            "--reuse-values",
-            "--set",
-            &watch,
-            "--set",
-            "replicaCount=2",
-            "--wait",
-            "--timeout",
-            "3m",
-        ],
-    );
+    rel.upgrade(&[&watch, "replicaCount=2"]);
     assert!(
         !cluster
             .try_kubectl(&["get", "clusterrole", &fullname])
@@ -1170,22 +1152,7 @@ fn helm_upgrade_to_namespaced_mode_and_uninstall_keep_the_crd() {
     cluster.kubectl(&["get", "clusterrole", &mwc]);
 
     // injection.enabled=false takes the webhook away: configuration, Service, port, RBAC.
-    helm::helm(
-        Some(&cluster),
-        &[
-            "upgrade",
-            &release,
-            chart.to_str().unwrap(),
-            "--namespace",
-            ops.name(),
-            "--reuse-values",
-            "--set",
-            "injection.enabled=false",
-            "--wait",
-            "--timeout",
-            "3m",
-        ],
-    );
+    rel.upgrade(&["injection.enabled=false"]);
     for (ns, obj) in [
         (None, format!("mutatingwebhookconfiguration/{mwc}")),
         (None, format!("clusterrole/{mwc}")),

@@ -466,18 +466,20 @@ pub struct Pair {
     pub key_pem: String,
 }
 
+/// `O=modfleet, CN=common`.
+fn subject(common: String) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, "modfleet");
+    dn.push(DnType::CommonName, common);
+    dn
+}
+
 /// A new self-signed CA (ECDSA P-256), valid from `now` for `life.ca`. Its name carries the
 /// time so that a bundle's CAs are told apart by subject as well as by key identifier.
 pub fn new_ca(life: Lifetimes, now: i64) -> Result<Pair, rcgen::Error> {
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
     let mut params = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::OrganizationName, "modfleet");
-    dn.push(
-        DnType::CommonName,
-        format!("modfleet-operator webhook CA {now}"),
-    );
-    params.distinguished_name = dn;
+    params.distinguished_name = subject(format!("modfleet-operator webhook CA {now}"));
     params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     params.key_usages = vec![
         KeyUsagePurpose::KeyCertSign,
@@ -500,15 +502,11 @@ pub fn issue(ca: &Ca, hosts: &[Host], life: Lifetimes, now: i64) -> Result<Pair,
     let issuer = Issuer::from_ca_cert_der(&ca.cert.der, ca_key)?;
     let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
     let mut params = CertificateParams::default();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::OrganizationName, "modfleet");
-    dn.push(
-        DnType::CommonName,
+    params.distinguished_name = subject(
         hosts
             .first()
             .map_or_else(|| "modfleet-operator webhook".to_owned(), Host::to_string),
     );
-    params.distinguished_name = dn;
     params.subject_alt_names = hosts.iter().map(Host::san).collect::<Result<_, _>>()?;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
