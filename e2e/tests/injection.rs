@@ -446,6 +446,38 @@ fn build_pods_get_the_fleet_and_nothing_else_is_touched() {
         want_goproxy
     );
 
+    // netrcSecretName: the API server takes the Pod with the Secret's volume, mounted
+    // read-only where NETRC points, in every container given the fleet.
+    fleets.kubectl(&[
+        "patch",
+        "gmp",
+        "gomod",
+        "--type=merge",
+        "-p",
+        r#"{"spec": {"injection": {"netrcSecretName": "gomod-netrc"}}}"#,
+    ]);
+    let netrc_probe = pod("netrc", json!({}), json!([go_container("go")]));
+    builds.eventually("NETRC in new Pods", DEFAULT_TIMEOUT, || {
+        env(&dry_run(&builds, &netrc_probe), 0)
+            .contains_key("NETRC")
+            .then_some(())
+    });
+    builds.apply(&netrc_probe);
+    let stored = builds.get_json(&["pod", "netrc"]);
+    let vars = env(&stored, 0);
+    assert_eq!(vars["NETRC"], "/var/run/modfleet/netrc/.netrc", "{stored}");
+    let volume = stored["spec"]["volumes"]
+        .as_array()
+        .and_then(|v| v.iter().find(|v| v["name"] == "modfleet-netrc"))
+        .unwrap_or_else(|| panic!("no netrc volume: {stored}"));
+    assert_eq!(volume["secret"]["secretName"], "gomod-netrc");
+    assert_eq!(volume["secret"]["optional"], true);
+    let mounts = stored["spec"]["containers"][0]["volumeMounts"].to_string();
+    assert!(
+        mounts.contains(r#""mountPath":"/var/run/modfleet/netrc","name":"modfleet-netrc","readOnly":true"#),
+        "{mounts}"
+    );
+
     // What is not an AdmissionReview gets a 400 saying so, over the webhook's HTTPS (its
     // CA from the caBundle), and a body larger than any the API server sends is refused.
     let ca = std::env::temp_dir().join(format!("modfleet-e2e-{scope}-ca.pem"));
