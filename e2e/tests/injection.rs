@@ -474,7 +474,9 @@ fn build_pods_get_the_fleet_and_nothing_else_is_touched() {
     assert_eq!(volume["secret"]["optional"], true);
     let mounts = stored["spec"]["containers"][0]["volumeMounts"].to_string();
     assert!(
-        mounts.contains(r#""mountPath":"/var/run/modfleet/netrc","name":"modfleet-netrc","readOnly":true"#),
+        mounts.contains(
+            r#""mountPath":"/var/run/modfleet/netrc","name":"modfleet-netrc","readOnly":true"#
+        ),
         "{mounts}"
     );
 
