@@ -470,47 +470,4 @@ fn tokio_stream_from<T: Send + 'static>(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::protocol::Request;
-
-    fn key(path: &str) -> CacheKey {
-        CacheKey::of(&Request::parse(path).unwrap())
-    }
-
-    #[test]
-    fn keys_are_the_cache_layout_under_the_prefix() {
-        assert_eq!(
-            object_path("fleet", &key("/github.com/!burnt!sushi/toml/@v/v1.3.2.zip")).as_ref(),
-            "fleet/v1/github.com/!burnt!sushi/toml/@v/v1.3.2.zip"
-        );
-        assert_eq!(
-            object_path("", &key("/sumdb/sum.golang.org/tile/8/0/x001/234")).as_ref(),
-            "v1/sumdb/sum.golang.org/tile/8/0/x001/234"
-        );
-        assert_eq!(
-            object_path("a/b", &key("/example.com/m/@v/v2.0.0+incompatible.mod")).as_ref(),
-            "a/b/v1/example.com/m/@v/v2.0.0+incompatible.mod"
-        );
-    }
-
-    async fn collect(chunks: Vec<&'static [u8]>, size: u64) -> Result<Vec<u8>, String> {
-        let inner =
-            futures::stream::iter(chunks.into_iter().map(|c| Ok(Bytes::from_static(c)))).boxed();
-        let mut out = Vec::new();
-        let mut s = std::pin::pin!(exact_length(inner, size));
-        while let Some(c) = s.next().await {
-            out.extend_from_slice(&c.map_err(|e| e.to_string())?);
-        }
-        Ok(out)
-    }
-
-    #[tokio::test]
-    async fn a_body_must_be_exactly_the_objects_size() {
-        assert_eq!(collect(vec![b"ab", b"c"], 3).await.unwrap(), b"abc");
-        let short = collect(vec![b"ab"], 3).await.unwrap_err();
-        assert!(short.contains("ended after 2 of its 3 bytes"), "{short}");
-        let long = collect(vec![b"ab", b"cd"], 3).await.unwrap_err();
-        assert!(long.contains("longer than its 3 bytes"), "{long}");
-    }
-}
+mod tests;
