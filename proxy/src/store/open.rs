@@ -268,6 +268,37 @@ mod tests {
         assert_eq!(o.prefix, "");
     }
 
+    /// GCS and Azure build from their URLs too (no request is sent at start).
+    #[test]
+    fn gcs_and_azure_stores_build() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key");
+        std::fs::write(&key, "a2V5\n").unwrap();
+        let az = ObjectStoreConfig {
+            credentials: Some(ObjectStoreCredentialsConfig {
+                account_name: Some("modfleet".into()),
+                access_key_file: Some(key),
+                ..ObjectStoreCredentialsConfig::default()
+            }),
+            ..ObjectStoreConfig::new("az://modules/fleet")
+        };
+        let o = open(&az, Duration::from_secs(60)).unwrap();
+        assert_eq!(o.prefix, "fleet");
+        let o = open(
+            &ObjectStoreConfig::new("gs://modules/fleet"),
+            Duration::from_secs(60),
+        );
+        assert_eq!(
+            o.map(|o| o.prefix).map_err(|e| e.to_string()),
+            Ok("fleet".into())
+        );
+        let e = err(&ObjectStoreConfig {
+            region: Some("x".into()),
+            ..ObjectStoreConfig::new("gs://modules/fleet")
+        });
+        assert!(e.contains("region and endpoint are for s3://"), "{e}");
+    }
+
     #[test]
     fn bad_urls_say_what_to_write() {
         let e = err(&config("http://modules/x"));
