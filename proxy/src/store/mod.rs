@@ -40,6 +40,8 @@ pub use open::StoreConfigError;
 const QUEUE_LIMIT: usize = 1024;
 /// Bytes of small artifacts waiting at most (zips wait as open files, not in memory).
 const QUEUE_BYTES_LIMIT: u64 = 64 << 20;
+/// Zips waiting at most: each holds an open file (the open-file limit is shared with clients).
+const QUEUE_FILES_LIMIT: u64 = 64;
 /// Writes sent at once.
 const WRITERS: usize = 4;
 /// Files up to this size are written with one PUT; larger ones in parts of this size (S3's
@@ -56,10 +58,11 @@ pub enum Payload {
 }
 
 impl Payload {
-    fn memory(&self) -> u64 {
+    /// What it holds while queued: (bytes of memory, open files).
+    fn held(&self) -> (u64, u64) {
         match self {
-            Payload::Bytes(b) => b.len() as u64,
-            Payload::File(_) => 0,
+            Payload::Bytes(b) => (b.len() as u64, 0),
+            Payload::File(_) => (0, 1),
         }
     }
 }
@@ -79,6 +82,7 @@ pub struct Store {
     metrics: StoreMetrics,
     queue: mpsc::Sender<Write>,
     queued_bytes: AtomicU64,
+    queued_files: AtomicU64,
     counts: Counts,
 }
 
@@ -113,6 +117,7 @@ impl Store {
             metrics,
             queue,
             queued_bytes: AtomicU64::new(0),
+            queued_files: AtomicU64::new(0),
             counts: Counts::default(),
         });
         tokio::spawn(write_loop(Arc::downgrade(&store), rx));
@@ -214,23 +219,28 @@ impl Store {
     /// Queues a verified artifact for the store; never waits. Dropped (counted) when the queue
     /// is full.
     pub fn write(&self, path: ObjectPath, payload: Payload) {
-        let bytes = payload.memory();
-        let over = self.queued_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes;
-        if over > QUEUE_BYTES_LIMIT && bytes > 0 {
-            self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+        let (bytes, files) = payload.held();
+        let over_bytes = self.queued_bytes.fetch_add(bytes, Ordering::Relaxed) + bytes
+            > QUEUE_BYTES_LIMIT
+            && bytes > 0;
+        let over_files = self.queued_files.fetch_add(files, Ordering::Relaxed) + files
+            > QUEUE_FILES_LIMIT
+            && files > 0;
+        let queued =
+            !over_bytes && !over_files && self.queue.try_send(Write { path, payload }).is_ok();
+        if !queued {
+            self.release(bytes, files);
             self.count_write("dropped");
             return;
         }
-        match self.queue.try_send(Write { path, payload }) {
-            Ok(()) => {
-                let depth = self.counts.depth.fetch_add(1, Ordering::Relaxed) + 1;
-                self.metrics.queue_depth.set(depth as i64);
-            }
-            Err(_) => {
-                self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
-                self.count_write("dropped");
-            }
-        }
+        let depth = self.counts.depth.fetch_add(1, Ordering::Relaxed) + 1;
+        self.metrics.queue_depth.set(depth as i64);
+    }
+
+    /// What a write no longer holds once it is done (or dropped).
+    fn release(&self, bytes: u64, files: u64) {
+        self.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+        self.queued_files.fetch_sub(files, Ordering::Relaxed);
     }
 
     /// `/status`'s `store` section.
@@ -455,9 +465,9 @@ async fn write_loop(store: std::sync::Weak<Store>, rx: mpsc::Receiver<Write>) {
                 let Some(store) = store.upgrade() else { return };
                 let depth = store.counts.depth.fetch_sub(1, Ordering::Relaxed) - 1;
                 store.metrics.queue_depth.set(depth as i64);
-                let bytes = w.payload.memory();
+                let (bytes, files) = w.payload.held();
                 store.put(w).await;
-                store.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+                store.release(bytes, files);
             }
         })
         .await;

@@ -246,4 +246,21 @@ async fn a_full_queue_drops_writes_and_counts_them() {
     store.write(path.clone(), Payload::Bytes(big.clone()));
     store.write(path, Payload::Bytes(big));
     assert_eq!(store.status().writes.dropped, 1, "the bytes bound");
+
+    let store = store_at("http://127.0.0.1:9", dir.path());
+    let zip = ServedFile {
+        file: Arc::new(crate::cache::HeldFile::new(tempfile::tempfile().unwrap())),
+        len: 0,
+        etag: String::new(),
+        cached: true,
+    };
+    for _ in 0..QUEUE_FILES_LIMIT + 1 {
+        store.write(path_of_zip(&store), Payload::File(zip.clone()));
+    }
+    assert_eq!(store.status().writes.dropped, 1, "the open-files bound");
+}
+
+fn path_of_zip(store: &Store) -> ObjectPath {
+    let req = Request::parse("/example.com/m/@v/v1.0.0.zip").unwrap();
+    store.path_of(&req, &CacheKey::of(&req)).unwrap()
 }
