@@ -231,17 +231,31 @@ impl Fetcher {
     {
         let store = self.store.get()?;
         let path = store.path_of(req, key)?;
-        let response = store.read(&path, max).await?;
-        match accept(response).await {
-            Ok(answer) => {
-                store.verified();
-                Some(answer)
-            }
-            Err(e) => {
-                store.rejected(&path, &e);
-                None
+        let span = tracing::debug_span!(
+            "store read",
+            modfleet.store.object = %path,
+            modfleet.outcome = tracing::field::Empty,
+        );
+        async {
+            let Some(response) = store.read(&path, max).await else {
+                span.record("modfleet.outcome", "missing");
+                return None;
+            };
+            match accept(response).await {
+                Ok(answer) => {
+                    store.verified();
+                    span.record("modfleet.outcome", "hit");
+                    Some(answer)
+                }
+                Err(e) => {
+                    store.rejected(&path, &e);
+                    span.record("modfleet.outcome", "rejected");
+                    None
+                }
             }
         }
+        .instrument(span.clone())
+        .await
     }
 
     /// Queues what an upstream sent (and was verified) for the shared store.

@@ -223,6 +223,31 @@ async fn an_object_over_the_limit_is_refused_unread() {
     assert_eq!(store.status().reads.invalid, 1);
 }
 
+/// A body that stops coming fails under the same idle timeout as an upstream's: an error (the
+/// upstreams are then asked), never a wait without end.
+#[tokio::test]
+async fn a_stalled_body_times_out_and_counts_as_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = fake_server(Some(
+        "HTTP/1.1 200 OK\r\ncontent-length: 100\r\nlast-modified: Mon, 30 Nov 2026 12:00:00 GMT\r\n\r\nmodule m",
+    ))
+    .await;
+    let store = store_at(&server, dir.path());
+    let path = mod_path(&store);
+    let response = store.read(&path, 1 << 20).await.expect("headers came");
+    let started = std::time::Instant::now();
+    let e = response.bytes_limited(1 << 20).await.unwrap_err();
+    assert!(matches!(e, AttemptError::Timeout(_)), "{e:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    store.rejected(&path, &e);
+    let status = store.status();
+    assert_eq!((status.reads.error, status.reads.invalid), (1, 0));
+}
+
 /// Writes never wait: past the queue's bounds they are dropped and counted. (The writers
 /// cannot run before this test yields: the runtime has one thread.)
 #[tokio::test(flavor = "current_thread")]
