@@ -5,6 +5,9 @@
 #                     start it through testkit/src/collector.rs
 #   promtool          Prometheus's rule checker, from github.com/prometheus/prometheus at the
 #                     version pinned in hack/promtool/go.mod
+#   s3s-fs            an S3 server over a directory (Rust, from the crates registry through
+#                     `cargo install`), pinned below; the object-store tests start it through
+#                     testkit/src/s3.rs
 # Binaries go to ${XDG_CACHE_HOME:-~/.cache}/modfleet/bin/<tool>-<key>/ (the same cache root as
 # hack/cluster.sh); the key is the pinned version, and for otelcol-modfleet also a hash of
 # hack/otelcol/{go.mod,go.sum,main.go}, so editing the wrapper rebuilds it. Go modules and
@@ -17,13 +20,17 @@ PROMTOOL_MOD="$ROOT/hack/promtool"
 BIN_ROOT="${XDG_CACHE_HOME:-$HOME/.cache}/modfleet/bin"
 # Builds share 2 cores with everything else: be nice.
 NICE=(nice -n 10)
-TOOLS=(otelcol-modfleet promtool)
+TOOLS=(otelcol-modfleet promtool s3s-fs)
+# The S3 server of the object-store tests. 0.14.1 needs `x-amz-content-sha256` on every
+# request, which the object_store crate sends.
+S3S_FS_VERSION=0.14.1
 
 usage() {
   cat <<EOF
 Usage: hack/tools.sh <command>
 
-Builds the test tools from their Go modules, once, and caches them under
+Builds the test tools from their Go modules (s3s-fs: from the crates registry with
+cargo install), once, and caches them under
 $BIN_ROOT/<tool>-<key>/.
 
 Commands:
@@ -36,9 +43,11 @@ Tools:
   otelcol-modfleet  OpenTelemetry Collector (OTLP receiver + file exporter), wrapper module
                     hack/otelcol/ (collector $(otelcol_version))
   promtool          from github.com/prometheus/prometheus $(promtool_version) (hack/promtool/)
+  s3s-fs            S3 server over a directory, s3s-fs $S3S_FS_VERSION (cargo install)
 
 Measured on 2 cores with empty Go caches (downloads included, other builds running):
-the Collector 2.5 minutes, promtool 7.5, about 10 in all; a cached 'build' takes 0.02 s.
+the Collector 2.5 minutes, promtool 7.5, s3s-fs 10 (while another cargo
+build ran); a cached 'build' takes 0.02 s.
 EOF
 }
 
@@ -63,6 +72,7 @@ tool_dir() {
   case "$1" in
     otelcol-modfleet) echo "$BIN_ROOT/otelcol-modfleet-$(otelcol_key)" ;;
     promtool) echo "$BIN_ROOT/promtool-$(promtool_version)" ;;
+    s3s-fs) echo "$BIN_ROOT/s3s-fs-$S3S_FS_VERSION" ;;
     *) die "unknown tool '$1' (expected: ${TOOLS[*]})" ;;
   esac
 }
@@ -107,6 +117,18 @@ build_promtool() {
   "$out/promtool" --version >&2
 }
 
+build_s3s_fs() {
+  local out="$1"
+  command -v cargo >/dev/null 2>&1 || die "'cargo' is not on PATH: install Rust (rustup) and retry"
+  # Its own target dir under the temporary one, removed with it: nothing left in the
+  # workspace's target dirs.
+  CARGO_TARGET_DIR="$out/.target" "${NICE[@]}" cargo install --locked --quiet \
+    --root "$out/.root" --features binary "s3s-fs@$S3S_FS_VERSION"
+  mv "$out/.root/bin/s3s-fs" "$out/s3s-fs"
+  rm -rf "$out/.root" "$out/.target"
+  "$out/s3s-fs" --help >/dev/null || die "the built s3s-fs does not run"
+}
+
 cmd_path() {
   local tool="$1" dir bin
   dir="$(tool_dir "$tool")"
@@ -123,6 +145,7 @@ main() {
       [[ $# -eq 1 ]] || die "usage: hack/tools.sh build"
       with_build_dir otelcol-modfleet build_otelcol
       with_build_dir promtool build_promtool
+      with_build_dir s3s-fs build_s3s_fs
       ;;
     path)
       [[ $# -eq 2 ]] || die "usage: hack/tools.sh path <${TOOLS[*]// /|}>"

@@ -88,6 +88,76 @@ pub struct FileConfig {
     /// Who may fetch what, and who may use `/status` and `/admin/*`; unset: everyone.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub access: Option<AccessConfig>,
+    /// A store shared by the fleet's members under their disk caches (S3, GCS, Azure Blob):
+    /// read on a disk miss before any upstream, written with what was fetched and verified.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object_store: Option<ObjectStoreConfig>,
+}
+
+/// The shared object-storage tier (`objectStore`). Only verified immutable artifacts
+/// (`.info`, `.mod`, `.zip` of canonical versions, full checksum-database tiles) go there,
+/// under `<url's prefix>/v1/<the cache's path>`; what is read back is verified as an upstream's
+/// answer is. An outage costs upstream requests, never a client error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ObjectStoreConfig {
+    /// `s3://BUCKET/PREFIX`, `gs://BUCKET/PREFIX` or `az://CONTAINER/PREFIX` (PREFIX optional).
+    pub url: String,
+    /// An S3-compatible endpoint (MinIO, Ceph RGW: `https://minio.example:9000`); unset: AWS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// The S3 region; unset: `AWS_REGION`/`AWS_DEFAULT_REGION`, else us-east-1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Keys from files (a mounted Secret); unset: the library's environment and ambient
+    /// credentials (`AWS_*`, web identity, instance metadata; `GOOGLE_*`; `AZURE_*`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<ObjectStoreCredentialsConfig>,
+    /// Allow a plain `http://` endpoint (a test server on loopback, an in-cluster MinIO).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_http: bool,
+    /// Longest wait to connect, for an answer's headers and for each further part of a body.
+    #[serde(default = "object_store_timeout")]
+    pub timeout: HumanDuration,
+}
+
+impl ObjectStoreConfig {
+    /// A store at `url` with the defaults and ambient credentials.
+    pub fn new(url: impl Into<String>) -> ObjectStoreConfig {
+        ObjectStoreConfig {
+            url: url.into(),
+            endpoint: None,
+            region: None,
+            credentials: None,
+            allow_http: false,
+            timeout: defaults::OBJECT_STORE_TIMEOUT,
+        }
+    }
+}
+
+/// Credentials of the object store, each from a file, read at start. S3: `accessKeyIdFile` and
+/// `secretAccessKeyFile` (and `sessionTokenFile` for temporary keys); GCS:
+/// `serviceAccountKeyFile` (a service account's JSON key); Azure: `accountName` with
+/// `accessKeyFile`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ObjectStoreCredentialsConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key_id_file: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_access_key_file: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_token_file: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account_key_file: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key_file: Option<PathBuf>,
+}
+
+fn object_store_timeout() -> HumanDuration {
+    defaults::OBJECT_STORE_TIMEOUT
 }
 
 /// Modules matching one pattern, served from Git.
@@ -400,6 +470,17 @@ mod tests {
             health_check: Some(HealthCheckConfig::default()),
             breaker: Some(BreakerConfig::default()),
             retry: Some(RetryConfig::default()),
+            object_store: Some(ObjectStoreConfig {
+                endpoint: Some("http://127.0.0.1:9000".into()),
+                region: Some("eu-west-1".into()),
+                credentials: Some(ObjectStoreCredentialsConfig {
+                    access_key_id_file: Some("/etc/modfleet-store/access-key-id".into()),
+                    secret_access_key_file: Some("/etc/modfleet-store/secret-access-key".into()),
+                    ..ObjectStoreCredentialsConfig::default()
+                }),
+                allow_http: true,
+                ..ObjectStoreConfig::new("s3://modules/fleet-a")
+            }),
             ..FileConfig::default()
         };
         let yaml = serde_yaml_ng::to_string(&file).unwrap();
@@ -411,6 +492,12 @@ mod tests {
             "{yaml}"
         );
         assert!(yaml.contains("listTtl: 60s"), "{yaml}");
+        assert!(
+            yaml.contains(
+                "objectStore:\n  url: s3://modules/fleet-a\n  endpoint: http://127.0.0.1:9000"
+            ),
+            "{yaml}"
+        );
         assert!(
             !yaml.contains("adminListen"),
             "unset keys are left out: {yaml}"

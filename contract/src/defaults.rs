@@ -76,6 +76,9 @@ pub const UPSTREAM_TIMEOUT: HumanDuration = HumanDuration::from_static("30s");
 pub const HEALTH_CHECK_INTERVAL: HumanDuration = HumanDuration::from_static("10s");
 pub const HEALTH_CHECK_TIMEOUT: HumanDuration = HumanDuration::from_static("5s");
 pub const HEALTH_CHECK_PATH: &str = "/";
+/// `objectStore.timeout`: to connect, for headers, for each part of a body. Short: a slow
+/// store costs an upstream request, never more time than this.
+pub const OBJECT_STORE_TIMEOUT: HumanDuration = HumanDuration::from_static("5s");
 /// Consecutive failures that open an upstream's circuit breaker, and its first open period.
 pub const BREAKER_FAILURES: u32 = 5;
 pub const BREAKER_OPEN_FOR: HumanDuration = HumanDuration::from_static("10s");

@@ -21,6 +21,10 @@ pub struct ProxyStatus {
     pub upstreams_healthy: usize,
     /// In the order of the member's configuration.
     pub upstreams: Vec<UpstreamStatus>,
+    /// The shared object store (`objectStore`); absent when none is configured, and from
+    /// members that do not know it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<StoreStatus>,
 }
 
 impl ProxyStatus {
@@ -30,8 +34,59 @@ impl ProxyStatus {
             ready,
             upstreams_healthy: upstreams.iter().filter(|u| u.health.healthy).count(),
             upstreams,
+            store: None,
         }
     }
+}
+
+/// The shared object store as one member sees it. An unhealthy store costs upstream requests,
+/// never client errors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoreStatus {
+    /// As configured (`s3://bucket/prefix`).
+    pub url: String,
+    /// Its circuit breaker is not open.
+    pub healthy: bool,
+    #[serde(default)]
+    pub breaker: BreakerState,
+    #[serde(default)]
+    pub consecutive_failures: u32,
+    /// Reads since start, by result.
+    #[serde(default)]
+    pub reads: StoreReads,
+    /// Writes since start, by result.
+    #[serde(default)]
+    pub writes: StoreWrites,
+    /// Writes waiting in the queue.
+    #[serde(default)]
+    pub queue_depth: u64,
+    #[serde(default)]
+    pub last_error: Option<LastError>,
+}
+
+/// Store reads by result.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StoreReads {
+    /// Found and verified.
+    pub hit: u64,
+    pub miss: u64,
+    /// Found, but failed verification (fetched upstream instead).
+    pub invalid: u64,
+    /// Failed or timed out, or not asked while the breaker was open.
+    pub error: u64,
+}
+
+/// Store writes by result.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StoreWrites {
+    pub ok: u64,
+    /// Failed or timed out, or not tried while the breaker was open.
+    pub error: u64,
+    /// Not queued: the queue was full.
+    pub dropped: u64,
 }
 
 /// One upstream.
@@ -244,6 +299,51 @@ mod tests {
     }
 
     /// A member of another version: missing keys read as defaults, unknown ones are ignored.
+    #[test]
+    fn the_store_section_is_served_only_with_a_store() {
+        let mut doc = ProxyStatus::new(true, vec![]);
+        assert!(serde_json::to_value(&doc).unwrap().get("store").is_none());
+        doc.store = Some(StoreStatus {
+            url: "s3://modules/fleet".into(),
+            healthy: false,
+            breaker: BreakerState::Open,
+            consecutive_failures: 5,
+            reads: StoreReads {
+                hit: 1,
+                miss: 2,
+                invalid: 3,
+                error: 4,
+            },
+            writes: StoreWrites {
+                ok: 5,
+                error: 6,
+                dropped: 7,
+            },
+            queue_depth: 8,
+            last_error: Some(LastError {
+                message: "connection refused".into(),
+                at_unix: 1_700_000_000,
+            }),
+        });
+        let value = serde_json::to_value(&doc).unwrap();
+        assert_eq!(
+            value["store"],
+            json!({"url": "s3://modules/fleet", "healthy": false, "breaker": "open",
+                   "consecutiveFailures": 5,
+                   "reads": {"hit": 1, "miss": 2, "invalid": 3, "error": 4},
+                   "writes": {"ok": 5, "error": 6, "dropped": 7}, "queueDepth": 8,
+                   "lastError": {"message": "connection refused", "at_unix": 1_700_000_000}})
+        );
+        let back: ProxyStatus = serde_json::from_value(value).unwrap();
+        assert_eq!(back, doc);
+        // A reader of another version: only `url` and `healthy` are needed.
+        let doc: ProxyStatus = serde_json::from_str(
+            r#"{"upstreams":[],"store":{"url":"gs://b","healthy":true,"new":1}}"#,
+        )
+        .unwrap();
+        assert_eq!(doc.store.unwrap().reads, StoreReads::default());
+    }
+
     #[test]
     fn reads_what_another_version_serves() {
         let doc: ProxyStatus = serde_json::from_str(

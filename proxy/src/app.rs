@@ -18,8 +18,10 @@ use crate::metrics::Metrics;
 use crate::private_modules::PrivateModules;
 use crate::protocol::sumdb::Checker;
 use crate::server::{AdminState, AppState, admin_router, proxy_router};
+use crate::store::Store;
 use crate::tls::{ReloadingCert, server_config};
 use crate::upstream::UpstreamPool;
+use crate::upstream::health::BreakerSettings;
 
 /// The admin port's own cap, apart from the GOPROXY port's: kubelet probes, Prometheus scrapes
 /// and the operator's `/status` reads need a handful, and a flood of the GOPROXY port never
@@ -88,6 +90,10 @@ pub async fn serve(
             .try_into()
             .unwrap_or(i64::MAX),
     );
+    let store_metrics = config
+        .object_store
+        .as_ref()
+        .map(|_| metrics.register_store());
     let metrics = Arc::new(metrics);
     let pool = Arc::new(
         UpstreamPool::new(
@@ -158,6 +164,21 @@ pub async fn serve(
         config.list_ttl,
         &config.resilience,
     );
+    if let (Some(store), Some(store_metrics)) = (&config.object_store, store_metrics) {
+        let breaker = &config.resilience.breaker;
+        let store = Store::start(
+            store,
+            BreakerSettings {
+                failures: breaker.failures,
+                open_for: breaker.open_for.get(),
+            },
+            config.resilience.request_deadline,
+            store_metrics,
+        )
+        .context("cannot set up the object store")?;
+        tracing::info!(url = %config.object_store.as_ref().map_or("", |s| s.url.as_str()), "shared object store under the disk cache");
+        fetcher.use_store(store);
+    }
     if let Some(private) = PrivateModules::new(&config) {
         fetcher.serve_private(private);
     }

@@ -2,8 +2,8 @@
 //! cache over several upstream proxies.
 //!
 //! Request path: [`server`] parses the URL with [`protocol`], [`fetch`] answers from the
-//! [`cache`] or, on a miss, through one [`coalesce`]d fetch from the [`upstream`] pool, verifying
-//! what it stores. [`config`] merges flags, environment and the YAML file; [`app`] wires it up.
+//! [`cache`] or, on a miss, through one [`coalesce`]d fetch from the shared [`store`] (when one
+//! is configured) and then the [`upstream`] pool, verifying what it stores. [`config`] merges flags, environment and the YAML file; [`app`] wires it up.
 
 pub mod access;
 pub mod app;
@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod private_modules;
 pub mod protocol;
 pub mod server;
+pub mod store;
 pub mod telemetry;
 pub mod tls;
 pub mod upstream;

@@ -126,6 +126,20 @@ pub struct TlsMetrics {
     pub certificate_expiry: Gauge,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StoreResultLabel {
+    pub result: &'static str,
+}
+
+/// The shared object store's metrics (see [`Metrics::register_store`]).
+#[derive(Debug, Clone, Default)]
+pub struct StoreMetrics {
+    pub reads: Family<StoreResultLabel, Counter>,
+    pub writes: Family<StoreResultLabel, Counter>,
+    pub queue_depth: Gauge,
+    pub breaker_state: Gauge,
+}
+
 fn latency_histogram() -> LatencyHistogram {
     // 1ms .. ~65s
     HistogramWithExemplars::new(prometheus_client::metrics::histogram::exponential_buckets(
@@ -411,6 +425,38 @@ impl Metrics {
             tls.certificate_expiry.clone(),
         );
         tls
+    }
+
+    /// Registers the shared object store's metrics; called only when `objectStore` is set.
+    pub fn register_store(&mut self) -> StoreMetrics {
+        let store = StoreMetrics::default();
+        self.registry.register(
+            "store_reads",
+            "Reads of the shared object store on a disk miss, by result: hit (found and \
+             verified), miss (not there), invalid (found but failed verification: fetched from \
+             upstream instead), error (failed or timed out), skipped (not asked: its breaker \
+             is open)",
+            store.reads.clone(),
+        );
+        self.registry.register(
+            "store_writes",
+            "Verified artifacts written to the shared object store, by result: ok, error \
+             (failed or timed out), skipped (its breaker is open), dropped (the write queue \
+             was full)",
+            store.writes.clone(),
+        );
+        self.registry.register(
+            "store_queue_depth",
+            "Writes to the shared object store waiting in the queue",
+            store.queue_depth.clone(),
+        );
+        self.registry.register(
+            "store_breaker_state",
+            "The shared object store's circuit breaker: 0 closed, 1 half-open, 2 open (the \
+             store is not asked; the disk cache and upstreams serve)",
+            store.breaker_state.clone(),
+        );
+        store
     }
 
     /// The registry in OpenMetrics text format.

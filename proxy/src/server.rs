@@ -237,7 +237,9 @@ async fn readyz(State(state): State<Arc<AdminState>>) -> Response {
 /// the fleet's status.
 async fn status(State(state): State<Arc<AdminState>>) -> Response {
     let ready = state.ready.load(Ordering::Acquire);
-    axum::Json(ProxyStatus::new(ready, state.pool.status())).into_response()
+    let mut status = ProxyStatus::new(ready, state.pool.status());
+    status.store = state.fetcher.get().and_then(|f| f.store_status());
+    axum::Json(status).into_response()
 }
 
 /// `POST /admin/refresh?module=PATH`: fetches a private module's repository now and renews

@@ -9,6 +9,8 @@
 //!   machine's Go module proxy, read from `go env GOPROXY`.
 //! - [`netns`]: a network namespace of a test's own (ports 80 and 443 free), and running code
 //!   inside it.
+//! - [`s3`]: a real S3 server (`s3s-fs`, built by `hack/tools.sh build`) over a temporary
+//!   directory, stopped and started at will, its objects readable as plain files.
 //! - [`tls`]: a test CA and a server certificate (made by `openssl`) for HTTPS on loopback.
 //! - [`upstream`]: the one fake upstream: a GOPROXY directory and scripted answers, failures
 //!   on demand, on any address or inside a network namespace, over HTTP or HTTPS, with HTTP
@@ -21,6 +23,7 @@ pub mod collector;
 pub mod gitserver;
 pub mod go;
 pub mod netns;
+pub mod s3;
 pub mod tls;
 pub mod upstream;
 pub mod workspace;

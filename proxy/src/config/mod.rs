@@ -24,8 +24,8 @@ use crate::access::Access;
 pub use crate::credentials::UpstreamCredentials;
 pub use cli::{Cli, HashTokenArgs, ServeArgs, Subcommands, VerifyArgs};
 pub use modfleet_contract::config::{
-    BreakerConfig, FileConfig, HealthCheckConfig, RetryConfig, SumdbConfig, TlsConfig,
-    UpstreamConfig,
+    BreakerConfig, FileConfig, HealthCheckConfig, ObjectStoreConfig, RetryConfig, SumdbConfig,
+    TlsConfig, UpstreamConfig,
 };
 pub use modfleet_contract::defaults;
 pub use modfleet_contract::values::{ByteSize, HedgeDelay, HumanDuration, OnOff};
@@ -62,6 +62,8 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     /// `access`: who may fetch what, and use the admin port (None: everyone, everything).
     pub access: Option<Arc<Access>>,
+    /// `objectStore`: the shared store under the disk cache (checked by `Config::load`).
+    pub object_store: Option<ObjectStoreConfig>,
 }
 
 /// A validated upstream.
@@ -169,6 +171,8 @@ pub enum ConfigError {
     TlsPair,
     #[error("{0}")]
     Tls(#[from] crate::tls::TlsError),
+    #[error("{0}")]
+    ObjectStore(#[from] crate::store::StoreConfigError),
 }
 
 /// Where upstreams come from when none is configured: `$GOPROXY`, then `go env GOPROXY`.
@@ -231,6 +235,9 @@ impl Config {
         }
         if let Some(access) = &config.access {
             access.tokens.load()?;
+        }
+        if let Some(store) = &config.object_store {
+            crate::store::Store::check(store, config.resilience.request_deadline)?;
         }
         Ok(config)
     }
@@ -431,6 +438,7 @@ impl Config {
             connections,
             tls,
             access,
+            object_store: file.object_store,
         })
     }
 

@@ -264,6 +264,9 @@ fn the_readme_example_file_is_valid() {
     assert_eq!(c.resilience.health_check, HealthCheckConfig::default());
     assert_eq!(c.resilience.breaker, BreakerConfig::default());
     assert_eq!(c.resilience.retry, RetryConfig::default());
+    let store = c.object_store.expect("the example's objectStore");
+    assert_eq!(store.url, "s3://go-modules/fleet-a");
+    assert_eq!(store.timeout, defaults::OBJECT_STORE_TIMEOUT);
 }
 
 /// A private pattern is implicitly noSum (so also never prefetched from upstreams).

@@ -11,6 +11,10 @@
 //! A `.mod` fetched for a client starts the prefetch of the `.mod` files it requires
 //! ([`prefetch`]), in the background and within bounds.
 //!
+//! A miss of an immutable artifact reads the shared object store first, when one is configured
+//! ([`crate::store`]): its answer goes through the same `accept` check as an upstream's, and
+//! what an upstream sent and passed is queued for the store once it is on disk.
+//!
 //! Every miss is one upstream fetch per key, shared by all requests waiting for it
 //! ([`Fetcher::coalesced`]), and its answer is verified and bounded whether or not the cache
 //! can keep it: a cache that cannot be written only means the verified bytes are served from a
@@ -38,7 +42,8 @@ use crate::metrics::Metrics;
 use crate::private_modules::PrivateModules;
 use crate::protocol::artifact;
 use crate::protocol::{ModulePath, Request, SumdbPath, Version, VersionQuery};
-use crate::upstream::{AttemptError, PoolError, Target, UpstreamPool};
+use crate::store::{Payload, Store};
+use crate::upstream::{AttemptError, PoolError, Target, UpstreamPool, UpstreamResponse};
 pub use checksums::{Checksums, FetcherSource};
 use negative::NegativeCache;
 pub use prefetch::PrefetchPolicy;
@@ -171,6 +176,8 @@ pub struct Fetcher {
     prefetcher: OnceLock<Arc<Prefetcher>>,
     /// Set once at start when `privateModules` are configured: their requests go to Git.
     private: OnceLock<Arc<PrivateModules>>,
+    /// Set once at start when `objectStore` is configured.
+    store: OnceLock<Arc<Store>>,
 }
 
 impl Fetcher {
@@ -192,7 +199,72 @@ impl Fetcher {
             checksums: OnceLock::new(),
             prefetcher: OnceLock::new(),
             private: OnceLock::new(),
+            store: OnceLock::new(),
         })
+    }
+
+    /// Puts the shared object store under the disk cache (see [`crate::store`]).
+    pub fn use_store(&self, store: Arc<Store>) {
+        if self.store.set(store).is_err() {
+            panic!("object store set up twice");
+        }
+    }
+
+    /// `/status`'s `store` section; None without a store.
+    pub fn store_status(&self) -> Option<modfleet_contract::status::StoreStatus> {
+        self.store.get().map(|s| s.status())
+    }
+
+    /// An immutable artifact from the shared store, checked by `accept` (the check an
+    /// upstream's answer gets); None when there is no store, no such object, the store fails,
+    /// or the object fails the check (each counted).
+    async fn read_store<T, F, Fut>(
+        &self,
+        req: &Request,
+        key: &CacheKey,
+        max: u64,
+        accept: &F,
+    ) -> Option<T>
+    where
+        F: Fn(UpstreamResponse) -> Fut,
+        Fut: Future<Output = Result<T, AttemptError>>,
+    {
+        let store = self.store.get()?;
+        let path = store.path_of(req, key)?;
+        let span = tracing::debug_span!(
+            "store read",
+            modfleet.store.object = %path,
+            modfleet.outcome = tracing::field::Empty,
+        );
+        async {
+            let Some(response) = store.read(&path, max).await else {
+                span.record("modfleet.outcome", "missing");
+                return None;
+            };
+            match accept(response).await {
+                Ok(answer) => {
+                    store.verified();
+                    span.record("modfleet.outcome", "hit");
+                    Some(answer)
+                }
+                Err(e) => {
+                    store.rejected(&path, &e);
+                    span.record("modfleet.outcome", "rejected");
+                    None
+                }
+            }
+        }
+        .instrument(span.clone())
+        .await
+    }
+
+    /// Queues what an upstream sent (and was verified) for the shared store.
+    fn write_store(&self, req: &Request, key: &CacheKey, payload: Payload) {
+        if let Some(store) = self.store.get()
+            && let Some(path) = store.path_of(req, key)
+        {
+            store.write(path, payload);
+        }
     }
 
     /// Turns on the checksum database check of every downloaded `.mod` and zip.
@@ -387,18 +459,21 @@ impl Fetcher {
         }
         let path = upstream_path(&req);
         let (req, this) = (&req, &self);
-        let bytes = self
-            .pool
-            .fetch(target(req), &path, |response| async move {
-                let bytes = response.bytes_limited(max_bytes(req)).await?;
-                check_immutable(req, &bytes)?;
-                if let Request::Mod { module, version } = req {
-                    this.check_go_mod_sum(module, version, &bytes).await?;
-                }
-                Ok(bytes)
-            })
-            .await?;
+        let accept = |response: UpstreamResponse| async move {
+            let bytes = response.bytes_limited(max_bytes(req)).await?;
+            check_immutable(req, &bytes)?;
+            if let Request::Mod { module, version } = req {
+                this.check_go_mod_sum(module, version, &bytes).await?;
+            }
+            Ok(bytes)
+        };
+        if let Some(bytes) = self.read_store(req, &key, max_bytes(req), &accept).await {
+            let cached = self.put_publishing(&key, &bytes, publish).await;
+            return Ok(Fetched::Bytes { bytes, cached });
+        }
+        let bytes = self.pool.fetch(target(req), &path, &accept).await?;
         let cached = self.put_publishing(&key, &bytes, publish).await;
+        self.write_store(req, &key, Payload::Bytes(bytes.clone()));
         Ok(Fetched::Bytes { bytes, cached })
     }
 

@@ -18,6 +18,7 @@ use crate::cache::{CacheKey, ServedFile, StreamError};
 use crate::coalesce::Publish;
 use crate::protocol::artifact;
 use crate::protocol::{ModulePath, Request, Version};
+use crate::store::Payload;
 use crate::upstream::{AttemptError, Endpoint, PoolError, Target, UpstreamResponse};
 
 impl Fetcher {
@@ -85,11 +86,19 @@ impl Fetcher {
             publish: &publish,
         };
         let this = &self;
-        let fetch = self
-            .pool
-            .fetch(Target::Modules, key.as_str(), |response| async move {
-                this.accept_zip(response, zip).await
-            });
+        let accept =
+            |response: UpstreamResponse| async move { this.accept_zip(response, zip).await };
+        let req = Request::Zip {
+            module: module.clone(),
+            version: version.clone(),
+        };
+        if let Some(file) = self
+            .read_store(&req, &key, artifact::MAX_ZIP_BYTES, &accept)
+            .await
+        {
+            return Ok(Fetched::File(file));
+        }
+        let fetch = self.pool.fetch(Target::Modules, key.as_str(), &accept);
         tokio::pin!(fetch);
         let mut mod_ok = false;
         let file = loop {
@@ -105,6 +114,7 @@ impl Fetcher {
                 }
             }
         };
+        self.write_store(&req, &key, Payload::File(file.clone()));
         Ok(Fetched::File(file))
     }
 
@@ -201,6 +211,10 @@ impl Fetcher {
                 "the go.mod inside the zip differs from the module's .mod file".into(),
             )
         };
+        if source.is_store {
+            // The store cannot be asked for its own pair: the upstreams decide.
+            return Err(mismatch());
+        }
         let mod_req = Request::Mod {
             module: zip.module.clone(),
             version: zip.version.clone(),

@@ -64,6 +64,18 @@ pub struct UpstreamResponse {
 }
 
 impl UpstreamResponse {
+    /// An object of the shared store (`crate::store`), so that it goes through the very checks
+    /// an upstream's answer does: the same idle timeout and low-speed limit, size limits and
+    /// verification.
+    pub fn from_store(url: &str, body: reqwest::Body, idle_timeout: Duration) -> UpstreamResponse {
+        UpstreamResponse {
+            response: reqwest::Response::from(http::Response::new(body)),
+            idle_timeout,
+            progress: Arc::new(Progress::new()),
+            source: Endpoint::store(url, idle_timeout),
+        }
+    }
+
     /// The upstream that sent it.
     pub fn source(&self) -> &Endpoint {
         &self.source
