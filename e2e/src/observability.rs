@@ -12,7 +12,6 @@ use std::sync::OnceLock;
 use serde_json::Value;
 
 use crate::helm::chart_dir;
-use modfleet_testkit::workspace::workspace_root;
 
 pub fn rules_file() -> PathBuf {
     chart_dir().join("rules").join("modfleet.rules.yaml")
@@ -54,27 +53,12 @@ pub const MODFLEET_PREFIXES: &[&str] = &["modfleet_proxy_", "modfleet_operator_"
 pub fn promtool() -> PathBuf {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
     PATH.get_or_init(|| {
-        if let Some(p) = std::env::var_os("MODFLEET_PROMTOOL").filter(|p| !p.is_empty()) {
-            let p = PathBuf::from(p);
-            assert!(p.is_file(), "MODFLEET_PROMTOOL={} does not exist", p.display());
-            return p;
-        }
-        let script = workspace_root().join("hack").join("tools.sh");
-        let out = Command::new(&script)
-            .args(["path", "promtool"])
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-        let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
-        assert!(
-            out.status.success() && path.is_file(),
-            "no promtool: `hack/tools.sh path promtool` failed or named a missing file \
-             ({}; stdout {:?}): run `hack/tools.sh build` (builds it from Prometheus's Go module, once) or set MODFLEET_PROMTOOL\n{}",
-            out.status,
-            path.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        path
+        modfleet_testkit::workspace::test_tool(
+            "MODFLEET_PROMTOOL",
+            "promtool",
+            "promtool (the alert rules' checker)",
+            "; it builds it from Prometheus's Go module, once",
+        )
     })
     .clone()
 }

@@ -35,8 +35,6 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::workspace::workspace_root;
-
 /// How long [`Collector::start`] waits for the Collector to listen (a loaded 2-core machine
 /// starts it in well under a second; this is only the point where the test gives up).
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -354,34 +352,12 @@ impl Drop for Collector {
 
 /// Finds `otelcol-modfleet`: `$MODFLEET_OTELCOL`, else `hack/tools.sh path otelcol-modfleet`.
 fn otelcol_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("MODFLEET_OTELCOL") {
-        let path = PathBuf::from(path);
-        assert!(
-            path.is_file(),
-            "MODFLEET_OTELCOL={} is not a file: unset it to use the one hack/tools.sh builds, \
-             or point it at an otelcol-modfleet binary",
-            path.display()
-        );
-        return path;
-    }
-    let root = workspace_root();
-    let script = root.join("hack/tools.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .args(["path", "otelcol-modfleet"])
-        .current_dir(&root)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-    if !out.status.success() {
-        panic!(
-            "the OpenTelemetry Collector for the tests is not built: run hack/tools.sh build \
-             (in {}), or set MODFLEET_OTELCOL to an otelcol-modfleet binary. {} said: {}",
-            root.display(),
-            script.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    crate::workspace::test_tool(
+        "MODFLEET_OTELCOL",
+        "otelcol-modfleet",
+        "the OpenTelemetry Collector for the tests",
+        "",
+    )
 }
 
 /// Two distinct ports the kernel just handed out (a race with other processes remains, which

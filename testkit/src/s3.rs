@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::workspace::{free_port, workspace_root};
+use crate::workspace::free_port;
 
 /// The bucket every server has.
 pub const BUCKET: &str = "modfleet";
@@ -137,32 +137,10 @@ fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
 }
 
 fn s3s_fs_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("MODFLEET_S3S_FS") {
-        let path = PathBuf::from(path);
-        assert!(
-            path.is_file(),
-            "MODFLEET_S3S_FS={} is not a file: unset it to use the one hack/tools.sh builds",
-            path.display()
-        );
-        return path;
-    }
-    let root = workspace_root();
-    let script = root.join("hack/tools.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .args(["path", "s3s-fs"])
-        .current_dir(&root)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-    if !out.status.success() {
-        panic!(
-            "the S3 server for the object-store tests (s3s-fs) is not built: run hack/tools.sh \
-             build (in {}; it runs `cargo install s3s-fs --locked --features binary`, about 4 \
-             minutes), or set MODFLEET_S3S_FS to an s3s-fs binary. {} said: {}",
-            root.display(),
-            script.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    crate::workspace::test_tool(
+        "MODFLEET_S3S_FS",
+        "s3s-fs",
+        "the S3 server for the object-store tests (s3s-fs)",
+        "; it runs `cargo install s3s-fs --locked --features binary`, about 4 minutes",
+    )
 }

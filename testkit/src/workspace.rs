@@ -47,3 +47,37 @@ pub fn free_port() -> u16 {
 pub fn closed_port() -> u16 {
     free_port()
 }
+
+/// A test tool `hack/tools.sh` builds and caches (`tool`: its name there): `$env_var` when
+/// set (it must be a file), else `hack/tools.sh path TOOL`. Panics with what to run when it
+/// is not built; `what` says what it is, `how` how long the build takes or what it runs.
+pub fn test_tool(env_var: &str, tool: &str, what: &str, how: &str) -> PathBuf {
+    if let Some(path) = std::env::var_os(env_var) {
+        let path = PathBuf::from(path);
+        assert!(
+            path.is_file(),
+            "{env_var}={} is not a file: unset it to use the one hack/tools.sh builds, or \
+             point it at a {tool} binary",
+            path.display()
+        );
+        return path;
+    }
+    let root = workspace_root();
+    let script = root.join("hack/tools.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .args(["path", tool])
+        .current_dir(&root)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    if !out.status.success() {
+        panic!(
+            "{what} is not built: run hack/tools.sh build (in {}{how}), or set {env_var} to a \
+             {tool} binary. {} said: {}",
+            root.display(),
+            script.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
