@@ -92,6 +92,102 @@ pub struct FileConfig {
     /// read on a disk miss before any upstream, written with what was fetched and verified.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub object_store: Option<ObjectStoreConfig>,
+    /// Fleet-wide single flight: each immutable artifact has one owner among the fleet's
+    /// members (rendezvous hashing over the current membership); a member that misses asks
+    /// the owner on the peer port before any upstream, and fetches directly when the owner is
+    /// down, slow or sends what fails verification.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peer_fill: Option<PeerFillConfig>,
+}
+
+/// Peer fill (`peerFill`). The peer port is separate from the client port, and every peer
+/// request carries the fleet's shared token (`Authorization: Bearer`); a member answers a peer
+/// from its cache or its own upstream fetch and never asks a further peer (no loops).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PeerFillConfig {
+    /// Address of the peer port.
+    #[serde(default = "peer_listen")]
+    pub listen: SocketAddr,
+    /// `HOST:PORT` at which the other members reach this one's peer port: how a member knows
+    /// itself in the membership. Per member, so usually from `--peer-advertise` /
+    /// `MODFLEET_PEER_ADVERTISE` (a fleet sets `$(POD_IP):PORT`); unset: this member owns
+    /// nothing and only asks the others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advertise: Option<String>,
+    /// The fleet's shared peer token (at least 32 characters, first line of the file), read at
+    /// start.
+    pub token_file: PathBuf,
+    /// A static membership: every member's `HOST:PORT` (this one's included). Exclusive with
+    /// `endpointSlices`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<String>,
+    /// The membership from a headless Service's EndpointSlices (read from the Kubernetes API
+    /// with the Pod's service account, re-read every `refresh`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint_slices: Option<EndpointSlicesConfig>,
+    /// Longest wait for the owner's answer headers and for each further part of its body; past
+    /// it the member fetches directly.
+    #[serde(default = "peer_timeout")]
+    pub timeout: HumanDuration,
+}
+
+/// Where a member finds the fleet in Kubernetes: the EndpointSlices labelled
+/// `kubernetes.io/service-name: SERVICE` in NAMESPACE; each endpoint's addresses with the
+/// slice's port named `port` are members (ready or not: a starting member still answers, and
+/// a dead one is skipped after one refused connection).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EndpointSlicesConfig {
+    pub service: String,
+    /// Unset: the Pod's namespace (from its service account mount).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// The name of the Service port that is the peer port.
+    #[serde(default = "peer_port_name")]
+    pub port: String,
+    /// How often the membership is re-read.
+    #[serde(default = "peer_refresh")]
+    pub refresh: HumanDuration,
+    /// The API server, its CA and a token; unset: the Pod's in-cluster settings
+    /// (`KUBERNETES_SERVICE_HOST`/`_PORT` and `/var/run/secrets/kubernetes.io/serviceaccount`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_server: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+}
+
+impl EndpointSlicesConfig {
+    /// The EndpointSlices of `service` in the Pod's namespace, in-cluster settings.
+    pub fn new(service: impl Into<String>) -> EndpointSlicesConfig {
+        EndpointSlicesConfig {
+            service: service.into(),
+            namespace: None,
+            port: peer_port_name(),
+            refresh: defaults::PEER_REFRESH,
+            api_server: None,
+            ca_file: None,
+            token_file: None,
+        }
+    }
+}
+
+fn peer_listen() -> SocketAddr {
+    defaults::PEER_LISTEN
+}
+
+fn peer_timeout() -> HumanDuration {
+    defaults::PEER_TIMEOUT
+}
+
+fn peer_refresh() -> HumanDuration {
+    defaults::PEER_REFRESH
+}
+
+fn peer_port_name() -> String {
+    defaults::PEER_PORT_NAME.to_owned()
 }
 
 /// The shared object-storage tier (`objectStore`). Only verified immutable artifacts

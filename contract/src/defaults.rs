@@ -76,6 +76,14 @@ pub const UPSTREAM_TIMEOUT: HumanDuration = HumanDuration::from_static("30s");
 pub const HEALTH_CHECK_INTERVAL: HumanDuration = HumanDuration::from_static("10s");
 pub const HEALTH_CHECK_TIMEOUT: HumanDuration = HumanDuration::from_static("5s");
 pub const HEALTH_CHECK_PATH: &str = "/";
+/// Address of the peer port (peer fill: member to member only).
+pub const PEER_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 7070));
+/// The Service port name of the peer port in a fleet's `NAME-peers` Service.
+pub const PEER_PORT_NAME: &str = "peer";
+/// Peer fill: longest wait for the owner's headers and between parts of its body.
+pub const PEER_TIMEOUT: HumanDuration = HumanDuration::from_static("2s");
+/// Peer fill: how often the membership is re-read from EndpointSlices.
+pub const PEER_REFRESH: HumanDuration = HumanDuration::from_static("5s");
 /// `objectStore.timeout`: to connect, for headers, for each part of a body. Short: a slow
 /// store costs an upstream request, never more time than this.
 pub const OBJECT_STORE_TIMEOUT: HumanDuration = HumanDuration::from_static("5s");

@@ -25,6 +25,9 @@ pub struct ProxyStatus {
     /// members that do not know it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store: Option<StoreStatus>,
+    /// Peer fill (`peerFill`); absent when it is off, and from members that do not know it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peers: Option<PeersStatus>,
 }
 
 impl ProxyStatus {
@@ -35,6 +38,7 @@ impl ProxyStatus {
             upstreams_healthy: upstreams.iter().filter(|u| u.health.healthy).count(),
             upstreams,
             store: None,
+            peers: None,
         }
     }
 }
@@ -63,6 +67,36 @@ pub struct StoreStatus {
     pub queue_depth: u64,
     #[serde(default)]
     pub last_error: Option<LastError>,
+}
+
+/// Peer fill as one member sees it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct PeersStatus {
+    /// This member's `HOST:PORT` in the membership; empty when it owns nothing.
+    pub advertise: String,
+    /// The members as last read (this one included), sorted.
+    pub members: Vec<String>,
+    /// When the membership was last read successfully (Unix seconds); 0: never.
+    pub refreshed_unix: u64,
+    /// The last failure to read the membership (the last good one is kept meanwhile).
+    pub last_error: Option<LastError>,
+    /// Misses this member asked an owner for, by result.
+    pub asked: PeerAsks,
+    /// Peer requests this member answered (as the owner).
+    pub served: u64,
+}
+
+/// Misses asked of an owner, by result.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PeerAsks {
+    /// The owner's answer passed verification.
+    pub hit: u64,
+    /// The owner has no such artifact (its upstreams said so).
+    pub not_found: u64,
+    /// The owner failed, was slow, refused or sent what failed verification: fetched directly.
+    pub fallback: u64,
 }
 
 /// Store reads by result.

@@ -401,6 +401,12 @@ pub struct ServeArgs {
     /// SNAT) [default: a quarter of --max-connections].
     #[arg(long, env = "MODFLEET_MAX_CONNECTIONS_PER_IP", value_name = "N")]
     pub max_connections_per_ip: Option<usize>,
+
+    /// With `peerFill` in the --config file: HOST:PORT at which the fleet's other members reach
+    /// this member's peer port (how it finds itself in the membership). Per member, so a
+    /// flag or environment variable (a fleet sets MODFLEET_PEER_ADVERTISE=$(POD_IP):7070).
+    #[arg(long, env = "MODFLEET_PEER_ADVERTISE", value_name = "HOST:PORT")]
+    pub peer_advertise: Option<String>,
 }
 
 /// A flag's help with its default, which comes from [`defaults`] so that it is written once.

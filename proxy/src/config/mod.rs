@@ -24,7 +24,7 @@ use crate::access::Access;
 pub use crate::credentials::UpstreamCredentials;
 pub use cli::{Cli, HashTokenArgs, ServeArgs, Subcommands, VerifyArgs};
 pub use modfleet_contract::config::{
-    BreakerConfig, FileConfig, HealthCheckConfig, ObjectStoreConfig, RetryConfig, SumdbConfig,
+    BreakerConfig, FileConfig, HealthCheckConfig, ObjectStoreConfig, PeerFillConfig, RetryConfig, SumdbConfig,
     TlsConfig, UpstreamConfig,
 };
 pub use modfleet_contract::defaults;
@@ -64,6 +64,8 @@ pub struct Config {
     pub access: Option<Arc<Access>>,
     /// `objectStore`: the shared store under the disk cache (checked by `Config::load`).
     pub object_store: Option<ObjectStoreConfig>,
+    /// `peerFill` (with `--peer-advertise` merged in): fleet-wide single flight.
+    pub peer_fill: Option<PeerFillConfig>,
 }
 
 /// A validated upstream.
@@ -439,6 +441,12 @@ impl Config {
             tls,
             access,
             object_store: file.object_store,
+            peer_fill: file.peer_fill.map(|mut p| {
+                if let Some(advertise) = args.peer_advertise.clone() {
+                    p.advertise = Some(advertise);
+                }
+                p
+            }),
         })
     }
 
