@@ -17,6 +17,7 @@ use futures::StreamExt;
 use http::{HeaderMap, Method, StatusCode, Uri, header};
 
 use super::Peers;
+use crate::config::Config;
 use crate::fetch::Fetcher;
 use crate::protocol::Request;
 
@@ -24,18 +25,43 @@ use crate::protocol::Request;
 const MAX_CONCURRENT: usize = 512;
 
 pub struct PeerState {
-    pub peers: Arc<Peers>,
-    pub fetcher: Arc<Fetcher>,
-    pub inflight: Arc<tokio::sync::Semaphore>,
+    peers: Arc<Peers>,
+    fetcher: Arc<Fetcher>,
+    /// What this member would refuse its own clients (excluded modules, databases it does
+    /// not proxy), it refuses peers too.
+    config: Config,
+    inflight: Arc<tokio::sync::Semaphore>,
 }
 
 impl PeerState {
-    pub fn new(peers: Arc<Peers>, fetcher: Arc<Fetcher>) -> Arc<PeerState> {
+    pub fn new(peers: Arc<Peers>, fetcher: Arc<Fetcher>, config: Config) -> Arc<PeerState> {
         Arc::new(PeerState {
             peers,
             fetcher,
+            config,
             inflight: Arc::new(tokio::sync::Semaphore::new(MAX_CONCURRENT)),
         })
+    }
+
+    /// Why this member does not answer `req` for a peer, if it does not.
+    fn refuses(&self, req: &Request) -> Option<&'static str> {
+        if !req.is_immutable() || self.fetcher.is_private(req) {
+            return Some(
+                "peers ask only for immutable artifacts of public modules (.info, .mod, .zip of canonical versions, full checksum-database tiles)",
+            );
+        }
+        if req
+            .module()
+            .is_some_and(|m| self.config.is_excluded(m.as_str()))
+        {
+            return Some("the module is excluded by this proxy's configuration");
+        }
+        if let Request::Sumdb { name, .. } = req
+            && !self.config.sumdbs.iter().any(|s| &s.name == name)
+        {
+            return Some("the checksum database is not proxied here");
+        }
+        None
     }
 }
 
@@ -62,11 +88,8 @@ async fn handle(
         Ok(req) => req,
         Err(e) => return text(e.status, &e.message),
     };
-    if !req.is_immutable() || state.fetcher.is_private(&req) {
-        return text(
-            StatusCode::BAD_REQUEST,
-            "peers ask only for immutable artifacts of public modules (.info, .mod, .zip of canonical versions, full checksum-database tiles)",
-        );
+    if let Some(why) = state.refuses(&req) {
+        return text(StatusCode::BAD_REQUEST, why);
     }
     let Ok(permit) = state.inflight.clone().try_acquire_owned() else {
         return text(
