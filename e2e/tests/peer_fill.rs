@@ -17,7 +17,7 @@ use std::process::Command;
 
 use base64::Engine as _;
 use modfleet_e2e::proxy::{ProxyProcess, http_get};
-use modfleet_e2e::{Cluster, DEFAULT_TIMEOUT, Namespace};
+use modfleet_e2e::{Cluster, DEFAULT_TIMEOUT};
 use modfleet_testkit::upstream::{Reply, Upstream};
 use serde_json::Value;
 
