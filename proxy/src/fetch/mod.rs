@@ -492,6 +492,28 @@ impl Fetcher {
         Ok(Fetched::Bytes { bytes, cached })
     }
 
+    /// A small immutable artifact from the upstreams only, past the disk, the owner and the
+    /// store, replacing the copies kept there: for a kept copy that turned out bad (a full
+    /// checksum-database tile that does not match the signed tree).
+    pub(super) async fn refetch_from_upstreams(
+        &self,
+        req: &Request,
+        max: u64,
+    ) -> Result<Bytes, PoolError> {
+        let key = CacheKey::of(req);
+        let bytes = self
+            .pool
+            .fetch(target(req), &upstream_path(req), |response| async move {
+                let bytes = response.bytes_limited(max).await?;
+                check_immutable(req, &bytes)?;
+                Ok(bytes)
+            })
+            .await?;
+        self.put(&key, &bytes).await;
+        self.write_store(req, &key, Payload::Bytes(bytes.clone()));
+        Ok(bytes)
+    }
+
     async fn check_go_mod_sum(
         &self,
         module: &ModulePath,

@@ -144,6 +144,11 @@ impl Peers {
             counts: Counts::default(),
         });
         if matches!(source, Source::Static) {
+            if let Some(me) = &peers.advertise
+                && !members.contains(me)
+            {
+                tracing::warn!(advertise = %me, ?members, "peerFill.advertise is not in peerFill.members: this member owns nothing and only asks the others");
+            }
             peers.set_members(members);
         }
         Ok((peers, source))
