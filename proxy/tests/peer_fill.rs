@@ -161,6 +161,30 @@ async fn three_go_commands_through_three_members_cost_one_upstream_fetch_per_art
     assert!(answered as f64 >= hits, "served {answered}, asked {hits}");
 }
 
+/// An artifact no upstream has: its owner's "not found" is the fleet's answer. Asked of each
+/// member in turn, it costs the upstream one request, and every client gets the 404.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_artifact_costs_the_fleet_one_upstream_request() {
+    let corpus = corpus();
+    let up = Upstream::serve(corpus.root());
+    let fleet = Fleet::start(3, &up.url, "");
+    let path = "/example.test/util/@v/v1.9.9.info";
+    let owner = fleet.owner_of(path);
+    let order: Vec<usize> = (0..3).filter(|i| *i != owner).chain([owner]).collect();
+    for i in order {
+        let r = fleet.members[i].get(path).await;
+        let status = r.status();
+        assert_eq!(status, 404, "member {i}: {}", r.text().await.unwrap());
+    }
+    assert_eq!(up.hits(path), 1, "{:?}", up.all_hits());
+    let mut not_found = 0.0;
+    for m in &fleet.members {
+        not_found += peer_metric(m, "not_found").await;
+        assert_eq!(peer_metric(m, "fallback").await, 0.0);
+    }
+    assert_eq!(not_found, 2.0, "each asking member took the owner's 404");
+}
+
 /// A zip is fetched slowly by its owner for two other members. Both members' files grow while
 /// the owner's upstream transfer is still going (the owner streams while it fetches); then the
 /// owner is killed. Both members still answer with the exact zip, fetched directly.

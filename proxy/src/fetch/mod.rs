@@ -325,16 +325,21 @@ impl Fetcher {
             if let PoolError::NotFound { message } = &error
                 && !private
             {
-                self.negative.insert(key.to_string(), message.clone());
-                self.metrics
-                    .negative_cache_entries
-                    .set(self.negative.len() as i64);
+                self.remember_not_found(&key, message);
             }
             FetchError {
                 error,
                 cache: CacheResult::None,
             }
         })
+    }
+
+    /// Remembers a "not found" for `--negative-ttl`.
+    fn remember_not_found(&self, key: &CacheKey, message: &str) {
+        self.negative.insert(key.to_string(), message.to_string());
+        self.metrics
+            .negative_cache_entries
+            .set(self.negative.len() as i64);
     }
 
     /// `.info`, `.mod` and full tiles: from the cache, or fetched once, verified and kept.
@@ -478,7 +483,7 @@ impl Fetcher {
             }
             Ok(bytes)
         };
-        let from_tier = match self.read_peer(req, &key, origin, &accept).await {
+        let from_tier = match self.read_peer(req, &key, origin, &accept).await? {
             Some(bytes) => Some(bytes),
             None => self.read_store(req, &key, max_bytes(req), &accept).await,
         };

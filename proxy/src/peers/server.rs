@@ -2,9 +2,10 @@
 //! token, by the GOPROXY path. Nothing else is served on it, and clients never reach it (a
 //! fleet's NetworkPolicy admits only members).
 //!
-//! The answer's headers go out at once and the body follows as this member's cache or its own
-//! fetch brings it, so the asker can tell a live owner (headers within `peerFill.timeout`)
-//! from a dead or stuck one. A fetch that fails after the headers cuts the body short: the
+//! The answer's headers go out within half of `peerFill.timeout`, so the asker can tell a live
+//! owner from a dead or stuck one: with the verdict when it came by then (a cached file, a
+//! 404 the asker then takes as the fleet's answer), else as a 200 whose body follows as this
+//! member's own fetch brings it. A fetch that fails after the headers cuts the body short: the
 //! asker then fetches directly.
 
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use super::Peers;
 use crate::config::Config;
 use crate::fetch::Fetcher;
 use crate::protocol::Request;
+use crate::upstream::PoolError;
 
 /// Peer requests answered at once; more get 503 (the asker fetches directly).
 const MAX_CONCURRENT: usize = 512;
@@ -99,23 +101,41 @@ async fn handle(
     };
     state.peers.served();
     let fetcher = state.fetcher.clone();
-    let body = futures::stream::once(async move {
+    let mut answer = Box::pin(async move {
         let answer = fetcher.serve_peer(&req).await;
         drop(permit);
-        match answer {
-            Ok(stream) => stream,
-            Err(e) => {
-                tracing::debug!(path = %req.escaped_path(), error = %e, "a peer request failed: cutting its body short");
-                futures::stream::once(async move { Err(std::io::Error::other(e.to_string())) })
-                    .boxed()
-            }
+        (req, answer)
+    });
+    // The verdict, when it comes soon (a cached file, a quick 404): a "not found" can then be
+    // said as such, and the asker takes it instead of asking the upstreams again.
+    match tokio::time::timeout(state.peers.verdict_wait(), &mut answer).await {
+        Ok((_, Ok(stream))) => ok(Body::from_stream(stream)),
+        Ok((_, Err(PoolError::NotFound { message }))) => text(StatusCode::NOT_FOUND, &message),
+        Ok((_, Err(e))) => text(e.status(), &e.to_string()),
+        // Still fetching: the headers go now (the asker sees a live owner) and the body
+        // follows; a failure then cuts it short.
+        Err(_) => {
+            let body = futures::stream::once(async move {
+                match answer.await {
+                    (_, Ok(stream)) => stream,
+                    (req, Err(e)) => {
+                        tracing::debug!(path = %req.escaped_path(), error = %e, "a peer request failed: cutting its body short");
+                        futures::stream::once(async move { Err(std::io::Error::other(e.to_string())) })
+                            .boxed()
+                    }
+                }
+            })
+            .flatten();
+            ok(Body::from_stream(body))
         }
-    })
-    .flatten();
+    }
+}
+
+fn ok(body: Body) -> Response {
     Response::builder()
         .status(StatusCode::OK)
         .header(header::CACHE_CONTROL, "no-store")
-        .body(Body::from_stream(body))
+        .body(body)
         .expect("valid response")
 }
 
