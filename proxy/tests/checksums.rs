@@ -6,11 +6,8 @@
 
 mod common;
 
-use common::sumdb::{Rec, RefDb};
+use common::sumdb::{RefDb, add_tampered, record};
 use common::{Corpus, Proxy, Upstream, config_file, wait_committed};
-use modfleet_proxy::protocol::sumdb::dirhash::hash_go_mod;
-use modfleet_proxy::protocol::zip::check_zip;
-use modfleet_proxy::protocol::{ModulePath, Version};
 
 const GOOD: &str = "example.com/signed";
 const UNKNOWN: &str = "example.com/unknown";
@@ -20,57 +17,19 @@ fn rel(module: &str, ext: &str) -> String {
     format!("{module}/@v/v1.0.0.{ext}")
 }
 
-/// The real corpus, and a tampered copy of it (same module, other bytes: a compromised
+/// The real corpus, and a tampered copy of it (same modules, other bytes: a compromised
 /// mirror's zip and `.mod`, each valid on its own).
 fn corpora() -> (Corpus, Corpus) {
-    let good = Corpus::new();
-    let evil = Corpus::new();
+    let (good, evil) = (Corpus::new(), Corpus::new());
     for module in [GOOD, UNKNOWN, PRIVATE] {
-        good.add(
-            module,
-            "v1.0.0",
-            Some(&format!("module {module}\n")),
-            &[("a.go", b"package a\n".as_slice())],
-        );
-        evil.add(
-            module,
-            "v1.0.0",
-            Some(&format!(
-                "module {module}\n\nrequire example.com/backdoor v1.0.0\n"
-            )),
-            &[(
-                "a.go",
-                b"package a\n\nimport _ \"example.com/backdoor\"\n".as_slice(),
-            )],
-        );
+        add_tampered(&good, &evil, module);
     }
     (good, evil)
 }
 
 /// A database that knows the real hashes of GOOD (and nothing of the others).
 fn database(good: &Corpus) -> RefDb {
-    let zip = good.read(&rel(GOOD, "zip"));
-    let go_mod = good.read(&rel(GOOD, "mod"));
-    let m = ModulePath::parse(GOOD).unwrap();
-    let v = Version::parse(&m, "v1.0.0").unwrap();
-    let h1_zip = check_zip(
-        zip.as_slice(),
-        zip.len() as u64,
-        &m,
-        &v,
-        &Default::default(),
-    )
-    .unwrap()
-    .h1;
-    RefDb::start(
-        &[Rec(
-            GOOD.into(),
-            "v1.0.0".into(),
-            h1_zip,
-            hash_go_mod(&go_mod),
-        )],
-        None,
-    )
+    RefDb::start(&[record(good, GOOD)], None)
 }
 
 fn proxy(dir: &tempfile::TempDir, db: &RefDb, upstreams: &[&str]) -> Proxy {

@@ -375,64 +375,15 @@ async fn a_large_zip_is_written_in_parts_and_read_back_whole() {
 /// `latest` never are.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tampered_module_in_the_store_fails_the_checksum_database() {
-    use base64::Engine;
-    use common::sumdb::{Rec, RefDb};
-    use modfleet_proxy::protocol::sumdb::dirhash::hash_go_mod;
-    use modfleet_proxy::protocol::zip::check_zip;
-    use modfleet_proxy::protocol::{ModulePath, Version};
-    use sha2::{Digest, Sha256};
+    use common::sumdb::{RefDb, add_tampered, filler, record};
 
     const GOOD: &str = "example.com/signed";
     let (good, evil) = (Corpus::new(), Corpus::new());
-    good.add(
-        GOOD,
-        "v1.0.0",
-        Some(&format!("module {GOOD}\n")),
-        &[("a.go", b"package a\n")],
-    );
-    evil.add(
-        GOOD,
-        "v1.0.0",
-        Some(&format!(
-            "module {GOOD}\n\nrequire example.com/backdoor v1.0.0\n"
-        )),
-        &[("a.go", b"package a\n\nimport _ \"example.com/backdoor\"\n")],
-    );
+    add_tampered(&good, &evil, GOOD);
     let rel = |ext: &str| format!("{GOOD}/@v/v1.0.0.{ext}");
-    let (zip, go_mod) = (good.read(&rel("zip")), good.read(&rel("mod")));
-    let m = ModulePath::parse(GOOD).unwrap();
-    let v = Version::parse(&m, "v1.0.0").unwrap();
-    let h1_zip = check_zip(
-        zip.as_slice(),
-        zip.len() as u64,
-        &m,
-        &v,
-        &Default::default(),
-    )
-    .unwrap()
-    .h1;
     // 300 records, so that the tree has a full tile (256 hashes) for the store to keep.
-    let mut records = vec![Rec(
-        GOOD.into(),
-        "v1.0.0".into(),
-        h1_zip,
-        hash_go_mod(&go_mod),
-    )];
-    for i in 0..299u32 {
-        let h = |what: &str| {
-            let digest = Sha256::digest(format!("{what}{i}"));
-            format!(
-                "h1:{}",
-                base64::engine::general_purpose::STANDARD.encode(digest)
-            )
-        };
-        records.push(Rec(
-            format!("example.com/filler{i}"),
-            "v1.0.0".into(),
-            h("zip"),
-            h("mod"),
-        ));
-    }
+    let mut records = vec![record(&good, GOOD)];
+    records.extend(filler(299));
     let db = RefDb::start(&records, None);
     let name = db.verifier.split('+').next().unwrap().to_string();
     let s3 = S3Server::start();

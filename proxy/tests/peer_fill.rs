@@ -416,49 +416,12 @@ fn bad_peer_settings_stop_the_start() {
 /// fetches the real one from its upstream. What a peer sends is checked like an upstream's.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_compromised_member_cannot_plant_a_module_past_the_checksum_database() {
-    use common::sumdb::{Rec, RefDb};
-    use modfleet_proxy::protocol::sumdb::dirhash::hash_go_mod;
-    use modfleet_proxy::protocol::zip::check_zip;
-    use modfleet_proxy::protocol::{ModulePath, Version};
+    use common::sumdb::{RefDb, add_tampered, record};
 
     const SIGNED: &str = "example.com/signed";
     let (good, evil) = (Corpus::new(), Corpus::new());
-    good.add(
-        SIGNED,
-        "v1.0.0",
-        Some("module example.com/signed\n"),
-        &[("a.go", b"package a\n")],
-    );
-    evil.add(
-        SIGNED,
-        "v1.0.0",
-        Some("module example.com/signed\n\nrequire example.com/backdoor v1.0.0\n"),
-        &[("a.go", b"package a\n\nimport _ \"example.com/backdoor\"\n")],
-    );
-    let (zip, go_mod) = (
-        good.read("example.com/signed/@v/v1.0.0.zip"),
-        good.read("example.com/signed/@v/v1.0.0.mod"),
-    );
-    let m = ModulePath::parse(SIGNED).unwrap();
-    let v = Version::parse(&m, "v1.0.0").unwrap();
-    let h1 = check_zip(
-        zip.as_slice(),
-        zip.len() as u64,
-        &m,
-        &v,
-        &Default::default(),
-    )
-    .unwrap()
-    .h1;
-    let db = RefDb::start(
-        &[Rec(
-            SIGNED.into(),
-            "v1.0.0".into(),
-            h1,
-            hash_go_mod(&go_mod),
-        )],
-        None,
-    );
+    add_tampered(&good, &evil, SIGNED);
+    let db = RefDb::start(&[record(&good, SIGNED)], None);
     let up = Upstream::serve(good.root());
     let compromised = Upstream::builder().dir(evil.root()).start();
     let dir = tempfile::tempdir().unwrap();

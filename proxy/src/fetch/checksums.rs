@@ -130,6 +130,19 @@ pub struct FetcherSource {
     pub name: String,
 }
 
+impl FetcherSource {
+    /// The fetcher, and the request for `path` of this database.
+    fn request(&self, path: &str) -> Result<(Arc<Fetcher>, Request), SourceError> {
+        let fetcher = self
+            .fetcher
+            .upgrade()
+            .ok_or_else(|| SourceError::Failed("the proxy is shutting down".into()))?;
+        let req = Request::parse(&format!("/sumdb/{}/{path}", self.name))
+            .map_err(|e| SourceError::Failed(format!("bad checksum database path: {e}")))?;
+        Ok((fetcher, req))
+    }
+}
+
 impl SumdbSource for FetcherSource {
     /// A full tile from the upstreams (their `/sumdb/` endpoints, then the database's direct
     /// URL), past the disk cache, the owner and the store, whose copies it then replaces.
@@ -139,12 +152,7 @@ impl SumdbSource for FetcherSource {
         max_bytes: usize,
     ) -> BoxFuture<'a, Result<Bytes, SourceError>> {
         async move {
-            let fetcher = self
-                .fetcher
-                .upgrade()
-                .ok_or_else(|| SourceError::Failed("the proxy is shutting down".into()))?;
-            let req = Request::parse(&format!("/sumdb/{}/{path}", self.name))
-                .map_err(|e| SourceError::Failed(format!("bad checksum database path: {e}")))?;
+            let (fetcher, req) = self.request(path)?;
             let bytes = fetcher
                 .refetch_from_upstreams(&req, max_bytes as u64)
                 .await
@@ -166,12 +174,7 @@ impl SumdbSource for FetcherSource {
         max_bytes: usize,
     ) -> BoxFuture<'a, Result<Bytes, SourceError>> {
         async move {
-            let fetcher = self
-                .fetcher
-                .upgrade()
-                .ok_or_else(|| SourceError::Failed("the proxy is shutting down".into()))?;
-            let req = Request::parse(&format!("/sumdb/{}/{path}", self.name))
-                .map_err(|e| SourceError::Failed(format!("bad checksum database path: {e}")))?;
+            let (fetcher, req) = self.request(path)?;
             let bytes = match fetcher.get(&req).await {
                 Ok(served) => match served.body {
                     Body::Bytes { bytes, .. } => bytes,

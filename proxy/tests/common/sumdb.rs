@@ -78,3 +78,70 @@ impl Drop for RefDb {
         let _ = self.child.wait();
     }
 }
+
+/// Adds `module` v1.0.0 to `good`, and to `evil` a tampered copy that is valid on its own
+/// (another go.mod requiring a backdoor, other code): what a compromised mirror, store or
+/// fleet member would serve.
+pub fn add_tampered(good: &super::Corpus, evil: &super::Corpus, module: &str) {
+    good.add(
+        module,
+        "v1.0.0",
+        Some(&format!("module {module}\n")),
+        &[("a.go", b"package a\n".as_slice())],
+    );
+    evil.add(
+        module,
+        "v1.0.0",
+        Some(&format!(
+            "module {module}\n\nrequire example.com/backdoor v1.0.0\n"
+        )),
+        &[(
+            "a.go",
+            b"package a\n\nimport _ \"example.com/backdoor\"\n".as_slice(),
+        )],
+    );
+}
+
+/// The database's record of `module` v1.0.0 as `good` has it (its zip's and go.mod's h1).
+pub fn record(good: &super::Corpus, module: &str) -> Rec {
+    use modfleet_proxy::protocol::sumdb::dirhash::hash_go_mod;
+    use modfleet_proxy::protocol::zip::check_zip;
+    use modfleet_proxy::protocol::{ModulePath, Version};
+    let zip = good.read(&format!("{module}/@v/v1.0.0.zip"));
+    let go_mod = good.read(&format!("{module}/@v/v1.0.0.mod"));
+    let m = ModulePath::parse(module).unwrap();
+    let v = Version::parse(&m, "v1.0.0").unwrap();
+    let h1_zip = check_zip(
+        zip.as_slice(),
+        zip.len() as u64,
+        &m,
+        &v,
+        &Default::default(),
+    )
+    .unwrap()
+    .h1;
+    Rec(module.into(), "v1.0.0".into(), h1_zip, hash_go_mod(&go_mod))
+}
+
+/// `n` records of made-up modules, so that the tree grows full tiles (256 hashes each).
+pub fn filler(n: u32) -> Vec<Rec> {
+    use base64::Engine;
+    use sha2::{Digest, Sha256};
+    (0..n)
+        .map(|i| {
+            let h = |what: &str| {
+                let digest = Sha256::digest(format!("{what}{i}"));
+                format!(
+                    "h1:{}",
+                    base64::engine::general_purpose::STANDARD.encode(digest)
+                )
+            };
+            Rec(
+                format!("example.com/filler{i}"),
+                "v1.0.0".into(),
+                h("zip"),
+                h("mod"),
+            )
+        })
+        .collect()
+}
