@@ -65,6 +65,16 @@ fn fleet_perms() -> BTreeSet<Perm> {
             ),
             ("policy", &["poddisruptionbudgets"], CHILD_VERBS),
             ("networking.k8s.io", &["networkpolicies"], CHILD_VERBS),
+            (
+                "rbac.authorization.k8s.io",
+                &["roles", "rolebindings"],
+                CHILD_VERBS,
+            ),
+            (
+                "discovery.k8s.io",
+                &["endpointslices"],
+                &["get", "list", "watch"],
+            ),
             ("", &["pods"], &["list"]),
             (
                 "",
