@@ -318,7 +318,7 @@ fn a_tiered_fleet_gets_its_secrets_rbac_policy_and_store_status() {
     );
     let _proxies: Vec<ProxyProcess> = pods
         .iter()
-        .map(|(_, ip)| ProxyProcess::start_with(*ip, &[upstream.url.clone()], &extra))
+        .map(|(_, ip)| ProxyProcess::start_with(*ip, std::slice::from_ref(&upstream.url), &extra))
         .collect();
     // Nothing asked the store yet: its breaker is closed, so it counts as healthy.
     let (g, c) = ns.eventually("StoreHealthy=True on 2/2", DEFAULT_TIMEOUT, || {
