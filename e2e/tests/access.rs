@@ -157,6 +157,8 @@ fn tls_and_access_render_mount_keep_the_operator_token_roll_on_tokens_and_report
     let cm = ns.get_json(&["configmap", "guarded-config"]);
     let yaml = cm["data"]["config.yaml"].as_str().expect("config.yaml");
     let (_, tail) = yaml.split_once("\ntls:\n").expect(yaml);
+    // Up to the peer fill block that follows (on by default for PerMember fleets).
+    let (tail, _) = tail.split_once("peerFill:\n").expect(yaml);
     assert_eq!(format!("tls:\n{tail}"), RENDERED);
 
     // HTTPS: the endpoint says so, the client port is named for it.

@@ -65,6 +65,16 @@ fn fleet_perms() -> BTreeSet<Perm> {
             ),
             ("policy", &["poddisruptionbudgets"], CHILD_VERBS),
             ("networking.k8s.io", &["networkpolicies"], CHILD_VERBS),
+            (
+                "rbac.authorization.k8s.io",
+                &["roles", "rolebindings"],
+                CHILD_VERBS,
+            ),
+            (
+                "discovery.k8s.io",
+                &["endpointslices"],
+                &["get", "list", "watch"],
+            ),
             ("", &["pods"], &["list"]),
             (
                 "",
@@ -752,6 +762,11 @@ fn operator_with_chart_identity_reconciles(namespaced: bool) {
         ("watch", "secrets"),
         ("create", "secrets"),
         ("delete", "secrets"),
+        // Peer fill: the members' Role and RoleBinding NAME-peers, which the operator may
+        // grant because it holds what they grant (EndpointSlices, read-only) itself.
+        ("create", "roles.rbac.authorization.k8s.io"),
+        ("create", "rolebindings.rbac.authorization.k8s.io"),
+        ("list", "endpointslices.discovery.k8s.io"),
     ] {
         assert!(
             cluster.can_i(&user, verb, res, f),
@@ -764,7 +779,11 @@ fn operator_with_chart_identity_reconciles(namespaced: bool) {
         ("create", "pods"),
         ("delete", "gomoduleproxies.modfleet.dev"),
         ("update", "deployments.apps"),
-        ("create", "roles.rbac.authorization.k8s.io"),
+        // Never more than it holds: no escalate or bind, no writes of EndpointSlices.
+        ("escalate", "roles.rbac.authorization.k8s.io"),
+        ("bind", "roles.rbac.authorization.k8s.io"),
+        ("create", "endpointslices.discovery.k8s.io"),
+        ("create", "clusterroles.rbac.authorization.k8s.io"),
         ("delete", "customresourcedefinitions.apiextensions.k8s.io"),
     ] {
         assert!(

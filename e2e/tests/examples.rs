@@ -40,6 +40,7 @@ fn every_example_passes_server_side_dry_run() {
         "examples/private-modules.yaml",
         "examples/metrics.yaml",
         "examples/access-control.yaml",
+        "examples/tiered-fleet.yaml",
         "examples/argocd/modfleet.yaml",
         "examples/argocd/apps/operator.yaml",
         "examples/argocd/apps/fleet.yaml",

@@ -193,6 +193,9 @@ fn three_member_fleet_has_owned_children_and_becomes_ready() {
         ("service", "gomod-peers"),
         ("poddisruptionbudget", "gomod"),
         ("networkpolicy", "gomod"),
+        ("secret", "gomod-peer-token"),
+        ("role", "gomod-peers"),
+        ("rolebinding", "gomod-peers"),
         ("deployment", "gomod-0"),
         ("deployment", "gomod-1"),
         ("deployment", "gomod-2"),
@@ -214,7 +217,8 @@ fn three_member_fleet_has_owned_children_and_becomes_ready() {
         assert_eq!(d["spec"]["strategy"]["type"], "Recreate");
         let pod = &d["spec"]["template"]["spec"];
         assert_eq!(pod["containers"][0]["image"], IMAGE);
-        assert_eq!(pod["automountServiceAccountToken"], false);
+        // Peer fill (on by default for PerMember) reads EndpointSlices with the token.
+        assert_eq!(pod["automountServiceAccountToken"], true);
         let env: BTreeMap<String, String> = pod["containers"][0]["env"]
             .as_array()
             .unwrap()

@@ -74,6 +74,8 @@ fn private_modules_render_mounts_roll_on_secret_change_and_report_missing_secret
     let cm = ns.get_json(&["configmap", "private-config"]);
     let yaml = cm["data"]["config.yaml"].as_str().expect("config.yaml");
     let (_, private) = yaml.split_once("privateModules:\n").expect(yaml);
+    // Up to the peer fill block that follows (on by default for PerMember fleets).
+    let (private, _) = private.split_once("peerFill:\n").expect(yaml);
     assert_eq!(format!("privateModules:\n{private}"), RENDERED);
 
     // Each Secret mounted read-only at /etc/modfleet-private/<index>, only its keys, 0400.

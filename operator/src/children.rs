@@ -16,6 +16,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{Role as RbacRole, RoleBinding};
 use kube::api::{
     ApiResource, DeleteParams, DynamicObject, ListParams, ObjectMeta, Patch, PatchParams,
     Preconditions,
@@ -78,7 +79,7 @@ impl ChildKind {
 
 /// Every kind of child, the one list: orphans are removed in this order (members first, so
 /// their cache claims are no longer in use), and the controller watches each kind.
-pub const KINDS: [ChildKind; 8] = [
+pub const KINDS: [ChildKind; 10] = [
     ChildKind::of::<Deployment>(Role::Member),
     ChildKind::of::<PersistentVolumeClaim>(Role::Cache),
     ChildKind::of::<ConfigMap>(Role::Fleet),
@@ -86,8 +87,12 @@ pub const KINDS: [ChildKind; 8] = [
     ChildKind::of::<Service>(Role::Fleet),
     ChildKind::of::<PodDisruptionBudget>(Role::Fleet),
     ChildKind::of::<NetworkPolicy>(Role::Fleet),
-    // The operator's token Secret (with spec.access); the only Secret the operator writes.
+    // The operator's token Secret (with spec.access) and the peer token Secret (with peer
+    // fill): the only Secrets the operator writes.
     ChildKind::of::<Secret>(Role::Fleet),
+    // With peer fill: the members' right to read their membership (EndpointSlices).
+    ChildKind::of::<RbacRole>(Role::Fleet),
+    ChildKind::of::<RoleBinding>(Role::Fleet),
 ];
 
 /// A child that is gone from the fleet.

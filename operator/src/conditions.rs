@@ -1,6 +1,7 @@
 //! The conditions of a `GoModuleProxy`'s status as types. Each condition is decided in one
 //! function ([`crate::status`] for `Ready`, `Progressing` and `Degraded`,
-//! [`crate::fleet_health::summarize`] for `UpstreamsHealthy`, [`crate::injection::status`] for
+//! [`crate::fleet_health::summarize`] for `UpstreamsHealthy`,
+//! [`crate::store_health::summarize`] for `StoreHealthy`, [`crate::injection::status`] for
 //! `Injecting`) as a [`Verdict`] built with
 //! [`ConditionType::true_because`] and its siblings; [`Verdict::into_condition`] turns it into
 //! the API's `Condition`, keeping `lastTransitionTime` unless the status flipped, so watchers
@@ -21,6 +22,9 @@ pub enum ConditionType {
     Degraded,
     /// What the members say about their upstreams (only while the operator polls them).
     UpstreamsHealthy,
+    /// With `spec.cache.objectStore`: what the members say about the store (only while the
+    /// operator polls them). False is degraded, not down: clients still get answers.
+    StoreHealthy,
     /// With `spec.injection`: new Pods in every namespace the fleet selects get it (False:
     /// the webhook is off, or namespaces went to an older fleet).
     Injecting,
@@ -34,6 +38,7 @@ impl ConditionType {
             ConditionType::Progressing => "Progressing",
             ConditionType::Degraded => "Degraded",
             ConditionType::UpstreamsHealthy => "UpstreamsHealthy",
+            ConditionType::StoreHealthy => "StoreHealthy",
             ConditionType::Injecting => "Injecting",
         }
     }

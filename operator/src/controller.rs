@@ -33,8 +33,10 @@ use crate::fleet_health::Poller;
 use crate::injection::{self, status::Seen};
 use crate::metrics::Metrics;
 use crate::operator_token;
+use crate::peer_token;
 use crate::resources::access::{self, AdminToken};
 use crate::resources::credentials::{self, SecretData};
+use crate::resources::tiers;
 use crate::resources::{self, TEMPLATE_HASH_ANNOTATION, labels, pvc};
 use crate::rollout::{MemberStep, Rollout};
 use crate::status::{self, CacheState, Failure, MemberState, Observed};
@@ -329,11 +331,17 @@ async fn apply_children(
     // rendered from them. When one is missing or lacks a key, nothing changes under the
     // members: they are reported as they run, and the Secret's creation (watched)
     // reconciles again.
+    // The peer token Secret (with peer fill), made before the members mount it.
+    let peer_token = match peer_token::ensure(gmp, &mut children).await {
+        Ok(token) => token,
+        Err(e) => return Err(report_running(gmp, &children, observed, e).await),
+    };
     let secrets = read_secrets(gmp, ctx).await?;
     let checked = credentials::check(gmp, &secrets)
         .map_err(Error::from)
-        .and_then(|c| Ok((c, access::check(gmp, &secrets)?)));
-    let (credentials, access) = match checked {
+        .and_then(|c| Ok((c, access::check(gmp, &secrets)?)))
+        .and_then(|(c, a)| Ok((c, a, tiers::check(gmp, &secrets, peer_token.as_ref())?)));
+    let (credentials, access, tiers) = match checked {
         Ok(checked) => checked,
         Err(e) => return Err(report_running(gmp, &children, observed, e).await),
     };
@@ -341,6 +349,7 @@ async fn apply_children(
         smallest_cache_bytes,
         credentials,
         access,
+        tiers,
         ..ctx.builder.clone()
     };
     let desired = resources::desired(gmp, &builder);
@@ -356,6 +365,10 @@ async fn apply_children(
     }
     if let Some(network_policy) = &desired.network_policy {
         children.apply(network_policy).await?;
+    }
+    if let Some((role, binding)) = &desired.membership {
+        children.apply(role).await?;
+        children.apply(binding).await?;
     }
 
     // Members in order, so a bad config takes down one member, not the fleet.
@@ -397,11 +410,12 @@ async fn report_running(
     e
 }
 
-/// Every Secret `gmp` names: its upstreams', private modules', `tls`'s and `access`'s (the
-/// operator's own token Secret included), each once.
+/// Every Secret `gmp` names: its upstreams', private modules', `tls`'s, `access`'s (the
+/// operator's own token Secret included) and `cache.objectStore`'s, each once.
 fn referenced_secrets(gmp: &GoModuleProxy) -> Vec<String> {
     let mut names = credentials::referenced_secrets(gmp);
     names.extend(access::referenced_secrets(gmp));
+    names.extend(tiers::referenced_secrets(gmp));
     names.sort();
     names.dedup();
     names

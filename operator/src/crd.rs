@@ -18,8 +18,10 @@ use serde::{Deserialize, Serialize};
 
 mod access;
 mod injection;
+mod tiers;
 pub use access::{AccessRuleSpec, AccessSpec, DEFAULT_TOKENS_KEY, TlsSpec, TokenSecretRef};
 pub use injection::{InjectionFallback, InjectionSpec, InjectionStatus, LostNamespace};
+pub use tiers::{FleetSpec, ObjectStoreSpec};
 
 /// API group of the CRD.
 pub const GROUP: &str = "modfleet.dev";
@@ -126,6 +128,10 @@ pub struct GoModuleProxySpec {
     /// Module cache storage.
     #[serde(default)]
     pub cache: CacheSpec,
+
+    /// The fleet as a whole: peer fill between its members.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetSpec>,
 
     /// NetworkPolicy for the fleet's pods.
     #[serde(default)]
@@ -416,6 +422,13 @@ pub struct CacheSpec {
     /// `Retain` (default) or `Delete`.
     #[serde(default)]
     pub retain_policy: RetainPolicy,
+
+    /// A store the members share under their disk caches (S3, GCS, Azure Blob): a disk miss
+    /// reads it before any upstream; what was fetched and verified is written to it. Only
+    /// verified immutable artifacts go there. An outage costs upstream requests, never
+    /// client errors. Unset: no store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_store: Option<ObjectStoreSpec>,
 }
 
 fn default_cache_size() -> String {
@@ -429,6 +442,7 @@ impl Default for CacheSpec {
             storage_class_name: None,
             mode: CacheMode::PerMember,
             retain_policy: RetainPolicy::Retain,
+            object_store: None,
         }
     }
 }
@@ -596,8 +610,12 @@ pub struct GoModuleProxyStatus {
     /// the merge patch of the status removes a stale one.)
     #[serde(default)]
     pub injection: Option<InjectionStatus>,
-    /// `Ready`, `Progressing`, `Degraded`, `UpstreamsHealthy` and (with `spec.injection`)
-    /// `Injecting`.
+    /// With `spec.cache.objectStore`: the store as the members see it, from their `/status`
+    /// (written as `null` otherwise, as `injection`).
+    #[serde(default)]
+    pub store: Option<StoreHealth>,
+    /// `Ready`, `Progressing`, `Degraded`, `UpstreamsHealthy`, (with `spec.cache.objectStore`)
+    /// `StoreHealthy` and (with `spec.injection`) `Injecting`.
     #[serde(default)]
     pub conditions: Vec<Condition>,
 }
@@ -618,10 +636,36 @@ pub struct UpstreamHealth {
     pub last_error: Option<String>,
 }
 
+/// The object store's health across the fleet.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StoreHealth {
+    /// The store's URL as the members report it (`s3://bucket/prefix`).
+    pub url: String,
+    /// Members on which the store is healthy (its circuit breaker is not open).
+    pub healthy_members: i32,
+    /// Members that reported on the store (as for `upstreams`, members that could not be
+    /// asked are not counted).
+    pub members: i32,
+    /// The last error an unhealthy member recorded for the store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
 impl GoModuleProxy {
     /// Desired number of members, never negative.
     pub fn replicas(&self) -> i32 {
         self.spec.replicas.max(0)
+    }
+
+    /// Whether the members fill each other (`spec.fleet.peerFill`; unset: on for
+    /// `PerMember`, off for `Shared`, whose one volume already is one cache).
+    pub fn peer_fill(&self) -> bool {
+        self.spec
+            .fleet
+            .as_ref()
+            .and_then(|f| f.peer_fill)
+            .unwrap_or(self.spec.cache.mode == CacheMode::PerMember)
     }
 }
 

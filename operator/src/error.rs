@@ -57,6 +57,15 @@ pub enum Error {
         "Secret {name} exists but is not this fleet's (no owner reference to it); the operator keeps its token for the members' /status there: rename or delete that Secret"
     )]
     OperatorSecretTaken { name: String },
+    /// A Secret named as the fleet's peer token Secret exists and is not the fleet's.
+    #[error(
+        "Secret {name} exists but is not this fleet's (no owner reference to it); the operator keeps the members' peer token there: rename or delete that Secret"
+    )]
+    PeerSecretTaken { name: String },
+    /// The Secret of `cache.objectStore` is missing or lacks a key: nothing is rendered from
+    /// it until it is fixed (as for `Credentials`).
+    #[error(transparent)]
+    Tiers(#[from] crate::resources::tiers::TiersError),
     #[error("creating {kind} {name}: {source}")]
     Create {
         kind: String,
@@ -85,8 +94,9 @@ impl Error {
             Error::Status { .. } => "StatusUpdateFailed",
             Error::Finalizer { .. } => "FinalizerFailed",
             Error::Missing(_) => "InvalidObject",
-            Error::Credentials(_) | Error::Access(_) => "CredentialsMissing",
+            Error::Credentials(_) | Error::Access(_) | Error::Tiers(_) => "CredentialsMissing",
             Error::OperatorSecretTaken { .. } => "OperatorSecretTaken",
+            Error::PeerSecretTaken { .. } => "PeerSecretTaken",
             Error::Create { .. } => "CreateFailed",
         }
     }
@@ -95,9 +105,11 @@ impl Error {
     /// Secret is told so; every failure of the API server is a failed reconcile.
     pub fn failure_kind(&self) -> FailureKind {
         match self {
-            Error::Credentials(_) | Error::Access(_) | Error::OperatorSecretTaken { .. } => {
-                FailureKind::Credentials
-            }
+            Error::Credentials(_)
+            | Error::Access(_)
+            | Error::Tiers(_)
+            | Error::OperatorSecretTaken { .. }
+            | Error::PeerSecretTaken { .. } => FailureKind::Credentials,
             _ => FailureKind::Reconcile,
         }
     }

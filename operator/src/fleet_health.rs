@@ -27,9 +27,10 @@ use modfleet_contract::status::ProxyStatus;
 use crate::cidr::Cidr;
 use crate::conditions::ConditionType::UpstreamsHealthy;
 use crate::conditions::{Status, Verdict};
-use crate::crd::{GoModuleProxy, UpstreamHealth};
+use crate::crd::{GoModuleProxy, StoreHealth, UpstreamHealth};
 use crate::resources::access::AdminToken;
 use crate::resources::{ADMIN_PORT, labels};
+use crate::store_health::{self, StoreReport};
 
 /// Largest `/status` body read; a real one is a few hundred bytes per upstream.
 const MAX_STATUS_BYTES: usize = 1 << 20;
@@ -45,10 +46,11 @@ pub struct UpstreamReport {
     pub last_error: Option<String>,
 }
 
-/// What one member said about its upstreams, or why it said nothing.
+/// What one member said about its upstreams and its object store (`None`: it has none),
+/// or why it said nothing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MemberReport {
-    Reachable(Vec<UpstreamReport>),
+    Reachable(Vec<UpstreamReport>, Option<StoreReport>),
     /// Why the member could not be asked (short and stable, as it lands in the condition).
     Unreachable(String),
 }
@@ -65,6 +67,7 @@ pub fn parse(body: &[u8]) -> MemberReport {
                     last_error: u.health.last_error.map(|e| e.message),
                 })
                 .collect(),
+            s.store.as_ref().map(store_health::report),
         ),
         Err(e) => MemberReport::Unreachable(format!("unreadable /status: {e}")),
     }
@@ -102,13 +105,17 @@ pub struct FleetHealth {
     pub upstreams: Vec<UpstreamHealth>,
     /// The `UpstreamsHealthy` condition.
     pub verdict: Verdict,
+    /// With `spec.cache.objectStore`: `status.store` and the `StoreHealthy` condition
+    /// ([`store_health::summarize`]).
+    pub store: Option<(StoreHealth, Verdict)>,
 }
 
 impl FleetHealth {
     /// Health could not be polled at all (e.g. the pods could not be listed).
-    pub fn unknown(reason: &'static str, message: String) -> FleetHealth {
+    pub fn unknown(store_url: Option<&str>, reason: &'static str, message: String) -> FleetHealth {
         FleetHealth {
             upstreams: Vec::new(),
+            store: store_url.map(|url| store_health::unknown(url, reason, message.clone())),
             verdict: UpstreamsHealthy.unknown_because(reason, message),
         }
     }
@@ -137,7 +144,7 @@ pub fn summarize(spec_urls: &[String], reports: &[(String, MemberReport)]) -> Fl
     let reachable: Vec<(&str, &[UpstreamReport])> = reports
         .iter()
         .filter_map(|(name, r)| match r {
-            MemberReport::Reachable(u) => Some((name.as_str(), u.as_slice())),
+            MemberReport::Reachable(u, _) => Some((name.as_str(), u.as_slice())),
             MemberReport::Unreachable(_) => None,
         })
         .collect();
@@ -145,7 +152,7 @@ pub fn summarize(spec_urls: &[String], reports: &[(String, MemberReport)]) -> Fl
         .iter()
         .filter_map(|(name, r)| match r {
             MemberReport::Unreachable(why) => Some((name.as_str(), why.as_str())),
-            MemberReport::Reachable(_) => None,
+            MemberReport::Reachable(..) => None,
         })
         .collect();
     let upstreams: Vec<UpstreamHealth> = spec_urls
@@ -236,7 +243,11 @@ pub fn summarize(spec_urls: &[String], reports: &[(String, MemberReport)]) -> Fl
             )
         }
     };
-    FleetHealth { upstreams, verdict }
+    FleetHealth {
+        upstreams,
+        verdict,
+        store: None,
+    }
 }
 
 /// Asks the fleet's members for their `/status`.
@@ -281,6 +292,7 @@ impl Poller {
         token: Option<&AdminToken>,
     ) -> FleetHealth {
         let ns = gmp.namespace().unwrap_or_default();
+        let store_url = gmp.spec.cache.object_store.as_ref().map(|s| s.url.as_str());
         let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
         let selector = labels::selector_string(&labels::fleet_selector(&gmp.name_any()));
         let list = match pods.list(&ListParams::default().labels(&selector)).await {
@@ -288,6 +300,7 @@ impl Poller {
             Err(e) => {
                 tracing::warn!(error = %e, "cannot list the fleet's pods for upstream health");
                 return FleetHealth::unknown(
+                    store_url,
                     "PodListFailed",
                     format!(
                         "Cannot list the fleet's pods to ask them about upstream health (RBAC: list pods): {e}"
@@ -310,7 +323,10 @@ impl Poller {
         }))
         .await;
         let urls: Vec<String> = gmp.spec.upstreams.iter().map(|u| u.url.clone()).collect();
-        summarize(&urls, &reports)
+        FleetHealth {
+            store: store_url.map(|url| store_health::summarize(url, &reports)),
+            ..summarize(&urls, &reports)
+        }
     }
 
     async fn ask(&self, ip: IpAddr, token: Option<&AdminToken>) -> MemberReport {
@@ -401,6 +417,7 @@ mod tests {
                     last_error: (!ok).then(|| format!("{u}: connection refused")),
                 })
                 .collect(),
+            None,
         )
     }
 
@@ -573,18 +590,38 @@ mod tests {
              "last_error":{"message":"connection refused","at_unix":1700000000}}]}"#;
         assert_eq!(
             parse(body),
-            MemberReport::Reachable(vec![
-                UpstreamReport {
-                    url: "https://a.example".into(),
-                    healthy: true,
-                    last_error: None
-                },
-                UpstreamReport {
-                    url: "https://b.example".into(),
+            MemberReport::Reachable(
+                vec![
+                    UpstreamReport {
+                        url: "https://a.example".into(),
+                        healthy: true,
+                        last_error: None
+                    },
+                    UpstreamReport {
+                        url: "https://b.example".into(),
+                        healthy: false,
+                        last_error: Some("connection refused".into())
+                    },
+                ],
+                None
+            )
+        );
+        // With a store: its section (the shape of contract::status's own test).
+        let body = br#"{"ready":true,"upstreamsHealthy":0,"upstreams":[],
+            "store":{"url":"s3://modules/fleet","healthy":false,"breaker":"open",
+             "consecutiveFailures":5,"reads":{"hit":1,"miss":2,"invalid":3,"error":4},
+             "writes":{"ok":5,"error":6,"dropped":7},"queueDepth":8,
+             "lastError":{"message":"connection refused","at_unix":1700000000}}}"#;
+        assert_eq!(
+            parse(body),
+            MemberReport::Reachable(
+                Vec::new(),
+                Some(StoreReport {
+                    url: "s3://modules/fleet".into(),
                     healthy: false,
                     last_error: Some("connection refused".into())
-                },
-            ])
+                })
+            )
         );
         assert!(matches!(parse(b"<html>"), MemberReport::Unreachable(_)));
     }
@@ -646,11 +683,14 @@ mod tests {
         let r = p.ask(ip, Some(&token)).await;
         assert_eq!(
             r,
-            MemberReport::Reachable(vec![UpstreamReport {
-                url: "http://u.example".into(),
-                healthy: true,
-                last_error: None
-            }])
+            MemberReport::Reachable(
+                vec![UpstreamReport {
+                    url: "http://u.example".into(),
+                    healthy: true,
+                    last_error: None
+                }],
+                None
+            )
         );
         let request = server.await.unwrap();
         assert!(request.starts_with("GET /status HTTP/1.1"), "{request}");

@@ -8,7 +8,9 @@
 //! leader election), [`metrics`] (served by [`admin`]), [`telemetry`], [`config`] (flags)
 //! and [`run`] (wiring them together). [`fleet_health`] asks the members about their
 //! upstreams (at pod IPs in the allowed [`cidr`] networks) and summarises what they say for
-//! the status, with the fleet's [`operator_token`] when `spec.access` is set. [`injection`]
+//! the status, with the fleet's [`operator_token`] when `spec.access` is set; [`peer_token`]
+//! keeps the token the members send each other with peer fill; [`store_health`] sums up
+//! what they say about the object store. [`injection`]
 //! decides which fleet a new Pod uses and builds the patch that sets `GOPROXY` in it.
 
 pub mod admin;
@@ -26,10 +28,12 @@ pub mod injection;
 pub mod leader;
 pub mod metrics;
 pub mod operator_token;
+pub mod peer_token;
 pub mod resources;
 pub mod rollout;
 pub mod run;
 pub mod status;
+pub mod store_health;
 pub mod telemetry;
 pub mod webhook;
 

@@ -94,6 +94,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             // Read per fleet at each reconcile.
             credentials: resources::credentials::Credentials::default(),
             access: resources::access::Access::default(),
+            tiers: resources::tiers::Tiers::default(),
         },
         metrics.clone(),
         health,

@@ -7,7 +7,9 @@ use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 
-use crate::conditions::ConditionType::{Degraded, Injecting, Progressing, Ready, UpstreamsHealthy};
+use crate::conditions::ConditionType::{
+    Degraded, Injecting, Progressing, Ready, StoreHealthy, UpstreamsHealthy,
+};
 use crate::conditions::{Status, Verdict};
 use crate::crd::{GoModuleProxy, GoModuleProxyStatus, InjectionStatus};
 use crate::fleet_health::FleetHealth;
@@ -266,6 +268,8 @@ pub fn compute(gmp: &GoModuleProxy, observed: &Observed, now: Time) -> GoModuleP
     // upstreams do, and a fleet that flapped to not-Ready on every upstream hiccup would
     // page the wrong people.
     let upstreams_healthy = observed.health.as_ref().map(|h| h.verdict.clone());
+    // Nor is `StoreHealthy`: without the store, members serve from disks and upstreams.
+    let store = observed.health.as_ref().and_then(|h| h.store.clone());
     let previous = gmp
         .status
         .as_ref()
@@ -278,6 +282,7 @@ pub fn compute(gmp: &GoModuleProxy, observed: &Observed, now: Time) -> GoModuleP
     ]
     .into_iter()
     .chain(upstreams_healthy)
+    .chain(store.as_ref().map(|(_, v)| v.clone()))
     .chain(observed.injection.as_ref().map(|(_, v)| v.clone()))
     .map(|v| v.into_condition(previous, gmp.metadata.generation, &now))
     .collect();
@@ -294,6 +299,7 @@ pub fn compute(gmp: &GoModuleProxy, observed: &Observed, now: Time) -> GoModuleP
             .map(|h| h.upstreams.clone())
             .unwrap_or_default(),
         injection: observed.injection.as_ref().and_then(|(s, _)| s.clone()),
+        store: store.map(|(s, _)| s),
         conditions,
     }
 }
@@ -307,7 +313,7 @@ pub struct Notice {
 }
 
 /// The Events a change of the status from `old` to `new` deserves: `Ready` turning true or
-/// not, and upstream outages and recoveries (not every `Unknown`: members that start up or
+/// not, and upstream and store outages and recoveries (not every `Unknown`: members that start up or
 /// go away are `Ready`'s business).
 pub fn notices(old: Option<&GoModuleProxyStatus>, new: &GoModuleProxyStatus) -> Vec<Notice> {
     let notice = |c: &Condition| Notice {
@@ -323,6 +329,10 @@ pub fn notices(old: Option<&GoModuleProxyStatus>, new: &GoModuleProxyStatus) -> 
         u.status != Status::Unknown.as_str()
             && UpstreamsHealthy.status_in(old) != Status::parse(&u.status)
     });
+    let store = StoreHealthy.find(new).filter(|s| {
+        s.status != Status::Unknown.as_str()
+            && StoreHealthy.status_in(old) != Status::parse(&s.status)
+    });
     // Injection turning false (the webhook off, namespaces lost to an older fleet) or
     // recovering: an Event on the fleet.
     let injecting = Injecting.find(new).filter(|i| {
@@ -333,6 +343,7 @@ pub fn notices(old: Option<&GoModuleProxyStatus>, new: &GoModuleProxyStatus) -> 
     ready
         .into_iter()
         .chain(upstreams)
+        .chain(store)
         .chain(injecting)
         .map(notice)
         .collect()
@@ -561,7 +572,92 @@ mod tests {
                 reason,
                 message: message.into(),
             },
+            store: None,
         }
+    }
+
+    /// `StoreHealthy` and `status.store` come with the poll; the store going unhealthy is
+    /// degraded, not down: Ready and Degraded stay, the flip is stamped and announced.
+    #[test]
+    fn store_health_is_a_condition_of_its_own_and_not_part_of_ready() {
+        use crate::fleet_health::MemberReport;
+        use crate::store_health::{StoreReport, summarize};
+        let url = "s3://modules/fleet";
+        let store = |healthy: bool| {
+            let reports: Vec<_> = (0..3)
+                .map(|i| {
+                    let r = StoreReport {
+                        url: url.into(),
+                        healthy: healthy || i > 0,
+                        last_error: (!healthy && i == 0).then(|| "connection refused".into()),
+                    };
+                    (
+                        format!("gomod-{i}"),
+                        MemberReport::Reachable(Vec::new(), Some(r)),
+                    )
+                })
+                .collect();
+            summarize(url, &reports)
+        };
+        let mut g = minimal();
+        let mut obs = Observed {
+            members: (0..3).map(|i| member(i, true, true)).collect(),
+            caches: bound(3),
+            error: None,
+            health: Some(FleetHealth {
+                store: Some(store(true)),
+                ..health("True", "AllUpstreamsHealthy", "Every upstream ...")
+            }),
+            injection: None,
+        };
+        let s1 = compute(&g, &obs, t(100));
+        let c = get(&s1, StoreHealthy);
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("True", "StoreHealthy")
+        );
+        let st = s1.store.clone().unwrap();
+        assert_eq!(
+            (st.url.as_str(), st.healthy_members, st.members),
+            (url, 3, 3)
+        );
+        g.status = Some(s1.clone());
+        assert_eq!(
+            compute(&g, &obs, t(200)),
+            s1,
+            "nothing moves, nothing is patched"
+        );
+
+        obs.health.as_mut().unwrap().store = Some(store(false));
+        let s2 = compute(&g, &obs, t(300));
+        let c = get(&s2, StoreHealthy);
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", "StoreUnhealthy")
+        );
+        assert_eq!(c.last_transition_time, t(300));
+        assert!(c.message.contains("Degraded, not down"), "{}", c.message);
+        let st = s2.store.clone().unwrap();
+        assert_eq!((st.healthy_members, st.members), (2, 3));
+        assert_eq!(st.last_error.as_deref(), Some("connection refused"));
+        assert_eq!(get(&s2, Ready).status, "True", "clients still get answers");
+        assert_eq!(get(&s2, Degraded).status, "False");
+        assert_eq!(get(&s2, Ready).last_transition_time, t(100));
+        let n = notices(Some(&s1), &s2);
+        assert_eq!(n.len(), 1, "{n:?}");
+        assert_eq!(
+            (n[0].warning, n[0].reason.as_str()),
+            (true, "StoreUnhealthy")
+        );
+
+        // Without a store: no condition, and `store` is null (the merge patch removes it).
+        obs.health.as_mut().unwrap().store = None;
+        let s3 = compute(&g, &obs, t(400));
+        assert!(StoreHealthy.find(&s3).is_none());
+        assert_eq!(
+            serde_json::to_value(&s3).unwrap()["store"],
+            serde_json::Value::Null
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use modfleet_operator::crd::{GoModuleProxy, GoModuleProxySpec};
-use modfleet_operator::resources::{Context, access, configmap, credentials};
+use modfleet_operator::resources::{Context, access, configmap, credentials, tiers};
 use modfleet_proxy::config::{Cli, Config, Environment, LogFormat};
 use serde_json::json;
 
@@ -29,6 +29,8 @@ const RENDERED_KEYS: &[&str] = &[
     "privateModules",
     "tls",
     "access",
+    "objectStore",
+    "peerFill",
 ];
 
 fn rendered(spec: serde_json::Value) -> String {
@@ -45,6 +47,7 @@ fn rendered_with(spec: serde_json::Value, secrets: &credentials::SecretData) -> 
         proxy_image: "img".into(),
         credentials: credentials::check(&gmp, secrets).unwrap(),
         access: access::check(&gmp, secrets).unwrap(),
+        tiers: tiers::check(&gmp, secrets, Some(&tiers::PeerToken::generate())).unwrap(),
         ..Context::default()
     };
     let cm = configmap::build(&gmp, &ctx);
@@ -351,6 +354,79 @@ fn tls_and_access_reach_the_proxy_as_their_files() {
         .unwrap_or_else(|e| panic!("the proxy rejects the rendered config: {e}\n{yaml}"));
 }
 
+/// The object store and peer fill: the proxy takes them with the files the members mount
+/// (they exist only in a member, so the merge is checked here) and each member's own address
+/// from `--peer-advertise` (the Deployment's `MODFLEET_PEER_ADVERTISE=$(POD_IP):7070`).
+#[test]
+fn object_store_and_peer_fill_reach_the_proxy() {
+    let secrets = credentials::SecretData::from([(
+        "minio-keys".to_owned(),
+        Some(
+            [("accessKeyId", "AKIA0"), ("secretAccessKey", "s3cret")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.as_bytes().to_vec()))
+                .collect(),
+        ),
+    )]);
+    let yaml = rendered_with(
+        json!({
+            "upstreams": [{"url": "https://goproxy.example.com"}],
+            "cache": {"objectStore": {
+                "url": "s3://go-modules/fleet-a", "endpoint": "http://minio.minio.svc:9000",
+                "allowHttp": true, "timeout": "3s", "credentialsSecretRef": {"name": "minio-keys"}
+            }}
+        }),
+        &secrets,
+    );
+    assert!(
+        !yaml.contains("s3cret") && !yaml.contains("AKIA0"),
+        "{yaml}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, &yaml).unwrap();
+    let cli = Cli::try_parse_from([
+        "modfleet-proxy",
+        "--config",
+        path.to_str().unwrap(),
+        "--peer-advertise",
+        "10.1.2.3:7070",
+    ])
+    .unwrap();
+    let file: modfleet_contract::config::FileConfig = serde_yaml_ng::from_str(&yaml).unwrap();
+    let c = Config::merge(&cli.serve, file, Environment::default)
+        .unwrap_or_else(|e| panic!("the proxy rejects the rendered config: {e}\n{yaml}"));
+    let store = c.object_store.expect("objectStore");
+    assert_eq!(store.url, "s3://go-modules/fleet-a");
+    assert_eq!(
+        store.endpoint.as_deref(),
+        Some("http://minio.minio.svc:9000")
+    );
+    assert!(store.allow_http);
+    assert_eq!(store.timeout.to_string(), "3s");
+    let creds = store.credentials.expect("credentials");
+    assert_eq!(
+        creds
+            .secret_access_key_file
+            .as_deref()
+            .and_then(|p| p.to_str()),
+        Some("/etc/modfleet-store/secretAccessKey")
+    );
+    let peer = c.peer_fill.expect("peerFill");
+    assert_eq!(peer.advertise.as_deref(), Some("10.1.2.3:7070"));
+    assert_eq!(peer.listen.to_string(), "0.0.0.0:7070");
+    assert_eq!(peer.token_file.to_str(), Some("/etc/modfleet-peer/token"));
+    let slices = peer.endpoint_slices.expect("endpointSlices");
+    assert_eq!(
+        (slices.service.as_str(), slices.port.as_str()),
+        ("gomod-peers", "peer")
+    );
+    assert!(
+        peer.members.is_empty(),
+        "the membership comes from the API server"
+    );
+}
+
 /// The keys checked above are all the operator renders.
 #[test]
 fn every_rendered_key_is_checked() {
@@ -363,7 +439,7 @@ fn every_rendered_key_is_checked() {
             "excludePatterns": ["corp.example.com/*"],
             "noSumPatterns": ["git.internal/*"],
             "prefetch": {"enabled": true, "zips": true},
-            "cache": {"size": "20Gi"},
+            "cache": {"size": "20Gi", "objectStore": {"url": "s3://go-modules/a"}},
             "privateModules": [{"pattern": "git.internal/*", "insecure": true}],
             "tls": access_spec["tls"],
             "access": access_spec["access"]

@@ -94,17 +94,28 @@ by one Role per watched namespace.
 - apiGroups: ["networking.k8s.io"]
   resources: ["networkpolicies"]
   verbs: ["list", "watch", "create", "patch", "delete"]
+# With peer fill: the Role and RoleBinding NAME-peers that let the members read their
+# membership (resources/membership.rs), children like the others.
+- apiGroups: ["rbac.authorization.k8s.io"]
+  resources: ["roles", "rolebindings"]
+  verbs: ["list", "watch", "create", "patch", "delete"]
+# What that Role grants the members, which the operator must hold itself to grant it (the
+# RBAC escalation rule); the operator never reads EndpointSlices.
+- apiGroups: ["discovery.k8s.io"]
+  resources: ["endpointslices"]
+  verbs: ["get", "list", "watch"]
 # The fleets' pods, listed to ask the Ready ones for /status (fleet_health.rs Poller::poll).
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list"]
 # The Secrets a fleet names (upstreams[]/privateModules[].credentialsSecretRef, tls.secretName,
-# access.tokenSecretRefs): read at each reconcile (get: controller.rs read_secrets) to check
+# access.tokenSecretRefs, cache.objectStore.credentialsSecretRef): read at each reconcile (get: controller.rs read_secrets) to check
 # their keys and hash their data, and watched (list, watch) so a changed Secret rolls the
-# fleets that use it; never written. The one Secret the operator writes is its own token per
-# fleet with spec.access (operator_token.rs): created once (create; never patched, so no
-# patch or update), and deleted when it was tampered with or spec.access goes (delete: only
-# its own, by owner reference and uid precondition). `create` cannot be limited by name.
+# fleets that use it; never written. The Secrets the operator writes are its own token per
+# fleet with spec.access (operator_token.rs) and the members' peer token per fleet with peer
+# fill (peer_token.rs): created once (create; never patched, so no patch or update), and
+# deleted when tampered with or no longer wanted (delete: only its own, by owner reference
+# and uid precondition). `create` cannot be limited by name.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch", "create", "delete"]

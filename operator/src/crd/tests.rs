@@ -475,3 +475,87 @@ fn cel_checks_the_injection_fallback() {
         assert!(err.contains(want), "{bad}: {err}");
     }
 }
+
+#[test]
+fn cel_checks_the_object_store() {
+    let store = |v: Value| with(&["spec", "cache", "objectStore"], v);
+    for ok in [
+        json!({"url": "s3://go-modules"}),
+        json!({"url": "s3://go-modules/fleet-a/v2", "region": "eu-west-1", "timeout": "3s"}),
+        json!({"url": "s3://go-modules/fleet-a", "endpoint": "http://minio.minio.svc:9000",
+               "allowHttp": true, "credentialsSecretRef": {"name": "minio-keys"}}),
+        json!({"url": "s3://go.modules", "endpoint": "https://rgw.corp.example"}),
+        json!({"url": "gs://corp_modules/fleet", "credentialsSecretRef": {"name": "gcs-key"}}),
+        json!({"url": "az://modules", "accountName": "corpmods",
+               "credentialsSecretRef": {"name": "az-key"}}),
+        json!({"url": "az://modules", "accountName": "corpmods"}),
+    ] {
+        cel(&store(ok.clone()), None).unwrap_or_else(|e| panic!("{ok}: {e}"));
+    }
+    let refused = |v: Value, want: &str| {
+        let err = cel(&store(v.clone()), None).unwrap_err();
+        assert!(err.contains(want), "{v}: {err}");
+    };
+    let scheme = "url must be s3://BUCKET/PREFIX, gs://BUCKET/PREFIX or az://CONTAINER/PREFIX";
+    for url in [
+        "https://go-modules.s3.amazonaws.com",
+        "s3:/go-modules",
+        "s3://",
+        "S3://go-modules",
+        "s3://Go-Modules",
+        "file:///var/modules",
+        "s3://go-modules?versionId=1",
+        "minio://go-modules",
+    ] {
+        refused(json!({"url": url}), scheme);
+    }
+    refused(
+        json!({"url": "s3://m", "endpoint": "minio:9000"}),
+        "endpoint must be an absolute http:// or https:// URL",
+    );
+    refused(
+        json!({"url": "s3://mods", "endpoint": "http://minio:9000"}),
+        "an http:// endpoint needs allowHttp: true",
+    );
+    refused(
+        json!({"url": "s3://mods", "accountName": "corpmods"}),
+        "accountName is for Azure Blob",
+    );
+    refused(
+        json!({"url": "az://mods", "credentialsSecretRef": {"name": "az-key"}}),
+        "needs accountName",
+    );
+    refused(
+        json!({"url": "s3://mods", "timeout": "soon"}),
+        "objectStore.timeout must be a duration",
+    );
+    refused(
+        json!({"url": "s3://mods", "region": "EU West"}),
+        "region must be a region name",
+    );
+    refused(
+        json!({"url": "s3://mods", "credentialsSecretRef": {"name": "Bad_Name"}}),
+        "the name of a Secret",
+    );
+}
+
+#[test]
+fn fleet_and_store_are_absent_unless_written() {
+    let spec: GoModuleProxySpec =
+        serde_json::from_value(json!({"upstreams": [{"url": "https://goproxy.example.com"}]}))
+            .unwrap();
+    let v = serde_json::to_value(&spec).unwrap();
+    assert!(v.get("fleet").is_none(), "{v}");
+    assert!(v["cache"].get("objectStore").is_none(), "{v}");
+    let peer_fill =
+        &schema()["properties"]["spec"]["properties"]["fleet"]["properties"]["peerFill"];
+    assert_eq!(peer_fill["type"], "boolean");
+    assert!(
+        peer_fill.get("default").is_none(),
+        "unset means: by cache.mode"
+    );
+    let status = &schema()["properties"]["status"]["properties"]["store"]["properties"];
+    for field in ["url", "healthyMembers", "members", "lastError"] {
+        assert!(status.get(field).is_some(), "status.store.{field}");
+    }
+}

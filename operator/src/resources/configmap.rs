@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 
 use super::credentials::{Credentials, Key, Owner};
 use super::labels::Component;
+use super::tiers;
 use super::{ADMIN_PORT, CACHE_DIR, CONFIG_KEY, Context, HTTP_PORT, meta, names, quantity_bytes};
 use crate::crd::{self, GoModuleProxy};
 
@@ -69,6 +70,13 @@ pub fn proxy_config(gmp: &GoModuleProxy, ctx: &Context) -> FileConfig {
         // Absent unless the fleet sets spec.tls / spec.access (resources/access.rs).
         tls: ctx.access.tls.as_ref().map(|(_, tls)| tls.clone()),
         access: ctx.access.config.clone(),
+        // Absent unless the fleet has a store / peer fill (resources/tiers.rs).
+        object_store: spec
+            .cache
+            .object_store
+            .as_ref()
+            .map(|s| tiers::object_store_config(s, &ctx.tiers)),
+        peer_fill: gmp.peer_fill().then(|| tiers::peer_fill_config(gmp)),
         ..FileConfig::default()
     }
 }
@@ -196,7 +204,13 @@ mod tests {
                 "listTtl": "60s",
                 "logFormat": "json",
                 "exclude": ["corp.example.com/*"],
-                "noSum": ["corp.example.com/*", "git.internal/*"]
+                "noSum": ["corp.example.com/*", "git.internal/*"],
+                "peerFill": {
+                    "listen": "0.0.0.0:7070",
+                    "tokenFile": "/etc/modfleet-peer/token",
+                    "endpointSlices": {"service": "gomod-peers", "port": "peer", "refresh": "5s"},
+                    "timeout": "2s"
+                }
             })
         );
     }
@@ -307,6 +321,8 @@ mod tests {
         };
         let yaml = &build(&g, &c).data.unwrap()["config.yaml"];
         let (_, tail) = yaml.split_once("\ntls:\n").expect(yaml);
+        // Up to the peer fill block that follows (on by default for PerMember fleets).
+        let (tail, _) = tail.split_once("peerFill:\n").expect(yaml);
         assert_eq!(
             format!("tls:\n{tail}"),
             "tls:\n  certFile: /etc/modfleet-tls/tls.crt\n  keyFile: /etc/modfleet-tls/tls.key\n\
@@ -372,7 +388,8 @@ mod tests {
 
     /// The rendered bytes are part of the contract with running fleets: their hash is on the
     /// pod template, so any change of spelling or order rolls every fleet on an operator
-    /// upgrade. Change this text only together with a reason to roll.
+    /// upgrade. Change this text only together with a reason to roll. (Peer fill, on by
+    /// default for PerMember fleets, was such a reason: its `peerFill` block at the end.)
     #[test]
     fn renders_the_same_bytes_as_before() {
         let g = gmp(json!({
@@ -400,7 +417,10 @@ mod tests {
              logFormat: json\n\
              exclude:\n\
              - corp.example.com/*\n\
-             noSum: []\n"
+             noSum: []\n\
+             peerFill:\n  listen: 0.0.0.0:7070\n  tokenFile: /etc/modfleet-peer/token\n\
+             \x20 endpointSlices:\n    service: gomod-peers\n    port: peer\n    refresh: 5s\n\
+             \x20 timeout: 2s\n"
         );
     }
 }

@@ -9,19 +9,23 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar,
-    HTTPGetAction, KeyToPath, PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, SeccompProfile, SecretVolumeSource, SecurityContext, Volume,
-    VolumeMount,
+    EnvVarSource, HTTPGetAction, KeyToPath, ObjectFieldSelector, PersistentVolumeClaimVolumeSource,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecretVolumeSource,
+    SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 use kube::api::ObjectMeta;
+use modfleet_contract::defaults;
 use sha2::{Digest, Sha256};
 
 use super::access::{self, TLS_CERT_KEY, TLS_DIR, TLS_KEY_KEY, TLS_VOLUME, TOKENS_FILE};
 use super::credentials::CREDENTIALS_HASH_ANNOTATION;
 use super::labels::{self, Component};
+use super::tiers::{
+    self, PEER_DIR, PEER_TOKEN_KEY, PEER_VOLUME, STORE_DIR, STORE_VOLUME, TIERS_HASH_ANNOTATION,
+};
 use super::{
     ADMIN_PORT, CACHE_DIR, CONFIG_DIR, CONFIG_HASH_ANNOTATION, CONFIG_KEY, Context, HTTP_PORT,
     TEMPLATE_HASH_ANNOTATION, merge_labels, meta, names, service,
@@ -73,6 +77,10 @@ pub fn build(
     {
         pod_annotations.insert(CREDENTIALS_HASH_ANNOTATION.into(), h);
     }
+    // The store's keys and the peer token are read at start: a change rolls the members.
+    if let Some(h) = &ctx.tiers.hash {
+        pod_annotations.insert(TIERS_HASH_ANNOTATION.into(), h.clone());
+    }
     let pod_labels = merge_labels(
         &gmp.spec.pod_labels,
         labels::labels(&name, Component::Proxy, member),
@@ -117,6 +125,7 @@ pub fn template_hash(t: &PodTemplateSpec) -> String {
 
 fn pod_spec(gmp: &GoModuleProxy, ctx: &Context, claim: &str) -> PodSpec {
     let spec = &gmp.spec;
+    let peer_fill = gmp.peer_fill();
     let image = spec
         .image
         .clone()
@@ -141,21 +150,36 @@ fn pod_spec(gmp: &GoModuleProxy, ctx: &Context, claim: &str) -> PodSpec {
             "--config".into(),
             format!("{CONFIG_DIR}/{CONFIG_KEY}"),
         ]),
-        ports: Some(vec![
-            ContainerPort {
-                name: Some(service::client_port_name(gmp).into()),
-                container_port: HTTP_PORT,
+        ports: Some(
+            [
+                ContainerPort {
+                    name: Some(service::client_port_name(gmp).into()),
+                    container_port: HTTP_PORT,
+                    protocol: Some("TCP".into()),
+                    ..ContainerPort::default()
+                },
+                ContainerPort {
+                    name: Some("admin".into()),
+                    container_port: ADMIN_PORT,
+                    protocol: Some("TCP".into()),
+                    ..ContainerPort::default()
+                },
+            ]
+            .into_iter()
+            .chain(peer_fill.then(|| ContainerPort {
+                name: Some(defaults::PEER_PORT_NAME.into()),
+                container_port: tiers::peer_port(),
                 protocol: Some("TCP".into()),
                 ..ContainerPort::default()
-            },
-            ContainerPort {
-                name: Some("admin".into()),
-                container_port: ADMIN_PORT,
-                protocol: Some("TCP".into()),
-                ..ContainerPort::default()
-            },
-        ]),
-        env: Some(otel_env(gmp)),
+            }))
+            .collect(),
+        ),
+        env: Some(
+            otel_env(gmp)
+                .into_iter()
+                .chain(peer_env(peer_fill))
+                .collect(),
+        ),
         readiness_probe: Some(probe("/readyz", 3)),
         liveness_probe: Some(probe("/healthz", 6)),
         resources: spec.resources.clone(),
@@ -202,14 +226,16 @@ fn pod_spec(gmp: &GoModuleProxy, ctx: &Context, claim: &str) -> PodSpec {
                 ..VolumeMount::default()
             }))
             .chain(access_mounts(&ctx.access))
+            .chain(tier_mounts(ctx, peer_fill))
             .collect(),
         ),
         ..Container::default()
     };
     PodSpec {
         containers: vec![container],
-        service_account_name: Some(gmp.name_any()),
-        automount_service_account_token: Some(false),
+        service_account_name: Some(names::service_account(&gmp.name_any())),
+        // Only peer fill talks to the API server (its membership: resources/membership.rs).
+        automount_service_account_token: Some(peer_fill),
         enable_service_links: Some(false),
         termination_grace_period_seconds: Some(30),
         security_context: Some(PodSecurityContext {
@@ -264,6 +290,7 @@ fn pod_spec(gmp: &GoModuleProxy, ctx: &Context, claim: &str) -> PodSpec {
                 secret_volume(owner.volume(), &mount.secret, &items)
             }))
             .chain(access_volumes(&ctx.access))
+            .chain(tier_volumes(gmp, ctx, peer_fill))
             .collect(),
         ),
         image_pull_secrets: (!spec.image_pull_secrets.is_empty())
@@ -333,6 +360,67 @@ fn access_mounts(access: &access::Access) -> Vec<VolumeMount> {
         .iter()
         .map(|t| mount(t.tokens.volume(), t.tokens.dir()));
     tls.chain(tokens).collect()
+}
+
+/// The object store's Secret (the keys it has) and the peer token Secret, read-only.
+fn tier_volumes(gmp: &GoModuleProxy, ctx: &Context, peer_fill: bool) -> Vec<Volume> {
+    let store = ctx.tiers.store.iter().map(|m| {
+        let items: Vec<(&str, &str)> = m
+            .keys
+            .iter()
+            .map(|k| (k.secret_key(), k.secret_key()))
+            .collect();
+        secret_volume(STORE_VOLUME.into(), &m.secret, &items)
+    });
+    let peer = peer_fill.then(|| {
+        let secret = names::peer_token(&gmp.name_any());
+        let items = [(PEER_TOKEN_KEY, PEER_TOKEN_KEY)];
+        secret_volume(PEER_VOLUME.into(), &secret, &items)
+    });
+    store.chain(peer).collect()
+}
+
+/// Where [`tier_volumes`] are mounted: beside `/etc/modfleet`, read-only.
+fn tier_mounts(ctx: &Context, peer_fill: bool) -> Vec<VolumeMount> {
+    let mount = |name: &str, path: &str| VolumeMount {
+        name: name.into(),
+        mount_path: path.into(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    };
+    let store = ctx
+        .tiers
+        .store
+        .iter()
+        .map(|_| mount(STORE_VOLUME, STORE_DIR));
+    let peer = peer_fill.then(|| mount(PEER_VOLUME, PEER_DIR));
+    store.chain(peer).collect()
+}
+
+/// With peer fill: the member's address among its peers, `$(POD_IP):7070` (the Pod's IP from
+/// the downward API; the proxy reads `MODFLEET_PEER_ADVERTISE`).
+fn peer_env(peer_fill: bool) -> Vec<EnvVar> {
+    if !peer_fill {
+        return Vec::new();
+    }
+    vec![
+        EnvVar {
+            name: "POD_IP".into(),
+            value: None,
+            value_from: Some(EnvVarSource {
+                field_ref: Some(ObjectFieldSelector {
+                    api_version: Some("v1".into()),
+                    field_path: "status.podIP".into(),
+                }),
+                ..EnvVarSource::default()
+            }),
+        },
+        EnvVar {
+            name: "MODFLEET_PEER_ADVERTISE".into(),
+            value: Some(format!("$(POD_IP):{}", tiers::peer_port())),
+            value_from: None,
+        },
+    ]
 }
 
 fn otel_env(gmp: &GoModuleProxy) -> Vec<EnvVar> {

@@ -6,11 +6,13 @@ pub mod configmap;
 pub mod credentials;
 pub mod deployment;
 pub mod labels;
+pub mod membership;
 pub mod networkpolicy;
 pub mod pdb;
 pub mod pvc;
 pub mod service;
 pub mod serviceaccount;
+pub mod tiers;
 
 use std::collections::BTreeMap;
 
@@ -18,6 +20,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::ObjectMeta;
 use kube::{Resource, ResourceExt};
 
@@ -58,6 +61,9 @@ pub struct Context {
     /// What the members get of `spec.tls` and `spec.access` (read and checked by the
     /// reconcile: [`access::check`]).
     pub access: access::Access,
+    /// What the members get of `cache.objectStore`'s Secret and the peer token (read and
+    /// checked by the reconcile: [`tiers::check`]).
+    pub tiers: tiers::Tiers,
 }
 
 /// Child names (the table "What it creates" in docs/operator.md).
@@ -67,6 +73,14 @@ pub mod names {
     }
     pub fn peers(gmp: &str) -> String {
         format!("{gmp}-peers")
+    }
+    /// The members' ServiceAccount.
+    pub fn service_account(gmp: &str) -> String {
+        gmp.to_owned()
+    }
+    /// The Secret with the fleet's peer token (with peer fill).
+    pub fn peer_token(gmp: &str) -> String {
+        format!("{gmp}-peer-token")
     }
     pub fn config(gmp: &str) -> String {
         format!("{gmp}-config")
@@ -146,6 +160,8 @@ pub struct Desired {
     pub pdb: Option<PodDisruptionBudget>,
     /// Unless `networkPolicy.enabled: false`.
     pub network_policy: Option<NetworkPolicy>,
+    /// With peer fill: the members' right to read the membership (resources/membership.rs).
+    pub membership: Option<(Role, RoleBinding)>,
     /// Member Deployments in member order (one in Shared mode).
     pub deployments: Vec<Deployment>,
 }
@@ -164,6 +180,12 @@ pub fn desired(gmp: &GoModuleProxy, ctx: &Context) -> Desired {
         services: vec![service::build(gmp, ctx), service::build_peers(gmp, ctx)],
         pdb: pdb::build(gmp, ctx),
         network_policy: networkpolicy::build(gmp, ctx),
+        membership: gmp.peer_fill().then(|| {
+            (
+                membership::role(gmp, ctx),
+                membership::role_binding(gmp, ctx),
+            )
+        }),
         deployments,
     }
 }
@@ -219,6 +241,7 @@ pub(crate) mod testutil {
             operator_namespace: None,
             credentials: credentials::Credentials::default(),
             access: access::Access::default(),
+            tiers: tiers::Tiers::default(),
         }
     }
 

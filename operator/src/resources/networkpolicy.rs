@@ -1,8 +1,9 @@
 //! NetworkPolicy `NAME`: ingress to the proxy port from `allowFrom` (empty: every namespace)
 //! and to the admin port from `metricsFrom` and from the operator (which reads `/status`);
-//! fleet peers reach each other on both ports. Egress only to DNS, to `egressTo` (empty:
-//! anywhere) on `egressPorts`, and to peers; with `privateModules`, also to any address on
-//! the Git ports (443, 22, and 80 for `insecure` entries).
+//! fleet peers reach each other on both ports (and on the peer port with peer fill, which
+//! clients never reach). Egress only to DNS, to `egressTo` (empty: anywhere) on `egressPorts`
+//! (plus the object store's port), and to peers; with `privateModules`, also to any address
+//! on the Git ports (443, 22, and 80 for `insecure` entries).
 
 use k8s_openapi::api::networking::v1::{
     IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicyPeer,
@@ -13,7 +14,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 
 use super::labels::{self, Component};
-use super::{ADMIN_PORT, Context, HTTP_PORT, meta};
+use super::{ADMIN_PORT, Context, HTTP_PORT, meta, tiers};
 use crate::crd::GoModuleProxy;
 
 /// Set by the API server on every namespace (Kubernetes 1.22+).
@@ -99,9 +100,15 @@ pub fn build(gmp: &GoModuleProxy, ctx: &Context) -> Option<NetworkPolicy> {
         }]),
         ports: Some(vec![tcp(ADMIN_PORT)]),
     });
+    // Members reach each other on the client and admin ports, and with peer fill on the
+    // peer port, which no other rule admits: clients never reach it.
+    let mut peer_ports = vec![tcp(HTTP_PORT), tcp(ADMIN_PORT)];
+    if gmp.peer_fill() {
+        peer_ports.push(tcp(tiers::peer_port()));
+    }
     ingress.push(NetworkPolicyIngressRule {
         from: Some(peers.clone()),
-        ports: Some(vec![tcp(HTTP_PORT), tcp(ADMIN_PORT)]),
+        ports: Some(peer_ports.clone()),
     });
     let egress = vec![
         // DNS, wherever the cluster's resolver runs.
@@ -115,11 +122,11 @@ pub fn build(gmp: &GoModuleProxy, ctx: &Context) -> Option<NetworkPolicy> {
             } else {
                 np.egress_to.clone()
             }),
-            ports: Some(np.egress_ports.iter().map(|p| tcp(*p)).collect()),
+            ports: Some(egress_ports(gmp).into_iter().map(tcp).collect()),
         },
         NetworkPolicyEgressRule {
             to: Some(peers),
-            ports: Some(vec![tcp(HTTP_PORT), tcp(ADMIN_PORT)]),
+            ports: Some(peer_ports),
         },
     ];
     let egress: Vec<_> = egress
@@ -135,6 +142,32 @@ pub fn build(gmp: &GoModuleProxy, ctx: &Context) -> Option<NetworkPolicy> {
             egress: Some(egress),
         }),
     })
+}
+
+/// `egressPorts`, and the object store's port when it is not among them (the port of
+/// `objectStore.endpoint`, else 443: the provider's HTTPS). The store must be among
+/// `egressTo` when that is set (docs/operator.md).
+fn egress_ports(gmp: &GoModuleProxy) -> Vec<i32> {
+    let mut ports = gmp.spec.network_policy.egress_ports.clone();
+    if let Some(store) = &gmp.spec.cache.object_store {
+        let port = store.endpoint.as_deref().map_or(443, endpoint_port);
+        if !ports.contains(&port) {
+            ports.push(port);
+        }
+    }
+    ports
+}
+
+/// The TCP port of an `http(s)://HOST[:PORT]/...` URL (the CRD admits no other endpoint).
+fn endpoint_port(url: &str) -> i32 {
+    let uri = url.parse::<http::Uri>().ok();
+    let port = uri.as_ref().and_then(http::Uri::port_u16);
+    let http = uri.as_ref().and_then(http::Uri::scheme_str) == Some("http");
+    match port {
+        Some(p) => i32::from(p),
+        None if http => 80,
+        None => 443,
+    }
 }
 
 /// Private modules come from Git servers wherever they are: HTTPS and SSH (and plain HTTP
@@ -203,11 +236,15 @@ mod tests {
             &labels::operator_pod_selector()
         );
         assert_eq!(ports(&ingress[1].ports), [(9090, "TCP".into())]);
-        // Peers on both ports.
+        // Peers on both ports, and the peer port (peer fill: on by default for PerMember).
         assert!(ingress[2].from.as_ref().unwrap()[0].pod_selector.is_some());
         assert_eq!(
             ports(&ingress[2].ports),
-            [(8080, "TCP".into()), (9090, "TCP".into())]
+            [
+                (8080, "TCP".into()),
+                (9090, "TCP".into()),
+                (7070, "TCP".into())
+            ]
         );
         let egress = spec.egress.unwrap();
         assert_eq!(egress[0].to, None);

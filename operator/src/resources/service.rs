@@ -1,13 +1,15 @@
 //! Services: `NAME` for clients (port → `http`, or `https` with `spec.tls`) and headless `NAME-peers` so members can
-//! find each other (it publishes not-ready addresses: peers need each other while starting).
+//! find each other (it publishes not-ready addresses: peers need each other while starting;
+//! with peer fill it has the port `peer`, whose EndpointSlices are the fleet's membership).
 
 use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 
 use super::labels::{self, Component};
-use super::{ADMIN_PORT, Context, HTTP_PORT, meta, names};
+use super::{ADMIN_PORT, Context, HTTP_PORT, meta, names, tiers};
 use crate::crd::GoModuleProxy;
+use modfleet_contract::defaults;
 
 /// Client Service `NAME`.
 pub fn build(gmp: &GoModuleProxy, _ctx: &Context) -> Service {
@@ -50,10 +52,20 @@ pub fn build_peers(gmp: &GoModuleProxy, _ctx: &Context) -> Service {
             cluster_ip: Some("None".into()),
             selector: Some(labels::fleet_selector(&name)),
             publish_not_ready_addresses: Some(true),
-            ports: Some(vec![
-                port(client_port_name(gmp), HTTP_PORT),
-                port("admin", ADMIN_PORT),
-            ]),
+            ports: Some(
+                [
+                    port(client_port_name(gmp), HTTP_PORT),
+                    port("admin", ADMIN_PORT),
+                ]
+                .into_iter()
+                // The members find each other's peer port by this name (peerFill's
+                // endpointSlices.port); never on the client Service.
+                .chain(
+                    gmp.peer_fill()
+                        .then(|| port(defaults::PEER_PORT_NAME, tiers::peer_port())),
+                )
+                .collect(),
+            ),
             ..ServiceSpec::default()
         }),
         status: None,
@@ -144,7 +156,14 @@ mod tests {
             .into_iter()
             .map(|p| (p.name.unwrap(), p.port))
             .collect();
-        assert_eq!(peers, [("https".into(), 8080), ("admin".into(), 9090)]);
+        assert_eq!(
+            peers,
+            [
+                ("https".into(), 8080),
+                ("admin".into(), 9090),
+                ("peer".into(), 7070)
+            ]
+        );
     }
 
     #[test]
@@ -156,6 +175,7 @@ mod tests {
         assert_eq!(spec.cluster_ip.as_deref(), Some("None"));
         assert_eq!(spec.publish_not_ready_addresses, Some(true));
         let ports: Vec<_> = spec.ports.unwrap().iter().map(|p| p.port).collect();
-        assert_eq!(ports, [8080, 9090]);
+        // 7070: peer fill, on by default for PerMember fleets.
+        assert_eq!(ports, [8080, 9090, 7070]);
     }
 }

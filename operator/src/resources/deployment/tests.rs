@@ -67,7 +67,8 @@ fn per_member_deployment() {
     assert_eq!(cache_claim(&d), "gomod-cache-1");
     let pod = spec.template.spec.as_ref().unwrap();
     assert_eq!(pod.service_account_name.as_deref(), Some("gomod"));
-    assert_eq!(pod.automount_service_account_token, Some(false));
+    // Peer fill (on by default for PerMember) reads EndpointSlices with the pod's token.
+    assert_eq!(pod.automount_service_account_token, Some(true));
     let c = container(&d);
     assert_eq!(c.image.as_deref(), Some("modfleet/modfleet-proxy:test"));
     assert_eq!(
@@ -80,7 +81,15 @@ fn per_member_deployment() {
         .flatten()
         .map(|p| (p.name.clone().unwrap(), p.container_port))
         .collect();
-    assert_eq!(ports, [("http".into(), 8080), ("admin".into(), 9090)]);
+    // 7070: peer fill, on by default for PerMember fleets.
+    assert_eq!(
+        ports,
+        [
+            ("http".into(), 8080),
+            ("admin".into(), 9090),
+            ("peer".into(), 7070)
+        ]
+    );
     let r = c
         .readiness_probe
         .as_ref()
@@ -104,7 +113,16 @@ fn per_member_deployment() {
         .flatten()
         .map(|m| m.mount_path.as_str())
         .collect();
-    assert_eq!(mounts, ["/etc/modfleet", "/var/cache/modfleet", "/tmp"]);
+    assert_eq!(
+        mounts,
+        [
+            "/etc/modfleet",
+            "/var/cache/modfleet",
+            "/tmp",
+            // The peer token (peer fill, on by default for PerMember fleets).
+            "/etc/modfleet-peer"
+        ]
+    );
 }
 
 #[test]
@@ -180,7 +198,7 @@ fn otel_env_from_telemetry() {
         .env
         .iter()
         .flatten()
-        .map(|e| (e.name.as_str(), e.value.clone().unwrap()))
+        .filter_map(|e| Some((e.name.as_str(), e.value.clone()?)))
         .collect();
     assert_eq!(env["OTEL_EXPORTER_OTLP_ENDPOINT"], "http://otel.obs:4317");
     assert_eq!(env["OTEL_EXPORTER_OTLP_PROTOCOL"], "grpc");
@@ -247,6 +265,8 @@ fn private_module_secrets_are_mounted_read_only_with_their_keys() {
         .volumes
         .iter()
         .flatten()
+        // The peer token's volume (peer fill, on by default) is tested in resources/tiers.
+        .filter(|v| v.name != crate::resources::tiers::PEER_VOLUME)
         .filter_map(|v| {
             let s = v.secret.as_ref()?;
             let keys = s.items.iter().flatten().map(|i| i.key.clone()).collect();
@@ -347,6 +367,8 @@ fn upstream_secrets_are_mounted_beside_private_ones() {
         .volumes
         .iter()
         .flatten()
+        // The peer token's volume (peer fill, on by default) is tested in resources/tiers.
+        .filter(|v| v.name != crate::resources::tiers::PEER_VOLUME)
         .filter_map(|v| {
             let s = v.secret.as_ref()?;
             let keys = s.items.iter().flatten().map(|i| i.key.clone()).collect();
@@ -418,9 +440,15 @@ fn upstream_secrets_are_mounted_beside_private_ones() {
     );
 }
 
+/// (Peer fill, on by default for PerMember fleets, adds its own Secret volume and annotation:
+/// resources/tiers/tests.rs; off here.)
 #[test]
 fn fleets_without_private_modules_keep_their_template() {
-    let d = build(&minimal(), &ctx(), Some(0), "abc");
+    let mut g = minimal();
+    g.spec.fleet = Some(crate::crd::FleetSpec {
+        peer_fill: Some(false),
+    });
+    let d = build(&g, &ctx(), Some(0), "abc");
     let t = &d.spec.as_ref().unwrap().template;
     assert!(
         !t.metadata
@@ -470,6 +498,8 @@ fn tls_and_tokens_secrets_are_mounted_beside_the_config() {
         .volumes
         .iter()
         .flatten()
+        // The peer token's volume (peer fill, on by default) is tested in resources/tiers.
+        .filter(|v| v.name != crate::resources::tiers::PEER_VOLUME)
         .filter_map(|v| {
             let s = v.secret.as_ref()?;
             let items = s
@@ -548,7 +578,14 @@ fn tls_and_tokens_secrets_are_mounted_beside_the_config() {
         .flatten()
         .map(|p| (p.name.as_deref(), p.container_port))
         .collect();
-    assert_eq!(ports, [(Some("https"), 8080), (Some("admin"), 9090)]);
+    assert_eq!(
+        ports,
+        [
+            (Some("https"), 8080),
+            (Some("admin"), 9090),
+            (Some("peer"), 7070)
+        ]
+    );
     // Probes stay on the plain-HTTP admin port.
     let probe = container(&d).readiness_probe.as_ref().unwrap();
     let get = probe.http_get.as_ref().unwrap();
