@@ -39,7 +39,11 @@ pub fn normalise(member: &str) -> Result<String, MembershipError> {
         return Ok(addr.to_string());
     }
     let (host, port) = member.rsplit_once(':').ok_or_else(bad)?;
-    port.parse::<u16>().map_err(|_| bad())?;
+    let port: u16 = port.parse().map_err(|_| bad())?;
+    // `$(POD_IP):7070` with an IPv6 Pod IP comes without brackets.
+    if let Ok(v6) = host.parse::<std::net::Ipv6Addr>() {
+        return Ok(SocketAddr::new(IpAddr::V6(v6), port).to_string());
+    }
     let host_ok = !host.is_empty()
         && host.len() <= 253
         && host
@@ -265,6 +269,8 @@ mod tests {
     fn members_are_normalised() {
         assert_eq!(normalise("10.0.0.1:7070").unwrap(), "10.0.0.1:7070");
         assert_eq!(normalise("[FD00::1]:7070").unwrap(), "[fd00::1]:7070");
+        // A fleet's $(POD_IP):7070 with an IPv6 Pod IP.
+        assert_eq!(normalise("fd00::1:7070").unwrap(), "[fd00::1]:7070");
         assert_eq!(
             normalise("Proxy-0.Example:7070").unwrap(),
             "proxy-0.example:7070"
