@@ -15,6 +15,8 @@ use crate::listener::handshake::Handshaker;
 use crate::listener::{self, Listener, fd_limit};
 use crate::liveness::ServingCheck;
 use crate::metrics::Metrics;
+use crate::peers::Peers;
+use crate::peers::server::PeerState;
 use crate::private_modules::PrivateModules;
 use crate::protocol::sumdb::Checker;
 use crate::server::{AdminState, AppState, admin_router, proxy_router};
@@ -28,6 +30,8 @@ use crate::upstream::health::BreakerSettings;
 /// takes their slots.
 const ADMIN_MAX_CONNECTIONS: usize = 64;
 const ADMIN_MAX_CONNECTIONS_PER_IP: usize = 16;
+/// The peer port's cap: members keep a few pooled connections each to each other.
+const PEER_MAX_CONNECTIONS: usize = 256;
 
 /// Runs the proxy until a shutdown signal.
 pub async fn serve(
@@ -94,6 +98,7 @@ pub async fn serve(
         .object_store
         .as_ref()
         .map(|_| metrics.register_store());
+    let peer_metrics = config.peer_fill.as_ref().map(|_| metrics.register_peers());
     let metrics = Arc::new(metrics);
     let pool = Arc::new(
         UpstreamPool::new(
@@ -179,6 +184,40 @@ pub async fn serve(
         tracing::info!(url = %config.object_store.as_ref().map_or("", |s| s.url.as_str()), "shared object store under the disk cache");
         fetcher.use_store(store);
     }
+    let peer_task = match (&config.peer_fill, peer_metrics) {
+        (Some(peer_fill), Some(peer_metrics)) => {
+            let peers = Peers::start(peer_fill, peer_metrics).context("cannot set up peer fill")?;
+            fetcher.use_peers(peers.clone());
+            let socket = TcpListener::bind(peer_fill.listen).await.with_context(|| {
+                format!(
+                    "cannot listen on {} (peerFill.listen): is another process using it?",
+                    peer_fill.listen
+                )
+            })?;
+            tracing::info!(
+                listen = %socket.local_addr()?,
+                advertise = peer_fill.advertise.as_deref().unwrap_or("(none: owns nothing)"),
+                "peer fill: asking each artifact's owner among the fleet's members"
+            );
+            Some(tokio::spawn(listener::serve(
+                Listener {
+                    name: "peer",
+                    socket,
+                    limits: ConnectionLimits {
+                        max_connections: PEER_MAX_CONNECTIONS,
+                        max_connections_per_ip: PEER_MAX_CONNECTIONS,
+                        ..config.connections
+                    },
+                    // Member to member inside the fleet's network (see the README).
+                    tls: None,
+                },
+                crate::peers::server::router(PeerState::new(peers, fetcher.clone())),
+                metrics.clone(),
+                shutdown_signal(),
+            )))
+        }
+        _ => None,
+    };
     if let Some(private) = PrivateModules::new(&config) {
         fetcher.serve_private(private);
     }
@@ -229,6 +268,9 @@ pub async fn serve(
     admin.ready.store(false, Ordering::Release);
     probes.abort();
     admin_task.await?;
+    if let Some(peer_task) = peer_task {
+        peer_task.await?;
+    }
     tracing::info!("shut down");
     Ok(())
 }

@@ -20,6 +20,7 @@ pub mod listener;
 pub mod liveness;
 pub mod malloc;
 pub mod metrics;
+pub mod peers;
 pub mod private_modules;
 pub mod protocol;
 pub mod server;

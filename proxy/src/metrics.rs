@@ -140,6 +140,14 @@ pub struct StoreMetrics {
     pub breaker_state: Gauge,
 }
 
+/// Peer fill's metrics (see [`Metrics::register_peers`]).
+#[derive(Debug, Clone, Default)]
+pub struct PeerMetrics {
+    pub asks: Family<StoreResultLabel, Counter>,
+    pub served: Counter,
+    pub members: Gauge,
+}
+
 fn latency_histogram() -> LatencyHistogram {
     // 1ms .. ~65s
     HistogramWithExemplars::new(prometheus_client::metrics::histogram::exponential_buckets(
@@ -457,6 +465,29 @@ impl Metrics {
             store.breaker_state.clone(),
         );
         store
+    }
+
+    /// Registers peer fill's metrics; called only when `peerFill` is set.
+    pub fn register_peers(&mut self) -> PeerMetrics {
+        let peers = PeerMetrics::default();
+        self.registry.register(
+            "peer_asks",
+            "Misses this member asked the artifact's owner for, by result: hit (the owner's \
+             answer passed verification), not_found, fallback (the owner was down, slow, \
+             refused or sent what failed verification: fetched directly)",
+            peers.asks.clone(),
+        );
+        self.registry.register(
+            "peer_served",
+            "Peer requests this member answered as an artifact's owner",
+            peers.served.clone(),
+        );
+        self.registry.register(
+            "peer_members",
+            "The fleet's members as this member last read them (itself included)",
+            peers.members.clone(),
+        );
+        peers
     }
 
     /// The registry in OpenMetrics text format.

@@ -239,6 +239,7 @@ async fn status(State(state): State<Arc<AdminState>>) -> Response {
     let ready = state.ready.load(Ordering::Acquire);
     let mut status = ProxyStatus::new(ready, state.pool.status());
     status.store = state.fetcher.get().and_then(|f| f.store_status());
+    status.peers = state.fetcher.get().and_then(|f| f.peers_status());
     axum::Json(status).into_response()
 }
 

@@ -9,77 +9,13 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::graph::{app_dir, corpus, immutable_served};
 use common::{Corpus, GoEnv, PROXY_BIN, Proxy, Upstream, config_file, wait_for};
 use modfleet_testkit::s3::{BUCKET, S3Server};
 
 const WAIT: Duration = Duration::from_secs(30);
 /// The store's prefix in the bucket (from the URL `s3://modfleet/fleet`).
 const PREFIX: &str = "fleet/v1";
-
-fn corpus() -> Corpus {
-    let c = Corpus::new();
-    for (v, body) in [("v1.0.0", "s"), ("v1.1.0", "s + \"!\"")] {
-        c.add(
-            "example.test/util",
-            v,
-            Some("module example.test/util\n\ngo 1.21\n"),
-            &[(
-                "util.go",
-                format!("package util\n\nfunc Shout(s string) string {{ return {body} }}\n")
-                    .as_bytes(),
-            )],
-        );
-    }
-    c.add(
-        "example.test/greet",
-        "v1.0.0",
-        Some("module example.test/greet\n\ngo 1.21\n\nrequire example.test/util v1.1.0\n"),
-        &[(
-            "greet.go",
-            b"package greet\n\nimport \"example.test/util\"\n\nfunc Hello() string { return util.Shout(\"hello\") }\n",
-        )],
-    );
-    c.add(
-        "example.test/Upper/Case",
-        "v1.2.0",
-        Some("module example.test/Upper/Case\n\ngo 1.21\n"),
-        &[(
-            "case.go",
-            b"package Case\n\nfunc Name() string { return \"Case\" }\n",
-        )],
-    );
-    c.add(
-        "example.test/legacy",
-        "v2.0.0+incompatible",
-        None,
-        &[("legacy.go", b"package legacy\n\nconst Version = 2\n")],
-    );
-    c
-}
-
-const APP_GO_MOD: &str = "module example.test/app
-
-go 1.21
-
-require (
-	example.test/Upper/Case v1.2.0
-	example.test/greet v1.0.0
-	example.test/legacy v2.0.0+incompatible
-)
-";
-
-const APP_MAIN: &str = r#"package main
-
-import (
-	"fmt"
-
-	Case "example.test/Upper/Case"
-	"example.test/greet"
-	"example.test/legacy"
-)
-
-func main() { fmt.Println(greet.Hello(), Case.Name(), legacy.Version) }
-"#;
 
 /// The proxy's config: one upstream, the store at `s3://modfleet/fleet` with its keys in
 /// files, a short timeout and a quick breaker.
@@ -116,30 +52,11 @@ fn member(dir: &tempfile::TempDir, s3: &S3Server, upstream: &str) -> Proxy {
     )
 }
 
-fn app_dir() -> tempfile::TempDir {
-    let app = tempfile::tempdir().unwrap();
-    std::fs::write(app.path().join("go.mod"), APP_GO_MOD).unwrap();
-    std::fs::write(app.path().join("main.go"), APP_MAIN).unwrap();
-    app
-}
-
 /// `go ARGS` in `dir` through `proxy`, with a module cache of `go`'s own.
 fn go_cmd(go: &GoEnv, dir: &Path, proxy: &Proxy, args: &[&str]) -> Command {
     let mut c = go.command(dir, &proxy.url);
     c.args(args).env("GONOSUMDB", "example.test");
     c
-}
-
-/// The immutable artifacts `up` served from `corpus` (what a member writes to the store).
-fn immutable_served(up: &Upstream, corpus: &Corpus) -> Vec<String> {
-    let mut paths: Vec<String> = up
-        .all_hits()
-        .into_keys()
-        .filter(|p| p.ends_with(".info") || p.ends_with(".mod") || p.ends_with(".zip"))
-        .filter(|p| corpus.root().join(&p[1..]).is_file())
-        .collect();
-    paths.sort();
-    paths
 }
 
 /// Waits until each of `paths` (GOPROXY paths) is an object of the store.

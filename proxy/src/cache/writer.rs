@@ -221,6 +221,20 @@ impl CacheWriter {
     where
         S: Stream<Item = Result<Bytes, E>>,
     {
+        self.write_stream_observed(body, limit, |_| {}).await
+    }
+
+    /// [`CacheWriter::write_stream`], telling `written` the bytes in the file after each batch.
+    pub async fn write_stream_observed<S, E>(
+        &mut self,
+        body: S,
+        limit: u64,
+        mut written_so_far: impl FnMut(u64),
+    ) -> Result<u64, StreamError<E>>
+    where
+        S: Stream<Item = Result<Bytes, E>>,
+    {
+        let mut in_file: u64 = 0;
         let mut body = std::pin::pin!(body);
         let mut batch: Vec<u8> = Vec::with_capacity(WRITE_BATCH);
         let mut total: u64 = 0;
@@ -244,6 +258,7 @@ impl CacheWriter {
             }
             if batch.len() >= WRITE_BATCH || pending.is_some() || (done && !batch.is_empty()) {
                 let data = std::mem::replace(&mut batch, Vec::with_capacity(WRITE_BATCH));
+                let data_len = data.len();
                 let mut inner = self.inner.take().expect("writer in use");
                 let (inner, written) = tokio::task::spawn_blocking(move || {
                     let r = inner.write_all(&data);
@@ -253,6 +268,8 @@ impl CacheWriter {
                 .map_err(|e| StreamError::Local(io::Error::other(e)))?;
                 self.inner = Some(inner);
                 written.map_err(StreamError::Local)?;
+                in_file += data_len as u64;
+                written_so_far(in_file);
                 if let Some(chunk) = pending {
                     batch.extend_from_slice(&chunk);
                 }

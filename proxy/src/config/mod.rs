@@ -24,8 +24,8 @@ use crate::access::Access;
 pub use crate::credentials::UpstreamCredentials;
 pub use cli::{Cli, HashTokenArgs, ServeArgs, Subcommands, VerifyArgs};
 pub use modfleet_contract::config::{
-    BreakerConfig, FileConfig, HealthCheckConfig, ObjectStoreConfig, PeerFillConfig, RetryConfig, SumdbConfig,
-    TlsConfig, UpstreamConfig,
+    BreakerConfig, FileConfig, HealthCheckConfig, ObjectStoreConfig, PeerFillConfig, RetryConfig,
+    SumdbConfig, TlsConfig, UpstreamConfig,
 };
 pub use modfleet_contract::defaults;
 pub use modfleet_contract::values::{ByteSize, HedgeDelay, HumanDuration, OnOff};
@@ -175,6 +175,8 @@ pub enum ConfigError {
     Tls(#[from] crate::tls::TlsError),
     #[error("{0}")]
     ObjectStore(#[from] crate::store::StoreConfigError),
+    #[error(transparent)]
+    PeerFill(#[from] crate::peers::PeersError),
 }
 
 /// Where upstreams come from when none is configured: `$GOPROXY`, then `go env GOPROXY`.
@@ -240,6 +242,9 @@ impl Config {
         }
         if let Some(store) = &config.object_store {
             crate::store::Store::check(store, config.resilience.request_deadline)?;
+        }
+        if let Some(peer_fill) = &config.peer_fill {
+            crate::peers::Peers::check(peer_fill)?;
         }
         Ok(config)
     }

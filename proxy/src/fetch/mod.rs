@@ -22,8 +22,10 @@
 
 mod checksums;
 mod negative;
+mod peer;
 mod prefetch;
 mod private;
+mod tail;
 mod zip;
 
 use std::sync::{Arc, OnceLock};
@@ -39,6 +41,7 @@ use crate::cache::{self, Cache, CacheKey, CachedFile, ServedFile, WouldBlock};
 use crate::coalesce::{Coalescer, Publish, Role};
 use crate::config::Resilience;
 use crate::metrics::Metrics;
+use crate::peers::Peers;
 use crate::private_modules::PrivateModules;
 use crate::protocol::artifact;
 use crate::protocol::{ModulePath, Request, SumdbPath, Version, VersionQuery};
@@ -178,6 +181,10 @@ pub struct Fetcher {
     private: OnceLock<Arc<PrivateModules>>,
     /// Set once at start when `objectStore` is configured.
     store: OnceLock<Arc<Store>>,
+    /// Set once at start when `peerFill` is configured.
+    peers: OnceLock<Arc<Peers>>,
+    /// The zips being written, for peers that stream them meanwhile.
+    tails: tail::Tails,
 }
 
 impl Fetcher {
@@ -200,6 +207,8 @@ impl Fetcher {
             prefetcher: OnceLock::new(),
             private: OnceLock::new(),
             store: OnceLock::new(),
+            peers: OnceLock::new(),
+            tails: tail::Tails::default(),
         })
     }
 
@@ -341,7 +350,8 @@ impl Fetcher {
         }
         let (this, owned, owned_key) = (self.clone(), req.clone(), key.clone());
         let (fetched, role) = self.coalesced(key.as_str(), move |publish| {
-            this.download_small(owned, owned_key, publish).boxed()
+            this.download_small(owned, owned_key, origin, publish)
+                .boxed()
         });
         let fetched = fetched.await?;
         let cache = CacheResult::fetched(role, fetched.cached());
@@ -444,6 +454,7 @@ impl Fetcher {
         self: Arc<Self>,
         req: Request,
         key: CacheKey,
+        origin: Origin,
         publish: Publish<Shared>,
     ) -> Shared {
         // Another leader may have committed it just before this one started.
@@ -467,7 +478,11 @@ impl Fetcher {
             }
             Ok(bytes)
         };
-        if let Some(bytes) = self.read_store(req, &key, max_bytes(req), &accept).await {
+        let from_tier = match self.read_peer(req, &key, origin, &accept).await {
+            Some(bytes) => Some(bytes),
+            None => self.read_store(req, &key, max_bytes(req), &accept).await,
+        };
+        if let Some(bytes) = from_tier {
             let cached = self.put_publishing(&key, &bytes, publish).await;
             return Ok(Fetched::Bytes { bytes, cached });
         }
@@ -639,7 +654,7 @@ fn record_write(span: &tracing::Span, outcome: &'static str) {
     }
 }
 
-fn served(body: Body, cache: CacheResult, age: Option<Duration>) -> Served {
+pub(super) fn served(body: Body, cache: CacheResult, age: Option<Duration>) -> Served {
     Served { body, cache, age }
 }
 

@@ -69,6 +69,9 @@ impl PrefetchPolicy {
 pub(super) enum Origin {
     Client,
     Prefetch,
+    /// A fleet peer's request: answered from here, never asked of a further peer, and starts
+    /// no prefetch (the asking member's own client request does).
+    Peer,
 }
 
 /// How one prefetch (or one require that was not prefetched) ended; a metric label.
@@ -330,7 +333,8 @@ impl Fetcher {
         }
         let (this, owned, owned_key) = (self.clone(), req.clone(), key.clone());
         let (fetched, role) = self.coalesced(key.as_str(), move |publish| {
-            this.download_small(owned, owned_key, publish).boxed()
+            this.download_small(owned, owned_key, Origin::Prefetch, publish)
+                .boxed()
         });
         match fetched.await {
             Ok(_) if role == Role::Leader => Outcome::Fetched,

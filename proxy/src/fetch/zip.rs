@@ -92,10 +92,14 @@ impl Fetcher {
             module: module.clone(),
             version: version.clone(),
         };
-        if let Some(file) = self
-            .read_store(&req, &key, artifact::MAX_ZIP_BYTES, &accept)
-            .await
-        {
+        let from_tier = match self.read_peer(&req, &key, origin, &accept).await {
+            Some(file) => Some(file),
+            None => {
+                self.read_store(&req, &key, artifact::MAX_ZIP_BYTES, &accept)
+                    .await
+            }
+        };
+        if let Some(file) = from_tier {
             return Ok(Fetched::File(file));
         }
         let fetch = self.pool.fetch(Target::Modules, key.as_str(), &accept);
@@ -141,14 +145,26 @@ impl Fetcher {
             .await
             .map_err(|e| AttemptError::Local(e.to_string()))?
             .map_err(|e| AttemptError::Local(format!("cannot keep the download anywhere: {e}")))?;
+        // Peers asking for this zip read the file as it is written (see `tail`).
+        let tail = writer
+            .reader()
+            .ok()
+            .and_then(|file| self.tails.watch(zip.key.as_str()).claim(file));
         let total = writer
-            .write_stream(response.into_stream(), artifact::MAX_ZIP_BYTES)
+            .write_stream_observed(response.into_stream(), artifact::MAX_ZIP_BYTES, |n| {
+                if let Some(tail) = &tail {
+                    tail.written(n);
+                }
+            })
             .await
             .map_err(|e| match e {
                 StreamError::Source(e) => e,
                 StreamError::TooLarge { limit } => too_large(limit),
                 StreamError::Local(e) => AttemptError::Local(e.to_string()),
             })?;
+        if let Some(tail) = tail {
+            tail.done(total);
+        }
         tracing::Span::current().record("modfleet.bytes", total as i64);
         let span = cache_write_span(zip.key, total);
         let reader = writer
@@ -211,8 +227,8 @@ impl Fetcher {
                 "the go.mod inside the zip differs from the module's .mod file".into(),
             )
         };
-        if source.is_store {
-            // The store cannot be asked for its own pair: the upstreams decide.
+        if source.is_tier {
+            // The store or a peer cannot be asked for its own pair: the upstreams decide.
             return Err(mismatch());
         }
         let mod_req = Request::Mod {

@@ -54,20 +54,22 @@ pub struct Endpoint {
     /// What requests to this endpoint carry in `Authorization` (an upstream's own; never a
     /// checksum database's direct URL).
     credentials: Option<Arc<UpstreamCredentials>>,
-    /// The shared object store, not an upstream (its answers cannot be asked for again).
-    pub is_store: bool,
+    /// The shared object store or a peer, not an upstream (its answers cannot be asked for
+    /// again).
+    pub is_tier: bool,
 }
 
 impl Endpoint {
-    /// The shared object store as the source of an answer (`UpstreamResponse::from_store`).
-    fn store(url: &str, timeout: Duration) -> Endpoint {
+    /// The shared object store or a peer as the source of an answer
+    /// (`UpstreamResponse::from_store`, `from_peer`).
+    fn tier(url: &str, timeout: Duration) -> Endpoint {
         let base = Url::parse(url).unwrap_or_else(|_| Url::parse("store:").expect("a valid URL"));
         Endpoint {
             name: url.to_string(),
             base,
             timeout,
             credentials: None,
-            is_store: true,
+            is_tier: true,
         }
     }
 
@@ -82,7 +84,7 @@ impl Endpoint {
             base: base.clone(),
             timeout,
             credentials,
-            is_store: false,
+            is_tier: false,
         }
     }
 

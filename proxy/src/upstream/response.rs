@@ -72,7 +72,21 @@ impl UpstreamResponse {
             response: reqwest::Response::from(http::Response::new(body)),
             idle_timeout,
             progress: Arc::new(Progress::new()),
-            source: Endpoint::store(url, idle_timeout),
+            source: Endpoint::tier(url, idle_timeout),
+        }
+    }
+
+    /// The answer of a fleet peer (`crate::peers`): checked as an upstream's is.
+    pub fn from_peer(
+        owner: &str,
+        response: reqwest::Response,
+        idle_timeout: Duration,
+    ) -> UpstreamResponse {
+        UpstreamResponse {
+            response,
+            idle_timeout,
+            progress: Arc::new(Progress::new()),
+            source: Endpoint::tier(&format!("http://{owner}"), idle_timeout),
         }
     }
 

@@ -553,6 +553,7 @@ pub fn status_upstream<'a>(status: &'a serde_json::Value, url: &str) -> &'a serd
         .unwrap_or_else(|| panic!("{url} not in {status}"))
 }
 #[allow(dead_code)]
+pub mod graph;
 pub mod netns;
 #[allow(dead_code)]
 pub mod private_go;

@@ -1,0 +1,156 @@
+//! The fetcher's side of peer fill ([`crate::peers`]): asking an artifact's owner on a miss,
+//! and answering the peers that ask this member.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt};
+use tracing::Instrument;
+
+use super::prefetch::Origin;
+use super::tail::{self, TailState};
+use super::{Body, Fetcher, Served};
+use crate::cache::{CacheKey, ServedFile};
+use crate::peers::Peers;
+use crate::protocol::Request;
+use crate::upstream::{AttemptError, PoolError, UpstreamResponse};
+
+/// Longest a peer's stream of a zip being fetched waits for the next bytes (the fetch's own
+/// timeouts end a stalled upstream sooner).
+const TAIL_IDLE: Duration = Duration::from_secs(60);
+/// Most bytes read from a cached file at once for a peer.
+const FILE_CHUNK: u64 = 256 << 10;
+
+impl Fetcher {
+    /// Turns on peer fill.
+    pub fn use_peers(&self, peers: Arc<Peers>) {
+        if self.peers.set(peers).is_err() {
+            panic!("peer fill set up twice");
+        }
+    }
+
+    /// `/status`'s `peers` section; None without peer fill.
+    pub fn peers_status(&self) -> Option<modfleet_contract::status::PeersStatus> {
+        self.peers.get().map(|p| p.status())
+    }
+
+    /// An immutable artifact from its owner, checked by `accept`; None when peer fill is off,
+    /// this member owns it, the request came from a peer, or the owner did not answer with
+    /// what passes the checks (each counted: the member goes on to the store and upstreams).
+    pub(super) async fn read_peer<T, F, Fut>(
+        &self,
+        req: &Request,
+        key: &CacheKey,
+        origin: Origin,
+        accept: &F,
+    ) -> Option<T>
+    where
+        F: Fn(UpstreamResponse) -> Fut,
+        Fut: Future<Output = Result<T, AttemptError>>,
+    {
+        if origin == Origin::Peer || !req.is_immutable() {
+            return None;
+        }
+        let peers = self.peers.get()?;
+        let owner = peers.owner_of(key.as_str())?;
+        let span = tracing::debug_span!(
+            "peer ask",
+            modfleet.peer = %owner,
+            modfleet.outcome = tracing::field::Empty,
+        );
+        async {
+            let response = peers.ask(&owner, &req.escaped_path()).await?;
+            match accept(response).await {
+                Ok(answer) => {
+                    peers.verified();
+                    span.record("modfleet.outcome", "hit");
+                    Some(answer)
+                }
+                Err(e) => {
+                    peers.rejected(&owner, &e);
+                    span.record("modfleet.outcome", "fallback");
+                    None
+                }
+            }
+        }
+        .instrument(span.clone())
+        .await
+    }
+
+    /// The answer to a peer's request for an immutable artifact: from the cache, else from this
+    /// member's own fetch (joined, or started; never asked of a further peer). A zip being
+    /// fetched is streamed as it is written.
+    pub async fn serve_peer(
+        self: &Arc<Self>,
+        req: &Request,
+    ) -> Result<BoxStream<'static, io::Result<Bytes>>, PoolError> {
+        let key = CacheKey::of(req);
+        let Request::Zip { module, version } = req else {
+            let served = self.artifact(req, &key, Origin::Peer).await?;
+            return Ok(body_stream(served));
+        };
+        if let Some(body) = self.hit(&key).await {
+            return Ok(body_stream(super::served(
+                body,
+                super::CacheResult::Hit,
+                None,
+            )));
+        }
+        let slot = self.tails.watch(key.as_str());
+        let mut rx = slot.subscribe();
+        let fetch = self.zip(module, version, &key, Origin::Peer).fuse();
+        tokio::pin!(fetch);
+        loop {
+            if matches!(
+                *rx.borrow_and_update(),
+                TailState::Writing { .. } | TailState::Done { .. }
+            ) {
+                return Ok(tail::stream(slot, TAIL_IDLE).boxed());
+            }
+            tokio::select! {
+                served = &mut fetch => return served.map(body_stream),
+                // The sender lives in `slot`, held here: this only ends by a change.
+                _ = rx.changed() => {}
+            }
+        }
+    }
+}
+
+/// A served answer as a stream of chunks.
+fn body_stream(served: Served) -> BoxStream<'static, io::Result<Bytes>> {
+    match served.body {
+        Body::Bytes { bytes, .. } => futures::stream::once(async { Ok(bytes) }).boxed(),
+        Body::File(file) => file_stream(file).boxed(),
+    }
+}
+
+/// A whole file, read in chunks from the blocking pool.
+fn file_stream(file: ServedFile) -> impl futures::Stream<Item = io::Result<Bytes>> + Send {
+    futures::stream::try_unfold((file, 0u64), |(file, sent)| async move {
+        if sent >= file.len {
+            return Ok(None);
+        }
+        let want = (file.len - sent).min(FILE_CHUNK) as usize;
+        let handle = file.file.clone();
+        let chunk = tokio::task::spawn_blocking(move || {
+            use std::os::unix::fs::FileExt;
+            let mut buf = vec![0u8; want];
+            handle
+                .read_exact_at(&mut buf, sent)
+                .map(|()| Bytes::from(buf))
+        })
+        .await
+        .map_err(io::Error::other)??;
+        Ok(Some((chunk, (file, sent + want as u64))))
+    })
+}
+
+impl Fetcher {
+    /// Whether `req` is for a module served from Git (`privateModules`): never shared with peers.
+    pub fn is_private(&self, req: &Request) -> bool {
+        self.private_for_req(req).is_some()
+    }
+}
