@@ -392,8 +392,8 @@ def fleet_section(r, charts):
         title,
         "",
         f"Run {run['date']}, modfleet from commit {run['commit']} (binary MD5 {md5 or '—'}), {run['go']}; "
-        f"1-minute load average {lo:.1f}-{hi:.1f} during the downloads. {fl['rounds']} rounds, the order "
-        f"reversed every other round ({order}). Figures of one shared 2-core machine: each go command, each "
+        f"1-minute load average {lo:.1f}-{hi:.1f} during the downloads. {fl['rounds']} "
+        f"round{'s, the order reversed every other round' if fl['rounds'] > 1 else ''} ({order}). Figures of one shared 2-core machine: each go command, each "
         "member and the origin compete for the same two cores.",
         "",
         f"{fl['members']} `modfleet-proxy` members on loopback, each with its own empty disk cache and the "
