@@ -123,6 +123,16 @@ def concurrent_downloads(members, corpus):
     return results, time.perf_counter() - start
 
 
+def _kind(path):
+    """What an upstream request asked for: .info, .mod, .zip, list, latest or other."""
+    for k in ARTIFACT_SUFFIXES:
+        if path.endswith(k):
+            return k
+    if path.endswith("/@v/list"):
+        return "list"
+    return "latest" if path.endswith("/@latest") else "other"
+
+
 def upstream_counts(origin):
     """What the origin served since its last reset: requests, body bytes, the distinct artifact
     paths fetched with 200, and those of them fetched more than once."""
@@ -130,6 +140,7 @@ def upstream_counts(origin):
     per_path = Counter(p for m, p, st in reqs if m == "GET" and st == 200 and p.endswith(ARTIFACT_SUFFIXES))
     dup = {p: n for p, n in per_path.items() if n > 1}
     return {"upstream_requests": len(reqs), "upstream_bytes": origin.bytes_sent(),
+            "upstream_by_kind": dict(sorted(Counter(f"{_kind(p)} {st}" for _, p, st in reqs).items())),
             "upstream_artifacts": len(per_path), "upstream_artifacts_repeated": len(dup),
             "upstream_artifact_fetches": sum(per_path.values()),
             "upstream_max_per_artifact": max(per_path.values(), default=0)}
