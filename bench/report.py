@@ -435,7 +435,7 @@ def fleet_section(r, charts):
         "",
         "(Ranges over the rounds; \"vs (a)\": mean slowest time over the mean of (a)'s.) Each run:",
         "",
-        "| variant | round | go commands s | upstream requests | upstream MB | store reads hit / miss / invalid / error "
+        "| variant | round | go commands s | upstream requests (of which 404) | upstream MB | store reads hit / miss / invalid / error "
         "| store writes ok / error / dropped | store objects, MB | peer asks hit / not found / fallback | peer answers "
         "| members' CPU s | load |",
         "| --- | ---: | --- | ---: | ---: | --- | --- | --- | --- | ---: | ---: | --- |",
@@ -456,8 +456,10 @@ def fleet_section(r, charts):
             objects = (f"{x['store_objects']:,}, {x['store_bytes'] / 1e6:.0f}" if x.get("store_objects") is not None
                        else "—")
             gos = " / ".join(f"{c['seconds']:.1f}" + ("" if c["ok"] else " **error**") for c in x["clients"])
+            kinds = x.get("upstream_by_kind")
+            missing = "" if kinds is None else f" ({sum(n for k, n in kinds.items() if k.endswith(' 404')):,})"
             lines.append(
-                f"| {FLEET_LABELS[v]} | {x['round']} | {gos} | {x['upstream_requests']:,} | "
+                f"| {FLEET_LABELS[v]} | {x['round']} | {gos} | {x['upstream_requests']:,}{missing} | "
                 f"{x['upstream_bytes'] / 1e6:.0f} | {reads} | {writes} | {objects} | {asks} | "
                 f"{'—' if served is None else served} | {sum(m['cpu_s'] for m in ms):.1f} | "
                 f"{x['load'][0]:.1f}-{x['load'][1]:.1f} |")
