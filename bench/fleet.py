@@ -146,7 +146,23 @@ def upstream_counts(origin):
             "upstream_max_per_artifact": max(per_path.values(), default=0)}
 
 
-def run_variant(contender, corpus, origin, variant):
+def late_member(contender, corpus, origin, store):
+    """A fourth member started empty on the store the fleet just filled (store only, no peer
+    fill), one cold `go mod download all` through it: what a member added or emptied later
+    costs the origin."""
+    member = procs.start_modfleet_member(contender, [origin.url], store.modfleet_yaml("fleet"))
+    try:
+        origin.reset_counts()
+        r = client.cold_download(member.url, corpus)
+        counts = upstream_counts(origin)
+        return {"seconds": r.seconds, "ok": r.ok, "error": r.error, "store": status(member).get("store"),
+                **{k: counts[k] for k in ("upstream_requests", "upstream_bytes", "upstream_by_kind",
+                                          "upstream_artifacts")}}
+    finally:
+        member.stop()
+
+
+def run_variant(contender, corpus, origin, variant, late=False):
     """One run of one variant: a fresh store (if any) and three fresh members."""
     want_store, want_peers = uses(variant)
     workdir = Path(tempfile.mkdtemp(prefix="bench-fleet-"))
@@ -173,8 +189,14 @@ def run_variant(contender, corpus, origin, variant):
         )
         if store:
             out["store_objects"], out["store_bytes"] = store.contents()
-        bad = [f"client {i + 1} (member {i + 1}): {r.error}" for i, r in enumerate(results) if not r.ok]
         dead = [m.url for m in members if not m.alive()]
+        for m in members:  # the fleet's work is done: the late member has the cores to itself
+            m.stop()
+        if store and late:
+            out["late"] = late_member(contender, corpus, origin, store)
+        bad = [f"client {i + 1} (member {i + 1}): {r.error}" for i, r in enumerate(results) if not r.ok]
+        if out.get("late") and not out["late"]["ok"]:
+            bad.append(f"the late member's client: {out['late']['error']}")
         if dead:
             bad.append(f"members exited: {dead}")
         out["ok"] = not bad
@@ -206,13 +228,18 @@ def summary(run):
     if peers:
         s += (f"; peer asks hit {sum(x['asked']['hit'] for x in peers)} "
               f"fallback {sum(x['asked']['fallback'] for x in peers)}")
+    if run.get("late"):
+        lt = run["late"]
+        s += (f"; late member on the warm store: go {lt['seconds']:.1f}s, upstream {lt['upstream_requests']} "
+              f"requests, {lt['upstream_bytes'] / 1e6:.0f} MB")
     return s + (f"; load {run['load'][0]:.1f}-{run['load'][1]:.1f}" if run.get("load") else "") + (
         f" ERROR {run['error']}" if run["error"] else "")
 
 
-def scenario(contenders, corpus, cfg, log, variants=VARIANTS, rounds=None):
+def scenario(contenders, corpus, cfg, log, variants=VARIANTS, rounds=None, late=False):
     """Scenario 8: every variant `rounds` times (order reversed every other round), through the
-    `modfleet` contender's binary."""
+    `modfleet` contender's binary; with `late`, a store variant's run ends with a fourth member
+    started empty on the store (see late_member)."""
     modfleet = next((c for c in contenders if c.name == "modfleet"), None)
     if modfleet is None:
         return {"harness_error": "the fleet scenario runs modfleet only: add modfleet to --contenders"}
@@ -225,7 +252,7 @@ def scenario(contenders, corpus, cfg, log, variants=VARIANTS, rounds=None):
         for i, vs in enumerate(order):
             for v in vs:
                 log(f"  fleet round {i + 1}/{rounds}: {LABELS[v]}, {MEMBERS} members, origin {lat} ms")
-                run = run_variant(modfleet, corpus, origin, v)
+                run = run_variant(modfleet, corpus, origin, v, late=late)
                 run["round"] = i + 1
                 out[v].append(run)
                 log(f"  fleet {v}: {summary(run)}")

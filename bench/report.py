@@ -370,6 +370,11 @@ def _sum(members, section, *keys):
     return sum(vals) if vals else None
 
 
+def _not_found(by_kind):
+    """Upstream requests answered 404, from a run's `upstream_by_kind`."""
+    return sum(n for k, n in by_kind.items() if k.endswith(" 404"))
+
+
 def _span(values, fmt="{:.1f}"):
     """'a' or 'min-max' of the values."""
     if not values:
@@ -407,7 +412,9 @@ def fleet_section(r, charts):
         "origin's access log (every request, the members' health probes included); \"artifacts fetched more than "
         "once\" counts .info/.mod/.zip paths the origin answered with 200 more than once. Store and peer counters "
         "are the members' `/status` (`store`, `peers`) summed over the three, read after the members' store write "
-        "queues drained; the store's contents are counted in s3s-fs's directory.",
+        "queues drained; the store's contents are counted in s3s-fs's directory. After a run with a store, the three "
+        "members are stopped and a fourth is started empty on that store (store only), and one more cold "
+        "`go mod download all` goes through it alone: what a member added or emptied later costs the origin.",
         "",
         "| variant | slowest go command s | vs (a) | upstream requests | upstream MB | artifacts fetched more than once |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
@@ -437,13 +444,13 @@ def fleet_section(r, charts):
         "",
         "| variant | round | go commands s | upstream requests (of which 404) | upstream MB | store reads hit / miss / invalid / error "
         "| store writes ok / error / dropped | store objects, MB | peer asks hit / not found / fallback | peer answers "
-        "| members' CPU s | load |",
-        "| --- | ---: | --- | ---: | ---: | --- | --- | --- | --- | ---: | ---: | --- |",
+        "| members' CPU s | load | 4th member on the warm store: go s, upstream requests (404), MB |",
+        "| --- | ---: | --- | ---: | ---: | --- | --- | --- | --- | ---: | ---: | --- | --- |",
     ]
     for v, runs in res.items():
         for x in runs:
             if not x.get("clients"):
-                lines.append(f"| {FLEET_LABELS[v]} | {x.get('round')} | **error** | | | | | | | | | |")
+                lines.append(f"| {FLEET_LABELS[v]} | {x.get('round')} | **error** | | | | | | | | | | |")
                 continue
             ms = x["members"]
             reads = "—" if _sum(ms, "store", "reads", "hit") is None else " / ".join(
@@ -457,12 +464,16 @@ def fleet_section(r, charts):
                        else "—")
             gos = " / ".join(f"{c['seconds']:.1f}" + ("" if c["ok"] else " **error**") for c in x["clients"])
             kinds = x.get("upstream_by_kind")
-            missing = "" if kinds is None else f" ({sum(n for k, n in kinds.items() if k.endswith(' 404')):,})"
+            missing = "" if kinds is None else f" ({_not_found(kinds):,})"
+            lt = x.get("late")
+            late = "—" if not lt else (
+                f"{lt['seconds']:.1f}, {lt['upstream_requests']:,} ({_not_found(lt['upstream_by_kind']):,}), "
+                f"{lt['upstream_bytes'] / 1e6:.1f}" if lt.get("ok") else "**error**")
             lines.append(
                 f"| {FLEET_LABELS[v]} | {x['round']} | {gos} | {x['upstream_requests']:,}{missing} | "
                 f"{x['upstream_bytes'] / 1e6:.0f} | {reads} | {writes} | {objects} | {asks} | "
                 f"{'—' if served is None else served} | {sum(m['cpu_s'] for m in ms):.1f} | "
-                f"{x['load'][0]:.1f}-{x['load'][1]:.1f} |")
+                f"{x['load'][0]:.1f}-{x['load'][1]:.1f} | {late} |")
     errs = [(v, x.get("round"), x.get("error")) for v, runs in res.items() for x in runs if not x.get("ok")]
     if errs:
         lines += [""] + [f"- **{FLEET_LABELS[v]}, round {rd}, errored**: {e}" for v, rd, e in errs]

@@ -483,7 +483,7 @@ def run_info(contenders):
 
 def scenario_fleet(contenders, corpus, cfg, variants=fleet.VARIANTS, rounds=None):
     """Three modfleet members, three concurrent cold `go mod download all`, four fleet variants."""
-    out = fleet.scenario(contenders, corpus, cfg, log, variants=variants, rounds=rounds)
+    out = fleet.scenario(contenders, corpus, cfg, log, variants=variants, rounds=rounds, late=True)
     if "harness_error" not in out:
         loads = [x for runs in out["results"].values() for r in runs for x in r.get("load", [])]
         out.update(run=run_info([c for c in contenders if c.name == "modfleet"]),
