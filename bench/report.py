@@ -390,6 +390,7 @@ def fleet_section(r, charts):
     if not fl or "results" not in fl:
         return [title, "", "Not run." if not fl else f"Harness error: `{fl.get('harness_error', '')[-300:]}`"]
     run, res = fl["run"], fl["results"]
+    late_runs = any(x.get("late") for runs in res.values() for x in runs)
     md5 = ", ".join(f"{k} `{v}`" for k, v in run.get("binaries_md5", {}).items())
     order = "; ".join(f"round {i + 1}: " + ", ".join(FLEET_LABELS[v][:3] for v in vs) for i, vs in enumerate(fl["order"]))
     lo, hi = fl.get("load_range", [0, 0])
@@ -412,9 +413,11 @@ def fleet_section(r, charts):
         "origin's access log (every request, the members' health probes included); \"artifacts fetched more than "
         "once\" counts .info/.mod/.zip paths the origin answered with 200 more than once. Store and peer counters "
         "are the members' `/status` (`store`, `peers`) summed over the three, read after the members' store write "
-        "queues drained; the store's contents are counted in s3s-fs's directory. After a run with a store, the three "
-        "members are stopped and a fourth is started empty on that store (store only), and one more cold "
-        "`go mod download all` goes through it alone: what a member added or emptied later costs the origin.",
+        "queues drained; the store's contents are counted in s3s-fs's directory." + (
+            " After a run with a store, the three members are stopped and a fourth is started empty on that store "
+            "(store only), and one more cold `go mod download all` goes through it alone: what a member added or "
+            "emptied later costs the origin." if late_runs else " (These runs predate the harness's late member: "
+            "see the Analysis.)"),
         "",
         "| variant | slowest go command s | vs (a) | upstream requests | upstream MB | artifacts fetched more than once |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
