@@ -105,6 +105,11 @@ impl ProxyProcess {
         proxy
     }
 
+    /// The IP it listens on (its Pod's).
+    pub fn ip(&self) -> IpAddr {
+        self.ip
+    }
+
     /// GET on the admin port; the body when the answer is 200.
     pub fn admin_get(&self, path: &str) -> Option<String> {
         http_get(SocketAddr::new(self.ip, 9090), path)

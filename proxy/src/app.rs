@@ -211,7 +211,11 @@ pub async fn serve(
                     // Member to member inside the fleet's network (see the README).
                     tls: None,
                 },
-                crate::peers::server::router(PeerState::new(peers, fetcher.clone())),
+                crate::peers::server::router(PeerState::new(
+                    peers,
+                    fetcher.clone(),
+                    config.clone(),
+                )),
                 metrics.clone(),
                 shutdown_signal(),
             )))

@@ -473,7 +473,8 @@ impl Metrics {
         self.registry.register(
             "peer_asks",
             "Misses this member asked the artifact's owner for, by result: hit (the owner's \
-             answer passed verification), not_found, fallback (the owner was down, slow, \
+             answer passed verification), not_found (the owner's upstreams do not have it: \
+             answered 404), fallback (the owner was down, slow, \
              refused or sent what failed verification: fetched directly)",
             peers.asks.clone(),
         );

@@ -513,6 +513,40 @@ objectStore:
     // The full tile came from the store (B never fetched it from the database or upstream).
     assert!(store_metric(&b, "reads", "hit").await >= 1.0);
     assert_eq!(up_b.hits(&format!("/sumdb/{name}/tile/8/0/000")), 0);
+    drop(b);
+
+    // The full tile in the store goes bad: an empty member's check fails on it, asks the
+    // database itself for the tile, passes, and puts the database's tile back in the store.
+    let tile_object = s3.object_file(&tile);
+    let good_tile = std::fs::read(&tile_object).unwrap();
+    let mut bad_tile = good_tile.clone();
+    bad_tile[0] ^= 0x80;
+    std::fs::write(&tile_object, &bad_tile).unwrap();
+    let up_c = Upstream::serve(good.root());
+    let dir_c = tempfile::tempdir().unwrap();
+    let c = start(&dir_c, &up_c);
+    let path = format!("/{}", rel("mod"));
+    let r = c.get(&path).await;
+    assert_eq!(r.status(), 200, "{}", c.logs());
+    assert_eq!(r.bytes().await.unwrap(), good.read(&rel("mod")));
+    assert!(
+        c.logs()
+            .contains("a kept checksum-database tile did not match the signed tree"),
+        "{}",
+        c.logs()
+    );
+    wait_for("the database's tile back in the store", WAIT, || async {
+        std::fs::read(&tile_object).ok().as_deref() == Some(good_tile.as_slice())
+    })
+    .await;
+    let on_disk = dir_c
+        .path()
+        .join(format!("cache/download/sumdb/{name}/tile/8/0/000"));
+    assert_eq!(
+        std::fs::read(on_disk).unwrap(),
+        good_tile,
+        "the disk copy is the database's"
+    );
 }
 
 /// A missing credentials file stops the start (exit 2) with the key and the fix; so does a

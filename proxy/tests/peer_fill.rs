@@ -161,6 +161,30 @@ async fn three_go_commands_through_three_members_cost_one_upstream_fetch_per_art
     assert!(answered as f64 >= hits, "served {answered}, asked {hits}");
 }
 
+/// An artifact no upstream has: its owner's "not found" is the fleet's answer. Asked of each
+/// member in turn, it costs the upstream one request, and every client gets the 404.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_artifact_costs_the_fleet_one_upstream_request() {
+    let corpus = corpus();
+    let up = Upstream::serve(corpus.root());
+    let fleet = Fleet::start(3, &up.url, "");
+    let path = "/example.test/util/@v/v1.9.9.info";
+    let owner = fleet.owner_of(path);
+    let order: Vec<usize> = (0..3).filter(|i| *i != owner).chain([owner]).collect();
+    for i in order {
+        let r = fleet.members[i].get(path).await;
+        let status = r.status();
+        assert_eq!(status, 404, "member {i}: {}", r.text().await.unwrap());
+    }
+    assert_eq!(up.hits(path), 1, "{:?}", up.all_hits());
+    let mut not_found = 0.0;
+    for m in &fleet.members {
+        not_found += peer_metric(m, "not_found").await;
+        assert_eq!(peer_metric(m, "fallback").await, 0.0);
+    }
+    assert_eq!(not_found, 2.0, "each asking member took the owner's 404");
+}
+
 /// A zip is fetched slowly by its owner for two other members. Both members' files grow while
 /// the owner's upstream transfer is still going (the owner streams while it fetches); then the
 /// owner is killed. Both members still answer with the exact zip, fetched directly.
@@ -317,6 +341,13 @@ async fn the_peer_port_admits_only_the_fleets_token() {
         let r = with_token(mutable).send().await.unwrap();
         assert_eq!(r.status(), 400, "{mutable}");
     }
+    for elsewhere in [
+        "/sumdb/sum.evil.example/tile/8/0/000",
+        "/sumdb/sum.evil.example/lookup/example.test/util@v1.1.0",
+    ] {
+        let r = with_token(elsewhere).send().await.unwrap();
+        assert_eq!(r.status(), 400, "{elsewhere}");
+    }
     let r = with_token("/../etc/passwd").send().await.unwrap();
     assert!(r.status().is_client_error(), "{}", r.status());
     let status = fleet.members[0].status().await;
@@ -378,4 +409,90 @@ fn bad_peer_settings_stop_the_start() {
         assert_eq!(o.status.code(), Some(2), "{yaml}: {stderr}");
         assert!(stderr.contains(says), "{yaml}: {stderr}");
     }
+}
+
+/// A compromised member serves a tampered module that is valid on its own (another go.mod and
+/// code, a well-formed zip): the checksum database catches it at the asking member, which
+/// fetches the real one from its upstream. What a peer sends is checked like an upstream's.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_compromised_member_cannot_plant_a_module_past_the_checksum_database() {
+    use common::sumdb::{Rec, RefDb};
+    use modfleet_proxy::protocol::sumdb::dirhash::hash_go_mod;
+    use modfleet_proxy::protocol::zip::check_zip;
+    use modfleet_proxy::protocol::{ModulePath, Version};
+
+    const SIGNED: &str = "example.com/signed";
+    let (good, evil) = (Corpus::new(), Corpus::new());
+    good.add(
+        SIGNED,
+        "v1.0.0",
+        Some("module example.com/signed\n"),
+        &[("a.go", b"package a\n")],
+    );
+    evil.add(
+        SIGNED,
+        "v1.0.0",
+        Some("module example.com/signed\n\nrequire example.com/backdoor v1.0.0\n"),
+        &[("a.go", b"package a\n\nimport _ \"example.com/backdoor\"\n")],
+    );
+    let (zip, go_mod) = (
+        good.read("example.com/signed/@v/v1.0.0.zip"),
+        good.read("example.com/signed/@v/v1.0.0.mod"),
+    );
+    let m = ModulePath::parse(SIGNED).unwrap();
+    let v = Version::parse(&m, "v1.0.0").unwrap();
+    let h1 = check_zip(
+        zip.as_slice(),
+        zip.len() as u64,
+        &m,
+        &v,
+        &Default::default(),
+    )
+    .unwrap()
+    .h1;
+    let db = RefDb::start(
+        &[Rec(
+            SIGNED.into(),
+            "v1.0.0".into(),
+            h1,
+            hash_go_mod(&go_mod),
+        )],
+        None,
+    );
+    let up = Upstream::serve(good.root());
+    let compromised = Upstream::builder().dir(evil.root()).start();
+    let dir = tempfile::tempdir().unwrap();
+    let name = db.verifier.split('+').next().unwrap();
+    let cfg = member_config(
+        dir.path(),
+        &up.url,
+        "127.0.0.1:0",
+        &[compromised.addr().to_string()],
+        &format!(
+            "sumdbs: [{{name: {name}, key: {}, url: http://{}/}}]\nverifySumdb: true\n",
+            db.verifier, db.addr
+        ),
+    );
+    let p = Proxy::start(
+        &dir.path().join("cache"),
+        &["--config", cfg.to_str().unwrap(), "--verify-sumdb", "on"],
+    );
+    for ext in ["mod", "zip"] {
+        let path = format!("/example.com/signed/@v/v1.0.0.{ext}");
+        let r = p.get(&path).await;
+        assert_eq!(r.status(), 200, "{ext}: {}", p.logs());
+        assert_eq!(r.bytes().await.unwrap(), good.read(&path[1..]), "{ext}");
+        assert!(
+            compromised.hits(&path) >= 1,
+            "{ext}: the member was asked first"
+        );
+        assert_eq!(up.hits(&path), 1, "{ext}: then the upstream");
+    }
+    assert!(
+        p.metric(r#"modfleet_proxy_checksum_checks_total{outcome="mismatch"}"#)
+            .await
+            >= 1.0
+    );
+    assert!(p.logs().contains("SECURITY"));
+    assert!(peer_metric(&p, "fallback").await >= 2.0);
 }

@@ -12,7 +12,7 @@ use json_patch::Patch;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::PartialObjectMeta;
 use kube::core::admission::{AdmissionRequest, AdmissionResponse, Operation};
-use kube::runtime::reflector::Store;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client};
 
 use crate::crd::GoModuleProxy;
@@ -125,16 +125,14 @@ pub fn decide(
 /// The answer to the API server: always allowed (the webhook never refuses a Pod), with the
 /// patch when there is one.
 pub fn respond(request: &AdmissionRequest<Pod>, decision: Decision) -> AdmissionResponse {
-    let response = AdmissionResponse::from(request);
     if decision.patch.is_empty() {
-        return response;
+        return AdmissionResponse::from(request);
     }
-    match response.clone().with_patch(decision.patch) {
-        Ok(patched) => patched,
+    AdmissionResponse::from(request)
+        .with_patch(decision.patch)
         // A patch of strings and arrays always serialises; should it not, the Pod goes
         // through as it is rather than being refused.
-        Err(_) => response,
-    }
+        .unwrap_or_else(|_| AdmissionResponse::from(request))
 }
 
 /// The webhook's view of the cluster: the fleets (one cache per watched namespace, or one
@@ -211,9 +209,7 @@ impl Injection {
     async fn namespace_labels(&self, namespace: &str) -> Option<BTreeMap<String, String>> {
         let cached = self
             .namespaces
-            .state()
-            .iter()
-            .find(|n| n.metadata.name.as_deref() == Some(namespace))
+            .get(&ObjectRef::new(namespace))
             .map(|n| n.metadata.labels.clone().unwrap_or_default());
         if cached.is_some() {
             return cached;

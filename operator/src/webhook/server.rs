@@ -2,7 +2,6 @@
 //! route ([`super::PATH`]). Bounded like any server facing the network: connections, the
 //! handshake's and the headers' time, the body's size.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -162,7 +161,6 @@ pub async fn serve(
                 async move {
                     tower_service::Service::call(&mut router, request.map(axum::body::Body::new))
                         .await
-                        .map_err(|e: Infallible| e)
                 }
             });
             let connection = hyper::server::conn::http1::Builder::new()

@@ -131,6 +131,35 @@ pub struct FetcherSource {
 }
 
 impl SumdbSource for FetcherSource {
+    /// A full tile from the upstreams (their `/sumdb/` endpoints, then the database's direct
+    /// URL), past the disk cache, the owner and the store, whose copies it then replaces.
+    fn refetch<'a>(
+        &'a self,
+        path: &'a str,
+        max_bytes: usize,
+    ) -> BoxFuture<'a, Result<Bytes, SourceError>> {
+        async move {
+            let fetcher = self
+                .fetcher
+                .upgrade()
+                .ok_or_else(|| SourceError::Failed("the proxy is shutting down".into()))?;
+            let req = Request::parse(&format!("/sumdb/{}/{path}", self.name))
+                .map_err(|e| SourceError::Failed(format!("bad checksum database path: {e}")))?;
+            let bytes = fetcher
+                .refetch_from_upstreams(&req, max_bytes as u64)
+                .await
+                .map_err(|e| match e {
+                    PoolError::NotFound { .. } => SourceError::NotFound,
+                    other => SourceError::Failed(other.to_string()),
+                })?;
+            if bytes.len() > max_bytes {
+                return Err(SourceError::TooLarge { limit: max_bytes });
+            }
+            Ok(bytes)
+        }
+        .boxed()
+    }
+
     fn get<'a>(
         &'a self,
         path: &'a str,

@@ -325,16 +325,21 @@ impl Fetcher {
             if let PoolError::NotFound { message } = &error
                 && !private
             {
-                self.negative.insert(key.to_string(), message.clone());
-                self.metrics
-                    .negative_cache_entries
-                    .set(self.negative.len() as i64);
+                self.remember_not_found(&key, message);
             }
             FetchError {
                 error,
                 cache: CacheResult::None,
             }
         })
+    }
+
+    /// Remembers a "not found" for `--negative-ttl`.
+    fn remember_not_found(&self, key: &CacheKey, message: &str) {
+        self.negative.insert(key.to_string(), message.to_string());
+        self.metrics
+            .negative_cache_entries
+            .set(self.negative.len() as i64);
     }
 
     /// `.info`, `.mod` and full tiles: from the cache, or fetched once, verified and kept.
@@ -478,7 +483,7 @@ impl Fetcher {
             }
             Ok(bytes)
         };
-        let from_tier = match self.read_peer(req, &key, origin, &accept).await {
+        let from_tier = match self.read_peer(req, &key, origin, &accept).await? {
             Some(bytes) => Some(bytes),
             None => self.read_store(req, &key, max_bytes(req), &accept).await,
         };
@@ -490,6 +495,28 @@ impl Fetcher {
         let cached = self.put_publishing(&key, &bytes, publish).await;
         self.write_store(req, &key, Payload::Bytes(bytes.clone()));
         Ok(Fetched::Bytes { bytes, cached })
+    }
+
+    /// A small immutable artifact from the upstreams only, past the disk, the owner and the
+    /// store, replacing the copies kept there: for a kept copy that turned out bad (a full
+    /// checksum-database tile that does not match the signed tree).
+    pub(super) async fn refetch_from_upstreams(
+        &self,
+        req: &Request,
+        max: u64,
+    ) -> Result<Bytes, PoolError> {
+        let key = CacheKey::of(req);
+        let bytes = self
+            .pool
+            .fetch(target(req), &upstream_path(req), |response| async move {
+                let bytes = response.bytes_limited(max).await?;
+                check_immutable(req, &bytes)?;
+                Ok(bytes)
+            })
+            .await?;
+        self.put(&key, &bytes).await;
+        self.write_store(req, &key, Payload::Bytes(bytes.clone()));
+        Ok(bytes)
     }
 
     async fn check_go_mod_sum(

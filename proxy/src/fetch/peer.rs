@@ -14,7 +14,7 @@ use super::prefetch::Origin;
 use super::tail::{self, TailState};
 use super::{Body, Fetcher, Served};
 use crate::cache::{CacheKey, ServedFile};
-use crate::peers::Peers;
+use crate::peers::{Asked, Peers};
 use crate::protocol::Request;
 use crate::upstream::{AttemptError, PoolError, UpstreamResponse};
 
@@ -40,39 +40,54 @@ impl Fetcher {
     /// An immutable artifact from its owner, checked by `accept`; None when peer fill is off,
     /// this member owns it, the request came from a peer, or the owner did not answer with
     /// what passes the checks (each counted: the member goes on to the store and upstreams).
+    /// The owner's "not found" is the fleet's answer (its upstreams were asked): an error.
     pub(super) async fn read_peer<T, F, Fut>(
         &self,
         req: &Request,
         key: &CacheKey,
         origin: Origin,
         accept: &F,
-    ) -> Option<T>
+    ) -> Result<Option<T>, PoolError>
     where
         F: Fn(UpstreamResponse) -> Fut,
         Fut: Future<Output = Result<T, AttemptError>>,
     {
         if origin == Origin::Peer || !req.is_immutable() {
-            return None;
+            return Ok(None);
         }
-        let peers = self.peers.get()?;
-        let owner = peers.owner_of(key.as_str())?;
+        let Some(peers) = self.peers.get() else {
+            return Ok(None);
+        };
+        let Some(owner) = peers.owner_of(key.as_str()) else {
+            return Ok(None);
+        };
         let span = tracing::debug_span!(
             "peer ask",
             modfleet.peer = %owner,
             modfleet.outcome = tracing::field::Empty,
         );
         async {
-            let response = peers.ask(&owner, &req.escaped_path()).await?;
+            let response = match peers.ask(&owner, &req.escaped_path()).await {
+                Asked::Answer(response) => *response,
+                Asked::NotFound(message) => {
+                    span.record("modfleet.outcome", "not_found");
+                    return Err(PoolError::NotFound { message });
+                }
+                Asked::Fallback => {
+                    span.record("modfleet.outcome", "fallback");
+                    return Ok(None);
+                }
+            };
             match accept(response).await {
                 Ok(answer) => {
                     peers.verified();
                     span.record("modfleet.outcome", "hit");
-                    Some(answer)
+                    Ok(Some(answer))
                 }
                 Err(e) => {
                     peers.rejected(&owner, &e);
                     span.record("modfleet.outcome", "fallback");
-                    None
+                    Ok(None)
                 }
             }
         }
@@ -88,6 +103,24 @@ impl Fetcher {
         req: &Request,
     ) -> Result<BoxStream<'static, io::Result<Bytes>>, PoolError> {
         let key = CacheKey::of(req);
+        // A "not found" this member remembers is the answer, as it is to its own clients;
+        // one it learns now is remembered for them too.
+        if let Some(message) = self.negative.get(key.as_str()) {
+            return Err(PoolError::NotFound { message });
+        }
+        self.serve_peer_uncached(req, &key).await.inspect_err(|e| {
+            if let PoolError::NotFound { message } = e {
+                self.remember_not_found(&key, message);
+            }
+        })
+    }
+
+    async fn serve_peer_uncached(
+        self: &Arc<Self>,
+        req: &Request,
+        key: &CacheKey,
+    ) -> Result<BoxStream<'static, io::Result<Bytes>>, PoolError> {
+        let key = key.clone();
         let Request::Zip { module, version } = req else {
             let served = self.artifact(req, &key, Origin::Peer).await?;
             return Ok(body_stream(served));

@@ -92,7 +92,7 @@ impl Fetcher {
             module: module.clone(),
             version: version.clone(),
         };
-        let from_tier = match self.read_peer(&req, &key, origin, &accept).await {
+        let from_tier = match self.read_peer(&req, &key, origin, &accept).await? {
             Some(file) => Some(file),
             None => {
                 self.read_store(&req, &key, artifact::MAX_ZIP_BYTES, &accept)

@@ -62,10 +62,11 @@ pub fn from_list(members: &[String]) -> Result<Vec<String>, MembershipError> {
     Ok(out)
 }
 
+// Lists may be `null` where empty (a slice without endpoints has `"endpoints": null`).
 #[derive(Deserialize)]
 struct SliceList {
     #[serde(default)]
-    items: Vec<Slice>,
+    items: Option<Vec<Slice>>,
 }
 
 #[derive(Deserialize)]
@@ -73,7 +74,7 @@ struct Slice {
     #[serde(default)]
     ports: Option<Vec<SlicePort>>,
     #[serde(default)]
-    endpoints: Vec<SliceEndpoint>,
+    endpoints: Option<Vec<SliceEndpoint>>,
 }
 
 #[derive(Deserialize)]
@@ -87,9 +88,9 @@ struct SlicePort {
 #[derive(Deserialize)]
 struct SliceEndpoint {
     #[serde(default)]
-    addresses: Vec<String>,
+    addresses: Option<Vec<String>>,
     #[serde(default)]
-    conditions: Conditions,
+    conditions: Option<Conditions>,
 }
 
 #[derive(Deserialize, Default)]
@@ -106,7 +107,7 @@ pub fn from_endpoint_slices(json: &[u8], port_name: &str) -> Result<Vec<String>,
     let list: SliceList =
         serde_json::from_slice(json).map_err(|e| format!("not an EndpointSlice list: {e}"))?;
     let mut out = Vec::new();
-    for slice in list.items {
+    for slice in list.items.unwrap_or_default() {
         let Some(port) = slice
             .ports
             .unwrap_or_default()
@@ -116,11 +117,11 @@ pub fn from_endpoint_slices(json: &[u8], port_name: &str) -> Result<Vec<String>,
         else {
             continue;
         };
-        for endpoint in slice.endpoints {
-            if endpoint.conditions.terminating == Some(true) {
+        for endpoint in slice.endpoints.unwrap_or_default() {
+            if endpoint.conditions.and_then(|c| c.terminating) == Some(true) {
                 continue;
             }
-            for address in endpoint.addresses {
+            for address in endpoint.addresses.unwrap_or_default() {
                 if let Ok(ip) = address.parse::<IpAddr>() {
                     out.push(SocketAddr::new(ip, port).to_string());
                 }
@@ -296,7 +297,9 @@ mod tests {
           {"addressType":"IPv6","ports":[{"name":"peer","port":7070}],
            "endpoints":[{"addresses":["fd00::5"]}]},
           {"ports":[{"name":"other","port":1}],"endpoints":[{"addresses":["10.0.0.7"]}]},
-          {"ports":null,"endpoints":[{"addresses":["10.0.0.8"]}]}
+          {"ports":null,"endpoints":[{"addresses":["10.0.0.8"]}]},
+          {"ports":[{"name":"peer","port":7070}],"endpoints":null},
+          {"ports":[{"name":"peer","port":7070}],"endpoints":[{"addresses":null,"conditions":null}]}
         ]}"#;
         assert_eq!(
             from_endpoint_slices(json, "peer").unwrap(),

@@ -8,7 +8,8 @@
 //! clients) and streams a zip to the asker while it is being fetched. The asker treats the
 //! owner like any upstream: the same size limits, idle timeout, low-speed limit and
 //! verification (zip rules, go.mod, checksum database); anything else — the owner down, slow,
-//! refusing, cut short or sending what fails the checks — and it fetches directly. A member
+//! refusing, cut short or sending what fails the checks — and it fetches directly. The owner's
+//! "not found" (its upstreams were asked) is taken as the fleet's answer. A member
 //! answers peers from itself only and never asks a further peer, so there are no loops.
 //!
 //! Peer requests carry the fleet's shared token; the peer port serves nothing else.
@@ -59,6 +60,16 @@ pub enum PeersError {
 enum Source {
     Static,
     Slices(SliceReader, Duration),
+}
+
+/// What an owner said.
+pub enum Asked {
+    /// A 200: the body is to be checked as an upstream's.
+    Answer(Box<UpstreamResponse>),
+    /// The owner's upstreams do not have it (its 404, with its message): the fleet's answer.
+    NotFound(String),
+    /// Not asked successfully (counted): fetch directly.
+    Fallback,
 }
 
 /// One member's view of the fleet.
@@ -144,6 +155,11 @@ impl Peers {
             counts: Counts::default(),
         });
         if matches!(source, Source::Static) {
+            if let Some(me) = &peers.advertise
+                && !members.contains(me)
+            {
+                tracing::warn!(advertise = %me, ?members, "peerFill.advertise is not in peerFill.members: this member owns nothing and only asks the others");
+            }
             peers.set_members(members);
         }
         Ok((peers, source))
@@ -163,10 +179,15 @@ impl Peers {
         (Some(owner) != self.advertise.as_deref()).then(|| owner.to_string())
     }
 
+    /// How long an owner waits for its answer's verdict before it sends a 200's headers:
+    /// half the asker's header timeout.
+    pub fn verdict_wait(&self) -> Duration {
+        self.timeout / 2
+    }
+
     /// Asks `owner` for `path` (the GOPROXY path, without the leading slash). The answer's
-    /// body is read under `timeout` per chunk and the upstreams' low-speed limit; None when
-    /// the owner is not asked successfully (counted: the member fetches directly).
-    pub async fn ask(&self, owner: &str, path: &str) -> Option<UpstreamResponse> {
+    /// body is read under the idle timeout and the upstreams' low-speed limit.
+    pub async fn ask(&self, owner: &str, path: &str) -> Asked {
         let url = format!("http://{owner}/{path}");
         let sent = self.client.get(&url).bearer_auth(&self.token).send();
         let response = match tokio::time::timeout(self.timeout, sent).await {
@@ -174,23 +195,33 @@ impl Peers {
             Ok(Err(e)) => {
                 tracing::debug!(owner, path, error = %modfleet_telemetry::error_chain(&e), "peer not reachable: fetching directly");
                 self.fallback();
-                return None;
+                return Asked::Fallback;
             }
             Err(_) => {
                 tracing::debug!(owner, path, "peer slow to answer: fetching directly");
                 self.fallback();
-                return None;
+                return Asked::Fallback;
             }
         };
         match response.status() {
-            StatusCode::OK => Some(UpstreamResponse::from_peer(
+            StatusCode::OK => Asked::Answer(Box::new(UpstreamResponse::from_peer(
                 owner,
                 response,
                 BODY_IDLE.max(self.timeout),
-            )),
+            ))),
             StatusCode::NOT_FOUND | StatusCode::GONE => {
                 self.count("not_found", &self.counts.not_found);
-                None
+                let message = match tokio::time::timeout(self.timeout, response.bytes()).await {
+                    Ok(Ok(b)) => String::from_utf8_lossy(&b[..b.len().min(512)])
+                        .trim()
+                        .to_string(),
+                    _ => String::new(),
+                };
+                Asked::NotFound(if message.is_empty() {
+                    format!("not found (said {owner}, the artifact's owner in the fleet)")
+                } else {
+                    message
+                })
             }
             status => {
                 if status == StatusCode::UNAUTHORIZED {
@@ -201,7 +232,7 @@ impl Peers {
                 }
                 tracing::debug!(owner, path, %status, "peer answered an error: fetching directly");
                 self.fallback();
-                None
+                Asked::Fallback
             }
         }
     }

@@ -58,6 +58,18 @@ pub trait SumdbSource: Send + Sync {
         path: &'a str,
         max_bytes: usize,
     ) -> BoxFuture<'a, Result<Bytes, SourceError>>;
+
+    /// A full tile again from the database itself, past any copy kept on the way (a disk
+    /// cache, a fleet peer, a shared store), which the answer replaces: called when the tiles
+    /// read do not match the signed tree, so that one bad kept copy is mended instead of
+    /// failing every check that needs it. By default the same as [`SumdbSource::get`].
+    fn refetch<'a>(
+        &'a self,
+        path: &'a str,
+        max_bytes: usize,
+    ) -> BoxFuture<'a, Result<Bytes, SourceError>> {
+        self.get(path, max_bytes)
+    }
 }
 
 /// Why a [`SumdbSource`] has no answer.
@@ -595,6 +607,21 @@ impl Checker {
             data = self.read_tiles(plan.tiles(), budget, false).await?.0;
             verdict = plan.hashes(&data);
         }
+        if verdict.is_err() {
+            // A full tile is kept for ever on the way (disk, peers, store): one bad copy must
+            // not fail every check that needs it. Ask the database itself, once.
+            let refetched = self.refetch_full_tiles(plan.tiles(), budget).await?;
+            if let Some(fresh) = refetched
+                && plan.hashes(&fresh).is_ok()
+            {
+                tracing::warn!(
+                    tree = tree.n,
+                    "SECURITY: a kept checksum-database tile did not match the signed tree; replaced with the database's own"
+                );
+                data = fresh;
+                verdict = plan.hashes(&data);
+            }
+        }
         let hashes = verdict.map_err(|e| {
             Fault::Invalid(format!(
                 "tiles do not match the signed tree of {} records: {e}",
@@ -637,12 +664,35 @@ impl Checker {
         Ok((data, hits))
     }
 
+    /// The tiles again, each full one from the database itself ([`SumdbSource::refetch`]);
+    /// None when no tile is full (nothing kept could be at fault).
+    async fn refetch_full_tiles(
+        &self,
+        tiles: &[Tile],
+        budget: &AtomicUsize,
+    ) -> Result2<Option<Vec<Bytes>>> {
+        if !tiles.iter().any(|t| t.is_full()) {
+            return Ok(None);
+        }
+        let fetches = tiles.iter().map(|tile| async move {
+            if !tile.is_full() {
+                return self.fetch_tile(*tile, budget).await;
+            }
+            self.fetch_exact(*tile, budget, true).await
+        });
+        let data = join_all(fetches)
+            .await
+            .into_iter()
+            .collect::<Result2<_>>()?;
+        Ok(Some(data))
+    }
+
     /// One tile from the source; a partial tile the source no longer has is cut from the full
     /// one (as the go command does).
     async fn fetch_tile(&self, tile: Tile, budget: &AtomicUsize) -> Result2<Bytes> {
-        match self.fetch_exact(tile, budget).await {
+        match self.fetch_exact(tile, budget, false).await {
             Err(Fault::NotFound) if !tile.is_full() => {
-                let full = self.fetch_exact(tile.full(), budget).await?;
+                let full = self.fetch_exact(tile.full(), budget, false).await?;
                 Ok(full.slice(..tile.data_len()))
             }
             Err(Fault::NotFound) => Err(Fault::Unavailable(format!(
@@ -653,7 +703,9 @@ impl Checker {
         }
     }
 
-    async fn fetch_exact(&self, tile: Tile, budget: &AtomicUsize) -> Result2<Bytes> {
+    /// One tile as the source has it; `fresh`: from the database itself
+    /// ([`SumdbSource::refetch`]).
+    async fn fetch_exact(&self, tile: Tile, budget: &AtomicUsize, fresh: bool) -> Result2<Bytes> {
         let n = budget.fetch_add(1, Ordering::Relaxed) + 1;
         if n > self.limits.tile_fetches {
             return Err(Fault::Invalid(format!(
@@ -662,7 +714,12 @@ impl Checker {
             )));
         }
         let path = tile.path();
-        let data = match self.source.get(&path, tile.data_len()).await {
+        let answer = if fresh {
+            self.source.refetch(&path, tile.data_len()).await
+        } else {
+            self.source.get(&path, tile.data_len()).await
+        };
+        let data = match answer {
             Ok(d) => d,
             Err(SourceError::NotFound) => return Err(Fault::NotFound),
             Err(e) => return Err(source_fault(&path, e)),

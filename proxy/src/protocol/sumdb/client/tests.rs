@@ -99,6 +99,10 @@ struct Fake {
     /// Answer NotFound for partial tiles whose full tile exists (as after a cache of full
     /// tiles only).
     full_tiles_only: AtomicBool,
+    /// Flip a bit in every full tile `get` serves, but not in what `refetch` serves: a copy
+    /// kept on the way (disk, peer, store) went bad; the database is fine.
+    kept_tiles_tampered: AtomicBool,
+    refetches: Mutex<Vec<String>>,
     /// Fail every request.
     down: AtomicBool,
     /// Never answer.
@@ -114,6 +118,8 @@ impl Fake {
             db: Mutex::new(db),
             tamper_tiles: AtomicBool::new(false),
             full_tiles_only: AtomicBool::new(false),
+            kept_tiles_tampered: AtomicBool::new(false),
+            refetches: Mutex::new(Vec::new()),
             down: AtomicBool::new(false),
             hang: AtomicBool::new(false),
             canned: Mutex::new(HashMap::new()),
@@ -155,6 +161,21 @@ impl Fake {
 }
 
 impl SumdbSource for Fake {
+    fn refetch<'a>(
+        &'a self,
+        path: &'a str,
+        max_bytes: usize,
+    ) -> BoxFuture<'a, Result<Bytes, SourceError>> {
+        Box::pin(async move {
+            self.refetches.lock().unwrap().push(path.to_string());
+            let body = self.serve(path)?;
+            if body.len() > max_bytes {
+                return Err(SourceError::TooLarge { limit: max_bytes });
+            }
+            Ok(body)
+        })
+    }
+
     fn get<'a>(
         &'a self,
         path: &'a str,
@@ -165,7 +186,14 @@ impl SumdbSource for Fake {
             if self.hang.load(Ordering::Relaxed) {
                 futures::future::pending::<()>().await;
             }
-            let body = self.serve(path)?;
+            let mut body = self.serve(path)?;
+            if self.kept_tiles_tampered.load(Ordering::Relaxed)
+                && parse_tile_path(path).is_ok_and(|t| t.is_full())
+            {
+                let mut data = body.to_vec();
+                data[0] ^= 0x80;
+                body = Bytes::from(data);
+            }
             if body.len() > max_bytes {
                 return Err(SourceError::TooLarge { limit: max_bytes });
             }
@@ -576,4 +604,31 @@ async fn a_state_file_that_cannot_be_written_is_counted_not_fatal() {
 fn checks_can_be_spawned(c: &'static Checker, m: &'static ModulePath, v: &'static Version) {
     tokio::spawn(c.check(m, v, Artifact::Zip, "h1:"));
     tokio::spawn(c.lookup(m, v));
+}
+
+#[tokio::test]
+async fn a_bad_kept_tile_is_refetched_from_the_database_and_the_check_passes() {
+    // 256 records: example.com/a is the last hash of the first full tile.
+    let s = Setup::new(255);
+    let c = s.checker();
+    s.fake.kept_tiles_tampered.store(true, Ordering::Relaxed);
+    check_a(&c, Artifact::Zip, &h1(1000)).await.unwrap();
+    let refetched = s.fake.refetches.lock().unwrap().clone();
+    assert!(
+        !refetched.is_empty(),
+        "no tile was asked of the database again"
+    );
+    assert!(
+        refetched
+            .iter()
+            .all(|p| parse_tile_path(p).is_ok_and(|t| t.is_full())),
+        "only full tiles are kept on the way: {refetched:?}"
+    );
+    // A tampered database (every answer, refetched or not) is still refused.
+    let s = Setup::new(255);
+    s.fake.tamper_tiles.store(true, Ordering::Relaxed);
+    let err = check_a(&s.checker(), Artifact::Zip, &h1(1000))
+        .await
+        .unwrap_err();
+    assert!(matches!(&err, SumdbError::Invalid { .. }), "{err}");
 }
