@@ -367,7 +367,8 @@ def _clean_env():
     return env
 
 
-def _start_modfleet(c, upstreams, _root, private=None):
+def _start_modfleet(c, upstreams, _root, private=None, config=""):
+    """config: YAML for the proxy's --config file (a fleet member's objectStore, peerFill)."""
     workdir = Path(tempfile.mkdtemp(prefix="bench-modfleet-"))
     port, admin = free_port(), free_port()
     args = [str(c.binary), "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin}",
@@ -375,10 +376,11 @@ def _start_modfleet(c, upstreams, _root, private=None):
             # The origins serve no checksum database (and the other contenders check none):
             # every contender serves the same unverified bytes, as goproxy's GOSUMDB=off does.
             "--verify-sumdb", "off", *c.args]
-    if private:
-        config = workdir / "config.yaml"
-        config.write_text(private.modfleet_yaml())
-        args += ["--config", str(config)]
+    config = (private.modfleet_yaml() if private else "") + config
+    if config:
+        path = workdir / "config.yaml"
+        path.write_text(config)
+        args += ["--config", str(path)]
     for u in upstreams:
         args += ["--upstream", u]
     popen, log = _spawn("modfleet", args, workdir, env=_clean_env())
@@ -443,6 +445,77 @@ def _wait_or_stop(proc, url):
         tail = proc.log_tail()
         proc.stop()
         raise RuntimeError(f"{proc.name} did not start: {e}\n{tail}")
+
+
+def start_modfleet_member(c, upstreams, config):
+    """A modfleet contender started fresh with extra --config YAML (a fleet member); the
+    returned Proc has `admin` (the admin port's URL)."""
+    return _start_modfleet(c, upstreams, None, config=config)
+
+
+# ---------------------------------------------------------------------------- object store
+
+S3_BUCKET = "modfleet"
+S3_ACCESS_KEY = "modfleet-test"
+S3_SECRET_KEY = "modfleet-test-secret"
+
+
+def s3s_fs_binary():
+    """The S3 server of the object-store tests, found as testkit/src/s3.rs finds it:
+    `$MODFLEET_S3S_FS`, else `hack/tools.sh path s3s-fs`."""
+    env = os.environ.get("MODFLEET_S3S_FS")
+    if env:
+        return Path(env)
+    tools = Path(__file__).resolve().parent.parent / "hack" / "tools.sh"
+    res = subprocess.run([str(tools), "path", "s3s-fs"], capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RuntimeError(f"s3s-fs (the S3 server of the fleet scenario's store) is not built: run "
+                           f"`hack/tools.sh build` (cargo install s3s-fs, about 4 minutes), or set "
+                           f"MODFLEET_S3S_FS ({res.stderr.strip()})")
+    return Path(res.stdout.strip())
+
+
+class S3Store:
+    """s3s-fs serving a fresh directory with one empty bucket on a free loopback port, with the
+    flags testkit/src/s3.rs starts it with (SigV4 keys). Each object is the plain file
+    `<root>/<bucket>/<key>`, so what the fleet stored is counted from the directory."""
+
+    def __init__(self):
+        binary = s3s_fs_binary()
+        self.workdir = Path(tempfile.mkdtemp(prefix="bench-s3-"))
+        self.root = self.workdir / "data"
+        (self.root / S3_BUCKET).mkdir(parents=True)
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        popen, log_path = _spawn("s3s-fs", [str(binary), "--host", "127.0.0.1", "--port", str(self.port),
+                                            "--access-key", S3_ACCESS_KEY, "--secret-key", S3_SECRET_KEY,
+                                            str(self.root)], self.workdir)
+        self.proc = Proc("s3s-fs", popen, self.workdir, self.endpoint, log_path)
+        _wait_or_stop(self.proc, self.endpoint + "/")
+
+    def modfleet_yaml(self, prefix):
+        """A member's `objectStore` (keys in files, as a mounted Secret holds them)."""
+        key_id, secret = self.workdir / "access-key-id", self.workdir / "secret-access-key"
+        key_id.write_text(S3_ACCESS_KEY + "\n")
+        secret.write_text(S3_SECRET_KEY + "\n")
+        return (f"objectStore:\n  url: s3://{S3_BUCKET}/{prefix}\n  endpoint: {self.endpoint}\n"
+                f"  region: us-east-1\n  allowHttp: true\n"
+                f"  credentials: {{accessKeyIdFile: {key_id}, secretAccessKeyFile: {secret}}}\n")
+
+    def contents(self):
+        """(objects, bytes) in the bucket (s3s-fs's own temporary files left out)."""
+        objects = size = 0
+        for dirpath, _, files in os.walk(self.root / S3_BUCKET):
+            for name in files:
+                try:
+                    size += (Path(dirpath) / name).stat().st_size
+                    objects += 1
+                except OSError:
+                    pass
+        return objects, size
+
+    def stop(self):
+        self.proc.stop()  # removes the workdir, the bucket with it
 
 
 STARTERS = {

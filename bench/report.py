@@ -14,7 +14,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 COLORS = {"modfleet": "#1f77b4", "modfleet-prefetch-zips": "#9ecae1", "athens": "#d62728", "goproxy": "#2ca02c", "nginx": "#7f7f7f",
-          "origin direct": "#7f7f7f", "direct": "#7f7f7f"}
+          "origin direct": "#7f7f7f", "direct": "#7f7f7f", "round 1": "#1f77b4", "round 2": "#9ecae1",
+          "round 3": "#ff7f0e", "round 4": "#ffbb78"}
 
 HOW_LATENCY = (
     "Origin latency is injected **inside the origin**, not by `tc netem`: this machine's kernel has "
@@ -351,6 +352,139 @@ def private_section(r, charts):
     return lines
 
 
+FLEET_LABELS = {"independent": "(a) independent", "store": "(b) shared store", "peers": "(c) peer fill",
+                "store+peers": "(d) store + peer fill"}
+
+
+def _sum(members, section, *keys):
+    """The sum over the members of a /status counter (section `store` or `peers`), or None
+    when no member has that section."""
+    vals = []
+    for m in members:
+        x = m.get(section)
+        if x is None:
+            continue
+        for k in keys:
+            x = (x or {}).get(k, 0)
+        vals.append(x or 0)
+    return sum(vals) if vals else None
+
+
+def _not_found(by_kind):
+    """Upstream requests answered 404, from a run's `upstream_by_kind`."""
+    return sum(n for k, n in by_kind.items() if k.endswith(" 404"))
+
+
+def _span(values, fmt="{:.1f}"):
+    """'a' or 'min-max' of the values."""
+    if not values:
+        return "—"
+    lo, hi = min(values), max(values)
+    return fmt.format(lo) if fmt.format(lo) == fmt.format(hi) else f"{fmt.format(lo)}-{fmt.format(hi)}"
+
+
+def fleet_section(r, charts):
+    """Section 8: three members, three concurrent cold graphs, four ways of sharing."""
+    fl = r.get("fleet") or {}
+    title = "## 8. Fleet: three members, three concurrent cold graphs"
+    if not fl or "results" not in fl:
+        return [title, "", "Not run." if not fl else f"Harness error: `{fl.get('harness_error', '')[-300:]}`"]
+    run, res = fl["run"], fl["results"]
+    late_runs = any(x.get("late") for runs in res.values() for x in runs)
+    md5 = ", ".join(f"{k} `{v}`" for k, v in run.get("binaries_md5", {}).items())
+    order = "; ".join(f"round {i + 1}: " + ", ".join(FLEET_LABELS[v][:3] for v in vs) for i, vs in enumerate(fl["order"]))
+    lo, hi = fl.get("load_range", [0, 0])
+    lines = [
+        title,
+        "",
+        f"Run {run['date']}, modfleet from commit {run['commit']} (binary MD5 {md5 or '—'}), {run['go']}; "
+        f"1-minute load average {lo:.1f}-{hi:.1f} during the downloads. {fl['rounds']} "
+        f"round{'s, the order reversed every other round' if fl['rounds'] > 1 else ''} ({order}). Figures of one shared 2-core machine: each go command, each "
+        "member and the origin compete for the same two cores.",
+        "",
+        f"{fl['members']} `modfleet-proxy` members on loopback, each with its own empty disk cache and the "
+        f"origin (latency {fl['latency_ms']} ms per request) as upstream; {fl['members']} `go mod download -json all` "
+        "of the corpus's module (as in section 2, each with its own empty GOMODCACHE, every .mod and .zip checked "
+        "against the corpus) are released at the same instant, each through a different member. Variants: **(a)** "
+        "the members share nothing; **(b)** a shared object store under the disk caches (`objectStore`: s3s-fs on "
+        "loopback, one bucket, empty at the start); **(c)** peer fill among the members (`peerFill`: static "
+        "membership, shared token; an artifact's owner fetches it, the others ask the owner); **(d)** both. "
+        "Every run starts from empty members and an empty store. Upstream requests and bytes are counted in the "
+        "origin's access log (every request, the members' health probes included); \"artifacts fetched more than "
+        "once\" counts .info/.mod/.zip paths the origin answered with 200 more than once. Store and peer counters "
+        "are the members' `/status` (`store`, `peers`) summed over the three, read after the members' store write "
+        "queues drained; the store's contents are counted in s3s-fs's directory." + (
+            " After a run with a store, the three members are stopped and a fourth is started empty on that store "
+            "(store only), and one more cold `go mod download all` goes through it alone: what a member added or "
+            "emptied later costs the origin." if late_runs else " (These runs predate the harness's late member: "
+            "see the Analysis.)"),
+        "",
+        "| variant | slowest go command s | vs (a) | upstream requests | upstream MB | artifacts fetched more than once |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+
+    def ok_runs(v):
+        return [x for x in res.get(v, []) if x.get("ok")]
+
+    base = [x["slowest_s"] for x in ok_runs("independent")]
+    base_mean = sum(base) / len(base) if base else None
+    for v, runs in res.items():
+        good = ok_runs(v)
+        if not good:
+            lines.append(f"| {FLEET_LABELS[v]} | **error** | | | | |")
+            continue
+        slow = [x["slowest_s"] for x in good]
+        mean = sum(slow) / len(slow)
+        lines.append(
+            f"| {FLEET_LABELS[v]} | {_span(slow)} | {_ratio(mean, base_mean) if v != 'independent' else '1.00×'} | "
+            f"{_span([x['upstream_requests'] for x in good], '{:,.0f}')} | "
+            f"{_span([x['upstream_bytes'] / 1e6 for x in good], '{:,.0f}')} | "
+            f"{_span([x['upstream_artifacts_repeated'] for x in good], '{:,.0f}')} of "
+            f"{_span([x['upstream_artifacts'] for x in good], '{:,.0f}')} |")
+    lines += [
+        "",
+        "(Ranges over the rounds; \"vs (a)\": mean slowest time over the mean of (a)'s.) Each run:",
+        "",
+        "| variant | round | go commands s | upstream requests (of which 404) | upstream MB | store reads hit / miss / invalid / error "
+        "| store writes ok / error / dropped | store objects, MB | peer asks hit / not found / fallback | peer answers "
+        "| members' CPU s | load | 4th member on the warm store: go s, upstream requests (404), MB |",
+        "| --- | ---: | --- | ---: | ---: | --- | --- | --- | --- | ---: | ---: | --- | --- |",
+    ]
+    for v, runs in res.items():
+        for x in runs:
+            if not x.get("clients"):
+                lines.append(f"| {FLEET_LABELS[v]} | {x.get('round')} | **error** | | | | | | | | | | |")
+                continue
+            ms = x["members"]
+            reads = "—" if _sum(ms, "store", "reads", "hit") is None else " / ".join(
+                str(_sum(ms, "store", "reads", k)) for k in ("hit", "miss", "invalid", "error"))
+            writes = "—" if _sum(ms, "store", "writes", "ok") is None else " / ".join(
+                str(_sum(ms, "store", "writes", k)) for k in ("ok", "error", "dropped"))
+            asks = "—" if _sum(ms, "peers", "asked", "hit") is None else " / ".join(
+                str(_sum(ms, "peers", "asked", k)) for k in ("hit", "not_found", "fallback"))
+            served = _sum(ms, "peers", "served")
+            objects = (f"{x['store_objects']:,}, {x['store_bytes'] / 1e6:.0f}" if x.get("store_objects") is not None
+                       else "—")
+            gos = " / ".join(f"{c['seconds']:.1f}" + ("" if c["ok"] else " **error**") for c in x["clients"])
+            kinds = x.get("upstream_by_kind")
+            missing = "" if kinds is None else f" ({_not_found(kinds):,})"
+            lt = x.get("late")
+            late = "—" if not lt else (
+                f"{lt['seconds']:.1f}, {lt['upstream_requests']:,} ({_not_found(lt['upstream_by_kind']):,}), "
+                f"{lt['upstream_bytes'] / 1e6:.1f}" if lt.get("ok") else "**error**")
+            lines.append(
+                f"| {FLEET_LABELS[v]} | {x['round']} | {gos} | {x['upstream_requests']:,}{missing} | "
+                f"{x['upstream_bytes'] / 1e6:.0f} | {reads} | {writes} | {objects} | {asks} | "
+                f"{'—' if served is None else served} | {sum(m['cpu_s'] for m in ms):.1f} | "
+                f"{x['load'][0]:.1f}-{x['load'][1]:.1f} | {late} |")
+    errs = [(v, x.get("round"), x.get("error")) for v, runs in res.items() for x in runs if not x.get("ok")]
+    if errs:
+        lines += [""] + [f"- **{FLEET_LABELS[v]}, round {rd}, errored**: {e}" for v, rd, e in errs]
+    if charts.get("fleet"):
+        lines += ["", f"![fleet]({charts['fleet']})"]
+    return lines
+
+
 def goals_section(r):
     """The issue's goals, each met / not met / not measurable in this run."""
     warm = r.get("warm") or {}
@@ -414,6 +548,14 @@ def goals_section(r):
                      f"{p99:.1f} ms, {sm['probe']['errors']} errors", verdict(ok and p99 < 50)))
         rows.append((f"{sm['clients']:,} clients that never read: peak RSS < 128 MiB",
                      f"{_fmt(_mib(sm['rss_kib']))} MiB", verdict(sm["rss_kib"] < 128 * 1024)))
+    fl = (r.get("fleet") or {}).get("results", {})
+    peer_runs = [(v, x) for v in ("peers", "store+peers") for x in fl.get(v, []) if x.get("ok")]
+    if fl:
+        rows.append(("fleet of 3, three concurrent cold graphs, peer fill: each artifact fetched from upstream once",
+                     "; ".join(f"{FLEET_LABELS[v]} round {x['round']}: {x['upstream_artifacts_repeated']} of "
+                               f"{x['upstream_artifacts']} fetched more than once" for v, x in peer_runs) or "—",
+                     verdict(None if not peer_runs else all(x["upstream_artifacts_repeated"] == 0
+                                                            for _, x in peer_runs))))
     if r.get("unavailable", {}).get("athens"):
         g = max_rps("goproxy")
         cg = cold.get("goproxy", {})
@@ -528,6 +670,22 @@ def charts(r, out_dir):
         fig.savefig(d / "private.png", dpi=110)
         plt.close(fig)
         rel["private"] = "benchmarks/private.png"
+    fl = (r.get("fleet") or {}).get("results") or {}
+    if any(x.get("ok") for runs in fl.values() for x in runs):
+        rounds = sorted({x["round"] for runs in fl.values() for x in runs})
+        labels = [FLEET_LABELS[v] for v in fl]
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4))
+        for ax, key, scale, ylabel, title in (
+                (a1, "slowest_s", 1, "wall time of the slowest go command, s", "Fleet: slowest of 3 cold graphs"),
+                (a2, "upstream_bytes", 1e-6, "upstream MB", "Fleet: bytes from the origin")):
+            vals = {(f"round {x['round']}", FLEET_LABELS[v]): x[key] * scale
+                    for v, runs in fl.items() for x in runs if x.get("ok")}
+            _bar_groups(ax, labels, [f"round {n}" for n in rounds], vals, ylabel, title)
+            ax.tick_params(axis="x", labelsize=8)
+        fig.tight_layout()
+        fig.savefig(d / "fleet.png", dpi=110)
+        plt.close(fig)
+        rel["fleet"] = "benchmarks/fleet.png"
     return rel
 
 
@@ -557,6 +715,7 @@ def write(r, out_dir, log=print):
         failover_section(r),
         slow_section(r),
         private_section(r, rel),
+        fleet_section(r, rel),
     ]
     if notes.exists() and not r["smoke"]:
         parts.append(["## Analysis", "", f"Written by hand from the run above ([benchmarks/notes.md](benchmarks/notes.md)).", "",

@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import client  # noqa: E402
 import corpus as corpus_mod  # noqa: E402
+import fleet  # noqa: E402
 import load  # noqa: E402
 import private_client  # noqa: E402
 import private_corpus  # noqa: E402
@@ -42,13 +43,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 FULL = dict(connections=[16, 64, 256], seconds=15, latencies_ms=[0, 20, 80], herd_clients=200,
             herd_latencies_ms=[0, 20, 80], failover_artifacts=120, failover_delay_s=2.0,
-            slow_clients=1000, slow_probes=1000, private_latencies_ms=[0, 80])
+            slow_clients=1000, slow_probes=1000, private_latencies_ms=[0, 80], fleet_latency_ms=80,
+            fleet_rounds=2)
 SMOKE = dict(connections=[16], seconds=2, latencies_ms=[20], herd_clients=50,
              herd_latencies_ms=[20], failover_artifacts=12, failover_delay_s=2.0,
-             slow_clients=50, slow_probes=50, private_latencies_ms=[20])
+             slow_clients=50, slow_probes=50, private_latencies_ms=[20], fleet_latency_ms=20,
+             fleet_rounds=1)
 # The slow clients come from these loopback addresses, as from that many build pods.
 SLOW_ADDRESSES = [f"127.0.1.{i}" for i in range(1, 21)]
-SCENARIO_NAMES = "warm,cold,herd,failover,slow,private"
+SCENARIO_NAMES = "warm,cold,herd,failover,slow,private,fleet"
 
 
 def log(msg):
@@ -72,6 +75,12 @@ def parse_args(argv=None):
                    help="keep the other scenarios' figures: the results of the scenarios run now replace "
                         "theirs in OUT/benchmarks/results.json (an earlier full run) and the report is "
                         "rewritten from that")
+    p.add_argument("--fleet-variants", default=",".join(fleet.VARIANTS),
+                   help=f"fleet scenario: comma-separated subset of {','.join(fleet.VARIANTS)}, in the order of "
+                        "the first round")
+    p.add_argument("--fleet-rounds", type=int, default=None,
+                   help="fleet scenario: rounds over the variants, the order reversed every other round "
+                        "(default: 2, smoke 1)")
     p.add_argument("--debug-build", action="store_true",
                    help="benchmark modfleet's debug build (the smoke run does; never for figures)")
     return p.parse_args(argv)
@@ -457,17 +466,34 @@ def scenario_private(contenders, _corpus, cfg):
         shutil.rmtree(work, ignore_errors=True)
     return {"corpus": {"name": pc.name, **pc.stats, "spec": pc.spec}, "latencies_ms": cfg["private_latencies_ms"],
             "order": [DIRECT if c == DIRECT else c.name for c in order],
-            "run": {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                    "commit": subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
-                                             capture_output=True, text=True).stdout.strip(),
-                    "binaries_md5": binaries_md5(contenders), "go": tools.go_version(),
-                    "contenders": {c.name: c.version for c in contenders if c in order}},
+            "run": run_info([c for c in contenders if c in order]),
             "load_range": [min(loads, default=0), max(loads, default=0)],
             "results": out}
 
 
+def run_info(contenders):
+    """When, from which commit and binaries a scenario ran (for a section that --update adds to
+    an earlier run's report, whose Machine line says nothing of it)."""
+    return {"date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "commit": subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
+                                     capture_output=True, text=True).stdout.strip(),
+            "binaries_md5": binaries_md5(contenders), "go": tools.go_version(),
+            "contenders": {c.name: c.version for c in contenders}}
+
+
+def scenario_fleet(contenders, corpus, cfg, variants=fleet.VARIANTS, rounds=None):
+    """Three modfleet members, three concurrent cold `go mod download all`, four fleet variants."""
+    out = fleet.scenario(contenders, corpus, cfg, log, variants=variants, rounds=rounds, late=True)
+    if "harness_error" not in out:
+        loads = [x for runs in out["results"].values() for r in runs for x in r.get("load", [])]
+        out.update(run=run_info([c for c in contenders if c.name == "modfleet"]),
+                   load_range=[min(loads, default=0), max(loads, default=0)])
+    return out
+
+
 SCENARIOS = {"warm": scenario_warm, "cold": scenario_cold, "herd": scenario_herd,
-             "failover": scenario_failover, "slow": scenario_slow, "private": scenario_private}
+             "failover": scenario_failover, "slow": scenario_slow, "private": scenario_private,
+             "fleet": scenario_fleet}
 
 
 # ---------------------------------------------------------------------------- main
@@ -508,6 +534,11 @@ def smoke_failures(results, contenders):
             bad.append(f"failover {name}: {r.get('error') or r.get('first_errors')}")
     for name, per in results.get("private", {}).get("results", {}).items():
         bad += [f"private {name} @{lat}ms: {r.get('error')}" for lat, r in per.items() if not r.get("ok")]
+    fl = results.get("fleet", {})
+    if fl.get("harness_error"):
+        bad.append(f"fleet: {fl['harness_error'][-300:]}")
+    bad += [f"fleet {v} round {r.get('round')}: {r.get('error')}"
+            for v, runs in fl.get("results", {}).items() for r in runs if not r.get("ok")]
     for name, r in results.get("slow", {}).get("results", {}).items():
         if r.get("error") or r["probe"]["errors"] or r["answered"] != r["clients"]:
             bad.append(f"slow {name}: {r.get('error') or r['probe']['first_errors']} "
@@ -548,6 +579,12 @@ def main(argv=None):
     raise_open_file_limit()
     names = (args.contenders or ("modfleet,goproxy,nginx" if args.smoke else "modfleet,athens,goproxy,nginx")).split(",")
     scenarios = args.scenarios.split(",")
+    unknown = [x for x in scenarios if x not in SCENARIOS]
+    fleet_variants = [v for v in args.fleet_variants.split(",") if v]
+    unknown += [f"fleet variant {v}" for v in fleet_variants if v not in fleet.VARIANTS]
+    if unknown:
+        raise SystemExit(f"bench: unknown {', '.join(unknown)} (scenarios: {SCENARIO_NAMES}; "
+                         f"fleet variants: {','.join(fleet.VARIANTS)})")
     started = time.monotonic()
 
     corpus = corpus_mod.ensure(args.smoke, log=log)
@@ -573,7 +610,10 @@ def main(argv=None):
     for s in scenarios:
         log(f"scenario {s}")
         try:
-            results[s] = SCENARIOS[s](ready, corpus, cfg)
+            if s == "fleet":
+                results[s] = scenario_fleet(ready, corpus, cfg, variants=fleet_variants, rounds=args.fleet_rounds)
+            else:
+                results[s] = SCENARIOS[s](ready, corpus, cfg)
         except Exception:
             traceback.print_exc()
             results[s] = {"harness_error": traceback.format_exc()}

@@ -38,9 +38,10 @@ for s in "${stages[@]}"; do
 done
 want() { [[ " ${stages[*]} " == *" $1 "* ]]; }
 
-# The tests start a real OpenTelemetry Collector and run promtool (testkit/); built once from
-# their Go modules and cached, so this is instant afterwards.
-if want unit || want e2e; then
+# The tests start a real OpenTelemetry Collector and run promtool (testkit/), the tests and the
+# bench's fleet scenario an S3 server (s3s-fs); built once and cached, so this is instant
+# afterwards.
+if want unit || want e2e || want bench; then
   hack/tools.sh build
 fi
 
@@ -113,8 +114,9 @@ if want images; then
 fi
 
 # Stage 5 (bench/, owned by the benchmarks work): the harness's smoke run. It builds modfleet's
-# debug binary (already built by the unit stage) and goproxy (once, cached by version), and
-# exits non-zero if any contender errors in any scenario or the report is not written.
+# debug binary (already built by the unit stage) and goproxy (once, cached by version), runs
+# the fleet scenario with s3s-fs as its store (above), and exits non-zero if any contender
+# errors in any scenario or the report is not written.
 if want bench; then
   banner "bench: python3 bench/run.py --smoke (benchmark harness smoke run)"
   python3 bench/run.py --smoke
