@@ -86,6 +86,11 @@ fn the_operator_reads_members_status_with_its_token() {
         .expect("config.yaml")
         .to_owned();
     let (_, tls_and_access) = rendered.split_once("\ntls:\n").expect(&rendered);
+    // Up to peer fill (on by default, rendered last): it needs the fleet's token and the API
+    // server's EndpointSlices, which tests/tiers.rs and tests/peer_fill.rs cover.
+    let tls_and_access = tls_and_access
+        .split_once("\npeerFill:\n")
+        .map_or(tls_and_access, |(before, _)| before);
     let ca = TestCa::new();
     let (cert, key) = ca.server_files();
     let dir =

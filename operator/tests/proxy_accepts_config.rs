@@ -54,12 +54,39 @@ fn rendered_with(spec: serde_json::Value, secrets: &credentials::SecretData) -> 
     cm.data.as_ref().unwrap()["config.yaml"].clone()
 }
 
+/// `yaml` with peer fill's files (mounted in a member: the peer token, the service account's
+/// token, CA and namespace) made in `dir`, as the proxy checks them at start.
+fn with_local_peer_files(yaml: &str, dir: &std::path::Path) -> String {
+    use serde_yaml_ng::Value;
+    let mut doc: Value = serde_yaml_ng::from_str(yaml).unwrap();
+    let Some(peer_fill) = doc.get_mut("peerFill") else {
+        return yaml.to_string();
+    };
+    assert_eq!(peer_fill["tokenFile"], "/etc/modfleet-peer/token", "{yaml}");
+    let token = dir.join("peer-token");
+    std::fs::write(&token, "0123456789abcdef0123456789abcdef").unwrap();
+    peer_fill["tokenFile"] = token.to_str().unwrap().into();
+    if let Some(slices) = peer_fill.get_mut("endpointSlices") {
+        let ca = dir.join("ca.crt");
+        let cert = rcgen::generate_simple_self_signed(vec!["kubernetes".into()]).unwrap();
+        std::fs::write(&ca, cert.cert.pem()).unwrap();
+        let sa_token = dir.join("sa-token");
+        std::fs::write(&sa_token, "sa-token").unwrap();
+        slices["apiServer"] = "https://kubernetes.default.svc".into();
+        slices["caFile"] = ca.to_str().unwrap().into();
+        slices["tokenFile"] = sa_token.to_str().unwrap().into();
+        slices["namespace"] = "ns".into();
+    }
+    serde_yaml_ng::to_string(&doc).unwrap()
+}
+
 fn load(spec: serde_json::Value) -> Config {
     load_yaml(&rendered(spec))
 }
 
 fn load_yaml(yaml: &str) -> Config {
     let dir = tempfile::tempdir().unwrap();
+    let yaml = &with_local_peer_files(yaml, dir.path());
     let path = dir.path().join("config.yaml");
     std::fs::write(&path, yaml).unwrap();
     let cli = Cli::try_parse_from(["modfleet-proxy", "--config", path.to_str().unwrap()]).unwrap();
