@@ -24,6 +24,7 @@ pub mod crd;
 pub mod crdgen;
 pub mod error;
 pub mod fleet_health;
+pub mod generated_secret;
 pub mod injection;
 pub mod leader;
 pub mod metrics;

@@ -4,13 +4,12 @@
 //! The members mount its `tokens` key (the token's line); the operator sends the token to
 //! their `/status` (fleet_health.rs). What the Secret holds is built in resources/access.rs.
 
-use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
-use tracing::warn;
 
-use crate::children::{self, ChildSet};
+use crate::children::ChildSet;
 use crate::crd::GoModuleProxy;
 use crate::error::Error;
+use crate::generated_secret::{self, Generated};
 use crate::resources::access::{self, AdminToken};
 use crate::resources::names;
 
@@ -23,29 +22,15 @@ pub async fn ensure(
     if gmp.spec.access.is_none() {
         return Ok(None);
     }
-    let name = names::operator_token(&gmp.name_any());
-    if let Some(existing) = children.get::<Secret>(&name).await? {
-        let uid = gmp.uid().ok_or(Error::Missing("uid"))?;
-        if !children::is_ours(&existing.metadata, &gmp.name_any(), &uid) {
-            return Err(Error::OperatorSecretTaken { name });
-        }
-        let data = existing
-            .data
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(k, v)| (k, v.0))
-            .collect();
-        if let Some(token) = access::operator_token(&data) {
-            children.keep::<Secret>(name);
-            return Ok(Some(token));
-        }
-        warn!(secret = %name, "the operator's token Secret was changed; making it anew");
-        children.delete_child::<Secret>(&existing.metadata).await?;
-    }
-    let token = AdminToken::generate();
-    children
-        .create(&access::operator_token_secret(gmp, &token))
-        .await?;
-    Ok(Some(token))
+    let kind = Generated {
+        name: names::operator_token(&gmp.name_any()),
+        what: "operator's token",
+        read: access::operator_token,
+        generate: AdminToken::generate,
+        secret: access::operator_token_secret,
+        taken: |name| Error::OperatorSecretTaken { name },
+    };
+    generated_secret::ensure(gmp, children, kind)
+        .await
+        .map(Some)
 }

@@ -4,13 +4,12 @@
 //! it is no longer one the proxy accepts. The members mount it and send it to each other on
 //! the peer port. What the Secret holds is built in resources/tiers.rs.
 
-use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
-use tracing::warn;
 
-use crate::children::{self, ChildSet};
+use crate::children::ChildSet;
 use crate::crd::GoModuleProxy;
 use crate::error::Error;
+use crate::generated_secret::{self, Generated};
 use crate::resources::names;
 use crate::resources::tiers::{self, PeerToken};
 
@@ -23,29 +22,15 @@ pub async fn ensure(
     if !gmp.peer_fill() {
         return Ok(None);
     }
-    let name = names::peer_token(&gmp.name_any());
-    if let Some(existing) = children.get::<Secret>(&name).await? {
-        let uid = gmp.uid().ok_or(Error::Missing("uid"))?;
-        if !children::is_ours(&existing.metadata, &gmp.name_any(), &uid) {
-            return Err(Error::PeerSecretTaken { name });
-        }
-        let data = existing
-            .data
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(k, v)| (k, v.0))
-            .collect();
-        if let Some(token) = PeerToken::from_secret(&data) {
-            children.keep::<Secret>(name);
-            return Ok(Some(token));
-        }
-        warn!(secret = %name, "the fleet's peer token Secret was changed; making it anew");
-        children.delete_child::<Secret>(&existing.metadata).await?;
-    }
-    let token = PeerToken::generate();
-    children
-        .create(&tiers::peer_token_secret(gmp, &token))
-        .await?;
-    Ok(Some(token))
+    let kind = Generated {
+        name: names::peer_token(&gmp.name_any()),
+        what: "fleet's peer token",
+        read: PeerToken::from_secret,
+        generate: PeerToken::generate,
+        secret: tiers::peer_token_secret,
+        taken: |name| Error::PeerSecretTaken { name },
+    };
+    generated_secret::ensure(gmp, children, kind)
+        .await
+        .map(Some)
 }
