@@ -115,7 +115,8 @@ fn a_reconcile_is_one_trace_with_a_span_per_api_call() {
     // The reconcile names what it changed, one entry per changing call.
     let changed_calls = calls
         .iter()
-        .filter(|c| c.name.starts_with("apply ") && c.attr_bool("modfleet.changed") == Some(true))
+        .filter(|c| c.name.starts_with("apply ") || c.name.starts_with("create "))
+        .filter(|c| c.attr_bool("modfleet.changed") == Some(true))
         .count();
     assert_eq!(
         reconcile.attr_i64("modfleet.changes"),
@@ -126,6 +127,8 @@ fn a_reconcile_is_one_trace_with_a_span_per_api_call() {
         format!("apply Deployment/{NAME}-0"),
         format!("apply Deployment/{NAME}-1"),
         format!("apply ConfigMap/{NAME}-config"),
+        // Peer fill is on by default: the fleet's peer token is made once, by a create.
+        format!("create Secret/{NAME}-peer-token"),
     ] {
         assert!(changed.contains(&object), "{object} not in {changed:?}");
     }
