@@ -6,6 +6,7 @@
 //! The binary: `MODFLEET_PROXY_BIN` if set, else built once with `cargo build -p
 //! modfleet-proxy` (see [`crate::operator::workspace_binary`]).
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
@@ -16,6 +17,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use modfleet_testkit::workspace::workspace_binary;
+
+use serde_json::Value;
 
 use crate::Namespace;
 
@@ -140,35 +143,70 @@ impl Drop for ProxyProcess {
     }
 }
 
-/// The pods of the fleet `instance` (each a member whose proxy a test may start): (name, IP),
-/// sorted, each IP checked to be a loopback address the local cluster gave it.
+/// The pods of the fleet `instance` once it has settled (each a member whose proxy a test may
+/// start): (name, IP), sorted, each IP checked to be a loopback address the local cluster gave
+/// it. Settled: one running pod per member Deployment, none terminating, each of its
+/// Deployment's current template (its `modfleet.dev/*` annotations). Members roll in their own
+/// time after a change, and `Ready` can be true while an old pod still runs: a proxy started on
+/// such a pod's IP would listen where nobody looks.
 pub fn member_pods(ns: &Namespace, instance: &str) -> Vec<(String, IpAddr)> {
-    let pods = ns.get_json(&[
-        "pods",
-        "-l",
-        &format!("app.kubernetes.io/instance={instance},app.kubernetes.io/name=modfleet-proxy"),
-    ]);
-    let mut out: Vec<(String, IpAddr)> = pods["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|p| {
-            let name = p["metadata"]["name"].as_str().unwrap().to_owned();
-            let ip: IpAddr = p["status"]["podIP"]
-                .as_str()
-                .unwrap_or_else(|| panic!("pod {name} has no IP"))
-                .parse()
-                .unwrap();
-            // Never start anything on, or let anything connect to, a non-loopback address.
-            assert!(
-                ip.is_loopback() && !ip.to_string().starts_with("127.0."),
-                "pod {name} has IP {ip}: this cluster predates loopback pod IPs; recreate it with `hack/cluster.sh down` and `hack/cluster.sh up`"
-            );
-            (name, ip)
-        })
-        .collect();
+    let selector =
+        format!("app.kubernetes.io/instance={instance},app.kubernetes.io/name=modfleet-proxy");
+    ns.eventually(
+        &format!("the members of {instance} settled (one current pod each)"),
+        crate::DEFAULT_TIMEOUT,
+        || {
+            let deployments = ns.get_json(&["deployments", "-l", &selector]);
+            let pods = ns.get_json(&["pods", "-l", &selector]);
+            settled_pods(&deployments, &pods)
+        },
+    )
+}
+
+/// The pure half of [`member_pods`]: `Some` when every Deployment has exactly one pod, running,
+/// not terminating, carrying the template's `modfleet.dev/*` annotations.
+fn settled_pods(deployments: &Value, pods: &Value) -> Option<Vec<(String, IpAddr)>> {
+    let annotations = |meta: &Value| -> BTreeMap<String, Value> {
+        meta["annotations"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| k.starts_with("modfleet.dev/"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    let pods = pods["items"].as_array()?;
+    let deployments = deployments["items"].as_array()?;
+    if deployments.is_empty() || pods.len() != deployments.len() {
+        return None;
+    }
+    let mut out = Vec::new();
+    for d in deployments {
+        let member = &d["spec"]["selector"]["matchLabels"]["modfleet.dev/member"];
+        let want = annotations(&d["spec"]["template"]["metadata"]);
+        let mut mine = pods
+            .iter()
+            .filter(|p| &p["metadata"]["labels"]["modfleet.dev/member"] == member);
+        let (p, None) = (mine.next()?, mine.next()) else {
+            return None;
+        };
+        let current = p["metadata"]["deletionTimestamp"].is_null()
+            && p["status"]["phase"] == "Running"
+            && annotations(&p["metadata"]) == want;
+        if !current {
+            return None;
+        }
+        let name = p["metadata"]["name"].as_str()?.to_owned();
+        let ip: IpAddr = p["status"]["podIP"].as_str()?.parse().ok()?;
+        // Never start anything on, or let anything connect to, a non-loopback address.
+        assert!(
+            ip.is_loopback() && !ip.to_string().starts_with("127.0."),
+            "pod {name} has IP {ip}: this cluster predates loopback pod IPs; recreate it with `hack/cluster.sh down` and `hack/cluster.sh up`"
+        );
+        out.push((name, ip));
+    }
     out.sort();
-    out
+    Some(out)
 }
 
 /// A one-line HTTP/1.0 GET; the body when the status is 200.
@@ -181,4 +219,55 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Option<String> {
     let (head, body) = buf.split_once("\r\n\r\n")?;
     let status = head.split_whitespace().nth(1)?;
     (status == "200").then(|| body.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn deployment(member: &str, hash: &str) -> Value {
+        json!({"spec": {"selector": {"matchLabels": {"modfleet.dev/member": member}},
+            "template": {"metadata": {"annotations": {"modfleet.dev/config-hash": hash, "other": "x"}}}}})
+    }
+
+    fn pod(name: &str, member: &str, hash: &str, ip: &str) -> Value {
+        json!({"metadata": {"name": name, "labels": {"modfleet.dev/member": member},
+            "annotations": {"modfleet.dev/config-hash": hash}},
+            "status": {"phase": "Running", "podIP": ip}})
+    }
+
+    fn list(items: Vec<Value>) -> Value {
+        json!({ "items": items })
+    }
+
+    #[test]
+    fn settled_means_one_current_running_pod_per_member() {
+        let ds = list(vec![deployment("0", "new"), deployment("1", "new")]);
+        let a = pod("a", "0", "new", "127.1.0.1");
+        let b = pod("b", "1", "new", "127.1.0.2");
+        let got = settled_pods(&ds, &list(vec![b.clone(), a.clone()])).unwrap();
+        assert_eq!(
+            got,
+            vec![
+                ("a".to_owned(), "127.1.0.1".parse().unwrap()),
+                ("b".to_owned(), "127.1.0.2".parse().unwrap())
+            ]
+        );
+        // Member 1 still on its old template.
+        let old = pod("b-old", "1", "old", "127.1.0.3");
+        assert!(settled_pods(&ds, &list(vec![a.clone(), old.clone()])).is_none());
+        // The new pod is there, the old one not gone yet.
+        assert!(settled_pods(&ds, &list(vec![a.clone(), b.clone(), old])).is_none());
+        // Terminating, or not running yet.
+        let mut gone = b.clone();
+        gone["metadata"]["deletionTimestamp"] = json!("2026-11-30T00:00:00Z");
+        assert!(settled_pods(&ds, &list(vec![a.clone(), gone])).is_none());
+        let mut pending = b.clone();
+        pending["status"] = json!({"phase": "Pending"});
+        assert!(settled_pods(&ds, &list(vec![a.clone(), pending])).is_none());
+        // No Deployments yet: nothing is settled.
+        assert!(settled_pods(&list(vec![]), &list(vec![])).is_none());
+    }
 }

@@ -305,10 +305,11 @@ fn a_tiered_fleet_gets_its_secrets_rbac_policy_and_store_status() {
     );
     assert_ne!(new_uid, token_uid);
     ns.wait("gmp/tiered", "condition=Ready", DEFAULT_TIMEOUT);
+    // Both members roll, each in its own time; member_pods waits for them to settle.
+    let pods = member_pods(ns, "tiered");
 
     // status.store from the members: real proxies on the pods' IPs with the fleet's store
     // (a closed port) and keys as files where the members would mount them.
-    let pods = member_pods(ns, "tiered");
     let keys = tempfile_dir();
     std::fs::write(keys.join("accessKeyId"), "AKIAE2E").unwrap();
     std::fs::write(keys.join("secretAccessKey"), "e2e-secret").unwrap();
