@@ -140,6 +140,28 @@ impl Cluster {
         run(self.command(args), None)
     }
 
+    /// The API server's URL, and its CA written to `dir/ca.crt`: what a process outside the
+    /// cluster needs to talk to it as a Pod would (with a ServiceAccount token).
+    pub fn api_server(&self, dir: &std::path::Path) -> (String, PathBuf) {
+        use base64::Engine as _;
+        let config: Value = serde_json::from_str(
+            &self.kubectl(&["config", "view", "--raw", "--minify", "-o", "json"]),
+        )
+        .expect("kubectl config view prints JSON");
+        let c = &config["clusters"][0]["cluster"];
+        let ca = base64::engine::general_purpose::STANDARD
+            .decode(
+                c["certificate-authority-data"]
+                    .as_str()
+                    .expect("a CA in the kubeconfig"),
+            )
+            .expect("the kubeconfig's CA is base64");
+        let path = dir.join("ca.crt");
+        std::fs::write(&path, ca).expect("write the CA");
+        let server = c["server"].as_str().expect("a server in the kubeconfig");
+        (server.to_owned(), path)
+    }
+
     /// Runs kubectl with `stdin` as standard input; panics with stderr on failure.
     pub fn kubectl_stdin(&self, args: &[&str], stdin: &str) -> String {
         run(self.command(args), Some(stdin))

@@ -12,10 +12,8 @@
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
 use std::process::Command;
 
-use base64::Engine as _;
 use modfleet_e2e::proxy::{ProxyProcess, http_get};
 use modfleet_e2e::{Cluster, DEFAULT_TIMEOUT};
 use modfleet_testkit::upstream::{Reply, Upstream};
@@ -76,25 +74,6 @@ impl Drop for TestNetAddrs {
     }
 }
 
-/// The API server's URL and its CA (written to `dir`), from the kubeconfig.
-fn api_server(cluster: &Cluster, dir: &Path) -> (String, std::path::PathBuf) {
-    let config: Value = serde_json::from_str(
-        &cluster.kubectl(&["config", "view", "--raw", "--minify", "-o", "json"]),
-    )
-    .unwrap();
-    let c = &config["clusters"][0]["cluster"];
-    let ca = base64::engine::general_purpose::STANDARD
-        .decode(
-            c["certificate-authority-data"]
-                .as_str()
-                .expect("a CA in the kubeconfig"),
-        )
-        .unwrap();
-    let path = dir.join("ca.crt");
-    std::fs::write(&path, ca).unwrap();
-    (c["server"].as_str().unwrap().to_string(), path)
-}
-
 /// A member's `/status` `peers.members`.
 fn members(p: &ProxyProcess) -> Option<BTreeSet<String>> {
     let status: Value = serde_json::from_str(&p.admin_get("/status")?).ok()?;
@@ -150,7 +129,7 @@ spec:
         .map(|(i, ip)| (format!("peers-{i}"), *ip))
         .collect();
     let dir = tempfile::tempdir().unwrap();
-    let (server, ca) = api_server(&cluster, dir.path());
+    let (server, ca) = cluster.api_server(dir.path());
     let token = dir.path().join("sa-token");
     std::fs::write(
         &token,

@@ -91,7 +91,7 @@ fn poke(ns: &Namespace, op: &Operator, n: u32) {
 }
 
 #[test]
-fn a_tiered_fleet_gets_its_secrets_rbac_policy_and_store_status() {
+fn a_tiered_fleet_gets_its_secrets_rbac_policy_and_store_and_peer_status() {
     let cluster = Cluster::from_env();
     install_crd(&cluster);
     let ns = cluster.namespace("tiers");
@@ -313,13 +313,35 @@ fn a_tiered_fleet_gets_its_secrets_rbac_policy_and_store_status() {
     let keys = tempfile_dir();
     std::fs::write(keys.join("accessKeyId"), "AKIAE2E").unwrap();
     std::fs::write(keys.join("secretAccessKey"), "e2e-secret").unwrap();
-    let extra = format!(
+    let store = format!(
         "objectStore:\n  url: {store_url}\n  endpoint: http://127.0.0.1:{dead_store}\n  allowHttp: true\n  timeout: 1s\n  credentials:\n    accessKeyIdFile: {0}/accessKeyId\n    secretAccessKeyFile: {0}/secretAccessKey\n",
         keys.display()
     );
+    // Peer fill as the members run it: the fleet's token, and the EndpointSlices of
+    // tiered-peers read from the real API server; first with the token of a ServiceAccount
+    // the operator's Role does not cover (as a member whose reads are refused).
+    std::fs::write(keys.join("peer-token"), &new_token["token"]).unwrap();
+    let (server, ca) = cluster.api_server(&keys);
+    ns.apply("apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: outsider}\n");
+    let sa_token = |sa: &str| {
+        let token = ns.kubectl(&["create", "token", sa, "--duration", "1h"]);
+        std::fs::write(keys.join("sa-token"), token.trim()).unwrap();
+    };
+    sa_token("outsider");
+    let peer_fill = |ip: std::net::IpAddr| {
+        format!(
+            "peerFill:\n  listen: {ip}:7070\n  advertise: {ip}:7070\n  tokenFile: {keys}/peer-token\n  endpointSlices:\n    service: tiered-peers\n    namespace: {ns}\n    apiServer: {server}\n    caFile: {ca}\n    tokenFile: {keys}/sa-token\n    refresh: 500ms\n",
+            keys = keys.display(),
+            ns = ns.name(),
+            ca = ca.display(),
+        )
+    };
     let _proxies: Vec<ProxyProcess> = pods
         .iter()
-        .map(|(_, ip)| ProxyProcess::start_with(*ip, std::slice::from_ref(&upstream.url), &extra))
+        .map(|(_, ip)| {
+            let extra = format!("{store}{}", peer_fill(*ip));
+            ProxyProcess::start_with(*ip, std::slice::from_ref(&upstream.url), &extra)
+        })
         .collect();
     // Nothing asked the store yet: its breaker is closed, so it counts as healthy.
     let (g, c) = ns.eventually("StoreHealthy=True on 2/2", DEFAULT_TIMEOUT, || {
@@ -362,6 +384,56 @@ fn a_tiered_fleet_gets_its_secrets_rbac_policy_and_store_status() {
     // Clients still get answers: not part of Ready, nor a failure.
     assert_eq!(condition(&g, "Ready")["status"], "True");
     assert_eq!(condition(&g, "Degraded")["status"], "False");
+
+    // status: PeersHealthy. The API server refuses the outsider's reads: both members name
+    // it, and the condition says what the members do meanwhile and where to look.
+    let c = ns.eventually("PeersHealthy=False", DEFAULT_TIMEOUT, || {
+        let c = condition(&ns.get_json(&["gmp", "tiered"]), "PeersHealthy");
+        (c["status"] == "False").then_some(c)
+    });
+    assert_eq!(c["reason"], "MembershipUnreadable");
+    let message = c["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("2/2 members cannot read the fleet's membership"),
+        "{message}"
+    );
+    for said in [
+        "403 Forbidden",
+        "tiered-peers",
+        "ServiceAccount tiered",
+        "egressTo",
+    ] {
+        assert!(message.contains(said), "{said}: {message}");
+    }
+    // With the members' own ServiceAccount (the operator's Role and RoleBinding), the next
+    // read succeeds: the members' token file is re-read at each refresh, as the kubelet's is.
+    sa_token("tiered");
+    let (g, c) = ns.eventually("PeersHealthy=True", DEFAULT_TIMEOUT, || {
+        let g = ns.get_json(&["gmp", "tiered"]);
+        let c = condition(&g, "PeersHealthy");
+        (c["status"] == "True").then_some((g, c))
+    });
+    assert_eq!(c["reason"], "MembershipRead");
+    assert!(
+        c["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("2 members read the fleet's membership"),
+        "{c}"
+    );
+    assert_eq!(condition(&g, "Ready")["status"], "True");
+    // The flips are Events on the fleet.
+    ns.eventually("the membership Events", DEFAULT_TIMEOUT, || {
+        let events = ns.kubectl(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=tiered",
+            "-o",
+            "jsonpath={.items[*].reason}",
+        ]);
+        (events.contains("MembershipUnreadable") && events.contains("MembershipRead")).then_some(())
+    });
     let _ = std::fs::remove_dir_all(&keys);
 }
 

@@ -1,7 +1,8 @@
 //! The conditions of a `GoModuleProxy`'s status as types. Each condition is decided in one
 //! function ([`crate::status`] for `Ready`, `Progressing` and `Degraded`,
 //! [`crate::fleet_health::summarize`] for `UpstreamsHealthy`,
-//! [`crate::store_health::summarize`] for `StoreHealthy`, [`crate::injection::status`] for
+//! [`crate::store_health::summarize`] for `StoreHealthy`, [`crate::peer_health::summarize`]
+//! for `PeersHealthy`, [`crate::injection::status`] for
 //! `Injecting`) as a [`Verdict`] built with
 //! [`ConditionType::true_because`] and its siblings; [`Verdict::into_condition`] turns it into
 //! the API's `Condition`, keeping `lastTransitionTime` unless the status flipped, so watchers
@@ -25,6 +26,9 @@ pub enum ConditionType {
     /// With `spec.cache.objectStore`: what the members say about the store (only while the
     /// operator polls them). False is degraded, not down: clients still get answers.
     StoreHealthy,
+    /// With peer fill: every member reads the fleet's membership (only while the operator
+    /// polls them). False is degraded, not down: those members fetch their misses themselves.
+    PeersHealthy,
     /// With `spec.injection`: new Pods in every namespace the fleet selects get it (False:
     /// the webhook is off, or namespaces went to an older fleet).
     Injecting,
@@ -39,6 +43,7 @@ impl ConditionType {
             ConditionType::Degraded => "Degraded",
             ConditionType::UpstreamsHealthy => "UpstreamsHealthy",
             ConditionType::StoreHealthy => "StoreHealthy",
+            ConditionType::PeersHealthy => "PeersHealthy",
             ConditionType::Injecting => "Injecting",
         }
     }

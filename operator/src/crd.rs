@@ -615,7 +615,7 @@ pub struct GoModuleProxyStatus {
     #[serde(default)]
     pub store: Option<StoreHealth>,
     /// `Ready`, `Progressing`, `Degraded`, `UpstreamsHealthy`, (with `spec.cache.objectStore`)
-    /// `StoreHealthy` and (with `spec.injection`) `Injecting`.
+    /// `StoreHealthy`, (with peer fill) `PeersHealthy` and (with `spec.injection`) `Injecting`.
     #[serde(default)]
     pub conditions: Vec<Condition>,
 }

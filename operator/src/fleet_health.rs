@@ -28,6 +28,7 @@ use crate::cidr::Cidr;
 use crate::conditions::ConditionType::UpstreamsHealthy;
 use crate::conditions::{Status, Verdict};
 use crate::crd::{GoModuleProxy, StoreHealth, UpstreamHealth};
+use crate::peer_health::{self, PeersReport};
 use crate::resources::access::AdminToken;
 use crate::resources::{ADMIN_PORT, labels};
 use crate::store_health::{self, StoreReport};
@@ -46,11 +47,20 @@ pub struct UpstreamReport {
     pub last_error: Option<String>,
 }
 
-/// What one member said about its upstreams and its object store (`None`: it has none),
-/// or why it said nothing.
+/// What one member said in its `/status`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Answer {
+    pub upstreams: Vec<UpstreamReport>,
+    /// Its object store; `None`: it has none.
+    pub store: Option<StoreReport>,
+    /// Its peer fill; `None`: off (or a member that predates it).
+    pub peers: Option<PeersReport>,
+}
+
+/// What one member said, or why it said nothing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MemberReport {
-    Reachable(Vec<UpstreamReport>, Option<StoreReport>),
+    Reachable(Answer),
     /// Why the member could not be asked (short and stable, as it lands in the condition).
     Unreachable(String),
 }
@@ -58,8 +68,9 @@ pub enum MemberReport {
 /// Parses a member's `/status` body (the proxy's own document type, `modfleet_contract::status`).
 pub fn parse(body: &[u8]) -> MemberReport {
     match serde_json::from_slice::<ProxyStatus>(body) {
-        Ok(s) => MemberReport::Reachable(
-            s.upstreams
+        Ok(s) => MemberReport::Reachable(Answer {
+            upstreams: s
+                .upstreams
                 .into_iter()
                 .map(|u| UpstreamReport {
                     url: normalize(&u.url),
@@ -67,8 +78,9 @@ pub fn parse(body: &[u8]) -> MemberReport {
                     last_error: u.health.last_error.map(|e| e.message),
                 })
                 .collect(),
-            s.store.as_ref().map(store_health::report),
-        ),
+            store: s.store.as_ref().map(store_health::report),
+            peers: s.peers.as_ref().map(peer_health::report),
+        }),
         Err(e) => MemberReport::Unreachable(format!("unreadable /status: {e}")),
     }
 }
@@ -108,14 +120,22 @@ pub struct FleetHealth {
     /// With `spec.cache.objectStore`: `status.store` and the `StoreHealthy` condition
     /// ([`store_health::summarize`]).
     pub store: Option<(StoreHealth, Verdict)>,
+    /// With peer fill: the `PeersHealthy` condition ([`peer_health::summarize`]).
+    pub peers: Option<Verdict>,
 }
 
 impl FleetHealth {
     /// Health could not be polled at all (e.g. the pods could not be listed).
-    pub fn unknown(store_url: Option<&str>, reason: &'static str, message: String) -> FleetHealth {
+    pub fn unknown(
+        store_url: Option<&str>,
+        peer_fill: bool,
+        reason: &'static str,
+        message: String,
+    ) -> FleetHealth {
         FleetHealth {
             upstreams: Vec::new(),
             store: store_url.map(|url| store_health::unknown(url, reason, message.clone())),
+            peers: peer_fill.then(|| peer_health::unknown(reason, message.clone())),
             verdict: UpstreamsHealthy.unknown_because(reason, message),
         }
     }
@@ -144,7 +164,7 @@ pub fn summarize(spec_urls: &[String], reports: &[(String, MemberReport)]) -> Fl
     let reachable: Vec<(&str, &[UpstreamReport])> = reports
         .iter()
         .filter_map(|(name, r)| match r {
-            MemberReport::Reachable(u, _) => Some((name.as_str(), u.as_slice())),
+            MemberReport::Reachable(a) => Some((name.as_str(), a.upstreams.as_slice())),
             MemberReport::Unreachable(_) => None,
         })
         .collect();
@@ -247,6 +267,7 @@ pub fn summarize(spec_urls: &[String], reports: &[(String, MemberReport)]) -> Fl
         upstreams,
         verdict,
         store: None,
+        peers: None,
     }
 }
 
@@ -301,6 +322,7 @@ impl Poller {
                 tracing::warn!(error = %e, "cannot list the fleet's pods for upstream health");
                 return FleetHealth::unknown(
                     store_url,
+                    gmp.peer_fill(),
                     "PodListFailed",
                     format!(
                         "Cannot list the fleet's pods to ask them about upstream health (RBAC: list pods): {e}"
@@ -325,6 +347,9 @@ impl Poller {
         let urls: Vec<String> = gmp.spec.upstreams.iter().map(|u| u.url.clone()).collect();
         FleetHealth {
             store: store_url.map(|url| store_health::summarize(url, &reports)),
+            peers: gmp
+                .peer_fill()
+                .then(|| peer_health::summarize(&gmp.name_any(), &reports)),
             ..summarize(&urls, &reports)
         }
     }
@@ -408,8 +433,8 @@ mod tests {
     }
 
     fn up(pairs: &[(&str, bool)]) -> MemberReport {
-        MemberReport::Reachable(
-            pairs
+        MemberReport::Reachable(Answer {
+            upstreams: pairs
                 .iter()
                 .map(|(u, ok)| UpstreamReport {
                     url: u.to_string(),
@@ -417,8 +442,8 @@ mod tests {
                     last_error: (!ok).then(|| format!("{u}: connection refused")),
                 })
                 .collect(),
-            None,
-        )
+            ..Answer::default()
+        })
     }
 
     fn member(i: usize, r: MemberReport) -> (String, MemberReport) {
@@ -590,8 +615,8 @@ mod tests {
              "last_error":{"message":"connection refused","at_unix":1700000000}}]}"#;
         assert_eq!(
             parse(body),
-            MemberReport::Reachable(
-                vec![
+            MemberReport::Reachable(Answer {
+                upstreams: vec![
                     UpstreamReport {
                         url: "https://a.example".into(),
                         healthy: true,
@@ -603,8 +628,8 @@ mod tests {
                         last_error: Some("connection refused".into())
                     },
                 ],
-                None
-            )
+                ..Answer::default()
+            })
         );
         // With a store: its section (the shape of contract::status's own test).
         let body = br#"{"ready":true,"upstreamsHealthy":0,"upstreams":[],
@@ -614,14 +639,29 @@ mod tests {
              "lastError":{"message":"connection refused","at_unix":1700000000}}}"#;
         assert_eq!(
             parse(body),
-            MemberReport::Reachable(
-                Vec::new(),
-                Some(StoreReport {
+            MemberReport::Reachable(Answer {
+                store: Some(StoreReport {
                     url: "s3://modules/fleet".into(),
                     healthy: false,
                     last_error: Some("connection refused".into())
-                })
-            )
+                }),
+                ..Answer::default()
+            })
+        );
+        // With peer fill: its section (the proxy's `peers`, camelCase as contract::status).
+        let body = br#"{"ready":true,"upstreamsHealthy":0,"upstreams":[],
+            "peers":{"advertise":"10.0.0.7:7070","members":["10.0.0.7:7070","10.0.0.8:7070"],
+             "refreshedUnix":1700000000,"asked":{"hit":1,"not_found":2,"fallback":3},"served":4,
+             "lastError":{"message":"endpointslices is forbidden","at_unix":1700000001}}}"#;
+        assert_eq!(
+            parse(body),
+            MemberReport::Reachable(Answer {
+                peers: Some(PeersReport {
+                    members: 2,
+                    last_error: Some("endpointslices is forbidden".into())
+                }),
+                ..Answer::default()
+            })
         );
         assert!(matches!(parse(b"<html>"), MemberReport::Unreachable(_)));
     }
@@ -683,14 +723,14 @@ mod tests {
         let r = p.ask(ip, Some(&token)).await;
         assert_eq!(
             r,
-            MemberReport::Reachable(
-                vec![UpstreamReport {
+            MemberReport::Reachable(Answer {
+                upstreams: vec![UpstreamReport {
                     url: "http://u.example".into(),
                     healthy: true,
                     last_error: None
                 }],
-                None
-            )
+                ..Answer::default()
+            })
         );
         let request = server.await.unwrap();
         assert!(request.starts_with("GET /status HTTP/1.1"), "{request}");

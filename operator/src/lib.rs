@@ -10,7 +10,8 @@
 //! upstreams (at pod IPs in the allowed [`cidr`] networks) and summarises what they say for
 //! the status, with the fleet's [`operator_token`] when `spec.access` is set; [`peer_token`]
 //! keeps the token the members send each other with peer fill; [`store_health`] sums up
-//! what they say about the object store. [`injection`]
+//! what they say about the object store, [`peer_health`] whether they read their membership.
+//! [`injection`]
 //! decides which fleet a new Pod uses and builds the patch that sets `GOPROXY` in it.
 
 pub mod admin;
@@ -29,6 +30,7 @@ pub mod injection;
 pub mod leader;
 pub mod metrics;
 pub mod operator_token;
+pub mod peer_health;
 pub mod peer_token;
 pub mod resources;
 pub mod rollout;

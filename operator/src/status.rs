@@ -8,7 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::ResourceExt;
 
 use crate::conditions::ConditionType::{
-    Degraded, Injecting, Progressing, Ready, StoreHealthy, UpstreamsHealthy,
+    Degraded, Injecting, PeersHealthy, Progressing, Ready, StoreHealthy, UpstreamsHealthy,
 };
 use crate::conditions::{Status, Verdict};
 use crate::crd::{GoModuleProxy, GoModuleProxyStatus, InjectionStatus};
@@ -270,6 +270,8 @@ pub fn compute(gmp: &GoModuleProxy, observed: &Observed, now: Time) -> GoModuleP
     let upstreams_healthy = observed.health.as_ref().map(|h| h.verdict.clone());
     // Nor is `StoreHealthy`: without the store, members serve from disks and upstreams.
     let store = observed.health.as_ref().and_then(|h| h.store.clone());
+    // Nor is `PeersHealthy`: a member without its membership fetches for itself.
+    let peers = observed.health.as_ref().and_then(|h| h.peers.clone());
     let previous = gmp
         .status
         .as_ref()
@@ -283,6 +285,7 @@ pub fn compute(gmp: &GoModuleProxy, observed: &Observed, now: Time) -> GoModuleP
     .into_iter()
     .chain(upstreams_healthy)
     .chain(store.as_ref().map(|(_, v)| v.clone()))
+    .chain(peers)
     .chain(observed.injection.as_ref().map(|(_, v)| v.clone()))
     .map(|v| v.into_condition(previous, gmp.metadata.generation, &now))
     .collect();
@@ -313,7 +316,7 @@ pub struct Notice {
 }
 
 /// The Events a change of the status from `old` to `new` deserves: `Ready` turning true or
-/// not, and upstream and store outages and recoveries (not every `Unknown`: members that start up or
+/// not, and upstream, store and membership outages and recoveries (not every `Unknown`: members that start up or
 /// go away are `Ready`'s business).
 pub fn notices(old: Option<&GoModuleProxyStatus>, new: &GoModuleProxyStatus) -> Vec<Notice> {
     let notice = |c: &Condition| Notice {
@@ -333,6 +336,10 @@ pub fn notices(old: Option<&GoModuleProxyStatus>, new: &GoModuleProxyStatus) -> 
         s.status != Status::Unknown.as_str()
             && StoreHealthy.status_in(old) != Status::parse(&s.status)
     });
+    let peers = PeersHealthy.find(new).filter(|p| {
+        p.status != Status::Unknown.as_str()
+            && PeersHealthy.status_in(old) != Status::parse(&p.status)
+    });
     // Injection turning false (the webhook off, namespaces lost to an older fleet) or
     // recovering: an Event on the fleet.
     let injecting = Injecting.find(new).filter(|i| {
@@ -344,6 +351,7 @@ pub fn notices(old: Option<&GoModuleProxyStatus>, new: &GoModuleProxyStatus) -> 
         .into_iter()
         .chain(upstreams)
         .chain(store)
+        .chain(peers)
         .chain(injecting)
         .map(notice)
         .collect()
@@ -573,6 +581,7 @@ mod tests {
                 message: message.into(),
             },
             store: None,
+            peers: None,
         }
     }
 
@@ -580,7 +589,7 @@ mod tests {
     /// degraded, not down: Ready and Degraded stay, the flip is stamped and announced.
     #[test]
     fn store_health_is_a_condition_of_its_own_and_not_part_of_ready() {
-        use crate::fleet_health::MemberReport;
+        use crate::fleet_health::{Answer, MemberReport};
         use crate::store_health::{StoreReport, summarize};
         let url = "s3://modules/fleet";
         let store = |healthy: bool| {
@@ -591,10 +600,11 @@ mod tests {
                         healthy: healthy || i > 0,
                         last_error: (!healthy && i == 0).then(|| "connection refused".into()),
                     };
-                    (
-                        format!("gomod-{i}"),
-                        MemberReport::Reachable(Vec::new(), Some(r)),
-                    )
+                    let answer = Answer {
+                        store: Some(r),
+                        ..Answer::default()
+                    };
+                    (format!("gomod-{i}"), MemberReport::Reachable(answer))
                 })
                 .collect();
             summarize(url, &reports)
@@ -658,6 +668,71 @@ mod tests {
             serde_json::to_value(&s3).unwrap()["store"],
             serde_json::Value::Null
         );
+    }
+
+    /// `PeersHealthy` comes with the poll for a fleet with peer fill; a member that cannot read
+    /// its membership is degraded, not down: Ready stays, the flip is stamped and announced.
+    #[test]
+    fn peers_health_is_a_condition_of_its_own_and_not_part_of_ready() {
+        use crate::fleet_health::{Answer, MemberReport};
+        use crate::peer_health::{PeersReport, summarize};
+        let peers = |error: Option<&str>| {
+            let reports: Vec<_> = (0..3)
+                .map(|i| {
+                    let answer = Answer {
+                        peers: Some(PeersReport {
+                            members: 3,
+                            last_error: error.filter(|_| i == 2).map(str::to_owned),
+                        }),
+                        ..Answer::default()
+                    };
+                    (format!("gomod-{i}"), MemberReport::Reachable(answer))
+                })
+                .collect();
+            summarize("gomod", &reports)
+        };
+        let mut g = minimal();
+        let mut obs = Observed {
+            members: (0..3).map(|i| member(i, true, true)).collect(),
+            caches: bound(3),
+            error: None,
+            health: Some(FleetHealth {
+                peers: Some(peers(None)),
+                ..health("True", "AllUpstreamsHealthy", "Every upstream ...")
+            }),
+            injection: None,
+        };
+        let s1 = compute(&g, &obs, t(100));
+        let c = get(&s1, PeersHealthy);
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("True", "MembershipRead")
+        );
+        g.status = Some(s1.clone());
+        assert!(notices(Some(&s1), &s1).is_empty());
+
+        obs.health.as_mut().unwrap().peers = Some(peers(Some("403 Forbidden")));
+        let s2 = compute(&g, &obs, t(300));
+        let c = get(&s2, PeersHealthy);
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", "MembershipUnreadable")
+        );
+        assert_eq!(c.last_transition_time, t(300));
+        assert!(c.message.contains("gomod-2"), "{}", c.message);
+        assert_eq!(get(&s2, Ready).status, "True", "clients still get answers");
+        assert_eq!(get(&s2, Degraded).status, "False");
+        let n = notices(Some(&s1), &s2);
+        assert_eq!(
+            n.iter()
+                .map(|n| (n.warning, n.reason.as_str()))
+                .collect::<Vec<_>>(),
+            [(true, "MembershipUnreadable")]
+        );
+
+        // Peer fill off: no condition.
+        obs.health.as_mut().unwrap().peers = None;
+        assert!(PeersHealthy.find(&compute(&g, &obs, t(400))).is_none());
     }
 
     #[test]

@@ -42,7 +42,10 @@ pub fn summarize(spec_url: &str, reports: &[(String, MemberReport)]) -> (StoreHe
     let seen: Vec<(&str, &StoreReport)> = reports
         .iter()
         .filter_map(|(name, r)| match r {
-            MemberReport::Reachable(_, Some(s)) if s.url == spec_url => Some((name.as_str(), s)),
+            MemberReport::Reachable(a) => match &a.store {
+                Some(s) if s.url == spec_url => Some((name.as_str(), s)),
+                _ => None,
+            },
             _ => None,
         })
         .collect();
@@ -109,6 +112,7 @@ pub fn unknown(spec_url: &str, reason: &'static str, message: String) -> (StoreH
 mod tests {
     use super::*;
     use crate::conditions::Status;
+    use crate::fleet_health::Answer;
 
     const URL: &str = "s3://modules/fleet";
 
@@ -118,7 +122,11 @@ mod tests {
             healthy,
             last_error: (!healthy).then(|| "connection refused".into()),
         });
-        (format!("m-{i}"), MemberReport::Reachable(Vec::new(), store))
+        let answer = Answer {
+            store,
+            ..Answer::default()
+        };
+        (format!("m-{i}"), MemberReport::Reachable(answer))
     }
 
     #[test]

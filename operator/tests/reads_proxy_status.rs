@@ -151,8 +151,8 @@ fn the_operator_reads_a_real_proxys_status() {
         }
         if let Some(body) = get(admin, "/status") {
             let report = fleet_health::parse(&body);
-            if let MemberReport::Reachable(ups, _) = &report
-                && ups.iter().any(|u| !u.healthy)
+            if let MemberReport::Reachable(answer) = &report
+                && answer.upstreams.iter().any(|u| !u.healthy)
             {
                 break (body, report);
             }
