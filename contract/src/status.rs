@@ -83,7 +83,7 @@ pub struct PeersStatus {
     pub last_error: Option<LastError>,
     /// Misses this member asked an owner for, by result.
     pub asked: PeerAsks,
-    /// Peer requests this member answered (as the owner).
+    /// Peer requests this member answered with the artifact (200), as the owner.
     pub served: u64,
 }
 

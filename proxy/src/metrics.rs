@@ -480,7 +480,7 @@ impl Metrics {
         );
         self.registry.register(
             "peer_served",
-            "Peer requests this member answered as an artifact's owner",
+            "Peer requests this member answered with the artifact (200) as its owner",
             peers.served.clone(),
         );
         self.registry.register(

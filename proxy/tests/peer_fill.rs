@@ -17,6 +17,11 @@ use modfleet_testkit::upstream::Auth;
 use modfleet_testkit::workspace::free_port;
 
 const WAIT: Duration = Duration::from_secs(30);
+/// The members' `peerFill.timeout`: past it an asker fetches for itself, which is right but
+/// would make "fetched once" fail on a machine too loaded to answer in the default 2s
+/// (seen once in a run beside a release build); the fallback has its own tests.
+const PEER_TIMEOUT: &str = "10s";
+
 /// The fleet's shared peer token.
 const TOKEN: &str = "0123456789abcdef0123456789abcdef-fleet-token";
 
@@ -76,7 +81,7 @@ peerFill:
   listen: {listen}
   tokenFile: {token}
   members: [{members}]
-  timeout: 2s
+  timeout: {PEER_TIMEOUT}
 {extra}",
             token = token.display(),
             members = members.join(", "),
@@ -139,11 +144,16 @@ async fn three_go_commands_through_three_members_cost_one_upstream_fetch_per_art
         .map(|p| (p.clone(), up.hits(p)))
         .filter(|(_, n)| *n != 1)
         .collect();
-    assert!(
-        fetched_more_than_once.is_empty(),
-        "artifacts fetched more than once by the fleet: {fetched_more_than_once:?} (all: {:?})",
-        up.all_hits()
-    );
+    if !fetched_more_than_once.is_empty() {
+        let mut fallbacks = Vec::new();
+        for m in &fleet.members {
+            fallbacks.push(peer_metric(m, "fallback").await);
+        }
+        panic!(
+            "artifacts fetched more than once by the fleet: {fetched_more_than_once:?}; peer asks that fell back, by member: {fallbacks:?} (their logs say why; all hits: {:?})",
+            up.all_hits()
+        );
+    }
     let mut hits = 0.0;
     let mut answered = 0;
     for m in &fleet.members {
@@ -350,9 +360,15 @@ async fn the_peer_port_admits_only_the_fleets_token() {
     }
     let r = with_token("/../etc/passwd").send().await.unwrap();
     assert!(r.status().is_client_error(), "{}", r.status());
+    // The fleet's "not found": said as such, and not counted as served.
+    let r = with_token("/example.test/missing/@v/v1.0.0.info")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
     let status = fleet.members[0].status().await;
     assert_eq!(status["peers"]["advertise"], fleet.peers[0], "{status}");
-    assert_eq!(status["peers"]["served"], 1, "{status}");
+    assert_eq!(status["peers"]["served"], 1, "only the artifact: {status}");
 }
 
 /// Bad peer settings stop the start (exit 2) with the fix in the message.

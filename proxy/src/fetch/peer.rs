@@ -8,12 +8,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
+use http_body_util::BodyDataStream;
 use tracing::Instrument;
 
 use super::prefetch::Origin;
 use super::tail::{self, TailState};
 use super::{Body, Fetcher, Served};
-use crate::cache::{CacheKey, ServedFile};
+use crate::cache::CacheKey;
+use crate::file_body::FileBody;
 use crate::peers::{Asked, Peers};
 use crate::protocol::Request;
 use crate::upstream::{AttemptError, PoolError, UpstreamResponse};
@@ -21,8 +23,6 @@ use crate::upstream::{AttemptError, PoolError, UpstreamResponse};
 /// Longest a peer's stream of a zip being fetched waits for the next bytes (the fetch's own
 /// timeouts end a stalled upstream sooner).
 const TAIL_IDLE: Duration = Duration::from_secs(60);
-/// Most bytes read from a cached file at once for a peer.
-const FILE_CHUNK: u64 = 256 << 10;
 
 impl Fetcher {
     /// Turns on peer fill.
@@ -120,12 +120,11 @@ impl Fetcher {
         req: &Request,
         key: &CacheKey,
     ) -> Result<BoxStream<'static, io::Result<Bytes>>, PoolError> {
-        let key = key.clone();
         let Request::Zip { module, version } = req else {
-            let served = self.artifact(req, &key, Origin::Peer).await?;
+            let served = self.artifact(req, key, Origin::Peer).await?;
             return Ok(body_stream(served));
         };
-        if let Some(body) = self.hit(&key).await {
+        if let Some(body) = self.hit(key).await {
             return Ok(body_stream(super::served(
                 body,
                 super::CacheResult::Hit,
@@ -134,7 +133,7 @@ impl Fetcher {
         }
         let slot = self.tails.watch(key.as_str());
         let mut rx = slot.subscribe();
-        let fetch = self.zip(module, version, &key, Origin::Peer).fuse();
+        let fetch = self.zip(module, version, key, Origin::Peer).fuse();
         tokio::pin!(fetch);
         loop {
             if matches!(
@@ -152,33 +151,13 @@ impl Fetcher {
     }
 }
 
-/// A served answer as a stream of chunks.
+/// A served answer as a stream of chunks; a cached file as its clients get it
+/// ([`FileBody`]: page-cache reads without a thread hop, bounded chunks).
 fn body_stream(served: Served) -> BoxStream<'static, io::Result<Bytes>> {
     match served.body {
         Body::Bytes { bytes, .. } => futures::stream::once(async { Ok(bytes) }).boxed(),
-        Body::File(file) => file_stream(file).boxed(),
+        Body::File(file) => BodyDataStream::new(FileBody::new(file.file, file.len)).boxed(),
     }
-}
-
-/// A whole file, read in chunks from the blocking pool.
-fn file_stream(file: ServedFile) -> impl futures::Stream<Item = io::Result<Bytes>> + Send {
-    futures::stream::try_unfold((file, 0u64), |(file, sent)| async move {
-        if sent >= file.len {
-            return Ok(None);
-        }
-        let want = (file.len - sent).min(FILE_CHUNK) as usize;
-        let handle = file.file.clone();
-        let chunk = tokio::task::spawn_blocking(move || {
-            use std::os::unix::fs::FileExt;
-            let mut buf = vec![0u8; want];
-            handle
-                .read_exact_at(&mut buf, sent)
-                .map(|()| Bytes::from(buf))
-        })
-        .await
-        .map_err(io::Error::other)??;
-        Ok(Some((chunk, (file, sent + want as u64))))
-    })
 }
 
 impl Fetcher {

@@ -99,7 +99,6 @@ async fn handle(
             "too many peer requests at once: fetch it directly",
         );
     };
-    state.peers.served();
     let fetcher = state.fetcher.clone();
     let mut answer = Box::pin(async move {
         let answer = fetcher.serve_peer(&req).await;
@@ -109,12 +108,16 @@ async fn handle(
     // The verdict, when it comes soon (a cached file, a quick 404): a "not found" can then be
     // said as such, and the asker takes it instead of asking the upstreams again.
     match tokio::time::timeout(state.peers.verdict_wait(), &mut answer).await {
-        Ok((_, Ok(stream))) => ok(Body::from_stream(stream)),
+        Ok((_, Ok(stream))) => {
+            state.peers.served();
+            ok(Body::from_stream(stream))
+        }
         Ok((_, Err(PoolError::NotFound { message }))) => text(StatusCode::NOT_FOUND, &message),
         Ok((_, Err(e))) => text(e.status(), &e.to_string()),
         // Still fetching: the headers go now (the asker sees a live owner) and the body
         // follows; a failure then cuts it short.
         Err(_) => {
+            state.peers.served();
             let body = futures::stream::once(async move {
                 match answer.await {
                     (_, Ok(stream)) => stream,
