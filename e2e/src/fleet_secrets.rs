@@ -25,13 +25,8 @@ pub struct SecretsEnv {
 
 impl Drop for SecretsEnv {
     fn drop(&mut self) {
-        let _ = self.ns.try_kubectl(&[
-            "patch",
-            &format!("gmp/{}", self.fleet),
-            "--type=merge",
-            "-p",
-            r#"{"metadata":{"finalizers":null}}"#,
-        ]);
+        self.op.stop();
+        self.ns.lift_finalizers();
     }
 }
 

@@ -272,6 +272,21 @@ impl Namespace {
         self.cluster.kubectl(&self.with_ns(args))
     }
 
+    /// Removes the finalizer of every GoModuleProxy here: once the operator that would remove
+    /// them is gone, they would keep the namespace from ever being deleted.
+    pub fn lift_finalizers(&self) {
+        let out = self.try_kubectl(&["get", "gmp", "-o", "name"]);
+        for obj in String::from_utf8_lossy(&out.stdout).lines() {
+            let _ = self.try_kubectl(&[
+                "patch",
+                obj,
+                "--type=merge",
+                "-p",
+                r#"{"metadata":{"finalizers":null}}"#,
+            ]);
+        }
+    }
+
     /// Runs kubectl in this namespace and returns its raw output.
     pub fn try_kubectl(&self, args: &[&str]) -> Output {
         self.cluster.try_kubectl(&self.with_ns(args))

@@ -57,6 +57,46 @@ pub fn install_crd(cluster: &Cluster) {
 pub const HEALTH_POLL_NETWORKS_ENV: &str = "MODFLEET_OPERATOR_HEALTH_POLL_NETWORKS";
 pub const LOOPBACK: &str = "127.0.0.0/8";
 
+/// The operator in a fresh namespace. On drop the operator stops first, then the fleets'
+/// finalizers are lifted ([`Namespace::lift_finalizers`]) so the namespace can go.
+pub struct OperatorEnv {
+    pub op: Operator,
+    pub ns: Namespace,
+}
+
+impl OperatorEnv {
+    /// A namespace named from `prefix` (the CRD installed) with an operator watching it,
+    /// started with `args`.
+    pub fn start(prefix: &str, args: &[&str]) -> OperatorEnv {
+        let cluster = crate::Cluster::from_env();
+        install_crd(&cluster);
+        let ns = cluster.namespace(prefix);
+        let op = Operator::start(&ns, "op", args);
+        OperatorEnv { op, ns }
+    }
+
+    /// [`OperatorEnv::start`] with the members' `/status` polled every second (1s timeout):
+    /// the status tests' conditions follow within seconds.
+    pub fn polling(prefix: &str) -> OperatorEnv {
+        OperatorEnv::start(prefix, &FAST_HEALTH_POLLS)
+    }
+}
+
+/// Operator flags: members polled every second, each within a second.
+pub const FAST_HEALTH_POLLS: [&str; 4] = [
+    "--health-poll-interval",
+    "1s",
+    "--health-poll-timeout",
+    "1s",
+];
+
+impl Drop for OperatorEnv {
+    fn drop(&mut self) {
+        self.op.stop();
+        self.ns.lift_finalizers();
+    }
+}
+
 /// A running `modfleet-operator` process; stopped with SIGTERM (then killed) on drop. Its
 /// log is printed when the test fails, and deleted otherwise (kept with
 /// `MODFLEET_E2E_KEEP=1`).

@@ -6,7 +6,15 @@
 //! - a network namespace of its own (a kubelet's pod sandbox), which the container joins;
 //! - the image by its normalized name (`modfleet/x:1` is `docker.io/modfleet/x:1`, as every
 //!   CRI reads it), never pulled (`IfNotPresent` with the image present);
-//! - `command` as the entrypoint, `args`, `env` (values; nothing else is allowed);
+//! - `command` as the entrypoint, `args`, `env`: values, and the downward API's
+//!   `fieldRef` to `status.podIP`, `metadata.name` and `metadata.namespace` (the kwok pod's,
+//!   as the API server has them); `$(VAR)` references to earlier variables expanded in env
+//!   values, command and args, `$$` as `$`, unknown references left as written;
+//! - `automountServiceAccountToken: true`: the service account's token (made with
+//!   `kubectl create token`), the cluster's CA and the namespace as files in
+//!   `/var/run/secrets/kubernetes.io/serviceaccount` (read-only, 0644 as a kubelet's projected
+//!   volume), `KUBERNETES_SERVICE_HOST`/`_PORT` set, and the API server reachable at them
+//!   from inside the pod's namespace (forwarded to the real one);
 //! - volumes: a ConfigMap's keys as files (read-only), a Secret's keys (or its `items`) as
 //!   files with their modes (read-only), a PersistentVolumeClaim as the directory
 //!   of its bound PersistentVolume (a per-test directory: kwok's nodes have no disks), an
@@ -24,6 +32,7 @@
 //! less than the operator renders.
 
 use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -36,7 +45,7 @@ use base64::Engine;
 
 use crate::Namespace;
 use crate::images::{Container, podman_ok};
-use crate::netns::NetNs;
+use crate::netns::{Forwarder, NetNs};
 
 /// A container probe (readiness, liveness or startup), as the pod spec says.
 #[derive(Debug, Clone)]
@@ -54,6 +63,8 @@ pub struct Probe {
 pub struct KubeletPod {
     /// Declared before `ns`: the container leaves the namespace before it is deleted.
     pub container: Container,
+    /// The API server as the pod reaches it (with a service account token mounted).
+    _to_api_server: Option<Forwarder>,
     pub ns: NetNs,
     /// Named container ports (`http`, `admin`, ...).
     pub ports: BTreeMap<String, u16>,
@@ -64,6 +75,58 @@ pub struct KubeletPod {
     /// The uid:gid the container runs as (resolved as a kubelet would).
     pub user: (u32, u32),
     dir: PathBuf,
+}
+
+/// What a kubelet knows of the pod it runs beyond its template: the downward API's fields,
+/// and the API server with the service account's token when the pod mounts one.
+#[derive(Clone, Debug)]
+pub struct PodIdentity {
+    pub name: String,
+    pub namespace: String,
+    pub ip: IpAddr,
+    pub api: Option<ApiAccess>,
+}
+
+/// The service account token mount's contents and the API server (in the test's namespace).
+#[derive(Clone, Debug)]
+pub struct ApiAccess {
+    pub token: String,
+    pub ca_pem: Vec<u8>,
+    pub server: SocketAddr,
+}
+
+/// Where a kubelet mounts the service account token.
+pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+/// The `kubernetes` Service's port, as `KUBERNETES_SERVICE_PORT` says it in a pod.
+const API_PORT_IN_POD: u16 = 443;
+
+/// `$(VAR)` expanded from `vars` as a kubelet expands env values, command and args: `$$` is a
+/// literal `$`, a reference to an unknown variable (or an unclosed one) stays as written.
+pub fn expand(value: &str, vars: &BTreeMap<String, String>) -> String {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(i) = rest.find('$') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(inner) = after.strip_prefix('(')
+            && let Some(end) = inner.find(')')
+        {
+            let name = &inner[..end];
+            match vars.get(name) {
+                Some(v) => out.push_str(v),
+                None => out.push_str(&rest[i..i + 2 + end + 1]),
+            }
+            rest = &inner[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 fn unsupported(what: &str, value: &Value) -> ! {
@@ -206,6 +269,62 @@ fn write_files(dir: &Path, files: impl IntoIterator<Item = (String, Vec<u8>, u32
     }
 }
 
+impl PodIdentity {
+    /// The (kwok) pod of `deployment` as the API server has it: its name, namespace and IP;
+    /// with a service account token mounted, a fresh token of its ServiceAccount and the
+    /// cluster's API server and CA.
+    pub fn of_deployment(ns: &Namespace, deployment: &Value) -> PodIdentity {
+        let selector: Vec<String> = deployment["spec"]["selector"]["matchLabels"]
+            .as_object()
+            .expect("the Deployment selects by labels")
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap()))
+            .collect();
+        let pods = ns.get_json(&["pods", "-l", &selector.join(",")]);
+        let pod = pods["items"]
+            .as_array()
+            .and_then(|items| {
+                items
+                    .iter()
+                    .find(|p| p["metadata"]["deletionTimestamp"].is_null())
+            })
+            .unwrap_or_else(|| panic!("no pod of {selector:?} on the API server"));
+        let name = pod["metadata"]["name"].as_str().unwrap().to_owned();
+        let ip = pod["status"]["podIP"]
+            .as_str()
+            .unwrap_or_else(|| panic!("pod {name} has no IP yet"))
+            .parse()
+            .unwrap();
+        let spec = &deployment["spec"]["template"]["spec"];
+        let api = (spec["automountServiceAccountToken"] == Value::Bool(true)).then(|| {
+            let sa = spec["serviceAccountName"].as_str().unwrap_or("default");
+            let token = ns.kubectl(&["create", "token", sa, "--duration", "1h"]);
+            let dir = std::env::temp_dir().join(format!("modfleet-e2e-ca-{}", ns.name()));
+            std::fs::create_dir_all(&dir).expect("a temporary directory");
+            let (server, ca) = ns.cluster().api_server(&dir);
+            let server = server
+                .strip_prefix("https://")
+                .and_then(|a| a.parse().ok())
+                .unwrap_or_else(|| {
+                    panic!("the kubeconfig's server {server} is not https://IP:PORT")
+                });
+            let ca_pem = std::fs::read(ca).expect("the CA just written");
+            let _ = std::fs::remove_dir_all(&dir);
+            ApiAccess {
+                token: token.trim().to_owned(),
+                ca_pem,
+                server,
+            }
+        });
+        PodIdentity {
+            name,
+            namespace: ns.name().to_owned(),
+            ip,
+            api,
+        }
+    }
+}
+
 impl KubeletPod {
     /// Runs the first pod of Deployment `name` in `ns` with the ConfigMaps and Secrets its
     /// volumes name and its claims' bound volumes, all as they are on the API server now.
@@ -234,7 +353,8 @@ impl KubeletPod {
                 );
             }
         }
-        KubeletPod::run(&dep, &sources, &claims, volumes_root)
+        let identity = PodIdentity::of_deployment(ns, &dep);
+        KubeletPod::run(&dep, &sources, &claims, volumes_root, &identity)
     }
 
     /// Runs the first (only) pod of `deployment`. `sources` are the ConfigMaps and Secrets
@@ -246,6 +366,7 @@ impl KubeletPod {
         sources: &[Value],
         claims: &BTreeMap<String, String>,
         volumes_root: &Path,
+        identity: &PodIdentity,
     ) -> KubeletPod {
         static COUNTER: AtomicUsize = AtomicUsize::new(0);
         let template = &deployment["spec"]["template"];
@@ -276,12 +397,14 @@ impl KubeletPod {
                 "schedulerName",
             ],
         );
-        if spec["automountServiceAccountToken"] != Value::Bool(false) {
-            unsupported(
-                "automountServiceAccountToken",
-                &spec["automountServiceAccountToken"],
-            );
-        }
+        let api = match &spec["automountServiceAccountToken"] {
+            Value::Bool(false) => None,
+            Value::Bool(true) => Some(identity.api.as_ref().unwrap_or_else(|| {
+                panic!("the pod mounts its service account token: give PodIdentity an ApiAccess")
+            })),
+            // Unset: the ServiceAccount decides; say it in the template.
+            other => unsupported("automountServiceAccountToken", other),
+        };
         let containers = spec["containers"].as_array().expect("containers");
         if containers.len() != 1 {
             unsupported("containers (more than one)", &spec["containers"]);
@@ -449,14 +572,36 @@ impl KubeletPod {
             args.push(format!("--cpus={}", quantity_cpus(cpu)));
         }
 
-        // Environment: literal values only.
+        // Environment: the kubelet's own first (the API server, as the `kubernetes` Service),
+        // then the container's in order, each expanded with those before it.
+        let mut env: BTreeMap<String, String> = BTreeMap::new();
+        if api.is_some() {
+            env.insert("KUBERNETES_SERVICE_HOST".into(), "127.0.0.1".into());
+            env.insert(
+                "KUBERNETES_SERVICE_PORT".into(),
+                API_PORT_IN_POD.to_string(),
+            );
+        }
         for e in c["env"].as_array().into_iter().flatten() {
-            only_known("env", e, &["name", "value"]);
-            args.push(format!(
-                "--env={}={}",
-                e["name"].as_str().unwrap(),
-                e["value"].as_str().unwrap_or_default()
-            ));
+            only_known("env", e, &["name", "value", "valueFrom"]);
+            let name = e["name"].as_str().unwrap().to_owned();
+            let value = if e["valueFrom"].is_null() {
+                expand(e["value"].as_str().unwrap_or_default(), &env)
+            } else {
+                let from = &e["valueFrom"];
+                only_known("env valueFrom", from, &["fieldRef"]);
+                only_known("fieldRef", &from["fieldRef"], &["fieldPath", "apiVersion"]);
+                match from["fieldRef"]["fieldPath"].as_str() {
+                    Some("status.podIP") => identity.ip.to_string(),
+                    Some("metadata.name") => identity.name.clone(),
+                    Some("metadata.namespace") => identity.namespace.clone(),
+                    _ => unsupported("env valueFrom.fieldRef", &from["fieldRef"]),
+                }
+            };
+            env.insert(name, value);
+        }
+        for (name, value) in &env {
+            args.push(format!("--env={name}={value}"));
         }
 
         // Volumes and mounts.
@@ -564,6 +709,29 @@ impl KubeletPod {
             ));
         }
 
+        if let Some(api) = api {
+            let host = dir.join("volumes").join("kube-api-access");
+            write_files(
+                &host,
+                [
+                    ("token".to_owned(), api.token.clone().into_bytes(), 0o644),
+                    ("ca.crt".to_owned(), api.ca_pem.clone(), 0o644),
+                    (
+                        "namespace".to_owned(),
+                        identity.namespace.clone().into_bytes(),
+                        0o644,
+                    ),
+                ],
+            );
+            if let Some(g) = fs_group {
+                apply_fs_group(&host, g, false);
+            }
+            args.push(format!(
+                "--volume={}:{SERVICE_ACCOUNT_DIR}:ro",
+                host.display()
+            ));
+        }
+
         // Ports: named, for the probes; the pod's namespace holds them.
         let mut ports = BTreeMap::new();
         for p in c["ports"].as_array().into_iter().flatten() {
@@ -576,17 +744,23 @@ impl KubeletPod {
         let liveness = probe(&c["livenessProbe"], &ports);
 
         let ns = NetNs::create();
+        let to_api_server = api.map(|a| Forwarder::out_of(&ns, API_PORT_IN_POD, a.server));
         args.push(format!("--network=ns:{}", ns.path().display()));
         if let Some(cmd) = c["command"].as_array() {
-            args.push(format!("--entrypoint={}", Value::Array(cmd.clone())));
+            let cmd: Vec<Value> = cmd
+                .iter()
+                .map(|a| Value::String(expand(a.as_str().expect("string command"), &env)))
+                .collect();
+            args.push(format!("--entrypoint={}", Value::Array(cmd)));
         }
         args.push(image);
         for a in c["args"].as_array().into_iter().flatten() {
-            args.push(a.as_str().expect("string arg").to_owned());
+            args.push(expand(a.as_str().expect("string arg"), &env));
         }
         let container = Container::run(&args);
         KubeletPod {
             container,
+            _to_api_server: to_api_server,
             ns,
             ports,
             readiness,
@@ -697,6 +871,18 @@ mod tests {
             "registry.example.com:5000/a/b@sha256:00"
         );
         assert_eq!(normalize_image("localhost/x"), "localhost/x:latest");
+    }
+
+    #[test]
+    fn references_expand_as_a_kubelet_expands_them() {
+        let vars: BTreeMap<String, String> = [("POD_IP".into(), "10.1.2.3".into())].into();
+        assert_eq!(expand("$(POD_IP):7070", &vars), "10.1.2.3:7070");
+        assert_eq!(expand("[$(POD_IP)]", &vars), "[10.1.2.3]");
+        assert_eq!(expand("$$(POD_IP)", &vars), "$(POD_IP)");
+        assert_eq!(expand("$(NOPE):1", &vars), "$(NOPE):1");
+        assert_eq!(expand("a$b$(POD_IP", &vars), "a$b$(POD_IP");
+        assert_eq!(expand("$(POD_IP)$(POD_IP)", &vars), "10.1.2.310.1.2.3");
+        assert_eq!(expand("no refs", &vars), "no refs");
     }
 
     #[test]

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use modfleet_e2e::fleet_secrets::SecretsEnv;
+use modfleet_e2e::operator::FAST_HEALTH_POLLS;
 use modfleet_e2e::proxy::{ProxyProcess, member_pods};
 use modfleet_e2e::{DEFAULT_TIMEOUT, Namespace, condition, upstreams};
 use modfleet_testkit::tls::TestCa;
@@ -51,16 +52,7 @@ fn replace(path: &Path, text: &str) {
 
 #[test]
 fn the_operator_reads_members_status_with_its_token() {
-    let env = SecretsEnv::start_with(
-        "access-health",
-        "ah",
-        &[
-            "--health-poll-interval",
-            "1s",
-            "--health-poll-timeout",
-            "1s",
-        ],
-    );
+    let env = SecretsEnv::start_with("access-health", "ah", &FAST_HEALTH_POLLS);
     let ns = &env.ns;
 
     let live = Upstream::builder()

@@ -8,6 +8,8 @@
 //! - the operator image reconciles `examples/small-cache.yaml` to Ready on the local cluster;
 //! - a fleet member's pod spec, as the operator rendered it on the API server, run the way a
 //!   kubelet would (e2e/src/pod.rs): ready on its probes, and a real download through it;
+//! - a peer-fill member's pod spec, run the same way (downward API, service account token),
+//!   reads its fleet's EndpointSlices from the API server with the operator's Role;
 //! - a member with `privateModules` and credential Secrets, run the same way, fetches private
 //!   modules from real Git servers (smart HTTP with Basic auth, sshd with a key) with the git,
 //!   ssh and sh of the proxy image, as the image's user with its read-only root, and asks its
@@ -393,6 +395,90 @@ fn a_members_pod_spec_runs_as_a_kubelet_would() {
     );
     // SIGTERM within the pod's grace period: a clean exit.
     assert_eq!(pod.container.stop(30), 0, "{}", pod.container.logs());
+}
+
+/// A peer-fill member's pod spec (peer fill is on by default for a PerMember fleet of two), run
+/// as a kubelet would: `POD_IP` from the downward API expanded into `MODFLEET_PEER_ADVERTISE`,
+/// the peer token Secret mounted, the service account token mounted and the API server at
+/// `KUBERNETES_SERVICE_HOST`: the member reads its fleet's EndpointSlices with the Role the
+/// operator made, as the image's user with its read-only root.
+#[test]
+fn a_peer_fill_members_pod_spec_reads_its_membership_in_its_pod() {
+    let cluster = Cluster::from_env();
+    install_crd(&cluster);
+    let ns = cluster.namespace("images-peers");
+    let dir = temp_dir(&format!("peers-{}", ns.name()));
+    let live = Upstream::builder()
+        .route("*", Reply::Body(Vec::new()))
+        .start();
+    let live_addr: std::net::SocketAddr = live.url.trim_start_matches("http://").parse().unwrap();
+    let up = free_port();
+
+    let op = operator_container(&ns, &dir);
+    let mut fleet = small_cache(&cluster, Some(&format!("http://127.0.0.1:{up}")));
+    fleet["spec"]["replicas"] = 2.into();
+    fleet["spec"].as_object_mut().unwrap().remove("fleet");
+    ns.apply(&fleet.to_string());
+    let gmp = wait_fleet_ready(&ns, &op);
+    assert_eq!(
+        gmp["spec"]["fleet"]["peerFill"],
+        Value::Null,
+        "peer fill by default"
+    );
+    // The membership. The API server refuses loopback addresses in EndpointSlices, so this
+    // cluster's controller cannot list kwok's (loopback) pods: the slice is written here, with
+    // TEST-NET-1 addresses (nothing connects to them: no artifact is asked for).
+    ns.apply(
+        "apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: gomod-peers-e2e
+  labels: {kubernetes.io/service-name: gomod-peers}
+addressType: IPv4
+ports: [{name: http, port: 8080}, {name: peer, port: 7070}]
+endpoints:
+  - {addresses: [\"192.0.2.51\"], conditions: {ready: true}}
+  - {addresses: [\"192.0.2.52\"], conditions: {ready: false}}
+",
+    );
+
+    let pod = KubeletPod::of_deployment(&ns, "gomod-0", &dir.join("pv"));
+    let _to_upstream = Forwarder::out_of(&pod.ns, up, live_addr);
+    pod.wait_ready();
+    let admin = Forwarder::into(&pod.ns, pod.ports["admin"]);
+    let status = ns.eventually("the member read its membership", DEFAULT_TIMEOUT, || {
+        pod.container.assert_running();
+        let s: Value = serde_json::from_str(&http_get(admin.addr, "/status")?).ok()?;
+        (s["peers"]["refreshedUnix"].as_u64()? > 0).then_some(s)
+    });
+    let peers = &status["peers"];
+    assert!(peers["lastError"].is_null(), "{status}");
+    let members: Vec<&str> = peers["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for m in ["192.0.2.51:7070", "192.0.2.52:7070"] {
+        assert!(members.contains(&m), "{m} not among {members:?}");
+    }
+    // The Pod's IP (the downward API), expanded by the kubelet into the advertised address.
+    let pod_ip =
+        ns.get_json(&["pods", "-l", "modfleet.dev/member=0"])["items"][0]["status"]["podIP"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    assert_eq!(peers["advertise"], format!("{pod_ip}:7070"), "{status}");
+    // The peer port, inside the pod's namespace: the fleet's token or nothing.
+    let peer_port = pod.ports["peer"];
+    let refused = pod.ns.http_status(
+        peer_port,
+        "/example.com/m/@v/v1.0.0.info",
+        Duration::from_secs(5),
+    );
+    assert_eq!(refused, Some(401));
+    assert_eq!(pod.container.stop(30), 0, "{}", pod.container.logs());
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The private modules' path prefix: `HOST/NAME.git` (the `.git` qualifier) names repository

@@ -438,14 +438,7 @@ fn operator_metrics(ns: &Namespace) -> String {
     struct LiftFinalizers<'a>(&'a Namespace);
     impl Drop for LiftFinalizers<'_> {
         fn drop(&mut self) {
-            let _ = self.0.try_kubectl(&[
-                "patch",
-                "gmp",
-                "gomod",
-                "--type=merge",
-                "-p",
-                r#"{"metadata":{"finalizers":null}}"#,
-            ]);
+            self.0.lift_finalizers();
         }
     }
     ns.apply(

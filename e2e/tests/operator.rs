@@ -24,16 +24,10 @@ struct Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
-        let out = self.ns.try_kubectl(&["get", "gmp", "-o", "name"]);
-        for obj in String::from_utf8_lossy(&out.stdout).lines() {
-            let _ = self.ns.try_kubectl(&[
-                "patch",
-                obj,
-                "--type=merge",
-                "-p",
-                r#"{"metadata":{"finalizers":null}}"#,
-            ]);
+        for op in &self.ops {
+            op.stop();
         }
+        self.ns.lift_finalizers();
     }
 }
 

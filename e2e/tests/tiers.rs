@@ -10,33 +10,12 @@ use std::path::Path;
 
 use base64::Engine as _;
 use modfleet_contract::config::FileConfig;
-use modfleet_e2e::operator::{Operator, install_crd};
+use modfleet_e2e::operator::{Operator, OperatorEnv, install_crd};
 use modfleet_e2e::proxy::{ProxyProcess, http_get, member_pods};
 use modfleet_e2e::{Cluster, DEFAULT_TIMEOUT, Namespace, condition};
 use modfleet_testkit::upstream::{Reply, Upstream};
 use modfleet_testkit::workspace::closed_port;
 use serde_json::Value;
-
-/// The operator, stopped before the namespace goes; then the finalizers it would have
-/// removed are lifted so the namespace can be deleted.
-struct Fleet {
-    op: Operator,
-    ns: Namespace,
-}
-
-impl Drop for Fleet {
-    fn drop(&mut self) {
-        self.op.stop();
-        let _ = self.ns.try_kubectl(&[
-            "patch",
-            "gmp",
-            "tiered",
-            "--type=merge",
-            "-p",
-            r#"{"metadata":{"finalizers":null}}"#,
-        ]);
-    }
-}
 
 fn secret_data(ns: &Namespace, name: &str) -> (String, BTreeMap<String, String>) {
     let s = ns.get_json(&["secret", name]);
@@ -92,21 +71,9 @@ fn poke(ns: &Namespace, op: &Operator, n: u32) {
 
 #[test]
 fn a_tiered_fleet_gets_its_secrets_rbac_policy_and_store_and_peer_status() {
-    let cluster = Cluster::from_env();
-    install_crd(&cluster);
-    let ns = cluster.namespace("tiers");
-    let op = Operator::start(
-        &ns,
-        "op",
-        &[
-            "--health-poll-interval",
-            "1s",
-            "--health-poll-timeout",
-            "1s",
-        ],
-    );
-    let fleet = Fleet { op, ns };
-    let (ns, op) = (&fleet.ns, &fleet.op);
+    let env = OperatorEnv::polling("tiers");
+    let (ns, op) = (&env.ns, &env.op);
+    let cluster = ns.cluster();
 
     let dead_store = closed_port();
     let store_url = "s3://go-modules/tiered";

@@ -7,50 +7,18 @@
 
 use std::net::SocketAddr;
 
-use modfleet_e2e::operator::{Operator, install_crd};
+use modfleet_e2e::operator::OperatorEnv;
 use modfleet_e2e::proxy::{ProxyProcess, member_pods};
-use modfleet_e2e::{Cluster, DEFAULT_TIMEOUT, Namespace, condition, upstreams};
+use modfleet_e2e::{DEFAULT_TIMEOUT, condition, upstreams};
 use modfleet_testkit::upstream::{Reply, Upstream};
 use modfleet_testkit::workspace::closed_port;
 
 /// The operator, stopped before the namespace goes; then the finalizers it would have
 /// removed are lifted so the namespace can be deleted.
-struct Fleet {
-    op: Operator,
-    ns: Namespace,
-}
-
-impl Drop for Fleet {
-    fn drop(&mut self) {
-        self.op.stop();
-        let _ = self.ns.try_kubectl(&[
-            "patch",
-            "gmp",
-            "uh",
-            "--type=merge",
-            "-p",
-            r#"{"metadata":{"finalizers":null}}"#,
-        ]);
-    }
-}
-
 #[test]
 fn upstreams_healthy_follows_what_the_members_report() {
-    let cluster = Cluster::from_env();
-    install_crd(&cluster);
-    let ns = cluster.namespace("upstream-health");
-    let op = Operator::start(
-        &ns,
-        "op",
-        &[
-            "--health-poll-interval",
-            "1s",
-            "--health-poll-timeout",
-            "1s",
-        ],
-    );
-    let fleet = Fleet { op, ns };
-    let ns = &fleet.ns;
+    let env = OperatorEnv::polling("upstream-health");
+    let ns = &env.ns;
 
     // Alive for the members' health probes: any path answers an empty 200.
     let alive = || Upstream::builder().route("*", Reply::Body(Vec::new()));
