@@ -585,6 +585,17 @@ mod tests {
         }
     }
 
+    /// Three Ready members on bound caches, and what the poll found.
+    fn polled(health: FleetHealth) -> Observed {
+        Observed {
+            members: (0..3).map(|i| member(i, true, true)).collect(),
+            caches: bound(3),
+            error: None,
+            health: Some(health),
+            injection: None,
+        }
+    }
+
     /// `StoreHealthy` and `status.store` come with the poll; the store going unhealthy is
     /// degraded, not down: Ready and Degraded stay, the flip is stamped and announced.
     #[test]
@@ -610,16 +621,10 @@ mod tests {
             summarize(url, &reports)
         };
         let mut g = minimal();
-        let mut obs = Observed {
-            members: (0..3).map(|i| member(i, true, true)).collect(),
-            caches: bound(3),
-            error: None,
-            health: Some(FleetHealth {
-                store: Some(store(true)),
-                ..health("True", "AllUpstreamsHealthy", "Every upstream ...")
-            }),
-            injection: None,
-        };
+        let mut obs = polled(FleetHealth {
+            store: Some(store(true)),
+            ..health("True", "AllUpstreamsHealthy", "Every upstream ...")
+        });
         let s1 = compute(&g, &obs, t(100));
         let c = get(&s1, StoreHealthy);
         assert_eq!(
@@ -692,16 +697,10 @@ mod tests {
             summarize("gomod", &reports)
         };
         let mut g = minimal();
-        let mut obs = Observed {
-            members: (0..3).map(|i| member(i, true, true)).collect(),
-            caches: bound(3),
-            error: None,
-            health: Some(FleetHealth {
-                peers: Some(peers(None)),
-                ..health("True", "AllUpstreamsHealthy", "Every upstream ...")
-            }),
-            injection: None,
-        };
+        let mut obs = polled(FleetHealth {
+            peers: Some(peers(None)),
+            ..health("True", "AllUpstreamsHealthy", "Every upstream ...")
+        });
         let s1 = compute(&g, &obs, t(100));
         let c = get(&s1, PeersHealthy);
         assert_eq!(
@@ -738,17 +737,11 @@ mod tests {
     #[test]
     fn upstream_health_is_a_condition_of_its_own_and_not_part_of_ready() {
         let mut g = minimal();
-        let mut obs = Observed {
-            members: (0..3).map(|i| member(i, true, true)).collect(),
-            caches: bound(3),
-            error: None,
-            health: Some(health(
-                "False",
-                "UpstreamDown",
-                "https://goproxy.example.com is healthy on 0/3 members",
-            )),
-            injection: None,
-        };
+        let mut obs = polled(health(
+            "False",
+            "UpstreamDown",
+            "https://goproxy.example.com is healthy on 0/3 members",
+        ));
         let s1 = compute(&g, &obs, t(100));
         let u = get(&s1, UpstreamsHealthy);
         assert_eq!(
@@ -793,13 +786,7 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         let g = minimal();
-        let mut obs = Observed {
-            members: (0..3).map(|i| member(i, true, true)).collect(),
-            caches: bound(3),
-            error: None,
-            health: Some(health("Unknown", "NoReadyMembers", "No Ready member ...")),
-            injection: None,
-        };
+        let mut obs = polled(health("Unknown", "NoReadyMembers", "No Ready member ..."));
         let first = compute(&g, &obs, t(100));
         // Ready for the first time; Unknown upstream health is not news.
         assert_eq!(
