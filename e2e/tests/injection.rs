@@ -180,17 +180,9 @@ fn env(pod: &Value, index: usize) -> BTreeMap<String, String> {
 /// machine's Go settings but PATH).
 fn go_env(env: &BTreeMap<String, String>) -> Vec<String> {
     let dir = tempfile_dir();
-    let out = Command::new("go")
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", &dir)
-        .env("GOENV", "off")
-        .env("GOTOOLCHAIN", "local")
-        .env("GOTELEMETRY", "off")
+    let out = modfleet_testkit::go::isolated(&dir)
         .envs(env)
         .args(["env", "GOPROXY", "GONOSUMDB"])
-        .current_dir(&dir)
-        .stdin(Stdio::null())
         .output()
         .unwrap_or_else(|e| panic!("cannot run the go command (install Go, put it on PATH): {e}"));
     let _ = std::fs::remove_dir_all(&dir);

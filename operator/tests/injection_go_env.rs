@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::core::v1::Pod;
@@ -34,20 +34,8 @@ fn fleet(fallback: &str) -> GoModuleProxy {
 /// The go command with nothing from this machine's Go environment but `PATH`: a fresh
 /// home and caches under `dir`, no go env file, no toolchain switch.
 fn go(dir: &Path, env: &BTreeMap<String, String>, args: &[&str]) -> Output {
-    let mut cmd = Command::new("go");
-    cmd.env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", dir)
-        .env("GOPATH", dir.join("gopath"))
-        .env("GOCACHE", dir.join("gocache"))
-        .env("GOENV", "off")
-        .env("GOTOOLCHAIN", "local")
-        .env("GOTELEMETRY", "off")
-        .env("GOFLAGS", "-modcacherw")
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .envs(env)
-        .args(args);
+    let mut cmd = modfleet_testkit::go::isolated(dir);
+    cmd.envs(env).args(args);
     cmd.output().unwrap_or_else(|e| {
         panic!("cannot run the go command (install Go and put it on PATH): {e}")
     })

@@ -24,6 +24,31 @@ pub fn machine_goproxy() -> String {
         .to_owned()
 }
 
+/// The go command with nothing from this machine's Go environment but `PATH`: `HOME`,
+/// `GOPATH`, `GOCACHE` and `GOMODCACHE` under `home`, no go env file and no workspace, modules
+/// on, no toolchain switch and no telemetry, a module cache the test can remove
+/// (`-modcacherw`), `home` as the working directory and stdin closed. What a case needs
+/// (`GOPROXY`, `GOPRIVATE`, another directory, ...) is set on the returned command, replacing
+/// what is set here.
+pub fn isolated(home: &Path) -> Command {
+    let mut cmd = Command::new("go");
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", home)
+        .env("GOPATH", home.join("gopath"))
+        .env("GOCACHE", home.join("gocache"))
+        .env("GOMODCACHE", home.join("modcache"))
+        .env("GOENV", "off")
+        .env("GOWORK", "off")
+        .env("GO111MODULE", "on")
+        .env("GOTOOLCHAIN", "local")
+        .env("GOTELEMETRY", "off")
+        .env("GOFLAGS", "-modcacherw")
+        .current_dir(home)
+        .stdin(Stdio::null());
+    cmd
+}
+
 /// Builds `package` of the Go module in `module_dir` (its dependencies from the machine's
 /// GOPROXY, checked against its go.sum) and returns the binary. Built once per content of the
 /// module's files and Go version, into the system's temporary directory, under a temporary

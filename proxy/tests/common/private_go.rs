@@ -26,21 +26,9 @@ impl Go {
     }
 
     pub fn command(&self, dir: &Path, args: &[&str]) -> Command {
-        let h = self.home.path();
-        let mut c = Command::new("go");
+        let mut c = modfleet_testkit::go::isolated(self.home.path());
         c.args(args)
             .current_dir(dir)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", h)
-            .env("GOPATH", h.join("gopath"))
-            .env("GOCACHE", h.join("gocache"))
-            .env("GOMODCACHE", h.join("modcache"))
-            .env("GOENV", "off")
-            .env("GOWORK", "off")
-            .env("GO111MODULE", "on")
-            .env("GOTOOLCHAIN", "local")
-            .env("GOTELEMETRY", "off")
             .env("GOFLAGS", "-modcacherw -mod=mod")
             .env("GIT_CONFIG_NOSYSTEM", "1")
             .env("GIT_TERMINAL_PROMPT", "0");
