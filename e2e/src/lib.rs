@@ -273,7 +273,8 @@ impl Namespace {
     }
 
     /// Removes the finalizer of every GoModuleProxy here: once the operator that would remove
-    /// them is gone, they would keep the namespace from ever being deleted.
+    /// them is gone, they would keep the namespace from ever being deleted. Done on drop too;
+    /// call it earlier when an operator must be stopped first and the namespace lives on.
     pub fn lift_finalizers(&self) {
         let out = self.try_kubectl(&["get", "gmp", "-o", "name"]);
         for obj in String::from_utf8_lossy(&out.stdout).lines() {
@@ -392,6 +393,9 @@ impl Drop for Namespace {
         let _ = self
             .cluster
             .try_kubectl(&["delete", "namespace", &self.name, "--wait=false"]);
+        // The operators of the test are gone by now (declared after their namespace), and
+        // nothing else removes a fleet's finalizer: the namespace would stay Terminating.
+        self.lift_finalizers();
     }
 }
 
