@@ -39,6 +39,8 @@ pub const REQUIRED_ALERTS: &[&str] = &[
     "ModfleetCacheNearlyFull",
     "ModfleetHighErrorRate",
     "ModfleetOperatorReconcileErrors",
+    "ModfleetObjectStoreUnhealthy",
+    "ModfleetPeerFillDegraded",
 ];
 
 /// Metrics from outside modfleet the expressions may use (none today). Anything else must

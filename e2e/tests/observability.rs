@@ -24,7 +24,7 @@ use modfleet_e2e::helm::{chart_dir, template, yaml_to_objects};
 use modfleet_e2e::operator::{Operator, install_crd};
 use modfleet_e2e::proxy::proxy_binary;
 use modfleet_e2e::{Cluster, Namespace};
-use modfleet_testkit::workspace::{free_port, workspace_root};
+use modfleet_testkit::workspace::{closed_port, free_port, workspace_root};
 use serde_json::{Value, json};
 
 use modfleet_e2e::observability::*;
@@ -342,11 +342,37 @@ fn proxy_metrics(dir: &Path) -> String {
         None,
     );
     let (silent_url, working_url) = (silent.url.clone(), working.url.clone());
-    let (port, admin) = (free_port(), free_port());
+    let (port, admin, peer) = (free_port(), free_port(), free_port());
     let cache = dir.join("cache");
     let log = dir.join("proxy.log");
+    // An object store (nothing listens at its endpoint) and peer fill (a fleet of one), so the
+    // store's and peers' metric families are exported too: the rules alert on them.
+    for (file, text) in [
+        ("access-key", "AKIAOBS"),
+        ("secret-key", "observability"),
+        (
+            "peer-token",
+            "0123456789abcdef0123456789abcdef-observability",
+        ),
+    ] {
+        std::fs::write(dir.join(file), text).unwrap();
+    }
+    let config = dir.join("tiers.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "objectStore:\n  url: s3://modules/observability\n  endpoint: http://127.0.0.1:{closed}\n  allowHttp: true\n  timeout: 1s\n  credentials:\n    accessKeyIdFile: {d}/access-key\n    secretAccessKeyFile: {d}/secret-key\npeerFill:\n  listen: 127.0.0.1:{peer}\n  tokenFile: {d}/peer-token\n  members: [\"127.0.0.1:{peer}\"]\n",
+            closed = closed_port(),
+            d = dir.display(),
+        ),
+    )
+    .unwrap();
     let child = Command::new(proxy_binary())
         .args([
+            "--config",
+            config.to_str().unwrap(),
+            "--peer-advertise",
+            &format!("127.0.0.1:{peer}"),
             "--listen",
             &format!("127.0.0.1:{port}"),
             "--admin-listen",
