@@ -156,14 +156,8 @@ impl SumdbSource for FetcherSource {
             let bytes = fetcher
                 .refetch_from_upstreams(&req, max_bytes as u64)
                 .await
-                .map_err(|e| match e {
-                    PoolError::NotFound { .. } => SourceError::NotFound,
-                    other => SourceError::Failed(other.to_string()),
-                })?;
-            if bytes.len() > max_bytes {
-                return Err(SourceError::TooLarge { limit: max_bytes });
-            }
-            Ok(bytes)
+                .map_err(source_error)?;
+            within(bytes, max_bytes)
         }
         .boxed()
     }
@@ -183,18 +177,26 @@ impl SumdbSource for FetcherSource {
                         .map_err(|e| SourceError::Failed(e.to_string()))?
                         .map_err(|e| SourceError::Failed(e.to_string()))?,
                 },
-                Err(e) => {
-                    return Err(match e.error {
-                        PoolError::NotFound { .. } => SourceError::NotFound,
-                        other => SourceError::Failed(other.to_string()),
-                    });
-                }
+                Err(e) => return Err(source_error(e.error)),
             };
-            if bytes.len() > max_bytes {
-                return Err(SourceError::TooLarge { limit: max_bytes });
-            }
-            Ok(bytes)
+            within(bytes, max_bytes)
         }
         .boxed()
     }
+}
+
+/// A fetch's failure as the checksum database client sees it: "not found", or anything else.
+fn source_error(e: PoolError) -> SourceError {
+    match e {
+        PoolError::NotFound { .. } => SourceError::NotFound,
+        other => SourceError::Failed(other.to_string()),
+    }
+}
+
+/// `bytes`, unless past the client's bound for what it asked.
+fn within(bytes: Bytes, max_bytes: usize) -> Result<Bytes, SourceError> {
+    if bytes.len() > max_bytes {
+        return Err(SourceError::TooLarge { limit: max_bytes });
+    }
+    Ok(bytes)
 }
