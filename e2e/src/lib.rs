@@ -272,6 +272,16 @@ impl Namespace {
         self.cluster.kubectl(&self.with_ns(args))
     }
 
+    /// A key of Secret `name` here, decoded as UTF-8 text.
+    pub fn secret_key(&self, name: &str, key: &str) -> String {
+        let s = self.get_json(&["secret", name]);
+        let mut data = secret_data(&s);
+        let bytes = data
+            .remove(key)
+            .unwrap_or_else(|| panic!("Secret {name} has no key {key}: {:?}", s["data"]));
+        String::from_utf8(bytes).expect("UTF-8")
+    }
+
     /// Removes the finalizer of every GoModuleProxy here: once the operator that would remove
     /// them is gone, they would keep the namespace from ever being deleted. Done on drop too;
     /// call it earlier when an operator must be stopped first and the namespace lives on.
@@ -397,6 +407,22 @@ impl Drop for Namespace {
         // nothing else removes a fleet's finalizer: the namespace would stay Terminating.
         self.lift_finalizers();
     }
+}
+
+/// A Secret's `data`, each value decoded from base64.
+pub fn secret_data(secret: &Value) -> std::collections::BTreeMap<String, Vec<u8>> {
+    use base64::Engine as _;
+    secret["data"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(v.as_str().expect("Secret data values are strings"))
+                .expect("Secret data is base64");
+            (k.clone(), bytes)
+        })
+        .collect()
 }
 
 fn run(cmd: Command, stdin: Option<&str>) -> String {

@@ -41,8 +41,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use base64::Engine;
-
 use crate::Namespace;
 use crate::images::{Container, podman_ok};
 use crate::netns::{Forwarder, NetNs};
@@ -631,17 +629,7 @@ impl KubeletPod {
                 );
                 let secret = source(sources, "Secret", src["secretName"].as_str().unwrap());
                 let mode = src["defaultMode"].as_u64().unwrap_or(0o644) as u32;
-                let data: BTreeMap<String, Vec<u8>> = secret["data"]
-                    .as_object()
-                    .into_iter()
-                    .flatten()
-                    .map(|(k, v)| {
-                        let bytes = base64::engine::general_purpose::STANDARD
-                            .decode(v.as_str().unwrap())
-                            .expect("Secret data is base64");
-                        (k.clone(), bytes)
-                    })
-                    .collect();
+                let data = crate::secret_data(secret);
                 let files: Vec<(String, Vec<u8>, u32)> = match src["items"].as_array() {
                     // A missing key keeps a kubelet from starting the pod.
                     Some(items) => items

@@ -13,7 +13,6 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use base64::Engine as _;
 use modfleet_e2e::fleet_secrets::{SecretsEnv, item_keys, mounts, pod_spec, secret_volume};
 use modfleet_e2e::operator::{Operator, install_crd};
 use modfleet_e2e::{Cluster, DEFAULT_TIMEOUT, Namespace};
@@ -85,18 +84,6 @@ access:
   - group:ops
   - modfleet-operator
 ";
-
-/// A key of a Secret, decoded.
-fn secret_key(ns: &Namespace, name: &str, key: &str) -> String {
-    let s = ns.get_json(&["secret", name]);
-    let b64 = s["data"][key]
-        .as_str()
-        .unwrap_or_else(|| panic!("Secret {name} has no key {key}: {:?}", s["data"]));
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .expect("Secret data is base64");
-    String::from_utf8(bytes).expect("UTF-8")
-}
 
 /// `sha256:HEX` of `text`, as a tokens file holds a token's hash (coreutils' sha256sum).
 fn sha256(text: &str) -> String {
@@ -218,13 +205,13 @@ fn tls_and_access_render_mount_keep_the_operator_token_roll_on_tokens_and_report
         (&"GoModuleProxy".into(), &g["metadata"]["uid"], &true.into()),
         "{s}"
     );
-    let token = secret_key(ns, "guarded-operator-token", "token");
+    let token = ns.secret_key("guarded-operator-token", "token");
     assert!(
         token.starts_with("mf_") && token.len() == 46,
         "a generated token"
     );
     assert_eq!(
-        secret_key(ns, "guarded-operator-token", "tokens"),
+        ns.secret_key("guarded-operator-token", "tokens"),
         format!("modfleet-operator {}\n", sha256(&token))
     );
     assert_eq!(
@@ -275,10 +262,10 @@ fn tls_and_access_render_mount_keep_the_operator_token_roll_on_tokens_and_report
         let s: Value = serde_json::from_slice(&out.stdout).ok()?;
         (s["metadata"]["uid"] != kept.0).then_some(())
     });
-    let new_token = secret_key(ns, "guarded-operator-token", "token");
+    let new_token = ns.secret_key("guarded-operator-token", "token");
     assert_ne!(new_token, token);
     assert_eq!(
-        secret_key(ns, "guarded-operator-token", "tokens"),
+        ns.secret_key("guarded-operator-token", "tokens"),
         format!("modfleet-operator {}\n", sha256(&new_token))
     );
     ns.eventually("the members on the new line", DEFAULT_TIMEOUT, || {

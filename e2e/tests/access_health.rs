@@ -12,11 +12,10 @@ use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use base64::Engine as _;
 use modfleet_e2e::fleet_secrets::SecretsEnv;
 use modfleet_e2e::operator::FAST_HEALTH_POLLS;
 use modfleet_e2e::proxy::{ProxyProcess, member_pods};
-use modfleet_e2e::{DEFAULT_TIMEOUT, Namespace, condition, upstreams};
+use modfleet_e2e::{DEFAULT_TIMEOUT, condition, upstreams};
 use modfleet_testkit::tls::TestCa;
 use modfleet_testkit::upstream::{Reply, Upstream};
 
@@ -29,18 +28,6 @@ fn status_code(addr: SocketAddr, path: &str, token: Option<&str>) -> Option<u16>
     let mut buf = String::new();
     s.read_to_string(&mut buf).ok()?;
     buf.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// A key of a Secret, decoded.
-fn secret_key(ns: &Namespace, name: &str, key: &str) -> String {
-    let s = ns.get_json(&["secret", name]);
-    let b64 = s["data"][key]
-        .as_str()
-        .unwrap_or_else(|| panic!("Secret {name} has no key {key}"));
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .expect("Secret data is base64");
-    String::from_utf8(bytes).expect("UTF-8")
 }
 
 /// Writes `text` to `path` as a kubelet updates a Secret volume: a new file renamed over.
@@ -71,8 +58,8 @@ fn the_operator_reads_members_status_with_its_token() {
 
     // What each member would mount: the operator's line, and a certificate for the TLS key
     // files; the rendered `tls` and `access` pointed at them.
-    let token = secret_key(ns, "ah-operator-token", "token");
-    let line = secret_key(ns, "ah-operator-token", "tokens");
+    let token = ns.secret_key("ah-operator-token", "token");
+    let line = ns.secret_key("ah-operator-token", "tokens");
     let rendered = ns.get_json(&["configmap", "ah-config"])["data"]["config.yaml"]
         .as_str()
         .expect("config.yaml")

@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use base64::Engine as _;
 use modfleet_contract::config::FileConfig;
 use modfleet_e2e::operator::{Operator, OperatorEnv, install_crd};
 use modfleet_e2e::proxy::{ProxyProcess, http_get, member_pods};
@@ -19,16 +18,9 @@ use serde_json::Value;
 
 fn secret_data(ns: &Namespace, name: &str) -> (String, BTreeMap<String, String>) {
     let s = ns.get_json(&["secret", name]);
-    let data = s["data"]
-        .as_object()
+    let data = modfleet_e2e::secret_data(&s)
         .into_iter()
-        .flatten()
-        .map(|(k, v)| {
-            let bytes = base64::engine::general_purpose::STANDARD
-                .decode(v.as_str().unwrap())
-                .unwrap();
-            (k.clone(), String::from_utf8(bytes).unwrap())
-        })
+        .map(|(k, v)| (k, String::from_utf8(v).unwrap()))
         .collect();
     (s["metadata"]["uid"].as_str().unwrap().to_owned(), data)
 }
