@@ -270,6 +270,49 @@ fn three_member_fleet_has_owned_children_and_becomes_ready() {
     );
 }
 
+/// The status write is conditional on the version of the fleet it was computed from. A
+/// reconcile that works from a watch cache still behind the operator's own last write would
+/// otherwise restart `lastTransitionTime` (CI saw Ready's move by a second under load).
+#[test]
+fn a_status_computed_from_a_stale_read_is_not_written() {
+    use kube::Api;
+    use modfleet_operator::controller::{StatusWrite, patch_status};
+    use modfleet_operator::crd::{GoModuleProxy, GoModuleProxyStatus};
+
+    // No operator here: the test is the only writer.
+    let ns = namespace("op-stale");
+    ns.apply(&basic("stale", 1, ""));
+    let status = |members, endpoint: &str| GoModuleProxyStatus {
+        members,
+        endpoint: endpoint.into(),
+        ..GoModuleProxyStatus::default()
+    };
+    let (first, second) = (status(1, "http://first"), status(2, "http://second"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = kube::Client::try_default().await.expect("kube client");
+        let api: Api<GoModuleProxy> = Api::namespaced(client, ns.name());
+        let read = api.get("stale").await.unwrap();
+        let write = |read, status| patch_status(&api, read, status);
+        assert_eq!(write(&read, &first).await.unwrap(), StatusWrite::Written);
+        // Our own write moved the fleet on: `read` is now stale.
+        assert_eq!(write(&read, &second).await.unwrap(), StatusWrite::Stale);
+        assert_eq!(
+            api.get_status("stale").await.unwrap().status.as_ref(),
+            Some(&first)
+        );
+        let fresh = api.get("stale").await.unwrap();
+        assert_eq!(write(&fresh, &second).await.unwrap(), StatusWrite::Written);
+        assert_eq!(
+            api.get_status("stale").await.unwrap().status.as_ref(),
+            Some(&second)
+        );
+    });
+}
+
 #[test]
 fn shared_mode_uses_one_deployment_and_an_rwx_claim() {
     let env = env("op-shared");

@@ -20,7 +20,7 @@ use kube::runtime::{Controller, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::apply::{self, MANAGER};
 use crate::children::{self, ChildSet, Removed, Role};
@@ -256,7 +256,11 @@ async fn converge(gmp: &GoModuleProxy, ctx: &Ctx) -> Result<Action, Error> {
     if gmp.spec.injection.is_some() {
         observed.injection = Some(injection_status(gmp, ctx));
     }
-    let new_status = update_status(gmp, ctx, &observed).await?;
+    let Some(new_status) = update_status(gmp, ctx, &observed).await? else {
+        // Our read of the fleet was behind: the newer version's watch event reconciles again.
+        result?;
+        return Ok(Action::requeue(STALE_READ_RETRY));
+    };
     result?;
     let settled = Progressing.status_in(Some(&new_status)) == Some(Status::False);
     let mut after = requeue_after(settled, ctx.health.as_ref().map(|p| p.interval));
@@ -266,6 +270,10 @@ async fn converge(gmp: &GoModuleProxy, ctx: &Ctx) -> Result<Action, Error> {
     }
     Ok(Action::requeue(after))
 }
+
+/// Safety net after a status write refused for a stale read (the watch event of the newer
+/// version normally comes first).
+const STALE_READ_RETRY: Duration = Duration::from_secs(2);
 
 /// How often a fleet with `spec.injection` refreshes `status.injection` at most.
 const INJECTION_REFRESH: Duration = Duration::from_secs(60);
@@ -575,28 +583,33 @@ async fn removal_event(gmp: &GoModuleProxy, ctx: &Ctx, removed: &Removed) {
         .await;
 }
 
-/// Computes the status and patches it only when it changed.
+/// Computes the status and patches it only when it changed. `None`: the fleet changed since
+/// it was read, so nothing was written (see [`patch_status`]).
 async fn update_status(
     gmp: &GoModuleProxy,
     ctx: &Ctx,
     observed: &Observed,
-) -> Result<GoModuleProxyStatus, Error> {
+) -> Result<Option<GoModuleProxyStatus>, Error> {
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let new = status::compute(gmp, observed, now);
     if gmp.status.as_ref() == Some(&new) {
-        return Ok(new);
+        return Ok(Some(new));
     }
     let ns = gmp.namespace().ok_or(Error::Missing("namespace"))?;
     let api: Api<GoModuleProxy> = Api::namespaced(ctx.client.clone(), &ns);
-    let name = gmp.name_any();
-    let span = apply::api_span("patch status", "GoModuleProxy", &ns, &name);
-    span.record("modfleet.changed", true);
-    let (params, patch) = (
-        PatchParams::default(),
-        Patch::Merge(json!({ "status": new })),
-    );
-    if let Err(source) = apply::traced(&span, api.patch_status(&name, &params, &patch)).await {
-        return Err(Error::Status { name, source });
+    match patch_status(&api, gmp, &new).await {
+        Ok(StatusWrite::Written) => {}
+        Ok(StatusWrite::Stale) => {
+            debug!(
+                read = gmp.resource_version(),
+                "fleet changed since it was read; status not written"
+            );
+            return Ok(None);
+        }
+        Err(source) => {
+            let name = gmp.name_any();
+            return Err(Error::Status { name, source });
+        }
     }
     for notice in status::notices(gmp.status.as_ref(), &new) {
         let type_ = if notice.warning {
@@ -606,7 +619,51 @@ async fn update_status(
         };
         ctx.event(gmp, type_, &notice.reason, notice.message).await;
     }
-    Ok(new)
+    Ok(Some(new))
+}
+
+/// What became of a status write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatusWrite {
+    Written,
+    /// Refused: the fleet is no longer the version the status was computed from.
+    Stale,
+}
+
+/// Merge-patches `status` onto the fleet on condition that it is still the version `read`
+/// (its resourceVersion is the patch's precondition). A reconcile's object comes from the
+/// watch cache and can be behind our own last status write; a status computed from it takes
+/// an old condition as the previous one, so it would restart `lastTransitionTime` and
+/// announce a flip again as an Event.
+pub async fn patch_status(
+    api: &Api<GoModuleProxy>,
+    read: &GoModuleProxy,
+    status: &GoModuleProxyStatus,
+) -> Result<StatusWrite, kube::Error> {
+    let name = read.name_any();
+    let span = apply::api_span(
+        "patch status",
+        "GoModuleProxy",
+        &read.namespace().unwrap_or_default(),
+        &name,
+    );
+    let patch = Patch::Merge(json!({
+        "metadata": { "resourceVersion": read.resource_version() },
+        "status": status,
+    }));
+    match apply::traced(
+        &span,
+        api.patch_status(&name, &PatchParams::default(), &patch),
+    )
+    .await
+    {
+        Ok(_) => {
+            span.record("modfleet.changed", true);
+            Ok(StatusWrite::Written)
+        }
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(StatusWrite::Stale),
+        Err(e) => Err(e),
+    }
 }
 
 /// CR deletion: keep or delete the cache PVCs, then let the finalizer go (the garbage
