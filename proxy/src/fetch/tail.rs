@@ -16,6 +16,8 @@ use bytes::Bytes;
 use futures::Stream;
 use tokio::sync::watch;
 
+use crate::cache::nowait::{self, Nowait};
+
 /// Most bytes read and sent at once.
 const CHUNK: u64 = 256 << 10;
 
@@ -164,9 +166,7 @@ pub(super) fn stream(
                 && available > sent
             {
                 let want = (available - sent).min(CHUNK);
-                let chunk = tokio::task::spawn_blocking(move || read_at(&file, sent, want))
-                    .await
-                    .map_err(io::Error::other)??;
+                let chunk = read(file, sent, want).await?;
                 let next = sent + chunk.len() as u64;
                 return Ok(Some((chunk, (slot, rx, next))));
             }
@@ -185,6 +185,20 @@ pub(super) fn stream(
             }
         }
     })
+}
+
+/// Up to `want` bytes at `offset`. Bytes just written are in the page cache, so the read
+/// is first tried without waiting for the disk on this thread ([`nowait`]); otherwise
+/// `want` bytes are read on the blocking pool.
+async fn read(file: Arc<File>, offset: u64, want: u64) -> io::Result<Bytes> {
+    match nowait::read_at(&file, want as usize, offset) {
+        Nowait::Read(chunk) if !chunk.is_empty() => return Ok(chunk),
+        Nowait::Failed(e) => return Err(e),
+        Nowait::Read(_) | Nowait::WouldBlock | Nowait::Unsupported => {}
+    }
+    tokio::task::spawn_blocking(move || read_at(&file, offset, want))
+        .await
+        .map_err(io::Error::other)?
 }
 
 /// Reads `want` bytes at `offset`; a short file (the writer moved to another file) is an error.
