@@ -33,6 +33,8 @@ pub mod operator;
 pub mod helm;
 
 pub mod images;
+/// The injection webhook called by the API server (tests/injection.rs, tests/images.rs).
+pub mod injection;
 
 pub mod netns;
 /// The chart's observability files: rules, dashboard, promtool, a PromQL metric-name scanner.

@@ -5,7 +5,9 @@
 //! - the proxy image serves a real module graph (from the Go module proxy in `go env GOPROXY`)
 //!   to the real go command, as uid 65532 with a read-only root, and serves it again from its
 //!   cache volume alone;
-//! - the operator image reconciles `examples/small-cache.yaml` to Ready on the local cluster;
+//! - the operator image reconciles `examples/small-cache.yaml` to Ready on the local cluster,
+//!   and serves the injection webhook (on by default in the chart) with the CA and
+//!   certificate it made itself, called by the API server for a new Pod;
 //! - a fleet member's pod spec, as the operator rendered it on the API server, run the way a
 //!   kubelet would (e2e/src/pod.rs): ready on its probes, and a real download through it;
 //! - a peer-fill member's pod spec, run the same way (downward API, service account token),
@@ -21,6 +23,7 @@ use std::time::{Duration, Instant};
 use modfleet_e2e::images::{
     Container, GoEnv, ProcessFacts, files_ending, image, machine_goproxy, owners, podman_ok,
 };
+use modfleet_e2e::injection::{self, WebhookConfiguration};
 use modfleet_e2e::netns::Forwarder;
 use modfleet_e2e::operator::install_crd;
 use modfleet_e2e::pod::{KubeletPod, normalize_image};
@@ -97,7 +100,7 @@ fn wait_readyz(c: &Container, port: u16) {
 fn proxy_container(volume: &str, upstream: &str) -> (Container, String, u16) {
     let (http, admin) = (free_port(), free_port());
     let c = Container::run(&[
-        "--pull=never".into(),
+        String::from("--pull=never"),
         "--network=host".into(),
         "--read-only".into(),
         "--read-only-tmpfs=false".into(),
@@ -235,28 +238,38 @@ fn flat_kubeconfig(cluster: &Cluster, dir: &Path) -> PathBuf {
 /// image `hack/images.sh build` made); on the host's network (the API server listens on
 /// loopback), locked down like the chart's pod.
 fn operator_container(ns: &Namespace, dir: &Path) -> Container {
+    operator_container_with(ns, dir, &[])
+}
+
+/// The operator image watching `ns`, with `extra` flags.
+fn operator_container_with(ns: &Namespace, dir: &Path, extra: &[String]) -> Container {
     let kubeconfig = flat_kubeconfig(ns.cluster(), dir);
     let port = free_port();
-    let c = Container::run(&[
-        "--pull=never".into(),
-        "--network=host".into(),
-        "--read-only".into(),
-        "--read-only-tmpfs=false".into(),
-        "--cap-drop=all".into(),
-        "--security-opt=no-new-privileges".into(),
-        format!(
-            "--volume={}:/etc/modfleet/kubeconfig:ro",
-            kubeconfig.display()
-        ),
-        "--env=KUBECONFIG=/etc/modfleet/kubeconfig".into(),
-        format!("--env=POD_NAME=images-{}", ns.name()),
-        // Members' /status is polled on their (loopback) pod IPs only.
-        "--env=MODFLEET_OPERATOR_HEALTH_POLL_NETWORKS=127.0.0.0/8".into(),
-        image("operator"),
-        format!("--watch-namespaces={}", ns.name()),
-        format!("--metrics-listen=127.0.0.1:{port}"),
-        "--log-format=json".into(),
-    ]);
+    let c = Container::run(
+        &[
+            "--pull=never".into(),
+            "--network=host".into(),
+            "--read-only".into(),
+            "--read-only-tmpfs=false".into(),
+            "--cap-drop=all".into(),
+            "--security-opt=no-new-privileges".into(),
+            format!(
+                "--volume={}:/etc/modfleet/kubeconfig:ro",
+                kubeconfig.display()
+            ),
+            "--env=KUBECONFIG=/etc/modfleet/kubeconfig".into(),
+            format!("--env=POD_NAME=images-{}", ns.name()),
+            // Members' /status is polled on their (loopback) pod IPs only.
+            "--env=MODFLEET_OPERATOR_HEALTH_POLL_NETWORKS=127.0.0.0/8".into(),
+            image("operator"),
+            format!("--watch-namespaces={}", ns.name()),
+            format!("--metrics-listen=127.0.0.1:{port}"),
+            "--log-format=json".into(),
+        ]
+        .into_iter()
+        .chain(extra.iter().cloned())
+        .collect::<Vec<_>>(),
+    );
     wait_readyz(&c, port);
     let facts = ProcessFacts::of(c.pid());
     assert!(facts.uids.iter().all(|u| *u == NONROOT), "{facts:?}");
@@ -326,6 +339,56 @@ fn operator_image_reconciles_an_example_to_ready() {
         .to_owned();
     assert_eq!(member_image, chart_proxy_image());
     assert_eq!(normalize_image(&member_image), image("proxy"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The chart turns the injection webhook on by default, so this is the operator every install
+/// runs: from its image (nonroot, read-only root) it makes its own CA and serving certificate,
+/// fills the webhook configuration's caBundle, and the API server's calls to it set a new
+/// Pod's GOPROXY to the fleet.
+#[test]
+fn operator_image_serves_the_injection_webhook_with_its_own_certificates() {
+    let cluster = Cluster::from_env();
+    install_crd(&cluster);
+    let scope = format!("images-{}-{}", std::process::id(), free_port());
+    let fleets = cluster.namespace("images-inj-fleets");
+    let home = cluster.namespace("images-inj-operator");
+    let builds =
+        injection::scoped_namespace(&cluster, "images-inj-builds", &scope, &["team=builds"]);
+    let port = free_port();
+    let mwc = WebhookConfiguration::create(&cluster, &format!("e2e-{scope}"), port, &scope);
+    let dir = temp_dir(&format!("operator-{}", fleets.name()));
+    let _op = operator_container_with(
+        &fleets,
+        &dir,
+        &injection::operator_args(&fleets, &home, port, &mwc.name),
+    );
+    fleets.apply(
+        "apiVersion: modfleet.dev/v1alpha1\nkind: GoModuleProxy\nmetadata:\n  name: gomod\nspec:\n  upstreams: [{url: 'https://goproxy.example.com'}]\n  injection:\n    namespaceSelector: {matchLabels: {team: builds}}\n",
+    );
+    fleets.eventually("the operator to fill the caBundle", DEFAULT_TIMEOUT, || {
+        mwc.ca_bundle().contains("BEGIN CERTIFICATE").then_some(())
+    });
+    assert!(
+        home.get_json(&["secret", "webhook-tls"])["data"]["ca.crt"].is_string(),
+        "the operator keeps its CA in its own namespace's Secret"
+    );
+    injection::await_injection(&builds);
+    builds.apply(&injection::pod(
+        "build",
+        serde_json::json!({}),
+        serde_json::json!([injection::go_container("go")]),
+    ));
+    let pod = builds.get_json(&["pod", "build"]);
+    assert_eq!(
+        injection::env(&pod, 0)["GOPROXY"],
+        format!("http://gomod.{}.svc:80", fleets.name()),
+        "{pod}"
+    );
+    assert!(
+        pod["metadata"]["annotations"][injection::ANNOTATION].is_string(),
+        "{pod}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
