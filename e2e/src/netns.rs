@@ -63,6 +63,58 @@ impl NetNs {
     }
 }
 
+/// Joins two namespaces with a veth pair, `a_ip` on `a`'s end and `b_ip` on `b`'s, one /24
+/// link (as two pods on one node's pod network): each reaches the other's ports at its
+/// address. The pair goes away with the namespaces.
+pub fn link(a: &NetNs, a_ip: Ipv4Addr, b: &NetNs, b_ip: Ipv4Addr) {
+    static PAIRS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = PAIRS.fetch_add(1, Ordering::Relaxed);
+    // Interface names have at most 15 bytes.
+    let (ea, eb) = (
+        format!("mf{}x{n}a", std::process::id() % 100_000),
+        format!("mf{}x{n}b", std::process::id() % 100_000),
+    );
+    ip(&[
+        "link",
+        "add",
+        &ea,
+        "netns",
+        a.name(),
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &eb,
+        "netns",
+        b.name(),
+    ]);
+    for (ns, end, addr) in [(a, &ea, a_ip), (b, &eb, b_ip)] {
+        ip(&[
+            "-n",
+            ns.name(),
+            "addr",
+            "add",
+            &format!("{addr}/24"),
+            "dev",
+            end,
+        ]);
+        ip(&["-n", ns.name(), "link", "set", end, "up"]);
+    }
+}
+
+fn ip(args: &[&str]) {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run ip (apt-get install iproute2): {e}"));
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Where a forwarder's connections go.
 #[derive(Clone)]
 enum Target {

@@ -327,6 +327,18 @@ impl KubeletPod {
     /// Runs the first pod of Deployment `name` in `ns` with the ConfigMaps and Secrets its
     /// volumes name and its claims' bound volumes, all as they are on the API server now.
     pub fn of_deployment(ns: &Namespace, name: &str, volumes_root: &Path) -> KubeletPod {
+        KubeletPod::of_deployment_at(ns, name, volumes_root, None)
+    }
+
+    /// As [`KubeletPod::of_deployment`], with `ip` as the pod's IP (`status.podIP` in the
+    /// downward API) instead of the kwok pod's: kwok's are loopback addresses, which
+    /// EndpointSlices refuse, so pods that find each other through a slice get others.
+    pub fn of_deployment_at(
+        ns: &Namespace,
+        name: &str,
+        volumes_root: &Path,
+        ip: Option<IpAddr>,
+    ) -> KubeletPod {
         let dep = ns.get_json(&["deployment", name]);
         let mut sources = Vec::new();
         let mut claims = BTreeMap::new();
@@ -351,7 +363,10 @@ impl KubeletPod {
                 );
             }
         }
-        let identity = PodIdentity::of_deployment(ns, &dep);
+        let mut identity = PodIdentity::of_deployment(ns, &dep);
+        if let Some(ip) = ip {
+            identity.ip = ip;
+        }
         KubeletPod::run(&dep, &sources, &claims, volumes_root, &identity)
     }
 

@@ -12,6 +12,8 @@
 //!   kubelet would (e2e/src/pod.rs): ready on its probes, and a real download through it;
 //! - a peer-fill member's pod spec, run the same way (downward API, service account token),
 //!   reads its fleet's EndpointSlices from the API server with the operator's Role;
+//! - two such members' pods on one link (a veth pair, as on a node's pod network) find each
+//!   other in the membership and fetch each artifact once, asking each other on the peer port;
 //! - a member with `privateModules` and credential Secrets, run the same way, fetches private
 //!   modules from real Git servers (smart HTTP with Basic auth, sshd with a key) with the git,
 //!   ssh and sh of the proxy image, as the image's user with its read-only root, and asks its
@@ -24,7 +26,7 @@ use modfleet_e2e::images::{
     Container, GoEnv, ProcessFacts, files_ending, image, machine_goproxy, owners, podman_ok,
 };
 use modfleet_e2e::injection::{self, WebhookConfiguration};
-use modfleet_e2e::netns::Forwarder;
+use modfleet_e2e::netns::{Forwarder, link};
 use modfleet_e2e::operator::install_crd;
 use modfleet_e2e::pod::{KubeletPod, normalize_image};
 use modfleet_e2e::proxy::http_get;
@@ -541,6 +543,121 @@ endpoints:
     );
     assert_eq!(refused, Some(401));
     assert_eq!(pod.container.stop(30), 0, "{}", pod.container.logs());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Two peer-fill members' pod specs run as a kubelet would, on one link as two pods on a
+/// node's pod network (a veth pair between their namespaces, TEST-NET-1 pod IPs, which the
+/// downward API hands them in place of kwok's loopback ones): each reads the fleet's
+/// membership from the API server, finds itself in it by its advertised `$(POD_IP):7070`,
+/// and asks the other, with the token the operator made, for the artifacts the other owns.
+/// Each artifact, asked of both members, costs the upstream one request.
+#[test]
+fn two_members_pods_fetch_each_artifact_once_through_each_other() {
+    let cluster = Cluster::from_env();
+    install_crd(&cluster);
+    let ns = cluster.namespace("images-peer-pair");
+    let dir = temp_dir(&format!("peer-pair-{}", ns.name()));
+    let paths: Vec<String> = (0..8)
+        .map(|i| format!("/example.com/pair{i}/@v/v1.0.0.info"))
+        .collect();
+    let mut upstream = Upstream::builder().route("*", Reply::Status(404, "not here"));
+    for p in &paths {
+        let info = r#"{"Version":"v1.0.0","Time":"2024-01-02T03:04:05Z"}"#;
+        upstream = upstream.route(p, Reply::Body(info.into()));
+    }
+    let upstream = upstream.start();
+    let upstream_addr: std::net::SocketAddr =
+        upstream.url.trim_start_matches("http://").parse().unwrap();
+    let up = free_port();
+
+    let op = operator_container(&ns, &dir);
+    let mut fleet = small_cache(&cluster, Some(&format!("http://127.0.0.1:{up}")));
+    fleet["spec"]["replicas"] = 2.into();
+    fleet["spec"].as_object_mut().unwrap().remove("fleet");
+    ns.apply(&fleet.to_string());
+    wait_fleet_ready(&ns, &op);
+    let ips: [std::net::Ipv4Addr; 2] = [[192, 0, 2, 61].into(), [192, 0, 2, 62].into()];
+    // The membership, as the EndpointSlice controller would write it for these pod IPs.
+    ns.apply(&format!(
+        "apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: gomod-peers-e2e
+  labels: {{kubernetes.io/service-name: gomod-peers}}
+addressType: IPv4
+ports: [{{name: http, port: 8080}}, {{name: peer, port: 7070}}]
+endpoints:
+  - {{addresses: [\"{}\"], conditions: {{ready: true}}}}
+  - {{addresses: [\"{}\"], conditions: {{ready: true}}}}
+",
+        ips[0], ips[1]
+    ));
+
+    let pods: Vec<KubeletPod> = (0..2)
+        .map(|i| {
+            KubeletPod::of_deployment_at(
+                &ns,
+                &format!("gomod-{i}"),
+                &dir.join("pv"),
+                Some(ips[i].into()),
+            )
+        })
+        .collect();
+    link(&pods[0].ns, ips[0], &pods[1].ns, ips[1]);
+    let _to_upstream: Vec<Forwarder> = pods
+        .iter()
+        .map(|p| Forwarder::out_of(&p.ns, up, upstream_addr))
+        .collect();
+    let clients: Vec<Forwarder> = pods
+        .iter()
+        .map(|p| {
+            p.wait_ready();
+            Forwarder::into(&p.ns, p.ports["http"])
+        })
+        .collect();
+    let admins: Vec<Forwarder> = pods
+        .iter()
+        .map(|p| Forwarder::into(&p.ns, p.ports["admin"]))
+        .collect();
+    let status = |i: usize| -> Option<Value> {
+        serde_json::from_str(&http_get(admins[i].addr, "/status")?).ok()
+    };
+    for (i, pod) in pods.iter().enumerate() {
+        let s = ns.eventually(&format!("member {i} to see both"), DEFAULT_TIMEOUT, || {
+            pod.container.assert_running();
+            let s = status(i)?;
+            (s["peers"]["members"].as_array()?.len() == 2).then_some(s)
+        });
+        assert_eq!(s["peers"]["advertise"], format!("{}:7070", ips[i]), "{s}");
+    }
+
+    for path in &paths {
+        for (i, client) in clients.iter().enumerate() {
+            let body = http_get(client.addr, path)
+                .unwrap_or_else(|| panic!("{path} through member {i}: not a 200"));
+            assert!(body.contains("v1.0.0"), "{path} through member {i}: {body}");
+        }
+        assert_eq!(upstream.hits(path), 1, "{:?}", upstream.all_hits());
+    }
+    let (s0, s1) = (status(0).unwrap(), status(1).unwrap());
+    let sum = |key: &str| {
+        s0["peers"].pointer(key).and_then(Value::as_u64).unwrap()
+            + s1["peers"].pointer(key).and_then(Value::as_u64).unwrap()
+    };
+    // Each artifact: its owner fetched it, the other member asked the owner once.
+    assert_eq!(sum("/asked/hit"), paths.len() as u64, "{s0}\n{s1}");
+    assert_eq!(sum("/served"), paths.len() as u64, "{s0}\n{s1}");
+    assert_eq!(sum("/asked/fallback"), 0, "{s0}\n{s1}");
+    for (i, s) in [&s0, &s1].into_iter().enumerate() {
+        assert!(
+            s["peers"]["asked"]["hit"].as_u64().unwrap() > 0,
+            "member {i} asked the other for nothing: {s}"
+        );
+    }
+    for pod in &pods {
+        assert_eq!(pod.container.stop(30), 0, "{}", pod.container.logs());
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
