@@ -246,16 +246,19 @@ def scenario(contenders, corpus, cfg, log, variants=VARIANTS, rounds=None, late=
     rounds = rounds or cfg["fleet_rounds"]
     order = rounds_order(variants, rounds)
     lat = cfg["fleet_latency_ms"]
+    uplink = cfg.get("fleet_uplink_mbit")
     out = {v: [] for v in variants}
-    origin = procs.Origin(str(corpus.root), [lat / 1000.0])
+    origin = procs.Origin(str(corpus.root), [lat / 1000.0], uplink_mbit=uplink)
+    link = f", uplink {uplink} Mbit/s" if uplink else ""
     try:
         for i, vs in enumerate(order):
             for v in vs:
-                log(f"  fleet round {i + 1}/{rounds}: {LABELS[v]}, {MEMBERS} members, origin {lat} ms")
+                log(f"  fleet round {i + 1}/{rounds}: {LABELS[v]}, {MEMBERS} members, origin {lat} ms{link}")
                 run = run_variant(modfleet, corpus, origin, v, late=late)
                 run["round"] = i + 1
                 out[v].append(run)
                 log(f"  fleet {v}: {summary(run)}")
     finally:
         origin.stop()
-    return {"members": MEMBERS, "latency_ms": lat, "rounds": rounds, "order": order, "results": out}
+    return {"members": MEMBERS, "latency_ms": lat, "uplink_mbit": uplink, "rounds": rounds, "order": order,
+            "results": out}

@@ -151,7 +151,7 @@ class Backend:
     url: str  # http://127.0.0.1:PORT
 
 
-def _nginx_conf(workdir, servers, workers):
+def _nginx_conf(workdir, servers, workers, host="127.0.0.1"):
     """nginx.conf text; servers: list of (port, root, delay_seconds, access_log_path), root a
     directory to serve or a Backend to pass requests to."""
     blocks = []
@@ -171,7 +171,7 @@ def _nginx_conf(workdir, servers, workers):
         else:
             location = f"    location / {{ {serve} }}\n"
         blocks.append(
-            f"  server {{\n    listen 127.0.0.1:{port} reuseport backlog=4096;\n{head}"
+            f"  server {{\n    listen {host}:{port} reuseport backlog=4096;\n{head}"
             f"    access_log {access_log} bench;\n{location}  }}\n"
         )
     tmp = workdir / "tmp"
@@ -190,14 +190,17 @@ def _nginx_conf(workdir, servers, workers):
     )
 
 
-def start_nginx(name, servers, workers=1):
-    """Starts nginx with the given server blocks; returns (Proc, [urls])."""
+def start_nginx(name, servers, workers=1, link=None):
+    """Starts nginx with the given server blocks; returns (Proc, [urls]). With `link` (an
+    Uplink), nginx runs in the link's network namespace and listens on its address there."""
     workdir = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
     (workdir / "tmp").mkdir()
     conf = workdir / "nginx.conf"
-    conf.write_text(_nginx_conf(workdir, servers, workers))
-    popen, log_path = _spawn(name, [NGINX, "-c", str(conf), "-p", str(workdir)], workdir)
-    urls = [f"http://127.0.0.1:{port}" for port, *_ in servers]
+    host = link.remote if link else "127.0.0.1"
+    conf.write_text(_nginx_conf(workdir, servers, workers, host))
+    argv = [NGINX, "-c", str(conf), "-p", str(workdir)]
+    popen, log_path = _spawn(name, (link.exec_prefix() if link else []) + argv, workdir)
+    urls = [f"http://{host}:{port}" for port, *_ in servers]
     proc = Proc(name, popen, workdir, urls[0], log_path)
     try:
         for url in urls:
@@ -209,13 +212,52 @@ def start_nginx(name, servers, workers=1):
     return proc, urls
 
 
+class Uplink:
+    """A network link of limited bandwidth to a server, as a site's uplink to the internet: a
+    network namespace joined to this one by a veth pair, its end shaped by a token bucket
+    (`tc tbf`) so that everything the server sends shares `mbit` Mbit/s. Needs root and
+    iproute2."""
+
+    def __init__(self, mbit):
+        self.mbit = mbit
+        n = os.getpid() % 100_000
+        self.ns = f"bench-uplink-{n}"
+        self.local, self.remote = "10.203.0.1", "10.203.0.2"
+        host_end, ns_end = f"bu{n}h", f"bu{n}o"
+        subprocess.run(["ip", "netns", "del", self.ns], capture_output=True)
+        for cmd in (
+            ["ip", "netns", "add", self.ns],
+            ["ip", "link", "add", host_end, "type", "veth", "peer", "name", ns_end, "netns", self.ns],
+            ["ip", "addr", "add", f"{self.local}/30", "dev", host_end],
+            ["ip", "link", "set", host_end, "up"],
+            ["ip", "-n", self.ns, "addr", "add", f"{self.remote}/30", "dev", ns_end],
+            ["ip", "-n", self.ns, "link", "set", ns_end, "up"],
+            ["ip", "-n", self.ns, "link", "set", "lo", "up"],
+            # What the server sends leaves through its end: the downloads share the rate.
+            ["ip", "netns", "exec", self.ns, "tc", "qdisc", "add", "dev", ns_end, "root", "tbf",
+             "rate", f"{mbit}mbit", "burst", "256kb", "latency", "100ms"],
+        ):
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            if r.returncode != 0:
+                self.close()
+                raise RuntimeError(f"uplink: {' '.join(cmd)}: {r.stderr.strip()} (needs root and iproute2)")
+
+    def exec_prefix(self):
+        return ["ip", "netns", "exec", self.ns]
+
+    def close(self):
+        # The veth pair goes with the namespace.
+        subprocess.run(["ip", "netns", "del", self.ns], capture_output=True)
+
+
 class Origin:
-    """The upstream of every proxy: nginx serving the corpus, with an optional delay.
+    """The upstream of every proxy: nginx serving the corpus, with an optional delay, and
+    optionally behind an Uplink of `uplink_mbit`.
 
     Each origin server block logs to its own access log, so upstream requests are counted
     from nginx's own records."""
 
-    def __init__(self, corpus_root, delays):
+    def __init__(self, corpus_root, delays, uplink_mbit=None):
         """delays: list of per-server delays in seconds (one server block per entry)."""
         self.workdir = Path(tempfile.mkdtemp(prefix="bench-origin-logs-"))
         servers = []
@@ -224,7 +266,13 @@ class Origin:
             log = self.workdir / f"access-{i}.log"
             self.logs.append(log)
             servers.append((free_port(), corpus_root, delay, log))
-        self.proc, self.urls = start_nginx("origin", servers, workers=1)
+        self.link = Uplink(uplink_mbit) if uplink_mbit else None
+        try:
+            self.proc, self.urls = start_nginx("origin", servers, workers=1, link=self.link)
+        except Exception:
+            if self.link:
+                self.link.close()
+            raise
         self.reset_counts()
 
     @property
@@ -261,6 +309,8 @@ class Origin:
 
     def stop(self):
         self.proc.stop()
+        if self.link:
+            self.link.close()
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 

@@ -391,6 +391,7 @@ def fleet_section(r, charts):
         return [title, "", "Not run." if not fl else f"Harness error: `{fl.get('harness_error', '')[-300:]}`"]
     run, res = fl["run"], fl["results"]
     late_runs = any(x.get("late") for runs in res.values() for x in runs)
+    store_runs = any("store" in v and runs for v, runs in res.items())
     md5 = ", ".join(f"{k} `{v}`" for k, v in run.get("binaries_md5", {}).items())
     order = "; ".join(f"round {i + 1}: " + ", ".join(FLEET_LABELS[v][:3] for v in vs) for i, vs in enumerate(fl["order"]))
     lo, hi = fl.get("load_range", [0, 0])
@@ -403,7 +404,10 @@ def fleet_section(r, charts):
         "member and the origin compete for the same two cores.",
         "",
         f"{fl['members']} `modfleet-proxy` members on loopback, each with its own empty disk cache and the "
-        f"origin (latency {fl['latency_ms']} ms per request) as upstream; {fl['members']} `go mod download -json all` "
+        f"origin (latency {fl['latency_ms']} ms per request"
+        + (f"; behind a {fl['uplink_mbit']} Mbit/s link that everything it sends shares: a network namespace "
+           "and a veth pair shaped by `tc tbf`, as a site's uplink" if fl.get("uplink_mbit") else "")
+        + f") as upstream; {fl['members']} `go mod download -json all` "
         "of the corpus's module (as in section 2, each with its own empty GOMODCACHE, every .mod and .zip checked "
         "against the corpus) are released at the same instant, each through a different member. Variants: **(a)** "
         "the members share nothing; **(b)** a shared object store under the disk caches (`objectStore`: s3s-fs on "
@@ -417,7 +421,7 @@ def fleet_section(r, charts):
             " After a run with a store, the three members are stopped and a fourth is started empty on that store "
             "(store only), and one more cold `go mod download all` goes through it alone: what a member added or "
             "emptied later costs the origin." if late_runs else " (These runs predate the harness's late member: "
-            "see the Analysis.)"),
+            "see the Analysis.)" if store_runs else ""),
         "",
         "| variant | slowest go command s | vs (a) | upstream requests | upstream MB | artifacts fetched more than once |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",

@@ -44,11 +44,11 @@ ROOT = Path(__file__).resolve().parent.parent
 FULL = dict(connections=[16, 64, 256], seconds=15, latencies_ms=[0, 20, 80], herd_clients=200,
             herd_latencies_ms=[0, 20, 80], failover_artifacts=120, failover_delay_s=2.0,
             slow_clients=1000, slow_probes=1000, private_latencies_ms=[0, 80], fleet_latency_ms=80,
-            fleet_rounds=2)
+            fleet_rounds=2, fleet_uplink_mbit=None, smoke=False)
 SMOKE = dict(connections=[16], seconds=2, latencies_ms=[20], herd_clients=50,
              herd_latencies_ms=[20], failover_artifacts=12, failover_delay_s=2.0,
              slow_clients=50, slow_probes=50, private_latencies_ms=[20], fleet_latency_ms=20,
-             fleet_rounds=1)
+             fleet_rounds=1, fleet_uplink_mbit=1000, smoke=True)
 # The slow clients come from these loopback addresses, as from that many build pods.
 SLOW_ADDRESSES = [f"127.0.1.{i}" for i in range(1, 21)]
 SCENARIO_NAMES = "warm,cold,herd,failover,slow,private,fleet"
@@ -81,6 +81,10 @@ def parse_args(argv=None):
     p.add_argument("--fleet-rounds", type=int, default=None,
                    help="fleet scenario: rounds over the variants, the order reversed every other round "
                         "(default: 2, smoke 1)")
+    p.add_argument("--fleet-uplink-mbit", type=int, default=None,
+                   help="fleet scenario: the origin behind a link of this many Mbit/s shared by everything it "
+                        "sends (a network namespace and `tc tbf`; needs root), as a site's uplink; default: "
+                        "loopback, no limit (the smoke run: 1000, so that the link is set up in CI)")
     p.add_argument("--debug-build", action="store_true",
                    help="benchmark modfleet's debug build (the smoke run does; never for figures)")
     return p.parse_args(argv)
@@ -406,7 +410,7 @@ def private_order(contenders):
 def scenario_private(contenders, _corpus, cfg):
     """Cold `go mod download all` of a generated private module graph: each proxy started
     empty with the Git server as the modules' source, and the go command going direct to it."""
-    pc = private_corpus.ensure(cfg is SMOKE, log=log)
+    pc = private_corpus.ensure(cfg["smoke"], log=log)
     log(f"  private corpus {pc.name}: {pc.stats}")
     out = {}
     order = private_order(contenders)
@@ -575,6 +579,8 @@ def main(argv=None):
     # stopped by the scenarios' `finally` blocks instead of being left behind.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     cfg = SMOKE if args.smoke else FULL
+    if args.fleet_uplink_mbit:
+        cfg = dict(cfg, fleet_uplink_mbit=args.fleet_uplink_mbit)
     check_prerequisites()
     raise_open_file_limit()
     names = (args.contenders or ("modfleet,goproxy,nginx" if args.smoke else "modfleet,athens,goproxy,nginx")).split(",")
