@@ -11,6 +11,7 @@ request (netem would delay every packet, so a TCP handshake and a large body wou
 """
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -28,11 +29,40 @@ ECHO_MODULE = "/usr/lib/nginx/modules/ngx_http_echo_module.so"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"  # /usr/sbin may be missing from PATH
 
 
+_HANDED_OUT = set()
+
+
+def _ephemeral_low():
+    """The lowest port of the kernel's range for outgoing connections' local ports."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port():
-    """A TCP port that was free on 127.0.0.1 a moment ago."""
+    """A TCP port that was free on 127.0.0.1 a moment ago, not handed out before by this
+    process, and below the range the kernel takes outgoing connections' local ports from: a
+    port from that range (what binding port 0 gives) can be taken by any process's connect()
+    between this choice and the server's bind (the smoke run saw a member's peer port go so)."""
+    low = _ephemeral_low()
+    if low > 11000:
+        for _ in range(200):
+            port = random.randint(10000, low - 1)
+            if port in _HANDED_OUT:
+                continue
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    continue
+            _HANDED_OUT.add(port)
+            return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        port = s.getsockname()[1]
+    _HANDED_OUT.add(port)
+    return port
 
 
 def wait_http(url, timeout=30.0, proc=None):

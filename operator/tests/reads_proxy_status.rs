@@ -40,9 +40,7 @@ fn proxy_binary() -> PathBuf {
 }
 
 fn free_addr() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("no free loopback port")
+    SocketAddr::from(([127, 0, 0, 1], modfleet_testkit::workspace::free_port()))
 }
 
 /// An upstream that answers every request 200 (the health probe's `GET /` included).

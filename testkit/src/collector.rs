@@ -26,7 +26,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
@@ -360,15 +360,10 @@ fn otelcol_binary() -> PathBuf {
     )
 }
 
-/// Two distinct ports the kernel just handed out (a race with other processes remains, which
-/// `Collector::start` covers by retrying on "address already in use").
+/// Two distinct free ports (a race with other processes remains, which `Collector::start`
+/// covers by retrying on "address already in use").
 fn two_free_ports() -> (u16, u16) {
-    let a = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    let b = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    (
-        a.local_addr().expect("local addr").port(),
-        b.local_addr().expect("local addr").port(),
-    )
+    (crate::workspace::free_port(), crate::workspace::free_port())
 }
 
 fn config_yaml(dir: &Path, grpc_port: u16, http_port: u16) -> String {

@@ -35,12 +35,43 @@ pub fn workspace_binary(name: &str, override_var: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("cargo reported no {name} executable"))
 }
 
-/// A loopback port free now (bound, then released).
+/// A loopback port free now (bound, then released), not handed out before by this process,
+/// and below the range the kernel takes outgoing connections' local ports from. A port from
+/// that range (what binding port 0 gives) can be taken by any connect() on the machine
+/// between this choice and the server's bind, and bind(0) may give a port again that a test
+/// running beside was just handed.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
+    use std::collections::HashSet;
+    use std::hash::{BuildHasher, RandomState};
+    use std::sync::Mutex;
+    static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    let mut handed = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
+    let handed = handed.get_or_insert_with(HashSet::new);
+    let low = ephemeral_low();
+    let random = RandomState::new();
+    if low > 11_000 {
+        for i in 0..500u32 {
+            let port = 10_000 + (random.hash_one(i) % u64::from(low - 10_000)) as u16;
+            if !handed.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+                handed.insert(port);
+                return port;
+            }
+        }
+    }
+    let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
-        .expect("no free loopback port")
+        .expect("no free loopback port");
+    handed.insert(port);
+    port
+}
+
+/// The lowest port of the kernel's range for outgoing connections' local ports.
+fn ephemeral_low() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
 }
 
 /// A loopback port nothing listens on: a dead upstream.
