@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use modfleet_testkit::netns::Netns;
+use modfleet_testkit::netns::{Netns, ip};
 
 /// A network namespace with only `lo`, up; deleted on drop (testkit's, plus what the pod
 /// runner needs of it: its path for podman and a kubelet's probe).
@@ -100,19 +100,6 @@ pub fn link(a: &NetNs, a_ip: Ipv4Addr, b: &NetNs, b_ip: Ipv4Addr) {
         ]);
         ip(&["-n", ns.name(), "link", "set", end, "up"]);
     }
-}
-
-fn ip(args: &[&str]) {
-    let out = std::process::Command::new("ip")
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run ip (apt-get install iproute2): {e}"));
-    assert!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Where a forwarder's connections go.

@@ -462,6 +462,48 @@ fn a_members_pod_spec_runs_as_a_kubelet_would() {
     assert_eq!(pod.container.stop(30), 0, "{}", pod.container.logs());
 }
 
+/// A PerMember fleet of two from `examples/small-cache.yaml` with peer fill by default (its
+/// `fleet` settings removed), its upstream at 127.0.0.1:`up` in the members' namespaces; the
+/// operator that made it Ready.
+fn peer_fleet(ns: &Namespace, dir: &Path, up: u16) -> Container {
+    let op = operator_container(ns, dir);
+    let mut fleet = small_cache(ns.cluster(), Some(&format!("http://127.0.0.1:{up}")));
+    fleet["spec"]["replicas"] = 2.into();
+    fleet["spec"].as_object_mut().unwrap().remove("fleet");
+    ns.apply(&fleet.to_string());
+    let gmp = wait_fleet_ready(ns, &op);
+    assert_eq!(
+        gmp["spec"]["fleet"]["peerFill"],
+        Value::Null,
+        "peer fill by default"
+    );
+    op
+}
+
+/// The fleet's membership: an EndpointSlice of `gomod-peers` with `(address, ready)`
+/// endpoints. The API server refuses loopback addresses in EndpointSlices, so this cluster's
+/// controller cannot list kwok's (loopback) pods: the tests write the slice, with TEST-NET-1
+/// addresses.
+fn peers_slice(ns: &Namespace, endpoints: &[(std::net::Ipv4Addr, bool)]) {
+    let endpoints: Vec<Value> = endpoints
+        .iter()
+        .map(|(ip, ready)| {
+            serde_json::json!({"addresses": [ip.to_string()], "conditions": {"ready": ready}})
+        })
+        .collect();
+    ns.apply(
+        &serde_json::json!({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": "gomod-peers-e2e",
+                         "labels": {"kubernetes.io/service-name": "gomod-peers"}},
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": 8080}, {"name": "peer", "port": 7070}],
+            "endpoints": endpoints,
+        })
+        .to_string(),
+    );
+}
+
 /// A peer-fill member's pod spec (peer fill is on by default for a PerMember fleet of two), run
 /// as a kubelet would: `POD_IP` from the downward API expanded into `MODFLEET_PEER_ADVERTISE`,
 /// the peer token Secret mounted, the service account token mounted and the API server at
@@ -479,32 +521,14 @@ fn a_peer_fill_members_pod_spec_reads_its_membership_in_its_pod() {
     let live_addr: std::net::SocketAddr = live.url.trim_start_matches("http://").parse().unwrap();
     let up = free_port();
 
-    let op = operator_container(&ns, &dir);
-    let mut fleet = small_cache(&cluster, Some(&format!("http://127.0.0.1:{up}")));
-    fleet["spec"]["replicas"] = 2.into();
-    fleet["spec"].as_object_mut().unwrap().remove("fleet");
-    ns.apply(&fleet.to_string());
-    let gmp = wait_fleet_ready(&ns, &op);
-    assert_eq!(
-        gmp["spec"]["fleet"]["peerFill"],
-        Value::Null,
-        "peer fill by default"
-    );
-    // The membership. The API server refuses loopback addresses in EndpointSlices, so this
-    // cluster's controller cannot list kwok's (loopback) pods: the slice is written here, with
-    // TEST-NET-1 addresses (nothing connects to them: no artifact is asked for).
-    ns.apply(
-        "apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: gomod-peers-e2e
-  labels: {kubernetes.io/service-name: gomod-peers}
-addressType: IPv4
-ports: [{name: http, port: 8080}, {name: peer, port: 7070}]
-endpoints:
-  - {addresses: [\"192.0.2.51\"], conditions: {ready: true}}
-  - {addresses: [\"192.0.2.52\"], conditions: {ready: false}}
-",
+    let _op = peer_fleet(&ns, &dir, up);
+    // Nothing connects to these members: no artifact is asked for.
+    peers_slice(
+        &ns,
+        &[
+            ([192, 0, 2, 51].into(), true),
+            ([192, 0, 2, 52].into(), false),
+        ],
     );
 
     let pod = KubeletPod::of_deployment(&ns, "gomod-0", &dir.join("pv"));
@@ -571,28 +595,10 @@ fn two_members_pods_fetch_each_artifact_once_through_each_other() {
         upstream.url.trim_start_matches("http://").parse().unwrap();
     let up = free_port();
 
-    let op = operator_container(&ns, &dir);
-    let mut fleet = small_cache(&cluster, Some(&format!("http://127.0.0.1:{up}")));
-    fleet["spec"]["replicas"] = 2.into();
-    fleet["spec"].as_object_mut().unwrap().remove("fleet");
-    ns.apply(&fleet.to_string());
-    wait_fleet_ready(&ns, &op);
+    let _op = peer_fleet(&ns, &dir, up);
     let ips: [std::net::Ipv4Addr; 2] = [[192, 0, 2, 61].into(), [192, 0, 2, 62].into()];
     // The membership, as the EndpointSlice controller would write it for these pod IPs.
-    ns.apply(&format!(
-        "apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: gomod-peers-e2e
-  labels: {{kubernetes.io/service-name: gomod-peers}}
-addressType: IPv4
-ports: [{{name: http, port: 8080}}, {{name: peer, port: 7070}}]
-endpoints:
-  - {{addresses: [\"{}\"], conditions: {{ready: true}}}}
-  - {{addresses: [\"{}\"], conditions: {{ready: true}}}}
-",
-        ips[0], ips[1]
-    ));
+    peers_slice(&ns, &[(ips[0], true), (ips[1], true)]);
 
     let pods: Vec<KubeletPod> = (0..2)
         .map(|i| {

@@ -97,7 +97,8 @@ pub fn enter<T: Send>(name: &str, f: impl FnOnce() -> T + Send) -> std::io::Resu
     })
 }
 
-fn ip(args: &[&str]) {
+/// Runs `ip ARGS`, failing the test with its error output.
+pub fn ip(args: &[&str]) {
     let out = Command::new("ip")
         .args(args)
         .output()
