@@ -41,12 +41,11 @@ pub fn workspace_binary(name: &str, override_var: &str) -> PathBuf {
 /// between this choice and the server's bind, and bind(0) may give a port again that a test
 /// running beside was just handed.
 pub fn free_port() -> u16 {
-    use std::collections::HashSet;
+    use std::collections::BTreeSet;
     use std::hash::{BuildHasher, RandomState};
     use std::sync::Mutex;
-    static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
     let mut handed = HANDED_OUT.lock().unwrap_or_else(|p| p.into_inner());
-    let handed = handed.get_or_insert_with(HashSet::new);
     let low = ephemeral_low();
     let random = RandomState::new();
     if low > 11_000 {
