@@ -518,7 +518,7 @@ fn a_peer_fill_members_pod_spec_reads_its_membership_in_its_pod() {
     let live = Upstream::builder()
         .route("*", Reply::Body(Vec::new()))
         .start();
-    let live_addr: std::net::SocketAddr = live.url.trim_start_matches("http://").parse().unwrap();
+    let live_addr = live.addr();
     let up = free_port();
 
     let _op = peer_fleet(&ns, &dir, up);
@@ -591,8 +591,7 @@ fn two_members_pods_fetch_each_artifact_once_through_each_other() {
         upstream = upstream.route(p, Reply::Body(info.into()));
     }
     let upstream = upstream.start();
-    let upstream_addr: std::net::SocketAddr =
-        upstream.url.trim_start_matches("http://").parse().unwrap();
+    let upstream_addr = upstream.addr();
     let up = free_port();
 
     let _op = peer_fleet(&ns, &dir, up);
